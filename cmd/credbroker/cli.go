@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Exit codes shared by every command (see DESIGN.md).
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitInput   = 2
+)
+
+// command is one subcommand. Each lives in its own file and registers itself
+// from init, so commands never edit each other's files.
+type command struct {
+	name    string
+	summary string
+	// usage is the synopsis line after "credbroker <name>".
+	usage string
+	// newOptions returns a pointer to the command's option struct. Every
+	// exported field with a `flag` tag becomes a flag and an environment
+	// variable (the `env` tag); flags win over the environment.
+	newOptions func() any
+	// run executes the command. It returns an error wrapped with
+	// errBadInput for exit code 2, any other error for exit code 1.
+	run func(ctx context.Context, e *cmdEnv, opts any) error
+}
+
+// cmdEnv is what a command gets from the framework.
+type cmdEnv struct {
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+	args   []string // positional arguments left after the flags
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) {
+	if _, dup := commands[c.name]; dup {
+		panic("credbroker: command registered twice: " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// errBadInput marks errors caused by bad input or configuration (exit 2).
+var errBadInput = errors.New("bad input")
+
+// badInputError carries a message for exit code 2 without repeating "bad input".
+type badInputError struct{ err error }
+
+func (e *badInputError) Error() string        { return e.err.Error() }
+func (e *badInputError) Unwrap() []error      { return []error{e.err, errBadInput} }
+func badInput(err error) error                { return &badInputError{err: err} }
+func badInputf(format string, a ...any) error { return badInput(fmt.Errorf(format, a...)) }
+
+// globalOptions are accepted by every command.
+type globalOptions struct {
+	LogLevel  string `flag:"log-level" env:"CREDBROKER_LOG_LEVEL" usage:"log level: debug, info, warn or error" default:"info"`
+	LogFormat string `flag:"log-format" env:"CREDBROKER_LOG_FORMAT" usage:"log format on stderr: text or json" default:"text"`
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) > 1 {
+			if c, ok := commands[args[1]]; ok {
+				fs, _, _ := newFlagSet(c, io.Discard)
+				printCommandHelp(stdout, c, fs)
+				return exitOK
+			}
+		}
+		printMainHelp(stdout)
+		if len(args) == 0 {
+			return exitInput
+		}
+		return exitOK
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "credbroker: unknown command %q\n\n", args[0])
+		printMainHelp(stderr)
+		return exitInput
+	}
+	fs, opts, global := newFlagSet(c, stderr)
+	// Order: defaults (set when flags are bound), then the environment, then flags.
+	if err := parseEnv(opts); err != nil {
+		fmt.Fprintf(stderr, "credbroker %s: environment: %v\n", c.name, err)
+		return exitInput
+	}
+	if err := parseEnv(global); err != nil {
+		fmt.Fprintf(stderr, "credbroker %s: environment: %v\n", c.name, err)
+		return exitInput
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printCommandHelp(stdout, c, fs)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "Run 'credbroker %s --help' for its flags.\n", c.name)
+		return exitInput
+	}
+	logger, err := newLogger(stderr, global.LogLevel, global.LogFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "credbroker %s: %v\n", c.name, err)
+		return exitInput
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &cmdEnv{stdout: stdout, stderr: stderr, log: logger, args: fs.Args()}
+	if err := c.run(ctx, e, opts); err != nil {
+		fmt.Fprintf(stderr, "credbroker %s: %v\n", c.name, err)
+		return exitCode(err)
+	}
+	return exitOK
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, errBadInput) {
+		return exitInput
+	}
+	return exitRuntime
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, badInputf("--log-level %q: want debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	default:
+		return nil, badInputf("--log-format %q: want text or json", format)
+	}
+}
+
+func newFlagSet(c *command, stderr io.Writer) (*flag.FlagSet, any, *globalOptions) {
+	fs := flag.NewFlagSet("credbroker "+c.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts any = &struct{}{}
+	if c.newOptions != nil {
+		opts = c.newOptions()
+	}
+	global := &globalOptions{}
+	bindFlags(fs, opts)
+	bindFlags(fs, global)
+	fs.Usage = func() {} // help goes to stdout, errors to stderr: see run
+	return fs, opts, global
+}
+
+// bindFlags registers a flag for every field of *opts tagged `flag:"name"`,
+// with the `default` tag as default and `usage` (plus the env variable) as help.
+func bindFlags(fs *flag.FlagSet, opts any) {
+	v := reflect.ValueOf(opts).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		usage := f.Tag.Get("usage")
+		if ev := f.Tag.Get("env"); ev != "" {
+			usage += " (env " + ev + ")"
+		}
+		def := f.Tag.Get("default")
+		p := v.Field(i).Addr().Interface()
+		switch p := p.(type) {
+		case *string:
+			fs.StringVar(p, name, def, usage)
+		case *bool:
+			b, _ := strconv.ParseBool(def)
+			fs.BoolVar(p, name, b, usage)
+		case *int:
+			n, _ := strconv.Atoi(def)
+			fs.IntVar(p, name, n, usage)
+		case *time.Duration:
+			d, _ := time.ParseDuration(def)
+			fs.DurationVar(p, name, d, usage)
+		case *[]string:
+			fs.Var(&listFlag{p: p}, name, usage+" (repeatable)")
+		default:
+			panic(fmt.Sprintf("credbroker: flag %s: unsupported type %s", name, f.Type))
+		}
+	}
+}
+
+// parseEnv reads the `env` tags of *opts. Variables that are not set leave the
+// field (its flag default) alone.
+func parseEnv(opts any) error {
+	return env.ParseWithOptions(opts, env.Options{TagName: "env"})
+}
+
+// listFlag is a repeatable flag; the environment form is comma-separated.
+// The first use on the command line replaces what the environment gave.
+type listFlag struct {
+	p       *[]string
+	touched bool
+}
+
+func (l *listFlag) String() string {
+	if l == nil || l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.touched {
+		*l.p = nil
+		l.touched = true
+	}
+	*l.p = append(*l.p, v)
+	return nil
+}
+
+func printMainHelp(w io.Writer) {
+	fmt.Fprintln(w, "credbroker: a credential broker for apps with service bindings.")
+	fmt.Fprintln(w, "\nUsage: credbroker <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'credbroker <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "Exit codes: 0 success, 1 runtime failure, 2 bad input or configuration.")
+}
+
+func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: credbroker %s %s\n\n%s\n\nFlags:\n", c.name, c.usage, c.summary)
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+}

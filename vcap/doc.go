@@ -1,0 +1,2 @@
+// Package vcap reads service bindings and turns them into typed credentials.
+package vcap
