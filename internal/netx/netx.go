@@ -1,0 +1,112 @@
+// Package netx holds the network plumbing shared by credbroker's commands:
+// a dial override that resolves chosen host names to fixed addresses (like
+// curl's --resolve), with names under ".localhost" going to loopback as
+// RFC 6761 reserves them.
+package netx
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Rule maps a host name pattern to an IP address. Pattern is an exact host
+// name ("auth.example.com") or a wildcard for every name below a domain
+// ("*.example.com", which does not match "example.com" itself).
+type Rule struct {
+	Pattern string
+	Addr    netip.Addr
+}
+
+// ParseRule parses "PATTERN=ADDR", for example "*.mock.test=127.0.0.1".
+func ParseRule(s string) (Rule, error) {
+	pat, addr, ok := strings.Cut(strings.TrimSpace(s), "=")
+	if !ok || pat == "" || addr == "" {
+		return Rule{}, fmt.Errorf("resolve rule %q: want PATTERN=ADDR, for example *.example.test=127.0.0.1", s)
+	}
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return Rule{}, fmt.Errorf("resolve rule %q: %q is not an IP address", s, addr)
+	}
+	pat = strings.ToLower(strings.TrimSuffix(pat, "."))
+	if strings.Contains(strings.TrimPrefix(pat, "*."), "*") {
+		return Rule{}, fmt.Errorf("resolve rule %q: a wildcard is allowed only as the first label (*.domain)", s)
+	}
+	return Rule{Pattern: pat, Addr: a}, nil
+}
+
+// ParseRules parses every rule; the error names the first bad one.
+func ParseRules(list []string) ([]Rule, error) {
+	var rules []Rule
+	for _, s := range list {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		r, err := ParseRule(s)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+func (r Rule) match(host string) bool {
+	if suffix, ok := strings.CutPrefix(r.Pattern, "*"); ok {
+		return strings.HasSuffix(host, suffix) && len(host) > len(suffix)
+	}
+	return host == r.Pattern
+}
+
+// Loopback resolves "localhost" and every name under ".localhost" to
+// 127.0.0.1 (RFC 6761, section 6.3). It is always consulted after the
+// configured rules.
+var Loopback = Rule{Pattern: "*.localhost", Addr: netip.MustParseAddr("127.0.0.1")}
+
+// Resolver rewrites the host of a dial address by the first matching rule.
+// The zero value only applies Loopback. It is safe for concurrent use.
+type Resolver struct {
+	Rules []Rule
+}
+
+// Lookup returns the address for host, and false when no rule matches.
+func (r *Resolver) Lookup(host string) (netip.Addr, bool) {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, rule := range r.Rules {
+		if rule.match(h) {
+			return rule.Addr, true
+		}
+	}
+	if h == "localhost" || Loopback.match(h) {
+		return Loopback.Addr, true
+	}
+	return netip.Addr{}, false
+}
+
+// Rewrite returns address ("host:port") with the host replaced when a rule
+// matches. Addresses without a port are returned unchanged.
+func (r *Resolver) Rewrite(address string) string {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return address
+	}
+	if a, ok := r.Lookup(host); ok {
+		return net.JoinHostPort(a.String(), port)
+	}
+	return address
+}
+
+// Dialer returns a DialContext for http.Transport that applies the rules.
+// TLS still verifies the original host name, because the transport passes
+// the name, not the rewritten address, to the TLS handshake.
+func (r *Resolver) Dialer(d *net.Dialer) func(ctx context.Context, network, address string) (net.Conn, error) {
+	if d == nil {
+		d = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	}
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		return d.DialContext(ctx, network, r.Rewrite(address))
+	}
+}
