@@ -171,13 +171,19 @@ func newFlagSet(c *command, stderr io.Writer) (*flag.FlagSet, any, *globalOption
 }
 
 // bindFlags registers a flag for every field of *opts tagged `flag:"name"`,
-// with the `default` tag as default and `usage` (plus the env variable) as help.
+// with the `default` tag as default and `usage` (plus the env variable) as
+// help. Embedded structs are option groups shared by several commands; their
+// fields are bound too.
 func bindFlags(fs *flag.FlagSet, opts any) {
 	v := reflect.ValueOf(opts).Elem()
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name := f.Tag.Get("flag")
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			bindFlags(fs, v.Field(i).Addr().Interface()) // shared option groups
+			continue
+		}
 		if name == "" {
 			continue
 		}
