@@ -181,6 +181,9 @@ func bindFlags(fs *flag.FlagSet, opts any) {
 		f := t.Field(i)
 		name := f.Tag.Get("flag")
 		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			if !f.IsExported() {
+				panic("credbroker: option group " + f.Type.Name() + " must be an exported type")
+			}
 			bindFlags(fs, v.Field(i).Addr().Interface()) // shared option groups
 			continue
 		}

@@ -9,12 +9,12 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-type group struct {
+type Group struct {
 	Dir string `flag:"dir" env:"CB_TEST_DIR" usage:"a dir"`
 }
 
 type testOpts struct {
-	group
+	Group
 	Name   string   `flag:"name" env:"CB_TEST_NAME" usage:"a name" default:"def"`
 	Scopes []string `flag:"scope" env:"CB_TEST_SCOPES" usage:"scopes"`
 	N      int      `flag:"n" env:"CB_TEST_N" default:"3"`
