@@ -1,0 +1,144 @@
+package vcap
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"strings"
+)
+
+// NormalizePEM turns PEM as bindings carry it into standard PEM: literal
+// "\n" (and "\r\n") escape sequences become newlines, surrounding quotes and
+// whitespace go, Windows line endings become "\n".
+func NormalizePEM(in []byte) []byte {
+	s := strings.TrimSpace(string(in))
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	s = strings.ReplaceAll(s, `\r\n`, "\n")
+	s = strings.ReplaceAll(s, `\n`, "\n")
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return []byte(strings.TrimSpace(s) + "\n")
+}
+
+// ParseCertificates parses every CERTIFICATE block of a (normalised) PEM
+// input, leaf first as given. Other blocks are ignored. It fails with
+// ErrNoCertificate when there is none and ErrBadCertificate when one does not
+// parse. The error never quotes the input.
+func ParseCertificates(in []byte) ([]*x509.Certificate, error) {
+	rest := NormalizePEM(in)
+	var out []*x509.Certificate
+	for i := 1; ; i++ {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: block %d: %v", ErrBadCertificate, i, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		if bytes.Contains(in, []byte("-----BEGIN")) {
+			return nil, fmt.Errorf("%w: no CERTIFICATE PEM block decodes", ErrBadCertificate)
+		}
+		return nil, ErrNoCertificate
+	}
+	return out, nil
+}
+
+// ParsePrivateKey parses the first private key block of a (normalised) PEM
+// input: "RSA PRIVATE KEY" (PKCS#1), "PRIVATE KEY" (PKCS#8: RSA, ECDSA,
+// Ed25519) or "EC PRIVATE KEY" (SEC1). Encrypted keys are refused. The
+// error never quotes the input.
+func ParsePrivateKey(in []byte) (crypto.Signer, error) {
+	rest := NormalizePEM(in)
+	sawBlock := false
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		sawBlock = true
+		var (
+			k   any
+			err error
+		)
+		switch blk.Type {
+		case "RSA PRIVATE KEY":
+			if blk.Headers["Proc-Type"] != "" {
+				return nil, fmt.Errorf("%w: encrypted PEM keys are not supported", ErrBadKey)
+			}
+			k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+		case "EC PRIVATE KEY":
+			if blk.Headers["Proc-Type"] != "" {
+				return nil, fmt.Errorf("%w: encrypted PEM keys are not supported", ErrBadKey)
+			}
+			k, err = x509.ParseECPrivateKey(blk.Bytes)
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+		case "ENCRYPTED PRIVATE KEY":
+			return nil, fmt.Errorf("%w: encrypted PKCS#8 keys are not supported", ErrBadKey)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s block: %s", ErrBadKey, blk.Type, keyErrMsg(err))
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%w: unsupported key type %T", ErrBadKey, k)
+		}
+		return s, nil
+	}
+	if sawBlock || bytes.Contains(in, []byte("-----BEGIN")) {
+		return nil, fmt.Errorf("%w: no private key PEM block decodes", ErrBadKey)
+	}
+	return nil, ErrNoKey
+}
+
+// keyErrMsg keeps x509's parse messages (they describe structure, not key bytes).
+func keyErrMsg(err error) string { return err.Error() }
+
+// KeyMatches reports whether key is the private half of cert's public key.
+func KeyMatches(cert *x509.Certificate, key crypto.Signer) bool {
+	if cert == nil || key == nil {
+		return false
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	pub, ok := key.Public().(equaler)
+	return ok && pub.Equal(cert.PublicKey)
+}
+
+func encodePKCS8(k crypto.Signer) ([]byte, error) {
+	switch k.(type) {
+	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+	default:
+		return nil, fmt.Errorf("unsupported key type %T", k)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// EncodeCertificates returns the chain as PEM.
+func EncodeCertificates(certs []*x509.Certificate) []byte {
+	var b bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.Bytes()
+}
