@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make bench / make bench-smoke: installs the load tools it needs (nginx, wrk
+# from Debian's packages), builds credbroker without the race detector and
+# runs bench/runner, which writes docs/benchmarks.md (or, with --smoke, a
+# throwaway report under $TMPDIR that proves the harness still works).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bench: installing ${need[*]} from Debian's packages"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+mkdir -p bin
+go build -o bin/credbroker ./cmd/credbroker
+go build -o bin/benchrunner ./bench/runner
+exec bin/benchrunner --credbroker bin/credbroker "$@"

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/credbroker/credbroker/internal/testpki"
+)
+
+// body is the upstream's fixed small response.
+var body = []byte("hello from the upstream\n")
+
+func upstreamHandler(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+// serve starts an upstream on loopback; with tlsConf it speaks TLS.
+func serve(tlsConf *tls.Config) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(upstreamHandler), ReadHeaderTimeout: 10 * time.Second}
+	if tlsConf != nil {
+		go func() { _ = srv.Serve(tls.NewListener(l, tlsConf)) }()
+	} else {
+		go func() { _ = srv.Serve(l) }()
+	}
+	return l.Addr().String(), nil
+}
+
+func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, error) {
+	bin, err := filepath.Abs(o.credbroker)
+	if err != nil {
+		return nil, err
+	}
+	plainAddr, err := serve(nil)
+	if err != nil {
+		return nil, err
+	}
+
+	// 1. The mock auth server: token service and connector.
+	mockDir := filepath.Join(tmp, "mock")
+	mock := exec.CommandContext(ctx, bin, "mock", "--dir", mockDir, "--token-ttl", "1h", "--cert-ttl", "24h")
+	mock.Stderr, mock.Stdout = logWriter("mock"), logWriter("mock")
+	if err := procs.start(mock); err != nil {
+		return nil, fmt.Errorf("start credbroker mock: %w", err)
+	}
+	if err := waitFor(ctx, "mock.json", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(mockDir, "mock.json"))
+		return err == nil
+	}); err != nil {
+		return nil, err
+	}
+
+	// 2. A client certificate from the mock connector, for the mtls route.
+	certDir := filepath.Join(tmp, "connector")
+	tokenURL, err := os.ReadFile(filepath.Join(mockDir, "pairing-url"))
+	if err != nil {
+		return nil, err
+	}
+	pair := exec.CommandContext(ctx, bin, "pair", "--token-url", strings.TrimSpace(string(tokenURL)),
+		"--cert-dir", certDir, "--ca-file", filepath.Join(mockDir, "ca.crt"), "--key-type", "ecdsa-p256")
+	if out, err := pair.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("credbroker pair: %v\n%s", err, out)
+	}
+
+	// 3. The mTLS upstream: its own server certificate, client certificates
+	// from the connector's CA.
+	upCA := testpki.NewCA()
+	upCAFile := filepath.Join(tmp, "upstream-ca.crt")
+	if err := os.WriteFile(upCAFile, upCA.CertPEM(), 0o644); err != nil {
+		return nil, err
+	}
+	connectorCA, err := os.ReadFile(filepath.Join(certDir, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	clientCAs := x509.NewCertPool()
+	if !clientCAs.AppendCertsFromPEM(connectorCA) {
+		return nil, fmt.Errorf("no certificate in %s", filepath.Join(certDir, "ca.crt"))
+	}
+	tlsAddr, err := serve(testpki.ServerTLSConfig(upCA.Issue(testpki.WithIPs("127.0.0.1"), testpki.WithDNSNames("localhost")), clientCAs))
+	if err != nil {
+		return nil, err
+	}
+
+	// 4. OAuth 1.0a consumer key and secret.
+	keyFile, secretFile := filepath.Join(tmp, "oauth1.key"), filepath.Join(tmp, "oauth1.secret")
+	if err := os.WriteFile(keyFile, []byte("bench-consumer"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(secretFile, []byte("bench-consumer-secret"), 0o600); err != nil {
+		return nil, err
+	}
+
+	// 5. credbroker run.
+	listen, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfgFile := filepath.Join(tmp, "credbroker.yaml")
+	cfg := sidecarConfig(listen, admin, plainAddr, tlsAddr, certDir, keyFile, secretFile, upCAFile, filepath.Join(mockDir, "ca.crt"))
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	e := &env{adminURL: fmt.Sprintf("http://127.0.0.1:%d", admin)}
+	e.runArgs = []string{"run", "--config", cfgFile, "--vcap-file", filepath.Join(mockDir, "vcap.json"), "--log-level", "warn"}
+	var sidecar *exec.Cmd
+	startSidecar := func(ctx context.Context) (time.Duration, error) {
+		if sidecar != nil {
+			_ = sidecar.Process.Signal(os.Interrupt)
+			_ = sidecar.Wait()
+		}
+		sidecar = exec.CommandContext(ctx, bin, e.runArgs...)
+		sidecar.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(2))
+		sidecar.Stderr, sidecar.Stdout = logWriter("credbroker"), logWriter("credbroker")
+		start := time.Now()
+		if err := procs.start(sidecar); err != nil {
+			return 0, fmt.Errorf("start credbroker run: %w", err)
+		}
+		if err := waitFor(ctx, "credbroker /readyz", 30*time.Second, func() bool { return httpOK(e.adminURL + "/readyz") }); err != nil {
+			return 0, err
+		}
+		return time.Since(start), nil
+	}
+	if _, err := startSidecar(ctx); err != nil {
+		return nil, err
+	}
+	e.restart = startSidecar
+	e.sidecarPID = func() int { return sidecar.Process.Pid }
+
+	// 6. nginx: reverse proxy with a fixed Authorization header, keep-alive to the upstream.
+	ngPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ngDir := filepath.Join(tmp, "nginx")
+	if err := os.MkdirAll(ngDir, 0o777); err != nil {
+		return nil, err
+	}
+	_ = os.Chmod(tmp, 0o755)
+	if err := os.WriteFile(filepath.Join(ngDir, "nginx.conf"), []byte(nginxConfig(ngDir, ngPort, plainAddr)), 0o644); err != nil {
+		return nil, err
+	}
+	ng := exec.CommandContext(ctx, "nginx", "-p", ngDir, "-c", filepath.Join(ngDir, "nginx.conf"))
+	ng.Stderr, ng.Stdout = logWriter("nginx"), logWriter("nginx")
+	if err := procs.start(ng); err != nil {
+		return nil, fmt.Errorf("start nginx: %w", err)
+	}
+	ngURL := fmt.Sprintf("http://127.0.0.1:%d/", ngPort)
+	if err := waitFor(ctx, "nginx", 10*time.Second, func() bool { return httpOK(ngURL) }); err != nil {
+		return nil, err
+	}
+
+	cb := fmt.Sprintf("http://127.0.0.1:%d", listen)
+	e.targets = []target{
+		{"direct", "http://" + plainAddr + "/"},
+		{"nginx", ngURL},
+		{"credbroker-bearer", cb + "/bearer/"},
+		{"credbroker-mtls", cb + "/mtls/"},
+		{"credbroker-oauth1", cb + "/oauth1/"},
+	}
+	for _, t := range e.targets {
+		if !httpOK(t.url) {
+			return nil, fmt.Errorf("%s (%s) does not answer 200 before the run", t.name, t.url)
+		}
+	}
+	return e, nil
+}
+
+// sidecarConfig is the credbroker run configuration under test: one route of
+// each kind, all to the same upstream.
+func sidecarConfig(listen, admin int, plainAddr, tlsAddr, certDir, keyFile, secretFile, upCAFile, mockCAFile string) string {
+	return fmt.Sprintf(`listen: 127.0.0.1:%d
+admin_listen: 127.0.0.1:%d
+ca_files: [%q, %q]
+routes:
+  - name: bearer
+    upstream: http://%s
+    auth: {type: bearer, binding: xsuaa-secret}
+  - name: mtls
+    upstream: https://%s
+    auth: {type: mtls, certificate: connector}
+  - name: oauth1
+    upstream: http://%s
+    auth: {type: oauth1, key_file: %q, secret_file: %q}
+certificates:
+  - name: connector
+    dir: %q
+`, listen, admin, upCAFile, mockCAFile, plainAddr, tlsAddr, plainAddr, keyFile, secretFile, certDir)
+}
+
+func nginxConfig(dir string, port int, upstream string) string {
+	return fmt.Sprintf(`worker_processes auto;
+daemon off;
+master_process on;
+user root;
+pid %[1]s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  upstream up {
+    server %[3]s;
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:%[2]d;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer a-fixed-token-the-baseline-adds";
+    }
+  }
+}
+`, dir, port, upstream)
+}
+
+// logWriter prefixes a child's lines and sends them to stderr only when
+// BENCH_VERBOSE is set; otherwise they are dropped.
+func logWriter(name string) *os.File {
+	if os.Getenv("BENCH_VERBOSE") != "" {
+		return os.Stderr
+	}
+	f, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	return f
+}
