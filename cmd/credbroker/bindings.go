@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/credbroker/credbroker/vcap"
+)
+
+type bindingsOptions struct {
+	BindingSourceOptions
+	JSON bool `flag:"json" env:"CREDBROKER_JSON" usage:"print a JSON array instead of a table"`
+}
+
+func init() {
+	register(&command{
+		name:       "bindings",
+		summary:    "list every service binding found and how credbroker would authenticate with it (secrets redacted)",
+		usage:      "[--json] [--vcap-file F | --bindings-dir D] [--key-file K]",
+		newOptions: func() any { return &bindingsOptions{} },
+		run:        runBindings,
+	})
+}
+
+// bindingView is one element of `bindings --json` (DESIGN.md). It holds no
+// secret: only names, URLs, dates and problem texts.
+type bindingView struct {
+	Name           string   `json:"name"`
+	Label          string   `json:"label"`
+	Plan           string   `json:"plan"`
+	InstanceName   string   `json:"instance_name"`
+	CredentialType string   `json:"credential_type"`
+	Auth           string   `json:"auth"`
+	TokenURL       string   `json:"token_url"`
+	CertNotAfter   string   `json:"cert_not_after,omitempty"`
+	Problems       []string `json:"problems"`
+}
+
+func viewOf(b *vcap.Binding) bindingView {
+	v := bindingView{
+		Name: b.Name, Label: b.Label, Plan: b.Plan, InstanceName: b.InstanceName,
+		Auth: string(vcap.AuthNone), Problems: append([]string{}, b.Problems...),
+	}
+	if a := b.Auth; a != nil {
+		v.CredentialType = a.CredentialType
+		v.Auth = string(a.Auth)
+		v.TokenURL = a.TokenURL
+		if !a.CertificateExpiresAt.IsZero() {
+			v.CertNotAfter = a.CertificateExpiresAt.UTC().Format(time.RFC3339)
+		}
+	}
+	return v
+}
+
+func runBindings(ctx context.Context, e *cmdEnv, o any) error {
+	opts := o.(*bindingsOptions)
+	if len(e.args) > 0 {
+		return badInputf("unexpected argument %q", e.args[0])
+	}
+	set, err := loadBindings(ctx, opts.BindingSourceOptions, e.log)
+	if err != nil {
+		return err
+	}
+	views := make([]bindingView, 0, set.Len())
+	for _, b := range set.Bindings {
+		views = append(views, viewOf(b))
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(views); err != nil {
+			return err
+		}
+	} else {
+		printBindingsTable(e, set.Source, views)
+	}
+	return problemsError(set)
+}
+
+func printBindingsTable(e *cmdEnv, source string, views []bindingView) {
+	fmt.Fprintf(e.stdout, "Bindings from %s:\n\n", source)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tLABEL\tPLAN\tINSTANCE\tCREDENTIAL-TYPE\tAUTH\tTOKEN-URL\tCERT-NOT-AFTER\tSTATUS")
+	for _, v := range views {
+		status := "ok"
+		if n := len(v.Problems); n > 0 {
+			status = fmt.Sprintf("%d problem(s)", n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			dash(v.Name), dash(v.Label), dash(v.Plan), dash(v.InstanceName), dash(v.CredentialType),
+			v.Auth, dash(v.TokenURL), dash(v.CertNotAfter), status)
+	}
+	_ = tw.Flush()
+	var probs []string
+	for _, v := range views {
+		probs = append(probs, v.Problems...)
+	}
+	if len(probs) > 0 {
+		fmt.Fprintf(e.stdout, "\nProblems:\n  %s\n", strings.Join(probs, "\n  "))
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
