@@ -1,3 +1,49 @@
-// Package mockauth is a mock XSUAA-style token service and connector with
-// its own CA, for end-to-end tests.
+// Package mockauth is a mock XSUAA-style token service (with an IAS flavour)
+// and a Kyma-style Application Connector with its own CAs, for end-to-end
+// tests. Start it inside a test like httptest:
+//
+//	srv, err := mockauth.Start(mockauth.Options{TokenTTL: time.Minute})
+//	if err != nil { ... }
+//	defer srv.Close()
+//	info := srv.Info()              // every URL: info.URL, info.CertURL, info.ConnectorURL, info.AdminURL, ...
+//	vcap := srv.VCAPServices()      // VCAP_SERVICES with "xsuaa-secret", "xsuaa-x509" and "ias" bindings
+//	client := srv.Client()          // trusts the mock's CA, dials *.localhost to 127.0.0.1
+//	url, token, err := srv.NewPairingToken("app1") // one-time connector token
+//
+// # Hosts
+//
+// Every host name lives under .localhost (RFC 6761) so that tenant
+// subdomains work on one machine. Go does not resolve those names by itself:
+// dial through [DialContext] (or any override that maps *.localhost to
+// 127.0.0.1). TLS still verifies the name against the mock's server CA
+// ([Server.CACertPEM]).
+//
+//   - Token service, client secret: https://<subdomain>.authentication.localhost:PORT
+//     (POST /oauth/token, GET /token_keys; IAS: POST /oauth2/token,
+//     GET /oauth2/certs, GET /.well-known/openid-configuration). The
+//     tenant-agnostic host authentication.localhost takes the zone in X-zid.
+//   - Token service, mTLS: https://<subdomain>.authentication.cert.localhost:PORT2;
+//     a TLS handshake without a client certificate from a trusted CA fails.
+//   - Connector: https://connector.localhost:PORT3, and with
+//     Options.TwoPhase a runtime connector with its own CA.
+//   - Gateway (App Registry metadata and events): https://gateway.localhost:PORT4.
+//   - Control API (plain HTTP on loopback): http://127.0.0.1:PORT5/mock/...
+//
+// # Grants and users
+//
+// client_credentials, password, urn:ietf:params:oauth:grant-type:jwt-bearer
+// (the assertion must be a user token the mock issued) and refresh_token.
+// The password grant knows two fixed users: alice/alice-password (roles
+// read and write) and bob/bob-password (role read); see [Users].
+//
+// # Breaking it on purpose
+//
+// [Server.AddFault] injects status codes (with Retry-After), latency,
+// dropped connections or bodies for the next N requests or a time window;
+// [Server.SetTTL], [Server.RotateKeys], [Server.Revoke] and
+// [Server.MintToken] change what it issues; [Server.Stats] counts what it
+// saw. The same controls exist over HTTP on Info().AdminURL.
+//
+// mockauth imports no production package of credbroker: a fake must not
+// share code with what it tests.
 package mockauth

@@ -1,0 +1,387 @@
+package mockauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Fault targets.
+const (
+	TargetToken     = "token"     // the secret token host (XSUAA and IAS endpoints)
+	TargetCertToken = "certtoken" // the mTLS cert token host
+	TargetConnector = "connector" // every connector endpoint (central and runtime)
+	TargetCSR       = "csr"       // only the CSR endpoints (certificates, renewals): refused CSRs
+	TargetEvents    = "events"    // the gateway (metadata and events)
+)
+
+// Fault breaks the next requests to a target on purpose. Count and Duration
+// bound it (whichever ends first); with neither it lasts until ClearFaults.
+// The first active fault of a target applies to a request.
+type Fault struct {
+	Target string
+	// Status, when not 0, is answered instead of the real response, with
+	// Body (default: an error body in the target's format).
+	Status int
+	// RetryAfter is sent as a Retry-After header (whole seconds) with Status.
+	RetryAfter time.Duration
+	// Latency delays the request before it is answered (or failed).
+	Latency time.Duration
+	// Drop closes the connection in the middle of the response.
+	Drop bool
+	// Count is how many requests the fault applies to; 0 means unbounded.
+	Count int
+	// Duration is how long (on the mock's clock) the fault lasts from when
+	// it is added; 0 means unbounded.
+	Duration time.Duration
+	// Body replaces the response body; with Status 0 it is served with 200
+	// (for example invalid JSON).
+	Body string
+}
+
+type activeFault struct {
+	Fault
+	until time.Time
+	left  int
+}
+
+var faultTargets = []string{TargetToken, TargetCertToken, TargetConnector, TargetCSR, TargetEvents}
+
+// AddFault adds a fault. It fails on an unknown target or a fault that does
+// nothing.
+func (s *Server) AddFault(f Fault) error {
+	if !slices.Contains(faultTargets, f.Target) {
+		return fmt.Errorf("mockauth: fault target %q: want one of %s", f.Target, strings.Join(faultTargets, ", "))
+	}
+	if f.Status == 0 && f.Latency <= 0 && !f.Drop && f.Body == "" {
+		return fmt.Errorf("mockauth: fault for %q does nothing: set status, latency, drop or body", f.Target)
+	}
+	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
+		return fmt.Errorf("mockauth: fault status %d out of range", f.Status)
+	}
+	if f.Count < 0 || f.Duration < 0 || f.Latency < 0 || f.RetryAfter < 0 {
+		return fmt.Errorf("mockauth: fault count, duration, latency and retry_after must not be negative")
+	}
+	a := &activeFault{Fault: f, left: f.Count}
+	if f.Duration > 0 {
+		a.until = s.now().Add(f.Duration)
+	}
+	s.mu.Lock()
+	s.faults = append(s.faults, a)
+	s.mu.Unlock()
+	return nil
+}
+
+// ClearFaults removes every fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	s.faults = nil
+	s.mu.Unlock()
+}
+
+// takeFault returns the fault to apply to a request of the given targets,
+// using one of its count.
+func (s *Server) takeFault(targets ...string) *Fault {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := s.faults[:0]
+	var hit *Fault
+	for _, f := range s.faults {
+		if !f.until.IsZero() && !now.Before(f.until) {
+			continue
+		}
+		if hit == nil && slices.Contains(targets, f.Target) {
+			c := f.Fault
+			hit = &c
+			if f.Count > 0 {
+				f.left--
+				if f.left == 0 {
+					continue
+				}
+			}
+		}
+		live = append(live, f)
+	}
+	s.faults = live
+	if hit != nil {
+		s.stats.FaultsApplied++
+	}
+	return hit
+}
+
+const (
+	listenerToken     = "token"
+	listenerCertToken = "certtoken"
+	listenerConnector = "connector"
+	listenerGateway   = "gateway"
+)
+
+// Stats counts what the mock has seen; GET /mock/stats serves the same JSON.
+type Stats struct {
+	TokenRequests         int            `json:"token_requests"`
+	TokensIssued          int            `json:"tokens_issued"`
+	TokenRequestsByGrant  map[string]int `json:"token_requests_by_grant"`
+	TokenRequestsByTenant map[string]int `json:"token_requests_by_tenant"`
+	TokenRequestsByHost   map[string]int `json:"token_requests_by_host"`
+	JWKSRequests          int            `json:"jwks_requests"`
+	PairingInfoRequests   int            `json:"pairing_info_requests"`
+	CSRSigned             int            `json:"csr_signed"`
+	Renewals              int            `json:"renewals"`
+	Revocations           int            `json:"revocations"`
+	InfoRequests          int            `json:"info_requests"`
+	MetadataReceived      int            `json:"metadata_received"`
+	EventsReceived        int            `json:"events_received"`
+	FaultsApplied         int            `json:"faults_applied"`
+	Errors                map[string]int `json:"errors"`
+	LastRequests          []RequestLog   `json:"last_requests"`
+}
+
+// RequestLog is one request the mock saw, secrets redacted.
+type RequestLog struct {
+	Time     time.Time         `json:"time"`
+	Listener string            `json:"listener"`
+	Method   string            `json:"method"`
+	Host     string            `json:"host"`
+	Path     string            `json:"path"`
+	Query    string            `json:"query,omitempty"`
+	Form     map[string]string `json:"form,omitempty"`
+	XZid     string            `json:"x_zid,omitempty"`
+	Status   int               `json:"status"`
+	Fault    bool              `json:"fault,omitempty"`
+}
+
+const lastRequestsKept = 50
+
+func newStats() Stats {
+	return Stats{
+		TokenRequestsByGrant:  map[string]int{},
+		TokenRequestsByTenant: map[string]int{},
+		TokenRequestsByHost:   map[string]int{},
+		Errors:                map[string]int{},
+	}
+}
+
+// Stats returns a copy of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.TokenRequestsByGrant = maps.Clone(s.stats.TokenRequestsByGrant)
+	st.TokenRequestsByTenant = maps.Clone(s.stats.TokenRequestsByTenant)
+	st.TokenRequestsByHost = maps.Clone(s.stats.TokenRequestsByHost)
+	st.Errors = maps.Clone(s.stats.Errors)
+	st.LastRequests = slices.Clone(s.stats.LastRequests)
+	return st
+}
+
+func (s *Server) countToken(grant, tenant string, ok bool) {
+	if grant == "" {
+		grant = "none"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.TokenRequestsByGrant[grant]++
+	s.stats.TokenRequestsByTenant[tenant]++
+	if ok {
+		s.stats.TokensIssued++
+	}
+}
+
+func (s *Server) countError(cause string) {
+	s.mu.Lock()
+	s.stats.Errors[cause]++
+	s.mu.Unlock()
+}
+
+func (s *Server) countJWKS() {
+	s.mu.Lock()
+	s.stats.JWKSRequests++
+	s.mu.Unlock()
+}
+
+func (s *Server) bump(field *int) {
+	s.mu.Lock()
+	*field++
+	s.mu.Unlock()
+}
+
+var secretFields = map[string]bool{
+	"client_secret": true, "password": true, "assertion": true, "refresh_token": true,
+	"token": true, "code": true, "client_assertion": true,
+}
+
+func redactValues(v url.Values) map[string]string {
+	if len(v) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for k, vs := range v {
+		if secretFields[strings.ToLower(k)] {
+			out[k] = "REDACTED"
+			continue
+		}
+		out[k] = strings.Join(vs, " ")
+	}
+	return out
+}
+
+func redactQuery(q url.Values) string {
+	if len(q) == 0 {
+		return ""
+	}
+	c := url.Values{}
+	for k, vs := range q {
+		if secretFields[strings.ToLower(k)] {
+			c.Set(k, "REDACTED")
+			continue
+		}
+		c[k] = vs
+	}
+	return c.Encode()
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// wrap records every request of a listener (secrets redacted), counts it and
+// applies the faults of its targets.
+func (s *Server) wrap(listener string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var targets []string
+		isToken := false
+		switch listener {
+		case listenerToken:
+			targets = []string{TargetToken}
+			isToken = r.URL.Path == "/oauth/token" || r.URL.Path == "/oauth2/token"
+		case listenerCertToken:
+			targets = []string{TargetCertToken}
+			isToken = r.URL.Path == "/oauth/token" || r.URL.Path == "/oauth2/token"
+		case listenerConnector:
+			targets = []string{TargetConnector}
+			if r.Method == http.MethodPost && (r.URL.Path == pathCertificates || r.URL.Path == pathRenewals) {
+				targets = append(targets, TargetCSR)
+			}
+		case listenerGateway:
+			targets = []string{TargetEvents}
+		}
+		if isToken {
+			s.mu.Lock()
+			s.stats.TokenRequests++
+			s.stats.TokenRequestsByHost[listener]++
+			s.mu.Unlock()
+		}
+		rec := RequestLog{
+			Time:     s.now(),
+			Listener: listener,
+			Method:   r.Method,
+			Host:     r.Host,
+			Path:     r.URL.Path,
+			Query:    redactQuery(r.URL.Query()),
+			XZid:     r.Header.Get("X-zid"),
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if r.PostForm != nil {
+				rec.Form = redactValues(r.PostForm)
+			}
+			rec.Status = sw.status
+			s.log.Debug("mockauth: request", "listener", listener, "method", r.Method, "host", r.Host,
+				"path", r.URL.Path, "status", sw.status, "fault", rec.Fault)
+			s.mu.Lock()
+			s.stats.LastRequests = append(s.stats.LastRequests, rec)
+			if n := len(s.stats.LastRequests); n > lastRequestsKept {
+				s.stats.LastRequests = slices.Delete(s.stats.LastRequests, 0, n-lastRequestsKept)
+			}
+			s.mu.Unlock()
+		}()
+		if f := s.takeFault(targets...); f != nil {
+			rec.Fault = true
+			if isToken {
+				_ = r.ParseForm()
+			}
+			if s.applyFault(sw, r, listener, f) {
+				return
+			}
+		}
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// applyFault applies f and reports whether the request has been answered.
+func (s *Server) applyFault(w *statusWriter, r *http.Request, listener string, f *Fault) bool {
+	s.countError("fault")
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return true
+		}
+	}
+	if f.Drop {
+		hj, ok := w.ResponseWriter.(http.Hijacker)
+		if !ok {
+			panic(http.ErrAbortHandler)
+		}
+		conn, buf, err := hj.Hijack()
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		w.status = -1
+		// Promise a body and close the connection half way through it.
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{\"access_tok")
+		_ = buf.Flush()
+		_ = conn.Close()
+		return true
+	}
+	if f.Status == 0 && f.Body == "" {
+		return false
+	}
+	status := f.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if f.RetryAfter > 0 {
+		secs := int((f.RetryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	if f.Body != "" {
+		_, _ = w.Write([]byte(f.Body))
+		return true
+	}
+	var body any
+	switch listener {
+	case listenerToken, listenerCertToken:
+		body = map[string]string{"error": "fault_injected", "error_description": "mockauth: injected fault " + strconv.Itoa(status)}
+	default:
+		body = map[string]any{"code": status, "error": "mockauth: injected fault"}
+	}
+	_ = json.NewEncoder(w).Encode(body)
+	return true
+}

@@ -1,0 +1,495 @@
+package mockauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Host names the mock serves. They all live under .localhost (RFC 6761), so
+// subdomain tenants work on one machine; clients map them to 127.0.0.1 with
+// [DialContext] (or their own dial override).
+const (
+	UAADomain     = "authentication.localhost"
+	CertUAADomain = "authentication.cert.localhost"
+	IASDomain     = "accounts.localhost"
+	connectorHost = "connector.localhost"
+	runtimeHost   = "runtime-connector.localhost"
+	gatewayHost   = "gateway.localhost"
+)
+
+// Binding names in [Server.VCAPServices].
+const (
+	SecretBindingName = "xsuaa-secret"
+	X509BindingName   = "xsuaa-x509"
+	IASBindingName    = "ias"
+)
+
+// Client ids of the mock's bindings.
+const (
+	SecretClientID = "sb-xsuaa-secret!t1"
+	X509ClientID   = "sb-xsuaa-x509!t1"
+	IASClientID    = "ias-client-0001"
+)
+
+// Defaults for [Options].
+const (
+	DefaultTokenTTL        = 12 * time.Hour // XSUAA's default for client credentials
+	DefaultCertTTL         = 24 * time.Hour
+	DefaultPairingTokenTTL = 5 * time.Minute
+	DefaultBindingCertTTL  = 7 * 24 * time.Hour // XSUAA's default x509 binding validity
+)
+
+// Tenant is one identity zone of the mock: subscribers are reached by their
+// subdomain as the first host label or by X-zid with the zone id.
+type Tenant struct {
+	Subdomain string `json:"subdomain"`
+	ZoneID    string `json:"zone_id"`
+}
+
+// DefaultTenants returns the tenants used when [Options.Tenants] is empty:
+// the provider (the zone of every binding) and two subscribers.
+func DefaultTenants() []Tenant {
+	return []Tenant{
+		{Subdomain: "provider", ZoneID: "4f1c2a8e-0000-4000-8000-000000000001"},
+		{Subdomain: "subscriber1", ZoneID: "4f1c2a8e-0000-4000-8000-000000000002"},
+		{Subdomain: "subscriber2", ZoneID: "4f1c2a8e-0000-4000-8000-000000000003"},
+	}
+}
+
+// Options configure [Start]. Every field is optional.
+type Options struct {
+	// TokenTTL is the access-token lifetime (expires_in); default 12h.
+	TokenTTL time.Duration
+	// CertTTL is the lifetime of connector client certificates, down to
+	// seconds; default 24h.
+	CertTTL time.Duration
+	// PairingTokenTTL is the lifetime of one-time pairing tokens; default 5m.
+	PairingTokenTTL time.Duration
+	// BindingCertTTL is the validity of the x509 binding's certificate;
+	// default 7 days.
+	BindingCertTTL time.Duration
+	// Tenants are the identity zones; the first one is the provider (the
+	// zone of the bindings). Default: [DefaultTenants].
+	Tenants []Tenant
+	// TwoPhase makes the central connector's management info carry
+	// runtime.tokenUrl of a second (runtime) connector with its own CA.
+	TwoPhase bool
+	// ClientCAs are extra CAs trusted on the cert host: a client certificate
+	// they issued authenticates as any client id of the mock.
+	ClientCAs *x509.CertPool
+	// Logger receives debug logs of requests (never secrets); silent when nil.
+	Logger *slog.Logger
+	// Now is the clock for token iat/exp, certificate validity, pairing
+	// token expiry and fault windows, and the time at which client
+	// certificates are verified; default time.Now.
+	Now func() time.Time
+}
+
+// Info describes a running mock: every URL and name a client needs, without
+// secrets. `credbroker mock --dir` writes it as mock.json.
+type Info struct {
+	UAADomain           string   `json:"uaadomain"`
+	CertUAADomain       string   `json:"cert_uaadomain"`
+	URL                 string   `json:"url"`
+	CertURL             string   `json:"certurl"`
+	TokenKeysURL        string   `json:"token_keys_url"`
+	IASURL              string   `json:"ias_url"`
+	ConnectorURL        string   `json:"connector_url"`
+	RuntimeConnectorURL string   `json:"runtime_connector_url,omitempty"`
+	GatewayURL          string   `json:"gateway_url"`
+	AdminURL            string   `json:"admin_url"`
+	TokenPort           int      `json:"token_port"`
+	CertTokenPort       int      `json:"cert_token_port"`
+	SecretBinding       string   `json:"secret_binding"`
+	X509Binding         string   `json:"x509_binding"`
+	IASBinding          string   `json:"ias_binding"`
+	SecretClientID      string   `json:"secret_client_id"`
+	X509ClientID        string   `json:"x509_client_id"`
+	IASClientID         string   `json:"ias_client_id"`
+	SecretXSAppName     string   `json:"secret_xsappname"`
+	X509XSAppName       string   `json:"x509_xsappname"`
+	Tenants             []Tenant `json:"tenants"`
+	Users               []string `json:"users"`
+	TwoPhase            bool     `json:"two_phase"`
+}
+
+// Server is a running mock. Its methods are safe for concurrent use.
+type Server struct {
+	log *slog.Logger
+	now func() time.Time
+
+	serverCA *authority // signs the server certificates of every listener
+	clientCA *authority // signs the x509 binding's certificate
+	extraCAs *x509.CertPool
+	central  *connectorCA
+	runtime  *connectorCA // == central when not two-phase
+
+	tenants []Tenant
+	clients map[string]*client
+	info    Info
+
+	bindingCert    tls.Certificate
+	bindingCertPEM []byte
+	bindingKeyPEM  []byte
+
+	mu         sync.Mutex
+	tokenTTL   time.Duration
+	certTTL    time.Duration
+	pairingTTL time.Duration
+	keys       []*signingKey // keys[0] signs
+	keySeq     int
+	refresh    map[string]*refreshGrant
+	pairing    map[string]*pairingToken
+	revoked    map[string]bool // serial (decimal) -> revoked
+	faults     []*activeFault
+	stats      Stats
+	received   []Received
+
+	servers []*http.Server
+	wg      sync.WaitGroup
+	closeMu sync.Mutex
+	closed  bool
+}
+
+type client struct {
+	id        string
+	secret    string // "" for the x509 client
+	xsappname string
+	x509      bool // authenticates with the binding's certificate on the cert host
+	ias       bool
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("mockauth: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+// Start starts every listener of the mock on 127.0.0.1 and returns when they
+// accept connections. Call Close when done.
+func Start(opts Options) (*Server, error) {
+	s := &Server{
+		log:        opts.Logger,
+		now:        opts.Now,
+		tenants:    opts.Tenants,
+		tokenTTL:   opts.TokenTTL,
+		certTTL:    opts.CertTTL,
+		pairingTTL: opts.PairingTokenTTL,
+		refresh:    map[string]*refreshGrant{},
+		pairing:    map[string]*pairingToken{},
+		revoked:    map[string]bool{},
+		stats:      newStats(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if len(s.tenants) == 0 {
+		s.tenants = DefaultTenants()
+	}
+	if err := validateTenants(s.tenants); err != nil {
+		return nil, err
+	}
+	if s.tokenTTL <= 0 {
+		s.tokenTTL = DefaultTokenTTL
+	}
+	if s.certTTL <= 0 {
+		s.certTTL = DefaultCertTTL
+	}
+	if s.pairingTTL <= 0 {
+		s.pairingTTL = DefaultPairingTokenTTL
+	}
+	bindingTTL := opts.BindingCertTTL
+	if bindingTTL <= 0 {
+		bindingTTL = DefaultBindingCertTTL
+	}
+	now := s.now()
+	var err error
+	if s.serverCA, err = newAuthority("mockauth server CA", now); err != nil {
+		return nil, err
+	}
+	if s.clientCA, err = newAuthority("mockauth xsuaa client CA", now); err != nil {
+		return nil, err
+	}
+	if s.central, err = newConnectorCA("mockauth central connector CA", "Organization", now); err != nil {
+		return nil, err
+	}
+	s.runtime = s.central
+	if opts.TwoPhase {
+		if s.runtime, err = newConnectorCA("mockauth runtime connector CA", "Runtime", now); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.addKey(); err != nil {
+		return nil, err
+	}
+	s.clients = map[string]*client{
+		SecretClientID: {id: SecretClientID, secret: randomHex(16), xsappname: "xsuaa-secret!t1"},
+		X509ClientID:   {id: X509ClientID, xsappname: "xsuaa-x509!t1", x509: true},
+		IASClientID:    {id: IASClientID, secret: randomHex(16), xsappname: IASClientID, ias: true},
+	}
+	s.bindingCert, s.bindingCertPEM, s.bindingKeyPEM, err = s.clientCA.clientCert(pkix.Name{
+		CommonName:         "4f1c2a8e-x509-binding",
+		OrganizationalUnit: []string{"mockauth xsuaa", s.tenants[0].ZoneID},
+		Organization:       []string{"credbroker mockauth"},
+		Locality:           []string{"mock-uaa"},
+		Country:            []string{"DE"},
+	}, now.Add(-time.Minute), now.Add(bindingTTL))
+	if err != nil {
+		return nil, err
+	}
+	if opts.ClientCAs != nil {
+		s.extraCAs = opts.ClientCAs
+	}
+
+	serverCert, err := s.serverCA.serverCert(now, []string{
+		"*." + UAADomain, UAADomain, "*." + CertUAADomain, CertUAADomain, "*." + IASDomain,
+		connectorHost, runtimeHost, gatewayHost, "localhost",
+	}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
+	if err != nil {
+		return nil, err
+	}
+	base := func() *tls.Config {
+		// Client certificates are verified with the injected clock, like
+		// everything the mock issues.
+		return &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12, Time: s.now}
+	}
+	certPool := s.clientCA.pool()
+	if s.extraCAs != nil {
+		certPool = s.extraCAs.Clone()
+		certPool.AddCert(s.clientCA.cert)
+	}
+	connPool := x509.NewCertPool()
+	connPool.AddCert(s.central.ca.cert)
+	connPool.AddCert(s.runtime.ca.cert)
+
+	secretTLS := base()
+	certTLS := base()
+	certTLS.ClientAuth = tls.RequireAndVerifyClientCert
+	certTLS.ClientCAs = certPool
+	centralTLS := base()
+	centralTLS.ClientAuth = tls.VerifyClientCertIfGiven
+	centralTLS.ClientCAs = s.central.ca.pool()
+	runtimeTLS := base()
+	runtimeTLS.ClientAuth = tls.VerifyClientCertIfGiven
+	runtimeTLS.ClientCAs = s.runtime.ca.pool()
+	gatewayTLS := base()
+	gatewayTLS.ClientAuth = tls.RequireAndVerifyClientCert
+	gatewayTLS.ClientCAs = connPool
+
+	type lst struct {
+		ln net.Listener
+		tc *tls.Config
+	}
+	listen := func() (net.Listener, int, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, 0, fmt.Errorf("mockauth: listen: %w", err)
+		}
+		return ln, ln.Addr().(*net.TCPAddr).Port, nil
+	}
+	var lns []net.Listener
+	cleanup := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	open := func() (net.Listener, int) {
+		if err != nil {
+			return nil, 0
+		}
+		var ln net.Listener
+		var port int
+		ln, port, err = listen()
+		if err == nil {
+			lns = append(lns, ln)
+		}
+		return ln, port
+	}
+	secretLn, secretPort := open()
+	certLn, certPort := open()
+	centralLn, centralPort := open()
+	gatewayLn, gatewayPort := open()
+	adminLn, adminPort := open()
+	var runtimeLn net.Listener
+	var runtimePort int
+	if opts.TwoPhase {
+		runtimeLn, runtimePort = open()
+	}
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	provider := s.tenants[0].Subdomain
+	s.info = Info{
+		UAADomain:       UAADomain,
+		CertUAADomain:   CertUAADomain,
+		URL:             fmt.Sprintf("https://%s.%s:%d", provider, UAADomain, secretPort),
+		CertURL:         fmt.Sprintf("https://%s.%s:%d", provider, CertUAADomain, certPort),
+		IASURL:          fmt.Sprintf("https://%s.%s:%d", provider, IASDomain, secretPort),
+		ConnectorURL:    fmt.Sprintf("https://%s:%d", connectorHost, centralPort),
+		GatewayURL:      fmt.Sprintf("https://%s:%d", gatewayHost, gatewayPort),
+		AdminURL:        "http://127.0.0.1:" + strconv.Itoa(adminPort),
+		TokenPort:       secretPort,
+		CertTokenPort:   certPort,
+		SecretBinding:   SecretBindingName,
+		X509Binding:     X509BindingName,
+		IASBinding:      IASBindingName,
+		SecretClientID:  SecretClientID,
+		X509ClientID:    X509ClientID,
+		IASClientID:     IASClientID,
+		SecretXSAppName: s.clients[SecretClientID].xsappname,
+		X509XSAppName:   s.clients[X509ClientID].xsappname,
+		Tenants:         append([]Tenant(nil), s.tenants...),
+		TwoPhase:        opts.TwoPhase,
+	}
+	s.info.TokenKeysURL = s.info.URL + "/token_keys"
+	for _, u := range testUsers {
+		s.info.Users = append(s.info.Users, u.name)
+	}
+	s.central.baseURL = s.info.ConnectorURL
+	if opts.TwoPhase {
+		s.info.RuntimeConnectorURL = fmt.Sprintf("https://%s:%d", runtimeHost, runtimePort)
+		s.runtime.baseURL = s.info.RuntimeConnectorURL
+	}
+
+	s.serve(tls.NewListener(secretLn, secretTLS), s.wrap(listenerToken, s.tokenHandler(false)))
+	s.serve(tls.NewListener(certLn, certTLS), s.wrap(listenerCertToken, s.tokenHandler(true)))
+	s.serve(tls.NewListener(centralLn, centralTLS), s.wrap(listenerConnector, s.connectorHandler(s.central)))
+	if opts.TwoPhase {
+		s.serve(tls.NewListener(runtimeLn, runtimeTLS), s.wrap(listenerConnector, s.connectorHandler(s.runtime)))
+	}
+	s.serve(tls.NewListener(gatewayLn, gatewayTLS), s.wrap(listenerGateway, s.gatewayHandler()))
+	s.serve(adminLn, s.adminHandler())
+	s.log.Debug("mockauth: started", "url", s.info.URL, "certurl", s.info.CertURL,
+		"connector_url", s.info.ConnectorURL, "admin_url", s.info.AdminURL)
+	return s, nil
+}
+
+func validateTenants(ts []Tenant) error {
+	seenSub, seenZone := map[string]bool{}, map[string]bool{}
+	for i, t := range ts {
+		if t.Subdomain == "" || t.ZoneID == "" {
+			return fmt.Errorf("mockauth: tenant %d: subdomain and zone id are required", i)
+		}
+		if seenSub[t.Subdomain] || seenZone[t.ZoneID] {
+			return fmt.Errorf("mockauth: tenant %d (%q): duplicate subdomain or zone id", i, t.Subdomain)
+		}
+		seenSub[t.Subdomain], seenZone[t.ZoneID] = true, true
+	}
+	return nil
+}
+
+func (s *Server) serve(ln net.Listener, h http.Handler) {
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.servers = append(s.servers, hs)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Debug("mockauth: serve", "error", err)
+		}
+	}()
+}
+
+// Close stops every listener and waits for them. It is idempotent.
+func (s *Server) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, hs := range s.servers {
+		hs.Close()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Info returns every URL and name of the mock (no secrets).
+func (s *Server) Info() Info {
+	i := s.info
+	i.Tenants = append([]Tenant(nil), s.info.Tenants...)
+	i.Users = append([]string(nil), s.info.Users...)
+	return i
+}
+
+// CACertPEM returns the PEM of the CA that signs the mock's server
+// certificates: trust it to call any of the mock's HTTPS endpoints.
+func (s *Server) CACertPEM() []byte { return append([]byte(nil), s.serverCA.pem...) }
+
+// CAPool returns a pool holding the CA of [Server.CACertPEM].
+func (s *Server) CAPool() *x509.CertPool { return s.serverCA.pool() }
+
+// BindingCertificate returns the x509 binding's client certificate and key,
+// trusted on the cert host (the same as in [Server.VCAPServices]).
+func (s *Server) BindingCertificate() tls.Certificate { return s.bindingCert }
+
+// ConnectorCAPEM returns the PEM of the central connector's CA (the caCrt of
+// its certificate responses).
+func (s *Server) ConnectorCAPEM() []byte { return append([]byte(nil), s.central.ca.pem...) }
+
+// RuntimeConnectorCAPEM returns the PEM of the runtime connector's CA; the
+// same as ConnectorCAPEM when not two-phase.
+func (s *Server) RuntimeConnectorCAPEM() []byte { return append([]byte(nil), s.runtime.ca.pem...) }
+
+// ClientSecret returns the client secret of a client id of the mock, "" for
+// the x509 client or an unknown id. It is a secret: never log it.
+func (s *Server) ClientSecret(clientID string) string {
+	if c := s.clients[clientID]; c != nil {
+		return c.secret
+	}
+	return ""
+}
+
+// DialContext dials like net.Dialer, except that "localhost" and every name
+// under ".localhost" go to 127.0.0.1 (RFC 6761), so that clients reach the
+// mock's tenant hosts without touching /etc/hosts. TLS still verifies the
+// name. Use it as http.Transport.DialContext.
+func DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && isLocalhostName(host) {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// Client returns an HTTP client that trusts the mock's server CA, dials
+// through [DialContext], never follows redirects and presents the given
+// client certificates (if any).
+func (s *Server) Client(certs ...tls.Certificate) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext: DialContext,
+			TLSClientConfig: &tls.Config{
+				RootCAs:      s.CAPool(),
+				Certificates: certs,
+				MinVersion:   tls.VersionTLS12,
+			},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       30 * time.Second,
+	}
+}
