@@ -385,3 +385,5 @@ func (s *Server) applyFault(w *statusWriter, r *http.Request, listener string, f
 	_ = json.NewEncoder(w).Encode(body)
 	return true
 }
+
+func (s *Server) adminHandler() http.Handler { return http.NotFoundHandler() }

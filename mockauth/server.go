@@ -153,6 +153,7 @@ type Server struct {
 	refresh    map[string]*refreshGrant
 	pairing    map[string]*pairingToken
 	revoked    map[string]bool // serial (decimal) -> revoked
+	issued     []*issuedCert
 	faults     []*activeFault
 	stats      Stats
 	received   []Received
@@ -235,6 +236,7 @@ func Start(opts Options) (*Server, error) {
 		if s.runtime, err = newConnectorCA("mockauth runtime connector CA", "Runtime", now); err != nil {
 			return nil, err
 		}
+		s.runtime.runtime = true
 	}
 	if err := s.addKey(); err != nil {
 		return nil, err
