@@ -1,0 +1,272 @@
+package guard
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Method is an authentication method a rule accepts.
+type Method string
+
+// Methods.
+const (
+	MethodJWT    Method = "jwt"    // Bearer token of the bound xsuaa or IAS instance
+	MethodMTLS   Method = "mtls"   // client certificate from the rule's CA bundle
+	MethodOAuth1 Method = "oauth1" // RFC 5849 0-legged HMAC-SHA1 signature
+)
+
+// Config is the inbound: section of the credbroker configuration (DESIGN.md
+// "The inbound guard"). Decode it with go.yaml.in/yaml/v3 (KnownFields) and
+// call Validate; New loads the files it names.
+//
+//	inbound:
+//	  listen: 0.0.0.0:8443
+//	  tls: {certificate: server}      # omit for plain HTTP behind a platform router
+//	  app: http://127.0.0.1:8080
+//	  trusted_proxies: [10.0.0.0/8]   # may set X-Forwarded-Proto/-Host (oauth1)
+//	  rules:                          # first matching path prefix wins; no match: 403
+//	    - {path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read]}
+//	    - {path: /aps/, accept: [oauth1], oauth1: {key_file: /etc/aps/key, secret_file: /etc/aps/secret}}
+//	    - {path: /callbacks/, accept: [mtls], ca_file: /etc/controller/ca.crt, subjects: ["CN=controller"]}
+type Config struct {
+	// Listen is the guard's own listener, HOST:PORT. It is meant to be
+	// reachable from outside: it is not restricted to loopback.
+	Listen string `yaml:"listen"`
+	// TLS makes the listener HTTPS with a certificate from certificates:.
+	TLS *TLS `yaml:"tls"`
+	// App is the application's local base URL, http://127.0.0.1:PORT.
+	App string `yaml:"app"`
+	// Rules are tried in order; the first whose path prefix matches decides.
+	Rules []Rule `yaml:"rules"`
+	// TrustedProxies are IP addresses or CIDR prefixes whose
+	// X-Forwarded-Proto and X-Forwarded-Host headers are believed when the
+	// OAuth 1.0a signature base URL is rebuilt. Headers from any other peer
+	// are ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TLS configures the listener's server certificate.
+type TLS struct {
+	// Certificate names an entry of the top-level certificates: list.
+	Certificate string `yaml:"certificate"`
+}
+
+// Rule is one path prefix and what it accepts.
+type Rule struct {
+	// Path is a path prefix ("/api/"); "/" matches everything.
+	Path string `yaml:"path"`
+	// Accept lists the methods of which any one suffices.
+	Accept []Method `yaml:"accept"`
+
+	// Binding names the xsuaa or IAS binding whose tokens are accepted (jwt).
+	Binding string `yaml:"binding"`
+	// Scopes must all be in the token (jwt). For XSUAA they are given
+	// without the xsappname prefix ("read" means "<xsappname>.read").
+	Scopes []string `yaml:"scopes"`
+
+	// OAuth1 holds the consumer key and secret files (oauth1).
+	OAuth1 *OAuth1 `yaml:"oauth1"`
+
+	// CAFile is a PEM bundle of the CAs client certificates must chain to
+	// (mtls). It is reloaded when it changes.
+	CAFile string `yaml:"ca_file"`
+	// Subjects, when set, is the allowlist of certificate subjects, in the
+	// RFC 2253 form Go prints ("CN=controller,O=Acme").
+	Subjects []string `yaml:"subjects"`
+	// SANs, when set, is the allowlist of subject alternative names (DNS
+	// names, URIs, e-mail addresses or IPs); one match suffices.
+	SANs []string `yaml:"sans"`
+	// CRLFile is a certificate revocation list (PEM or DER) signed by a CA
+	// of CAFile; certificates whose serial it lists are refused. Reloaded
+	// when it changes.
+	CRLFile string `yaml:"crl_file"`
+}
+
+// OAuth1 names the files of an OAuth 1.0a consumer key and secret.
+type OAuth1 struct {
+	KeyFile    string `yaml:"key_file"`
+	SecretFile string `yaml:"secret_file"`
+}
+
+// ErrConfig is wrapped by every *FieldError.
+var ErrConfig = errors.New("invalid inbound configuration")
+
+// FieldError is one problem of the configuration, with the field path
+// relative to the inbound: section ("rules[1].oauth1.key_file").
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return "guard: inbound." + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// FieldErrors is every problem Validate found.
+type FieldErrors []*FieldError
+
+func (m FieldErrors) Error() string {
+	s := make([]string, len(m))
+	for i, e := range m {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+// Unwrap lets errors.Is and errors.As see every problem.
+func (m FieldErrors) Unwrap() []error {
+	out := make([]error, len(m))
+	for i, e := range m {
+		out[i] = e
+	}
+	return out
+}
+
+// Validate checks the section without touching files or bindings. It
+// returns nil or FieldErrors (each wrapping ErrConfig).
+func (c *Config) Validate() error {
+	var errs FieldErrors
+	add := func(field, format string, a ...any) {
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)})
+	}
+	if c.Listen == "" {
+		add("listen", "required (HOST:PORT)")
+	} else if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "%q: want HOST:PORT", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		add("listen", "%q: bad port", c.Listen)
+	}
+	if c.TLS != nil && c.TLS.Certificate == "" {
+		add("tls.certificate", "required when tls is set (a name from certificates:)")
+	}
+	if c.App == "" {
+		add("app", "required (the app's local URL, e.g. http://127.0.0.1:8080)")
+	} else if u, err := url.Parse(c.App); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("app", "%q: want an absolute http:// or https:// URL", c.App)
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		add("app", "%q: must not have a query or fragment", c.App)
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			add(fmt.Sprintf("trusted_proxies[%d]", i), "%q: want an IP address or a CIDR prefix", p)
+		}
+	}
+	if len(c.Rules) == 0 {
+		add("rules", "at least one rule is required (requests matching no rule are refused)")
+	}
+	paths := map[string]int{}
+	for i, r := range c.Rules {
+		f := fmt.Sprintf("rules[%d]", i)
+		switch {
+		case r.Path == "":
+			add(f+".path", "required (a path prefix such as /api/)")
+		case !strings.HasPrefix(r.Path, "/"):
+			add(f+".path", "%q: must start with /", r.Path)
+		default:
+			if j, dup := paths[r.Path]; dup {
+				add(f+".path", "%q: also rules[%d] (only the first would ever match)", r.Path, j)
+			}
+			paths[r.Path] = i
+		}
+		if len(r.Accept) == 0 {
+			add(f+".accept", "required: one or more of jwt, mtls, oauth1")
+		}
+		has := map[Method]bool{}
+		for j, m := range r.Accept {
+			switch m {
+			case MethodJWT, MethodMTLS, MethodOAuth1:
+				if has[m] {
+					add(fmt.Sprintf("%s.accept[%d]", f, j), "%q listed twice", m)
+				}
+				has[m] = true
+			default:
+				add(fmt.Sprintf("%s.accept[%d]", f, j), "%q: want jwt, mtls or oauth1", m)
+			}
+		}
+		if has[MethodJWT] && r.Binding == "" {
+			add(f+".binding", "required for accept jwt (the xsuaa or IAS binding whose tokens are accepted)")
+		}
+		if !has[MethodJWT] {
+			if r.Binding != "" {
+				add(f+".binding", "only used with accept jwt")
+			}
+			if len(r.Scopes) > 0 {
+				add(f+".scopes", "only used with accept jwt")
+			}
+		}
+		for j, s := range r.Scopes {
+			if s == "" || strings.ContainsAny(s, " \t") {
+				add(fmt.Sprintf("%s.scopes[%d]", f, j), "%q: a scope is one non-empty word", s)
+			}
+		}
+		if has[MethodOAuth1] {
+			switch {
+			case r.OAuth1 == nil:
+				add(f+".oauth1", "required for accept oauth1 ({key_file, secret_file})")
+			default:
+				if r.OAuth1.KeyFile == "" {
+					add(f+".oauth1.key_file", "required for accept oauth1")
+				}
+				if r.OAuth1.SecretFile == "" {
+					add(f+".oauth1.secret_file", "required for accept oauth1")
+				}
+			}
+		} else if r.OAuth1 != nil {
+			add(f+".oauth1", "only used with accept oauth1")
+		}
+		if has[MethodMTLS] {
+			if r.CAFile == "" {
+				add(f+".ca_file", "required for accept mtls (the CA bundle client certificates must chain to)")
+			}
+			if c.TLS == nil {
+				add(f+".accept", "mtls needs a TLS listener (inbound.tls)")
+			}
+		} else {
+			for _, x := range []struct {
+				field string
+				set   bool
+			}{{"ca_file", r.CAFile != ""}, {"subjects", len(r.Subjects) > 0}, {"sans", len(r.SANs) > 0}, {"crl_file", r.CRLFile != ""}} {
+				if x.set {
+					add(f+"."+x.field, "only used with accept mtls")
+				}
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// JWTBindings returns the binding names jwt rules refer to, each once, so
+// the caller can check they exist and are xsuaa or IAS bindings.
+func (c *Config) JWTBindings() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range c.Rules {
+		for _, m := range r.Accept {
+			if m == MethodJWT && r.Binding != "" && !seen[r.Binding] {
+				seen[r.Binding] = true
+				out = append(out, r.Binding)
+			}
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
