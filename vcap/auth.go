@@ -177,6 +177,7 @@ func finishBinding(cfg *config, ext *external, b *Binding) {
 			b.addProblem("certificate", err)
 		} else {
 			a.Certificates = certs
+			a.CertificatePEM = EncodeCertificates(certs)
 		}
 	}
 	if pemKey, ok := c.Get("key"); ok && strings.TrimSpace(pemKey.Reveal()) != "" {
@@ -187,7 +188,9 @@ func finishBinding(cfg *config, ext *external, b *Binding) {
 			a.Key, _ = NewPrivateKey(k, "binding")
 		}
 	}
-	if s, ok := c.Get("certificate_expires_at"); ok && s.Reveal() != "" {
+	if leaf := a.Leaf(); leaf != nil {
+		a.CertificateExpiresAt = leaf.NotAfter
+	} else if s, ok := c.Get("certificate_expires_at"); ok && s.Reveal() != "" {
 		if t, err := time.Parse(time.RFC3339, s.Reveal()); err == nil {
 			a.CertificateExpiresAt = t
 		}
@@ -225,7 +228,11 @@ func decideAuth(cfg *config, ext *external, b *Binding, a *AuthService) {
 			return
 		} else {
 			a.Auth = AuthNone
-			b.addProblem("clientsecret", fmt.Errorf("%w: credential-type %q needs a client secret", ErrNoSecret, displayCT(ct)))
+			if ct == "" {
+				b.addProblem("clientsecret", fmt.Errorf("%w and no certificate: the binding cannot fetch tokens (a hide-secret binding can only validate them)", ErrNoSecret))
+			} else {
+				b.addProblem("clientsecret", fmt.Errorf("%w: credential-type %s needs one (hidden with hide-secret?)", ErrNoSecret, ct))
+			}
 			return
 		}
 	case CredNone:
@@ -237,7 +244,7 @@ func decideAuth(cfg *config, ext *external, b *Binding, a *AuthService) {
 	default:
 		if !wantsX509(ct) {
 			a.Auth = AuthNone
-			b.addProblem("credential-type", fmt.Errorf("%w %q: want instance-secret, binding-secret, x509, X509_GENERATED, X509_PROVIDED, X509_ATTESTED", ErrUnknownCredential, ct))
+			b.addProblem("credential-type", fmt.Errorf("%w: want instance-secret, binding-secret, x509, X509_GENERATED, X509_PROVIDED, X509_ATTESTED or NONE (the value is not repeated here: a misplaced secret must not reach a log)", ErrUnknownCredential))
 			return
 		}
 		useX509(cfg, ext, b, a)
@@ -259,6 +266,7 @@ func useX509(cfg *config, ext *external, b *Binding, a *AuthService) {
 	a.Auth = AuthMTLS
 	if len(a.Certificates) == 0 && ext != nil && ext.err == nil && len(ext.certs) > 0 {
 		a.Certificates = ext.certs
+		a.CertificatePEM = EncodeCertificates(ext.certs)
 	}
 	if len(a.Certificates) == 0 {
 		if !hasProblem(b, "certificate") {
@@ -281,6 +289,7 @@ func useX509(cfg *config, ext *external, b *Binding, a *AuthService) {
 		}
 	} else if a.Key != nil && !KeyMatches(leaf, a.Key.Signer()) {
 		b.addProblem("key", fmt.Errorf("%w (leaf %s)", ErrKeyMismatch, describeCert(leaf)))
+		a.Auth = AuthNone
 	}
 	if a.Key == nil {
 		a.Auth = AuthNone

@@ -86,10 +86,12 @@ func readBindingDir(dir, name string) *Binding {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".metadata")); err == nil {
 		readMetadataLayout(b, dir)
+		addKeyFile(b, dir)
 		return b
 	}
 	if blob, ok := singleJSONBlob(dir, files); ok {
 		readBlob(b, blob)
+		addKeyFile(b, dir)
 		b.viaDir = true
 		return b
 	}
@@ -113,6 +115,31 @@ func readBindingDir(dir, name string) *Binding {
 	b.Credentials = NewCredentials(creds)
 	b.viaDir = true
 	return b
+}
+
+// keyFileName is the file a self-managed X.509 binding's key may be mounted
+// as, next to the binding's other files.
+const keyFileName = "key"
+
+// addKeyFile adds the "key" file of dir to the credentials when the layout
+// did not already provide a "key" (the .metadata and blob layouts do not
+// list it).
+func addKeyFile(b *Binding, dir string) {
+	if b.Credentials.Has("key") || len(b.errs) > 0 {
+		return
+	}
+	p := filepath.Join(dir, keyFileName)
+	if _, err := os.Stat(p); err != nil {
+		return
+	}
+	data, err := readFileLimited(p)
+	if err != nil {
+		b.addProblem(keyFileName, err)
+		return
+	}
+	m := b.Credentials.Reveal()
+	m["key"] = string(data)
+	b.Credentials = NewCredentials(m)
 }
 
 // listFiles returns the regular files of dir (through symlinks), without dot-entries.
@@ -141,6 +168,9 @@ func listFiles(dir string) ([]string, error) {
 func singleJSONBlob(dir string, files []string) (map[string]any, bool) {
 	var only string
 	for _, f := range files {
+		if f == keyFileName {
+			continue // a self-managed key next to the blob
+		}
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || fi.Size() == 0 {
 			continue

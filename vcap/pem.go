@@ -9,8 +9,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"regexp"
 	"strings"
 )
+
+var armour = regexp.MustCompile(`(-----(?:BEGIN|END) [A-Z0-9 ]+-----)`)
 
 // NormalizePEM turns PEM as bindings carry it into standard PEM: literal
 // "\n" (and "\r\n") escape sequences become newlines, surrounding quotes and
@@ -23,7 +26,16 @@ func NormalizePEM(in []byte) []byte {
 	s = strings.ReplaceAll(s, `\r\n`, "\n")
 	s = strings.ReplaceAll(s, `\n`, "\n")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return []byte(strings.TrimSpace(s) + "\n")
+	// PEM flattened onto one line (spaces for newlines): put the armour
+	// lines back on lines of their own; pem.Decode ignores spaces in the body.
+	s = armour.ReplaceAllString(s, "\n$1\n")
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return []byte(strings.Join(lines, "\n") + "\n")
 }
 
 // ParseCertificates parses every CERTIFICATE block of a (normalised) PEM
@@ -94,7 +106,9 @@ func ParsePrivateKey(in []byte) (crypto.Signer, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s block: %s", ErrBadKey, blk.Type, keyErrMsg(err))
+			// The parser's own message is dropped: it describes the DER
+			// structure, and nothing about the key belongs in an error.
+			return nil, fmt.Errorf("%w: the %s block does not decode", ErrBadKey, keyFormatName(blk.Type))
 		}
 		s, ok := k.(crypto.Signer)
 		if !ok {
@@ -103,13 +117,20 @@ func ParsePrivateKey(in []byte) (crypto.Signer, error) {
 		return s, nil
 	}
 	if sawBlock || bytes.Contains(in, []byte("-----BEGIN")) {
-		return nil, fmt.Errorf("%w: no private key PEM block decodes", ErrBadKey)
+		return nil, fmt.Errorf("%w: no private-key PEM block decodes", ErrBadKey)
 	}
 	return nil, ErrNoKey
 }
 
-// keyErrMsg keeps x509's parse messages (they describe structure, not key bytes).
-func keyErrMsg(err error) string { return err.Error() }
+func keyFormatName(blockType string) string {
+	switch blockType {
+	case "RSA PRIVATE KEY":
+		return "PKCS#1 RSA"
+	case "EC PRIVATE KEY":
+		return "SEC1 EC"
+	}
+	return "PKCS#8"
+}
 
 // KeyMatches reports whether key is the private half of cert's public key.
 func KeyMatches(cert *x509.Certificate, key crypto.Signer) bool {

@@ -77,34 +77,30 @@ var XSUAAPlanOrder = []string{"application", "broker", "space", "default"}
 
 // Select picks one binding:
 //   - name != "": the binding with that name (any service);
-//   - else the single xsuaa binding, or among several the first by
-//     XSUAAPlanOrder (bindings with other plans are skipped, as SAP's libraries do);
-//   - else the single identity (IAS) binding;
-//   - else the single binding of the set.
+//   - else the preferred xsuaa binding (see XSUAA);
+//   - else the single identity (IAS) binding.
 //
 // It returns ErrNotFound or ErrAmbiguous (wrapped in *Error).
 func (s *Set) Select(name string) (*Binding, error) {
 	if name != "" {
 		return s.ByName(name)
 	}
-	if b, err := s.XSUAA(); err == nil {
+	b, xerr := s.XSUAA()
+	if xerr == nil {
 		return b, nil
 	}
 	if ids := s.authOfKind(KindIdentity); len(ids) > 0 {
 		return one(s, ids, "label identity")
 	}
-	return one(s, s.Bindings, "any")
+	return nil, xerr
 }
 
-// XSUAA returns the preferred xsuaa binding: when there is exactly one xsuaa
-// binding it is returned whatever its plan; with several, the first binding
-// of the first plan in XSUAAPlanOrder (array order breaks ties, as in SAP's
-// libraries). Bindings with an unknown plan are never chosen among several.
+// XSUAA returns the preferred xsuaa binding: the first binding (in source
+// order) of the first plan in XSUAAPlanOrder. Bindings with other plans are
+// never chosen, even when they are the only xsuaa binding — SAP's libraries
+// behave the same; choose such a binding by name.
 func (s *Set) XSUAA() (*Binding, error) {
 	xs := s.authOfKind(KindXSUAA)
-	if len(xs) == 1 {
-		return xs[0], nil
-	}
 	for _, plan := range XSUAAPlanOrder {
 		for _, b := range xs {
 			if strings.EqualFold(b.Plan, plan) {
@@ -112,7 +108,15 @@ func (s *Set) XSUAA() (*Binding, error) {
 			}
 		}
 	}
-	return nil, &Error{Source: s.Source, Err: fmt.Errorf("%w: no xsuaa binding with plan %s", ErrNotFound, strings.Join(XSUAAPlanOrder, ", "))}
+	msg := fmt.Sprintf("no xsuaa binding with plan %s", strings.Join(XSUAAPlanOrder, ", "))
+	if len(xs) > 0 {
+		skipped := make([]string, len(xs))
+		for i, b := range xs {
+			skipped[i] = fmt.Sprintf("%s has plan %q", b.Name, b.Plan)
+		}
+		msg += " (" + strings.Join(skipped, ", ") + "; choose one by name)"
+	}
+	return nil, &Error{Source: s.Source, Err: fmt.Errorf("%w: %s", ErrNotFound, msg)}
 }
 
 // Identity returns the single identity (IAS) binding.

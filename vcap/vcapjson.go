@@ -149,11 +149,10 @@ func decodeStrict(data []byte, v any) error {
 	if err := d.Decode(v); err != nil {
 		return err
 	}
-	if d.More() {
-		return &json.SyntaxError{Offset: d.InputOffset()}
-	}
+	end := d.InputOffset()
 	if _, err := d.Token(); err != io.EOF {
-		return &trailingError{off: d.InputOffset()}
+		rest := data[end:]
+		return &trailingError{off: end + int64(len(rest)-len(bytes.TrimLeft(rest, " \t\r\n")))}
 	}
 	return nil
 }
@@ -172,11 +171,9 @@ func jsonError(source, binding, field string, data []byte, err error) *Error {
 	switch {
 	case errors.As(err, &se):
 		e.Offset, e.HasOffset = se.Offset, true
-		msg := se.Error()
-		if se.Offset == 0 && msg == "" {
-			msg = "data after the JSON value"
-		}
-		e.Err = fmt.Errorf("%w: %s", ErrMalformed, safeSyntaxMsg(msg))
+		// encoding/json's syntax messages quote at most the one offending
+		// character, never a value.
+		e.Err = fmt.Errorf("%w: %s", ErrMalformed, se.Error())
 	case errors.As(err, &te):
 		e.Offset, e.HasOffset = te.Offset, true
 		e.Err = fmt.Errorf("%w: %s is a JSON %s, want %s", ErrMalformed, orTop(te.Field), te.Value, te.Type.Kind())
@@ -198,10 +195,6 @@ func orTop(f string) string {
 	}
 	return fmt.Sprintf("%q", f)
 }
-
-// safeSyntaxMsg keeps encoding/json's syntax messages, which quote at most
-// one offending character (never a value).
-func safeSyntaxMsg(m string) string { return m }
 
 // jsonMsg reports only the kind of failure, not the input.
 func jsonMsg(err error) string {
