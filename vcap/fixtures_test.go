@@ -150,7 +150,7 @@ var fixtures = []fixture{
 		// SAP's Go library layout: one file per entry, no type (the mount
 		// path names the service); the identity kind is inferred from
 		// "domains"/"app_tid". Its "credentials" file is plain text here.
-		path: "SAP__cloud-security-client-go__env__testdata__k8s/single-instance",
+		path:     "SAP__cloud-security-client-go__env__testdata__k8s/single-instance",
 		bindings: []fxBinding{{name: "service-instance", auth: "secret", tokenURL: "https://mytenant.accounts400.ondemand.com/oauth2/token"}},
 		identity: "service-instance",
 	},

@@ -116,4 +116,3 @@ func only(t testing.TB, s *Set) *Binding {
 	}
 	return s.Bindings[0]
 }
-
