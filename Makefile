@@ -13,8 +13,8 @@ help: ## list the targets
 build: ## build bin/credbroker
 	$(GO) build -o bin/credbroker ./cmd/credbroker
 
-run: ## the demo on the embedded mock: no setup needed
-	$(GO) run ./cmd/credbroker demo
+run: ## show `credbroker bindings` on the bundled example bindings (examples/vcap.json)
+	$(GO) run ./cmd/credbroker bindings --vcap-file examples/vcap.json
 
 test: lint check-deps unit fuzz-smoke chart-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, bench smoke
 
