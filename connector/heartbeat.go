@@ -1,0 +1,183 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// HeartbeatResult is the outcome of one management info call.
+type HeartbeatResult struct {
+	Time time.Time
+	// Info is the answer; nil when Err is set.
+	Info *ManagementInfo
+	Err  error
+	// Changed is true when Info differs from the last known info in its
+	// identity, URLs or runtime token URL (also on the first success
+	// without an initial info).
+	Changed bool
+}
+
+// HeartbeatStatus summarises the heartbeat for health endpoints and metrics.
+type HeartbeatStatus struct {
+	LastAttempt         time.Time
+	LastSuccess         time.Time
+	LastError           error
+	ConsecutiveFailures int
+	Successes           int
+	Failures            int
+	// Info is the last info received (or the initial one).
+	Info *ManagementInfo
+}
+
+// Heartbeat calls the management info endpoint periodically, reports every
+// outcome and publishes the info whenever it changes.
+type Heartbeat struct {
+	client   *Client
+	infoURL  string
+	interval time.Duration
+	ticks    <-chan time.Time
+	now      func() time.Time
+	onResult func(HeartbeatResult)
+	onChange func(ManagementInfo)
+
+	runMu sync.Mutex // one Run or Beat at a time
+	mu    sync.Mutex
+	st    HeartbeatStatus
+}
+
+// HeartbeatOption configures a Heartbeat.
+type HeartbeatOption func(*Heartbeat) error
+
+// HeartbeatInterval sets the period (default one minute).
+func HeartbeatInterval(d time.Duration) HeartbeatOption {
+	return func(h *Heartbeat) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: heartbeat interval %v", ErrInvalidInput, d)
+		}
+		h.interval = d
+		return nil
+	}
+}
+
+// HeartbeatTicks drives the heartbeat from ticks instead of a ticker of the
+// interval (tests send on the channel to make it beat).
+func HeartbeatTicks(ticks <-chan time.Time) HeartbeatOption {
+	return func(h *Heartbeat) error { h.ticks = ticks; return nil }
+}
+
+// HeartbeatClock sets the time source of results and status (default
+// time.Now).
+func HeartbeatClock(now func() time.Time) HeartbeatOption {
+	return func(h *Heartbeat) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidInput)
+		}
+		h.now = now
+		return nil
+	}
+}
+
+// OnResult is called after every call, success or failure (for metrics and
+// status). It runs on the heartbeat's goroutine: keep it short.
+func OnResult(f func(HeartbeatResult)) HeartbeatOption {
+	return func(h *Heartbeat) error { h.onResult = f; return nil }
+}
+
+// OnChange is called with the new info whenever it changed (a new events
+// URL, a runtime token URL to pair the second phase with, …). It runs on the
+// heartbeat's goroutine before OnResult.
+func OnChange(f func(ManagementInfo)) HeartbeatOption {
+	return func(h *Heartbeat) error { h.onChange = f; return nil }
+}
+
+// InitialInfo sets the info already known (for example from
+// connection.json) so that an unchanged answer is not reported as a change.
+func InitialInfo(info ManagementInfo) HeartbeatOption {
+	return func(h *Heartbeat) error { h.st.Info = &info; return nil }
+}
+
+// NewHeartbeat returns a heartbeat on infoURL through c (whose client
+// certificate hook supplies the certificate).
+func NewHeartbeat(c *Client, infoURL string, opts ...HeartbeatOption) (*Heartbeat, error) {
+	if _, err := checkURL("infoUrl", infoURL); err != nil {
+		return nil, err
+	}
+	h := &Heartbeat{client: c, infoURL: infoURL, interval: time.Minute, now: time.Now}
+	for _, o := range opts {
+		if err := o(h); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Status returns a copy of the current status.
+func (h *Heartbeat) Status() HeartbeatStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.st
+}
+
+// Run beats once at once and then on every tick until ctx ends; it returns
+// nil then. Failures do not stop it: they are reported.
+func (h *Heartbeat) Run(ctx context.Context) error {
+	ticks := h.ticks
+	if ticks == nil {
+		t := time.NewTicker(h.interval)
+		defer t.Stop()
+		ticks = t.C
+	}
+	h.Beat(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticks:
+			h.Beat(ctx)
+		}
+	}
+}
+
+// Beat makes one management info call now and reports it.
+func (h *Heartbeat) Beat(ctx context.Context) HeartbeatResult {
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
+	info, err := h.client.Info(ctx, h.infoURL)
+	res := HeartbeatResult{Time: h.now(), Info: info, Err: err}
+	h.mu.Lock()
+	h.st.LastAttempt = res.Time
+	if err != nil {
+		if ctx.Err() != nil {
+			h.mu.Unlock()
+			return res // stopping: not a failure of the connector
+		}
+		h.st.LastError = err
+		h.st.ConsecutiveFailures++
+		h.st.Failures++
+	} else {
+		res.Changed = h.st.Info == nil || !sameInfo(*h.st.Info, *info)
+		h.st.LastError = nil
+		h.st.ConsecutiveFailures = 0
+		h.st.Successes++
+		h.st.LastSuccess = res.Time
+		h.st.Info = info
+	}
+	h.mu.Unlock()
+	if err != nil {
+		h.client.log.Warn("connector heartbeat failed", "url", RedactURL(h.infoURL), "error", err.Error())
+	}
+	if res.Changed && h.onChange != nil {
+		h.client.log.Info("connector info changed", "url", RedactURL(h.infoURL), "events_url", info.URLs.EventsURL, "runtime_token", info.RuntimeTokenURL() != "")
+		h.onChange(*info)
+	}
+	if h.onResult != nil {
+		h.onResult(res)
+	}
+	return res
+}
+
+func sameInfo(a, b ManagementInfo) bool {
+	return a.ClientIdentity == b.ClientIdentity && a.URLs == b.URLs && a.RuntimeTokenURL() == b.RuntimeTokenURL()
+}

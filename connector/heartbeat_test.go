@@ -1,0 +1,123 @@
+package connector_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/connector"
+)
+
+func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
+	g := NewWithT(t)
+	f := newFake()
+	defer f.Close()
+	p := paired(t, f, "app")
+	c := f.client(connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
+
+	ticks := make(chan time.Time)
+	results := make(chan connector.HeartbeatResult, 16)
+	changes := make(chan connector.ManagementInfo, 16)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	hb, err := connector.NewHeartbeat(c, p.API.InfoURL,
+		connector.HeartbeatTicks(ticks),
+		connector.HeartbeatClock(func() time.Time { return now }),
+		connector.OnResult(func(r connector.HeartbeatResult) { results <- r }),
+		connector.OnChange(func(i connector.ManagementInfo) { changes <- i }),
+	)
+	g.Expect(err).NotTo(HaveOccurred())
+	runCtx, cancel := context.WithCancel(ctx(t))
+	done := make(chan error, 1)
+	go func() { done <- hb.Run(runCtx) }()
+
+	// First beat at once: a change (nothing was known).
+	var r connector.HeartbeatResult
+	g.Eventually(results).Should(Receive(&r))
+	g.Expect(r.Err).NotTo(HaveOccurred())
+	g.Expect(r.Changed).To(BeTrue())
+	g.Expect(r.Time).To(Equal(now))
+	var changed connector.ManagementInfo
+	g.Expect(changes).To(Receive(&changed))
+	g.Expect(changed.URLs.EventsURL).To(Equal(f.URL + "/app/v1/events"))
+
+	// Same answer: reported, not published.
+	ticks <- now
+	g.Eventually(results).Should(Receive(&r))
+	g.Expect(r.Changed).To(BeFalse())
+	g.Expect(changes).NotTo(Receive())
+
+	// A new events URL: published.
+	f.Set(func(f *fakeConnector) { f.EventsURL = "https://gateway.localhost/app/v2/events" })
+	ticks <- now
+	g.Eventually(results).Should(Receive(&r))
+	g.Expect(r.Changed).To(BeTrue())
+	g.Expect(changes).To(Receive(&changed))
+	g.Expect(changed.URLs.EventsURL).To(Equal("https://gateway.localhost/app/v2/events"))
+
+	// The connector fails: reported, counted, nothing published.
+	f.Set(func(f *fakeConnector) {
+		f.Fault = func(string) (int, string) { return 503, `{"code":503,"error":"down"}` }
+	})
+	for i := 1; i <= 2; i++ {
+		now = now.Add(time.Minute)
+		ticks <- now
+		g.Eventually(results).Should(Receive(&r))
+		g.Expect(r.Err).To(HaveOccurred())
+		g.Expect(r.Info).To(BeNil())
+		g.Expect(hb.Status().ConsecutiveFailures).To(Equal(i))
+	}
+	g.Expect(changes).NotTo(Receive())
+	st := hb.Status()
+	g.Expect(st.LastError).To(MatchError(ContainSubstring("down")))
+	g.Expect(st.LastSuccess).To(Equal(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)))
+	g.Expect(st.LastAttempt).To(Equal(now))
+	g.Expect(st.Failures).To(Equal(2))
+	g.Expect(st.Successes).To(Equal(3))
+
+	// Back, with a runtime token URL for the second phase: published.
+	rt, _ := f.NewToken("runtime")
+	f.Set(func(f *fakeConnector) { f.Fault = nil; f.RuntimeTokenURL = rt })
+	ticks <- now
+	g.Eventually(results).Should(Receive(&r))
+	g.Expect(r.Err).NotTo(HaveOccurred())
+	g.Expect(changes).To(Receive(&changed))
+	g.Expect(changed.RuntimeTokenURL()).To(Equal(rt))
+	g.Expect(hb.Status().ConsecutiveFailures).To(Equal(0))
+	g.Expect(hb.Status().Info.RuntimeTokenURL()).To(Equal(rt))
+
+	cancel()
+	g.Eventually(done).Should(Receive(BeNil()))
+}
+
+func TestHeartbeatWithKnownInfoPublishesOnlyChanges(t *testing.T) {
+	g := NewWithT(t)
+	f := newFake()
+	defer f.Close()
+	conn, err := f.client().Connect(ctx(t), first(f.NewToken("app")))
+	g.Expect(err).NotTo(HaveOccurred())
+	c := f.client(connector.WithCertificate(conn.Pairing.TLSCertificate()))
+	var published int
+	hb, err := connector.NewHeartbeat(c, conn.InfoURL,
+		connector.InitialInfo(conn.ConnectionInfo.ManagementInfo()),
+		connector.OnChange(func(connector.ManagementInfo) { published++ }))
+	g.Expect(err).NotTo(HaveOccurred())
+	r := hb.Beat(ctx(t))
+	g.Expect(r.Err).NotTo(HaveOccurred())
+	g.Expect(r.Changed).To(BeFalse())
+	g.Expect(published).To(Equal(0))
+}
+
+func TestHeartbeatOptions(t *testing.T) {
+	g := NewWithT(t)
+	c, _ := connector.New()
+	_, err := connector.NewHeartbeat(c, "")
+	g.Expect(err).To(MatchError(connector.ErrInvalidInput))
+	_, err = connector.NewHeartbeat(c, "https://x.localhost/info", connector.HeartbeatInterval(0))
+	g.Expect(err).To(MatchError(connector.ErrInvalidInput))
+	_, err = connector.NewHeartbeat(c, "https://x.localhost/info", connector.HeartbeatClock(nil))
+	g.Expect(err).To(MatchError(connector.ErrInvalidInput))
+}
+
+func first[A, B any](a A, _ B) A { return a }

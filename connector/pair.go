@@ -1,0 +1,256 @@
+package connector
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// API holds the URLs the connector announces when a one-time token is
+// redeemed ("api" of the signing-request info).
+type API struct {
+	MetadataURL     string `json:"metadataUrl,omitempty"`
+	EventsURL       string `json:"eventsUrl,omitempty"`
+	EventsInfoURL   string `json:"eventsInfoUrl,omitempty"`
+	InfoURL         string `json:"infoUrl,omitempty"`
+	CertificatesURL string `json:"certificatesUrl,omitempty"`
+}
+
+// CertificateInfo describes the certificate the connector will issue.
+type CertificateInfo struct {
+	Subject      string `json:"subject"`
+	Extensions   string `json:"extensions,omitempty"`
+	KeyAlgorithm string `json:"key-algorithm,omitempty"`
+}
+
+// SigningRequestInfo is the answer to GET <one-time token URL>. CSRURL
+// carries a fresh one-time token: never log it.
+type SigningRequestInfo struct {
+	CSRURL      string          `json:"csrUrl"`
+	API         API             `json:"api"`
+	Certificate CertificateInfo `json:"certificate"`
+}
+
+// Certificate is a key with the certificate chain the connector issued for
+// it and the connector's CA.
+type Certificate struct {
+	Key      crypto.Signer
+	KeyPEM   []byte              // PKCS#8
+	Chain    []*x509.Certificate // the issued certificate first
+	ChainPEM []byte              // Chain in PEM, as the connector sent it (its "crt")
+	CA       []*x509.Certificate
+	CAPEM    []byte
+}
+
+// Leaf returns the issued certificate.
+func (c *Certificate) Leaf() *x509.Certificate { return c.Chain[0] }
+
+// TLSCertificate returns the certificate for a tls.Config.
+func (c *Certificate) TLSCertificate() tls.Certificate {
+	t := tls.Certificate{PrivateKey: c.Key, Leaf: c.Chain[0]}
+	for _, cert := range c.Chain {
+		t.Certificate = append(t.Certificate, cert.Raw)
+	}
+	return t
+}
+
+// CAPool returns the connector's CA as a pool.
+func (c *Certificate) CAPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, ca := range c.CA {
+		p.AddCert(ca)
+	}
+	return p
+}
+
+// Pairing is the result of a successful pairing.
+type Pairing struct {
+	Certificate
+	// Subject is the subject the connector asked for, in its order.
+	Subject Subject
+	// API holds the URLs the connector announced.
+	API API
+	// KeyAlgorithm is the connector's "key-algorithm" (informational).
+	KeyAlgorithm string
+	// TokenURL is the one-time token URL without its query (no token).
+	TokenURL string
+}
+
+type csrRequest struct {
+	CSR string `json:"csr"`
+}
+
+type crtResponse struct {
+	CRT       string `json:"crt"`
+	ClientCRT string `json:"clientCrt"`
+	CACRT     string `json:"caCrt"`
+}
+
+// Pair redeems a one-time token URL: it reads the signing-request info,
+// generates a key, sends a CSR with exactly the announced subject and checks
+// what comes back (the chain verifies against the CA sent along, the
+// certificate matches the key and the subject). The token is never retried
+// once the connector may have received it; ErrTokenInvalid means a new
+// one-time token is needed.
+func (c *Client) Pair(ctx context.Context, tokenURL string) (*Pairing, error) {
+	if _, err := checkURL("one-time token URL", tokenURL); err != nil {
+		return nil, err
+	}
+	var info SigningRequestInfo
+	if err := c.do(ctx, call{op: opPair, method: http.MethodGet, url: tokenURL, client: c.plain, oneShot: true, wantCode: []int{200}}, &info); err != nil {
+		return nil, err
+	}
+	red := RedactURL(tokenURL)
+	if _, err := checkURL("csrUrl", info.CSRURL); err != nil {
+		return nil, fmt.Errorf("%w: pair %s: %v", ErrInvalidResponse, red, err)
+	}
+	subject, err := ParseSubject(info.Certificate.Subject)
+	if err != nil {
+		return nil, fmt.Errorf("%w: pair %s: certificate.subject: %v", ErrInvalidResponse, red, err)
+	}
+	kt := c.keyType
+	if kt == "" {
+		if k, err := ParseKeyType(info.Certificate.KeyAlgorithm); err == nil {
+			kt = k
+		} else {
+			kt = RSA2048
+		}
+	}
+	c.log.Info("connector pairing", "url", red, "subject", subject.String(), "key_type", string(kt))
+	cert, err := c.requestCertificate(ctx, opCSR, info.CSRURL, c.plain, true, subject, kt)
+	if err != nil {
+		return nil, err
+	}
+	return &Pairing{
+		Certificate:  *cert,
+		Subject:      subject,
+		API:          info.API,
+		KeyAlgorithm: info.Certificate.KeyAlgorithm,
+		TokenURL:     red,
+	}, nil
+}
+
+// requestCertificate generates a key, posts a CSR to u and verifies the
+// answer.
+func (c *Client) requestCertificate(ctx context.Context, op, u string, hc *http.Client, oneShot bool, subject Subject, kt KeyType) (*Certificate, error) {
+	key, err := NewKey(kt)
+	if err != nil {
+		return nil, err
+	}
+	csrPEM, err := NewCSR(subject, key)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(csrRequest{CSR: base64.StdEncoding.EncodeToString(csrPEM)})
+	var resp crtResponse
+	if err := c.do(ctx, call{op: op, method: http.MethodPost, url: u, body: body, client: hc, oneShot: oneShot, wantCode: []int{201, 200}}, &resp); err != nil {
+		return nil, err
+	}
+	cert, err := c.verifyIssued(resp, key, subject)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, RedactURL(u), err)
+	}
+	return cert, nil
+}
+
+// decodeB64PEM decodes a base64 field holding PEM certificates. Plain PEM is
+// accepted too.
+func decodeB64PEM(field, v string) ([]byte, []*x509.Certificate, error) {
+	v = strings.TrimSpace(v)
+	var data []byte
+	if strings.HasPrefix(v, "-----BEGIN") {
+		data = []byte(v)
+	} else {
+		d, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %q is not base64: %v", ErrInvalidResponse, field, err)
+		}
+		data = d
+	}
+	certs, err := parseCerts(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %q: %v", ErrInvalidResponse, field, err)
+	}
+	return encodeCerts(certs), certs, nil
+}
+
+func (c *Client) verifyIssued(resp crtResponse, key crypto.Signer, subject Subject) (*Certificate, error) {
+	crt := resp.CRT
+	field := "crt"
+	if strings.TrimSpace(crt) == "" {
+		crt, field = resp.ClientCRT, "clientCrt"
+	}
+	if strings.TrimSpace(crt) == "" {
+		return nil, fmt.Errorf("%w: no \"crt\" and no \"clientCrt\" in the answer", ErrInvalidResponse)
+	}
+	chainPEM, chain, err := decodeB64PEM(field, crt)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(resp.ClientCRT) != "" && field == "crt" {
+		_, client, err := decodeB64PEM("clientCrt", resp.ClientCRT)
+		if err != nil {
+			return nil, err
+		}
+		if !client[0].Equal(chain[0]) {
+			return nil, fmt.Errorf("%w: \"clientCrt\" is not the first certificate of \"crt\"", ErrInvalidResponse)
+		}
+	}
+	if strings.TrimSpace(resp.CACRT) == "" {
+		return nil, fmt.Errorf("%w: no \"caCrt\" in the answer", ErrInvalidResponse)
+	}
+	caPEM, cas, err := decodeB64PEM("caCrt", resp.CACRT)
+	if err != nil {
+		return nil, err
+	}
+	leaf := chain[0]
+	if !publicKeyMatches(leaf, key) {
+		return nil, fmt.Errorf("%w: the issued certificate does not match the key sent in the CSR", ErrInvalidResponse)
+	}
+	if !subject.Matches(leaf.RawSubject) {
+		return nil, fmt.Errorf("%w: issued for %q, requested %q", ErrSubjectMismatch, leaf.Subject.String(), subject.String())
+	}
+	if err := verifyChain(chain, cas, c.now()); err != nil {
+		return nil, err
+	}
+	keyPEM, err := EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Certificate{Key: key, KeyPEM: keyPEM, Chain: chain, ChainPEM: chainPEM, CA: cas, CAPEM: caPEM}, nil
+}
+
+func publicKeyMatches(leaf *x509.Certificate, key crypto.Signer) bool {
+	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(key.Public())
+}
+
+// verifyChain checks that chain[0] chains to one of cas (through chain[1:])
+// at now, for client authentication.
+func verifyChain(chain, cas []*x509.Certificate, now time.Time) error {
+	roots := x509.NewCertPool()
+	for _, ca := range cas {
+		roots.AddCert(ca)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: the issued certificate does not verify against \"caCrt\": %v", ErrInvalidResponse, err)
+	}
+	return nil
+}
