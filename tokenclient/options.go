@@ -1,0 +1,289 @@
+package tokenclient
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Clock is the client's source of time. Now stamps tokens and decides the
+// negative cache; AfterFunc schedules refresh-ahead and expiry (the cache
+// hit path reads flags those timers set, so it never reads the clock);
+// Sleep waits between retries. A fake clock makes all three deterministic
+// in tests. Implementations must be safe for concurrent use.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f (in its own goroutine, or synchronously from the
+	// call that advances a fake clock) once d has passed.
+	AfterFunc(d time.Duration, f func()) Timer
+	// Sleep waits for d, or returns ctx.Err() when ctx ends first.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Timer is a scheduled call; Stop cancels it if it has not run.
+// *time.Timer implements it.
+type Timer interface{ Stop() bool }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// RetryPolicy bounds the retries of one fetch. Network errors, 408, 429 and
+// 5xx are retried with full-jitter exponential backoff (a random wait in
+// [0, min(MaxDelay, BaseDelay·2^n)]); a Retry-After on 429/503 is honoured
+// as a minimum wait. A fetch gives up after MaxAttempts attempts or when the
+// next wait would pass MaxElapsed since its start.
+type RetryPolicy struct {
+	MaxAttempts int           // at least 1; default 4
+	BaseDelay   time.Duration // default 200ms
+	MaxDelay    time.Duration // default 5s
+	MaxElapsed  time.Duration // default 30s
+}
+
+// FetchReason says why a fetch ran.
+type FetchReason string
+
+// Fetch reasons.
+const (
+	ReasonMiss    FetchReason = "miss"    // a caller had no valid token and waited
+	ReasonRefresh FetchReason = "refresh" // refresh ahead in the background
+)
+
+// FetchEvent describes one completed fetch (all its attempts).
+type FetchEvent struct {
+	Reason     FetchReason
+	Grant      Grant
+	Tenant     string // subdomain, or "" (mind label cardinality)
+	ZoneID     string
+	Attempts   int
+	StatusCode int // of the last answer; 0 when none arrived
+	Duration   time.Duration
+	Err        error // nil on success; never holds a credential
+}
+
+// Observer receives metrics events. Every field is optional. Hooks are called
+// synchronously from the caller's or the fetching goroutine and must be fast
+// and safe for concurrent use; Hit is on the hot path (an atomic add).
+type Observer struct {
+	Hit   func()           // a valid cached token was returned
+	Miss  func()           // a caller had to wait for a fetch (or a negative-cache replay)
+	Fetch func(FetchEvent) // a fetch finished
+	Evict func()           // an entry was dropped to keep the cache bounded
+}
+
+// Option configures a Client.
+type Option func(*options) error
+
+type options struct {
+	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
+	proxy         func(*http.Request) (*url.URL, error)
+	roots         *x509.CertPool
+	roundTripper  http.RoundTripper
+	clock         Clock
+	log           *slog.Logger
+	obs           Observer
+	pol           policy
+	retry         RetryPolicy
+	maxEntries    int
+	maxFetches    int
+	negativeTTL   time.Duration
+	timeout       time.Duration
+	idleConnsHost int
+}
+
+func defaultOptions() options {
+	return options{
+		clock:         realClock{},
+		log:           slog.New(slog.DiscardHandler),
+		pol:           policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, defaultLife: 5 * time.Minute},
+		retry:         RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},
+		maxEntries:    10000,
+		maxFetches:    16,
+		negativeTTL:   10 * time.Second,
+		timeout:       10 * time.Second,
+		idleConnsHost: 4,
+	}
+}
+
+// WithDialContext sets how connections are dialled (for example through
+// a resolver that maps host names to fixed addresses). TLS still verifies
+// the host name of the token URL.
+func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(o *options) error { o.dial = dial; return nil }
+}
+
+// WithProxy routes token requests through an HTTP proxy. There is no proxy
+// by default: the environment's HTTP_PROXY is deliberately ignored, since a
+// sidecar shares it with the app it proxies for.
+func WithProxy(proxy func(*http.Request) (*url.URL, error)) Option {
+	return func(o *options) error { o.proxy = proxy; return nil }
+}
+
+// WithRootCAs sets the CAs that verify the token service (default: the
+// system pool).
+func WithRootCAs(pool *x509.CertPool) Option {
+	return func(o *options) error { o.roots = pool; return nil }
+}
+
+// WithRoundTripper replaces the client's own transport, for instrumentation
+// or tests. The caller's transport must then present the client certificate
+// itself; WithDialContext, WithProxy and WithRootCAs are ignored. Redirects
+// are still refused.
+func WithRoundTripper(rt http.RoundTripper) Option {
+	return func(o *options) error { o.roundTripper = rt; return nil }
+}
+
+// WithClock injects the clock (default: the system clock).
+func WithClock(c Clock) Option {
+	return func(o *options) error {
+		if c == nil {
+			return fmt.Errorf("%w: WithClock(nil)", ErrInvalidConfig)
+		}
+		o.clock = c
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: silent). The client logs fetch
+// failures at warn, retries and refreshes at debug, with the keys
+// token_url, grant, tenant, zone_id, reason, attempt, status, error_code,
+// duration and error. It never logs a credential or token.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l != nil {
+			o.log = l
+		}
+		return nil
+	}
+}
+
+// WithObserver installs metrics hooks.
+func WithObserver(obs Observer) Option {
+	return func(o *options) error { o.obs = obs; return nil }
+}
+
+// WithRefreshAhead sets when a token is refreshed in the background: once
+// fraction (0 < fraction <= 1, default 2/3) of its life has passed, moved
+// earlier by a random share of up to jitter (0 <= jitter < 1, default 0.1)
+// so that many clients do not refresh in step.
+func WithRefreshAhead(fraction, jitter float64) Option {
+	return func(o *options) error {
+		if !(fraction > 0 && fraction <= 1) || !(jitter >= 0 && jitter < 1) {
+			return fmt.Errorf("%w: WithRefreshAhead(%v, %v): want 0 < fraction <= 1 and 0 <= jitter < 1", ErrInvalidConfig, fraction, jitter)
+		}
+		o.pol.refreshFraction, o.pol.jitter = fraction, jitter
+		return nil
+	}
+}
+
+// WithExpirySkew sets how long before its expiry a token stops being served
+// (default 30s; never more than a third of a token's life).
+func WithExpirySkew(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: WithExpirySkew(%v)", ErrInvalidConfig, d)
+		}
+		o.pol.skew = d
+		return nil
+	}
+}
+
+// WithDefaultLifetime sets the lifetime assumed when a response has neither
+// expires_in nor a JWT exp (default 5m).
+func WithDefaultLifetime(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithDefaultLifetime(%v)", ErrInvalidConfig, d)
+		}
+		o.pol.defaultLife = d
+		return nil
+	}
+}
+
+// WithRetry sets the retry policy; zero fields keep their defaults.
+func WithRetry(p RetryPolicy) Option {
+	return func(o *options) error {
+		if p.MaxAttempts < 0 || p.BaseDelay < 0 || p.MaxDelay < 0 || p.MaxElapsed < 0 {
+			return fmt.Errorf("%w: WithRetry: negative value", ErrInvalidConfig)
+		}
+		if p.MaxAttempts > 0 {
+			o.retry.MaxAttempts = p.MaxAttempts
+		}
+		if p.BaseDelay > 0 {
+			o.retry.BaseDelay = p.BaseDelay
+		}
+		if p.MaxDelay > 0 {
+			o.retry.MaxDelay = p.MaxDelay
+		}
+		if p.MaxElapsed > 0 {
+			o.retry.MaxElapsed = p.MaxElapsed
+		}
+		return nil
+	}
+}
+
+// WithMaxEntries bounds the cache (default 10000). When it is full, expired
+// entries go first, then the least recently used.
+func WithMaxEntries(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxEntries(%d)", ErrInvalidConfig, n)
+		}
+		o.maxEntries = n
+		return nil
+	}
+}
+
+// WithMaxConcurrentFetches bounds the token requests in flight across all
+// cache keys (default 16). Fetches beyond it wait for a slot.
+func WithMaxConcurrentFetches(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxConcurrentFetches(%d)", ErrInvalidConfig, n)
+		}
+		o.maxFetches = n
+		return nil
+	}
+}
+
+// WithNegativeCacheTTL sets how long a 4xx refusal (other than 408 and 429)
+// is replayed without asking the server again (default 10s; 0 disables).
+func WithNegativeCacheTTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: WithNegativeCacheTTL(%v)", ErrInvalidConfig, d)
+		}
+		o.negativeTTL = d
+		return nil
+	}
+}
+
+// WithTimeout bounds each HTTP attempt, from dial to the end of the body
+// (default 10s). The retry policy's MaxElapsed bounds the whole fetch.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithTimeout(%v)", ErrInvalidConfig, d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
