@@ -1,0 +1,423 @@
+package guard
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/credbroker/credbroker/oauth1"
+)
+
+// Identity headers the guard sets on forwarded requests. Every request
+// header starting with HeaderPrefix is removed first, whoever sent it.
+const (
+	HeaderPrefix      = "X-Credbroker-"
+	HeaderAuthMethod  = "X-Credbroker-Auth-Method" // jwt, mtls or oauth1
+	HeaderSubject     = "X-Credbroker-Subject"     // token sub, certificate subject, or consumer key
+	HeaderClientID    = "X-Credbroker-Client-Id"   // token client_id/cid/azp, or consumer key
+	HeaderZone        = "X-Credbroker-Zone"        // zid (XSUAA) or app_tid (IAS)
+	HeaderTenant      = "X-Credbroker-Tenant"      // tenant subdomain
+	HeaderScopes      = "X-Credbroker-Scopes"      // space-separated token scopes
+	HeaderCertSubject = "X-Credbroker-Cert-Subject"
+)
+
+// Realm is the realm of the WWW-Authenticate challenges.
+const Realm = "credbroker"
+
+// ErrSetup wraps problems New finds while loading what the config names
+// (files, bindings, certificates); the message names the rule field.
+var ErrSetup = errors.New("guard: cannot set up the inbound guard")
+
+// Guard is the inbound guard: an http.Handler that authenticates every
+// request by the first rule whose path prefix matches and forwards accepted
+// ones to the app. It is safe for concurrent use.
+type Guard struct {
+	rules   []*rule
+	proxy   *httputil.ReverseProxy
+	trusted []netip.Prefix
+	log     *slog.Logger
+	obs     Observer
+	keys    *keyCache
+	sources []source
+	tls     *tls.Config
+	resync  time.Duration
+	now     func() time.Time
+}
+
+type rule struct {
+	index  int
+	path   string
+	accept []Method
+	scopes []string
+	jwt    *jwtVerifier
+	mtls   *mtlsVerifier
+	oauth1 *oauth1Verifier
+}
+
+func (r *rule) accepts(m Method) bool {
+	for _, a := range r.accept {
+		if a == m {
+			return true
+		}
+	}
+	return false
+}
+
+// source is file-backed material (CA bundle, CRL, consumer key) that Run
+// reloads.
+type source interface {
+	files() []string
+	load(now time.Time) error
+}
+
+// New builds the guard. cfg must have passed Validate. It loads every file
+// the rules name (an error names the rule and field) and checks that jwt
+// rules' bindings exist.
+func New(cfg *Config, opts ...Option) (*Guard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := settings{
+		jwksClient: http.DefaultClient, now: time.Now, leeway: DefaultLeeway,
+		keyRefresh: DefaultKeyRefresh, keyMinInterval: DefaultKeyMinInterval,
+		oauthWindow: oauth1.DefaultWindow, maxBody: 10 << 20, resync: DefaultResync,
+	}
+	for _, o := range opts {
+		o(&s)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	setupErr := func(field string, err error) error {
+		return &FieldError{Field: field, Err: fmt.Errorf("%w: %w", ErrSetup, err)}
+	}
+	g := &Guard{log: s.log, obs: s.obs, resync: s.resync, now: s.now}
+	for _, p := range cfg.TrustedProxies {
+		pfx, _ := parsePrefix(p) // checked by Validate
+		g.trusted = append(g.trusted, pfx)
+	}
+	g.keys = newKeyCache(s.jwksClient, s.now, s.log, s.keyRefresh, s.keyMinInterval)
+	hasMTLS := false
+	for i, rc := range cfg.Rules {
+		f := fmt.Sprintf("rules[%d]", i)
+		r := &rule{index: i, path: rc.Path, accept: rc.Accept, scopes: rc.Scopes}
+		if r.accepts(MethodJWT) {
+			if s.bindings == nil {
+				return nil, setupErr(f+".binding", errors.New("no bindings given to the guard"))
+			}
+			b, ok := s.bindings(rc.Binding)
+			if !ok {
+				return nil, setupErr(f+".binding", fmt.Errorf("no binding %q", rc.Binding))
+			}
+			if b.Flavor != FlavorXSUAA && b.Flavor != FlavorIAS {
+				return nil, setupErr(f+".binding", fmt.Errorf("binding %q is not an xsuaa or IAS binding", rc.Binding))
+			}
+			if b.ClientID == "" || (b.Flavor == FlavorXSUAA && b.UAADomain == "") || (b.Flavor == FlavorIAS && b.URL == "") {
+				return nil, setupErr(f+".binding", fmt.Errorf("binding %q lacks clientid, uaadomain or url", rc.Binding))
+			}
+			r.jwt = &jwtVerifier{binding: rc.Binding, lookup: s.bindings, keys: g.keys, leeway: s.leeway, now: s.now}
+		}
+		if r.accepts(MethodMTLS) {
+			hasMTLS = true
+			src := &caSource{caFile: rc.CAFile, crlFile: rc.CRLFile}
+			if err := src.load(s.now()); err != nil {
+				return nil, setupErr(f, err)
+			}
+			g.sources = append(g.sources, src)
+			r.mtls = &mtlsVerifier{src: src, subjects: rc.Subjects, sans: rc.SANs, now: s.now}
+		}
+		if r.accepts(MethodOAuth1) {
+			src := &consumerSource{keyFile: rc.OAuth1.KeyFile, secretFile: rc.OAuth1.SecretFile}
+			if err := src.load(s.now()); err != nil {
+				return nil, setupErr(f, err)
+			}
+			g.sources = append(g.sources, src)
+			v, err := oauth1.NewVerifier(src.secret, oauth1.WithClock(s.now), oauth1.WithWindow(s.oauthWindow), oauth1.WithMaxBody(s.maxBody))
+			if err != nil {
+				return nil, setupErr(f+".oauth1", err)
+			}
+			r.oauth1 = &oauth1Verifier{v: v, trusted: g.trusted}
+		}
+		g.rules = append(g.rules, r)
+	}
+	app, _ := url.Parse(cfg.App) // checked by Validate
+	rt := s.appTransport
+	if rt == nil {
+		rt = &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+			ForceAttemptHTTP2:   false,
+		}
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { g.rewrite(pr, app) },
+		Transport: rt,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			g.log.Warn("inbound: app unreachable", "path", r.URL.Path, "error", err)
+			http.Error(w, "credbroker: the app is not reachable", http.StatusBadGateway)
+		},
+	}
+	if cfg.TLS != nil {
+		if s.getCertificate == nil {
+			return nil, setupErr("tls.certificate", errors.New("no certificate source given to the guard"))
+		}
+		g.tls = &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: s.getCertificate,
+			NextProtos:     []string{"h2", "http/1.1"},
+		}
+		if hasMTLS {
+			// Verified per rule (each has its own CA bundle), so a jwt rule
+			// and an mtls rule can share the listener.
+			g.tls.ClientAuth = tls.RequestClientCert
+		}
+	}
+	return g, nil
+}
+
+// TLSConfig returns the listener's TLS configuration, or nil for plain HTTP.
+// Client certificates are requested but verified per rule.
+func (g *Guard) TLSConfig() *tls.Config {
+	if g.tls == nil {
+		return nil
+	}
+	return g.tls.Clone()
+}
+
+// Close stops background key refreshes and waits for them. Idempotent.
+func (g *Guard) Close() error {
+	g.keys.close()
+	return nil
+}
+
+func (g *Guard) match(path string) *rule {
+	for _, r := range g.rules {
+		if strings.HasPrefix(path, r.path) {
+			return r
+		}
+	}
+	return nil
+}
+
+// hasDotSegment reports a "." or ".." path segment (after decoding), which
+// the app might resolve differently from the prefix match.
+func hasDotSegment(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return strings.Contains(p, "\\")
+}
+
+// ServeHTTP authenticates r and forwards it to the app, or refuses it.
+func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for k := range r.Header {
+		if strings.HasPrefix(k, HeaderPrefix) || strings.HasPrefix(http.CanonicalHeaderKey(k), HeaderPrefix) {
+			delete(r.Header, k)
+		}
+	}
+	if hasDotSegment(r.URL.Path) {
+		g.refuse(w, r, nil, &refusal{method: MethodNone, reason: ReasonMalformed, status: http.StatusBadRequest, detail: "path has a dot segment or backslash"})
+		return
+	}
+	ru := g.match(r.URL.Path)
+	if ru == nil {
+		g.refuse(w, r, nil, &refusal{method: MethodNone, reason: ReasonNoRule, status: http.StatusForbidden, detail: "no rule matches the path"})
+		return
+	}
+	id, ref := g.authenticate(r, ru)
+	if ref != nil {
+		g.refuse(w, r, ru, ref)
+		return
+	}
+	setIdentity(r.Header, id)
+	g.obs.Accepted(id.method)
+	g.log.Debug("inbound: accepted", "path", r.URL.Path, "rule", ru.path, "method", string(id.method), "subject", id.subject)
+	g.proxy.ServeHTTP(w, r)
+}
+
+// authenticate tries each accepted method for which the request carries a
+// credential; the first that succeeds wins.
+func (g *Guard) authenticate(r *http.Request, ru *rule) (*identity, *refusal) {
+	var first *refusal
+	note := func(ref *refusal) {
+		if first == nil {
+			first = ref
+		}
+	}
+	if ru.mtls != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		id, ref := ru.mtls.verify(r.TLS.PeerCertificates)
+		if ref == nil {
+			return id, nil
+		}
+		note(ref)
+	}
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	switch {
+	case ru.jwt != nil && strings.EqualFold(scheme, "Bearer"):
+		id, ref := ru.jwt.verify(r.Context(), strings.TrimSpace(cred), ru.scopes)
+		if ref == nil {
+			return id, nil
+		}
+		note(ref)
+	case ru.oauth1 != nil && strings.EqualFold(scheme, "OAuth"):
+		id, ref := ru.oauth1.verify(r)
+		if ref == nil {
+			return id, nil
+		}
+		note(ref)
+	}
+	if first != nil {
+		return nil, first
+	}
+	ref := &refusal{method: MethodNone, reason: ReasonNoCredentials, status: http.StatusUnauthorized, detail: "no credential for " + methodList(ru.accept)}
+	if ru.jwt == nil && ru.oauth1 == nil {
+		ref.status = http.StatusForbidden // mtls only: there is no HTTP challenge to send
+	}
+	return nil, ref
+}
+
+func methodList(ms []Method) string {
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = string(m)
+	}
+	return strings.Join(s, ", ")
+}
+
+func setIdentity(h http.Header, id *identity) {
+	set := func(k, v string) {
+		if v != "" {
+			h.Set(k, sanitizeHeader(v))
+		}
+	}
+	set(HeaderAuthMethod, string(id.method))
+	set(HeaderSubject, id.subject)
+	set(HeaderClientID, id.clientID)
+	set(HeaderZone, id.zone)
+	set(HeaderTenant, id.tenant)
+	set(HeaderScopes, strings.Join(id.scopes, " "))
+	set(HeaderCertSubject, id.certSubject)
+}
+
+// sanitizeHeader drops control characters (a claim could carry them).
+func sanitizeHeader(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+}
+
+func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ru *rule, ref *refusal) {
+	g.obs.Refused(ref.method, ref.reason)
+	g.log.Info("inbound: refused", "path", r.URL.Path, "method", string(ref.method), "reason", ref.reason,
+		"status", ref.status, "peer", r.RemoteAddr, "detail", ref.detail)
+	if ref.status == http.StatusUnauthorized || ref.bearerError == "insufficient_scope" {
+		for _, c := range challenges(ru, ref) {
+			w.Header().Add("WWW-Authenticate", c)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(ref.status)
+	fmt.Fprintf(w, "credbroker: %s (%s)\n", strings.ToLower(http.StatusText(ref.status)), ref.reason)
+}
+
+// challenges builds WWW-Authenticate values: Bearer (RFC 6750) for jwt
+// rules, OAuth for oauth1 rules; the error details go to the method that
+// failed.
+func challenges(ru *rule, ref *refusal) []string {
+	if ru == nil {
+		return nil
+	}
+	var out []string
+	if ru.jwt != nil {
+		c := `Bearer realm="` + Realm + `"`
+		if ref.method == MethodJWT && ref.bearerError != "" {
+			c += `, error="` + ref.bearerError + `", error_description="` + quoteSafe(ref.detail) + `"`
+			if ref.scope != "" {
+				c += `, scope="` + quoteSafe(ref.scope) + `"`
+			}
+		}
+		out = append(out, c)
+	}
+	if ru.oauth1 != nil && ref.status == http.StatusUnauthorized {
+		c := `OAuth realm="` + Realm + `"`
+		if ref.method == MethodOAuth1 && ref.oauthProblem != "" {
+			c += `, oauth_problem="` + ref.oauthProblem + `"`
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r > 0x7e {
+			return '\''
+		}
+		return r
+	}, s)
+}
+
+// rewrite points the request at the app. X-Forwarded-* from a trusted
+// proxy are passed on (with the proxy's address appended to -For); from
+// anyone else they are replaced by what the guard saw.
+func (g *Guard) rewrite(pr *httputil.ProxyRequest, app *url.URL) {
+	pr.SetURL(app)
+	pr.Out.Host = pr.In.Host
+	if peerTrusted(pr.In, g.trusted) {
+		for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v := pr.In.Header.Values(h); len(v) > 0 {
+				pr.Out.Header[h] = v
+			}
+		}
+		prior := strings.Join(pr.In.Header.Values("X-Forwarded-For"), ", ")
+		if ip, ok := peerIP(pr.In); ok {
+			if prior != "" {
+				prior += ", "
+			}
+			pr.Out.Header.Set("X-Forwarded-For", prior+ip.String())
+		}
+		if pr.Out.Header.Get("X-Forwarded-Host") == "" || pr.Out.Header.Get("X-Forwarded-Proto") == "" {
+			proto := "http"
+			if pr.In.TLS != nil {
+				proto = "https"
+			}
+			if pr.Out.Header.Get("X-Forwarded-Host") == "" {
+				pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+			}
+			if pr.Out.Header.Get("X-Forwarded-Proto") == "" {
+				pr.Out.Header.Set("X-Forwarded-Proto", proto)
+			}
+		}
+		return
+	}
+	pr.SetXForwarded()
+}
+
+// Run watches the files the rules name (CA bundles, revocation lists,
+// OAuth 1.0a key and secret) by directory, with a periodic re-read as a
+// backstop, and swaps in new material once it is fully valid; a failed
+// reload keeps the last good material and is logged. It blocks until ctx
+// is done.
+func (g *Guard) Run(ctx context.Context) error {
+	return g.watch(ctx)
+}
