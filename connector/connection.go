@@ -34,7 +34,7 @@ type ConnectionInfo struct {
 	// Subject is the certificate subject in the connector's order.
 	Subject      string    `json:"subject"`
 	KeyAlgorithm string    `json:"key_algorithm,omitempty"`
-	Serial       string    `json:"serial,omitempty"` // hexadecimal
+	Serial       string    `json:"serial,omitempty"` // decimal
 	NotBefore    time.Time `json:"not_before"`
 	NotAfter     time.Time `json:"not_after"`
 	UpdatedAt    time.Time `json:"updated_at"`
@@ -94,7 +94,7 @@ func (ci *ConnectionInfo) SetCertificate(leaf *x509.Certificate, now time.Time) 
 	if s, err := SubjectOf(leaf); err == nil {
 		ci.Subject = s.String()
 	}
-	ci.Serial = leaf.SerialNumber.Text(16)
+	ci.Serial = leaf.SerialNumber.String()
 	ci.NotBefore = leaf.NotBefore.UTC()
 	ci.NotAfter = leaf.NotAfter.UTC()
 	ci.UpdatedAt = now.UTC()

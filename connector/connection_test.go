@@ -29,7 +29,7 @@ func TestConnectWritesAConnectionInfoWithoutSecrets(t *testing.T) {
 	g.Expect(ci.EventsURL).To(Equal(f.URL + "/app/v1/events"))
 	g.Expect(ci.Identity.Application).To(Equal("app1"))
 	g.Expect(ci.Subject).To(Equal("O=Org,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=app1"))
-	g.Expect(ci.Serial).To(Equal(conn.Pairing.Leaf().SerialNumber.Text(16)))
+	g.Expect(ci.Serial).To(Equal(conn.Pairing.Leaf().SerialNumber.String()))
 	g.Expect(ci.NotAfter).To(Equal(conn.Pairing.Leaf().NotAfter.UTC()))
 
 	data, err := ci.Marshal()

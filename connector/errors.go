@@ -88,6 +88,13 @@ func (e *Error) Is(target error) bool {
 	return e.kind == ErrRevoked && target == ErrUnauthorized
 }
 
+// NeedsToken reports whether only a new one-time token can help: the token
+// was refused, or the client certificate was revoked or refused (certwatch
+// stops renewing on such errors).
+func (e *Error) NeedsToken() bool {
+	return e.kind == ErrTokenInvalid || e.kind == ErrRevoked || e.kind == ErrUnauthorized
+}
+
 // Temporary reports whether the status suggests that a later attempt may
 // succeed (5xx, 429, 408).
 func (e *Error) Temporary() bool {
@@ -167,6 +174,9 @@ type refusedError struct {
 	*transportError
 	kind error
 }
+
+// NeedsToken: a certificate refused in the handshake cannot be renewed.
+func (e *refusedError) NeedsToken() bool { return true }
 
 func (e *refusedError) Is(target error) bool {
 	return target == e.kind || (e.kind == ErrRevoked && target == ErrUnauthorized)

@@ -14,8 +14,10 @@ type HeartbeatResult struct {
 	Info *ManagementInfo
 	Err  error
 	// Changed is true when Info differs from the last known info in its
-	// identity, URLs or runtime token URL (also on the first success
-	// without an initial info).
+	// identity or URLs, or when runtime.tokenUrl appeared, disappeared or
+	// points elsewhere (a fresh token for the same runtime connector is no
+	// change; Info always carries the latest one). It is also true on the
+	// first success without an initial info.
 	Changed bool
 }
 
@@ -179,5 +181,9 @@ func (h *Heartbeat) Beat(ctx context.Context) HeartbeatResult {
 }
 
 func sameInfo(a, b ManagementInfo) bool {
-	return a.ClientIdentity == b.ClientIdentity && a.URLs == b.URLs && a.RuntimeTokenURL() == b.RuntimeTokenURL()
+	// A connector may mint a fresh runtime token on every call: only a
+	// runtime connector that appears, goes or moves is a change.
+	return a.ClientIdentity == b.ClientIdentity && a.URLs == b.URLs &&
+		(a.RuntimeTokenURL() == "") == (b.RuntimeTokenURL() == "") &&
+		RedactURL(a.RuntimeTokenURL()) == RedactURL(b.RuntimeTokenURL())
 }

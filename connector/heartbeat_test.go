@@ -87,6 +87,16 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	g.Expect(hb.Status().ConsecutiveFailures).To(Equal(0))
 	g.Expect(hb.Status().Info.RuntimeTokenURL()).To(Equal(rt))
 
+	// A fresh token for the same runtime connector is not a change, but the
+	// result carries it.
+	rt2, _ := f.NewToken("runtime")
+	f.Set(func(f *fakeConnector) { f.RuntimeTokenURL = rt2 })
+	ticks <- now
+	g.Eventually(results).Should(Receive(&r))
+	g.Expect(r.Changed).To(BeFalse())
+	g.Expect(r.Info.RuntimeTokenURL()).To(Equal(rt2))
+	g.Expect(changes).NotTo(Receive())
+
 	cancel()
 	g.Eventually(done).Should(Receive(BeNil()))
 }

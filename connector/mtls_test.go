@@ -76,6 +76,9 @@ func TestInfoWithACertificateFromAnotherCAIsRefusedInTheHandshake(t *testing.T) 
 	_, err := c.Info(ctx(t), f.URL+"/v1/applications/management/info")
 	g.Expect(err).To(MatchError(connector.ErrUnauthorized))
 	g.Expect(f.Count("info")).To(Equal(0))
+	var nt interface{ NeedsToken() bool }
+	g.Expect(errors.As(err, &nt)).To(BeTrue())
+	g.Expect(nt.NeedsToken()).To(BeTrue())
 }
 
 func TestTheHookCertificateIsUsedOnTheNextHandshake(t *testing.T) {
@@ -159,6 +162,7 @@ func TestRenewWhileTheConnectorIsDown(t *testing.T) {
 	g.Expect(errors.As(err, &ce)).To(BeTrue())
 	g.Expect(ce.StatusCode).To(Equal(503))
 	g.Expect(ce.Temporary()).To(BeTrue())
+	g.Expect(ce.NeedsToken()).To(BeFalse(), "certwatch keeps retrying")
 
 	f.Set(func(f *fakeConnector) { f.Fault = nil })
 	f.lis.Drop.Store(100) // nothing gets through
@@ -212,6 +216,9 @@ func TestRevoke(t *testing.T) {
 	r, _ := connector.NewRenewer(f.client(), info.URLs.RenewCertURL)
 	_, _, _, err = r.Renew(ctx(t), p.TLSCertificate())
 	g.Expect(err).To(MatchError(connector.ErrRevoked))
+	var nt interface{ NeedsToken() bool }
+	g.Expect(errors.As(err, &nt)).To(BeTrue())
+	g.Expect(nt.NeedsToken()).To(BeTrue(), "certwatch stops renewing")
 }
 
 func TestRenewerURL(t *testing.T) {

@@ -29,7 +29,7 @@ func (c *Client) RenewCertificate(ctx context.Context, renewURL string, current 
 	// are rare, so it is closed right after.
 	hc := c.httpClient(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &current, nil })
 	defer hc.CloseIdleConnections()
-	c.log.Info("connector renewing", "url", RedactURL(renewURL), "subject", subject.String(), "serial", leaf.SerialNumber.Text(16))
+	c.log.Info("connector renewing", "url", RedactURL(renewURL), "subject", subject.String(), "serial", leaf.SerialNumber.String())
 	return c.requestCertificate(ctx, opRenew, renewURL, hc, false, subject, kt)
 }
 
@@ -116,7 +116,9 @@ func (r *Renewer) URL() string { return *r.url.Load() }
 // Renew generates a fresh key, sends a CSR with current's subject to the
 // renewCertUrl presenting current over mTLS, and returns the new chain PEM,
 // the new key as PKCS#8 PEM and the CA PEM. Errors match ErrRevoked,
-// ErrUnauthorized, ErrSubjectMismatch or are *Error / network errors.
+// ErrUnauthorized, ErrSubjectMismatch or are *Error / network errors; those
+// after which only a new one-time token helps have a NeedsToken() method
+// that returns true.
 func (r *Renewer) Renew(ctx context.Context, current tls.Certificate) (certPEM, keyPEM, caPEM []byte, err error) {
 	cert, err := r.client.RenewCertificate(ctx, r.URL(), current)
 	if err != nil {
