@@ -320,9 +320,15 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 		if f := s.takeFault(targets...); f != nil {
 			rec.Fault = true
 			if isToken {
+				// Read the form before the fault delays or answers the request:
+				// faulted token requests count by grant and tenant too.
+				r.Body = http.MaxBytesReader(nil, r.Body, 1<<16)
 				_ = r.ParseForm()
 			}
 			if s.applyFault(sw, r, listener, f) {
+				if isToken {
+					s.countToken(s.grantLabel(r), s.tenantLabel(r, listener), false)
+				}
 				return
 			}
 		}
@@ -386,4 +392,184 @@ func (s *Server) applyFault(w *statusWriter, r *http.Request, listener string, f
 	return true
 }
 
-func (s *Server) adminHandler() http.Handler { return http.NotFoundHandler() }
+// flexDuration decodes a JSON duration given as a Go duration string
+// ("200ms", "30s") or a number of seconds.
+type flexDuration time.Duration
+
+func (d *flexDuration) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case float64:
+		*d = flexDuration(time.Duration(x * float64(time.Second)))
+	case string:
+		p, err := time.ParseDuration(x)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", x, err)
+		}
+		*d = flexDuration(p)
+	case nil:
+		*d = 0
+	default:
+		return fmt.Errorf("duration must be a string like \"30s\" or a number of seconds")
+	}
+	return nil
+}
+
+// FaultRequest is the JSON body of POST /mock/faults.
+type faultRequest struct {
+	Target     string       `json:"target"`
+	Status     int          `json:"status"`
+	RetryAfter flexDuration `json:"retry_after"`
+	Latency    flexDuration `json:"latency"`
+	Drop       bool         `json:"drop"`
+	Count      int          `json:"count"`
+	Duration   flexDuration `json:"duration"`
+	Body       string       `json:"body"`
+}
+
+func decodeStrict(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("mockauth: request body: %w", err)
+	}
+	return nil
+}
+
+func adminError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+// adminHandler serves the control API under /mock/ (plain HTTP on loopback).
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /mock/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Stats())
+	})
+	mux.HandleFunc("GET /mock/info", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Info())
+	})
+	mux.HandleFunc("GET /mock/vcap", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(s.VCAPServices())
+	})
+	mux.HandleFunc("GET /mock/ca.crt", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(s.CACertPEM())
+	})
+	mux.HandleFunc("GET /mock/received", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Received())
+	})
+	mux.HandleFunc("GET /mock/certificates", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Issued())
+	})
+	mux.HandleFunc("POST /mock/faults", func(w http.ResponseWriter, r *http.Request) {
+		var fr faultRequest
+		if err := decodeStrict(r, &fr); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		f := Fault{Target: fr.Target, Status: fr.Status, RetryAfter: time.Duration(fr.RetryAfter), Latency: time.Duration(fr.Latency),
+			Drop: fr.Drop, Count: fr.Count, Duration: time.Duration(fr.Duration), Body: fr.Body}
+		if err := s.AddFault(f); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]string{"status": "added"})
+	})
+	mux.HandleFunc("DELETE /mock/faults", func(w http.ResponseWriter, r *http.Request) {
+		s.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /mock/tokens", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Application string `json:"application"`
+		}
+		if err := decodeStrict(r, &req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		u, tok, err := s.NewPairingToken(req.Application)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]string{"url": u, "token": tok})
+	})
+	mux.HandleFunc("POST /mock/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Serial string `json:"serial"`
+		}
+		if err := decodeStrict(r, &req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := s.Revoke(req.Serial); err != nil {
+			adminError(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": req.Serial})
+	})
+	mux.HandleFunc("POST /mock/rotate-keys", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.RotateKeys(); err != nil {
+			adminError(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"kid": s.KeyID()})
+	})
+	mux.HandleFunc("POST /mock/ttl", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Token flexDuration `json:"token"`
+			Cert  flexDuration `json:"cert"`
+		}
+		if err := decodeStrict(r, &req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		if req.Token < 0 || req.Cert < 0 {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("mockauth: ttl must not be negative"))
+			return
+		}
+		s.SetTTL(time.Duration(req.Token), time.Duration(req.Cert))
+		s.mu.Lock()
+		tok, cert := s.tokenTTL, s.certTTL
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]string{"token": tok.String(), "cert": cert.String()})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		adminError(w, http.StatusNotFound, fmt.Errorf("mockauth: no such control endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) grantLabel(r *http.Request) string {
+	g := r.PostForm.Get("grant_type")
+	if r.URL.Path == "/oauth2/token" {
+		return "ias:" + g
+	}
+	return g
+}
+
+func (s *Server) tenantLabel(r *http.Request, listener string) string {
+	if r.URL.Path == "/oauth2/token" {
+		if tid := r.PostForm.Get("app_tid"); tid != "" {
+			if t, ok := s.tenantByZone(tid); ok {
+				return t.Subdomain
+			}
+			return "unknown"
+		}
+		return s.tenants[0].Subdomain
+	}
+	domain := UAADomain
+	if listener == listenerCertToken {
+		domain = CertUAADomain
+	}
+	if t, e := s.resolveTenant(r, domain); e == nil {
+		return t.Subdomain
+	}
+	return "unknown"
+}

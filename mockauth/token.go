@@ -376,7 +376,7 @@ func narrowScopes(granted []string, requested string) ([]string, *errorResponse)
 }
 
 func (s *Server) handleXSUAAToken(w http.ResponseWriter, r *http.Request, cert bool, domain string) {
-	grant := r.URL.Query().Get("grant_type")
+	grant := ""
 	tenantLabel := "unknown"
 	fail := func(e *errorResponse) {
 		s.countToken(grant, tenantLabel, false)
