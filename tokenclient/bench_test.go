@@ -46,8 +46,33 @@ func BenchmarkCacheHit(b *testing.B) {
 			})
 		})
 	}
-	if n := as.count(); n != 2 {
-		b.Fatalf("token requests: %d, want 2", n)
+	h, err := c.Handle(Request{Scopes: []string{"orders.read"}, Tenant: "subscriber-1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := h.Token(bg); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("handle/serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := h.Token(bg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("handle/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := h.Token(bg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	if n := as.count(); n != 3 {
+		b.Fatalf("token requests: %d, want 3", n)
 	}
 }
 

@@ -72,6 +72,7 @@ type entry struct {
 
 	st   atomic.Pointer[entryState]
 	busy atomic.Bool // a fetch is in flight
+	gone atomic.Bool // evicted: a Handle must look up again
 	ref  atomic.Bool // used since the last eviction sweep (CLOCK bit)
 	used atomic.Bool // used since the token was fetched (refresh only what is in use)
 
@@ -198,15 +199,66 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 	if req.grant() != GrantClientCredentials {
 		dg = req.digest()
 	}
-	h := c.hash(&req, scopes, fp, &dg)
+	e := c.lookup(&req, scopes, fp, &dg)
+	if tok := c.cached(e); tok != nil {
+		return tok, nil
+	}
+	return c.wait(ctx, e)
+}
+
+// lookup finds or creates the cache entry for a checked request.
+func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) *entry {
+	h := c.hash(r, scopes, fp, dg)
 	sh := &c.shards[h%numShards]
-	e := sh.find(h, &req, scopes, fp, &dg)
-	if e != nil {
-		if tok := c.cached(e); tok != nil {
-			return tok, nil
-		}
-	} else {
-		e = c.insert(sh, h, &req, scopes, fp, &dg)
+	if e := sh.find(h, r, scopes, fp, dg); e != nil {
+		return e
+	}
+	return c.insert(sh, h, r, scopes, fp, dg)
+}
+
+// Handle is a Request prepared once for repeated use: its Token skips
+// validating and hashing the request and finds the cache entry through a
+// pointer. Use it for requests that do not change, such as a route's
+// fixed scopes. It is safe for concurrent use.
+type Handle struct {
+	c      *Client
+	req    Request
+	scopes []string
+	dg     [32]byte
+	e      atomic.Pointer[entry]
+}
+
+// Handle validates req and prepares it. The Request's slices are copied.
+func (c *Client) Handle(req Request) (*Handle, error) {
+	if err := req.check(); err != nil {
+		return nil, err
+	}
+	h := &Handle{c: c, req: req}
+	h.scopes = append([]string(nil), canonicalScopes(req.Scopes)...)
+	h.req.Scopes = h.scopes
+	if req.grant() != GrantClientCredentials {
+		h.dg = req.digest()
+	}
+	return h, nil
+}
+
+// Token is Client.Token for the prepared request.
+func (h *Handle) Token(ctx context.Context) (*Token, error) {
+	c := h.c
+	if c.isDone.Load() {
+		return nil, ErrClosed
+	}
+	var fp string
+	if c.fpFunc != nil {
+		fp = c.fpFunc()
+	}
+	e := h.e.Load()
+	if e == nil || e.gone.Load() || e.id.fp != fp {
+		e = c.lookup(&h.req, h.scopes, fp, &h.dg)
+		h.e.Store(e)
+	}
+	if tok := c.cached(e); tok != nil {
+		return tok, nil
 	}
 	return c.wait(ctx, e)
 }
@@ -236,32 +288,40 @@ func (c *Client) cached(e *entry) *Token {
 	return s.tok
 }
 
-// hash mixes the request's identity into a map key. It need not resist
-// collisions (find compares the identity), only spread keys cheaply.
+// hash spreads the request's identity over the map cheaply. It need not
+// resist collisions: find compares the whole identity.
 func (c *Client) hash(r *Request, scopes []string, fp string, dg *[32]byte) uint64 {
 	h := c.prefix
-	h = strHash(h, string(r.grant()))
-	h = strHash(h, r.Tenant)
-	h = strHash(h, r.ZoneID)
-	h = strHash(h, r.Username)
-	h = strHash(h, r.Resource)
-	h = strHash(h, r.AppTID)
-	h = strHash(h, fp)
+	if r.Grant != "" && r.Grant != GrantClientCredentials {
+		h = fold(h, string(r.Grant))
+	}
+	h = fold(h, r.Tenant)
+	h = fold(h, r.ZoneID)
+	h = fold(h, r.Username)
+	h = fold(h, r.Resource)
+	h = fold(h, r.AppTID)
+	h = fold(h, fp)
 	for _, s := range scopes {
-		h = strHash(h, s)
+		h = fold(h, s)
 	}
 	if *dg != ([32]byte{}) {
-		h = strHash(h, string(dg[:]))
+		h = fold(h, string(dg[:]))
 	}
-	return h
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	return h ^ h>>33
 }
 
-// strHash folds s into h, eight bytes at a time.
-func strHash(h uint64, s string) uint64 {
-	h = mix64(h ^ uint64(len(s)))
+// fold folds s into h, eight bytes at a time.
+func fold(h uint64, s string) uint64 {
+	if len(s) == 0 {
+		return h
+	}
+	const p = 0x9E3779B97F4A7C15
+	h = (h ^ uint64(len(s))) * p
 	for len(s) >= 8 {
-		h = mix64(h ^ (uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56))
+		h = (h ^ (uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56)) * p
 		s = s[8:]
 	}
 	if len(s) > 0 {
@@ -269,14 +329,9 @@ func strHash(h uint64, s string) uint64 {
 		for i := 0; i < len(s); i++ {
 			v |= uint64(s[i]) << (8 * i)
 		}
-		h = mix64(h ^ v)
+		h = (h ^ v) * p
 	}
 	return h
-}
-
-func mix64(h uint64) uint64 {
-	h *= 0x9E3779B97F4A7C15
-	return h ^ h>>31
 }
 
 func (id *identity) matches(r *Request, scopes []string, fp string, dg *[32]byte) bool {
@@ -403,6 +458,7 @@ func (c *Client) remove(victim *entry) {
 	sh.m.Store(&m)
 	sh.mu.Unlock()
 	c.count.Add(-1)
+	victim.gone.Store(true)
 	victim.mu.Lock()
 	victim.stopTimers()
 	victim.mu.Unlock()

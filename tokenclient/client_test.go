@@ -649,3 +649,33 @@ func TestAdapters(t *testing.T) {
 	g.Expect(errors.Is(err, ErrInvalidRequest)).To(BeTrue())
 	g.Expect(strings.Count(sprintf("%v", gotAuth.Load()), "Bearer")).To(Equal(1))
 }
+
+func TestHandle(t *testing.T) {
+	g := NewWithT(t)
+	as := newFakeAS(t, nil)
+	c := newClient(t, as.secretConfig(), WithMaxEntries(1))
+	scopes := []string{"b", "a"}
+	h, err := c.Handle(Request{Scopes: scopes})
+	g.Expect(err).NotTo(HaveOccurred())
+	scopes[0] = "changed" // the handle keeps its own copy
+	a, err := h.Token(bg)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(as.last().Form.Get("scope")).To(Equal("a b"))
+	g.Expect(h.Token(bg)).To(BeIdenticalTo(a))
+	g.Expect(c.Token(bg, Request{Scopes: []string{"a", "b"}})).To(BeIdenticalTo(a), "shares the cache with Token")
+	g.Expect(as.count()).To(Equal(1))
+
+	// Evicted by another key: the handle looks its entry up again.
+	_, err = c.Token(bg, Request{Scopes: []string{"other"}})
+	g.Expect(err).NotTo(HaveOccurred())
+	b, err := h.Token(bg)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(b.AccessToken).NotTo(Equal(a.AccessToken))
+	g.Expect(as.count()).To(Equal(3))
+
+	_, err = c.Handle(Request{Grant: GrantJWTBearer})
+	g.Expect(errors.Is(err, ErrInvalidRequest)).To(BeTrue())
+	c.Close()
+	_, err = h.Token(bg)
+	g.Expect(err).To(MatchError(ErrClosed))
+}
