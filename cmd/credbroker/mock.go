@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/credbroker/credbroker/mockauth"
+)
+
+// MockOptions are the flags of `credbroker mock`.
+type MockOptions struct {
+	Dir         string        `flag:"dir" env:"CREDBROKER_MOCK_DIR" usage:"directory to write vcap.json, ca.crt, pairing-url and mock.json to (created if missing)"`
+	TokenTTL    time.Duration `flag:"token-ttl" env:"CREDBROKER_MOCK_TOKEN_TTL" usage:"access-token lifetime (expires_in)" default:"12h"`
+	CertTTL     time.Duration `flag:"cert-ttl" env:"CREDBROKER_MOCK_CERT_TTL" usage:"lifetime of the connector's client certificates, down to seconds" default:"24h"`
+	PairingTTL  time.Duration `flag:"pairing-ttl" env:"CREDBROKER_MOCK_PAIRING_TTL" usage:"lifetime of one-time pairing tokens" default:"5m"`
+	TwoPhase    bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
+	Application string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
+}
+
+// Files `credbroker mock --dir` writes.
+const (
+	mockVCAPFile       = "vcap.json"
+	mockCAFile         = "ca.crt"
+	mockPairingURLFile = "pairing-url"
+	mockInfoFile       = "mock.json"
+)
+
+func init() {
+	register(&command{
+		name:       "mock",
+		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--two-phase]",
+		newOptions: func() any { return &MockOptions{} },
+		run: func(ctx context.Context, e *cmdEnv, opts any) error {
+			return runMock(ctx, e, opts.(*MockOptions))
+		},
+	})
+}
+
+func (o *MockOptions) validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--token-ttl", o.TokenTTL}, {"--cert-ttl", o.CertTTL}, {"--pairing-ttl", o.PairingTTL}} {
+		if d.v <= 0 {
+			return badInputf("%s %s: must be positive", d.name, d.v)
+		}
+		if d.v < time.Second {
+			return badInputf("%s %s: must be at least 1s", d.name, d.v)
+		}
+	}
+	return nil
+}
+
+func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if len(e.args) > 0 {
+		return badInputf("unexpected argument %q", e.args[0])
+	}
+	srv, err := mockauth.Start(mockauth.Options{
+		TokenTTL:        o.TokenTTL,
+		CertTTL:         o.CertTTL,
+		PairingTokenTTL: o.PairingTTL,
+		TwoPhase:        o.TwoPhase,
+		Logger:          e.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	pairingURL, _, err := srv.NewPairingToken(o.Application)
+	if err != nil {
+		return badInputf("--application: %v", err)
+	}
+	if o.Dir != "" {
+		if err := writeMockDir(o.Dir, srv, pairingURL); err != nil {
+			return err
+		}
+	}
+	printMockSummary(e.stdout, srv.Info(), o.Dir)
+	e.log.Info("mock auth server running", "url", srv.Info().URL, "admin_url", srv.Info().AdminURL)
+	<-ctx.Done()
+	e.log.Info("mock auth server stopping")
+	return srv.Close()
+}
+
+// writeMockDir writes the mock's files, each atomically, mock.json last: a
+// reader that sees mock.json finds the others complete.
+func writeMockDir(dir string, srv *mockauth.Server, pairingURL string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return badInputf("--dir %s: %v", dir, err)
+	}
+	info, err := json.MarshalIndent(srv.Info(), "", "  ")
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{mockVCAPFile, srv.VCAPServices(), 0o600}, // client secrets and a private key
+		{mockCAFile, srv.CACertPEM(), 0o644},
+		{mockPairingURLFile, []byte(pairingURL + "\n"), 0o600}, // a one-time token
+		{mockInfoFile, append(info, '\n'), 0o644},
+	} {
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return fmt.Errorf("--dir %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// printMockSummary prints the URLs and file paths, never a secret or the
+// one-time pairing URL.
+func printMockSummary(w io.Writer, info mockauth.Info, dir string) {
+	fmt.Fprintln(w, "credbroker mock: the mock auth server is running (Ctrl-C or SIGTERM stops it)")
+	row := func(k, v string) { fmt.Fprintf(w, "  %-22s %s\n", k, v) }
+	row("token url (secret):", info.URL+"/oauth/token")
+	row("token url (mTLS):", info.CertURL+"/oauth/token")
+	row("token keys:", info.TokenKeysURL)
+	row("IAS url:", info.IASURL)
+	row("connector:", info.ConnectorURL)
+	if info.RuntimeConnectorURL != "" {
+		row("runtime connector:", info.RuntimeConnectorURL)
+	}
+	row("gateway:", info.GatewayURL)
+	row("control API:", info.AdminURL+"/mock/stats")
+	var tenants []string
+	for _, t := range info.Tenants {
+		tenants = append(tenants, t.Subdomain)
+	}
+	row("tenants:", fmt.Sprint(tenants))
+	if dir != "" {
+		row("bindings:", filepath.Join(dir, mockVCAPFile)+" (holds secrets)")
+		row("server CA:", filepath.Join(dir, mockCAFile))
+		row("pairing url:", filepath.Join(dir, mockPairingURLFile)+" (one-time token)")
+		row("all URLs:", filepath.Join(dir, mockInfoFile))
+	} else {
+		row("bindings:", info.AdminURL+"/mock/vcap (holds secrets)")
+		row("pairing url:", "POST "+info.AdminURL+`/mock/tokens {"application":"app1"}`)
+	}
+	fmt.Fprintln(w, "Host names under .localhost go to 127.0.0.1 through credbroker's dial override;")
+	fmt.Fprintln(w, "for curl use --resolve HOST:PORT:127.0.0.1 and --cacert with the server CA.")
+}
