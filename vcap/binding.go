@@ -37,6 +37,10 @@ type Binding struct {
 	// Source says where the binding came from: "VCAP_SERVICES",
 	// "file /x/y.json" or "dir /bindings/name".
 	Source string
+	// Path is the file (VCAP file sources) or the binding directory
+	// (directory sources) the binding was read from, for callers that watch
+	// it for rotation; "" for the VCAP_SERVICES variable.
+	Path string
 	// Credentials are the raw credentials, behind a redacting type.
 	Credentials Credentials
 	// Auth is the typed view for auth services (xsuaa, identity); nil for

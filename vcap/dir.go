@@ -78,7 +78,7 @@ var metadataKeys = map[string]bool{
 }
 
 func readBindingDir(dir, name string) *Binding {
-	b := &Binding{Name: name, Source: "dir " + dir}
+	b := &Binding{Name: name, Source: "dir " + dir, Path: dir}
 	files, err := listFiles(dir)
 	if err != nil {
 		b.addProblem("", fmt.Errorf("%w: %v", ErrUnreadable, pathErr(err)))

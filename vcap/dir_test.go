@@ -54,6 +54,7 @@ func TestServiceBindingIOLayout(t *testing.T) {
 	x, err := set.ByName("my-xsuaa")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(x.Source).To(Equal("dir " + filepath.Join(root, "my-xsuaa")))
+	g.Expect(x.Path).To(Equal(filepath.Join(root, "my-xsuaa")))
 	g.Expect(x.Type).To(Equal("xsuaa"))
 	g.Expect(x.Label).To(Equal("xsuaa"), "label defaults to type")
 	g.Expect(x.Provider).To(Equal("sap"))

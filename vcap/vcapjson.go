@@ -50,7 +50,14 @@ func LoadFile(ctx context.Context, path string, opts ...Option) (*Set, error) {
 	if err != nil {
 		return nil, &Error{Source: src, Err: err}
 	}
-	return ParseVCAP(b, src, opts...)
+	set, err := ParseVCAP(b, src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range set.Bindings {
+		x.Path = path
+	}
+	return set, nil
 }
 
 // vcapEntry is one element of a VCAP_SERVICES label array.

@@ -183,6 +183,12 @@ func TestLoadPrecedence(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(set.Len()).To(Equal(1), "sources are not merged")
 		g.Expect(set.Bindings[0].Name).To(Equal(s.want))
+		switch s.want {
+		case "from-vcap-file":
+			g.Expect(set.Bindings[0].Path).To(Equal(fileA))
+		case "from-env":
+			g.Expect(set.Bindings[0].Path).To(Equal(""))
+		}
 	}
 	_, err := Load(context.Background(), Sources{})
 	g.Expect(errors.Is(err, ErrNoBindings)).To(BeTrue())
