@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -262,3 +263,22 @@ func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
 }
+
+func mockOptions() mockauth.Options { return mockauth.Options{} }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func mustPrefixes(t *testing.T, ss []string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, s := range ss {
+		p, err := parsePrefix(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func tlsState() *tls.ConnectionState { return &tls.ConnectionState{HandshakeComplete: true} }
