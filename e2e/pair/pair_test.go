@@ -1,0 +1,182 @@
+package pair_test
+
+import (
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+
+	"github.com/credbroker/credbroker/e2e/harness"
+	"github.com/credbroker/credbroker/mockauth"
+)
+
+var _ = Describe("credbroker pair", func() {
+	var (
+		srv     *mockauth.Server
+		secrets *harness.Secrets
+		caFile  string
+		dir     string
+		tokURL  string
+	)
+
+	// newToken mints a pairing token and remembers it as a secret.
+	newToken := func(app string) string {
+		u, tok, err := srv.NewPairingToken(app)
+		Expect(err).NotTo(HaveOccurred())
+		secrets.Add("one-time token for "+app, tok)
+		return u
+	}
+
+	pair := func(env harness.Env, args ...string) *gexec.Session {
+		s := harness.Start(bin, env, append([]string{"pair"}, args...)...)
+		Eventually(s, 60*time.Second).Should(gexec.Exit())
+		secrets.ExpectNotIn(s.Out.Contents(), s.Err.Contents())
+		return s
+	}
+
+	BeforeEach(func() {
+		var err error
+		srv, err = mockauth.Start(mockauth.Options{CertTTL: 30 * time.Second})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Close)
+		secrets = &harness.Secrets{}
+		tmp := GinkgoT().TempDir()
+		caFile = filepath.Join(tmp, "ca.crt")
+		Expect(os.WriteFile(caFile, srv.CACertPEM(), 0o644)).To(Succeed())
+		dir = filepath.Join(tmp, "connector")
+		tokURL = newToken("orders")
+	})
+
+	It("writes key, chain, CA and connection.json and prints a summary without the token", func() {
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256", "--log-level", "debug")
+		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
+
+		info, err := os.Stat(filepath.Join(dir, "tls.key"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o600)), "the key is private")
+		for _, name := range []string{"tls.crt", "ca.crt", "connection.json"} {
+			info, err := os.Stat(filepath.Join(dir, name))
+			Expect(err).NotTo(HaveOccurred(), name)
+			Expect(info.Mode().Perm()&0o022).To(BeZero(), "%s is not writable by others", name)
+		}
+		certPEM, _ := os.ReadFile(filepath.Join(dir, "tls.crt"))
+		keyPEM, _ := os.ReadFile(filepath.Join(dir, "tls.key"))
+		pairCert, err := tls.X509KeyPair(certPEM, keyPEM)
+		Expect(err).NotTo(HaveOccurred(), "the key matches the certificate")
+		leaf, err := x509.ParseCertificate(pairCert.Certificate[0])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(leaf.Subject.CommonName).To(Equal("orders"))
+		caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+		Expect(caPEM).To(Equal(srv.ConnectorCAPEM()))
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(caPEM)
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		Expect(err).NotTo(HaveOccurred(), "the chain verifies against ca.crt")
+
+		var ci map[string]any
+		raw, _ := os.ReadFile(filepath.Join(dir, "connection.json"))
+		Expect(json.Unmarshal(raw, &ci)).To(Succeed())
+		connectorURL := srv.Info().ConnectorURL
+		Expect(ci).To(HaveKeyWithValue("connector_url", connectorURL))
+		Expect(ci).To(HaveKeyWithValue("info_url", connectorURL+"/v1/applications/management/info"))
+		Expect(ci).To(HaveKeyWithValue("identity", HaveKeyWithValue("application", "orders")))
+		Expect(ci).To(HaveKeyWithValue("renew_cert_url", HavePrefix(connectorURL)))
+		Expect(ci).To(HaveKeyWithValue("revoke_cert_url", HavePrefix(connectorURL)))
+		Expect(ci).To(HaveKeyWithValue("events_url", Not(BeEmpty())))
+		Expect(ci).To(HaveKeyWithValue("metadata_url", Not(BeEmpty())))
+		Expect(ci).To(HaveKeyWithValue("subject", "O="+leaf.Subject.Organization[0]+",OU="+leaf.Subject.OrganizationalUnit[0]+
+			",L="+leaf.Subject.Locality[0]+",ST="+leaf.Subject.Province[0]+",C="+leaf.Subject.Country[0]+",CN=orders"))
+		Expect(ci).To(HaveKeyWithValue("serial", leaf.SerialNumber.String()))
+		Expect(ci).To(HaveKeyWithValue("not_after", leaf.NotAfter.UTC().Format(time.RFC3339)))
+		issued := srv.Issued()
+		Expect(issued).To(HaveLen(1))
+		Expect(issued[0].Serial).To(Equal(leaf.SerialNumber.String()))
+
+		out := string(s.Out.Contents())
+		Expect(out).To(ContainSubstring("Paired with " + connectorURL))
+		Expect(out).To(ContainSubstring("orders"))
+		Expect(out).To(ContainSubstring(leaf.SerialNumber.String()))
+		Expect(out).To(ContainSubstring(leaf.NotAfter.UTC().Format(time.RFC3339)))
+		Expect(out).To(ContainSubstring(connectorURL + "/v1/applications/management/info"))
+		secrets.ExpectNotIn(harness.ReadTree(dir, "tls.key")...)
+	})
+
+	It("reads the token URL from a file or the environment, and makes an RSA 2048 key by default", func() {
+		urlFile := filepath.Join(GinkgoT().TempDir(), "pairing-url")
+		Expect(os.WriteFile(urlFile, []byte(tokURL+"\n"), 0o600)).To(Succeed())
+		s := pair(nil, "--token-url-file", urlFile, "--cert-dir", dir, "--ca-file", caFile)
+		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
+		keyPEM, _ := os.ReadFile(filepath.Join(dir, "tls.key"))
+		certPEM, _ := os.ReadFile(filepath.Join(dir, "tls.crt"))
+		kp, err := tls.X509KeyPair(certPEM, keyPEM)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(kp.PrivateKey).To(BeAssignableToTypeOf(&rsa.PrivateKey{}))
+		Expect(kp.PrivateKey.(*rsa.PrivateKey).N.BitLen()).To(Equal(2048))
+
+		dir2 := filepath.Join(GinkgoT().TempDir(), "second")
+		s = pair(harness.Env{"CREDBROKER_TOKEN_URL": newToken("billing"), "CREDBROKER_CA_FILE": caFile, "CREDBROKER_KEY_TYPE": "ecdsa-p256"}, "--cert-dir", dir2)
+		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
+		Expect(string(s.Out.Contents())).To(ContainSubstring("CN=billing"))
+	})
+
+	It("refuses a used token with exit 1 and says a new one-time token is needed", func() {
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256")
+		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
+		before, _ := os.ReadFile(filepath.Join(dir, "tls.crt"))
+
+		s = pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256")
+		Expect(s.ExitCode()).To(Equal(1))
+		Expect(string(s.Err.Contents())).To(ContainSubstring("a new one-time token is needed"))
+		Expect(string(s.Err.Contents())).To(ContainSubstring("Token has already been used."))
+		after, _ := os.ReadFile(filepath.Join(dir, "tls.crt"))
+		Expect(after).To(Equal(before), "the paired certificate is left alone")
+	})
+
+	It("reports the connector's refusal with exit 1", func() {
+		Expect(srv.AddFault(mockauth.Fault{Target: mockauth.TargetConnector, Status: 503})).To(Succeed())
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256")
+		Expect(s.ExitCode()).To(Equal(1))
+		Expect(string(s.Err.Contents())).To(ContainSubstring("HTTP 503"))
+		Expect(filepath.Join(dir, "tls.key")).NotTo(BeAnExistingFile())
+	})
+
+	It("fails TLS verification without the mock's CA (exit 1) and never switches it off", func() {
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--key-type", "ecdsa-p256")
+		Expect(s.ExitCode()).To(Equal(1))
+		Expect(string(s.Err.Contents())).To(ContainSubstring("certificate"))
+		Expect(srv.Stats().PairingInfoRequests).To(Equal(0), "the token never left the process")
+	})
+
+	DescribeTable("exits 2 on bad input, without spending or printing the token",
+		func(args func() []string) {
+			s := pair(nil, args()...)
+			Expect(s.ExitCode()).To(Equal(2), string(s.Err.Contents()))
+			Expect(string(s.Err.Contents())).To(ContainSubstring("credbroker pair: "))
+			Expect(srv.Stats().PairingInfoRequests).To(Equal(0))
+		},
+		Entry("no scheme", func() []string {
+			return []string{"--token-url", "connector.localhost/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
+		}),
+		Entry("plain http", func() []string {
+			return []string{"--token-url", "http://connector.localhost/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
+		}),
+		Entry("garbage", func() []string { return []string{"--token-url", "::%%?token=" + tokenOf(tokURL), "--cert-dir", dir} }),
+		Entry("cert dir is a file", func() []string { return []string{"--token-url", tokURL, "--cert-dir", caFile} }),
+		Entry("no cert dir", func() []string { return []string{"--token-url", tokURL} }),
+	)
+})
+
+// tokenOf returns the token query value of a pairing URL.
+func tokenOf(u string) string {
+	p, err := url.Parse(u)
+	Expect(err).NotTo(HaveOccurred())
+	return p.Query().Get("token")
+}
