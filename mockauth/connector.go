@@ -321,11 +321,9 @@ type csrBody struct {
 	CSR string `json:"csr"`
 }
 
-func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bool) (map[string]string, *connectorError) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-	if err != nil {
-		return nil, connErr(http.StatusBadRequest, "csr_invalid", "Cannot read request body.")
-	}
+// parseCSRBody decodes {"csr": base64(PEM CSR)}, checks the CSR's signature
+// and its key (RSA of at least 2048 bits, or EC).
+func parseCSRBody(raw []byte) (*x509.CertificateRequest, *connectorError) {
 	var body csrBody
 	if err := json.Unmarshal(raw, &body); err != nil || body.CSR == "" {
 		return nil, connErr(http.StatusBadRequest, "csr_invalid", `Body must be {"csr": "<base64 PEM>"}.`)
@@ -353,6 +351,18 @@ func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bo
 	case *ecdsa.PublicKey:
 	default:
 		return nil, connErr(http.StatusBadRequest, "csr_key", "Only RSA and EC keys are accepted.")
+	}
+	return csr, nil
+}
+
+func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bool) (map[string]string, *connectorError) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	if err != nil {
+		return nil, connErr(http.StatusBadRequest, "csr_invalid", "Cannot read request body.")
+	}
+	csr, e := parseCSRBody(raw)
+	if e != nil {
+		return nil, e
 	}
 	if !sameSubject(csr.Subject, c.subject(app)) {
 		return nil, connErr(http.StatusBadRequest, "csr_subject", "CSR subject does not match: want %s.", c.subjectString(app))
