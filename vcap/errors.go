@@ -7,11 +7,13 @@ import (
 	"strings"
 )
 
-// Sentinel errors; *Error wraps them so callers can use errors.Is.
+// Sentinel errors. vcap returns them wrapped in *Error (whose message starts
+// with "vcap: " and names the source, binding and field), so callers branch
+// with errors.Is and errors.As.
 var (
-	ErrNoBindings          = errors.New("vcap: no bindings found")
-	ErrNotFound            = errors.New("vcap: no matching binding")
-	ErrAmbiguous           = errors.New("vcap: more than one binding matches")
+	ErrNoBindings          = errors.New("no bindings found")
+	ErrNotFound            = errors.New("no matching binding")
+	ErrAmbiguous           = errors.New("more than one binding matches")
 	ErrMalformed           = errors.New("malformed input")
 	ErrUnreadable          = errors.New("unreadable")
 	ErrNoCredentials       = errors.New("no credentials")

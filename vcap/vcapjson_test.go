@@ -104,6 +104,7 @@ func TestDuplicateNames(t *testing.T) {
 	g.Expect(err.Error()).To(ContainSubstring("choose one by name"))
 	_, err = set.ByName("absent")
 	g.Expect(errors.Is(err, ErrNotFound)).To(BeTrue())
+	g.Expect(err.Error()).To(Equal(`vcap: VCAP_SERVICES: no matching binding: name "absent"`))
 }
 
 func TestSelection(t *testing.T) {
