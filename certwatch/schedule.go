@@ -51,8 +51,6 @@ func (p Policy) withDefaults() Policy {
 	switch {
 	case p.Jitter == 0:
 		p.Jitter = d.Jitter
-	case p.Jitter < 0:
-		p.Jitter = 0
 	case p.Jitter > p.RenewAfter:
 		p.Jitter = p.RenewAfter
 	}
@@ -124,7 +122,7 @@ func Schedule(notBefore, notAfter time.Time, p Policy, now time.Time, failures i
 	frac := func(f float64) time.Duration { // rounded so that tables can state exact times
 		return time.Duration(float64(life) * f).Round(time.Millisecond)
 	}
-	renewAt := notBefore.Add(frac(p.RenewAfter) - frac(p.Jitter*u))
+	renewAt := notBefore.Add(frac(p.RenewAfter) - frac(max(p.Jitter, 0)*u))
 	emergencyAt := notAfter.Add(-frac(p.Emergency))
 	if emergencyAt.Before(renewAt) {
 		renewAt = emergencyAt // the emergency window is always a renewal window

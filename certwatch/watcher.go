@@ -390,14 +390,19 @@ func (w *Watcher) event(kind EventKind, next time.Time, err error) {
 	w.obs.Observe(e)
 }
 
-// swap makes p live, resets the per-certificate state and wakes Updated
-// waiters.
+// swap makes p live and resets the per-certificate state; notify then
+// wakes Updated waiters, once counters, logs and events are done.
 func (w *Watcher) swap(p *Pair) {
 	w.cur.Store(&live{pair: p, u: w.random()})
 	w.mu.Lock()
 	w.failures, w.nextAttempt = 0, time.Time{}
 	w.revoked, w.expiredReported = false, false
 	w.lastErr, w.lastErrAt = "", time.Time{}
+	w.mu.Unlock()
+}
+
+func (w *Watcher) notify() {
+	w.mu.Lock()
 	close(w.updated)
 	w.updated = make(chan struct{})
 	w.mu.Unlock()
@@ -519,10 +524,6 @@ func (w *Watcher) reload(ctx context.Context) error {
 		err = p.Verify(now)
 	}
 	if err != nil {
-		w.mu.Lock()
-		w.badSum, w.badErr = sum, err
-		w.mu.Unlock()
-		w.recordErr(err)
 		if cur != nil {
 			w.log.Warn("certwatch: new certificate refused; keeping the current one",
 				"source", w.source(), "serial", cur.pair.Serial(), "error", err.Error())
@@ -530,6 +531,10 @@ func (w *Watcher) reload(ctx context.Context) error {
 			w.log.Warn("certwatch: no usable certificate", "source", w.source(), "error", err.Error())
 		}
 		w.event(EventReloadFailed, time.Time{}, err)
+		w.mu.Lock()
+		w.badSum, w.badErr = sum, err
+		w.mu.Unlock()
+		w.recordErr(err)
 		return err
 	}
 	w.mu.Lock()
@@ -546,6 +551,7 @@ func (w *Watcher) reload(ctx context.Context) error {
 	w.log.Info("certwatch: certificate loaded", "source", w.source(), "serial", p.Serial(),
 		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 	w.event(EventLoaded, time.Time{}, nil)
+	w.notify()
 	return nil
 }
 
@@ -612,6 +618,7 @@ func (w *Watcher) renew(ctx context.Context) error {
 			"dir", w.dir, "serial", p.Serial(), "error", persistErr.Error())
 		w.event(EventPersistFailed, next, persistErr)
 	}
+	w.notify()
 	return nil
 }
 
@@ -619,21 +626,15 @@ func (w *Watcher) renewFailed(cur *live, err error) error {
 	now := w.clock.Now()
 	leaf := cur.pair.Leaf()
 	w.mu.Lock()
-	w.failures++
-	attempt := w.failures
-	d := Schedule(leaf.NotBefore, leaf.NotAfter, w.policy, now, attempt, cur.u)
-	w.nextAttempt = d.Next
-	revoked := needsToken(err)
-	if revoked {
-		w.revoked = true
-	}
+	attempt := w.failures + 1 // renewals are serialised by w.op
 	w.mu.Unlock()
+	d := Schedule(leaf.NotBefore, leaf.NotAfter, w.policy, now, attempt, cur.u)
+	revoked := needsToken(err)
 	next := d.Next
 	if revoked || d.Phase == PhaseExpired || next.Equal(leaf.NotAfter) {
 		next = time.Time{}
 	}
 	rerr := &RenewError{Attempt: attempt, Next: next, Err: err}
-	w.recordErr(rerr)
 	args := []any{"serial", cur.pair.Serial(), "attempt", attempt, "not_after", leaf.NotAfter, "phase", string(d.Phase), "error", err.Error()}
 	switch {
 	case revoked:
@@ -646,6 +647,13 @@ func (w *Watcher) renewFailed(cur *live, err error) error {
 		w.log.Warn("certwatch: renewal failed; will retry", append(args, "next", next)...)
 	}
 	w.event(EventRenewFailed, next, rerr)
+	// The state changes last, so that whoever sees it sees the log and
+	// the event too.
+	w.mu.Lock()
+	w.failures, w.nextAttempt = attempt, d.Next
+	w.revoked = w.revoked || revoked
+	w.lastErr, w.lastErrAt = rerr.Error(), now
+	w.mu.Unlock()
 	return rerr
 }
 
@@ -653,13 +661,13 @@ func (w *Watcher) renewFailed(cur *live, err error) error {
 func (w *Watcher) expire(l *live) {
 	leaf := l.pair.Leaf()
 	err := &ValidityError{Serial: l.pair.Serial(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Now: w.clock.Now()}
-	w.mu.Lock()
-	w.expiredReported = true
-	w.mu.Unlock()
-	w.recordErr(err)
 	w.log.Error("certwatch: certificate expired; a new one-time token is needed",
 		"serial", l.pair.Serial(), "not_after", leaf.NotAfter)
 	w.event(EventExpired, time.Time{}, err)
+	w.mu.Lock()
+	w.expiredReported = true
+	w.lastErr, w.lastErrAt = err.Error(), err.Now
+	w.mu.Unlock()
 }
 
 // Run watches the source and renews the certificate until ctx is done or
@@ -706,10 +714,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.mu.Unlock()
 		var timerC <-chan time.Time
 		if !at.IsZero() {
-			timerC = w.clock.After(at.Sub(now))
+			timerC = w.clock.At(at)
 		}
 		if pollC == nil && w.poll > 0 {
-			pollC = w.clock.After(w.poll)
+			pollC = w.clock.At(now.Add(w.poll))
 		}
 		select {
 		case <-ctx.Done():
@@ -721,7 +729,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				continue
 			}
 			if fw.handle(ev) && debounceC == nil {
-				debounceC = w.clock.After(w.debounce)
+				debounceC = w.clock.At(w.clock.Now().Add(w.debounce))
 			}
 		case err, ok := <-fw.errors():
 			if !ok {

@@ -29,19 +29,22 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
-// After returns a channel that receives when the clock reaches now+d (at
-// once when d <= 0).
-func (c *Clock) After(d time.Duration) <-chan time.Time {
+// At returns a channel that receives when the clock reaches t (at once
+// when it already has).
+func (c *Clock) At(t time.Time) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
-	if d <= 0 {
+	if !t.After(c.now) {
 		ch <- c.now
 		return ch
 	}
-	c.waiters = append(c.waiters, waiter{at: c.now.Add(d), c: ch})
+	c.waiters = append(c.waiters, waiter{at: t, c: ch})
 	return ch
 }
+
+// After returns a channel that receives when the clock reaches now+d.
+func (c *Clock) After(d time.Duration) <-chan time.Time { return c.At(c.Now().Add(d)) }
 
 // Advance moves the clock forward by d and fires every waiter due.
 func (c *Clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
@@ -64,7 +67,7 @@ func (c *Clock) Set(t time.Time) {
 	c.waiters = kept
 }
 
-// Waiters returns how many After channels have not fired yet.
+// Waiters returns how many At channels have not fired yet.
 func (c *Clock) Waiters() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
