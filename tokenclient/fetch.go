@@ -238,6 +238,9 @@ func (c *Client) parseToken(u string, raw []byte) (*Token, error) {
 	}
 	now := c.o.clock.Now()
 	exp := expiry(now, in, jwtExpiry(body.AccessToken), c.o.pol.defaultLife)
+	if !exp.After(now) {
+		return nil, fmt.Errorf("%w from %s: the token expired on arrival (expires_in 0 or a JWT exp in the past: check the clocks)", ErrBadResponse, u)
+	}
 	return &Token{
 		AccessToken:  body.AccessToken,
 		TokenType:    body.TokenType,
