@@ -19,7 +19,7 @@ import (
 // variable). The first source that is set is read; sources are never merged
 // (see vcap.Sources). Ignored sources are logged at warn level.
 type BindingSourceOptions struct {
-	VCAPFile    string `flag:"vcap-file" env:"CREDBROKER_VCAP_FILE" usage:"read bindings from this file of VCAP_SERVICES JSON (first in precedence)"`
+	VCAPFile    string `flag:"vcap-file" env:"CREDBROKER_VCAP_FILE" usage:"read bindings from this file of VCAP_SERVICES JSON. Bindings come from the first source set: --vcap-file, $VCAP_SERVICES, $VCAP_SERVICES_FILE_PATH, --bindings-dir / $SERVICE_BINDING_ROOT (never merged)"`
 	BindingsDir string `flag:"bindings-dir" env:"CREDBROKER_BINDINGS_DIR" usage:"read bindings from this service-binding root (servicebinding.io or SAP BTP service-operator layout; default $SERVICE_BINDING_ROOT)"`
 	KeyFile     string `flag:"key-file" env:"CREDBROKER_KEY_FILE" usage:"PEM private key (optionally with its certificate chain) for self-managed X.509 bindings that carry a certificate but no key"`
 

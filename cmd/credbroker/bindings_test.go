@@ -101,7 +101,7 @@ func TestBindingsHelpDocumentsEveryFlag(t *testing.T) {
 	g := NewWithT(t)
 	code, out, _ := runCmd("bindings", "--help")
 	g.Expect(code).To(Equal(exitOK))
-	for _, s := range []string{"-json", "-vcap-file", "CREDBROKER_VCAP_FILE", "-bindings-dir", "CREDBROKER_BINDINGS_DIR", "SERVICE_BINDING_ROOT", "-key-file", "CREDBROKER_KEY_FILE"} {
+	for _, s := range []string{"-json", "-vcap-file", "CREDBROKER_VCAP_FILE", "-bindings-dir", "CREDBROKER_BINDINGS_DIR", "SERVICE_BINDING_ROOT", "$VCAP_SERVICES, $VCAP_SERVICES_FILE_PATH", "-key-file", "CREDBROKER_KEY_FILE"} {
 		g.Expect(out).To(ContainSubstring(s))
 	}
 }
