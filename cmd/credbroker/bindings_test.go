@@ -12,16 +12,16 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-const exampleVCAP = "../../examples/vcap.json"
+const bindingsExampleVCAP = "../../examples/vcap.json"
 
-func clearBindingEnv(t *testing.T) {
+func clearBindingsEnv(t *testing.T) {
 	for _, k := range []string{"VCAP_SERVICES", "VCAP_SERVICES_FILE_PATH", "SERVICE_BINDING_ROOT", "CREDBROKER_VCAP_FILE", "CREDBROKER_BINDINGS_DIR", "CREDBROKER_KEY_FILE", "CREDBROKER_JSON"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
 }
 
-func runCmd(args ...string) (int, string, string) {
+func runBindingsCmd(args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	code := run(args, &out, &errOut)
 	return code, out.String(), errOut.String()
@@ -29,8 +29,8 @@ func runCmd(args ...string) (int, string, string) {
 
 func TestBindingsJSONFields(t *testing.T) {
 	g := NewWithT(t)
-	clearBindingEnv(t)
-	code, out, errOut := runCmd("bindings", "--json", "--vcap-file", exampleVCAP)
+	clearBindingsEnv(t)
+	code, out, errOut := runBindingsCmd("bindings", "--json", "--vcap-file", bindingsExampleVCAP)
 	g.Expect(code).To(Equal(exitOK), errOut)
 	var arr []map[string]any
 	g.Expect(json.Unmarshal([]byte(out), &arr)).To(Succeed())
@@ -59,47 +59,47 @@ func TestBindingsJSONFields(t *testing.T) {
 
 func TestBindingsSourcesAndExitCodes(t *testing.T) {
 	g := NewWithT(t)
-	clearBindingEnv(t)
-	code, _, errOut := runCmd("bindings")
+	clearBindingsEnv(t)
+	code, _, errOut := runBindingsCmd("bindings")
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(errOut).To(ContainSubstring("no bindings: set --vcap-file, VCAP_SERVICES"))
 
-	data, err := os.ReadFile(exampleVCAP)
+	data, err := os.ReadFile(bindingsExampleVCAP)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Setenv("VCAP_SERVICES", string(data))
-	code, out, _ := runCmd("bindings")
+	code, out, _ := runBindingsCmd("bindings")
 	g.Expect(code).To(Equal(exitOK))
 	g.Expect(out).To(ContainSubstring("Bindings from VCAP_SERVICES:"))
 
 	// --vcap-file wins over VCAP_SERVICES; the ignored source is logged.
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	g.Expect(os.WriteFile(bad, []byte(`{"xsuaa": [`), 0o600)).To(Succeed())
-	code, _, errOut = runCmd("bindings", "--vcap-file", bad)
+	code, _, errOut = runBindingsCmd("bindings", "--vcap-file", bad)
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(errOut).To(ContainSubstring("vcap: file " + bad + " (byte 11): malformed input: unexpected end of JSON input"))
 	g.Expect(errOut).To(ContainSubstring("ignored=VCAP_SERVICES"))
 
 	// The environment form of the flag.
 	t.Setenv("CREDBROKER_VCAP_FILE", bad)
-	code, _, _ = runCmd("bindings")
+	code, _, _ = runBindingsCmd("bindings")
 	g.Expect(code).To(Equal(exitInput))
 
 	// A binding with a problem: listed, and exit 2 naming source, binding and field.
-	clearBindingEnv(t)
+	clearBindingsEnv(t)
 	t.Setenv("VCAP_SERVICES", `{"xsuaa":[{"name":"my-xsuaa","plan":"application","credentials":{"clientid":"c","url":"https://a.authentication.localhost","credential-type":"x509","certificate":"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"}}]}`)
-	code, out, errOut = runCmd("bindings")
+	code, out, errOut = runBindingsCmd("bindings")
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(out).To(ContainSubstring("1 problem(s)"))
 	g.Expect(errOut).To(ContainSubstring(`vcap: VCAP_SERVICES: binding "my-xsuaa": field "certificate": certificate does not parse`))
 
-	code, _, errOut = runCmd("bindings", "extra-arg")
+	code, _, errOut = runBindingsCmd("bindings", "extra-arg")
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(errOut).To(ContainSubstring(`unexpected argument "extra-arg"`))
 }
 
 func TestBindingsHelpDocumentsEveryFlag(t *testing.T) {
 	g := NewWithT(t)
-	code, out, _ := runCmd("bindings", "--help")
+	code, out, _ := runBindingsCmd("bindings", "--help")
 	g.Expect(code).To(Equal(exitOK))
 	for _, s := range []string{"-json", "-vcap-file", "CREDBROKER_VCAP_FILE", "-bindings-dir", "CREDBROKER_BINDINGS_DIR", "SERVICE_BINDING_ROOT", "$VCAP_SERVICES, $VCAP_SERVICES_FILE_PATH", "-key-file", "CREDBROKER_KEY_FILE"} {
 		g.Expect(out).To(ContainSubstring(s))
@@ -108,8 +108,8 @@ func TestBindingsHelpDocumentsEveryFlag(t *testing.T) {
 
 func TestSelectBinding(t *testing.T) {
 	g := NewWithT(t)
-	clearBindingEnv(t)
-	set, err := loadBindings(t.Context(), BindingSourceOptions{VCAPFile: exampleVCAP}, discardLogger())
+	clearBindingsEnv(t)
+	set, err := loadBindings(t.Context(), BindingSourceOptions{VCAPFile: bindingsExampleVCAP}, bindingsTestLogger())
 	g.Expect(err).NotTo(HaveOccurred())
 	b, err := selectBinding(set, "")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -122,4 +122,4 @@ func TestSelectBinding(t *testing.T) {
 	g.Expect(err.Error()).To(ContainSubstring(`no matching binding: name "nope"`))
 }
 
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+func bindingsTestLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
