@@ -1,0 +1,252 @@
+{{/*
+Named templates of the credbroker chart.
+
+The ones meant for other charts (documented in the README, "Adding the sidecar to your own chart")
+take a context with .Values shaped like this chart's values and .Release:
+
+  credbroker.sidecar    the sidecar container, as one YAML list item (initContainers in native
+                        mode, containers in classic mode)
+  credbroker.volumes    the pod volumes the sidecar mounts, as YAML list items
+  credbroker.checksum   a checksum of the rendered config, for a pod annotation
+  credbroker.config     the credbroker config file (the ConfigMap's config.yaml)
+
+From a parent chart that has this chart as a dependency named "credbroker", pass
+(dict "Values" .Values.credbroker "Release" .Release). Nothing here reads .Chart, so the names
+come out the same in this chart and in the parent.
+*/}}
+
+{{- define "credbroker.name" -}}
+{{- default "credbroker" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-<name>, or the release name when it already contains the name. */}}
+{{- define "credbroker.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "credbroker.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "credbroker.configMapName" -}}
+{{- printf "%s-config" (include "credbroker.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "credbroker.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "credbroker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "credbroker.labels" -}}
+{{ include "credbroker.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Chart }}
+helm.sh/chart: {{ printf "%s-%s" .Name .Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/version: {{ .AppVersion | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "credbroker.serviceAccountName" -}}
+{{- if .Values.workload.serviceAccount.create -}}
+{{- default (include "credbroker.fullname" .) .Values.workload.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.workload.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* image reference from {repository, tag, digest} and a default tag */}}
+{{- define "credbroker.image" -}}
+{{- $img := index . 0 -}}
+{{- $defaultTag := index . 1 -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else if or $img.tag $defaultTag -}}
+{{- printf "%s:%s" $img.repository (default $defaultTag $img.tag | toString) -}}
+{{- else -}}
+{{- fail (printf "image %s: set a tag or a digest" $img.repository) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Paths inside the sidecar container. */}}
+{{- define "credbroker.configDir" -}}/etc/credbroker/config{{- end -}}
+{{- define "credbroker.pairingDir" -}}/etc/credbroker/pairing{{- end -}}
+
+{{/* Fails on duplicate names in a list of {name: …} (what: a label for the message). */}}
+{{- define "credbroker.uniqueNames" -}}
+{{- $what := index . 0 -}}
+{{- $seen := dict -}}
+{{- range (index . 1) -}}
+{{- if hasKey $seen .name -}}
+{{- fail (printf "sidecar.%s: the name %q appears twice" $what .name) -}}
+{{- end -}}
+{{- $_ := set $seen .name true -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The credbroker config file. The chart owns listen, admin_listen, certificates and inbound; the
+rest comes from .Values.sidecar.config as it is.
+*/}}
+{{- define "credbroker.config" -}}
+{{- $s := .Values.sidecar -}}
+{{- include "credbroker.uniqueNames" (list "bindings" $s.bindings) -}}
+{{- include "credbroker.uniqueNames" (list "certificates" $s.certificates) -}}
+{{- $cfg := deepCopy ($s.config | default dict) -}}
+{{- $_ := set $cfg "listen" (printf "127.0.0.1:%d" (int $s.listenPort)) -}}
+{{- $_ := set $cfg "admin_listen" (printf "0.0.0.0:%d" (int $s.adminPort)) -}}
+{{- $_ := set $cfg "allow_non_loopback" true -}}
+{{- $certs := list -}}
+{{- range $s.certificates -}}
+{{- $c := dict "name" .name -}}
+{{- if get . "binding" -}}
+{{- $_ := set $c "binding" (get . "binding") -}}
+{{- else -}}
+{{- $_ := set $c "dir" (printf "%s/%s" $s.certificateRoot .name) -}}
+{{- if get . "pairing" -}}
+{{- $_ := set $c "pairing_url_file" (printf "%s/%s/pairing-url" (include "credbroker.pairingDir" $) .name) -}}
+{{- $_ := set $c "renew" (ternary (get . "renew") true (hasKey . "renew")) -}}
+{{- else -}}
+{{- $_ := set $c "renew" false -}}
+{{- end -}}
+{{- end -}}
+{{- $certs = append $certs $c -}}
+{{- end -}}
+{{- if $certs -}}
+{{- $_ := set $cfg "certificates" $certs -}}
+{{- end -}}
+{{- if $s.inbound.enabled -}}
+{{- $in := dict "listen" (printf "0.0.0.0:%d" (int $s.inbound.port)) "app" (printf "http://127.0.0.1:%d" (int $s.inbound.appPort)) "rules" $s.inbound.rules -}}
+{{- with $s.inbound.tlsCertificate -}}
+{{- $_ := set $in "tls" (dict "certificate" .) -}}
+{{- end -}}
+{{- $_ := set $cfg "inbound" $in -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{- define "credbroker.checksum" -}}
+{{- include "credbroker.config" . | sha256sum -}}
+{{- end -}}
+
+{{/* The sidecar container, as one list item. */}}
+{{- define "credbroker.sidecar" -}}
+{{- $s := .Values.sidecar -}}
+{{- $appVersion := "" -}}
+{{- with (get . "Chart") }}{{ $appVersion = .AppVersion }}{{ end -}}
+- name: {{ $s.name }}
+  image: {{ include "credbroker.image" (list $s.image $appVersion) | quote }}
+  imagePullPolicy: {{ $s.image.pullPolicy }}
+  {{- if eq $s.mode "native" }}
+  restartPolicy: Always
+  {{- end }}
+  args:
+    - run
+    - --config
+    - {{ include "credbroker.configDir" . }}/config.yaml
+    {{- range $s.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
+  env:
+    - name: SERVICE_BINDING_ROOT
+      value: {{ $s.bindingRoot | quote }}
+    - name: CREDBROKER_LOG_LEVEL
+      value: {{ $s.logLevel | quote }}
+    - name: CREDBROKER_LOG_FORMAT
+      value: {{ $s.logFormat | quote }}
+    {{- with $s.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: cb-admin
+      containerPort: {{ $s.adminPort }}
+      protocol: TCP
+    {{- if $s.inbound.enabled }}
+    - name: cb-inbound
+      containerPort: {{ $s.inbound.port }}
+      protocol: TCP
+    {{- end }}
+  startupProbe:
+    httpGet:
+      path: /readyz
+      port: {{ $s.adminPort }}
+    {{- toYaml $s.probes.startup | nindent 4 }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: {{ $s.adminPort }}
+    {{- toYaml $s.probes.liveness | nindent 4 }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: {{ $s.adminPort }}
+    {{- toYaml $s.probes.readiness | nindent 4 }}
+  {{- with $s.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $s.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: credbroker-config
+      mountPath: {{ include "credbroker.configDir" . }}
+      readOnly: true
+    {{- range $i, $b := $s.bindings }}
+    - name: credbroker-binding-{{ $i }}
+      mountPath: {{ printf "%s/%s" $s.bindingRoot $b.name | quote }}
+      readOnly: true
+    {{- end }}
+    {{- range $i, $c := $s.certificates }}
+    {{- if not (get $c "binding") }}
+    - name: credbroker-cert-{{ $i }}
+      mountPath: {{ printf "%s/%s" $s.certificateRoot $c.name | quote }}
+      readOnly: {{ not (get $c "pairing") }}
+    {{- end }}
+    {{- if get $c "pairing" }}
+    - name: credbroker-pairing-{{ $i }}
+      mountPath: {{ printf "%s/%s" (include "credbroker.pairingDir" $) $c.name | quote }}
+      readOnly: true
+    {{- end }}
+    {{- end }}
+    {{- with $s.volumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end -}}
+
+{{/* The volumes of the sidecar, as list items. */}}
+{{- define "credbroker.volumes" -}}
+{{- $s := .Values.sidecar -}}
+- name: credbroker-config
+  configMap:
+    name: {{ include "credbroker.configMapName" . }}
+{{- range $i, $b := $s.bindings }}
+- name: credbroker-binding-{{ $i }}
+  secret:
+    secretName: {{ $b.secretName }}
+    defaultMode: {{ $s.secretDefaultMode }}
+{{- end }}
+{{- range $i, $c := $s.certificates }}
+{{- if get $c "existingSecret" }}
+- name: credbroker-cert-{{ $i }}
+  secret:
+    secretName: {{ $c.existingSecret }}
+    defaultMode: {{ $s.secretDefaultMode }}
+{{- else if get $c "pairing" }}
+- name: credbroker-cert-{{ $i }}
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ get $c "sizeLimit" | default "1Mi" | quote }}
+- name: credbroker-pairing-{{ $i }}
+  secret:
+    secretName: {{ $c.pairing.secretName }}
+    defaultMode: {{ $s.secretDefaultMode }}
+    items:
+      - key: {{ get $c.pairing "key" | default "pairing-url" }}
+        path: pairing-url
+{{- end }}
+{{- end }}
+{{- end -}}
