@@ -21,7 +21,9 @@ func clearBindingsEnv(t *testing.T) {
 	}
 }
 
-func runBindingsCmd(args ...string) (int, string, string) {
+// runCmd runs credbroker in-process and returns the exit code, stdout and
+// stderr. Other commands' tests use it too: keep its signature.
+func runCmd(args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	code := run(args, &out, &errOut)
 	return code, out.String(), errOut.String()
@@ -30,7 +32,7 @@ func runBindingsCmd(args ...string) (int, string, string) {
 func TestBindingsJSONFields(t *testing.T) {
 	g := NewWithT(t)
 	clearBindingsEnv(t)
-	code, out, errOut := runBindingsCmd("bindings", "--json", "--vcap-file", bindingsExampleVCAP)
+	code, out, errOut := runCmd("bindings", "--json", "--vcap-file", bindingsExampleVCAP)
 	g.Expect(code).To(Equal(exitOK), errOut)
 	var arr []map[string]any
 	g.Expect(json.Unmarshal([]byte(out), &arr)).To(Succeed())
@@ -60,46 +62,46 @@ func TestBindingsJSONFields(t *testing.T) {
 func TestBindingsSourcesAndExitCodes(t *testing.T) {
 	g := NewWithT(t)
 	clearBindingsEnv(t)
-	code, _, errOut := runBindingsCmd("bindings")
+	code, _, errOut := runCmd("bindings")
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(errOut).To(ContainSubstring("no bindings: set --vcap-file, VCAP_SERVICES"))
 
 	data, err := os.ReadFile(bindingsExampleVCAP)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Setenv("VCAP_SERVICES", string(data))
-	code, out, _ := runBindingsCmd("bindings")
+	code, out, _ := runCmd("bindings")
 	g.Expect(code).To(Equal(exitOK))
 	g.Expect(out).To(ContainSubstring("Bindings from VCAP_SERVICES:"))
 
 	// --vcap-file wins over VCAP_SERVICES; the ignored source is logged.
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	g.Expect(os.WriteFile(bad, []byte(`{"xsuaa": [`), 0o600)).To(Succeed())
-	code, _, errOut = runBindingsCmd("bindings", "--vcap-file", bad)
+	code, _, errOut = runCmd("bindings", "--vcap-file", bad)
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(errOut).To(ContainSubstring("vcap: file " + bad + " (byte 11): malformed input: unexpected end of JSON input"))
 	g.Expect(errOut).To(ContainSubstring("ignored=VCAP_SERVICES"))
 
 	// The environment form of the flag.
 	t.Setenv("CREDBROKER_VCAP_FILE", bad)
-	code, _, _ = runBindingsCmd("bindings")
+	code, _, _ = runCmd("bindings")
 	g.Expect(code).To(Equal(exitInput))
 
 	// A binding with a problem: listed, and exit 2 naming source, binding and field.
 	clearBindingsEnv(t)
 	t.Setenv("VCAP_SERVICES", `{"xsuaa":[{"name":"my-xsuaa","plan":"application","credentials":{"clientid":"c","url":"https://a.authentication.localhost","credential-type":"x509","certificate":"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"}}]}`)
-	code, out, errOut = runBindingsCmd("bindings")
+	code, out, errOut = runCmd("bindings")
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(out).To(ContainSubstring("1 problem(s)"))
 	g.Expect(errOut).To(ContainSubstring(`vcap: VCAP_SERVICES: binding "my-xsuaa": field "certificate": certificate does not parse`))
 
-	code, _, errOut = runBindingsCmd("bindings", "extra-arg")
+	code, _, errOut = runCmd("bindings", "extra-arg")
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(errOut).To(ContainSubstring(`unexpected argument "extra-arg"`))
 }
 
 func TestBindingsHelpDocumentsEveryFlag(t *testing.T) {
 	g := NewWithT(t)
-	code, out, _ := runBindingsCmd("bindings", "--help")
+	code, out, _ := runCmd("bindings", "--help")
 	g.Expect(code).To(Equal(exitOK))
 	for _, s := range []string{"-json", "-vcap-file", "CREDBROKER_VCAP_FILE", "-bindings-dir", "CREDBROKER_BINDINGS_DIR", "SERVICE_BINDING_ROOT", "$VCAP_SERVICES, $VCAP_SERVICES_FILE_PATH", "-key-file", "CREDBROKER_KEY_FILE"} {
 		g.Expect(out).To(ContainSubstring(s))
