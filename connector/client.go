@@ -261,7 +261,7 @@ func (c *Client) do(ctx context.Context, k call, out any) error {
 			if kind := tlsRefusal(inner); kind != nil {
 				return &refusedError{transportError: te, kind: kind}
 			}
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || permanentTLS(inner) {
 				return te
 			}
 			if k.oneShot && wrote {
@@ -363,4 +363,14 @@ func redactSecrets(msg, rawURL string) string {
 		}
 	}
 	return msg
+}
+
+// permanentTLS reports whether err is a server certificate that does not
+// verify: retrying cannot help.
+func permanentTLS(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }

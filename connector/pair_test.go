@@ -356,3 +356,17 @@ func TestRedactURL(t *testing.T) {
 	g.Expect(connector.RedactURL("%zz?token=abc")).To(Equal("<invalid URL>"))
 	g.Expect(strings.Contains(connector.RedactURL("https://h/?token=abc"), "abc")).To(BeFalse())
 }
+
+func TestAnUntrustedServerIsNotRetried(t *testing.T) {
+	g := NewWithT(t)
+	f := newFake()
+	defer f.Close()
+	c, err := connector.New(connector.WithDialContext(loopbackDial()), connector.WithRetry(4, time.Millisecond)) // system roots
+	g.Expect(err).NotTo(HaveOccurred())
+	u, tok := f.NewToken("app")
+	_, err = c.Pair(ctx(t), u)
+	g.Expect(err).To(MatchError(ContainSubstring("certificate signed by unknown authority")))
+	g.Expect(err.Error()).NotTo(ContainSubstring(tok))
+	g.Expect(f.lis.accepted.Load()).To(BeEquivalentTo(1), "one handshake, no retries")
+	g.Expect(f.Count("pair")).To(Equal(0))
+}

@@ -153,3 +153,11 @@ func FuzzParseSubject(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseSubject(b *testing.B) {
+	for b.Loop() {
+		if _, err := connector.ParseSubject(`O=Acme\, Inc.,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=app`); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
