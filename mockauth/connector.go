@@ -375,7 +375,7 @@ func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bo
 	cert, err := c.ca.sign(&x509.Certificate{
 		Subject:     c.subject(app),
 		NotBefore:   now.Truncate(time.Second).Add(-backdate),
-		NotAfter:    now.Add(ttl),
+		NotAfter:    ceilSecond(now.Add(ttl)),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, csr.PublicKey)
@@ -395,6 +395,15 @@ func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bo
 		"clientCrt": enc(leaf),
 		"caCrt":     enc(c.ca.pem),
 	}, nil
+}
+
+// ceilSecond rounds t up to a whole second: certificates store whole
+// seconds, and a certificate must live at least its TTL.
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); r.Before(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }
 
 // ErrUnknownSerial is returned by Revoke for a serial the connector never

@@ -416,3 +416,30 @@ func TestTwoPhases(t *testing.T) {
 	g.Expect(issued[1].Runtime).To(BeTrue())
 	g.Expect(srv.Stats().Errors).To(HaveKeyWithValue("wrong_connector", 2))
 }
+
+func TestCeilSecond(t *testing.T) {
+	g := NewWithT(t)
+	base := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	for _, tc := range []struct{ in, want time.Time }{
+		{base, base},
+		{base.Add(time.Nanosecond), base.Add(time.Second)},
+		{base.Add(999 * time.Millisecond), base.Add(time.Second)},
+	} {
+		g.Expect(ceilSecond(tc.in)).To(Equal(tc.want), tc.in.String())
+	}
+}
+
+func TestCertificatesLiveAtLeastTheirTTL(t *testing.T) {
+	g := NewWithT(t)
+	clock := newFakeClock()
+	clock.Advance(900 * time.Millisecond) // not on a whole second
+	srv := startMock(t, Options{Now: clock.Now, CertTTL: 3 * time.Second})
+	p := pair(t, srv, mustToken(t, srv, "app1"), false)
+	g.Expect(p.leaf.NotAfter).To(BeTemporally(">=", clock.Now().Add(3*time.Second)))
+	g.Expect(p.leaf.NotBefore).To(BeTemporally("<=", clock.Now()))
+	clock.Advance(3 * time.Second)
+	g.Expect(getJSON(t, srv.Client(p.cert), p.infoURL).status).To(Equal(http.StatusOK))
+	clock.Advance(time.Second)
+	_, err := srv.Client(p.cert).Get(p.infoURL)
+	g.Expect(err).To(HaveOccurred(), "expired on the mock's clock")
+}
