@@ -99,6 +99,45 @@ func TestPairFollowsTheConnectorKeyAlgorithmByDefault(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.Key).To(BeAssignableToTypeOf(&rsa.PrivateKey{}))
 	g.Expect(p.Key.(*rsa.PrivateKey).N.BitLen()).To(Equal(2048))
+
+	// Renewal keeps the algorithm of the current key, whatever the client's default.
+	r, err := connector.NewRenewer(f.client(connector.WithKeyType(connector.ECDSAP256)), f.URL+"/v1/applications/certificates/renewals")
+	g.Expect(err).NotTo(HaveOccurred())
+	certPEM, keyPEM, _, err := r.Renew(ctx(t), p.TLSCertificate())
+	g.Expect(err).NotTo(HaveOccurred())
+	next, err := tls.X509KeyPair(certPEM, keyPEM)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(next.PrivateKey.(*rsa.PrivateKey).N.BitLen()).To(Equal(2048))
+}
+
+func TestKeyTypes(t *testing.T) {
+	g := NewWithT(t)
+	for in, want := range map[string]connector.KeyType{
+		"rsa2048": connector.RSA2048, "RSA": connector.RSA2048, "rsa-4096": connector.RSA4096,
+		"ecdsa-p256": connector.ECDSAP256, "ECDSA": connector.ECDSAP256, "p256": connector.ECDSAP256,
+	} {
+		got, err := connector.ParseKeyType(in)
+		g.Expect(err).NotTo(HaveOccurred(), in)
+		g.Expect(got).To(Equal(want), in)
+	}
+	for _, in := range []string{"", "dsa", "rsa1024", "ed25519"} {
+		_, err := connector.ParseKeyType(in)
+		g.Expect(err).To(MatchError(connector.ErrInvalidInput), in)
+	}
+	_, err := connector.New(connector.WithKeyType("rsa1024"))
+	g.Expect(err).To(MatchError(connector.ErrInvalidInput))
+
+	k, err := connector.NewKey(connector.RSA4096)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(k.(*rsa.PrivateKey).N.BitLen()).To(Equal(4096))
+	k, err = connector.NewKey(connector.ECDSAP256)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(k.(*ecdsa.PrivateKey).Curve.Params().Name).To(Equal("P-256"))
+	pemKey, err := connector.EncodeKey(k)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(pemKey)).To(HavePrefix("-----BEGIN PRIVATE KEY-----"))
+	_, err = connector.NewKey("rsa1024")
+	g.Expect(err).To(MatchError(connector.ErrInvalidInput))
 }
 
 func TestPairRefusesAUsedOrUnknownTokenAndSaysANewOneIsNeeded(t *testing.T) {
