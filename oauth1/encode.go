@@ -8,10 +8,16 @@ import (
 
 const upperhex = "0123456789ABCDEF"
 
-func unreserved(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
+// unreservedTable marks the RFC 3986 unreserved bytes.
+var unreservedTable = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~'
+	}
+	return t
+}()
+
+func unreserved(c byte) bool { return unreservedTable[c] }
 
 // PercentEncode encodes s as RFC 5849 section 3.6 says: every byte of its
 // UTF-8 form except ALPHA, DIGIT, "-", ".", "_" and "~" becomes %XX with
