@@ -270,8 +270,7 @@ func (w *Watcher) Certificate() (*tls.Certificate, error) {
 	if l == nil {
 		return nil, fmt.Errorf("%w (%s)", ErrNoPair, w.name)
 	}
-	c := l.pair.cert
-	return &c, nil
+	return &l.pair.cert, nil // immutable: a new pair is a new Pair
 }
 
 // Pair returns the live pair, or nil.
