@@ -12,6 +12,7 @@ import (
 
 func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(20 * time.Second) // mTLS calls on a loaded machine under -race
 	f := newFake()
 	defer f.Close()
 	p := paired(t, f, "app")
