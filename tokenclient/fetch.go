@@ -47,7 +47,7 @@ func (c *Client) fetch(ctx context.Context, r *Request) (tok *Token, attempts, s
 			break
 		}
 	}
-	if err != nil && !errors.Is(err, ErrUnavailable) {
+	if err != nil {
 		if retryable(err) {
 			err = fmt.Errorf("%w after %d attempt(s): %w", ErrUnavailable, attempts, err)
 		} else if !strings.HasPrefix(err.Error(), "tokenclient: ") {
