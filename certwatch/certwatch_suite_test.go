@@ -22,6 +22,9 @@ import (
 
 func TestCertwatch(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// fsync and key generation on two shared cores can take a while.
+	SetDefaultEventuallyTimeout(15 * time.Second)
+	SetDefaultEventuallyPollingInterval(5 * time.Millisecond)
 	RunSpecs(t, "certwatch")
 }
 
@@ -385,3 +388,42 @@ var _ = Describe("watching the directory", func() {
 })
 
 var errConnectorDown = errors.New("connector: 503 service unavailable")
+
+var _ = Describe("a loader source (an x509 binding)", func() {
+	It("takes a rotated binding on Reload and refuses a broken one", func() {
+		ca := testpki.NewCA()
+		var (
+			mu   sync.Mutex
+			cert []byte
+			key  []byte
+		)
+		set := func(c, k []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			cert, key = c, k
+		}
+		first, second := ca.Issue(), ca.Issue()
+		set(first.CertPEM(), first.KeyPEM(testpki.PKCS8))
+		obs := &events{}
+		w, err := certwatch.New(context.Background(), certwatch.WithObserver(obs), certwatch.WithLoader(func(context.Context) ([]byte, []byte, []byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return cert, key, nil, nil
+		}))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(w.Reload(context.Background())).To(Succeed(), "unchanged: nothing to do")
+		Expect(w.Status().Reloads).To(Equal(1))
+
+		set(second.CertPEM(), first.KeyPEM(testpki.PKCS8)) // half rotated
+		Expect(w.Reload(context.Background())).To(MatchError(certwatch.ErrKeyMismatch))
+		Expect(w.Status().Serial).To(Equal(hex(first)))
+
+		set(second.CertPEM(), second.KeyPEM(testpki.SEC1))
+		updated := w.Updated()
+		Expect(w.Reload(context.Background())).To(Succeed())
+		Expect(updated).To(BeClosed())
+		Expect(w.Status().Serial).To(Equal(hex(second)))
+		Expect(w.Status().LastError).To(BeEmpty())
+		Expect(obs.kinds()).To(HaveExactElements(certwatch.EventLoaded, certwatch.EventReloadFailed, certwatch.EventLoaded))
+	})
+})

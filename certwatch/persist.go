@@ -92,6 +92,25 @@ func Persist(ctx context.Context, dir string, f Files, opts ...PersistOption) er
 	return nil
 }
 
+// WriteExtra replaces files other than the pair's (ConnectionFile, when the
+// connector's URLs change) in dir, atomically and in one generation like
+// Persist, leaving tls.crt, tls.key and ca.crt as they are. The files are
+// written 0644: never put a secret there.
+func WriteExtra(ctx context.Context, dir string, extra map[string][]byte) error {
+	files := make([]atomicfile.File, 0, len(extra))
+	for name, data := range extra {
+		switch name {
+		case CertFile, KeyFile, CAFile:
+			return fmt.Errorf("certwatch: write to %s: %q is part of the pair; use Persist", dir, name)
+		}
+		files = append(files, atomicfile.File{Name: name, Data: data, Mode: 0o644})
+	}
+	if err := atomicfile.WriteDir(ctx, dir, files); err != nil {
+		return fmt.Errorf("certwatch: write to %s: %w", dir, err)
+	}
+	return nil
+}
+
 // LoadDir reads CertFile, KeyFile and (when present) CAFile from dir and
 // parses them with ParsePEM. It works on the layout Persist writes, on a
 // Kubernetes secret mount ("..data" symlinks) and on plain files. When the

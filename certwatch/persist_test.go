@@ -55,6 +55,27 @@ func TestPersistWritesLoadableDir(t *testing.T) {
 	g.Expect(string(conn)).To(ContainSubstring("app1"))
 }
 
+func TestWriteExtraKeepsThePair(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	leaf := ca.Issue()
+	dir := t.TempDir()
+	f := filesOf(ca, leaf)
+	f.Extra = map[string][]byte{certwatch.ConnectionFile: []byte(`{"eventsUrl":"https://old"}`)}
+	g.Expect(certwatch.Persist(context.Background(), dir, f)).To(Succeed())
+	g.Expect(certwatch.WriteExtra(context.Background(), dir, map[string][]byte{certwatch.ConnectionFile: []byte(`{"eventsUrl":"https://new"}`)})).To(Succeed())
+	b, err := os.ReadFile(filepath.Join(dir, certwatch.ConnectionFile))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(b)).To(ContainSubstring("https://new"))
+	p, err := certwatch.LoadDir(context.Background(), dir)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.Leaf().SerialNumber).To(Equal(leaf.Cert.SerialNumber))
+	fi, err := os.Stat(filepath.Join(dir, certwatch.KeyFile))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(fi.Mode().Perm()).To(Equal(fs.FileMode(0o600)), "the carried key keeps its mode")
+	g.Expect(certwatch.WriteExtra(context.Background(), dir, map[string][]byte{certwatch.KeyFile: []byte("x")})).To(HaveOccurred())
+}
+
 func TestPersistRefusesMismatchedPair(t *testing.T) {
 	g := NewWithT(t)
 	ca := testpki.NewCA()

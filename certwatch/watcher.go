@@ -589,6 +589,9 @@ func (w *Watcher) renew(ctx context.Context) error {
 		}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // shutting down: not a failure of the connector
+		}
 		return w.renewFailed(cur, err)
 	}
 	persistErr := error(nil)
