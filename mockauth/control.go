@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -269,6 +270,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // wrap records every request of a listener (secrets redacted), counts it and
 // applies the faults of its targets.
 func (s *Server) wrap(listener string, h http.Handler) http.Handler {
+	h = noRedirect(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var targets []string
 		isToken := false
@@ -572,4 +574,18 @@ func (s *Server) tenantLabel(r *http.Request, listener string) string {
 		return t.Subdomain
 	}
 	return "unknown"
+}
+
+// noRedirect answers 404 to paths that are not clean ("//oauth/token",
+// "/a/../oauth/token"), which http.ServeMux would otherwise redirect: the
+// mock never redirects, and token clients must never follow redirects.
+func noRedirect(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || path.Clean(p) != p && path.Clean(p)+"/" != p {
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": "not_found", "error_description": "no such endpoint"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -185,11 +185,18 @@ func TestTokenErrors(t *testing.T) {
 	})
 	t.Run("GET is refused, never redirected", func(t *testing.T) {
 		g := NewWithT(t)
-		for _, p := range []string{"/oauth/token", "/oauth/token/", "/login", "/"} {
+		for _, p := range []string{"/oauth/token", "/oauth/token/", "/login", "/", "//oauth/token", "/x/../oauth/token", "/oauth/./token"} {
 			res := getJSON(t, c, srv.Info().URL+p)
 			g.Expect(res.status).To(BeNumerically(">=", 400), p)
 			g.Expect(res.header.Get("Location")).To(BeEmpty(), p)
+			res = do(t, c, formRequest(t, srv.Info().URL+p, ccForm(srv), nil))
+			g.Expect(res.header.Get("Location")).To(BeEmpty(), p)
+			g.Expect(res.status).NotTo(BeNumerically("~", 300, 99), p)
 		}
+		// The connector and the control API never redirect either.
+		g.Expect(getJSON(t, c, srv.Info().ConnectorURL+"//v1/applications/signingRequests/info?token=x").header.Get("Location")).To(BeEmpty())
+		noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		g.Expect(getJSON(t, noFollow, srv.Info().AdminURL+"/mock/../mock/stats").status).To(Equal(http.StatusNotFound))
 	})
 }
 

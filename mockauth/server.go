@@ -378,7 +378,7 @@ func Start(opts Options) (*Server, error) {
 		s.serve(tls.NewListener(runtimeLn, runtimeTLS), s.wrap(listenerConnector, s.connectorHandler(s.runtime)))
 	}
 	s.serve(tls.NewListener(gatewayLn, gatewayTLS), s.wrap(listenerGateway, s.gatewayHandler()))
-	s.serve(adminLn, s.adminHandler())
+	s.serve(adminLn, noRedirect(s.adminHandler()))
 	s.log.Debug("mockauth: started", "url", s.info.URL, "certurl", s.info.CertURL,
 		"connector_url", s.info.ConnectorURL, "admin_url", s.info.AdminURL)
 	return s, nil
