@@ -282,3 +282,5 @@ func mustPrefixes(t *testing.T, ss []string) []netip.Prefix {
 }
 
 func tlsState() *tls.ConnectionState { return &tls.ConnectionState{HandshakeComplete: true} }
+
+func writeFileErr(path, data string) error { return os.WriteFile(path, []byte(data), 0o600) }
