@@ -148,9 +148,10 @@ func TestMockauthRenewalsKeepTheOldCertificateUntilItExpires(t *testing.T) {
 	g.Expect(srv.Stats().Renewals).To(Equal(3))
 	g.Expect(srv.Issued()).To(HaveLen(4))
 
-	// The first certificate lives 3s (2.1s have passed): 1.5s more and it is
-	// refused, while the newest still works.
-	clock.Add(1500 * time.Millisecond)
+	// The first certificate lives 3s, rounded up to a whole second (2.1s
+	// have passed): 2.5s more and it is refused, while the newest (issued
+	// 2.1s in) still works.
+	clock.Add(2500 * time.Millisecond)
 	err = infoAs(certs[0])
 	g.Expect(err).To(MatchError(connector.ErrUnauthorized))
 	g.Expect(infoAs(certs[3])).To(Succeed())
