@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/credbroker/credbroker/internal/atomicfile"
 )
@@ -136,33 +133,11 @@ func LoadDir(ctx context.Context, dir string) (*Pair, error) {
 }
 
 func loadFrom(dir string) (*Pair, error) {
-	read := func(name string, optional bool) ([]byte, error) {
-		p := filepath.Join(dir, name)
-		b, err := os.ReadFile(p)
-		switch {
-		case err == nil:
-			return b, nil
-		case errors.Is(err, fs.ErrNotExist) && optional:
-			return nil, nil
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, &LoadError{Source: p, Err: ErrNoPair}
-		default:
-			return nil, &LoadError{Source: p, Err: err}
-		}
-	}
-	certPEM, err := read(CertFile, false)
+	r, err := readDirRaw(dir)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := read(KeyFile, false)
-	if err != nil {
-		return nil, err
-	}
-	caPEM, err := read(CAFile, true)
-	if err != nil {
-		return nil, err
-	}
-	p, err := ParsePEM(certPEM, keyPEM, caPEM)
+	p, err := ParsePEM(r.cert, r.key, r.ca)
 	if err != nil {
 		return nil, &LoadError{Source: dir, Err: err}
 	}

@@ -3,6 +3,7 @@ package certwatch_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -235,6 +236,14 @@ var _ = Describe("renewal", func() {
 			Expect(logs).NotTo(ContainSubstring(keyBody(l.KeyPEM(testpki.PKCS8))))
 		}
 		Expect(logs).NotTo(ContainSubstring("PRIVATE KEY"))
+		status, err := json.Marshal(w.Status())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(status)).To(ContainSubstring(`"consecutive_failures":1`))
+		Expect(string(status)).To(ContainSubstring(`"needs_token":false`))
+		Expect(string(status)).NotTo(ContainSubstring("PRIVATE KEY"))
+		for _, l := range append(renewer.issued, first) {
+			Expect(string(status)).NotTo(ContainSubstring(keyBody(l.KeyPEM(testpki.PKCS8))))
+		}
 	})
 
 	It("keeps a renewed pair live when the directory cannot be written", func() {

@@ -304,7 +304,7 @@ func (w *Watcher) Updated() <-chan struct{} {
 type Status struct {
 	Name        string    `json:"name"`
 	Source      string    `json:"source"`
-	Ready       bool      `json:"ready"` // a pair is live and inside its validity
+	Ready       bool      `json:"ready"` // a pair is live, inside its validity and not revoked
 	Phase       Phase     `json:"phase"`
 	Serial      string    `json:"serial,omitempty"`
 	Subject     string    `json:"subject,omitempty"`
@@ -342,8 +342,8 @@ func (w *Watcher) Status() Status {
 	s.NotBefore, s.NotAfter = leaf.NotBefore, leaf.NotAfter
 	d := Schedule(leaf.NotBefore, leaf.NotAfter, w.policy, now, 0, l.u)
 	s.Phase = d.Phase
-	s.Ready = d.Phase != PhaseExpired
-	s.NeedsToken = !s.Ready || w.revoked
+	s.Ready = d.Phase != PhaseExpired && !w.revoked
+	s.NeedsToken = !s.Ready
 	if s.Ready && w.renewer != nil && !w.revoked {
 		s.NextRenewal = w.nextLocked(now, l)
 	}
