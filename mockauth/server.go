@@ -261,7 +261,7 @@ func Start(opts Options) (*Server, error) {
 	}
 
 	serverCert, err := s.serverCA.serverCert(now, []string{
-		"*." + UAADomain, UAADomain, "*." + CertUAADomain, CertUAADomain, "*." + IASDomain,
+		"*." + UAADomain, UAADomain, "*." + CertUAADomain, CertUAADomain, "*." + IASDomain, IASDomain,
 		connectorHost, runtimeHost, gatewayHost, "localhost",
 	}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
 	if err != nil {
@@ -390,12 +390,27 @@ func validateTenants(ts []Tenant) error {
 		if t.Subdomain == "" || t.ZoneID == "" {
 			return fmt.Errorf("mockauth: tenant %d: subdomain and zone id are required", i)
 		}
+		if !validLabel(t.Subdomain) {
+			return fmt.Errorf("mockauth: tenant %d: subdomain %q is not a lower-case DNS label", i, t.Subdomain)
+		}
 		if seenSub[t.Subdomain] || seenZone[t.ZoneID] {
 			return fmt.Errorf("mockauth: tenant %d (%q): duplicate subdomain or zone id", i, t.Subdomain)
 		}
 		seenSub[t.Subdomain], seenZone[t.ZoneID] = true, true
 	}
 	return nil
+}
+
+func validLabel(l string) bool {
+	if len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for _, r := range l {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) serve(ln net.Listener, h http.Handler) {

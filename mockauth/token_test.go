@@ -172,3 +172,23 @@ func TestDialContextMapsLocalhostNames(t *testing.T) {
 	_, err := bad.Get(srv.Info().URL + "/token_keys")
 	g.Expect(err).To(HaveOccurred())
 }
+
+func TestCustomTenants(t *testing.T) {
+	g := NewWithT(t)
+	for _, bad := range [][]Tenant{
+		{{Subdomain: "", ZoneID: "z"}},
+		{{Subdomain: "Upper", ZoneID: "z"}},
+		{{Subdomain: "a.b", ZoneID: "z"}},
+		{{Subdomain: "a", ZoneID: "z"}, {Subdomain: "a", ZoneID: "y"}},
+		{{Subdomain: "a", ZoneID: "z"}, {Subdomain: "b", ZoneID: "z"}},
+	} {
+		_, err := Start(Options{Tenants: bad})
+		g.Expect(err).To(MatchError(ContainSubstring("mockauth: tenant")), "%v", bad)
+	}
+	srv := startMock(t, Options{Tenants: []Tenant{{Subdomain: "acme", ZoneID: "zone-acme"}, {Subdomain: "beta-2", ZoneID: "zone-beta"}}})
+	info := srv.Info()
+	g.Expect(info.URL).To(HavePrefix("https://acme.authentication.localhost:"))
+	res := postForm(t, srv.Client(), tenantURL(info.URL, "beta-2")+"/oauth/token", ccForm(srv), nil)
+	g.Expect(res.status).To(Equal(http.StatusOK))
+	g.Expect(postForm(t, srv.Client(), tenantURL(info.URL, "provider")+"/oauth/token", ccForm(srv), nil).status).To(Equal(http.StatusNotFound))
+}
