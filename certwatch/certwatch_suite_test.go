@@ -360,6 +360,17 @@ var _ = Describe("watching the directory", func() {
 		Eventually(serialOf(w)).Should(Equal(hex(third)))
 	})
 
+	It("keeps watching when the directory is removed and written again", func() {
+		first, second := ca.Issue(), ca.Issue()
+		writePlain(dir, first, first, ca)
+		w := start()
+		Expect(os.RemoveAll(dir)).To(Succeed())
+		Eventually(func() string { return w.Status().LastError }).Should(ContainSubstring("no certificate and key yet"))
+		Expect(w.Status().Serial).To(Equal(hex(first)), "the live pair stays")
+		Expect(certwatch.Persist(context.Background(), dir, certwatch.Files{CertPEM: second.CertPEM(), KeyPEM: second.KeyPEM(testpki.PKCS8), CAPEM: ca.CertPEM()})).To(Succeed())
+		Eventually(serialOf(w)).Should(Equal(hex(second)))
+	})
+
 	It("re-reads on the backstop when no file event arrives", func() {
 		clock := fakeclock.New(time.Now())
 		first, second := ca.Issue(), ca.Issue()

@@ -836,6 +836,15 @@ func (f *fsWatch) retry() {
 
 // handle reports whether ev should trigger a re-read.
 func (f *fsWatch) handle(ev fsnotify.Event) bool {
+	if f.watched == f.w.dir && filepath.Clean(ev.Name) == filepath.Clean(f.w.dir) &&
+		(ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
+		// The directory itself went away: its watch is gone too. Watch
+		// the parent until it is back.
+		_ = f.fw.Remove(f.w.dir)
+		f.watched = ""
+		f.retry()
+		return true
+	}
 	if f.watched != f.w.dir {
 		if filepath.Clean(ev.Name) != filepath.Clean(f.w.dir) {
 			return false
