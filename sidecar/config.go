@@ -1,0 +1,583 @@
+package sidecar
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Auth types of a route.
+const (
+	AuthBearer = "bearer"
+	AuthMTLS   = "mtls"
+	AuthOAuth1 = "oauth1"
+	AuthNone   = "none"
+)
+
+// Grants a bearer route may use.
+const (
+	GrantClientCredentials = "client_credentials"
+	// GrantJWTBearer exchanges the user token the app sent (its
+	// Authorization: Bearer header) for a token of the route's binding.
+	GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+)
+
+// Defaults applied by ParseConfig to keys that are absent.
+const (
+	DefaultListen              = "127.0.0.1:8411"
+	DefaultAdminListen         = "127.0.0.1:9411"
+	DefaultDrainTimeout        = 20 * time.Second
+	DefaultDialTimeout         = 10 * time.Second
+	DefaultTLSHandshakeTimeout = 10 * time.Second
+	DefaultResponseHeader      = 60 * time.Second
+	DefaultIdleConnTimeout     = 90 * time.Second
+	DefaultMaxIdleConnsPerHost = 256
+	DefaultMaxSignedBody       = 10 << 20
+)
+
+// Config is the sidecar configuration (the YAML file of `credbroker run`;
+// see DESIGN.md "The egress proxy"). The zero value of every optional key
+// means its default.
+type Config struct {
+	// Listen is the proxy and token API address (loopback by default).
+	Listen string `yaml:"listen"`
+	// AdminListen serves /healthz, /readyz, /metrics and /status.
+	AdminListen string `yaml:"admin_listen"`
+	// AllowNonLoopback permits listen addresses beyond loopback.
+	AllowNonLoopback bool `yaml:"allow_non_loopback"`
+	// CAFile holds extra PEM CA certificates trusted (with the system pool)
+	// for upstreams, auth servers and connectors.
+	CAFile string `yaml:"ca_file"`
+	// Resolve are dial overrides "PATTERN=ADDR" (like curl --resolve).
+	Resolve []string `yaml:"resolve"`
+	// DrainTimeout bounds how long SIGTERM waits for in-flight requests.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Timeouts of upstream calls.
+	Timeouts Timeouts `yaml:"timeouts"`
+	// MaxIdleConnsPerHost is the upstream keep-alive pool size per host.
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+	// MaxSignedBody bounds the request body an oauth1 route buffers to
+	// compute oauth_body_hash (bytes; larger bodies get 413).
+	MaxSignedBody int64 `yaml:"max_signed_body"`
+	// TokenAPI configures GET /.credbroker/v1/token.
+	TokenAPI TokenAPI `yaml:"token_api"`
+	// Routes are the egress routes.
+	Routes []Route `yaml:"routes"`
+	// Certificates are the client certificates routes (and the inbound
+	// guard) refer to by name.
+	Certificates []Certificate `yaml:"certificates"`
+
+	// The inbound guard's section (inbound:, a *guard.Config) joins here once
+	// sidecar/guard lands; until then an inbound: key is refused as unknown.
+
+	// source names where the config came from, for messages.
+	source string
+	// lines maps field paths ("routes[1].auth") to their line.
+	lines map[string]int
+}
+
+// Timeouts of upstream calls. Zero means the default.
+type Timeouts struct {
+	Dial           time.Duration `yaml:"dial"`
+	TLSHandshake   time.Duration `yaml:"tls_handshake"`
+	ResponseHeader time.Duration `yaml:"response_header"`
+	IdleConn       time.Duration `yaml:"idle_conn"`
+}
+
+// TokenAPI configures the token endpoint on the proxy listener. It is off
+// unless Bindings names the bindings it may hand out tokens for ("*" for
+// every auth binding): any local process can ask it for a token.
+type TokenAPI struct {
+	Bindings []string `yaml:"bindings"`
+}
+
+// Allows reports whether the token API serves binding.
+func (t TokenAPI) Allows(binding string) bool {
+	for _, b := range t.Bindings {
+		if b == "*" || b == binding {
+			return true
+		}
+	}
+	return false
+}
+
+// Route maps /<name>/… (and, in forward-proxy mode, http://<upstream host>/…)
+// to Upstream with a credential.
+type Route struct {
+	Name     string    `yaml:"name"`
+	Upstream string    `yaml:"upstream"`
+	Auth     RouteAuth `yaml:"auth"`
+}
+
+// RouteAuth says which credential a route adds.
+type RouteAuth struct {
+	// Type is bearer, mtls, oauth1 or none.
+	Type string `yaml:"type"`
+	// Binding is the auth binding tokens come from (bearer; optional for
+	// mtls, which then also sends a bearer token).
+	Binding string   `yaml:"binding"`
+	Scopes  []string `yaml:"scopes"`
+	// Grant is client_credentials (default) or jwt-bearer (the app's own
+	// Bearer token is exchanged).
+	Grant string `yaml:"grant"`
+	// Tenant is a fixed subscriber subdomain; TenantHeader a request header
+	// carrying it (removed before forwarding; it wins over Tenant).
+	Tenant       string `yaml:"tenant"`
+	TenantHeader string `yaml:"tenant_header"`
+	// Certificate names an entry of certificates (mtls).
+	Certificate string `yaml:"certificate"`
+	// KeyFile and SecretFile hold the OAuth 1.0a consumer key and secret.
+	KeyFile    string `yaml:"key_file"`
+	SecretFile string `yaml:"secret_file"`
+	// ReplaceAppCredentials (default true) removes an Authorization header
+	// the app sent and adds the route's credential; false forwards the app's
+	// own Authorization untouched and adds nothing when there is one. Routes
+	// that add no Authorization (none, mtls without binding) always pass the
+	// app's header through.
+	ReplaceAppCredentials *bool `yaml:"replace_app_credentials"`
+}
+
+// Replace reports the effective replace_app_credentials.
+func (a RouteAuth) Replace() bool { return a.ReplaceAppCredentials == nil || *a.ReplaceAppCredentials }
+
+// Certificate is a client certificate kept alive by certwatch: from a
+// directory (tls.crt, tls.key, ca.crt, connection.json), paired at start
+// from a one-time token URL file, renewed through the connector; or the
+// certificate and key of an x509 binding.
+type Certificate struct {
+	Name           string `yaml:"name"`
+	Dir            string `yaml:"dir"`
+	PairingURLFile string `yaml:"pairing_url_file"`
+	Renew          bool   `yaml:"renew"`
+	Binding        string `yaml:"binding"`
+}
+
+// Source returns where the configuration came from.
+func (c *Config) Source() string { return c.source }
+
+// ParseConfig decodes a YAML configuration strictly (an unknown key is an
+// error naming the key and its line), applies defaults and checks what can
+// be checked without bindings (Validate checks the rest). source names the
+// file in messages ("config /etc/credbroker.yaml").
+func ParseConfig(data []byte, source string) (*Config, error) {
+	cfg := &Config{source: source}
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, yamlError(source, err)
+		}
+		var extra yaml.Node
+		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			return nil, ConfigErrors{{Source: source, Line: extra.Line, Err: fmt.Errorf("%w: more than one YAML document", ErrConfigSyntax)}}
+		}
+		var root yaml.Node
+		if err := yaml.Unmarshal(data, &root); err == nil {
+			cfg.lines = map[string]int{}
+			indexLines(&root, "", cfg.lines)
+		}
+	}
+	cfg.applyDefaults()
+	if errs := cfg.check(); len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+var (
+	reUnknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
+	reYAMLLine     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+)
+
+// yamlError turns yaml.v3 errors into ConfigErrors with lines and key names.
+// The YAML text itself is never quoted (a secret pasted into the wrong key
+// must not reach the log).
+func yamlError(source string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var out ConfigErrors
+		for _, msg := range te.Errors {
+			if m := reUnknownField.FindStringSubmatch(msg); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				out = append(out, &ConfigError{Source: source, Line: line, Field: m[2], Err: ErrUnknownKey})
+				continue
+			}
+			line := 0
+			if m := reYAMLLine.FindStringSubmatch(strings.TrimSpace(msg)); m != nil {
+				line, _ = strconv.Atoi(m[1])
+				msg = m[2]
+			}
+			out = append(out, &ConfigError{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrInvalidValue, redactYAMLValue(msg))})
+		}
+		return out
+	}
+	msg := err.Error()
+	line := 0
+	if m := reYAMLLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	return ConfigErrors{{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrConfigSyntax, msg)}}
+}
+
+// redactYAMLValue drops the quoted value from yaml.v3 messages such as
+// "cannot unmarshal !!str `abc` into int".
+func redactYAMLValue(msg string) string {
+	if i := strings.IndexByte(msg, '`'); i >= 0 {
+		if j := strings.IndexByte(msg[i+1:], '`'); j >= 0 {
+			return msg[:i] + "value" + msg[i+1+j+1:]
+		}
+	}
+	return msg
+}
+
+// indexLines records the line of every mapping key and sequence item under
+// its dotted path ("routes[0].auth.type").
+func indexLines(n *yaml.Node, path string, out map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, path, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			out[p] = n.Content[i].Line
+			indexLines(n.Content[i+1], p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			out[p] = c.Line
+			indexLines(c, p, out)
+		}
+	}
+}
+
+// line returns the line of field, or of its closest parent that has one.
+func (c *Config) line(field string) int {
+	for f := field; f != ""; {
+		if l, ok := c.lines[f]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return 0
+}
+
+func (c *Config) errorf(field, name string, sentinel error, format string, a ...any) *ConfigError {
+	err := sentinel
+	if format != "" {
+		err = fmt.Errorf("%w: "+format, append([]any{sentinel}, a...)...)
+	}
+	return &ConfigError{Source: c.source, Line: c.line(field), Field: field, Name: name, Err: err}
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = DefaultAdminListen
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	t := &c.Timeouts
+	for _, d := range []struct {
+		p   *time.Duration
+		def time.Duration
+	}{{&t.Dial, DefaultDialTimeout}, {&t.TLSHandshake, DefaultTLSHandshakeTimeout}, {&t.ResponseHeader, DefaultResponseHeader}, {&t.IdleConn, DefaultIdleConnTimeout}} {
+		if *d.p == 0 {
+			*d.p = d.def
+		}
+	}
+	if c.MaxIdleConnsPerHost == 0 {
+		c.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if c.MaxSignedBody == 0 {
+		c.MaxSignedBody = DefaultMaxSignedBody
+	}
+	for i := range c.Routes {
+		if c.Routes[i].Auth.Type == AuthBearer && c.Routes[i].Auth.Grant == "" {
+			c.Routes[i].Auth.Grant = GrantClientCredentials
+		}
+		if g := c.Routes[i].Auth.Grant; g == "jwt-bearer" {
+			c.Routes[i].Auth.Grant = GrantJWTBearer
+		}
+	}
+}
+
+// Override sets the listen addresses and the non-loopback permission from
+// flags (a non-empty value wins over the file) and re-checks them.
+func (c *Config) Override(listen, adminListen string, allowNonLoopback bool) error {
+	if listen != "" {
+		c.Listen = listen
+		delete(c.lines, "listen")
+	}
+	if adminListen != "" {
+		c.AdminListen = adminListen
+		delete(c.lines, "admin_listen")
+	}
+	if allowNonLoopback {
+		c.AllowNonLoopback = true
+	}
+	var errs ConfigErrors
+	errs = c.checkListen(errs)
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// routeName is what may follow the first slash of a proxy path.
+var routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~-]*$`)
+
+// check validates everything that does not need the bindings.
+func (c *Config) check() ConfigErrors {
+	var errs ConfigErrors
+	errs = c.checkListen(errs)
+	if c.DrainTimeout < 0 {
+		errs = append(errs, c.errorf("drain_timeout", "", ErrInvalidValue, "must not be negative"))
+	}
+	if c.MaxIdleConnsPerHost < 0 {
+		errs = append(errs, c.errorf("max_idle_conns_per_host", "", ErrInvalidValue, "must not be negative"))
+	}
+	if c.MaxSignedBody < 0 {
+		errs = append(errs, c.errorf("max_signed_body", "", ErrInvalidValue, "must not be negative"))
+	}
+	for _, r := range c.Resolve {
+		if _, _, ok := strings.Cut(r, "="); !ok {
+			errs = append(errs, c.errorf("resolve", "", ErrInvalidValue, "%q: want PATTERN=ADDR", r))
+		}
+	}
+	certs := map[string]int{}
+	for i, ct := range c.Certificates {
+		f := fmt.Sprintf("certificates[%d]", i)
+		switch {
+		case ct.Name == "":
+			errs = append(errs, c.errorf(f+".name", "", ErrMissingValue, ""))
+		default:
+			if j, dup := certs[ct.Name]; dup {
+				errs = append(errs, c.errorf(f+".name", ct.Name, ErrDuplicateName, "also certificates[%d]", j))
+			}
+			certs[ct.Name] = i
+		}
+		switch {
+		case ct.Dir == "" && ct.Binding == "":
+			errs = append(errs, c.errorf(f, ct.Name, ErrMissingValue, "want dir or binding"))
+		case ct.Dir != "" && ct.Binding != "":
+			errs = append(errs, c.errorf(f, ct.Name, ErrInvalidValue, "dir and binding are exclusive"))
+		case ct.Binding != "" && (ct.Renew || ct.PairingURLFile != ""):
+			errs = append(errs, c.errorf(f, ct.Name, ErrInvalidValue, "renew and pairing_url_file need dir (a binding's certificate is rotated by the platform)"))
+		}
+	}
+	names := map[string]int{}
+	for i, r := range c.Routes {
+		f := fmt.Sprintf("routes[%d]", i)
+		switch {
+		case r.Name == "":
+			errs = append(errs, c.errorf(f+".name", "", ErrMissingValue, ""))
+		case !routeName.MatchString(r.Name):
+			errs = append(errs, c.errorf(f+".name", r.Name, ErrInvalidValue, "a route name is one path segment of letters, digits and . _ ~ - (not starting with a dot)"))
+		default:
+			if j, dup := names[r.Name]; dup {
+				errs = append(errs, c.errorf(f+".name", r.Name, ErrDuplicateName, "also routes[%d]", j))
+			}
+			names[r.Name] = i
+		}
+		if r.Upstream == "" {
+			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrMissingValue, "a route needs an upstream URL"))
+		} else if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "want an http:// or https:// URL with a host (no user info, no fragment)"))
+		}
+		a := r.Auth
+		af := f + ".auth"
+		needBinding, needCert, needOAuth1 := false, false, false
+		switch a.Type {
+		case AuthBearer:
+			needBinding = true
+		case AuthMTLS:
+			needCert = true
+		case AuthOAuth1:
+			needOAuth1 = true
+		case AuthNone:
+		case "":
+			errs = append(errs, c.errorf(af+".type", r.Name, ErrMissingValue, "want bearer, mtls, oauth1 or none"))
+		default:
+			errs = append(errs, c.errorf(af+".type", r.Name, ErrInvalidValue, "%q: want bearer, mtls, oauth1 or none", a.Type))
+		}
+		if needBinding && a.Binding == "" {
+			errs = append(errs, c.errorf(af+".binding", r.Name, ErrMissingValue, "a bearer route needs a binding"))
+		}
+		tokens := a.Binding != "" && (a.Type == AuthBearer || a.Type == AuthMTLS)
+		if !tokens && (len(a.Scopes) > 0 || a.Grant != "" || a.Tenant != "" || a.TenantHeader != "") {
+			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "scopes, grant, tenant and tenant_header need a bearer route (or an mtls route with a binding)"))
+		}
+		if a.Binding != "" && !tokens {
+			errs = append(errs, c.errorf(af+".binding", r.Name, ErrInvalidValue, "binding is for bearer and mtls routes"))
+		}
+		if tokens {
+			switch a.Grant {
+			case "", GrantClientCredentials, GrantJWTBearer:
+			default:
+				errs = append(errs, c.errorf(af+".grant", r.Name, ErrInvalidValue, "%q: want client_credentials or jwt-bearer", a.Grant))
+			}
+		}
+		if a.TenantHeader != "" && !validHeaderName(a.TenantHeader) {
+			errs = append(errs, c.errorf(af+".tenant_header", r.Name, ErrInvalidValue, "not a valid header name"))
+		}
+		if needCert {
+			if a.Certificate == "" {
+				errs = append(errs, c.errorf(af+".certificate", r.Name, ErrMissingValue, "an mtls route needs a certificate (a name from certificates)"))
+			} else if _, ok := certs[a.Certificate]; !ok {
+				errs = append(errs, c.errorf(af+".certificate", r.Name, ErrUnknownCertificate, "%q is not in certificates", a.Certificate))
+			}
+			if u, err := url.Parse(r.Upstream); err == nil && u.Scheme == "http" {
+				errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "an mtls route needs an https:// upstream"))
+			}
+		} else if a.Certificate != "" {
+			errs = append(errs, c.errorf(af+".certificate", r.Name, ErrInvalidValue, "certificate is for mtls routes"))
+		}
+		if needOAuth1 {
+			if a.KeyFile == "" {
+				errs = append(errs, c.errorf(af+".key_file", r.Name, ErrMissingValue, "an oauth1 route needs key_file"))
+			}
+			if a.SecretFile == "" {
+				errs = append(errs, c.errorf(af+".secret_file", r.Name, ErrMissingValue, "an oauth1 route needs secret_file"))
+			}
+		} else if a.KeyFile != "" || a.SecretFile != "" {
+			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "key_file and secret_file are for oauth1 routes"))
+		}
+	}
+	return errs
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) checkListen(errs ConfigErrors) ConfigErrors {
+	for _, l := range []struct{ field, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {
+		host, port, err := net.SplitHostPort(l.addr)
+		if err != nil {
+			errs = append(errs, c.errorf(l.field, "", ErrInvalidValue, "%q: want HOST:PORT", l.addr))
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			errs = append(errs, c.errorf(l.field, "", ErrInvalidValue, "%q: bad port", l.addr))
+			continue
+		}
+		if !c.AllowNonLoopback && !IsLoopbackHost(host) {
+			errs = append(errs, c.errorf(l.field, "", ErrNonLoopback, "%q", l.addr))
+		}
+	}
+	return errs
+}
+
+// IsLoopbackHost reports whether a listen host is loopback ("localhost",
+// 127.0.0.0/8, ::1). An empty host (all interfaces) is not.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// BindingInfo is what validation needs to know about one binding.
+type BindingInfo struct {
+	// Auth is true for an auth service binding (xsuaa, identity) tokens can
+	// be fetched with.
+	Auth bool
+	// Certificate is true when the binding carries a certificate and key.
+	Certificate bool
+	// Problems say why the binding is not usable (empty when it is).
+	Problems []string
+}
+
+// BindingLookup finds a binding by name for validation. ok is false when no
+// binding of that name exists.
+type BindingLookup func(name string) (info BindingInfo, ok bool)
+
+// Validate checks the references from routes, certificates and the token
+// API to bindings. Call it after ParseConfig with the bindings the sidecar
+// will use.
+func (c *Config) Validate(lookup BindingLookup) error {
+	var errs ConfigErrors
+	check := func(field, name, binding string, wantAuth, wantCert bool) {
+		info, ok := lookup(binding)
+		switch {
+		case !ok:
+			errs = append(errs, c.errorf(field, name, ErrUnknownBinding, "%q", binding))
+		case wantAuth && !info.Auth:
+			errs = append(errs, c.errorf(field, name, ErrInvalidValue, "binding %q is not an xsuaa or identity binding", binding))
+		case wantCert && !info.Certificate:
+			errs = append(errs, c.errorf(field, name, ErrInvalidValue, "binding %q carries no certificate and key", binding))
+		}
+	}
+	for i, r := range c.Routes {
+		if r.Auth.Binding != "" {
+			check(fmt.Sprintf("routes[%d].auth.binding", i), r.Name, r.Auth.Binding, true, false)
+		}
+	}
+	for i, ct := range c.Certificates {
+		if ct.Binding != "" {
+			check(fmt.Sprintf("certificates[%d].binding", i), ct.Name, ct.Binding, false, true)
+		}
+	}
+	for i, b := range c.TokenAPI.Bindings {
+		if b != "*" {
+			check(fmt.Sprintf("token_api.bindings[%d]", i), "", b, true, false)
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// usedBindings returns the auth bindings routes and the token API use.
+func (c *Config) usedBindings() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(b string) {
+		if b != "" && b != "*" && !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	for _, r := range c.Routes {
+		add(r.Auth.Binding)
+	}
+	for _, b := range c.TokenAPI.Bindings {
+		add(b)
+	}
+	return out
+}

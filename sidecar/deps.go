@@ -1,0 +1,99 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"time"
+)
+
+// Token is an access token as the proxy and the token API hand it out.
+type Token struct {
+	AccessToken string
+	TokenType   string
+	ExpiresAt   time.Time
+	Scope       string
+}
+
+// TokenRequest is what varies per request for a prepared TokenSource.
+type TokenRequest struct {
+	// Tenant is the subscriber subdomain; "" for the binding's own tenant.
+	Tenant string
+	// Assertion is the user token exchanged by the jwt-bearer grant.
+	Assertion string
+}
+
+// TokenSource returns access tokens for one binding, scope set and grant.
+//
+// Token must be safe for concurrent use and cheap on a cache hit (the proxy
+// calls it for every request). It never returns an expired token: when no
+// valid token can be had it returns an error (the proxy then answers 503).
+// The error must not contain a secret.
+type TokenSource interface {
+	Token(ctx context.Context, req TokenRequest) (Token, error)
+}
+
+// Tokens prepares token sources. It is called when a configuration is
+// loaded, never per request. Implementations should share caches between
+// sources of the same binding.
+type Tokens interface {
+	Source(binding string, scopes []string, grant string) (TokenSource, error)
+}
+
+// ClientCertificate is a live client certificate for mTLS routes.
+type ClientCertificate interface {
+	// Current returns the certificate in use, with Leaf set, or nil when
+	// there is none yet. Safe for concurrent use and cheap; the caller must
+	// not modify the result.
+	Current() *tls.Certificate
+}
+
+// CertificateState is what /status and /readyz report about a
+// certificate. Nothing in it is secret.
+type CertificateState struct {
+	Subject     string
+	Serial      string
+	NotBefore   time.Time
+	NotAfter    time.Time
+	NextRenewal time.Time
+	LastRenewal time.Time
+	Renewals    int
+	Heartbeats  int
+	LastError   string
+	// NeedsToken is true when the certificate can no longer be renewed (it
+	// expired or was revoked) and a new one-time token is needed.
+	NeedsToken bool
+}
+
+// CertificateStater is implemented by certificates that know more than the
+// current pair (renewal schedule, last error).
+type CertificateStater interface {
+	State() CertificateState
+}
+
+// Signer signs a request with OAuth 1.0a (0-legged HMAC-SHA1).
+type Signer interface {
+	// Sign sets req's Authorization header from its method, URL and body.
+	// body is the complete request body (nil for none); req.Body is not
+	// read. Safe for concurrent use.
+	Sign(req *http.Request, body []byte) error
+}
+
+// Deps are the credential providers one configuration is served with.
+type Deps struct {
+	// Tokens prepares token sources for bearer routes and the token API.
+	Tokens Tokens
+	// Certificates by the names of the config's certificates section.
+	Certificates map[string]ClientCertificate
+	// Signers by route name, for oauth1 routes.
+	Signers map[string]Signer
+	// Bindings describe the app's bindings for validation, /readyz and
+	// /status (nil when no route uses a binding).
+	Bindings BindingLookup
+	// Watch are files and directories whose change triggers a reload (the
+	// config file, the bindings, oauth1 key and secret files).
+	Watch []string
+	// Close releases what the providers hold (watchers, renewers). Called
+	// once when the configuration is replaced or the sidecar stops.
+	Close func()
+}

@@ -1,0 +1,106 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors of the configuration; *ConfigError wraps them so callers
+// can branch with errors.Is.
+var (
+	ErrConfigSyntax       = errors.New("malformed YAML")
+	ErrUnknownKey         = errors.New("unknown key")
+	ErrInvalidValue       = errors.New("invalid value")
+	ErrMissingValue       = errors.New("missing value")
+	ErrDuplicateName      = errors.New("duplicate name")
+	ErrUnknownBinding     = errors.New("unknown binding")
+	ErrUnknownCertificate = errors.New("unknown certificate")
+	ErrNonLoopback        = errors.New("listen address is not loopback; set allow_non_loopback (or --allow-non-loopback) to allow it")
+	ErrReloadListen       = errors.New("listen addresses cannot change on reload; restart credbroker")
+)
+
+// Runtime errors of the proxy and its credential providers.
+var (
+	// ErrNoCredential means no valid credential can be had for a route right
+	// now (the proxy answers 503).
+	ErrNoCredential = errors.New("sidecar: no valid credential")
+	// ErrNotStarted is returned by accessors used before Run has bound its
+	// listeners.
+	ErrNotStarted = errors.New("sidecar: not started")
+)
+
+// ConfigError is one problem with the configuration. It names the source
+// (file), the line when known, and the field path ("routes[1].auth.binding").
+// It never carries a secret: only names, positions and the sentinel cause.
+type ConfigError struct {
+	Source string // "config /etc/credbroker/config.yaml" or "--listen"
+	Line   int    // 1-based; 0 when unknown
+	Field  string // "routes[1].auth.binding"
+	Name   string // the route or certificate name, when the field is inside one
+	Err    error  // one of the Err* sentinels, possibly wrapped with detail
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("sidecar: ")
+	if e.Source != "" {
+		b.WriteString(e.Source)
+	} else {
+		b.WriteString("config")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " line %d", e.Line)
+	}
+	if e.Field != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Field)
+		if e.Name != "" {
+			fmt.Fprintf(&b, " (%q)", e.Name)
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ConfigErrors is every problem found in one configuration.
+type ConfigErrors []*ConfigError
+
+func (m ConfigErrors) Error() string {
+	if len(m) == 1 {
+		return m[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d problems in the configuration:", len(m))
+	for _, e := range m {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap exposes every error to errors.Is and errors.As.
+func (m ConfigErrors) Unwrap() []error {
+	out := make([]error, len(m))
+	for i, e := range m {
+		out[i] = e
+	}
+	return out
+}
+
+// CredentialError explains why a route has no usable credential. The proxy
+// answers 503 with Reason in the X-Credbroker-Error header.
+type CredentialError struct {
+	Route  string
+	Reason string // stable, short: "token-unavailable", "certificate-unavailable", "certificate-expired", "signing-failed"
+	Err    error
+}
+
+func (e *CredentialError) Error() string {
+	return fmt.Sprintf("sidecar: route %q: %s: %v", e.Route, e.Reason, e.Err)
+}
+
+func (e *CredentialError) Unwrap() []error { return []error{ErrNoCredential, e.Err} }

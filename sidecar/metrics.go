@@ -1,0 +1,206 @@
+package sidecar
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the sidecar's Prometheus metrics, on a registry of their own.
+// Labels carry route, binding and certificate names, reasons and status
+// codes — never a credential. Safe for concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	refused    *prometheus.CounterVec
+	credErrors *prometheus.CounterVec
+	tokenAPI   *prometheus.CounterVec
+
+	tokenFetches   *prometheus.CounterVec
+	tokenFetchTime *prometheus.HistogramVec
+	tokenHits      *prometheus.CounterVec
+	tokenRefreshes *prometheus.CounterVec
+
+	reloads *prometheus.CounterVec
+	ready   prometheus.Gauge
+
+	mu     sync.Mutex
+	routes map[string]*routeMetrics
+	certs  atomic.Pointer[func() map[string]CertificateState]
+}
+
+// NewMetrics creates the metrics and their registry (with the Go runtime
+// and process collectors).
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_proxy_requests_total",
+			Help: "Requests through the egress proxy by route and response status (499: the app went away).",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "credbroker_proxy_request_duration_seconds",
+			Help:    "Time from receiving a request to the end of its response, by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_proxy_refused_total",
+			Help: "Requests refused before matching a route, by reason (not-a-route, connect-refused, dot-segment, scheme-refused).",
+		}, []string{"reason"}),
+		credErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_proxy_credential_errors_total",
+			Help: "Requests answered 503 because no valid credential could be had, by route and reason.",
+		}, []string{"route", "reason"}),
+		tokenAPI: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_token_api_requests_total",
+			Help: "Requests to GET /.credbroker/v1/token by binding and response status.",
+		}, []string{"binding", "code"}),
+		tokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_token_fetches_total",
+			Help: "Token requests sent to the auth server, by binding and outcome (ok or error).",
+		}, []string{"binding", "outcome"}),
+		tokenFetchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "credbroker_token_fetch_duration_seconds",
+			Help:    "Duration of token requests to the auth server, by binding.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"binding"}),
+		tokenHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_token_cache_hits_total",
+			Help: "Tokens served from the cache, by binding.",
+		}, []string{"binding"}),
+		tokenRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_token_refreshes_total",
+			Help: "Background refreshes of cached tokens, by binding and outcome.",
+		}, []string{"binding", "outcome"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_config_reloads_total",
+			Help: "Configuration loads by outcome (ok, refused).",
+		}, []string{"outcome"}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credbroker_ready",
+			Help: "1 when every configured credential is available (as /readyz), else 0.",
+		}),
+		routes: map[string]*routeMetrics{},
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI,
+		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready,
+		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the registry /metrics serves.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// TokenFetched records one token request to the auth server.
+func (m *Metrics) TokenFetched(binding string, err error, d time.Duration) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.tokenFetches.WithLabelValues(binding, outcome).Inc()
+	m.tokenFetchTime.WithLabelValues(binding).Observe(d.Seconds())
+}
+
+// TokenCacheHits returns the cache-hit counter of a binding (look it up
+// once, not per request).
+func (m *Metrics) TokenCacheHits(binding string) prometheus.Counter {
+	return m.tokenHits.WithLabelValues(binding)
+}
+
+// TokenRefreshed records one background refresh.
+func (m *Metrics) TokenRefreshed(binding string, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.tokenRefreshes.WithLabelValues(binding, outcome).Inc()
+}
+
+// setCertificates sets the function the certificate collector reads at
+// scrape time.
+func (m *Metrics) setCertificates(f func() map[string]CertificateState) { m.certs.Store(&f) }
+
+// routeMetrics are one route's pre-looked-up series, so that the hot path
+// does no label lookups (and no allocations) once a status code was seen.
+type routeMetrics struct {
+	m        *Metrics
+	name     string
+	duration prometheus.Observer
+	codes    [600]atomic.Pointer[prometheus.Counter]
+}
+
+func (m *Metrics) route(name string) *routeMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rm, ok := m.routes[name]; ok {
+		return rm
+	}
+	rm := &routeMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name)}
+	m.routes[name] = rm
+	return rm
+}
+
+func (rm *routeMetrics) count(code int) {
+	if code < 0 || code >= len(rm.codes) {
+		rm.m.requests.WithLabelValues(rm.name, strconv.Itoa(code)).Inc()
+		return
+	}
+	p := rm.codes[code].Load()
+	if p == nil {
+		c := rm.m.requests.WithLabelValues(rm.name, strconv.Itoa(code))
+		p = &c
+		rm.codes[code].Store(p)
+	}
+	(*p).Inc()
+}
+
+// certCollector exports the state of every certificate at scrape time.
+type certCollector struct{ m *Metrics }
+
+var (
+	descNotAfter    = prometheus.NewDesc("credbroker_certificate_not_after_seconds", "NotAfter of the certificate in use (Unix seconds).", []string{"certificate"}, nil)
+	descNextRenewal = prometheus.NewDesc("credbroker_certificate_next_renewal_seconds", "When the next renewal is due (Unix seconds; 0 when none is scheduled).", []string{"certificate"}, nil)
+	descRenewals    = prometheus.NewDesc("credbroker_certificate_renewals_total", "Successful renewals of the certificate.", []string{"certificate"}, nil)
+	descHeartbeats  = prometheus.NewDesc("credbroker_connector_heartbeats_total", "Successful heartbeats (management info calls) to the connector.", []string{"certificate"}, nil)
+	descNeedsToken  = prometheus.NewDesc("credbroker_certificate_needs_token", "1 when the certificate expired or was revoked and a new one-time token is needed.", []string{"certificate"}, nil)
+	descCertLoaded  = prometheus.NewDesc("credbroker_certificate_loaded", "1 when a certificate is loaded.", []string{"certificate"}, nil)
+)
+
+func (c certCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNextRenewal, descRenewals, descHeartbeats, descNeedsToken, descCertLoaded} {
+		ch <- d
+	}
+}
+
+func (c certCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.m.certs.Load()
+	if f == nil {
+		return
+	}
+	for name, st := range (*f)() {
+		loaded := 0.0
+		if !st.NotAfter.IsZero() {
+			loaded = 1
+			ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, float64(st.NotAfter.Unix()), name)
+		}
+		ch <- prometheus.MustNewConstMetric(descCertLoaded, prometheus.GaugeValue, loaded, name)
+		next := 0.0
+		if !st.NextRenewal.IsZero() {
+			next = float64(st.NextRenewal.Unix())
+		}
+		ch <- prometheus.MustNewConstMetric(descNextRenewal, prometheus.GaugeValue, next, name)
+		ch <- prometheus.MustNewConstMetric(descRenewals, prometheus.CounterValue, float64(st.Renewals), name)
+		ch <- prometheus.MustNewConstMetric(descHeartbeats, prometheus.CounterValue, float64(st.Heartbeats), name)
+		needs := 0.0
+		if st.NeedsToken {
+			needs = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descNeedsToken, prometheus.GaugeValue, needs, name)
+	}
+}

@@ -1,0 +1,499 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/credbroker/credbroker/internal/netx"
+)
+
+// HeaderError is the response header that carries the reason when the
+// proxy answers a request itself (403, 503, 502, …).
+const HeaderError = "X-Credbroker-Error"
+
+// Reasons in HeaderError.
+const (
+	ReasonNotARoute              = "not-a-route"
+	ReasonConnectRefused         = "connect-refused"
+	ReasonDotSegment             = "dot-segment"
+	ReasonSchemeRefused          = "scheme-refused"
+	ReasonTokenUnavailable       = "token-unavailable"
+	ReasonCertificateUnavailable = "certificate-unavailable"
+	ReasonCertificateExpired     = "certificate-expired"
+	ReasonSigningFailed          = "signing-failed"
+	ReasonNoUserToken            = "no-user-token"
+	ReasonBodyTooLarge           = "body-too-large"
+	ReasonUpstreamUnreachable    = "upstream-unreachable"
+	ReasonUpstreamTimeout        = "upstream-timeout"
+)
+
+// TokenAPIPath is the token endpoint on the proxy listener.
+const TokenAPIPath = "/.credbroker/v1/token"
+
+// Option configures a Proxy or a Server.
+type Option func(*options)
+
+type options struct {
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
+}
+
+func buildOptions(opts []Option) options {
+	o := options{}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if o.metrics == nil {
+		o.metrics = NewMetrics()
+	}
+	return o
+}
+
+// WithLogger sets the logger (silent by default). Nothing secret is logged,
+// and nothing per request at info level.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithClock sets the clock that judges certificate expiry (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithMetrics sets the metrics (a fresh set by default).
+func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// Proxy is the egress proxy and token API for one configuration. It is an
+// http.Handler; safe for concurrent use.
+type Proxy struct {
+	cfg        *Config
+	deps       Deps
+	o          options
+	router     *router
+	routes     []*route
+	transports []*http.Transport
+	tokenAPI   *tokenAPI
+}
+
+// route is one configured route, prepared for the hot path.
+type route struct {
+	name        string
+	cfg         Route
+	target      *url.URL
+	basePath    string // upstream path, decoded, without trailing slash
+	baseRawPath string // the same, escaped
+	port        string // the upstream's effective port
+	replace     bool
+	tenantHdr   string // canonical header name, "" for none
+	tenant      string
+	jwtBearer   bool
+	tokens      TokenSource
+	cert        ClientCertificate
+	signer      Signer
+	maxBody     int64
+	transport   *http.Transport
+	rp          *httputil.ReverseProxy
+	metrics     *routeMetrics
+	log         *slog.Logger
+
+	lastLeaf atomic.Pointer[x509.Certificate]
+	bearer   atomic.Pointer[bearerHeader]
+}
+
+type bearerHeader struct{ token, value string }
+
+// NewProxy prepares the routes of cfg with the providers in deps. cfg must
+// come from ParseConfig; deps must hold a source for every credential the
+// routes name.
+func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
+	o := buildOptions(opts)
+	p := &Proxy{cfg: cfg, deps: deps, o: o}
+	roots, err := loadRoots(cfg.CAFile)
+	if err != nil {
+		return nil, &ConfigError{Source: cfg.source, Line: cfg.line("ca_file"), Field: "ca_file", Err: err}
+	}
+	rules, err := netx.ParseRules(cfg.Resolve)
+	if err != nil {
+		return nil, &ConfigError{Source: cfg.source, Line: cfg.line("resolve"), Field: "resolve", Err: fmt.Errorf("%w: %v", ErrInvalidValue, err)}
+	}
+	resolver := &netx.Resolver{Rules: rules}
+	dial := resolver.Dialer(&net.Dialer{Timeout: cfg.Timeouts.Dial, KeepAlive: 30 * time.Second})
+	bufs := newBufferPool()
+
+	transports := map[string]*http.Transport{}
+	transportFor := func(certName string, cert ClientCertificate) *http.Transport {
+		if t, ok := transports[certName]; ok {
+			return t
+		}
+		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				if c := cert.Current(); c != nil {
+					return c, nil
+				}
+				return &tls.Certificate{}, nil // no certificate: the server decides
+			}
+		}
+		t := &http.Transport{
+			Proxy:                 nil, // never the environment's HTTP_PROXY: the app's proxy is us
+			DialContext:           dial,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          0,
+			MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+			IdleConnTimeout:       cfg.Timeouts.IdleConn,
+			TLSHandshakeTimeout:   cfg.Timeouts.TLSHandshake,
+			ResponseHeaderTimeout: cfg.Timeouts.ResponseHeader,
+			ExpectContinueTimeout: time.Second,
+			TLSClientConfig:       tc,
+		}
+		transports[certName] = t
+		p.transports = append(p.transports, t)
+		return t
+	}
+
+	var errs ConfigErrors
+	for i, rc := range cfg.Routes {
+		field := fmt.Sprintf("routes[%d]", i)
+		target, err := url.Parse(rc.Upstream)
+		if err != nil {
+			errs = append(errs, cfg.errorf(field+".upstream", rc.Name, ErrInvalidValue, "does not parse"))
+			continue
+		}
+		r := &route{
+			name:        rc.Name,
+			cfg:         rc,
+			target:      target,
+			basePath:    strings.TrimSuffix(target.Path, "/"),
+			baseRawPath: strings.TrimSuffix(target.EscapedPath(), "/"),
+			port:        effectivePort(target),
+			replace:     rc.Auth.Replace(),
+			tenant:      rc.Auth.Tenant,
+			jwtBearer:   rc.Auth.Grant == GrantJWTBearer,
+			maxBody:     cfg.MaxSignedBody,
+			metrics:     o.metrics.route(rc.Name),
+			log:         o.log.With("route", rc.Name),
+		}
+		if rc.Auth.TenantHeader != "" {
+			r.tenantHdr = textproto.CanonicalMIMEHeaderKey(rc.Auth.TenantHeader)
+		}
+		if rc.Auth.Binding != "" {
+			if deps.Tokens == nil {
+				errs = append(errs, cfg.errorf(field+".auth.binding", rc.Name, ErrUnknownBinding, "%q: no token provider", rc.Auth.Binding))
+				continue
+			}
+			ts, err := deps.Tokens.Source(rc.Auth.Binding, rc.Auth.Scopes, rc.Auth.Grant)
+			if err != nil {
+				errs = append(errs, cfg.errorf(field+".auth.binding", rc.Name, ErrInvalidValue, "%q: %v", rc.Auth.Binding, err))
+				continue
+			}
+			r.tokens = ts
+		}
+		certName := ""
+		if rc.Auth.Type == AuthMTLS {
+			c, ok := deps.Certificates[rc.Auth.Certificate]
+			if !ok || c == nil {
+				errs = append(errs, cfg.errorf(field+".auth.certificate", rc.Name, ErrUnknownCertificate, "%q", rc.Auth.Certificate))
+				continue
+			}
+			r.cert, certName = c, rc.Auth.Certificate
+		}
+		if rc.Auth.Type == AuthOAuth1 {
+			s, ok := deps.Signers[rc.Name]
+			if !ok || s == nil {
+				errs = append(errs, cfg.errorf(field+".auth", rc.Name, ErrMissingValue, "no OAuth 1.0a signer"))
+				continue
+			}
+			r.signer = s
+		}
+		var cert ClientCertificate
+		if certName != "" {
+			cert = r.cert
+		}
+		r.transport = transportFor(certName, cert)
+		r.rp = &httputil.ReverseProxy{
+			Rewrite:        rewrite,
+			Transport:      r.transport,
+			BufferPool:     bufs,
+			ModifyResponse: r.modifyResponse,
+			ErrorHandler:   r.errorHandler,
+			ErrorLog:       slog.NewLogLogger(o.log.Handler(), slog.LevelDebug),
+		}
+		p.routes = append(p.routes, r)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	p.router = newRouter(p.routes)
+	p.tokenAPI = newTokenAPI(cfg.TokenAPI, deps.Tokens, o)
+	return p, nil
+}
+
+func loadRoots(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil // the system pool
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrInvalidValue, caFile)
+	}
+	return pool, nil
+}
+
+// Close releases idle upstream connections. In-flight requests finish.
+func (p *Proxy) Close() {
+	for _, t := range p.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// Config returns the configuration the proxy serves.
+func (p *Proxy) Config() *Config { return p.cfg }
+
+// rewrite runs inside ReverseProxy on the outgoing copy: the URL was set by
+// ServeHTTP; the X-Forwarded-* headers the app sent were removed by
+// ReverseProxy and are set afresh here.
+func rewrite(pr *httputil.ProxyRequest) {
+	pr.SetXForwarded()
+	pr.Out.Host = "" // Host: the upstream's
+}
+
+// ServeHTTP routes one request: the token API, a route by path, or (for
+// absolute-form http:// requests) a route by upstream host. Anything else is
+// refused with 403.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method == http.MethodConnect {
+		p.refuse(w, http.StatusForbidden, ReasonConnectRefused, "CONNECT is refused: credbroker is not an open proxy; use http:// URLs of a configured route")
+		return
+	}
+	var r *route
+	forward := req.URL.IsAbs() || req.URL.Host != ""
+	if forward {
+		if req.URL.Scheme != "http" {
+			p.refuse(w, http.StatusForbidden, ReasonSchemeRefused, "only http:// URLs can be proxied (credbroker originates TLS upstream)")
+			return
+		}
+		if hasDotSegment(req.URL.Path) {
+			p.refuse(w, http.StatusForbidden, ReasonDotSegment, "paths with . or .. segments are refused")
+			return
+		}
+		r = p.router.forward(req.URL)
+		if r == nil {
+			p.refuse(w, http.StatusForbidden, ReasonNotARoute, "host is not the upstream of a configured route")
+			return
+		}
+		req.URL.Scheme, req.URL.Host = r.target.Scheme, r.target.Host
+	} else {
+		esc := req.URL.EscapedPath()
+		if strings.HasPrefix(esc, "/.credbroker/") {
+			p.tokenAPI.ServeHTTP(w, req)
+			return
+		}
+		if hasDotSegment(req.URL.Path) {
+			p.refuse(w, http.StatusForbidden, ReasonDotSegment, "paths with . or .. segments are refused")
+			return
+		}
+		var rest string
+		r, rest = p.router.byPath(esc)
+		if r == nil {
+			p.refuse(w, http.StatusForbidden, ReasonNotARoute, "not a configured route")
+			return
+		}
+		// The escaped first segment equals the route name, which has no
+		// escapes, so the decoded path starts with it too.
+		decRest := req.URL.Path[len(r.name)+1:]
+		req.URL.Scheme, req.URL.Host = r.target.Scheme, r.target.Host
+		req.URL.Path = joinPath(r.basePath, decRest)
+		if req.URL.RawPath != "" || r.baseRawPath != r.basePath {
+			req.URL.RawPath = joinPath(r.baseRawPath, rest)
+		} else {
+			req.URL.RawPath = ""
+		}
+		if r.target.RawQuery != "" {
+			if req.URL.RawQuery == "" {
+				req.URL.RawQuery = r.target.RawQuery
+			} else {
+				req.URL.RawQuery = r.target.RawQuery + "&" + req.URL.RawQuery
+			}
+		}
+	}
+	r.serve(w, req, p.o.now)
+}
+
+func (p *Proxy) refuse(w http.ResponseWriter, status int, reason, msg string) {
+	p.o.metrics.refused.WithLabelValues(reason).Inc()
+	writeError(w, status, reason, msg)
+}
+
+func writeError(w http.ResponseWriter, status int, reason, msg string) {
+	h := w.Header()
+	h.Set(HeaderError, reason)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, "credbroker: "+msg+"\n")
+}
+
+// serve adds the route's credential and forwards the request.
+func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.Time) {
+	start := time.Now()
+	defer func() { r.metrics.duration.Observe(time.Since(start).Seconds()) }()
+
+	tenant := r.tenant
+	if r.tenantHdr != "" {
+		if v := req.Header[r.tenantHdr]; len(v) > 0 {
+			if v[0] != "" {
+				tenant = v[0]
+			}
+			delete(req.Header, r.tenantHdr)
+		}
+	}
+	appAuth := req.Header["Authorization"]
+	var assertion string
+	if r.jwtBearer {
+		if len(appAuth) > 0 && len(appAuth[0]) > 7 && strings.EqualFold(appAuth[0][:7], "bearer ") {
+			assertion = strings.TrimSpace(appAuth[0][7:])
+		}
+		if assertion == "" {
+			r.fail(w, http.StatusUnauthorized, ReasonNoUserToken, "this route exchanges the app's user token (jwt-bearer): send Authorization: Bearer <user token>")
+			return
+		}
+		delete(req.Header, "Authorization")
+	} else if len(appAuth) > 0 && r.replace && (r.tokens != nil || r.signer != nil) {
+		delete(req.Header, "Authorization") // replaced below
+	}
+	inject := r.replace || len(appAuth) == 0 || r.jwtBearer
+
+	if r.cert != nil {
+		c := r.cert.Current()
+		if c == nil {
+			r.fail(w, http.StatusServiceUnavailable, ReasonCertificateUnavailable, "no client certificate is loaded yet")
+			return
+		}
+		if c.Leaf != nil {
+			if !now().Before(c.Leaf.NotAfter) {
+				r.fail(w, http.StatusServiceUnavailable, ReasonCertificateExpired, "the client certificate expired at "+c.Leaf.NotAfter.UTC().Format(time.RFC3339)+"; a new one-time token is needed")
+				return
+			}
+			if old := r.lastLeaf.Load(); old != c.Leaf {
+				if r.lastLeaf.CompareAndSwap(old, c.Leaf) && old != nil {
+					// Rotated: new connections present the new certificate.
+					r.transport.CloseIdleConnections()
+				}
+			}
+		}
+	}
+	if r.tokens != nil && inject {
+		tok, err := r.tokens.Token(req.Context(), TokenRequest{Tenant: tenant, Assertion: assertion})
+		if err != nil {
+			r.log.Debug("no token", "binding", r.cfg.Auth.Binding, "tenant", tenant, "err", err)
+			r.fail(w, http.StatusServiceUnavailable, ReasonTokenUnavailable, "no valid token for binding "+r.cfg.Auth.Binding+": "+err.Error())
+			return
+		}
+		req.Header["Authorization"] = []string{r.bearerValue(tok.AccessToken)}
+	}
+	if r.signer != nil && inject {
+		var body []byte
+		if req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0 {
+			b, err := io.ReadAll(io.LimitReader(req.Body, r.maxBody+1))
+			if err != nil {
+				r.fail(w, http.StatusBadRequest, ReasonSigningFailed, "reading the request body failed")
+				return
+			}
+			if int64(len(b)) > r.maxBody {
+				r.fail(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Sprintf("an oauth1 route signs the body; bodies over %d bytes are refused (max_signed_body)", r.maxBody))
+				return
+			}
+			body = b
+			req.Body = io.NopCloser(bytes.NewReader(b))
+			req.ContentLength = int64(len(b))
+			req.Header.Del("Transfer-Encoding")
+			req.TransferEncoding = nil
+		}
+		if err := r.signer.Sign(req, body); err != nil {
+			r.log.Debug("signing failed", "err", err)
+			r.fail(w, http.StatusServiceUnavailable, ReasonSigningFailed, "signing the request failed: "+err.Error())
+			return
+		}
+	}
+	if req.ContentLength != 0 && req.ProtoMajor == 1 {
+		// Stream the request body while the response streams back (an
+		// HTTP/1 server otherwise stops reading the body once the handler
+		// writes the response).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	r.rp.ServeHTTP(w, req)
+}
+
+// bearerValue returns "Bearer <token>", reusing the last string built.
+func (r *route) bearerValue(token string) string {
+	if c := r.bearer.Load(); c != nil && c.token == token {
+		return c.value
+	}
+	v := "Bearer " + token
+	r.bearer.Store(&bearerHeader{token: token, value: v})
+	return v
+}
+
+func (r *route) fail(w http.ResponseWriter, status int, reason, msg string) {
+	if status == http.StatusServiceUnavailable {
+		r.metrics.m.credErrors.WithLabelValues(r.name, reason).Inc()
+	}
+	r.metrics.count(status)
+	writeError(w, status, reason, "route "+r.name+": "+msg)
+}
+
+func (r *route) modifyResponse(resp *http.Response) error {
+	r.metrics.count(resp.StatusCode)
+	return nil
+}
+
+func (r *route) errorHandler(w http.ResponseWriter, req *http.Request, err error) {
+	if req.Context().Err() != nil {
+		r.metrics.count(499) // the app went away; nobody reads an answer
+		return
+	}
+	status, reason, msg := http.StatusBadGateway, ReasonUpstreamUnreachable, "upstream request failed"
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		status, reason, msg = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "upstream did not answer in time"
+	}
+	r.log.Debug("upstream failed", "err", err)
+	r.metrics.count(status)
+	writeError(w, status, reason, "route "+r.name+": "+msg)
+}
+
+// bufferPool recycles the copy buffers of ReverseProxy.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(s []byte) { b.p.Put(&s) }

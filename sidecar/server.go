@@ -1,0 +1,350 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Loader produces a configuration and its credential providers. The
+// Server calls it at start and on every reload; the returned Config must
+// come from ParseConfig (and be validated against the bindings). An error
+// that wraps *ConfigError or ConfigErrors is bad configuration.
+type Loader func(ctx context.Context) (*Config, Deps, error)
+
+// Server runs the proxy and admin listeners for configurations produced by
+// a Loader, reloads on request or when watched files change, and drains on
+// shutdown.
+type Server struct {
+	load Loader
+	o    options
+
+	mu         sync.Mutex // serialises loads
+	gen        atomic.Pointer[generation]
+	genN       int
+	lastReload atomic.Pointer[string]
+	draining   atomic.Bool
+	retire     sync.WaitGroup
+
+	started  chan struct{}
+	addr     string
+	admin    string
+	watchCtx context.Context
+	reloadCh chan struct{}
+	// poll is the watcher's backstop interval.
+	poll time.Duration
+}
+
+type generation struct {
+	n        int
+	cfg      *Config
+	deps     Deps
+	proxy    *Proxy
+	loadedAt time.Time
+	stop     context.CancelFunc // the file watcher
+}
+
+// NewServer returns a server for load. Options: WithLogger, WithClock,
+// WithMetrics, WithPollInterval.
+func NewServer(load Loader, opts ...Option) *Server {
+	return &Server{load: load, o: buildOptions(opts), started: make(chan struct{}), reloadCh: make(chan struct{}, 1), poll: 30 * time.Second}
+}
+
+// SetPollInterval sets how often watched files are re-read as a backstop
+// for missed file events (default 30s). Call before Run.
+func (s *Server) SetPollInterval(d time.Duration) {
+	if d > 0 {
+		s.poll = d
+	}
+}
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *Metrics { return s.o.metrics }
+
+// Started is closed once both listeners are bound.
+func (s *Server) Started() <-chan struct{} { return s.started }
+
+// Addr returns the proxy listener's address ("" before Started).
+func (s *Server) Addr() string { return s.addr }
+
+// AdminAddr returns the admin listener's address ("" before Started).
+func (s *Server) AdminAddr() string { return s.admin }
+
+// Run loads the configuration, listens, and serves until ctx is done; then
+// it stops accepting, drains in-flight requests within the configuration's
+// drain_timeout and returns nil. It returns the loader's error (bad
+// configuration) or a listen error without serving.
+func (s *Server) Run(ctx context.Context) error {
+	g, err := s.build(ctx)
+	if err != nil {
+		s.o.metrics.reloads.WithLabelValues("refused").Inc()
+		return err
+	}
+	s.o.metrics.reloads.WithLabelValues("ok").Inc()
+	ln, err := net.Listen("tcp", g.cfg.Listen)
+	if err != nil {
+		g.close()
+		return fmt.Errorf("sidecar: listen %s: %w", g.cfg.Listen, err)
+	}
+	aln, err := net.Listen("tcp", g.cfg.AdminListen)
+	if err != nil {
+		ln.Close()
+		g.close()
+		return fmt.Errorf("sidecar: admin listen %s: %w", g.cfg.AdminListen, err)
+	}
+	s.addr, s.admin = ln.Addr().String(), aln.Addr().String()
+	errLog := slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug)
+	proxySrv := &http.Server{
+		Handler:           http.HandlerFunc(s.serveProxy),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          errLog,
+	}
+	adminSrv := &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+	}
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	s.watchCtx = watchCtx
+	s.activate(g)
+	s.o.metrics.setCertificates(func() map[string]CertificateState {
+		if g := s.gen.Load(); g != nil {
+			return g.proxy.certificateStates()
+		}
+		return nil
+	})
+
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- proxySrv.Serve(ln) }()
+	go func() { serveErr <- adminSrv.Serve(aln) }()
+	go func() {
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-s.reloadCh:
+				if err := s.Reload(watchCtx); err != nil {
+					s.o.log.Error("reload refused; keeping the running configuration", "err", err)
+				}
+			}
+		}
+	}()
+	s.o.log.Info("credbroker sidecar listening", "proxy", s.addr, "admin", s.admin, "routes", len(g.cfg.Routes), "config", g.cfg.source)
+	close(s.started)
+	go s.warm(watchCtx)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("sidecar: serve: %w", err)
+	}
+	s.draining.Store(true)
+	grace := s.gen.Load().cfg.DrainTimeout
+	s.o.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
+	dctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := proxySrv.Shutdown(dctx); err != nil {
+		s.o.log.Warn("drain grace period over; closing remaining connections", "err", err)
+		proxySrv.Close()
+	}
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	defer acancel()
+	if err := adminSrv.Shutdown(actx); err != nil {
+		adminSrv.Close()
+	}
+	stopWatch()
+	s.retire.Wait()
+	if g := s.gen.Swap(nil); g != nil {
+		g.close()
+	}
+	s.o.log.Info("stopped")
+	return runErr
+}
+
+// warm fetches every credential once so the first requests do not wait.
+func (s *Server) warm(ctx context.Context) {
+	if g := s.gen.Load(); g != nil {
+		st := g.proxy.status(ctx, s.o.now())
+		s.setReady(st.Ready)
+		if !st.Ready {
+			s.o.log.Warn("not ready yet", "reasons", strings.Join(st.Reasons, "; "))
+		}
+	}
+}
+
+func (s *Server) setReady(ready bool) {
+	if ready {
+		s.o.metrics.ready.Set(1)
+	} else {
+		s.o.metrics.ready.Set(0)
+	}
+}
+
+// build loads and prepares one generation.
+func (s *Server) build(ctx context.Context) (*generation, error) {
+	cfg, deps, err := s.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		if deps.Close != nil {
+			deps.Close()
+		}
+		return nil, errors.New("sidecar: loader returned no configuration")
+	}
+	p, err := NewProxy(cfg, deps, WithLogger(s.o.log), WithClock(s.o.now), WithMetrics(s.o.metrics))
+	if err != nil {
+		if deps.Close != nil {
+			deps.Close()
+		}
+		return nil, err
+	}
+	return &generation{cfg: cfg, deps: deps, proxy: p, loadedAt: s.o.now()}, nil
+}
+
+func (g *generation) close() {
+	if g.stop != nil {
+		g.stop()
+	}
+	g.proxy.Close()
+	if g.deps.Close != nil {
+		g.deps.Close()
+	}
+}
+
+// activate makes g the served generation and starts its file watcher.
+func (s *Server) activate(g *generation) {
+	s.genN++
+	g.n = s.genN
+	wctx, stop := context.WithCancel(s.watchCtx)
+	g.stop = stop
+	w := &watcher{paths: g.deps.Watch, debounce: 200 * time.Millisecond, poll: s.poll, log: s.o.log, onChange: s.TriggerReload}
+	go w.run(wctx)
+	s.gen.Store(g)
+}
+
+// TriggerReload asks the running server to reload soon (for SIGHUP). It
+// never blocks; reloads requested while one is pending are merged.
+func (s *Server) TriggerReload() {
+	select {
+	case s.reloadCh <- struct{}{}:
+	default:
+	}
+}
+
+// Reload loads the configuration again and swaps it in when it is valid.
+// A bad configuration is refused and the running one kept (the error says
+// why). Listen addresses cannot change on reload. The replaced
+// configuration's providers are closed after its drain timeout, so requests
+// in flight finish with them.
+func (s *Server) Reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.gen.Load()
+	if old == nil {
+		return ErrNotStarted
+	}
+	g, err := s.build(ctx)
+	if err == nil && (g.cfg.Listen != old.cfg.Listen || g.cfg.AdminListen != old.cfg.AdminListen) {
+		g.close()
+		g, err = nil, &ConfigError{Source: old.cfg.source, Field: "listen", Err: ErrReloadListen}
+	}
+	if err != nil {
+		msg := err.Error()
+		s.lastReload.Store(&msg)
+		s.o.metrics.reloads.WithLabelValues("refused").Inc()
+		return err
+	}
+	s.lastReload.Store(nil)
+	s.o.metrics.reloads.WithLabelValues("ok").Inc()
+	old.stop()
+	s.activate(g)
+	s.o.log.Info("configuration reloaded", "generation", g.n, "routes", len(g.cfg.Routes))
+	s.retire.Add(1)
+	go func() {
+		defer s.retire.Done()
+		t := time.NewTimer(old.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.watchCtx.Done():
+		}
+		old.close()
+	}()
+	go s.warm(s.watchCtx)
+	return nil
+}
+
+func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
+	s.gen.Load().proxy.ServeHTTP(w, r)
+}
+
+// Status computes the current status (as /status serves it).
+func (s *Server) Status(ctx context.Context) Status {
+	g := s.gen.Load()
+	if g == nil {
+		return Status{Reasons: []string{"not started"}}
+	}
+	st := g.proxy.status(ctx, s.o.now())
+	st.Config = ConfigStatus{Source: g.cfg.source, Generation: g.n, LoadedAt: g.loadedAt.UTC()}
+	if m := s.lastReload.Load(); m != nil {
+		st.Config.LastReload = *m
+	}
+	if s.draining.Load() {
+		st.Draining = true
+		st.Ready = false
+		st.Reasons = append(st.Reasons, "draining: shutting down")
+	}
+	s.setReady(st.Ready)
+	return st
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		st := s.Status(r.Context())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if st.Ready {
+			_, _ = w.Write([]byte("ready\n"))
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		var b strings.Builder
+		b.WriteString("not ready:\n")
+		for _, r := range st.Reasons {
+			b.WriteString("- ")
+			b.WriteString(r)
+			b.WriteByte('\n')
+		}
+		_, _ = w.Write([]byte(b.String()))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		st := s.Status(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,228 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Status is the JSON body of the admin /status endpoint. Nothing in it is
+// secret: names, times, counts and error messages (which never carry a
+// credential).
+type Status struct {
+	Ready        bool                `json:"ready"`
+	Reasons      []string            `json:"reasons"`
+	Draining     bool                `json:"draining,omitempty"`
+	Config       ConfigStatus        `json:"config"`
+	Routes       []RouteStatus       `json:"routes"`
+	Bindings     []BindingStatus     `json:"bindings"`
+	Certificates []CertificateStatus `json:"certificates"`
+}
+
+// ConfigStatus says which configuration is served.
+type ConfigStatus struct {
+	Source     string    `json:"source"`
+	Generation int       `json:"generation"`
+	LoadedAt   time.Time `json:"loaded_at"`
+	LastReload string    `json:"last_reload_error,omitempty"`
+}
+
+// RouteStatus describes one route.
+type RouteStatus struct {
+	Name        string `json:"name"`
+	Upstream    string `json:"upstream"`
+	Auth        string `json:"auth"`
+	Binding     string `json:"binding,omitempty"`
+	Certificate string `json:"certificate,omitempty"`
+}
+
+// BindingStatus is one binding that routes or the token API use.
+type BindingStatus struct {
+	Name     string   `json:"name"`
+	Usable   bool     `json:"usable"`
+	Problems []string `json:"problems,omitempty"`
+	// TokenExpiresAt is the expiry of the token last handed out for the
+	// binding's routes (zero when none was checked).
+	TokenExpiresAt *time.Time `json:"token_expires_at,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+}
+
+// CertificateStatus is one certificate of the certificates section.
+type CertificateStatus struct {
+	Name        string     `json:"name"`
+	Loaded      bool       `json:"loaded"`
+	Subject     string     `json:"subject,omitempty"`
+	Serial      string     `json:"serial,omitempty"`
+	NotBefore   *time.Time `json:"not_before,omitempty"`
+	NotAfter    *time.Time `json:"not_after,omitempty"`
+	Expired     bool       `json:"expired"`
+	NextRenewal *time.Time `json:"next_renewal,omitempty"`
+	LastRenewal *time.Time `json:"last_renewal,omitempty"`
+	Renewals    int        `json:"renewals"`
+	LastError   string     `json:"last_error,omitempty"`
+	NeedsToken  bool       `json:"needs_token"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// certificateState merges what the certificate itself says with its
+// provider's state.
+func certificateState(c ClientCertificate) CertificateState {
+	var st CertificateState
+	if s, ok := c.(CertificateStater); ok {
+		st = s.State()
+	}
+	if cur := c.Current(); cur != nil && cur.Leaf != nil {
+		st.Subject = cur.Leaf.Subject.String()
+		st.Serial = hex.EncodeToString(cur.Leaf.SerialNumber.Bytes())
+		st.NotBefore, st.NotAfter = cur.Leaf.NotBefore, cur.Leaf.NotAfter
+	}
+	return st
+}
+
+// judgeCertificate decides whether a certificate is usable at now.
+func judgeCertificate(name string, loaded bool, st CertificateState, now time.Time) (ok bool, reason string) {
+	switch {
+	case !loaded:
+		why := "not loaded yet"
+		if st.LastError != "" {
+			why += " (" + st.LastError + ")"
+		}
+		return false, fmt.Sprintf("certificate %q: %s", name, why)
+	case !st.NotAfter.IsZero() && !now.Before(st.NotAfter):
+		return false, fmt.Sprintf("certificate %q expired at %s; a new one-time token is needed", name, st.NotAfter.UTC().Format(time.RFC3339))
+	case st.NeedsToken:
+		why := "can no longer be renewed; a new one-time token is needed"
+		if st.LastError != "" {
+			why += " (" + st.LastError + ")"
+		}
+		return false, fmt.Sprintf("certificate %q %s", name, why)
+	case !st.NotBefore.IsZero() && now.Before(st.NotBefore):
+		return false, fmt.Sprintf("certificate %q is not valid before %s", name, st.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return true, ""
+}
+
+// judgeBinding decides whether a binding is usable.
+func judgeBinding(name string, info BindingInfo, found bool) (ok bool, reason string) {
+	switch {
+	case !found:
+		return false, fmt.Sprintf("binding %q: not found", name)
+	case len(info.Problems) > 0:
+		return false, fmt.Sprintf("binding %q is unusable: %s", name, info.Problems[0])
+	}
+	return true, ""
+}
+
+// judgeToken decides whether a token check succeeded at now.
+func judgeToken(binding string, tok Token, err error, now time.Time) (ok bool, reason string) {
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf("binding %q: no valid token: %v", binding, err)
+	case tok.AccessToken == "":
+		return false, fmt.Sprintf("binding %q: empty token", binding)
+	case !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt):
+		return false, fmt.Sprintf("binding %q: token expired", binding)
+	}
+	return true, ""
+}
+
+// status gathers the state of every credential of a proxy. It fetches (or
+// reads from the cache) one token per distinct route token source.
+func (p *Proxy) status(ctx context.Context, now time.Time) Status {
+	st := Status{Reasons: []string{}, Routes: []RouteStatus{}, Bindings: []BindingStatus{}, Certificates: []CertificateStatus{}}
+	for _, r := range p.routes {
+		st.Routes = append(st.Routes, RouteStatus{Name: r.name, Upstream: r.cfg.Upstream, Auth: r.cfg.Auth.Type, Binding: r.cfg.Auth.Binding, Certificate: r.cfg.Auth.Certificate})
+	}
+	// Certificates, in config order.
+	for _, cc := range p.cfg.Certificates {
+		cs := CertificateStatus{Name: cc.Name}
+		c := p.deps.Certificates[cc.Name]
+		var state CertificateState
+		loaded := false
+		if c != nil {
+			state = certificateState(c)
+			cur := c.Current()
+			loaded = cur != nil
+		}
+		cs.Loaded = loaded
+		cs.Subject, cs.Serial = state.Subject, state.Serial
+		cs.NotBefore, cs.NotAfter = timePtr(state.NotBefore), timePtr(state.NotAfter)
+		cs.Expired = loaded && !state.NotAfter.IsZero() && !now.Before(state.NotAfter)
+		cs.NextRenewal, cs.LastRenewal = timePtr(state.NextRenewal), timePtr(state.LastRenewal)
+		cs.Renewals, cs.LastError, cs.NeedsToken = state.Renewals, state.LastError, state.NeedsToken
+		if ok, why := judgeCertificate(cc.Name, loaded, state, now); !ok {
+			st.Reasons = append(st.Reasons, why)
+		}
+		st.Certificates = append(st.Certificates, cs)
+	}
+	// Bindings: usability, then one token per route source.
+	byName := map[string]*BindingStatus{}
+	for _, b := range p.cfg.usedBindings() {
+		bs := &BindingStatus{Name: b, Usable: true}
+		if p.deps.Bindings != nil {
+			info, found := p.deps.Bindings(b)
+			bs.Problems = info.Problems
+			if ok, why := judgeBinding(b, info, found); !ok {
+				bs.Usable = false
+				st.Reasons = append(st.Reasons, why)
+			}
+		}
+		byName[b] = bs
+	}
+	seen := map[TokenSource]bool{}
+	for _, r := range p.routes {
+		if r.tokens == nil || r.jwtBearer || seen[r.tokens] {
+			continue
+		}
+		seen[r.tokens] = true
+		bs := byName[r.cfg.Auth.Binding]
+		if bs == nil || !bs.Usable {
+			continue
+		}
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		tok, err := r.tokens.Token(tctx, TokenRequest{Tenant: r.tenant})
+		cancel()
+		if ok, why := judgeToken(r.cfg.Auth.Binding, tok, err, now); !ok {
+			st.Reasons = append(st.Reasons, why)
+			if err != nil {
+				bs.LastError = err.Error()
+			} else {
+				bs.LastError = why
+			}
+			continue
+		}
+		if bs.TokenExpiresAt == nil || tok.ExpiresAt.Before(*bs.TokenExpiresAt) {
+			bs.TokenExpiresAt = timePtr(tok.ExpiresAt)
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		st.Bindings = append(st.Bindings, *byName[n])
+	}
+	st.Ready = len(st.Reasons) == 0
+	return st
+}
+
+// certificateStates reports every certificate's state for the metrics.
+func (p *Proxy) certificateStates() map[string]CertificateState {
+	out := make(map[string]CertificateState, len(p.deps.Certificates))
+	for name, c := range p.deps.Certificates {
+		if c != nil {
+			out[name] = certificateState(c)
+		}
+	}
+	return out
+}
