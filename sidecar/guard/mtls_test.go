@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/internal/testpki"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
 func makeCRL(t *testing.T, ca *testpki.CA, serials ...*big.Int) []byte {
@@ -39,6 +40,7 @@ type mtlsEnv struct {
 	*env
 	serverCA *testpki.CA
 	clientCA *testpki.CA
+	mock     *mockauth.Server
 	dir      string
 	caFile   string
 	crlFile  string
@@ -54,6 +56,7 @@ func startMTLS(t *testing.T) *mtlsEnv {
 	e.crlFile = tempFile(t, e.dir, "crl.pem", makeCRL(t, e.clientCA))
 	srvLeaf := e.serverCA.Issue(testpki.ServerAuth(), testpki.WithDNSNames("guard.localhost"))
 	mock := startMock(t, mockOptions())
+	e.mock = mock
 	cfg := &Config{TLS: &TLS{Certificate: "server"}, Rules: []Rule{
 		{Path: "/callbacks/", Accept: []Method{MethodMTLS}, CAFile: e.caFile, CRLFile: e.crlFile, Subjects: []string{"CN=controller,O=Acme"}},
 		{Path: "/sans/", Accept: []Method{MethodMTLS}, CAFile: e.caFile, SANs: []string{"controller.example.com", "spiffe://acme/controller"}},
@@ -245,4 +248,31 @@ func TestNewRefusesBadFiles(t *testing.T) {
 	g := NewWithT(t)
 	_, err := New(&Config{Listen: ":0", App: "http://127.0.0.1:1", TLS: &TLS{Certificate: "s"}, Rules: []Rule{{Path: "/", Accept: []Method{MethodMTLS}, CAFile: caFile}}})
 	g.Expect(err).To(MatchError(ContainSubstring("inbound.tls.certificate")))
+}
+
+// On a rule that accepts jwt or mtls, a certificate the rule refuses does
+// not stop a valid token from being accepted, and the other way round.
+func TestJWTOrMTLS(t *testing.T) {
+	g := NewWithT(t)
+	e := startMTLS(t)
+	stranger := testpki.NewCA().Issue(testpki.ClientAuth())
+	good := e.clientCA.Issue(testpki.ClientAuth(), testpki.WithSubject(controllerSubject))
+
+	req, _ := http.NewRequest("GET", e.url+"/both/x", nil)
+	req.Header.Set("Authorization", "Bearer not-a-token")
+	resp, body := do(t, e.client(good.TLSCertificate()), req)
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	g.Expect(e.app.last().Header.Get(HeaderAuthMethod)).To(Equal("mtls"))
+
+	req, _ = http.NewRequest("GET", e.url+"/both/x", nil)
+	req.Header.Set("Authorization", "Bearer not-a-token")
+	resp, body = do(t, e.client(stranger.TLSCertificate()), req)
+	g.Expect(resp.StatusCode).To(Equal(403), body) // the first failure (the certificate) is reported
+	g.Expect(body).To(ContainSubstring(ReasonUntrustedCert))
+
+	req, _ = http.NewRequest("GET", e.url+"/both/x", nil)
+	req.Header.Set("Authorization", "Bearer "+fetchToken(t, e.mock, false))
+	resp, body = do(t, e.client(stranger.TLSCertificate()), req)
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	g.Expect(e.app.last().Header.Get(HeaderAuthMethod)).To(Equal("jwt"))
 }
