@@ -256,6 +256,7 @@ func tokenConfig(b *vcap.Binding) (tokenclient.Config, error) {
 	}
 	if a.Kind == vcap.KindIdentity {
 		cfg.Flavor = tokenclient.IAS
+		cfg.CertURL = "" // IAS takes the certificate on its url
 	}
 	switch a.Auth {
 	case vcap.AuthSecret:
