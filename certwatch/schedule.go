@@ -32,19 +32,21 @@ type Policy struct {
 // DefaultPolicy renews once two thirds of the validity have passed (up to
 // 5 % of it earlier, at random), retries after 1 s, 2 s, 4 s … up to 5 min,
 // and at most 10 s apart once less than a tenth of the validity is left.
-var DefaultPolicy = Policy{
-	RenewAfter:       2.0 / 3.0,
-	Jitter:           0.05,
-	MinBackoff:       time.Second,
-	MaxBackoff:       5 * time.Minute,
-	Emergency:        0.1,
-	EmergencyBackoff: 10 * time.Second,
+func DefaultPolicy() Policy {
+	return Policy{
+		RenewAfter:       2.0 / 3.0,
+		Jitter:           0.05,
+		MinBackoff:       time.Second,
+		MaxBackoff:       5 * time.Minute,
+		Emergency:        0.1,
+		EmergencyBackoff: 10 * time.Second,
+	}
 }
 
 // withDefaults fills the zero fields from DefaultPolicy and clamps the
 // fractions into [0, 1].
 func (p Policy) withDefaults() Policy {
-	d := DefaultPolicy
+	d := DefaultPolicy()
 	if p.RenewAfter <= 0 || p.RenewAfter > 1 {
 		p.RenewAfter = d.RenewAfter
 	}

@@ -101,7 +101,7 @@ func WithLoader(f LoaderFunc) Option { return func(w *Watcher) { w.loader = f } 
 // reported).
 func WithRenewer(r Renewer) Option { return func(w *Watcher) { w.renewer = r } }
 
-// WithPolicy sets the renewal policy (default DefaultPolicy).
+// WithPolicy sets the renewal policy (default DefaultPolicy()).
 func WithPolicy(p Policy) Option { return func(w *Watcher) { w.policy = p.withDefaults() } }
 
 // WithClock sets the clock (default: the system clock).
@@ -204,7 +204,7 @@ type Watcher struct {
 // AllowMissing is given. New does not start watching or renewing: Run does.
 func New(ctx context.Context, opts ...Option) (*Watcher, error) {
 	w := &Watcher{
-		policy:       DefaultPolicy,
+		policy:       DefaultPolicy(),
 		clock:        systemClock{},
 		poll:         time.Minute,
 		debounce:     100 * time.Millisecond,

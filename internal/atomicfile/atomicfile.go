@@ -121,7 +121,7 @@ func DataDir(dir string) string {
 // dir is created (0o755) when missing. It checks ctx before each step. One
 // writer at a time per directory: WriteDir removes generations it does not
 // know, which would include another writer's unfinished one.
-func WriteDir(ctx context.Context, dir string, files []File, opts ...Option) (err error) {
+func WriteDir(ctx context.Context, dir string, files []File, opts ...Option) error {
 	o := options{now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
