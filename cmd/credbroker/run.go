@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/credbroker/credbroker/sidecar"
+	"github.com/credbroker/credbroker/vcap"
+)
+
+// RunOptions are the flags of `credbroker run`. The config file holds the
+// routes and certificates; these flags override or extend its top-level
+// settings (a flag wins over the file, the file over the default).
+type RunOptions struct {
+	BindingSourceOptions
+	Config           string        `flag:"config" env:"CREDBROKER_CONFIG" usage:"YAML config file: listen, admin_listen, routes, certificates, token_api, … (see the README's Configuration)"`
+	Listen           string        `flag:"listen" env:"CREDBROKER_LISTEN" usage:"proxy and token API address, overrides listen: (default 127.0.0.1:8411)"`
+	AdminListen      string        `flag:"admin-listen" env:"CREDBROKER_ADMIN_LISTEN" usage:"admin address for /healthz /readyz /metrics /status, overrides admin_listen: (default 127.0.0.1:9411)"`
+	AllowNonLoopback bool          `flag:"allow-non-loopback" env:"CREDBROKER_ALLOW_NON_LOOPBACK" usage:"allow listen addresses beyond loopback (anyone who can reach the proxy can use its credentials)"`
+	Resolve          []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR for upstreams, auth servers and connectors, added to resolve: (names under .localhost always go to 127.0.0.1)"`
+	CAFile           string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs trusted (with the system roots) for upstreams, auth servers and connectors; overrides ca_file:"`
+	DrainTimeout     time.Duration `flag:"drain-timeout" env:"CREDBROKER_DRAIN_TIMEOUT" usage:"how long SIGTERM waits for in-flight requests; overrides drain_timeout: (default 20s)"`
+	PollInterval     time.Duration `flag:"poll-interval" env:"CREDBROKER_POLL_INTERVAL" usage:"how often the config, bindings and certificates are re-read in case a file event was missed" default:"30s"`
+}
+
+func init() {
+	register(&command{
+		name:    "run",
+		summary: "the sidecar: a loopback proxy that adds credentials to the app's outbound calls, a token API, health and metrics",
+		usage: "[--config FILE] [--listen ADDR] [--admin-listen ADDR] [--allow-non-loopback] [--resolve PATTERN=ADDR]... [--ca-file F] " +
+			"[--vcap-file F | --bindings-dir D] [--key-file K]",
+		newOptions: func() any { return &RunOptions{} },
+		run: func(ctx context.Context, e *cmdEnv, opts any) error {
+			return runRun(ctx, e, opts.(*RunOptions))
+		},
+	})
+}
+
+func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
+	if len(e.args) > 0 {
+		return badInputf("unexpected argument %q", e.args[0])
+	}
+	if o.PollInterval <= 0 {
+		return badInputf("--poll-interval %v: want a positive duration", o.PollInterval)
+	}
+	if o.DrainTimeout < 0 {
+		return badInputf("--drain-timeout %v: must not be negative", o.DrainTimeout)
+	}
+	metrics := sidecar.NewMetrics()
+	comp := newComposer(o, e.log, metrics)
+	defer comp.close()
+	srv := sidecar.NewServer(comp.load, sidecar.WithLogger(e.log), sidecar.WithMetrics(metrics))
+	srv.SetPollInterval(o.PollInterval)
+
+	// SIGHUP reloads; the framework's context covers SIGINT and SIGTERM.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				e.log.Info("SIGHUP: reloading the configuration and bindings")
+				srv.TriggerReload()
+			}
+		}
+	}()
+	err := srv.Run(ctx)
+	if err != nil && isConfigError(err) {
+		return badInput(err)
+	}
+	return err
+}
+
+// isConfigError reports whether err is bad configuration or bad bindings
+// (exit 2) rather than a runtime failure.
+func isConfigError(err error) bool {
+	var ce *sidecar.ConfigError
+	var ve *vcap.Error
+	return errors.As(err, &ce) || errors.As(err, &ve) || errors.Is(err, errBadInput)
+}
