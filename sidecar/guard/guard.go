@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/credbroker/credbroker/oauth1"
@@ -49,8 +50,11 @@ type Guard struct {
 	keys    *keyCache
 	sources []source
 	tls     *tls.Config
-	resync  time.Duration
-	now     func() time.Time
+
+	reloadMu sync.Mutex
+	prints   map[source][32]byte // fingerprints of what each source last loaded
+	resync   time.Duration
+	now      func() time.Time
 }
 
 type rule struct {
@@ -103,7 +107,7 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 	setupErr := func(field string, err error) error {
 		return &FieldError{Field: field, Err: fmt.Errorf("%w: %w", ErrSetup, err)}
 	}
-	g := &Guard{log: s.log, obs: s.obs, resync: s.resync, now: s.now}
+	g := &Guard{log: s.log, obs: s.obs, resync: s.resync, now: s.now, prints: map[source][32]byte{}}
 	for _, p := range cfg.TrustedProxies {
 		pfx, _ := parsePrefix(p) // checked by Validate
 		g.trusted = append(g.trusted, pfx)
@@ -132,18 +136,16 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		if r.accepts(MethodMTLS) {
 			hasMTLS = true
 			src := &caSource{caFile: rc.CAFile, crlFile: rc.CRLFile}
-			if err := src.load(s.now()); err != nil {
+			if err := g.loadSource(src); err != nil {
 				return nil, setupErr(f, err)
 			}
-			g.sources = append(g.sources, src)
 			r.mtls = &mtlsVerifier{src: src, subjects: rc.Subjects, sans: rc.SANs, now: s.now}
 		}
 		if r.accepts(MethodOAuth1) {
 			src := &consumerSource{keyFile: rc.OAuth1.KeyFile, secretFile: rc.OAuth1.SecretFile}
-			if err := src.load(s.now()); err != nil {
+			if err := g.loadSource(src); err != nil {
 				return nil, setupErr(f, err)
 			}
-			g.sources = append(g.sources, src)
 			v, err := oauth1.NewVerifier(src.secret, oauth1.WithClock(s.now), oauth1.WithWindow(s.oauthWindow), oauth1.WithMaxBody(s.maxBody))
 			if err != nil {
 				return nil, setupErr(f+".oauth1", err)

@@ -30,37 +30,39 @@ func fingerprint(files []string) [32]byte {
 
 // Reload re-reads every watched file now and swaps in what changed and is
 // valid. Run calls it on file events and periodically; it is exported for
-// callers that reload on a signal.
+// callers that reload on a signal. Safe for concurrent use.
 func (g *Guard) Reload() {
-	g.reload(nil)
-}
-
-func (g *Guard) reload(prints map[source][32]byte) {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
 	for _, s := range g.sources {
+		// Fingerprint first: a change between the two reads makes the next
+		// reload see a new fingerprint and load again.
 		fp := fingerprint(s.files())
-		if prints != nil {
-			if old, ok := prints[s]; ok && old == fp {
-				continue
-			}
+		if old, ok := g.prints[s]; ok && old == fp {
+			continue
 		}
 		if err := s.load(g.now()); err != nil {
 			g.log.Warn("inbound: reload failed, keeping the last good material", "files", s.files(), "error", err)
+			g.prints[s] = fp // logged once per bad content, not on every tick
 			continue
 		}
-		if prints != nil {
-			if _, seen := prints[s]; seen {
-				g.log.Info("inbound: reloaded", "files", s.files())
-			}
-			prints[s] = fp
-		}
+		g.prints[s] = fp
+		g.log.Info("inbound: reloaded", "files", s.files())
 	}
 }
 
-func (g *Guard) watch(ctx context.Context) error {
-	prints := map[source][32]byte{}
-	for _, s := range g.sources {
-		prints[s] = fingerprint(s.files())
+// loadSource loads a source for the first time and remembers what it read.
+func (g *Guard) loadSource(s source) error {
+	fp := fingerprint(s.files())
+	if err := s.load(g.now()); err != nil {
+		return err
 	}
+	g.sources = append(g.sources, s)
+	g.prints[s] = fp
+	return nil
+}
+
+func (g *Guard) watch(ctx context.Context) error {
 	if len(g.sources) == 0 {
 		<-ctx.Done()
 		return nil
@@ -82,6 +84,8 @@ func (g *Guard) watch(ctx context.Context) error {
 			}
 		}
 	}
+	// Whatever changed between New and the watches being in place.
+	g.Reload()
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if w != nil {
@@ -112,9 +116,9 @@ func (g *Guard) watch(ctx context.Context) error {
 			g.log.Warn("inbound: file watch error", "error", err)
 		case <-settle:
 			settle = nil
-			g.reload(prints)
+			g.Reload()
 		case <-tick.C:
-			g.reload(prints)
+			g.Reload()
 		}
 	}
 }
