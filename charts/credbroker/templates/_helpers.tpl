@@ -121,6 +121,9 @@ rest comes from .Values.sidecar.config as it is.
 {{- end -}}
 {{- if $s.inbound.enabled -}}
 {{- $in := dict "listen" (printf "0.0.0.0:%d" (int $s.inbound.port)) "app" (printf "http://127.0.0.1:%d" (int $s.inbound.appPort)) "rules" $s.inbound.rules -}}
+{{- with $s.inbound.trustedProxies -}}
+{{- $_ := set $in "trusted_proxies" . -}}
+{{- end -}}
 {{- with $s.inbound.tlsCertificate -}}
 {{- $_ := set $in "tls" (dict "certificate" .) -}}
 {{- end -}}
@@ -152,8 +155,10 @@ rest comes from .Values.sidecar.config as it is.
     - {{ . | quote }}
     {{- end }}
   env:
+    {{- if $s.bindings }}
     - name: SERVICE_BINDING_ROOT
       value: {{ $s.bindingRoot | quote }}
+    {{- end }}
     - name: CREDBROKER_LOG_LEVEL
       value: {{ $s.logLevel | quote }}
     - name: CREDBROKER_LOG_FORMAT

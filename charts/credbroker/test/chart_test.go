@@ -210,11 +210,10 @@ func TestDefaults(t *testing.T) {
 	sc := pod.InitContainers[0]
 	g.Expect(sc.StartupProbe.FailureThreshold).To(BeEquivalentTo(120))
 	g.Expect(sc.StartupProbe.PeriodSeconds).To(BeEquivalentTo(1))
-	g.Expect(sc.Env).To(ContainElements(
-		corev1.EnvVar{Name: "SERVICE_BINDING_ROOT", Value: "/bindings"},
+	g.Expect(sc.Env).To(ConsistOf(
 		corev1.EnvVar{Name: "CREDBROKER_LOG_FORMAT", Value: "json"},
 		corev1.EnvVar{Name: "CREDBROKER_LOG_LEVEL", Value: "info"},
-	))
+	), "no SERVICE_BINDING_ROOT without bindings: credbroker would refuse a missing directory")
 	cfg := routesConfig(t, m.configMap(t))
 	g.Expect(cfg).To(HaveKeyWithValue("routes", BeEmpty()))
 	g.Expect(cfg).NotTo(HaveKey("certificates"))
@@ -376,6 +375,14 @@ sidecar:
 `)
 	cfg = routesConfig(t, m.configMap(t))
 	g.Expect(cfg["inbound"]).To(HaveKeyWithValue("tls", map[string]any{"certificate": "server"}))
+
+	// Trusted proxies for the OAuth 1.0a base URL.
+	m = mustRender(t, `
+sidecar:
+  inbound: {enabled: true, trustedProxies: [10.0.0.0/8], rules: [{path: /aps/, accept: [oauth1], oauth1: {key_file: /k, secret_file: /s}}]}
+`)
+	cfg = routesConfig(t, m.configMap(t))
+	g.Expect(cfg["inbound"]).To(HaveKeyWithValue("trusted_proxies", []any{"10.0.0.0/8"}))
 }
 
 func TestAppContainerIsPassedThrough(t *testing.T) {
@@ -430,6 +437,9 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"chart-owned config key", "sidecar: {config: {listen: 0.0.0.0:8411}}\n", "listen"},
 		{"unknown config key", "sidecar: {config: {routess: []}}\n", "routess"},
 		{"unknown route auth type", "sidecar: {config: {routes: [{name: a, upstream: 'https://a.example.com', auth: {type: basic}}]}}\n", "type"},
+		{"unknown inbound rule key", "sidecar: {inbound: {rules: [{path: /, accept: [jwt], scope: read}]}}\n", "scope"},
+		{"unknown inbound method", "sidecar: {inbound: {rules: [{path: /, accept: [basic]}]}}\n", "accept"},
+		{"inbound rule without accept", "sidecar: {inbound: {rules: [{path: /}]}}\n", "accept"},
 		{"unknown route key", "sidecar: {config: {routes: [{name: a, upstream: 'https://a.example.com', auth: {type: none}, timeout: 3}]}}\n", "timeout"},
 		{"upstream without scheme", "sidecar: {config: {routes: [{name: a, upstream: a.example.com, auth: {type: none}}]}}\n", "upstream"},
 		{"bad duration", "sidecar: {config: {drain_timeout: 20}}\n", "drain_timeout"},
