@@ -679,3 +679,86 @@ func TestHandle(t *testing.T) {
 	_, err = h.Token(bg)
 	g.Expect(err).To(MatchError(ErrClosed))
 }
+
+// Many goroutines, few cache slots, a moving clock, a flaky server and a
+// Close at the end: every call ends with a token or a typed error, the cache
+// stays bounded, and the race detector stays quiet.
+func TestConcurrentStress(t *testing.T) {
+	g := NewWithT(t)
+	as := newFakeAS(t, nil)
+	as.setPlan(func(n int, _ seen) reply {
+		switch n % 7 {
+		case 3:
+			return reply{Status: 503}
+		case 5:
+			return reply{Status: 400, Body: `{"error":"invalid_scope"}`}
+		}
+		return reply{ExpiresIn: 120}
+	})
+	clk := newFakeClock()
+	c, err := New(as.secretConfig(), WithClock(clk), WithMaxEntries(5), WithRetry(RetryPolicy{MaxAttempts: 2}),
+		WithNegativeCacheTTL(time.Second))
+	g.Expect(err).NotTo(HaveOccurred())
+	stop := make(chan struct{})
+	var ticks sync.WaitGroup
+	ticks.Add(1)
+	go func() {
+		defer ticks.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				clk.Advance(700 * time.Millisecond)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var ok, refused, unavailable atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				req := Request{Scopes: []string{sprintf("s%d", (w*31+i)%20)}}
+				var tok *Token
+				var err error
+				if i%2 == 0 {
+					tok, err = c.Token(bg, req)
+				} else {
+					h, herr := c.Handle(req)
+					if herr != nil {
+						t.Error(herr)
+						return
+					}
+					tok, err = h.Token(bg)
+				}
+				var te *TokenError
+				switch {
+				case err == nil && tok.AccessToken != "":
+					ok.Add(1)
+				case errors.Is(err, ErrUnavailable):
+					unavailable.Add(1)
+				case errors.As(err, &te) && te.StatusCode == 400:
+					refused.Add(1)
+				default:
+					t.Errorf("unexpected result: %v %v", tok, err)
+					return
+				}
+				if n := c.count.Load(); n > 5+8 { // bound plus the entries being inserted right now
+					t.Errorf("cache holds %d entries", n)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	ticks.Wait()
+	g.Expect(c.Close()).To(Succeed())
+	g.Expect(ok.Load()).To(BeNumerically(">", 0))
+	g.Expect(refused.Load()).To(BeNumerically(">", 0))
+	g.Expect(c.count.Load()).To(BeNumerically("<=", 5))
+	_, err = c.Token(bg, Request{})
+	g.Expect(err).To(MatchError(ErrClosed))
+}

@@ -135,10 +135,14 @@ func TestX509FingerprintInKey(t *testing.T) {
 	a, err := c.Token(bg, Request{})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(c.Token(bg, Request{})).To(BeIdenticalTo(a))
+	h, err := c.Handle(Request{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(h.Token(bg)).To(BeIdenticalTo(a), "a Handle finds the same entry")
 	fp.Store(&two)
 	b, err := c.Token(bg, Request{})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(b.AccessToken).NotTo(Equal(a.AccessToken), "a new fingerprint is a new key")
+	g.Expect(h.Token(bg)).To(BeIdenticalTo(b), "and the Handle follows the fingerprint")
 }
 
 func TestX509Failures(t *testing.T) {
