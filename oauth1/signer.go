@@ -57,6 +57,18 @@ func (s *Signer) Sign(req *http.Request) error {
 	return nil
 }
 
+// SignWithBody sets the Authorization header of req for the given complete
+// body without reading req.Body (for callers that buffered the body
+// themselves, such as a proxy).
+func (s *Signer) SignWithBody(req *http.Request, body []byte) error {
+	h, err := s.Authorization(req.Method, req.URL, req.Header.Get("Content-Type"), body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", h)
+	return nil
+}
+
 // Authorization returns the Authorization header value for a request with
 // the given method, absolute URL, Content-Type and body.
 func (s *Signer) Authorization(method string, u *url.URL, contentType string, body []byte) (string, error) {

@@ -459,3 +459,17 @@ func TestErrorsCarryNoSecrets(t *testing.T) {
 	}
 	g.Expect(errors.Is(errs[1], ErrReplay)).To(BeTrue())
 }
+
+func TestSignWithBody(t *testing.T) {
+	g := NewWithT(t)
+	clock := newClock(time.Unix(1_800_000_000, 0))
+	s, v := newPair(t, clock)
+	body := []byte(`{"x":1}`)
+	req, _ := http.NewRequest("POST", "https://a.example/x?y=2", nil) // body not attached
+	req.Header.Set("Content-Type", "application/json")
+	g.Expect(s.SignWithBody(req, body)).To(Succeed())
+	_, err := v.Verify("POST", req.URL, req.Header.Get("Authorization"), "application/json", body)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = v.Verify("POST", req.URL, req.Header.Get("Authorization"), "application/json", nil)
+	g.Expect(err).To(MatchError(ErrBodyHash)) // the same header with another body
+}
