@@ -137,7 +137,8 @@ func (r *report) write(path string) error {
 		w("| %s | %s | %s |\n", v.target, v.measured, mark)
 	}
 
-	w("\n## Proxy throughput and latency\n\n![requests per second](benchmarks.svg)\n\n")
+	svgPath := strings.TrimSuffix(path, ".md") + ".svg"
+	w("\n## Proxy throughput and latency\n\n![requests per second](%s)\n\n", filepath.Base(svgPath))
 	w("| target | connections | req/s | vs nginx | p50 ms | p90 ms | p99 ms | p99 added vs direct, ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.opts.conns {
 		for _, t := range r.targets {
@@ -182,7 +183,6 @@ func (r *report) write(path string) error {
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
-	svgPath := filepath.Join(filepath.Dir(path), "benchmarks.svg")
 	if err := os.WriteFile(svgPath, []byte(r.svg()), 0o644); err != nil {
 		return err
 	}

@@ -81,8 +81,13 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 	// 3. The mTLS upstream: its own server certificate, client certificates
 	// from the connector's CA.
 	upCA := testpki.NewCA()
-	upCAFile := filepath.Join(tmp, "upstream-ca.crt")
-	if err := os.WriteFile(upCAFile, upCA.CertPEM(), 0o644); err != nil {
+	// One CA bundle for credbroker: the upstream's CA and the mock's.
+	mockCA, err := os.ReadFile(filepath.Join(mockDir, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	caBundle := filepath.Join(tmp, "ca-bundle.crt")
+	if err := os.WriteFile(caBundle, append(upCA.CertPEM(), mockCA...), 0o644); err != nil {
 		return nil, err
 	}
 	connectorCA, err := os.ReadFile(filepath.Join(certDir, "ca.crt"))
@@ -117,7 +122,7 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 		return nil, err
 	}
 	cfgFile := filepath.Join(tmp, "credbroker.yaml")
-	cfg := sidecarConfig(listen, admin, plainAddr, tlsAddr, certDir, keyFile, secretFile, upCAFile, filepath.Join(mockDir, "ca.crt"))
+	cfg := sidecarConfig(listen, admin, plainAddr, tlsAddr, certDir, keyFile, secretFile, caBundle)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -188,10 +193,10 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 
 // sidecarConfig is the credbroker run configuration under test: one route of
 // each kind, all to the same upstream.
-func sidecarConfig(listen, admin int, plainAddr, tlsAddr, certDir, keyFile, secretFile, upCAFile, mockCAFile string) string {
+func sidecarConfig(listen, admin int, plainAddr, tlsAddr, certDir, keyFile, secretFile, caBundle string) string {
 	return fmt.Sprintf(`listen: 127.0.0.1:%d
 admin_listen: 127.0.0.1:%d
-ca_files: [%q, %q]
+ca_file: %q
 routes:
   - name: bearer
     upstream: http://%s
@@ -205,7 +210,7 @@ routes:
 certificates:
   - name: connector
     dir: %q
-`, listen, admin, upCAFile, mockCAFile, plainAddr, tlsAddr, plainAddr, keyFile, secretFile, certDir)
+`, listen, admin, caBundle, plainAddr, tlsAddr, plainAddr, keyFile, secretFile, certDir)
 }
 
 func nginxConfig(dir string, port int, upstream string) string {
