@@ -671,7 +671,16 @@ func (c *Client) checkCertificate(ctx context.Context) error {
 	if !c.cfg.x509() {
 		return nil
 	}
-	cert, err := c.cfg.GetClientCertificate(&tls.CertificateRequestInfo{Version: tls.VersionTLS13})
+	// A plausible request, so that hooks which check it with
+	// CertificateRequestInfo.SupportsCertificate accept their certificate.
+	cert, err := c.cfg.GetClientCertificate(&tls.CertificateRequestInfo{
+		Version: tls.VersionTLS13,
+		SignatureSchemes: []tls.SignatureScheme{
+			tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512,
+			tls.PSSWithSHA256, tls.PSSWithSHA384, tls.PSSWithSHA512, tls.Ed25519,
+			tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512,
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCertificate, err)
 	}

@@ -177,3 +177,23 @@ func TestX509Failures(t *testing.T) {
 		g.Expect(err).To(MatchError(ContainSubstring("certificate")))
 	})
 }
+
+// A hook that checks the request with SupportsCertificate (as multi-cert
+// hooks do) accepts the client's pre-fetch rotation check.
+func TestX509HookCheckingTheRequest(t *testing.T) {
+	g := NewWithT(t)
+	clientCA := testpki.NewCA()
+	as, serverCA := newTLSFakeAS(t, clientCA)
+	for _, kt := range []testpki.KeyType{testpki.ECDSAP256, testpki.Ed25519} {
+		cert := clientCA.Issue(testpki.ClientAuth(), testpki.WithKeyType(kt)).TLSCertificate()
+		hook := func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if err := cri.SupportsCertificate(&cert); err != nil {
+				return nil, err
+			}
+			return &cert, nil
+		}
+		c := newClient(t, mtlsConfig(as, hook), WithRootCAs(serverCA.Pool()), WithDialContext(loopbackDial))
+		_, err := c.Token(bg, Request{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+}
