@@ -13,8 +13,8 @@ help: ## list the targets
 build: ## build bin/credbroker
 	$(GO) build -o bin/credbroker ./cmd/credbroker
 
-run: ## show `credbroker bindings` on the bundled example bindings (examples/vcap.json)
-	$(GO) run ./cmd/credbroker bindings --vcap-file examples/vcap.json
+run: ## the demo on the embedded mock: mock auth server, sample upstream and the sidecar, no setup
+	$(GO) run ./cmd/credbroker demo
 
 test: lint check-deps unit fuzz-smoke chart-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, bench smoke
 
