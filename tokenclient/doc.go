@@ -58,7 +58,10 @@
 // recently used by the CLOCK algorithm).
 //
 // The cache hit path reads no clock: timers armed when a token arrives set
-// its refresh and expiry flags. It does not allocate.
+// its refresh and expiry flags. It does not allocate. The timers run on the
+// monotonic clock, which stands still while a host is suspended: after a
+// resume a token may be served past its expiry until they catch up (the
+// skew covers short pauses such as VM live migration).
 //
 // # Failures
 //
