@@ -1,5 +1,11 @@
 package guard
 
+import (
+	"fmt"
+
+	"github.com/credbroker/credbroker/vcap"
+)
+
 // Flavor says which kind of auth server issued a binding's tokens.
 type Flavor string
 
@@ -44,4 +50,39 @@ func StaticBindings(bs ...Binding) BindingLookup {
 		m[b.Name] = b
 	}
 	return func(name string) (Binding, bool) { b, ok := m[name]; return b, ok }
+}
+
+// BindingFromVCAP is the guard's view of an xsuaa or identity (IAS)
+// binding read by package vcap. It fails for other services and for auth
+// bindings without a clientid.
+func BindingFromVCAP(b *vcap.Binding) (Binding, error) {
+	if b == nil || b.Auth == nil {
+		name := ""
+		if b != nil {
+			name = b.Name
+		}
+		return Binding{}, fmt.Errorf("guard: binding %q is not an xsuaa or identity (IAS) binding", name)
+	}
+	out := Binding{Name: b.Name, ClientID: b.Auth.ClientID, XSAppName: b.Auth.XSAppName, URL: b.Auth.URL}
+	switch b.Auth.Kind {
+	case vcap.KindXSUAA:
+		out.Flavor, out.UAADomain = FlavorXSUAA, b.Auth.UAADomain
+		if out.UAADomain == "" {
+			return Binding{}, fmt.Errorf("guard: binding %q: field \"uaadomain\": missing (needed to check token issuers)", b.Name)
+		}
+	case vcap.KindIdentity:
+		out.Flavor, out.XSAppName = FlavorIAS, ""
+		if len(b.Auth.Domains) > 0 {
+			out.UAADomain = b.Auth.Domains[0]
+		}
+		if out.URL == "" {
+			return Binding{}, fmt.Errorf("guard: binding %q: field \"url\": missing (needed to check token issuers)", b.Name)
+		}
+	default:
+		return Binding{}, fmt.Errorf("guard: binding %q is not an xsuaa or identity (IAS) binding", b.Name)
+	}
+	if out.ClientID == "" {
+		return Binding{}, fmt.Errorf("guard: binding %q: field \"clientid\": missing", b.Name)
+	}
+	return out, nil
 }
