@@ -1,0 +1,202 @@
+package charttest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+	"github.com/onsi/gomega/gexec"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// repoRoot is the main module, whose cmd/credbroker the image runs.
+const repoRoot = "../../.."
+
+// buildCredbroker builds the binary the way the Dockerfile does (static,
+// CGO_ENABLED=0) from the main module. The chart tests stay a module of their
+// own: this is a `go build` in the main module, not an import.
+func buildCredbroker(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "credbroker")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd/credbroker")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/credbroker: %v\n%s", err, b)
+	}
+	return out
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startSidecar runs the rendered sidecar container's command line outside
+// Kubernetes: its args with the config path pointing at the rendered
+// ConfigMap's file, its env with the binding root replaced by bindingRoot.
+func startSidecar(t *testing.T, bin string, sc *corev1.Container, config, bindingRoot string) *gexec.Session {
+	t.Helper()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string(nil), sc.Args...)
+	for i, a := range args {
+		if a == "/etc/credbroker/config/config.yaml" {
+			args[i] = cfgPath
+		}
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	for _, e := range sc.Env {
+		v := e.Value
+		if e.Name == "SERVICE_BINDING_ROOT" {
+			v = bindingRoot
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	s, err := gexec.Start(cmd, gexec.NewPrefixedWriter("[credbroker] ", os.Stderr), gexec.NewPrefixedWriter("[credbroker] ", os.Stderr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Kill()
+		select {
+		case <-s.Exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("credbroker did not exit after SIGKILL")
+		}
+	})
+	return s
+}
+
+// nonLoopbackIPv4 returns an IPv4 address of this machine that is not
+// loopback, or "" when it has none.
+func nonLoopbackIPv4() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+func httpStatus(url string) func() (int, error) {
+	return func() (int, error) {
+		c := &http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+}
+
+// TestRenderedConfigRunsWithCredbroker starts the real binary with what the
+// chart renders: the sidecar's args and env and the ConfigMap's config.yaml.
+// It proves the config keys the chart owns (listen, admin_listen,
+// allow_non_loopback, certificates) are the ones credbroker accepts, and that
+// the probes' endpoints answer on the admin port.
+func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
+	bin := buildCredbroker(t)
+
+	render := func(t *testing.T, values string) (*corev1.Container, string, int, int) {
+		listen, admin := freePort(t), freePort(t)
+		m := mustRender(t, fmt.Sprintf("sidecar:\n  listenPort: %d\n  adminPort: %d\n%s", listen, admin, values))
+		sc := containerByName(m.deployment(t).Spec.Template.Spec.InitContainers, sidecarName)
+		if sc == nil {
+			t.Fatal("no sidecar container")
+		}
+		return sc, m.configMap(t).Data["config.yaml"], listen, admin
+	}
+
+	t.Run("defaults: ready, probes answer on the admin port, SIGTERM exits 0", func(t *testing.T) {
+		g := NewWithT(t)
+		sc, cfg, listen, admin := render(t, "")
+		s := startSidecar(t, bin, sc, cfg, "")
+		base := fmt.Sprintf("http://127.0.0.1:%d", admin)
+		g.Eventually(httpStatus(base+"/readyz"), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
+		g.Expect(httpStatus(base + "/healthz")()).To(Equal(http.StatusOK))
+		// The kubelet probes the pod IP: the admin listener answers on a
+		// non-loopback address too.
+		g.Expect(sc.ReadinessProbe.HTTPGet.Port.IntValue()).To(Equal(admin))
+		if ip := nonLoopbackIPv4(); ip != "" {
+			g.Expect(httpStatus(fmt.Sprintf("http://%s:%d/healthz", ip, admin))()).To(Equal(http.StatusOK))
+		} else {
+			t.Log("this machine has no non-loopback IPv4 address: the pod-IP probe check is left out")
+		}
+		// The proxy is on loopback and is no open proxy.
+		g.Expect(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/nowhere/", listen))()).To(Equal(http.StatusForbidden))
+		s.Signal(syscall.SIGTERM)
+		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
+	})
+
+	t.Run("without allow_non_loopback the admin address is refused", func(t *testing.T) {
+		g := NewWithT(t)
+		sc, cfg, _, _ := render(t, "")
+		g.Expect(cfg).To(ContainSubstring("allow_non_loopback: true\n"))
+		s := startSidecar(t, bin, sc, strings.Replace(cfg, "allow_non_loopback: true\n", "", 1), "")
+		g.Eventually(s, 20*time.Second).Should(gexec.Exit(2))
+		g.Expect(s.Err).To(gbytes.Say("allow_non_loopback"))
+	})
+
+	t.Run("bindings and a bearer route: the config and bindings are accepted", func(t *testing.T) {
+		g := NewWithT(t)
+		const planted = "planted-client-secret-7f3a9c"
+		root := t.TempDir()
+		b := filepath.Join(root, "my-xsuaa")
+		g.Expect(os.Mkdir(b, 0o700)).To(Succeed())
+		for k, v := range map[string]string{
+			"type":         "xsuaa",
+			"plan":         "application",
+			"clientid":     "sb-shop!t1",
+			"clientsecret": planted,
+			"url":          "https://shop.authentication.localhost:1",
+			"uaadomain":    "authentication.localhost:1",
+			"xsappname":    "shop!t1",
+		} {
+			g.Expect(os.WriteFile(filepath.Join(b, k), []byte(v+"\n"), 0o600)).To(Succeed())
+		}
+		sc, cfg, _, admin := render(t, `
+  bindings: [{name: my-xsuaa, secretName: xsuaa-binding}]
+  config:
+    routes:
+      - {name: orders, upstream: "https://orders.example.com", auth: {type: bearer, binding: my-xsuaa, scopes: [orders.read]}}
+`)
+		g.Expect(sc.Env).To(ContainElement(HaveField("Name", "SERVICE_BINDING_ROOT")))
+		s := startSidecar(t, bin, sc, cfg, root)
+		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/healthz", admin)), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
+		g.Consistently(s, time.Second).ShouldNot(gexec.Exit(), "a config or binding error would exit 2")
+		// No token service: not ready, so in native mode the app would not start yet.
+		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusServiceUnavailable))
+		s.Signal(syscall.SIGTERM)
+		g.Eventually(s, 30*time.Second).Should(gexec.Exit())
+		g.Expect(string(s.Out.Contents()) + string(s.Err.Contents())).NotTo(ContainSubstring(planted))
+	})
+}
