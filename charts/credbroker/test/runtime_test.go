@@ -166,6 +166,57 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		g.Expect(s.Err).To(gbytes.Say("allow_non_loopback"))
 	})
 
+	t.Run("pairing at start: pairs with the mock connector into the emptyDir, then ready", func(t *testing.T) {
+		g := NewWithT(t)
+		mockDir := t.TempDir()
+		mock, err := gexec.Start(exec.Command(bin, "mock", "--dir", mockDir), gexec.NewPrefixedWriter("[mock] ", os.Stderr), gexec.NewPrefixedWriter("[mock] ", os.Stderr))
+		g.Expect(err).NotTo(HaveOccurred())
+		t.Cleanup(func() {
+			mock.Kill()
+			<-mock.Exited
+		})
+		g.Eventually(func() error { _, err := os.Stat(filepath.Join(mockDir, "mock.json")); return err }, 30*time.Second, 50*time.Millisecond).Should(Succeed())
+		pairingURL, err := os.ReadFile(filepath.Join(mockDir, "pairing-url"))
+		g.Expect(err).NotTo(HaveOccurred())
+
+		// The pod's mounts, as directories: the memory-backed emptyDir for the
+		// pair, and the pairing Secret's key as a file.
+		tmp := t.TempDir()
+		certRoot := filepath.Join(tmp, "certs")
+		g.Expect(os.MkdirAll(filepath.Join(certRoot, "connector"), 0o700)).To(Succeed())
+		pairingRoot := filepath.Join(tmp, "pairing")
+		g.Expect(os.MkdirAll(filepath.Join(pairingRoot, "connector"), 0o700)).To(Succeed())
+		g.Expect(os.WriteFile(filepath.Join(pairingRoot, "connector", "pairing-url"), pairingURL, 0o600)).To(Succeed())
+
+		sc, cfg, _, admin := render(t, fmt.Sprintf(`
+  certificateRoot: %s
+  certificates:
+    - {name: connector, pairing: {secretName: connector-pairing}}
+  config:
+    ca_file: %s
+    routes:
+      - {name: events, upstream: "https://gateway.example.com", auth: {type: mtls, certificate: connector}}
+`, certRoot, filepath.Join(mockDir, "ca.crt")))
+		g.Expect(cfg).To(ContainSubstring("/etc/credbroker/pairing/connector/pairing-url"))
+		cfg = strings.ReplaceAll(cfg, "/etc/credbroker/pairing", pairingRoot)
+		s := startSidecar(t, bin, sc, cfg, "")
+		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 30*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
+		for _, f := range []string{"tls.crt", "tls.key", "ca.crt", "connection.json"} {
+			g.Expect(filepath.Join(certRoot, "connector", f)).To(BeARegularFile())
+		}
+		fi, err := os.Stat(filepath.Join(certRoot, "connector", "tls.key"))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o600)))
+		s.Signal(syscall.SIGTERM)
+		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
+		token := strings.TrimSpace(string(pairingURL))
+		if i := strings.Index(token, "token="); i >= 0 {
+			token = token[i+len("token="):]
+		}
+		g.Expect(len(token)).To(BeNumerically(">=", 8), "the one-time token in %s", mockDir)
+		g.Expect(string(s.Out.Contents()) + string(s.Err.Contents())).NotTo(ContainSubstring(token))
+	})
+
 	t.Run("bindings and a bearer route: the config and bindings are accepted", func(t *testing.T) {
 		g := NewWithT(t)
 		const planted = "planted-client-secret-7f3a9c"
