@@ -356,6 +356,40 @@ func CertificateValidity(notBefore, notAfter, now time.Time) Validity {
 
 // setTokenURL sets the token endpoint for the chosen auth method.
 func setTokenURL(b *Binding, a *AuthService) {
+	setTokenURLUnchecked(b, a)
+	if a.TokenURL == "" {
+		return
+	}
+	field := "url"
+	if a.Kind == KindXSUAA && a.Auth == AuthMTLS {
+		field = "certurl"
+	}
+	if err := checkServiceURL(a.TokenURL); err != nil {
+		b.addProblem(field, err)
+		a.TokenURL = ""
+		a.Auth = AuthNone
+	}
+}
+
+// checkServiceURL accepts an absolute http or https URL with a host and
+// without user information. The value itself is never repeated in the error:
+// a misplaced secret must not reach a log.
+func checkServiceURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: not a URL", ErrMalformed)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%w: want an absolute https URL", ErrMalformed)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%w: the URL has no host", ErrMalformed)
+	case u.User != nil:
+		return fmt.Errorf("%w: the URL carries user information", ErrMalformed)
+	}
+	return nil
+}
+
+func setTokenURLUnchecked(b *Binding, a *AuthService) {
 	switch a.Kind {
 	case KindIdentity:
 		if a.URL == "" {

@@ -15,6 +15,16 @@ import (
 const maxFileSize = 4 << 20
 
 func readFileLimited(path string) ([]byte, error) {
+	// Refuse anything but a regular file before opening it: opening a FIFO
+	// blocks until a writer appears, and nothing (not even SIGTERM) would
+	// end the wait.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnreadable, pathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: not a regular file (%s)", ErrUnreadable, fi.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnreadable, pathErr(err))
