@@ -166,7 +166,7 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		g.Expect(s.Err).To(gbytes.Say("allow_non_loopback"))
 	})
 
-	t.Run("pairing at start: pairs with the mock connector into the emptyDir, then ready", func(t *testing.T) {
+	t.Run("pairing at start, then the pair as an existing Secret", func(t *testing.T) {
 		g := NewWithT(t)
 		mockDir := t.TempDir()
 		mock, err := gexec.Start(exec.Command(bin, "mock", "--dir", mockDir), gexec.NewPrefixedWriter("[mock] ", os.Stderr), gexec.NewPrefixedWriter("[mock] ", os.Stderr))
@@ -215,6 +215,23 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		}
 		g.Expect(len(token)).To(BeNumerically(">=", 8), "the one-time token in %s", mockDir)
 		g.Expect(string(s.Out.Contents()) + string(s.Err.Contents())).NotTo(ContainSubstring(token))
+
+		// The same pair as an existing Secret (renew: false), as a new pod
+		// would read it.
+		sc, cfg, _, admin = render(t, fmt.Sprintf(`
+  certificateRoot: %s
+  certificates:
+    - {name: connector, existingSecret: connector-pair}
+  config:
+    ca_file: %s
+    routes:
+      - {name: events, upstream: "https://gateway.example.com", auth: {type: mtls, certificate: connector}}
+`, certRoot, filepath.Join(mockDir, "ca.crt")))
+		g.Expect(cfg).To(ContainSubstring("renew: false"))
+		s = startSidecar(t, bin, sc, cfg, "")
+		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 30*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
+		s.Signal(syscall.SIGTERM)
+		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
 	})
 
 	t.Run("bindings and a bearer route: the config and bindings are accepted", func(t *testing.T) {
