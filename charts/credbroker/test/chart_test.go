@@ -475,6 +475,21 @@ func TestTemplateRejectsDuplicateNames(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 }
 
+// TestNativeModeNeedsANewEnoughCluster: restartable init containers exist
+// from Kubernetes 1.28; older clusters get a message pointing at classic mode.
+func TestNativeModeNeedsANewEnoughCluster(t *testing.T) {
+	g := NewWithT(t)
+	c := loadChart(t)
+	_, err := renderChartFor(t, "v1.27.9", c, "")
+	g.Expect(err).To(MatchError(ContainSubstring("set sidecar.mode=classic")))
+	files, err := renderChartFor(t, "v1.27.9", c, "sidecar: {mode: classic}\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = decodeStrict(files)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = renderChartFor(t, "v1.28.3", c, "")
+	g.Expect(err).NotTo(HaveOccurred())
+}
+
 // TestStrictDecodingCatchesBadManifests proves the decoder the other tests rely
 // on does fail: an unknown field, a mistyped field and an unknown kind.
 func TestStrictDecodingCatchesBadManifests(t *testing.T) {

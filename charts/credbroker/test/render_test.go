@@ -39,9 +39,9 @@ func loadChart(t testing.TB) *chart.Chart {
 	return c
 }
 
-func capabilities(t testing.TB) *chartutil.Capabilities {
+func capabilities(t testing.TB, version string) *chartutil.Capabilities {
 	t.Helper()
-	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	kv, err := chartutil.ParseKubeVersion(version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +56,12 @@ func capabilities(t testing.TB) *chartutil.Capabilities {
 // returns the rendered files by template path.
 func renderChart(t testing.TB, c *chart.Chart, valuesYAML string) (map[string]string, error) {
 	t.Helper()
+	return renderChartFor(t, kubeVersion, c, valuesYAML)
+}
+
+// renderChartFor is renderChart for a given Kubernetes version.
+func renderChartFor(t testing.TB, version string, c *chart.Chart, valuesYAML string) (map[string]string, error) {
+	t.Helper()
 	vals, err := chartutil.ReadValues([]byte(valuesYAML))
 	if err != nil {
 		t.Fatalf("test values do not parse: %v\n%s", err, valuesYAML)
@@ -64,7 +70,7 @@ func renderChart(t testing.TB, c *chart.Chart, valuesYAML string) (map[string]st
 		return nil, err
 	}
 	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true}
-	rv, err := chartutil.ToRenderValues(c, vals, opts, capabilities(t))
+	rv, err := chartutil.ToRenderValues(c, vals, opts, capabilities(t, version))
 	if err != nil {
 		return nil, err
 	}
