@@ -61,7 +61,7 @@ func checkPairInput(opts *pairOptions, args []string) (*pairInput, error) {
 	case opts.TokenURL != "" && opts.TokenURLFile != "":
 		return nil, badInputf("--token-url and --token-url-file are both set: give one")
 	case opts.TokenURLFile != "":
-		b, err := os.ReadFile(opts.TokenURLFile)
+		b, err := readInputFile(opts.TokenURLFile)
 		if err != nil {
 			return nil, badInputf("--token-url-file: %v", err)
 		}
@@ -101,7 +101,7 @@ func checkPairInput(opts *pairOptions, args []string) (*pairInput, error) {
 		in.keyType = kt
 	}
 	if opts.CAFile != "" {
-		b, err := os.ReadFile(opts.CAFile)
+		b, err := readInputFile(opts.CAFile)
 		if err != nil {
 			return nil, badInputf("--ca-file: %v", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -202,7 +201,7 @@ func secretFrom(what, value, valueSource, file, fileFlag string) (string, error)
 	if value != "" {
 		return "", badInputf("%s: give %s or %s, not both", what, valueSource, fileFlag)
 	}
-	b, err := os.ReadFile(file)
+	b, err := readInputFile(file)
 	if err != nil {
 		return "", badInputf("%s %s: %v", fileFlag, file, errors.Unwrap(err))
 	}
@@ -225,7 +224,7 @@ func tokenNetOptions(o *TokenOptions) ([]tokenclient.Option, error) {
 		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: o.Timeout}),
 	}
 	if o.CAFile != "" {
-		pemData, err := os.ReadFile(o.CAFile)
+		pemData, err := readInputFile(o.CAFile)
 		if err != nil {
 			return nil, badInputf("--ca-file %s: %v", o.CAFile, errors.Unwrap(err))
 		}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+)
+
+// Flags that name a file refuse a FIFO at once (opening it would block until
+// a writer appears, past SIGTERM) and a file larger than maxInputFile, with
+// exit 2 and the flag named.
+func TestInputFilesRefuseFIFOsAndHugeFiles(t *testing.T) {
+	g := NewWithT(t)
+	clearBindingsEnv(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	huge := filepath.Join(dir, "huge")
+	g.Expect(os.WriteFile(huge, make([]byte, maxInputFile+1), 0o600)).To(Succeed())
+	tokURL := "https://connector.localhost:1/v1/applications/signingRequests/info?token=abcdefgh"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pair", "--token-url-file", fifo, "--cert-dir", dir}, "--token-url-file"},
+		{[]string{"pair", "--token-url", tokURL, "--cert-dir", filepath.Join(dir, "c"), "--ca-file", fifo}, "--ca-file"},
+		{[]string{"pair", "--token-url", tokURL, "--cert-dir", filepath.Join(dir, "c"), "--ca-file", huge}, "larger than"},
+		{[]string{"token", "--vcap-file", bindingsExampleVCAP, "--ca-file", fifo}, "--ca-file " + fifo},
+		{[]string{"token", "--vcap-file", bindingsExampleVCAP, "--grant", "jwt-bearer", "--assertion-file", fifo}, "--assertion-file " + fifo},
+		{[]string{"token", "--vcap-file", bindingsExampleVCAP, "--grant", "jwt-bearer", "--assertion-file", huge}, "larger than"},
+	} {
+		type result struct {
+			code     int
+			out, err string
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, out, errOut := runCmd(tc.args...)
+			done <- result{code, out, errOut}
+		}()
+		var r result
+		g.Eventually(done, 10*time.Second).Should(Receive(&r), "%v must not block", tc.args)
+		g.Expect(r.code).To(Equal(2), "%v: %s", tc.args, r.err)
+		g.Expect(r.err).To(ContainSubstring(tc.want), "%v", tc.args)
+		g.Expect(r.out).To(BeEmpty())
+	}
+}
