@@ -106,7 +106,7 @@ rest comes from .Values.sidecar.config as it is.
 {{- if get . "binding" -}}
 {{- $_ := set $c "binding" (get . "binding") -}}
 {{- else -}}
-{{- $_ := set $c "dir" (printf "%s/%s" $s.certificateRoot .name) -}}
+{{- $_ := set $c "dir" (printf "%s/%s" (trimSuffix "/" $s.certificateRoot) .name) -}}
 {{- if get . "pairing" -}}
 {{- $_ := set $c "pairing_url_file" (printf "%s/%s/pairing-url" (include "credbroker.pairingDir" $) .name) -}}
 {{- $_ := set $c "renew" (ternary (get . "renew") true (hasKey . "renew")) -}}
@@ -118,6 +118,18 @@ rest comes from .Values.sidecar.config as it is.
 {{- end -}}
 {{- if $certs -}}
 {{- $_ := set $cfg "certificates" $certs -}}
+{{- end -}}
+{{- $certNames := dict -}}
+{{- range $certs }}{{ $_ := set $certNames .name true }}{{ end -}}
+{{- range (get $cfg "routes" | default list) -}}
+{{- with (get (get . "auth" | default dict) "certificate") -}}
+{{- if not (hasKey $certNames .) -}}
+{{- fail (printf "sidecar.config.routes: certificate %q is not in sidecar.certificates" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $s.inbound.enabled $s.inbound.tlsCertificate (not (hasKey $certNames $s.inbound.tlsCertificate)) -}}
+{{- fail (printf "sidecar.inbound.tlsCertificate: %q is not in sidecar.certificates" $s.inbound.tlsCertificate) -}}
 {{- end -}}
 {{- if $s.inbound.enabled -}}
 {{- $in := dict "listen" (printf "0.0.0.0:%d" (int $s.inbound.port)) "app" (printf "http://127.0.0.1:%d" (int $s.inbound.appPort)) "rules" $s.inbound.rules -}}
@@ -202,13 +214,13 @@ rest comes from .Values.sidecar.config as it is.
       readOnly: true
     {{- range $i, $b := $s.bindings }}
     - name: credbroker-binding-{{ $i }}
-      mountPath: {{ printf "%s/%s" $s.bindingRoot $b.name | quote }}
+      mountPath: {{ printf "%s/%s" (trimSuffix "/" $s.bindingRoot) $b.name | quote }}
       readOnly: true
     {{- end }}
     {{- range $i, $c := $s.certificates }}
     {{- if not (get $c "binding") }}
     - name: credbroker-cert-{{ $i }}
-      mountPath: {{ printf "%s/%s" $s.certificateRoot $c.name | quote }}
+      mountPath: {{ printf "%s/%s" (trimSuffix "/" $s.certificateRoot) $c.name | quote }}
       readOnly: {{ not (get $c "pairing") }}
     {{- end }}
     {{- if get $c "pairing" }}

@@ -468,6 +468,12 @@ func TestTemplateRejectsDuplicateNames(t *testing.T) {
 	_, err = renderChart(t, c, "sidecar: {certificates: [{name: c, existingSecret: s}, {name: c, binding: b}]}\n")
 	g.Expect(err).To(MatchError(ContainSubstring(`sidecar.certificates: the name "c" appears twice`)))
 
+	// References to certificates must name a declared one.
+	_, err = renderChart(t, c, "sidecar: {config: {routes: [{name: e, upstream: 'https://e.example.com', auth: {type: mtls, certificate: nope}}]}}\n")
+	g.Expect(err).To(MatchError(ContainSubstring(`certificate "nope" is not in sidecar.certificates`)))
+	_, err = renderChart(t, c, "sidecar: {inbound: {enabled: true, tlsCertificate: server}}\n")
+	g.Expect(err).To(MatchError(ContainSubstring(`sidecar.inbound.tlsCertificate: "server" is not in sidecar.certificates`)))
+
 	// A one-time pairing token serves one pod only.
 	_, err = renderChart(t, c, "workload: {replicas: 2}\nsidecar: {certificates: [{name: c, pairing: {secretName: p}}]}\n")
 	g.Expect(err).To(MatchError(ContainSubstring("only one pod can use")))
