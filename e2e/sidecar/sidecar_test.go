@@ -240,7 +240,7 @@ routes:
 		Eventually(func() string {
 			resp, _ := call("GET", sc.proxy+"/events/x", nil, nil)
 			return fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("X-Credbroker-Error"))
-		}).WithTimeout(30*time.Second).WithPolling(200*time.Millisecond).Should(Equal("503 certificate-expired"))
+		}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Equal("503 certificate-expired"))
 		code, body := httpGet(sc.admin + "/readyz")
 		Expect(code).To(Equal(503))
 		Expect(body).To(ContainSubstring(`certificate "connector" expired at`))
@@ -305,7 +305,7 @@ routes:
 				c.Close()
 			}
 			return err
-		}).WithTimeout(20 * time.Second).Should(HaveOccurred(), "no new connections while draining")
+		}).WithTimeout(20*time.Second).Should(HaveOccurred(), "no new connections while draining")
 		Consistently(sc.s).WithTimeout(500 * time.Millisecond).ShouldNot(gexec.Exit())
 		close(release)
 		for range inflight {
