@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/credbroker/credbroker/vcap"
 )
@@ -107,6 +110,13 @@ func printBindingsTable(e *cmdEnv, source string, views []bindingView) {
 func dash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	// Binding names and labels come from the bindings: control bytes and
+	// invalid UTF-8 are escaped so that a hostile binding cannot forge table
+	// lines or drive the terminal.
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || r == utf8.RuneError }) >= 0 {
+		q := strconv.Quote(s)
+		return q[1 : len(q)-1]
 	}
 	return s
 }

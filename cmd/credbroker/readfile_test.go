@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -49,5 +50,25 @@ func TestInputFilesRefuseFIFOsAndHugeFiles(t *testing.T) {
 		g.Expect(r.code).To(Equal(2), "%v: %s", tc.args, r.err)
 		g.Expect(r.err).To(ContainSubstring(tc.want), "%v", tc.args)
 		g.Expect(r.out).To(BeEmpty())
+	}
+}
+
+// A binding name with control bytes cannot forge table lines or drive the
+// terminal: the table escapes it (the JSON output escapes it anyway).
+func TestBindingsTableEscapesControlBytes(t *testing.T) {
+	g := NewWithT(t)
+	clearBindingsEnv(t)
+	f := filepath.Join(t.TempDir(), "vcap.json")
+	g.Expect(os.WriteFile(f, []byte(`{"xsuaa":[{"name":"evil\u001b[31m\r\nFORGED","label":"xsuaa\u0007","plan":"application",`+
+		`"credentials":{"clientid":"c","clientsecret":"s3cret-value","url":"https://p.authentication.localhost"}}]}`), 0o600)).To(Succeed())
+	code, out, _ := runCmd("bindings", "--vcap-file", f)
+	g.Expect(code).To(Equal(0))
+	g.Expect(out).NotTo(ContainSubstring("\x1b"))
+	g.Expect(out).NotTo(ContainSubstring("\a"))
+	g.Expect(out).NotTo(ContainSubstring("\r"))
+	g.Expect(out).To(ContainSubstring(`evil\x1b[31m\r\nFORGED`))
+	g.Expect(out).To(ContainSubstring(`xsuaa\a`))
+	for _, line := range strings.Split(out, "\n") {
+		g.Expect(line).NotTo(HavePrefix("FORGED"))
 	}
 }
