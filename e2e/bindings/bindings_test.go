@@ -286,7 +286,7 @@ var _ = Describe("credbroker bindings", func() {
 		})
 		It("an unreadable file", func() {
 			f := filepath.Join(w.dir, "absent.json")
-			expectBad(`vcap: file `+f+`: unreadable: open: no such file or directory`, "--vcap-file", f)
+			expectBad(`vcap: file `+f+`: unreadable: stat: no such file or directory`, "--vcap-file", f)
 		})
 		It("an unreadable binding root", func() {
 			d := filepath.Join(w.dir, "no-such-root")
