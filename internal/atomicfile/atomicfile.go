@@ -182,22 +182,29 @@ func WriteDir(ctx context.Context, dir string, files []File, opts ...Option) err
 		return &Error{"create generation in", dir, err}
 	}
 	genName := filepath.Base(gen)
+	// abandon removes the unfinished generation after an I/O error (a full
+	// or read-only disk) so that failed attempts do not pile up; a hook's
+	// error (a simulated crash) leaves it, as a crash would.
+	abandon := func(err error) error {
+		_ = os.RemoveAll(gen)
+		return err
+	}
 	if err := os.Chmod(gen, 0o755); err != nil {
-		return &Error{"chmod", gen, err}
+		return abandon(&Error{"chmod", gen, err})
 	}
 	if err := step(StepCreatedGeneration, ""); err != nil {
 		return err
 	}
 	for _, f := range files {
 		if err := writeSynced(filepath.Join(gen, f.Name), f.Data, f.Mode); err != nil {
-			return err
+			return abandon(err)
 		}
 		if err := step(StepWrote, f.Name); err != nil {
 			return err
 		}
 	}
 	if err := syncDir(gen); err != nil {
-		return err
+		return abandon(err)
 	}
 	if err := step(StepSyncedGeneration, ""); err != nil {
 		return err
@@ -205,14 +212,14 @@ func WriteDir(ctx context.Context, dir string, files []File, opts ...Option) err
 
 	tmpLink := filepath.Join(dir, genPrefix+"data_tmp_"+randomSuffix())
 	if err := os.Symlink(genName, tmpLink); err != nil {
-		return &Error{"symlink", tmpLink, err}
+		return abandon(&Error{"symlink", tmpLink, err})
 	}
 	if err := step(StepTempLink, ""); err != nil {
 		return err
 	}
 	if err := os.Rename(tmpLink, filepath.Join(dir, DataLink)); err != nil {
 		_ = os.Remove(tmpLink)
-		return &Error{"rename", filepath.Join(dir, DataLink), err}
+		return abandon(&Error{"rename", filepath.Join(dir, DataLink), err})
 	}
 	if err := syncDir(dir); err != nil {
 		return err
