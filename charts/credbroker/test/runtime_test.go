@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	"debug/elf"
 	"fmt"
 	"net"
 	"net/http"
@@ -125,6 +126,19 @@ func httpStatus(url string) func() (int, error) {
 // the probes' endpoints answer on the admin port.
 func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 	bin := buildCredbroker(t)
+
+	t.Run("the binary is static, as the distroless/static image needs", func(t *testing.T) {
+		g := NewWithT(t)
+		f, err := elf.Open(bin)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer f.Close()
+		for _, p := range f.Progs {
+			g.Expect(p.Type).NotTo(Equal(elf.PT_INTERP), "a dynamic loader is requested")
+		}
+		libs, err := f.ImportedLibraries()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(libs).To(BeEmpty())
+	})
 
 	render := func(t *testing.T, values string) (*corev1.Container, string, int, int) {
 		listen, admin := freePort(t), freePort(t)
