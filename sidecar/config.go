@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
 // Auth types of a route.
@@ -77,8 +79,9 @@ type Config struct {
 	// guard) refer to by name.
 	Certificates []Certificate `yaml:"certificates"`
 
-	// The inbound guard's section (inbound:, a *guard.Config) joins here once
-	// sidecar/guard lands; until then an inbound: key is refused as unknown.
+	// Inbound is the optional inbound guard in front of the app (package
+	// sidecar/guard owns its format).
+	Inbound *guard.Config `yaml:"inbound"`
 
 	// source names where the config came from, for messages.
 	source string
@@ -389,6 +392,27 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(f, ct.Name, ErrInvalidValue, "renew and pairing_url_file need dir (a binding's certificate is rotated by the platform)"))
 		}
 	}
+	if c.Inbound != nil {
+		if err := c.Inbound.Validate(); err != nil {
+			var fes guard.FieldErrors
+			if errors.As(err, &fes) {
+				for _, fe := range fes {
+					f := "inbound"
+					if fe.Field != "" {
+						f += "." + fe.Field
+					}
+					errs = append(errs, &ConfigError{Source: c.source, Line: c.line(f), Field: f, Err: fe.Err})
+				}
+			} else {
+				errs = append(errs, &ConfigError{Source: c.source, Line: c.line("inbound"), Field: "inbound", Err: err})
+			}
+		}
+		if t := c.Inbound.TLS; t != nil && t.Certificate != "" {
+			if _, ok := certs[t.Certificate]; !ok {
+				errs = append(errs, c.errorf("inbound.tls.certificate", "", ErrUnknownCertificate, "%q is not in certificates", t.Certificate))
+			}
+		}
+	}
 	names := map[string]int{}
 	for i, r := range c.Routes {
 		f := fmt.Sprintf("routes[%d]", i)
@@ -557,6 +581,11 @@ func (c *Config) Validate(lookup BindingLookup) error {
 			check(fmt.Sprintf("token_api.bindings[%d]", i), "", b, true, false)
 		}
 	}
+	if c.Inbound != nil {
+		for _, b := range c.Inbound.JWTBindings() {
+			check("inbound.rules", "", b, true, false)
+		}
+	}
 	if len(errs) > 0 {
 		return errs
 	}
@@ -578,6 +607,11 @@ func (c *Config) usedBindings() []string {
 	}
 	for _, b := range c.TokenAPI.Bindings {
 		add(b)
+	}
+	if c.Inbound != nil {
+		for _, b := range c.Inbound.JWTBindings() {
+			add(b)
+		}
 	}
 	return out
 }

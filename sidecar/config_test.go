@@ -6,6 +6,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
 const goodConfig = `
@@ -74,7 +76,9 @@ func TestParseConfigErrors(t *testing.T) {
 	}{
 		{"unknown top-level key", "listen: 127.0.0.1:1\nlisten_addr: x\n", ErrUnknownKey, []string{"line 2", "listen_addr", "unknown key"}},
 		{"unknown auth key", route("{name: a, upstream: https://a.example,\n    auth: {type: bearer, binding: b, scope: [x]}}"), ErrUnknownKey, []string{"line 3", "scope"}},
-		{"inbound not yet supported", "inbound: {listen: 0.0.0.0:8443}\n", ErrUnknownKey, []string{"line 1", "inbound"}},
+		{"inbound incomplete", "inbound: {listen: 0.0.0.0:8443}\n", guard.ErrConfig, []string{"line 1", "inbound.app"}},
+		{"inbound unknown key", "inbound:\n  listen: 0.0.0.0:8443\n  app: http://127.0.0.1:8080\n  rulez: []\n", ErrUnknownKey, []string{"line 4", "rulez"}},
+		{"inbound unknown certificate", "inbound:\n  listen: 0.0.0.0:8443\n  tls: {certificate: nope}\n  app: http://127.0.0.1:8080\n  rules: [{path: /, accept: [mtls], ca_file: /ca.crt}]\n", ErrUnknownCertificate, []string{"line 3", "inbound.tls.certificate"}},
 		{"syntax", "routes: [\n", ErrConfigSyntax, []string{"config x"}},
 		{"wrong type", "drain_timeout: soon\n", ErrInvalidValue, []string{"line 1"}},
 		{"route without upstream", route("{name: orders, auth: {type: none}}"), ErrMissingValue, []string{"line 2", "routes[0].upstream", `"orders"`}},
@@ -171,6 +175,7 @@ func TestValidateBindings(t *testing.T) {
 		{"unknown certificate binding", "certificates: [{name: c, binding: gone}]\n", ErrUnknownBinding, "certificates[0].binding"},
 		{"unknown token API binding", "token_api: {bindings: [gone]}\n", ErrUnknownBinding, "token_api.bindings[0]"},
 		{"token API wildcard", "token_api: {bindings: ['*']}\n", nil, ""},
+		{"unknown inbound jwt binding", "inbound: {listen: 0.0.0.0:8443, app: 'http://127.0.0.1:8080', rules: [{path: /, accept: [jwt], binding: gone}]}\n", ErrUnknownBinding, "inbound.rules"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -90,10 +90,21 @@ type Deps struct {
 	// Bindings describe the app's bindings for validation, /readyz and
 	// /status (nil when no route uses a binding).
 	Bindings BindingLookup
+	// Inbound is the inbound guard of the config's inbound: section (nil
+	// without one), served on its own listener.
+	Inbound InboundHandler
 	// Watch are files and directories whose change triggers a reload (the
 	// config file, the bindings, oauth1 key and secret files).
 	Watch []string
 	// Close releases what the providers hold (watchers, renewers). Called
 	// once when the configuration is replaced or the sidecar stops.
 	Close func()
+}
+
+// InboundHandler is the inbound guard as the server runs it (a
+// *guard.Guard): the handler in front of the app and the TLS configuration
+// of its listener (nil for plain HTTP).
+type InboundHandler interface {
+	http.Handler
+	TLSConfig() *tls.Config
 }

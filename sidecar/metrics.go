@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
 // Metrics are the sidecar's Prometheus metrics, on a registry of their own.
@@ -29,6 +31,7 @@ type Metrics struct {
 
 	reloads *prometheus.CounterVec
 	ready   prometheus.Gauge
+	inbound *prometheus.CounterVec
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -86,10 +89,14 @@ func NewMetrics() *Metrics {
 			Name: "credbroker_ready",
 			Help: "1 when every configured credential is available (as /readyz), else 0.",
 		}),
+		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_inbound_requests_total",
+			Help: "Decisions of the inbound guard by method, outcome (accepted, refused) and refusal reason.",
+		}, []string{"method", "outcome", "reason"}),
 		routes: map[string]*routeMetrics{},
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI,
-		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready,
+		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -120,6 +127,19 @@ func (m *Metrics) TokenRefreshed(binding string, err error) {
 		outcome = "error"
 	}
 	m.tokenRefreshes.WithLabelValues(binding, outcome).Inc()
+}
+
+// InboundObserver counts the inbound guard's decisions.
+func (m *Metrics) InboundObserver() guard.Observer { return inboundObserver{m} }
+
+type inboundObserver struct{ m *Metrics }
+
+func (o inboundObserver) Accepted(method guard.Method) {
+	o.m.inbound.WithLabelValues(string(method), "accepted", "").Inc()
+}
+
+func (o inboundObserver) Refused(method guard.Method, reason string) {
+	o.m.inbound.WithLabelValues(string(method), "refused", reason).Inc()
 }
 
 // setCertificates sets the function the certificate collector reads at

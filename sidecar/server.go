@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ type Server struct {
 	started  chan struct{}
 	addr     string
 	admin    string
+	inbound  string
 	watchCtx context.Context
 	reloadCh chan struct{}
 	// poll is the watcher's backstop interval.
@@ -80,6 +82,10 @@ func (s *Server) Addr() string { return s.addr }
 // AdminAddr returns the admin listener's address ("" before Started).
 func (s *Server) AdminAddr() string { return s.admin }
 
+// InboundAddr returns the inbound guard's address ("" without one or before
+// Started).
+func (s *Server) InboundAddr() string { return s.inbound }
+
 // Run loads the configuration, listens, and serves until ctx is done; then
 // it stops accepting, drains in-flight requests within the configuration's
 // drain_timeout and returns nil. It returns the loader's error (bad
@@ -101,6 +107,32 @@ func (s *Server) Run(ctx context.Context) error {
 		ln.Close()
 		g.close()
 		return fmt.Errorf("sidecar: admin listen %s: %w", g.cfg.AdminListen, err)
+	}
+	var inLn net.Listener
+	if in := g.cfg.Inbound; in != nil {
+		if g.deps.Inbound == nil {
+			ln.Close()
+			aln.Close()
+			g.close()
+			return errors.New("sidecar: inbound: configured but the loader built no guard")
+		}
+		if inLn, err = net.Listen("tcp", in.Listen); err != nil {
+			ln.Close()
+			aln.Close()
+			g.close()
+			return fmt.Errorf("sidecar: inbound listen %s: %w", in.Listen, err)
+		}
+		if g.deps.Inbound.TLSConfig() != nil {
+			// The guard of the current generation decides (its certificate
+			// rotates, a reload replaces the guard).
+			inLn = tls.NewListener(inLn, &tls.Config{
+				MinVersion: tls.VersionTLS12,
+				GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+					return s.gen.Load().deps.Inbound.TLSConfig(), nil
+				},
+			})
+		}
+		s.inbound = inLn.Addr().String()
 	}
 	s.addr, s.admin = ln.Addr().String(), aln.Addr().String()
 	errLog := slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug)
@@ -127,9 +159,20 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- proxySrv.Serve(ln) }()
 	go func() { serveErr <- adminSrv.Serve(aln) }()
+	var inSrv *http.Server
+	if inLn != nil {
+		inSrv = &http.Server{
+			Handler:           http.HandlerFunc(s.serveInbound),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    1 << 20,
+			ErrorLog:          errLog,
+		}
+		go func() { serveErr <- inSrv.Serve(inLn) }()
+	}
 	go func() {
 		for {
 			select {
@@ -142,7 +185,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	s.o.log.Info("credbroker sidecar listening", "proxy", s.addr, "admin", s.admin, "routes", len(g.cfg.Routes), "config", g.cfg.source)
+	s.o.log.Info("credbroker sidecar listening", "proxy", s.addr, "admin", s.admin, "inbound", s.inbound, "routes", len(g.cfg.Routes), "config", g.cfg.source)
 	close(s.started)
 	go s.warm(watchCtx)
 
@@ -157,10 +200,21 @@ func (s *Server) Run(ctx context.Context) error {
 	s.o.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
 	dctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := proxySrv.Shutdown(dctx); err != nil {
-		s.o.log.Warn("drain grace period over; closing remaining connections", "err", err)
-		proxySrv.Close()
+	var wg sync.WaitGroup
+	for _, srv := range []*http.Server{proxySrv, inSrv} {
+		if srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(dctx); err != nil {
+				s.o.log.Warn("drain grace period over; closing remaining connections", "err", err)
+				srv.Close()
+			}
+		}()
 	}
+	wg.Wait()
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	if err := adminSrv.Shutdown(actx); err != nil {
@@ -259,7 +313,7 @@ func (s *Server) Reload(ctx context.Context) error {
 		return ErrNotStarted
 	}
 	g, err := s.build(ctx)
-	if err == nil && (g.cfg.Listen != old.cfg.Listen || g.cfg.AdminListen != old.cfg.AdminListen) {
+	if err == nil && (g.cfg.Listen != old.cfg.Listen || g.cfg.AdminListen != old.cfg.AdminListen || !sameInbound(old, g)) {
 		g.close()
 		g, err = nil, &ConfigError{Source: old.cfg.source, Field: "listen", Err: ErrReloadListen}
 	}
@@ -291,6 +345,23 @@ func (s *Server) Reload(ctx context.Context) error {
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	s.gen.Load().proxy.ServeHTTP(w, r)
+}
+
+func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
+	s.gen.Load().deps.Inbound.ServeHTTP(w, r)
+}
+
+// sameInbound reports whether a reload keeps the inbound listener as it is
+// (present or not, address, TLS or plain).
+func sameInbound(old, g *generation) bool {
+	a, b := old.cfg.Inbound, g.cfg.Inbound
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	if b != nil && g.deps.Inbound == nil {
+		return false
+	}
+	return a.Listen == b.Listen && (a.TLS == nil) == (b.TLS == nil)
 }
 
 // Status computes the current status (as /status serves it).

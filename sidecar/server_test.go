@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -306,4 +307,42 @@ func TestServerDrainsInFlightRequests(t *testing.T) {
 	g.Expect(r.code).To(Equal(200))
 	g.Expect(r.body).To(Equal("done"))
 	g.Eventually(done, 10*time.Second).Should(Receive(BeNil()))
+}
+
+// fakeInbound answers with its own name, so a reload's swap is visible.
+type fakeInbound struct{ name string }
+
+func (f fakeInbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.WriteString(w, f.name+" "+r.URL.Path)
+}
+
+func (f fakeInbound) TLSConfig() *tls.Config { return nil }
+
+func TestServerInboundListener(t *testing.T) {
+	g := NewWithT(t)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	base := "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ninbound:\n  listen: 127.0.0.1:0\n  app: http://127.0.0.1:1\n  rules: [{path: /, accept: [oauth1], oauth1: {key_file: /k, secret_file: /s}}]\n"
+	writeConfig(t, path, base)
+	n := 0
+	load := func(ctx context.Context) (*Config, Deps, error) {
+		cfg, deps, err := fileLoader(path, Deps{})(ctx)
+		if err != nil {
+			return nil, Deps{}, err
+		}
+		n++
+		deps.Inbound = fakeInbound{name: fmt.Sprintf("guard-%d", n)}
+		return cfg, deps, nil
+	}
+	rs := startServer(t, load)
+	g.Expect(rs.s.InboundAddr()).NotTo(BeEmpty())
+	code, body := getBody(t, "http://"+rs.s.InboundAddr()+"/api/x")
+	g.Expect(code).To(Equal(200))
+	g.Expect(body).To(Equal("guard-1 /api/x"))
+
+	g.Expect(rs.s.Reload(context.Background())).To(Succeed())
+	_, body = getBody(t, "http://"+rs.s.InboundAddr()+"/api/x")
+	g.Expect(body).To(Equal("guard-2 /api/x"), "a reload swaps the guard behind the same listener")
+
+	writeConfig(t, path, "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n")
+	g.Expect(errors.Is(rs.s.Reload(context.Background()), ErrReloadListen)).To(BeTrue(), "removing the inbound listener needs a restart")
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/credbroker/credbroker/internal/netx"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
+	"github.com/credbroker/credbroker/sidecar/guard"
 	"github.com/credbroker/credbroker/tokenclient"
 	"github.com/credbroker/credbroker/vcap"
 )
@@ -121,7 +122,75 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 		}
 		deps.Signers[r.Name] = s
 	}
+	if cfg.Inbound != nil {
+		in, err := g.inbound(cfg, deps.Certificates)
+		if err != nil {
+			g.release()
+			return nil, sidecar.Deps{}, err
+		}
+		deps.Inbound = in
+	}
 	return cfg, deps, nil
+}
+
+// inbound builds the inbound guard of the config's inbound: section and
+// runs its file watcher until the generation is released.
+func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCertificate) (*guard.Guard, error) {
+	set := g.set
+	lookup := func(name string) (guard.Binding, bool) {
+		if set == nil {
+			return guard.Binding{}, false
+		}
+		b, err := set.ByName(name)
+		if err != nil {
+			return guard.Binding{}, false
+		}
+		gb, err := guard.BindingFromVCAP(b)
+		return gb, err == nil
+	}
+	tr := &http.Transport{Proxy: nil, DialContext: g.net.resolver.Dialer(nil), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
+	if g.net.roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12}
+	}
+	jwks := &http.Client{
+		Transport: tr,
+		Timeout:   30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse // keys come from the host the guard asked
+		},
+	}
+	opts := []guard.Option{
+		guard.WithBindings(lookup),
+		guard.WithJWKSClient(jwks),
+		guard.WithLogger(g.c.log),
+		guard.WithObserver(g.c.metrics.InboundObserver()),
+		guard.WithMaxBody(cfg.MaxSignedBody),
+		guard.WithResync(g.c.o.PollInterval),
+	}
+	if t := cfg.Inbound.TLS; t != nil && t.Certificate != "" {
+		lc, ok := certs[t.Certificate].(*liveCert)
+		if !ok {
+			return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: "inbound.tls.certificate", Err: fmt.Errorf("%w: %q", sidecar.ErrUnknownCertificate, t.Certificate)}
+		}
+		opts = append(opts, guard.WithGetCertificate(lc.w.GetCertificate))
+	}
+	gd, err := guard.New(cfg.Inbound, opts...)
+	if err != nil {
+		if errors.Is(err, guard.ErrConfig) || errors.Is(err, guard.ErrSetup) {
+			return nil, badInput(err)
+		}
+		return nil, err
+	}
+	bctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = gd.Run(bctx) }()
+	g.hold(func() {
+		cancel()
+		<-done
+		_ = gd.Close()
+		tr.CloseIdleConnections()
+	})
+	return gd, nil
 }
 
 // watchPaths are the files whose change reloads the sidecar.
