@@ -248,7 +248,7 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
 	})
 
-	t.Run("bindings and a bearer route: the config and bindings are accepted", func(t *testing.T) {
+	t.Run("bindings, a bearer route and the inbound guard: accepted and serving", func(t *testing.T) {
 		g := NewWithT(t)
 		const planted = "planted-client-secret-7f3a9c"
 		root := t.TempDir()
@@ -265,8 +265,13 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		} {
 			g.Expect(os.WriteFile(filepath.Join(b, k), []byte(v+"\n"), 0o600)).To(Succeed())
 		}
+		inbound := freePort(t)
 		sc, cfg, _, admin := render(t, `
   bindings: [{name: my-xsuaa, secretName: xsuaa-binding}]
+  inbound:
+    enabled: true
+    port: `+fmt.Sprint(inbound)+`
+    rules: [{path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read]}]
   config:
     routes:
       - {name: orders, upstream: "https://orders.example.com", auth: {type: bearer, binding: my-xsuaa, scopes: [orders.read]}}
@@ -275,6 +280,11 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		s := startSidecar(t, bin, sc, cfg, root)
 		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/healthz", admin)), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
 		g.Consistently(s, time.Second).ShouldNot(gexec.Exit(), "a config or binding error would exit 2")
+		// The inbound guard listens on the port the Service targets and
+		// refuses calls without a credential, and paths no rule covers.
+		guard := fmt.Sprintf("http://127.0.0.1:%d", inbound)
+		g.Eventually(httpStatus(guard+"/api/orders"), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusUnauthorized))
+		g.Expect(httpStatus(guard + "/elsewhere")()).To(Equal(http.StatusForbidden))
 		// No token service: not ready, so in native mode the app would not start yet.
 		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusServiceUnavailable))
 		s.Signal(syscall.SIGTERM)
