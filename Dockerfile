@@ -12,7 +12,7 @@
 ARG GO_VERSION=1.26
 
 # Build stage: compiles for the target platform on the build platform (no emulation).
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 WORKDIR /src
 ENV GOFLAGS=-buildvcs=false
 COPY go.mod go.sum ./
