@@ -36,6 +36,9 @@ type Binding struct {
 	// port, when it has one, is the only port accepted in issuers and key
 	// URLs.
 	URL string
+	// CertURL is the xsuaa binding's certurl (optional). Tokens fetched
+	// with mTLS may name its domain (authentication.cert.…) as issuer.
+	CertURL string
 }
 
 // BindingLookup returns the binding with the given name. It must be safe for
@@ -64,6 +67,9 @@ func BindingFromVCAP(b *vcap.Binding) (Binding, error) {
 		return Binding{}, fmt.Errorf("guard: binding %q is not an xsuaa or identity (IAS) binding", name)
 	}
 	out := Binding{Name: b.Name, ClientID: b.Auth.ClientID, XSAppName: b.Auth.XSAppName, URL: b.Auth.URL}
+	if b.Auth.Kind == vcap.KindXSUAA {
+		out.CertURL = b.Auth.CertURL
+	}
 	switch b.Auth.Kind {
 	case vcap.KindXSUAA:
 		out.Flavor, out.UAADomain = FlavorXSUAA, b.Auth.UAADomain

@@ -251,7 +251,7 @@ func jwksURL(b Binding, t *jwt.Token, claims jwt.MapClaims) (string, *refusal) {
 		return "https://" + issURL.Host + "/oauth2/certs", nil
 	default:
 		domain := b.UAADomain
-		if !hostUnder(issURL, domain, port) {
+		if !hostUnder(issURL, domain, port) && !underCertDomain(issURL, b) {
 			return "", jwtRefusal(ReasonWrongIssuer, fmt.Sprintf("issuer host %q is not under binding %q's uaadomain", truncate(issURL.Hostname(), 100), b.Name))
 		}
 		jku, _ := t.Header["jku"].(string)
@@ -264,6 +264,24 @@ func jwksURL(b Binding, t *jwt.Token, claims jwt.MapClaims) (string, *refusal) {
 		}
 		return "https://" + ju.Host + "/token_keys", nil
 	}
+}
+
+// underCertDomain: XSUAA may name the mTLS host (authentication.cert.… of
+// the binding's certurl) as the issuer of tokens fetched with a client
+// certificate. Keys still come only from a jku under the uaadomain.
+func underCertDomain(iss *url.URL, b Binding) bool {
+	if b.CertURL == "" || !strings.HasPrefix(b.UAADomain, "authentication.") {
+		return false
+	}
+	cu, err := url.Parse(b.CertURL)
+	if err != nil {
+		return false
+	}
+	port := cu.Port()
+	if port == "" {
+		port = "443"
+	}
+	return hostUnder(iss, "authentication.cert."+strings.TrimPrefix(b.UAADomain, "authentication."), port)
 }
 
 // audienceMatches: the token's client (client_id, cid or azp) is the

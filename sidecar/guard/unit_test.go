@@ -102,7 +102,8 @@ func jwksJSONUse(use string) []byte {
 }
 
 func TestJWKSURL(t *testing.T) {
-	xs := Binding{Name: "x", Flavor: FlavorXSUAA, ClientID: "sb-x!t1", XSAppName: "x!t1", UAADomain: "authentication.eu10.hana.ondemand.com", URL: "https://provider.authentication.eu10.hana.ondemand.com"}
+	xs := Binding{Name: "x", Flavor: FlavorXSUAA, ClientID: "sb-x!t1", XSAppName: "x!t1", UAADomain: "authentication.eu10.hana.ondemand.com",
+		URL: "https://provider.authentication.eu10.hana.ondemand.com", CertURL: "https://provider.authentication.cert.eu10.hana.ondemand.com"}
 	ias := Binding{Name: "i", Flavor: FlavorIAS, ClientID: "c1", UAADomain: "accounts.ondemand.com", URL: "https://acme.accounts.ondemand.com"}
 	for _, tc := range []struct {
 		name     string
@@ -119,6 +120,9 @@ func TestJWKSURL(t *testing.T) {
 		{"xsuaa jku userinfo", xs, "https://sub1.authentication.eu10.hana.ondemand.com/oauth/token", "https://evil.com@sub1.authentication.eu10.hana.ondemand.com/token_keys", ""},
 		{"xsuaa jku other port", xs, "https://sub1.authentication.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.eu10.hana.ondemand.com:8443/token_keys", ""},
 		{"xsuaa jku query", xs, "https://sub1.authentication.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.eu10.hana.ondemand.com/token_keys?x=1", ""},
+		{"xsuaa issuer on the cert domain", xs, "https://sub1.authentication.cert.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.eu10.hana.ondemand.com/token_keys", "https://sub1.authentication.eu10.hana.ondemand.com/token_keys"},
+		{"xsuaa jku on the cert domain", xs, "https://sub1.authentication.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.cert.eu10.hana.ondemand.com/token_keys", ""},
+		{"xsuaa issuer on another cert domain", xs, "https://sub1.authentication.cert.us10.hana.ondemand.com/oauth/token", "", ""},
 		{"xsuaa issuer elsewhere", xs, "https://login.example.com/oauth/token", "", ""},
 		{"xsuaa other region", xs, "https://sub1.authentication.us10.hana.ondemand.com/oauth/token", "", ""},
 		{"xsuaa no issuer", xs, "", "", ""},
