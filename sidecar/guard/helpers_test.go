@@ -193,8 +193,8 @@ func startMock(t *testing.T, opts mockauth.Options) *mockauth.Server {
 func mockBindings(srv *mockauth.Server) BindingLookup {
 	info := srv.Info()
 	return StaticBindings(
-		Binding{Name: mockauth.SecretBindingName, Flavor: FlavorXSUAA, ClientID: info.SecretClientID, XSAppName: info.SecretXSAppName, UAADomain: info.UAADomain, URL: info.URL},
-		Binding{Name: mockauth.X509BindingName, Flavor: FlavorXSUAA, ClientID: info.X509ClientID, XSAppName: info.X509XSAppName, UAADomain: info.UAADomain, URL: info.URL},
+		Binding{Name: mockauth.SecretBindingName, Flavor: FlavorXSUAA, ClientID: info.SecretClientID, XSAppName: info.SecretXSAppName, UAADomain: info.UAADomain, URL: info.URL, CertURL: info.CertURL},
+		Binding{Name: mockauth.X509BindingName, Flavor: FlavorXSUAA, ClientID: info.X509ClientID, XSAppName: info.X509XSAppName, UAADomain: info.UAADomain, URL: info.URL, CertURL: info.CertURL},
 		Binding{Name: mockauth.IASBindingName, Flavor: FlavorIAS, ClientID: info.IASClientID, UAADomain: mockauth.IASDomain, URL: info.IASURL},
 	)
 }

@@ -256,7 +256,16 @@ func jwksURL(b Binding, t *jwt.Token, claims jwt.MapClaims) (string, *refusal) {
 		}
 		jku, _ := t.Header["jku"].(string)
 		if jku == "" {
-			return "https://" + issURL.Host + "/token_keys", nil
+			if hostUnder(issURL, domain, port) {
+				return "https://" + issURL.Host + "/token_keys", nil
+			}
+			// An issuer on the cert domain: the keys are on the matching
+			// uaadomain host, which needs no client certificate.
+			host := strings.Replace(strings.ToLower(issURL.Hostname()), ".authentication.cert.", ".authentication.", 1)
+			if port != "443" {
+				host = net.JoinHostPort(host, port)
+			}
+			return "https://" + host + "/token_keys", nil
 		}
 		ju, err := url.Parse(jku)
 		if err != nil || !hostUnder(ju, domain, port) || ju.RawQuery != "" || ju.Fragment != "" || ju.Path != "/token_keys" {

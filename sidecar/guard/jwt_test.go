@@ -294,3 +294,18 @@ func TestJWTKeysUnavailable(t *testing.T) {
 	g.Expect(body).To(ContainSubstring(ReasonKeysUnavailable))
 	g.Expect(e.app.count()).To(Equal(0))
 }
+
+// XSUAA may name its mTLS host as the issuer of tokens fetched with a
+// certificate; the keys then come from the matching non-cert host.
+func TestJWTIssuerOnCertDomain(t *testing.T) {
+	g := NewWithT(t)
+	e := startJWT(t)
+	info := e.mock.Info()
+	c := e.claims(t)
+	c["iss"] = info.CertURL + "/oauth/token"
+	resp, body := e.call(t, "/api/x", e.mint(t, c, mockauth.WithJKU("")))
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	resp, body = e.call(t, "/api/x", e.mint(t, c))
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	g.Expect(e.mock.Stats().JWKSRequests).To(Equal(1))
+}

@@ -121,6 +121,7 @@ func TestJWKSURL(t *testing.T) {
 		{"xsuaa jku other port", xs, "https://sub1.authentication.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.eu10.hana.ondemand.com:8443/token_keys", ""},
 		{"xsuaa jku query", xs, "https://sub1.authentication.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.eu10.hana.ondemand.com/token_keys?x=1", ""},
 		{"xsuaa issuer on the cert domain", xs, "https://sub1.authentication.cert.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.eu10.hana.ondemand.com/token_keys", "https://sub1.authentication.eu10.hana.ondemand.com/token_keys"},
+		{"xsuaa issuer on the cert domain, no jku", xs, "https://sub1.authentication.cert.eu10.hana.ondemand.com/oauth/token", "", "https://sub1.authentication.eu10.hana.ondemand.com/token_keys"},
 		{"xsuaa jku on the cert domain", xs, "https://sub1.authentication.eu10.hana.ondemand.com/oauth/token", "https://sub1.authentication.cert.eu10.hana.ondemand.com/token_keys", ""},
 		{"xsuaa issuer on another cert domain", xs, "https://sub1.authentication.cert.us10.hana.ondemand.com/oauth/token", "", ""},
 		{"xsuaa issuer elsewhere", xs, "https://login.example.com/oauth/token", "", ""},
