@@ -157,6 +157,7 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 			Proxy:                 nil, // never the environment's HTTP_PROXY: the app's proxy is us
 			DialContext:           dial,
 			ForceAttemptHTTP2:     true,
+			DisableCompression:    true, // pass Accept-Encoding and bodies through as they are
 			MaxIdleConns:          0,
 			MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 			IdleConnTimeout:       cfg.Timeouts.IdleConn,
@@ -279,7 +280,21 @@ func (p *Proxy) Config() *Config { return p.cfg }
 // ServeHTTP; the X-Forwarded-* headers the app sent were removed by
 // ReverseProxy and are set afresh here.
 func rewrite(pr *httputil.ProxyRequest) {
-	pr.SetXForwarded()
+	// As ProxyRequest.SetXForwarded, with one allocation for the values.
+	// ReverseProxy already removed every X-Forwarded-* and Forwarded header
+	// the app sent.
+	h := pr.Out.Header
+	vals := make([]string, 2)
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		vals[0] = ip
+		h["X-Forwarded-For"] = vals[0:1:1]
+	}
+	vals[1] = pr.In.Host
+	h["X-Forwarded-Host"] = vals[1:2:2]
+	h["X-Forwarded-Proto"] = []string{"http"}
+	if pr.In.TLS != nil {
+		h["X-Forwarded-Proto"] = []string{"https"}
+	}
 	pr.Out.Host = "" // Host: the upstream's
 }
 
@@ -488,12 +503,28 @@ func (r *route) errorHandler(w http.ResponseWriter, req *http.Request, err error
 	writeError(w, status, reason, "route "+r.name+": "+msg)
 }
 
-// bufferPool recycles the copy buffers of ReverseProxy.
-type bufferPool struct{ p sync.Pool }
+// bufferPool recycles the 32 KiB copy buffers of ReverseProxy. The pool
+// holds *[]byte; the boxes themselves are recycled through a second pool so
+// that Put does not allocate either.
+type bufferPool struct{ bufs, boxes sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{
+		bufs:  sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
+		boxes: sync.Pool{New: func() any { return new([]byte) }},
+	}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(s []byte) { b.p.Put(&s) }
+func (b *bufferPool) Get() []byte {
+	box := b.bufs.Get().(*[]byte)
+	s := *box
+	*box = nil
+	b.boxes.Put(box)
+	return s
+}
+
+func (b *bufferPool) Put(s []byte) {
+	box := b.boxes.Get().(*[]byte)
+	*box = s
+	b.bufs.Put(box)
+}

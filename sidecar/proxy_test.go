@@ -647,3 +647,24 @@ func TestNewProxyNeedsEveryProvider(t *testing.T) {
 	_ = ca
 	_ = bytes.MinRead
 }
+
+func TestProxyPassesEncodingThrough(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	up := newUpstream(t, ca)
+	up.extra = func(w http.ResponseWriter, r *http.Request) {
+		up.seen <- seen{Header: r.Header.Clone()}
+		w.Header().Set("Content-Encoding", "gzip")
+		_, _ = w.Write([]byte("not really gzip"))
+	}
+	tp := newTestProxy(t, ca, fmt.Sprintf("routes: [{name: r, upstream: %s, auth: {type: none}}]\n", up.url), Deps{})
+	req, _ := http.NewRequest("GET", tp.srv.URL+"/r/x", nil)
+	tr := &http.Transport{DisableCompression: true}
+	resp, err := tr.RoundTrip(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	g.Expect(up.last(t).Header.Get("Accept-Encoding")).To(BeEmpty(), "the proxy asks for no encoding the app did not ask for")
+	g.Expect(resp.Header.Get("Content-Encoding")).To(Equal("gzip"))
+	g.Expect(string(body)).To(Equal("not really gzip"), "bodies pass through undecoded")
+}
