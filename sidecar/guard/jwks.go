@@ -79,6 +79,15 @@ func (c *keyCache) close() {
 	c.wg.Wait()
 }
 
+func (c *keyCache) closedLocked() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // key returns the key with kid from the set at url, fetching as needed.
 func (c *keyCache) key(ctx context.Context, url, kid string) (*rsa.PublicKey, error) {
 	for attempt := 0; ; attempt++ {
@@ -96,7 +105,7 @@ func (c *keyCache) key(ctx context.Context, url, kid string) (*rsa.PublicKey, er
 		}
 		ks.lastUsed = now
 		if k, ok := ks.keys[kid]; ok {
-			if ks.inflight == nil && now.Sub(ks.fetched) >= c.refreshAfter {
+			if ks.inflight == nil && now.Sub(ks.fetched) >= c.refreshAfter && !c.closedLocked() {
 				c.startLocked(ks, url, true)
 			}
 			c.mu.Unlock()

@@ -219,3 +219,25 @@ func TestExternalURL(t *testing.T) {
 		})
 	}
 }
+
+// After close, cached keys are still served but no background refresh
+// starts (the guard of a replaced configuration may see late requests).
+func TestKeyCacheAfterClose(t *testing.T) {
+	g := NewWithT(t)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write(jwksJSON("k1", &testRSAKey().PublicKey))
+	}))
+	defer srv.Close()
+	clock := newFakeClock(time.Now())
+	c := newKeyCache(srv.Client(), clock.Now, discardLogger(), time.Minute, time.Second)
+	_, err := c.key(context.Background(), srv.URL, "k1")
+	g.Expect(err).NotTo(HaveOccurred())
+	c.close()
+	c.close() // idempotent
+	clock.Advance(time.Hour)
+	_, err = c.key(context.Background(), srv.URL, "k1")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(hits.Load()).To(Equal(int32(1)))
+}
