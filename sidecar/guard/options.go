@@ -55,16 +55,35 @@ func WithObserver(o Observer) Option { return func(s *settings) { s.obs = o } }
 
 // WithClock sets the clock for token times, certificate validity and OAuth
 // timestamps (default time.Now).
-func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
+func WithClock(now func() time.Time) Option {
+	return func(s *settings) {
+		if now != nil {
+			s.now = now
+		}
+	}
+}
 
 // WithLeeway sets the clock skew allowed on exp/nbf (default DefaultLeeway).
-func WithLeeway(d time.Duration) Option { return func(s *settings) { s.leeway = d } }
+func WithLeeway(d time.Duration) Option {
+	return func(s *settings) {
+		if d >= 0 {
+			s.leeway = d
+		}
+	}
+}
 
 // WithKeyRefresh sets when cached verification keys are refreshed in the
 // background and how often an unknown kid may trigger a fetch (defaults
 // DefaultKeyRefresh, DefaultKeyMinInterval).
 func WithKeyRefresh(refresh, minInterval time.Duration) Option {
-	return func(s *settings) { s.keyRefresh, s.keyMinInterval = refresh, minInterval }
+	return func(s *settings) {
+		if refresh > 0 {
+			s.keyRefresh = refresh
+		}
+		if minInterval >= 0 {
+			s.keyMinInterval = minInterval
+		}
+	}
 }
 
 // WithOAuth1Window sets the accepted oauth_timestamp skew (default 5m).
@@ -72,11 +91,24 @@ func WithOAuth1Window(d time.Duration) Option { return func(s *settings) { s.oau
 
 // WithMaxBody bounds the body buffered to check oauth_body_hash (default
 // 10 MiB); larger bodies get 413.
-func WithMaxBody(n int64) Option { return func(s *settings) { s.maxBody = n } }
+// Zero or negative keeps the default.
+func WithMaxBody(n int64) Option {
+	return func(s *settings) {
+		if n > 0 {
+			s.maxBody = n
+		}
+	}
+}
 
 // WithResync sets the period of the backstop re-read of watched files in
-// Run (default DefaultResync).
-func WithResync(d time.Duration) Option { return func(s *settings) { s.resync = d } }
+// Run (default DefaultResync; zero or negative keeps the default).
+func WithResync(d time.Duration) Option {
+	return func(s *settings) {
+		if d > 0 {
+			s.resync = d
+		}
+	}
+}
 
 // DefaultResync is the backstop period of Run's file re-reads.
 const DefaultResync = time.Minute
