@@ -493,7 +493,7 @@ var _ = Describe("bad input to every command", func() {
 				f.Target = mockauth.TargetConnector
 				Expect(srv.AddFault(f)).To(Succeed())
 				d := filepath.Join(w.dir, "c")
-				s := pair("--token-url", tokURL, "--cert-dir", d)
+				s := pair("--token-url", tokURL, "--cert-dir", d, "--timeout", "2s") // the last --timeout wins
 				Expect(s).To(gexec.Exit(1), "stderr: %s", s.Err.Contents())
 				Expect(string(s.Err.Contents())).To(ContainSubstring(want))
 				Expect(filepath.Join(d, "tls.key")).NotTo(BeAnExistingFile())
