@@ -35,9 +35,12 @@ func expiry(issued time.Time, expiresIn time.Duration, jwtExp time.Time, default
 // schedule returns when a token issued at issued and expiring at exp stops
 // being served (validUntil: exp minus the skew, the skew being at most a
 // third of the life so short-lived tokens stay usable) and when a background
-// refresh starts (refreshAt: the refresh fraction of the life, moved earlier
-// by up to jitter of it; u in [0,1) is the random draw). refreshAt is never
-// after validUntil.
+// refresh starts (refreshAt: the refresh fraction of the time it is served,
+// moved earlier by up to jitter of it; u in [0,1) is the random draw).
+// Taking the fraction of the served time rather than of the whole life keeps
+// a window in which a failed refresh is retried while the cached token is
+// still served, also for short lives (with the whole life, 2/3 of 60s was
+// exactly the end of the 40s served). refreshAt is never after validUntil.
 func schedule(issued, exp time.Time, p policy, u float64) (refreshAt, validUntil time.Time) {
 	life := exp.Sub(issued)
 	if life <= 0 {
@@ -52,7 +55,7 @@ func schedule(issued, exp time.Time, p policy, u float64) (refreshAt, validUntil
 	if f < 0 {
 		f = 0
 	}
-	refreshAt = issued.Add(time.Duration(float64(life) * f))
+	refreshAt = issued.Add(time.Duration(float64(validUntil.Sub(issued)) * f))
 	if refreshAt.After(validUntil) {
 		refreshAt = validUntil
 	}

@@ -45,9 +45,12 @@ func TestSchedule(t *testing.T) {
 		u                      float64
 		wantRefresh, wantUntil time.Duration // after issue
 	}{
-		{"one hour, no jitter draw", time.Hour, p, 0, 40 * time.Minute, time.Hour - 30*time.Second},
-		{"one hour, full jitter draw", time.Hour, p, 1, 36 * time.Minute, time.Hour - 30*time.Second},
-		{"skew capped at a third of a short life", 60 * time.Second, p, 0, 40 * time.Second, 40 * time.Second},
+		{"one hour, no jitter draw", time.Hour, p, 0, 39*time.Minute + 40*time.Second, time.Hour - 30*time.Second},
+		{"one hour, full jitter draw", time.Hour, p, 1, 35*time.Minute + 42*time.Second, time.Hour - 30*time.Second},
+		// A short life keeps a third of its served time for retrying a failed
+		// refresh while the cached token is still served.
+		{"skew capped at a third of a short life", 60 * time.Second, p, 0, 26*time.Second + 666666666*time.Nanosecond, 40 * time.Second},
+		{"12s life: refresh well before the token stops being served", 12 * time.Second, p, 0, 5*time.Second + 333333333*time.Nanosecond, 8 * time.Second},
 		{"refresh never after validUntil", 60 * time.Second, policy{refreshFraction: 1, skew: 30 * time.Second}, 0, 40 * time.Second, 40 * time.Second},
 		{"no skew", 10 * time.Minute, policy{refreshFraction: 0.5}, 0, 5 * time.Minute, 10 * time.Minute},
 		{"expired at issue", 0, p, 0, 0, 0},
