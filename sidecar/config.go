@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -163,7 +164,16 @@ type Certificate struct {
 	PairingURLFile string `yaml:"pairing_url_file"`
 	Renew          bool   `yaml:"renew"`
 	Binding        string `yaml:"binding"`
+	// RuntimeDir keeps the second-phase certificate of a two-phase connector:
+	// when the central connector's management info carries runtime.tokenUrl,
+	// credbroker pairs with it into RuntimeDir (once, when it holds no valid
+	// pair) and keeps that certificate alive too, under the name
+	// RuntimeName() ("<name>-runtime").
+	RuntimeDir string `yaml:"runtime_dir"`
 }
+
+// RuntimeName is the name routes use for the second-phase certificate.
+func (c Certificate) RuntimeName() string { return c.Name + "-runtime" }
 
 // Source returns where the configuration came from.
 func (c *Config) Source() string { return c.source }
@@ -388,8 +398,16 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(f, ct.Name, ErrMissingValue, "want dir or binding"))
 		case ct.Dir != "" && ct.Binding != "":
 			errs = append(errs, c.errorf(f, ct.Name, ErrInvalidValue, "dir and binding are exclusive"))
-		case ct.Binding != "" && (ct.Renew || ct.PairingURLFile != ""):
-			errs = append(errs, c.errorf(f, ct.Name, ErrInvalidValue, "renew and pairing_url_file need dir (a binding's certificate is rotated by the platform)"))
+		case ct.Binding != "" && (ct.Renew || ct.PairingURLFile != "" || ct.RuntimeDir != ""):
+			errs = append(errs, c.errorf(f, ct.Name, ErrInvalidValue, "renew, pairing_url_file and runtime_dir need dir (a binding's certificate is rotated by the platform)"))
+		case ct.RuntimeDir != "" && filepath.Clean(ct.RuntimeDir) == filepath.Clean(ct.Dir):
+			errs = append(errs, c.errorf(f+".runtime_dir", ct.Name, ErrInvalidValue, "must differ from dir"))
+		}
+		if ct.RuntimeDir != "" && ct.Name != "" {
+			if j, dup := certs[ct.RuntimeName()]; dup {
+				errs = append(errs, c.errorf(f+".runtime_dir", ct.Name, ErrDuplicateName, "%q is also certificates[%d]", ct.RuntimeName(), j))
+			}
+			certs[ct.RuntimeName()] = i
 		}
 	}
 	if c.Inbound != nil {

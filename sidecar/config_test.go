@@ -52,6 +52,10 @@ func TestParseConfigDefaults(t *testing.T) {
 	g.Expect(cfg.TokenAPI.Allows("my-xsuaa")).To(BeTrue())
 	g.Expect(cfg.TokenAPI.Allows("other")).To(BeFalse())
 
+	two, err := ParseConfig([]byte("certificates: [{name: c, dir: /x, runtime_dir: /y, renew: true}]\nroutes: [{name: e, upstream: https://e.example, auth: {type: mtls, certificate: c-runtime}}]\n"), "x")
+	g.Expect(err).NotTo(HaveOccurred(), "the runtime certificate is addressable as <name>-runtime")
+	g.Expect(two.Certificates[0].RuntimeName()).To(Equal("c-runtime"))
+
 	empty, err := ParseConfig(nil, "empty")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(empty.Listen).To(Equal(DefaultListen))
@@ -102,6 +106,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"certificate without source", "certificates: [{name: c}]\n", ErrMissingValue, []string{"certificates[0]", "dir or binding"}},
 		{"certificate with both sources", "certificates: [{name: c, dir: /x, binding: b}]\n", ErrInvalidValue, []string{"exclusive"}},
 		{"binding certificate cannot renew", "certificates: [{name: c, binding: b, renew: true}]\n", ErrInvalidValue, []string{"renew"}},
+		{"runtime_dir same as dir", "certificates: [{name: c, dir: /x, runtime_dir: /x/}]\n", ErrInvalidValue, []string{"certificates[0].runtime_dir", "must differ"}},
+		{"runtime_dir on a binding certificate", "certificates: [{name: c, binding: b, runtime_dir: /y}]\n", ErrInvalidValue, []string{"runtime_dir need dir"}},
+		{"runtime name taken", "certificates: [{name: c, dir: /x, runtime_dir: /y}, {name: c-runtime, dir: /z}]\n", ErrDuplicateName, []string{"certificates[1].name"}},
 		{"duplicate certificate", "certificates: [{name: c, dir: /x}, {name: c, dir: /y}]\n", ErrDuplicateName, []string{"certificates[1].name"}},
 		{"non-loopback listen", "listen: 0.0.0.0:8411\n", ErrNonLoopback, []string{"line 1", "listen", "allow_non_loopback"}},
 		{"all interfaces", "admin_listen: ':9411'\n", ErrNonLoopback, []string{"admin_listen"}},

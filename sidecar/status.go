@@ -143,9 +143,16 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 		st.Routes = append(st.Routes, RouteStatus{Name: r.name, Upstream: r.cfg.Upstream, Auth: r.cfg.Auth.Type, Binding: r.cfg.Auth.Binding, Certificate: r.cfg.Auth.Certificate})
 	}
 	// Certificates, in config order.
+	var names []string
 	for _, cc := range p.cfg.Certificates {
-		cs := CertificateStatus{Name: cc.Name}
-		c := p.deps.Certificates[cc.Name]
+		names = append(names, cc.Name)
+		if cc.RuntimeDir != "" {
+			names = append(names, cc.RuntimeName())
+		}
+	}
+	for _, name := range names {
+		cs := CertificateStatus{Name: name}
+		c := p.deps.Certificates[name]
 		var state CertificateState
 		loaded := false
 		if c != nil {
@@ -159,7 +166,7 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 		cs.Expired = loaded && !state.NotAfter.IsZero() && !now.Before(state.NotAfter)
 		cs.NextRenewal, cs.LastRenewal = timePtr(state.NextRenewal), timePtr(state.LastRenewal)
 		cs.Renewals, cs.LastError, cs.NeedsToken = state.Renewals, state.LastError, state.NeedsToken
-		if ok, why := judgeCertificate(cc.Name, loaded, state, now); !ok {
+		if ok, why := judgeCertificate(name, loaded, state, now); !ok {
 			st.Reasons = append(st.Reasons, why)
 		}
 		st.Certificates = append(st.Certificates, cs)
@@ -204,12 +211,12 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 			bs.TokenExpiresAt = timePtr(tok.ExpiresAt)
 		}
 	}
-	names := make([]string, 0, len(byName))
+	bnames := make([]string, 0, len(byName))
 	for n := range byName {
-		names = append(names, n)
+		bnames = append(bnames, n)
 	}
-	sort.Strings(names)
-	for _, n := range names {
+	sort.Strings(bnames)
+	for _, n := range bnames {
 		st.Bindings = append(st.Bindings, *byName[n])
 	}
 	st.Ready = len(st.Reasons) == 0

@@ -109,6 +109,14 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 			return nil, sidecar.Deps{}, err
 		}
 		deps.Certificates[ce.Name] = lc
+		if ce.RuntimeDir != "" {
+			rc, err := g.runtimeCertificate(ctx, i, ce, lc)
+			if err != nil {
+				g.release()
+				return nil, sidecar.Deps{}, err
+			}
+			deps.Certificates[ce.RuntimeName()] = rc
+		}
 	}
 	deps.Signers = map[string]sidecar.Signer{}
 	for i, r := range cfg.Routes {
@@ -499,11 +507,30 @@ func (g *genDeps) certificate(ctx context.Context, i int, ce sidecar.Certificate
 		start = func() (*liveCert, func(), error) { return g.c.startBindingCert(ctx, ce, b) }
 	} else {
 		key = fmt.Sprintf("dir %s %s renew=%v pairing=%s %s", ce.Name, filepath.Clean(ce.Dir), ce.Renew, ce.PairingURLFile, g.net.key)
-		start = func() (*liveCert, func(), error) { return g.c.startDirCert(ctx, ce, g.net) }
+		dc := dirCert{name: ce.Name, dir: ce.Dir, renew: ce.Renew}
+		if ce.PairingURLFile != "" {
+			dc.pairingURL = pairingURLFile(ce.PairingURLFile)
+		}
+		start = func() (*liveCert, func(), error) { return g.c.startDirCert(ctx, dc, g.net) }
 	}
 	lc, release, err := g.c.certs.acquire(key, start)
 	if err != nil {
 		return nil, fmt.Errorf("certificates[%d] %q: %w", i, ce.Name, err)
+	}
+	g.hold(release)
+	return lc, nil
+}
+
+// runtimeCertificate starts (or shares) the second-phase certificate of a
+// certificates entry with runtime_dir: paired with the runtime connector's
+// one-time token URL from the central connector's management info.
+func (g *genDeps) runtimeCertificate(ctx context.Context, i int, ce sidecar.Certificate, central *liveCert) (*liveCert, error) {
+	name := ce.RuntimeName()
+	key := fmt.Sprintf("dir %s %s renew=%v runtime-of=%s %s", name, filepath.Clean(ce.RuntimeDir), ce.Renew, filepath.Clean(ce.Dir), g.net.key)
+	dc := dirCert{name: name, dir: ce.RuntimeDir, renew: ce.Renew, pairingURL: g.c.runtimeTokenURL(central, ce.Dir, g.net)}
+	lc, release, err := g.c.certs.acquire(key, func() (*liveCert, func(), error) { return g.c.startDirCert(ctx, dc, g.net) })
+	if err != nil {
+		return nil, fmt.Errorf("certificates[%d] %q (runtime_dir): %w", i, ce.Name, err)
 	}
 	g.hold(release)
 	return lc, nil
@@ -553,21 +580,35 @@ func (c *composer) connectorClient(n *netSettings, extra ...connector.Option) (*
 	return connector.New(append(opts, extra...)...)
 }
 
+// dirCert says how to keep one certificate directory alive.
+type dirCert struct {
+	name  string
+	dir   string
+	renew bool
+	// pairingURL returns the one-time token URL to pair with when dir holds
+	// no valid pair; nil when pairing is not configured.
+	pairingURL func(ctx context.Context) (string, error)
+}
+
 // startDirCert pairs the directory when it holds no valid pair and a
-// pairing URL file is configured, then watches it and, with renew, renews it
+// pairing URL is configured, then watches it and, with renew, renews it
 // through the connector named in connection.json and heartbeats its info
 // endpoint.
-func (c *composer) startDirCert(ctx context.Context, ce sidecar.Certificate, n *netSettings) (*liveCert, func(), error) {
-	pair, err := certwatch.LoadDir(ctx, ce.Dir)
+func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings) (*liveCert, func(), error) {
+	pair, err := certwatch.LoadDir(ctx, dc.dir)
 	valid := err == nil && pair.Verify(c.now()) == nil
-	if !valid && ce.PairingURLFile != "" {
-		if err := c.pairDir(ctx, ce, n); err != nil {
+	if !valid && dc.pairingURL != nil {
+		u, err := dc.pairingURL(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := c.pairDir(ctx, dc.name, dc.dir, u, n); err != nil {
 			return nil, nil, err
 		}
 	}
 	opts := []certwatch.Option{
-		certwatch.WithDir(ce.Dir),
-		certwatch.WithName(ce.Name),
+		certwatch.WithDir(dc.dir),
+		certwatch.WithName(dc.name),
 		certwatch.WithLogger(c.log),
 		certwatch.WithPollInterval(c.o.PollInterval),
 	}
@@ -575,14 +616,14 @@ func (c *composer) startDirCert(ctx context.Context, ce sidecar.Certificate, n *
 	// The connector's mTLS calls present the watcher's live certificate.
 	getCert := func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) { return lc.w.GetClientCertificate(cri) }
 	var hb *connector.Heartbeat
-	ciPath := filepath.Join(ce.Dir, certwatch.ConnectionFile)
-	if ce.Renew {
+	ciPath := filepath.Join(dc.dir, certwatch.ConnectionFile)
+	if dc.renew {
 		ci, err := connector.LoadConnectionInfo(ciPath)
 		if err != nil {
-			return nil, nil, badInputf("renew: true needs %s (written by credbroker pair): %v", ciPath, err)
+			return nil, nil, badInputf("certificate %q: renew: true needs %s (written by credbroker pair): %v", dc.name, ciPath, err)
 		}
 		if ci.RenewCertURL == "" {
-			return nil, nil, badInputf("renew: true but %s has no renew_cert_url", ciPath)
+			return nil, nil, badInputf("certificate %q: renew: true but %s has no renew_cert_url", dc.name, ciPath)
 		}
 		client, err := c.connectorClient(n, connector.WithGetClientCertificate(getCert))
 		if err != nil {
@@ -607,11 +648,11 @@ func (c *composer) startDirCert(ctx context.Context, ce sidecar.Certificate, n *
 						_ = renewer.SetURL(u)
 					}
 					if data, err := ci.Marshal(); err == nil {
-						if err := certwatch.WriteExtra(context.Background(), ce.Dir, map[string][]byte{certwatch.ConnectionFile: data}); err != nil {
-							c.log.Warn("connector info changed but connection.json could not be written", "certificate", ce.Name, "err", err)
+						if err := certwatch.WriteExtra(context.Background(), dc.dir, map[string][]byte{certwatch.ConnectionFile: data}); err != nil {
+							c.log.Warn("connector info changed but connection.json could not be written", "certificate", dc.name, "err", err)
 						}
 					}
-					c.log.Info("connector info changed", "certificate", ce.Name, "events_url", info.URLs.EventsURL)
+					c.log.Info("connector info changed", "certificate", dc.name, "events_url", info.URLs.EventsURL)
 				}))
 			if err != nil {
 				return nil, nil, err
@@ -626,39 +667,72 @@ func (c *composer) startDirCert(ctx context.Context, ce sidecar.Certificate, n *
 	return &lc, c.runInBackground(w, hb), nil
 }
 
-// pairDir redeems the one-time token URL of pairing_url_file and persists
-// the pair and connection.json into the directory (as `credbroker pair`).
-func (c *composer) pairDir(ctx context.Context, ce sidecar.Certificate, n *netSettings) error {
-	b, err := os.ReadFile(ce.PairingURLFile)
-	if err != nil {
-		return badInputf("pairing_url_file %s: %v", ce.PairingURLFile, errors.Unwrap(err))
+// pairingURLFile reads a one-time token URL from a file.
+func pairingURLFile(path string) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", badInputf("pairing_url_file %s: %v", path, errors.Unwrap(err))
+		}
+		u := strings.TrimSpace(string(b))
+		if u == "" {
+			return "", badInputf("pairing_url_file %s is empty", path)
+		}
+		return u, nil
 	}
-	tokenURL := strings.TrimSpace(string(b))
-	if tokenURL == "" {
-		return badInputf("pairing_url_file %s is empty", ce.PairingURLFile)
+}
+
+// runtimeTokenURL asks the central connector (with the central
+// certificate) for the runtime connector's one-time token URL.
+func (c *composer) runtimeTokenURL(central *liveCert, centralDir string, n *netSettings) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		ciPath := filepath.Join(centralDir, certwatch.ConnectionFile)
+		ci, err := connector.LoadConnectionInfo(ciPath)
+		if err != nil || ci.InfoURL == "" {
+			return "", badInputf("runtime_dir needs the central connection's %s with an info_url: %v", ciPath, err)
+		}
+		client, err := c.connectorClient(n, connector.WithGetClientCertificate(central.w.GetClientCertificate))
+		if err != nil {
+			return "", err
+		}
+		defer client.CloseIdleConnections()
+		info, err := client.Info(ctx, ci.InfoURL)
+		if err != nil {
+			return "", fmt.Errorf("reading the central connector's management info: %w", err)
+		}
+		u := info.RuntimeTokenURL()
+		if u == "" {
+			return "", badInputf("runtime_dir is set but the connector announced no runtime.tokenUrl (a standalone connector: route to the certificate itself)")
+		}
+		return u, nil
 	}
+}
+
+// pairDir redeems a one-time token URL and persists the pair and
+// connection.json into dir (as `credbroker pair`).
+func (c *composer) pairDir(ctx context.Context, name, dir, tokenURL string, n *netSettings) error {
 	client, err := c.connectorClient(n)
 	if err != nil {
 		return err
 	}
 	defer client.CloseIdleConnections()
-	c.log.Info("pairing with the connector", "certificate", ce.Name, "url", connector.RedactURL(tokenURL))
+	c.log.Info("pairing with the connector", "certificate", name, "url", connector.RedactURL(tokenURL))
 	conn, err := client.Connect(ctx, tokenURL)
 	if err != nil {
 		return fmt.Errorf("pairing with %s: %w", connector.RedactURL(tokenURL), err)
 	}
 	if conn.InfoErr != nil {
-		c.log.Warn("paired, but the management info call failed", "certificate", ce.Name, "err", conn.InfoErr.Error())
+		c.log.Warn("paired, but the management info call failed", "certificate", name, "err", conn.InfoErr.Error())
 	}
 	data, err := conn.ConnectionInfo.Marshal()
 	if err != nil {
 		return err
 	}
 	p := conn.Pairing
-	if err := certwatch.Persist(ctx, ce.Dir, certwatch.Files{CertPEM: p.ChainPEM, KeyPEM: p.KeyPEM, CAPEM: p.CAPEM, Extra: map[string][]byte{certwatch.ConnectionFile: data}}); err != nil {
-		return fmt.Errorf("paired, but writing %s failed (the one-time token is used up): %w", ce.Dir, err)
+	if err := certwatch.Persist(ctx, dir, certwatch.Files{CertPEM: p.ChainPEM, KeyPEM: p.KeyPEM, CAPEM: p.CAPEM, Extra: map[string][]byte{certwatch.ConnectionFile: data}}); err != nil {
+		return fmt.Errorf("paired, but writing %s failed (the one-time token is used up): %w", dir, err)
 	}
-	c.log.Info("paired", "certificate", ce.Name, "subject", conn.ConnectionInfo.Subject, "not_after", conn.ConnectionInfo.NotAfter)
+	c.log.Info("paired", "certificate", name, "subject", conn.ConnectionInfo.Subject, "not_after", conn.ConnectionInfo.NotAfter)
 	return nil
 }
 

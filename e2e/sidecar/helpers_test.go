@@ -71,7 +71,8 @@ func newEnv(opts mockauth.Options) *env {
 	}
 	oauthSecret := e.secrets.Plant("oauth1 consumer secret")
 	ca := testpki.NewCA()
-	e.up = newUpstream(ca, m.ConnectorCAPEM(), oauthSecret, e.secrets)
+	clientCAs := append(append([]byte{}, m.ConnectorCAPEM()...), m.RuntimeConnectorCAPEM()...)
+	e.up = newUpstream(ca, clientCAs, oauthSecret, e.secrets)
 	e.vcapFile = e.write("vcap.json", m.VCAPServices())
 	e.caFile = e.write("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
 	e.keyFile = e.write("oauth1-key", []byte(consumerKey+"\n"))
@@ -103,6 +104,7 @@ type received struct {
 	Header   http.Header
 	Body     string
 	ClientCN string
+	Issuer   string
 	Serial   string
 	OAuth1   string // "ok" or the verifier's error
 }
@@ -135,6 +137,7 @@ func newUpstream(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			rec.ClientCN = r.TLS.PeerCertificates[0].Subject.CommonName
 			rec.Serial = r.TLS.PeerCertificates[0].SerialNumber.String()
+			rec.Issuer = r.TLS.PeerCertificates[0].Issuer.String()
 		}
 		if strings.HasPrefix(r.Header.Get("Authorization"), "OAuth ") {
 			if _, err := verifier.VerifyRequest(r, oauth1.RequestURL(r, "https", r.Host)); err != nil {

@@ -374,6 +374,37 @@ routes:
 		Expect(sc.status()["certificates"].([]any)[0].(map[string]any)["renewals"]).To(BeNumerically(">=", 2))
 	})
 
+	It("pairs a second time with a two-phase connector and keeps both certificates", func() {
+		e := newEnv(mockauth.Options{TwoPhase: true})
+		runtimeDir := filepath.Join(e.dir, "runtime")
+		sc := e.startSidecar(fmt.Sprintf(`
+certificates:
+  - {name: connector, dir: %s, pairing_url_file: %s, renew: true, runtime_dir: %s}
+routes:
+  - {name: registry, upstream: %s/registry, auth: {type: mtls, certificate: connector}}
+  - {name: events, upstream: %s/events, auth: {type: mtls, certificate: connector-runtime}}
+`, filepath.Join(e.dir, "connector"), e.pairingURLFile("two-phase"), runtimeDir, e.up.url, e.up.url))
+		Eventually(func() int { c, _ := httpGet(sc.admin + "/readyz"); return c }).WithTimeout(30 * time.Second).Should(Equal(200))
+		resp, _ := call("GET", sc.proxy+"/registry/x", nil, nil)
+		Expect(resp.StatusCode).To(Equal(200))
+		resp, _ = call("GET", sc.proxy+"/events/x", nil, nil)
+		Expect(resp.StatusCode).To(Equal(200))
+		central, runtime := e.up.last("/registry/x"), e.up.last("/events/x")
+		Expect(central.ClientCN).To(Equal("two-phase"))
+		Expect(runtime.Issuer).NotTo(BeEmpty())
+		Expect(runtime.Issuer).NotTo(Equal(central.Issuer), "the runtime connector has a CA of its own")
+		Expect(filepath.Join(runtimeDir, "tls.key")).To(BeAnExistingFile())
+		Expect(filepath.Join(runtimeDir, "connection.json")).To(BeAnExistingFile())
+		names := []string{}
+		for _, c := range sc.status()["certificates"].([]any) {
+			m := c.(map[string]any)
+			Expect(m["loaded"]).To(BeTrue())
+			names = append(names, m["name"].(string))
+		}
+		Expect(names).To(ConsistOf("connector", "connector-runtime"))
+		Expect(e.mock.Stats().CSRSigned).To(Equal(2))
+	})
+
 	It("refuses a bad configuration with exit code 2 and a precise message", func() {
 		e := newEnv(mockauth.Options{})
 		for _, tc := range []struct {
