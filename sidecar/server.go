@@ -344,11 +344,24 @@ func (s *Server) Reload(ctx context.Context) error {
 }
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
+	closeAfterChunked(w, r)
 	s.gen.Load().proxy.ServeHTTP(w, r)
 }
 
 func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
+	closeAfterChunked(w, r)
 	s.gen.Load().deps.Inbound.ServeHTTP(w, r)
+}
+
+// closeAfterChunked closes the connection after answering a request with a
+// Transfer-Encoding. net/http drops a Content-Length sent next to it and
+// keeps the connection open, but the pair is the classic request-smuggling
+// shape: RFC 9112 §6.3 says to close the connection after responding, so
+// that nothing pipelined behind the body is read as a request of its own.
+func closeAfterChunked(w http.ResponseWriter, r *http.Request) {
+	if len(r.TransferEncoding) > 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // sameInbound reports whether a reload keeps the inbound listener as it is
