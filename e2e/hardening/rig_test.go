@@ -1,0 +1,387 @@
+package hardening_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+
+	"github.com/credbroker/credbroker/e2e/harness"
+	"github.com/credbroker/credbroker/internal/testpki"
+	"github.com/credbroker/credbroker/mockauth"
+)
+
+// rig is one mock auth server, one recording upstream, the input files
+// credbroker reads and the planted secrets of a spec. Inputs live in
+// dir/in; everything the binary writes lives in dir/work, which is scanned
+// for secrets at the end (except private key files).
+type rig struct {
+	mock     *mockauth.Server
+	up       *upstream
+	dir      string
+	in, work string
+	vcapFile string
+	caFile   string
+	keyFile  string // OAuth 1.0a consumer key
+	secFile  string // OAuth 1.0a consumer secret
+	secrets  *harness.Secrets
+}
+
+const oauthConsumerKey = "hardening-consumer"
+
+func newRig(opts mockauth.Options) *rig {
+	GinkgoHelper()
+	m, err := mockauth.Start(opts)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(m.Close)
+	r := &rig{mock: m, dir: GinkgoT().TempDir(), secrets: &harness.Secrets{}}
+	r.in, r.work = filepath.Join(r.dir, "in"), filepath.Join(r.dir, "work")
+	Expect(os.MkdirAll(r.in, 0o755)).To(Succeed())
+	Expect(os.MkdirAll(r.work, 0o755)).To(Succeed())
+	info := m.Info()
+	r.secrets.Add("client secret", m.ClientSecret(info.SecretClientID))
+	if s := m.ClientSecret(info.IASClientID); len(s) >= 8 {
+		r.secrets.Add("IAS client secret", s)
+	}
+	var vcap map[string][]struct {
+		Name        string         `json:"name"`
+		Credentials map[string]any `json:"credentials"`
+	}
+	Expect(json.Unmarshal(m.VCAPServices(), &vcap)).To(Succeed())
+	for _, list := range vcap {
+		for _, b := range list {
+			if k, ok := b.Credentials["key"].(string); ok && k != "" {
+				r.secrets.Add("private key of binding "+b.Name, k)
+			}
+		}
+	}
+	ca := testpki.NewCA()
+	r.up = newUpstream(ca, m.ConnectorCAPEM(), r.secrets)
+	r.vcapFile = r.input("vcap.json", m.VCAPServices())
+	r.caFile = r.input("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
+	r.keyFile = r.input("oauth1-key", []byte(oauthConsumerKey+"\n"))
+	r.secFile = r.input("oauth1-secret", []byte(r.secrets.Plant("oauth1 consumer secret")+"\n"))
+	return r
+}
+
+func (r *rig) input(name string, data []byte) string {
+	GinkgoHelper()
+	p := filepath.Join(r.in, name)
+	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
+	return p
+}
+
+// pairingURLFile mints a one-time token for app and writes its URL to a file.
+func (r *rig) pairingURLFile(app string) string {
+	GinkgoHelper()
+	u, tok, err := r.mock.NewPairingToken(app)
+	Expect(err).NotTo(HaveOccurred())
+	r.secrets.Add("one-time token of "+app, tok)
+	return r.input("pairing-url-"+app, []byte(u+"\n"))
+}
+
+// rec is what the upstream saw of one request.
+type rec struct {
+	Method string
+	URI    string // the request target as sent
+	Path   string
+	Host   string
+	Header http.Header
+	Serial string // client certificate serial, when one was presented
+	Body   string
+}
+
+// upstream is an HTTPS server for upstream.localhost that records every
+// request; each Bearer token it sees is remembered as a secret (the
+// binary must never print an access token the mock issued).
+type upstream struct {
+	srv  *httptest.Server
+	url  string
+	host string
+	mu   sync.Mutex
+	got  []rec
+	hold func(r *http.Request) // called before answering, when set
+}
+
+func newUpstream(ca *testpki.CA, clientCAPEM []byte, secrets *harness.Secrets) *upstream {
+	GinkgoHelper()
+	u := &upstream{}
+	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rc := rec{Method: req.Method, URI: req.RequestURI, Path: req.URL.Path, Host: req.Host, Header: req.Header.Clone()}
+		if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok && len(tok) >= 8 {
+			secrets.Add("access token issued by the mock", tok)
+		}
+		if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
+			rc.Serial = req.TLS.PeerCertificates[0].SerialNumber.String()
+		}
+		b, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+		rc.Body = string(b)
+		u.mu.Lock()
+		u.got = append(u.got, rc)
+		hold := u.hold
+		u.mu.Unlock()
+		if hold != nil {
+			hold(req)
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok "+rc.Path)
+	}))
+	leaf := ca.Issue(testpki.WithDNSNames("upstream.localhost"), testpki.WithIPs("127.0.0.1"), testpki.ServerAuth())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(clientCAPEM)
+	u.srv.TLS = testpki.ServerTLSConfig(leaf, nil)
+	u.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+	u.srv.TLS.ClientCAs = pool
+	u.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	u.srv.StartTLS()
+	DeferCleanup(u.srv.Close)
+	u.host = "upstream.localhost:" + strconv.Itoa(u.srv.Listener.Addr().(*net.TCPAddr).Port)
+	u.url = "https://" + u.host
+	return u
+}
+
+func (u *upstream) setHold(f func(*http.Request)) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.hold = f
+}
+
+func (u *upstream) all() []rec {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]rec(nil), u.got...)
+}
+
+// serials returns the distinct client certificate serials seen under prefix.
+func (u *upstream) serials(prefix string) []string {
+	seen := map[string]bool{}
+	for _, g := range u.all() {
+		if g.Serial != "" && strings.HasPrefix(g.Path, prefix) {
+			seen[g.Serial] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// tokens returns the distinct Bearer tokens seen under prefix, in order.
+func (u *upstream) tokens(prefix string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range u.all() {
+		tok, ok := strings.CutPrefix(g.Header.Get("Authorization"), "Bearer ")
+		if ok && strings.HasPrefix(g.Path, prefix) && !seen[tok] {
+			seen[tok] = true
+			out = append(out, tok)
+		}
+	}
+	return out
+}
+
+// proc is a running `credbroker run`.
+type proc struct {
+	r       *rig
+	s       *gexec.Session
+	cfg     string
+	proxy   string // http://127.0.0.1:PORT
+	proxyHP string
+	admin   string
+}
+
+// run writes config (listen, admin_listen and ca_file prepended) and starts
+// `credbroker run` with the rig's bindings, JSON logs at debug level (the
+// most there is to leak) and a 1 s poll interval. It waits for /healthz. When
+// the spec ends it scans stdout, stderr, /metrics, /status and every file
+// under the work dir but private keys for planted secrets, and stops the
+// process.
+func (r *rig) run(config string, args ...string) *proc {
+	GinkgoHelper()
+	p := r.start(config, args...)
+	Eventually(func() int { c, _ := p.get("/healthz"); return c }).WithTimeout(60*time.Second).Should(Equal(200), func() string { return string(p.s.Err.Contents()) })
+	return p
+}
+
+func (r *rig) start(config string, args ...string) *proc {
+	GinkgoHelper()
+	lp, ap := harness.FreePort(), harness.FreePort()
+	p := &proc{r: r, proxyHP: fmt.Sprintf("127.0.0.1:%d", lp)}
+	p.proxy, p.admin = "http://"+p.proxyHP, fmt.Sprintf("http://127.0.0.1:%d", ap)
+	p.cfg = filepath.Join(r.in, fmt.Sprintf("credbroker-%d.yaml", lp))
+	full := fmt.Sprintf("listen: 127.0.0.1:%d\nadmin_listen: 127.0.0.1:%d\nca_file: %s\n%s", lp, ap, r.caFile, config)
+	Expect(os.WriteFile(p.cfg, []byte(full), 0o600)).To(Succeed())
+	base := []string{"run", "--config", p.cfg, "--vcap-file", r.vcapFile, "--log-format", "json", "--log-level", "debug"}
+	p.s = harness.Start(bin, harness.Env{"CREDBROKER_POLL_INTERVAL": "1s"}, append(base, args...)...)
+	DeferCleanup(func() {
+		p.s.Terminate()
+		Eventually(p.s).WithTimeout(40 * time.Second).Should(gexec.Exit())
+		p.scan(false)
+	})
+	return p
+}
+
+// scan checks everything the process wrote so far for planted secrets and
+// crashes; live adds /metrics and /status.
+func (p *proc) scan(live bool) {
+	GinkgoHelper()
+	outs := [][]byte{p.s.Out.Contents(), p.s.Err.Contents()}
+	if live {
+		_, m := p.get("/metrics")
+		_, st := p.get("/status")
+		_, rd := p.get("/readyz")
+		outs = append(outs, m, st, rd)
+	}
+	outs = append(outs, harness.ReadTree(p.r.work, "tls.key")...)
+	expectNoCrash(outs[0], outs[1])
+	p.r.secrets.ExpectNotIn(outs...)
+}
+
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
+
+func (p *proc) get(path string) (int, []byte) {
+	resp, err := client.Get(p.admin + path)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (p *proc) status() map[string]any {
+	GinkgoHelper()
+	_, b := p.get("/status")
+	var st map[string]any
+	Expect(json.Unmarshal(b, &st)).To(Succeed(), string(b))
+	return st
+}
+
+// cert returns the /status entry of the named certificate.
+func (p *proc) cert(name string) map[string]any {
+	GinkgoHelper()
+	for _, c := range p.status()["certificates"].([]any) {
+		if m := c.(map[string]any); m["name"] == name {
+			return m
+		}
+	}
+	Fail("no certificate " + name + " in /status")
+	return nil
+}
+
+// metric returns the value of the sample whose name and labels start with
+// prefix (for example `credbroker_ready` or `go_goroutines`), or -1.
+func (p *proc) metric(prefix string) float64 {
+	_, b := p.get("/metrics")
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, prefix)
+		if ok && (strings.Contains(prefix, "{") || strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
+			f := strings.Fields(line)
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+func (p *proc) ready() int { c, _ := p.get("/readyz"); return c }
+
+// load sends requests to urls from workers goroutines, each at most one per
+// every, until stopped or until limit has passed (bounded in count and time).
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	why        map[string]int
+	first      time.Time // first failure
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(urls []string, workers int, every, limit time.Duration) *load {
+	l := &load{why: map[string]int{}, stop: make(chan struct{})}
+	deadline := time.Now().Add(limit)
+	for w := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer GinkgoRecover()
+			defer l.wg.Done()
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for i := 0; time.Now().Before(deadline); i++ {
+				u := urls[(w+i)%len(urls)]
+				l.one(u)
+				select {
+				case <-l.stop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) one(u string) {
+	resp, err := client.Get(u)
+	if err != nil {
+		l.fail(err.Error())
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		l.fail(fmt.Sprintf("%s: %d %s", u, resp.StatusCode, resp.Header.Get("X-Credbroker-Error")))
+		return
+	}
+	l.ok.Add(1)
+}
+
+func (l *load) fail(why string) {
+	l.failed.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.first.IsZero() {
+		l.first = time.Now()
+	}
+	l.why[why]++
+}
+
+// halt stops the load and waits for the workers.
+func (l *load) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+func (l *load) failures() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprintf("%v", l.why)
+}
