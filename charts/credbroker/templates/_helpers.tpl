@@ -110,6 +110,9 @@ rest comes from .Values.sidecar.config as it is.
 {{- if get . "pairing" -}}
 {{- $_ := set $c "pairing_url_file" (printf "%s/%s/pairing-url" (include "credbroker.pairingDir" $) .name) -}}
 {{- $_ := set $c "renew" (ternary (get . "renew") true (hasKey . "renew")) -}}
+{{- if get . "twoPhase" -}}
+{{- $_ := set $c "runtime_dir" (printf "%s/%s-runtime" (trimSuffix "/" $s.certificateRoot) .name) -}}
+{{- end -}}
 {{- else -}}
 {{- $_ := set $c "renew" false -}}
 {{- end -}}
@@ -120,7 +123,7 @@ rest comes from .Values.sidecar.config as it is.
 {{- $_ := set $cfg "certificates" $certs -}}
 {{- end -}}
 {{- $certNames := dict -}}
-{{- range $certs }}{{ $_ := set $certNames .name true }}{{ end -}}
+{{- range $certs }}{{ $_ := set $certNames .name true }}{{ if hasKey . "runtime_dir" }}{{ $_ := set $certNames (printf "%s-runtime" .name) true }}{{ end }}{{ end -}}
 {{- range (get $cfg "routes" | default list) -}}
 {{- with (get (get . "auth" | default dict) "certificate") -}}
 {{- if not (hasKey $certNames .) -}}
@@ -223,6 +226,11 @@ rest comes from .Values.sidecar.config as it is.
       mountPath: {{ printf "%s/%s" (trimSuffix "/" $s.certificateRoot) $c.name | quote }}
       readOnly: {{ not (get $c "pairing") }}
     {{- end }}
+    {{- if get $c "twoPhase" }}
+    - name: credbroker-runtime-{{ $i }}
+      mountPath: {{ printf "%s/%s-runtime" (trimSuffix "/" $s.certificateRoot) $c.name | quote }}
+      readOnly: false
+    {{- end }}
     {{- if get $c "pairing" }}
     - name: credbroker-pairing-{{ $i }}
       mountPath: {{ printf "%s/%s" (include "credbroker.pairingDir" $) $c.name | quote }}
@@ -257,6 +265,12 @@ rest comes from .Values.sidecar.config as it is.
   emptyDir:
     medium: Memory
     sizeLimit: {{ get $c "sizeLimit" | default "1Mi" | quote }}
+{{- if get $c "twoPhase" }}
+- name: credbroker-runtime-{{ $i }}
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ get $c "sizeLimit" | default "1Mi" | quote }}
+{{- end }}
 - name: credbroker-pairing-{{ $i }}
   secret:
     secretName: {{ $c.pairing.secretName }}

@@ -340,6 +340,41 @@ sidecar:
 	}))
 }
 
+func TestTwoPhasePairingKeepsTheRuntimeCertificate(t *testing.T) {
+	g := NewWithT(t)
+	m := mustRender(t, `
+sidecar:
+  certificates:
+    - {name: connector, pairing: {secretName: pairing-token}, twoPhase: true}
+  config:
+    routes:
+      - {name: registry, upstream: "https://registry.example.com", auth: {type: mtls, certificate: connector}}
+      - {name: events, upstream: "https://events.example.com", auth: {type: mtls, certificate: connector-runtime}}
+`)
+	pod := m.deployment(t).Spec.Template.Spec
+	sc := containerByName(pod.InitContainers, sidecarName)
+	vm := mountAt(sc.VolumeMounts, "/var/run/credbroker/connector-runtime")
+	g.Expect(vm).NotTo(BeNil())
+	g.Expect(vm.ReadOnly).To(BeFalse())
+	vol := volumeByName(pod.Volumes, vm.Name)
+	g.Expect(vol.EmptyDir).NotTo(BeNil())
+	g.Expect(vol.EmptyDir.Medium).To(Equal(corev1.StorageMediumMemory))
+	g.Expect(vol.EmptyDir.SizeLimit).NotTo(BeNil())
+	cfg := routesConfig(t, m.configMap(t))
+	g.Expect(cfg["certificates"]).To(Equal([]any{map[string]any{
+		"name": "connector", "dir": "/var/run/credbroker/connector", "runtime_dir": "/var/run/credbroker/connector-runtime",
+		"pairing_url_file": "/etc/credbroker/pairing/connector/pairing-url", "renew": true,
+	}}))
+
+	// <name>-runtime exists only with twoPhase.
+	_, err := renderChart(t, loadChart(t), `
+sidecar:
+  certificates: [{name: connector, pairing: {secretName: pairing-token}}]
+  config: {routes: [{name: events, upstream: "https://events.example.com", auth: {type: mtls, certificate: connector-runtime}}]}
+`)
+	g.Expect(err).To(MatchError(ContainSubstring(`certificate "connector-runtime" is not in sidecar.certificates`)))
+}
+
 func TestInboundGuardIsExposedThroughTheService(t *testing.T) {
 	g := NewWithT(t)
 	m := mustRender(t, modes["inbound"])
@@ -433,6 +468,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"unknown log level", "sidecar: {logLevel: verbose}\n", "logLevel"},
 		{"certificate with two sources", "sidecar: {certificates: [{name: c, existingSecret: s, pairing: {secretName: p}}]}\n", "certificates"},
 		{"certificate without source", "sidecar: {certificates: [{name: c}]}\n", "certificates"},
+		{"twoPhase on an existing Secret", "sidecar: {certificates: [{name: c, existingSecret: s, twoPhase: true}]}\n", "certificates"},
+		{"twoPhase as a string", "sidecar: {certificates: [{name: c, pairing: {secretName: p}, twoPhase: \"yes\"}]}\n", "twoPhase"},
 		{"sizeLimit on an existing Secret", "sidecar: {certificates: [{name: c, existingSecret: s, sizeLimit: 1Mi}]}\n", "certificates"},
 		{"chart-owned config key", "sidecar: {config: {listen: 0.0.0.0:8411}}\n", "listen"},
 		{"unknown config key", "sidecar: {config: {routess: []}}\n", "routess"},

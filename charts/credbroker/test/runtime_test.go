@@ -248,6 +248,47 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
 	})
 
+	t.Run("two-phase pairing: both certificates land in their emptyDirs", func(t *testing.T) {
+		g := NewWithT(t)
+		mockDir := t.TempDir()
+		mock, err := gexec.Start(exec.Command(bin, "mock", "--two-phase", "--dir", mockDir), gexec.NewPrefixedWriter("[mock] ", os.Stderr), gexec.NewPrefixedWriter("[mock] ", os.Stderr))
+		g.Expect(err).NotTo(HaveOccurred())
+		t.Cleanup(func() {
+			mock.Kill()
+			<-mock.Exited
+		})
+		g.Eventually(func() error { _, err := os.Stat(filepath.Join(mockDir, "mock.json")); return err }, 30*time.Second, 50*time.Millisecond).Should(Succeed())
+		pairingURL, err := os.ReadFile(filepath.Join(mockDir, "pairing-url"))
+		g.Expect(err).NotTo(HaveOccurred())
+
+		tmp := t.TempDir()
+		certRoot := filepath.Join(tmp, "certs")
+		for _, d := range []string{"connector", "connector-runtime"} {
+			g.Expect(os.MkdirAll(filepath.Join(certRoot, d), 0o700)).To(Succeed())
+		}
+		pairingRoot := filepath.Join(tmp, "pairing")
+		g.Expect(os.MkdirAll(filepath.Join(pairingRoot, "connector"), 0o700)).To(Succeed())
+		g.Expect(os.WriteFile(filepath.Join(pairingRoot, "connector", "pairing-url"), pairingURL, 0o600)).To(Succeed())
+
+		sc, cfg, _, admin := render(t, fmt.Sprintf(`
+  certificateRoot: %s
+  certificates:
+    - {name: connector, pairing: {secretName: connector-pairing}, twoPhase: true}
+  config:
+    ca_file: %s
+    routes:
+      - {name: events, upstream: "https://gateway.example.com", auth: {type: mtls, certificate: connector-runtime}}
+`, certRoot, filepath.Join(mockDir, "ca.crt")))
+		s := startSidecar(t, bin, sc, strings.ReplaceAll(cfg, "/etc/credbroker/pairing", pairingRoot), "")
+		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 30*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
+		for _, d := range []string{"connector", "connector-runtime"} {
+			g.Expect(filepath.Join(certRoot, d, "tls.crt")).To(BeARegularFile())
+			g.Expect(filepath.Join(certRoot, d, "tls.key")).To(BeARegularFile())
+		}
+		s.Signal(syscall.SIGTERM)
+		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
+	})
+
 	t.Run("bindings, a bearer route and the inbound guard: accepted and serving", func(t *testing.T) {
 		g := NewWithT(t)
 		const planted = "planted-client-secret-7f3a9c"
