@@ -35,8 +35,8 @@ check-deps: ## fail when an import breaks the layering rules of DESIGN.md
 fuzz-smoke: ## run every fuzz target for FUZZTIME (default 3s)
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-fuzz: ## run every fuzz target for a minute
-	FUZZTIME=60s scripts/fuzz.sh
+fuzz: ## run every fuzz target for a minute and keep the new corpus in testdata/fuzz
+	KEEP_CORPUS=1 FUZZTIME=60s scripts/fuzz.sh
 
 chart-test: ## helm lint, helm template and strict decoding of the chart
 	@if [ -f charts/credbroker/test/go.mod ]; then cd charts/credbroker/test && $(GO) test -count=1 ./...; else echo "chart-test: no chart tests yet"; fi
