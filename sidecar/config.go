@@ -163,7 +163,11 @@ type Certificate struct {
 	Dir            string `yaml:"dir"`
 	PairingURLFile string `yaml:"pairing_url_file"`
 	Renew          bool   `yaml:"renew"`
-	Binding        string `yaml:"binding"`
+	// KeyType is the key algorithm for pairing: rsa2048, rsa4096 or
+	// ecdsa-p256 (default: what the connector asks for, else rsa2048).
+	// Renewals keep the algorithm of the current key.
+	KeyType string `yaml:"key_type"`
+	Binding string `yaml:"binding"`
 	// RuntimeDir keeps the second-phase certificate of a two-phase connector:
 	// when the central connector's management info carries runtime.tokenUrl,
 	// credbroker pairs with it into RuntimeDir (once, when it holds no valid
@@ -402,6 +406,14 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(f, ct.Name, ErrInvalidValue, "renew, pairing_url_file and runtime_dir need dir (a binding's certificate is rotated by the platform)"))
 		case ct.RuntimeDir != "" && filepath.Clean(ct.RuntimeDir) == filepath.Clean(ct.Dir):
 			errs = append(errs, c.errorf(f+".runtime_dir", ct.Name, ErrInvalidValue, "must differ from dir"))
+		}
+		switch strings.ToLower(strings.ReplaceAll(ct.KeyType, "-", "")) {
+		case "", "rsa", "rsa2048", "rsa4096", "ecdsa", "p256", "ecdsap256":
+		default:
+			errs = append(errs, c.errorf(f+".key_type", ct.Name, ErrInvalidValue, "%q: want rsa2048, rsa4096 or ecdsa-p256", ct.KeyType))
+		}
+		if ct.KeyType != "" && ct.PairingURLFile == "" && ct.RuntimeDir == "" {
+			errs = append(errs, c.errorf(f+".key_type", ct.Name, ErrInvalidValue, "key_type is for pairing: set pairing_url_file or runtime_dir"))
 		}
 		if ct.RuntimeDir != "" && ct.Name != "" {
 			if j, dup := certs[ct.RuntimeName()]; dup {

@@ -109,6 +109,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"runtime_dir same as dir", "certificates: [{name: c, dir: /x, runtime_dir: /x/}]\n", ErrInvalidValue, []string{"certificates[0].runtime_dir", "must differ"}},
 		{"runtime_dir on a binding certificate", "certificates: [{name: c, binding: b, runtime_dir: /y}]\n", ErrInvalidValue, []string{"runtime_dir need dir"}},
 		{"runtime name taken", "certificates: [{name: c, dir: /x, runtime_dir: /y}, {name: c-runtime, dir: /z}]\n", ErrDuplicateName, []string{"certificates[1].name"}},
+		{"bad key type", "certificates: [{name: c, dir: /x, pairing_url_file: /p, key_type: dsa}]\n", ErrInvalidValue, []string{"certificates[0].key_type", "ecdsa-p256"}},
+		{"key type without pairing", "certificates: [{name: c, dir: /x, key_type: ecdsa-p256}]\n", ErrInvalidValue, []string{"key_type is for pairing"}},
 		{"duplicate certificate", "certificates: [{name: c, dir: /x}, {name: c, dir: /y}]\n", ErrDuplicateName, []string{"certificates[1].name"}},
 		{"non-loopback listen", "listen: 0.0.0.0:8411\n", ErrNonLoopback, []string{"line 1", "listen", "allow_non_loopback"}},
 		{"all interfaces", "admin_listen: ':9411'\n", ErrNonLoopback, []string{"admin_listen"}},

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -185,19 +186,39 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 		}
 		byName[b] = bs
 	}
+	// One token per distinct route source, asked for concurrently and
+	// bounded together: a token service that hangs must not hang /readyz.
+	type probe struct {
+		r   *route
+		tok Token
+		err error
+	}
+	var probes []*probe
 	seen := map[TokenSource]bool{}
 	for _, r := range p.routes {
 		if r.tokens == nil || r.jwtBearer || seen[r.tokens] {
 			continue
 		}
 		seen[r.tokens] = true
-		bs := byName[r.cfg.Auth.Binding]
-		if bs == nil || !bs.Usable {
+		if bs := byName[r.cfg.Auth.Binding]; bs == nil || !bs.Usable {
 			continue
 		}
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		tok, err := r.tokens.Token(tctx, TokenRequest{Tenant: r.tenant})
-		cancel()
+		probes = append(probes, &probe{r: r})
+	}
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	var wg sync.WaitGroup
+	for _, pr := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pr.tok, pr.err = pr.r.tokens.Token(tctx, TokenRequest{Tenant: pr.r.tenant})
+		}()
+	}
+	wg.Wait()
+	cancel()
+	for _, pr := range probes {
+		r, tok, err := pr.r, pr.tok, pr.err
+		bs := byName[r.cfg.Auth.Binding]
 		if ok, why := judgeToken(r.cfg.Auth.Binding, tok, err, now); !ok {
 			st.Reasons = append(st.Reasons, why)
 			if err != nil {

@@ -363,6 +363,9 @@ func (c *composer) tokenOptions(binding string, n *netSettings) []tokenclient.Op
 	hits := c.metrics.TokenCacheHits(binding)
 	opts := []tokenclient.Option{
 		tokenclient.WithDialContext(n.resolver.Dialer(nil)),
+		// A proxied request waits at most this long for a token the cache
+		// does not have before the proxy answers 503.
+		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: 10 * time.Second}),
 		tokenclient.WithLogger(c.log.With("binding", binding)),
 		tokenclient.WithObserver(tokenclient.Observer{
 			Hit: hits.Inc,
@@ -506,8 +509,8 @@ func (g *genDeps) certificate(ctx context.Context, i int, ce sidecar.Certificate
 		key = fmt.Sprintf("binding %s %s %s", ce.Name, ce.Binding, bindingDigest(b))
 		start = func() (*liveCert, func(), error) { return g.c.startBindingCert(ctx, ce, b) }
 	} else {
-		key = fmt.Sprintf("dir %s %s renew=%v pairing=%s %s", ce.Name, filepath.Clean(ce.Dir), ce.Renew, ce.PairingURLFile, g.net.key)
-		dc := dirCert{name: ce.Name, dir: ce.Dir, renew: ce.Renew}
+		key = fmt.Sprintf("dir %s %s renew=%v pairing=%s key=%s %s", ce.Name, filepath.Clean(ce.Dir), ce.Renew, ce.PairingURLFile, ce.KeyType, g.net.key)
+		dc := dirCert{name: ce.Name, dir: ce.Dir, renew: ce.Renew, keyType: ce.KeyType}
 		if ce.PairingURLFile != "" {
 			dc.pairingURL = pairingURLFile(ce.PairingURLFile)
 		}
@@ -527,7 +530,7 @@ func (g *genDeps) certificate(ctx context.Context, i int, ce sidecar.Certificate
 func (g *genDeps) runtimeCertificate(ctx context.Context, i int, ce sidecar.Certificate, central *liveCert) (*liveCert, error) {
 	name := ce.RuntimeName()
 	key := fmt.Sprintf("dir %s %s renew=%v runtime-of=%s %s", name, filepath.Clean(ce.RuntimeDir), ce.Renew, filepath.Clean(ce.Dir), g.net.key)
-	dc := dirCert{name: name, dir: ce.RuntimeDir, renew: ce.Renew, pairingURL: g.c.runtimeTokenURL(central, ce.Dir, g.net)}
+	dc := dirCert{name: name, dir: ce.RuntimeDir, renew: ce.Renew, keyType: ce.KeyType, pairingURL: g.c.runtimeTokenURL(central, ce.Dir, g.net)}
 	lc, release, err := g.c.certs.acquire(key, func() (*liveCert, func(), error) { return g.c.startDirCert(ctx, dc, g.net) })
 	if err != nil {
 		return nil, fmt.Errorf("certificates[%d] %q (runtime_dir): %w", i, ce.Name, err)
@@ -582,9 +585,10 @@ func (c *composer) connectorClient(n *netSettings, extra ...connector.Option) (*
 
 // dirCert says how to keep one certificate directory alive.
 type dirCert struct {
-	name  string
-	dir   string
-	renew bool
+	name    string
+	dir     string
+	renew   bool
+	keyType string // for pairing; "" follows the connector
 	// pairingURL returns the one-time token URL to pair with when dir holds
 	// no valid pair; nil when pairing is not configured.
 	pairingURL func(ctx context.Context) (string, error)
@@ -602,7 +606,7 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := c.pairDir(ctx, dc.name, dc.dir, u, n); err != nil {
+		if err := c.pairDir(ctx, dc.name, dc.dir, dc.keyType, u, n); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -710,8 +714,16 @@ func (c *composer) runtimeTokenURL(central *liveCert, centralDir string, n *netS
 
 // pairDir redeems a one-time token URL and persists the pair and
 // connection.json into dir (as `credbroker pair`).
-func (c *composer) pairDir(ctx context.Context, name, dir, tokenURL string, n *netSettings) error {
-	client, err := c.connectorClient(n)
+func (c *composer) pairDir(ctx context.Context, name, dir, keyType, tokenURL string, n *netSettings) error {
+	var extra []connector.Option
+	if keyType != "" {
+		kt, err := connector.ParseKeyType(keyType)
+		if err != nil {
+			return badInputf("certificate %q: key_type %q: want rsa2048, rsa4096 or ecdsa-p256", name, keyType)
+		}
+		extra = append(extra, connector.WithKeyType(kt))
+	}
+	client, err := c.connectorClient(n, extra...)
 	if err != nil {
 		return err
 	}

@@ -315,10 +315,10 @@ routes:
 	})
 
 	It("rotates the client certificate while requests flow, without a failed request", func() {
-		e := newEnv(mockauth.Options{CertTTL: 6 * time.Second})
+		e := newEnv(mockauth.Options{CertTTL: 9 * time.Second})
 		sc := e.startSidecar(fmt.Sprintf(`
 certificates:
-  - {name: connector, dir: %s, pairing_url_file: %s, renew: true}
+  - {name: connector, dir: %s, pairing_url_file: %s, renew: true, key_type: ecdsa-p256}
 routes:
   - {name: events, upstream: %s/events, auth: {type: mtls, certificate: connector}}
 `, filepath.Join(e.dir, "connector"), e.pairingURLFile("rotating"), e.up.url))
@@ -363,7 +363,7 @@ routes:
 			}
 			return len(seen)
 		}
-		Eventually(serials).WithTimeout(60*time.Second).WithPolling(250*time.Millisecond).Should(BeNumerically(">=", 3), "two renewals while requests flow")
+		Eventually(serials).WithTimeout(90*time.Second).WithPolling(250*time.Millisecond).Should(BeNumerically(">=", 3), "two renewals while requests flow")
 		close(stop)
 		wg.Wait()
 		var why []string
