@@ -10,9 +10,10 @@
 // X-Credbroker-Error header instead of forwarding a request that would fail.
 //
 // The core depends only on small interfaces declared here (TokenSource,
-// Tokens, ClientCertificate, Signer), so it is tested with fakes; Compose
-// (compose.go) wires in the real tokenclient, certwatch, connector and oauth1
-// packages.
+// Tokens, ClientCertificate, Signer, InboundHandler), so it is tested with
+// fakes; `credbroker run` (cmd/credbroker/run_compose.go) wires in the real
+// tokenclient, certwatch, connector, oauth1 and sidecar/guard packages
+// through a Loader.
 //
 // Usage:
 //
