@@ -479,6 +479,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"inbound rule without accept", "sidecar: {inbound: {rules: [{path: /}]}}\n", "accept"},
 		{"unknown route key", "sidecar: {config: {routes: [{name: a, upstream: 'https://a.example.com', auth: {type: none}, timeout: 3}]}}\n", "timeout"},
 		{"upstream without scheme", "sidecar: {config: {routes: [{name: a, upstream: a.example.com, auth: {type: none}}]}}\n", "upstream"},
+		{"resolve rule with a port", "sidecar: {config: {resolve: ['a.example.com=127.0.0.1:443']}}\n", "resolve"},
+		{"resolve rule with a host name", "sidecar: {config: {resolve: ['a.example.com=localhost']}}\n", "resolve"},
 		{"bad duration", "sidecar: {config: {drain_timeout: 20}}\n", "drain_timeout"},
 		{"bad digest", "sidecar: {image: {digest: latest}}\n", "digest"},
 		{"probe handler is the chart's", "sidecar: {probes: {liveness: {httpGet: {path: /}}}}\n", "httpGet"},

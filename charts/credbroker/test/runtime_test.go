@@ -1,8 +1,16 @@
 package charttest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"debug/elf"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -105,6 +113,104 @@ func nonLoopbackIPv4() string {
 		}
 	}
 	return ""
+}
+
+type trustFiles struct{ ca, crl, key, secret, certRoot string }
+
+// writeTrustFiles writes a CA certificate, a CRL it signed and an OAuth 1.0a
+// consumer key and secret, for the config keys that name files.
+func writeTrustFiles(t *testing.T) trustFiles {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "chart test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour)}, ca, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A server pair from that CA, as the directory of a certificate named
+	// "server" under certRoot.
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "shop.example.com"},
+		DNSNames:     []string{"shop.example.com"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, ca, &srvKey.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKeyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certRoot := filepath.Join(dir, "certs")
+	if err := os.MkdirAll(filepath.Join(certRoot, "server"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f := trustFiles{ca: filepath.Join(dir, "ca.crt"), crl: filepath.Join(dir, "ca.crl"), key: filepath.Join(dir, "consumer-key"), secret: filepath.Join(dir, "consumer-secret"), certRoot: certRoot}
+	for path, data := range map[string][]byte{
+		f.ca:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		f.crl:    pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl}),
+		f.key:    []byte("chart-consumer\n"),
+		f.secret: []byte("chart-consumer-secret\n"),
+		filepath.Join(certRoot, "server", "tls.crt"): pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
+		filepath.Join(certRoot, "server", "tls.key"): pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: srvKeyDER}),
+		filepath.Join(certRoot, "server", "ca.crt"):  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+	} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// httpsStatus is httpStatus over TLS, verifying the server as serverName
+// against the CA in caFile.
+func httpsStatus(caFile, serverName, url string) func() (int, error) {
+	return func() (int, error) {
+		pemData, err := os.ReadFile(caFile)
+		if err != nil {
+			return 0, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return 0, fmt.Errorf("no CA in %s", caFile)
+		}
+		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: serverName}}}
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
 }
 
 func httpStatus(url string) func() (int, error) {
@@ -289,7 +395,7 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
 	})
 
-	t.Run("bindings, a bearer route and the inbound guard: accepted and serving", func(t *testing.T) {
+	t.Run("bindings, every config key and the inbound guard over TLS: accepted and serving", func(t *testing.T) {
 		g := NewWithT(t)
 		const planted = "planted-client-secret-7f3a9c"
 		root := t.TempDir()
@@ -306,26 +412,48 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		} {
 			g.Expect(os.WriteFile(filepath.Join(b, k), []byte(v+"\n"), 0o600)).To(Succeed())
 		}
+		// Every key values.schema.json lets through in sidecar.config and
+		// sidecar.inbound, so a key the schema accepts but credbroker does not
+		// know fails here (credbroker refuses unknown keys with exit 2).
+		files := writeTrustFiles(t)
 		inbound := freePort(t)
-		sc, cfg, _, admin := render(t, `
+		sc, cfg, _, admin := render(t, fmt.Sprintf(`
   bindings: [{name: my-xsuaa, secretName: xsuaa-binding}]
+  certificateRoot: %[6]q
+  certificates: [{name: server, existingSecret: server-tls}]
   inbound:
     enabled: true
-    port: `+fmt.Sprint(inbound)+`
-    rules: [{path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read]}]
+    port: %[1]d
+    appPort: 8080
+    tlsCertificate: server
+    trustedProxies: [10.0.0.0/8]
+    rules:
+      - {path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read]}
+      - {path: /aps/, accept: [oauth1], oauth1: {key_file: %[2]q, secret_file: %[3]q}}
+      - {path: /callbacks/, accept: [mtls], ca_file: %[4]q, subjects: ["CN=controller"], sans: [controller.example.com], crl_file: %[5]q}
   config:
+    ca_file: %[4]q
+    resolve: ["orders.example.com=127.0.0.1"]
+    drain_timeout: 5s
+    timeouts: {dial: 2s, tls_handshake: 2s, response_header: 10s, idle_conn: 30s}
+    max_idle_conns_per_host: 8
+    max_signed_body: 65536
+    token_api: {bindings: ["*"]}
     routes:
-      - {name: orders, upstream: "https://orders.example.com", auth: {type: bearer, binding: my-xsuaa, scopes: [orders.read]}}
-`)
+      - {name: orders, upstream: "https://orders.example.com", auth: {type: bearer, binding: my-xsuaa, scopes: [orders.read], grant: client_credentials, tenant: shop, tenant_header: X-Tenant, replace_app_credentials: false}}
+      - {name: users, upstream: "https://users.example.com", auth: {type: bearer, binding: my-xsuaa, grant: jwt-bearer}}
+      - {name: aps, upstream: "https://aps.example.com", auth: {type: oauth1, key_file: %[2]q, secret_file: %[3]q}}
+      - {name: plain, upstream: "http://plain.example.com", auth: {type: none}}
+`, inbound, files.key, files.secret, files.ca, files.crl, files.certRoot))
 		g.Expect(sc.Env).To(ContainElement(HaveField("Name", "SERVICE_BINDING_ROOT")))
 		s := startSidecar(t, bin, sc, cfg, root)
 		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/healthz", admin)), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
 		g.Consistently(s, time.Second).ShouldNot(gexec.Exit(), "a config or binding error would exit 2")
 		// The inbound guard listens on the port the Service targets and
 		// refuses calls without a credential, and paths no rule covers.
-		guard := fmt.Sprintf("http://127.0.0.1:%d", inbound)
-		g.Eventually(httpStatus(guard+"/api/orders"), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusUnauthorized))
-		g.Expect(httpStatus(guard + "/elsewhere")()).To(Equal(http.StatusForbidden))
+		guard := fmt.Sprintf("https://127.0.0.1:%d", inbound)
+		g.Eventually(httpsStatus(files.ca, "shop.example.com", guard+"/api/orders"), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusUnauthorized))
+		g.Expect(httpsStatus(files.ca, "shop.example.com", guard+"/elsewhere")()).To(Equal(http.StatusForbidden))
 		// No token service: not ready, so in native mode the app would not start yet.
 		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusServiceUnavailable))
 		s.Signal(syscall.SIGTERM)
