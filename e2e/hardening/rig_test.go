@@ -100,6 +100,7 @@ func (r *rig) pairingURLFile(app string) string {
 
 // rec is what the upstream saw of one request.
 type rec struct {
+	Time   time.Time // when the upstream received it
 	Method string
 	URI    string // the request target as sent
 	Path   string
@@ -125,7 +126,7 @@ func newUpstream(ca *testpki.CA, clientCAPEM []byte, secrets *harness.Secrets) *
 	GinkgoHelper()
 	u := &upstream{}
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		rc := rec{Method: req.Method, URI: req.RequestURI, Path: req.URL.Path, Host: req.Host, Header: req.Header.Clone()}
+		rc := rec{Time: time.Now(), Method: req.Method, URI: req.RequestURI, Path: req.URL.Path, Host: req.Host, Header: req.Header.Clone()}
 		if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok && len(tok) >= 8 {
 			secrets.Add("access token issued by the mock", tok)
 		}
