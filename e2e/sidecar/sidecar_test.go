@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -262,6 +263,15 @@ routes:
 		sc.s.Signal(syscall.SIGHUP)
 		Eventually(func() int { resp, _ := call("GET", sc.proxy+"/two/x", nil, nil); return resp.StatusCode }).WithTimeout(20 * time.Second).Should(Equal(200))
 
+		// A reload keeps the token cache of an unchanged binding.
+		fetched := e.mock.Stats().TokenRequests
+		g := gen()
+		sc.s.Signal(syscall.SIGHUP)
+		Eventually(gen).WithTimeout(20 * time.Second).Should(Equal(g + 1))
+		resp, _ := call("GET", sc.proxy+"/two/again", nil, nil)
+		Expect(resp.StatusCode).To(Equal(200))
+		Expect(e.mock.Stats().TokenRequests).To(Equal(fetched), "no new token request after a reload")
+
 		sc.rewrite(one + "  - {name: three, upstream: https://x.example, auth: {type: bearer, binding: no-such-binding}}\n")
 		sc.s.Signal(syscall.SIGHUP)
 		Eventually(func() string {
@@ -269,9 +279,29 @@ routes:
 			s, _ := st["last_reload_error"].(string)
 			return s
 		}).WithTimeout(20 * time.Second).Should(ContainSubstring(`unknown binding: "no-such-binding"`))
-		resp, _ := call("GET", sc.proxy+"/two/y", nil, nil)
+		resp, _ = call("GET", sc.proxy+"/two/y", nil, nil)
 		Expect(resp.StatusCode).To(Equal(200), "the running configuration is kept")
 		Expect(string(sc.s.Err.Contents())).To(ContainSubstring("reload refused"))
+	})
+
+	It("picks up a rotated binding without a restart", func() {
+		e := newEnv(mockauth.Options{})
+		good := e.mock.VCAPServices()
+		secret := e.mock.ClientSecret(e.mock.Info().SecretClientID)
+		wrong := e.secrets.Plant("wrong client secret")
+		Expect(os.WriteFile(e.vcapFile, []byte(strings.ReplaceAll(string(good), secret, wrong)), 0o600)).To(Succeed())
+		sc := e.startSidecar(fmt.Sprintf("routes:\n  - {name: orders, upstream: %s/orders, auth: {type: bearer, binding: xsuaa-secret}}\n", e.up.url))
+		resp, body := call("GET", sc.proxy+"/orders/x", nil, nil)
+		Expect(resp.StatusCode).To(Equal(503))
+		Expect(body).To(ContainSubstring("401"), "the token service's refusal is in the body")
+		code, _ := httpGet(sc.admin + "/readyz")
+		Expect(code).To(Equal(503))
+
+		tmp := e.vcapFile + ".new"
+		Expect(os.WriteFile(tmp, good, 0o600)).To(Succeed())
+		Expect(os.Rename(tmp, e.vcapFile)).To(Succeed()) // the platform rotates the binding
+		Eventually(func() int { resp, _ := call("GET", sc.proxy+"/orders/y", nil, nil); return resp.StatusCode }).WithTimeout(30 * time.Second).Should(Equal(200))
+		Eventually(func() int { c, _ := httpGet(sc.admin + "/readyz"); return c }).WithTimeout(30 * time.Second).Should(Equal(200))
 	})
 
 	It("drains in-flight requests on SIGTERM and exits 0", func() {
