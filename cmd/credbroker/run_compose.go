@@ -757,9 +757,10 @@ type refPool[T any] struct {
 }
 
 type refItem[T any] struct {
-	v     T
-	refs  int
-	close func()
+	v      T
+	refs   int
+	close  func()
+	closed bool // by closeAll: later releases do nothing
 }
 
 // acquire returns the value for key (creating it with mk) and a release
@@ -788,9 +789,12 @@ func (p *refPool[T]) acquire(key string, mk func() (T, func(), error)) (T, func(
 func (p *refPool[T]) release(key string, it *refItem[T]) {
 	p.mu.Lock()
 	it.refs--
-	last := it.refs == 0
-	if last && p.items[key] == it {
-		delete(p.items, key)
+	last := it.refs == 0 && !it.closed
+	if last {
+		it.closed = true
+		if p.items[key] == it {
+			delete(p.items, key)
+		}
 	}
 	p.mu.Unlock()
 	if last && it.close != nil {
@@ -802,6 +806,9 @@ func (p *refPool[T]) closeAll() {
 	p.mu.Lock()
 	items := p.items
 	p.items = nil
+	for _, it := range items {
+		it.closed = true
+	}
 	p.mu.Unlock()
 	for _, it := range items {
 		if it.close != nil {
