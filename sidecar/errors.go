@@ -20,15 +20,9 @@ var (
 	ErrReloadListen       = errors.New("listen addresses cannot change on reload; restart credbroker")
 )
 
-// Runtime errors of the proxy and its credential providers.
-var (
-	// ErrNoCredential means no valid credential can be had for a route right
-	// now (the proxy answers 503).
-	ErrNoCredential = errors.New("sidecar: no valid credential")
-	// ErrNotStarted is returned by accessors used before Run has bound its
-	// listeners.
-	ErrNotStarted = errors.New("sidecar: not started")
-)
+// ErrNotStarted is returned by Reload before Run has loaded a
+// configuration (or after it stopped).
+var ErrNotStarted = errors.New("sidecar: not started")
 
 // ConfigError is one problem with the configuration. It names the source
 // (file), the line when known, and the field path ("routes[1].auth.binding").
@@ -90,17 +84,3 @@ func (m ConfigErrors) Unwrap() []error {
 	}
 	return out
 }
-
-// CredentialError explains why a route has no usable credential. The proxy
-// answers 503 with Reason in the X-Credbroker-Error header.
-type CredentialError struct {
-	Route  string
-	Reason string // stable, short: "token-unavailable", "certificate-unavailable", "certificate-expired", "signing-failed"
-	Err    error
-}
-
-func (e *CredentialError) Error() string {
-	return fmt.Sprintf("sidecar: route %q: %s: %v", e.Route, e.Reason, e.Err)
-}
-
-func (e *CredentialError) Unwrap() []error { return []error{ErrNoCredential, e.Err} }
