@@ -320,6 +320,7 @@ type load struct {
 	first      time.Time // first failure
 	stop       chan struct{}
 	wg         sync.WaitGroup
+	done       chan struct{} // see doneChan
 }
 
 func startLoad(urls []string, workers int, every, limit time.Duration) *load {
