@@ -72,3 +72,30 @@ func TestBindingsTableEscapesControlBytes(t *testing.T) {
 		g.Expect(line).NotTo(HavePrefix("FORGED"))
 	}
 }
+
+// `run` refuses a FIFO as --config at once (it used to block in open,
+// past SIGTERM) and a config file over maxInputFile.
+func TestRunConfigMustBeASmallRegularFile(t *testing.T) {
+	g := NewWithT(t)
+	clearBindingsEnv(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "config.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	huge := filepath.Join(dir, "huge.yaml")
+	g.Expect(os.WriteFile(huge, append([]byte("routes: []\n#"), make([]byte, maxInputFile)...), 0o600)).To(Succeed())
+	for _, cfg := range []string{fifo, huge} {
+		done := make(chan int, 1)
+		var errOut string
+		go func() {
+			code, _, e := runCmd("run", "--config", cfg, "--vcap-file", bindingsExampleVCAP, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+			errOut = e
+			done <- code
+		}()
+		var code int
+		g.Eventually(done, 10*time.Second).Should(Receive(&code), "%s must not block", cfg)
+		g.Expect(code).To(Equal(2), errOut)
+		g.Expect(errOut).To(ContainSubstring("--config " + cfg))
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,7 +55,7 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 	var data []byte
 	source := "config (defaults: no --config)"
 	if c.o.Config != "" {
-		b, err := os.ReadFile(c.o.Config)
+		b, err := readInputFile(c.o.Config)
 		if err != nil {
 			return nil, sidecar.Deps{}, badInputf("--config %s: %v", c.o.Config, errors.Unwrap(err))
 		}
@@ -269,7 +268,7 @@ func newNetSettings(cfg *sidecar.Config) (*netSettings, error) {
 	}
 	n := &netSettings{resolver: &netx.Resolver{Rules: rules}}
 	if cfg.CAFile != "" {
-		pemData, err := os.ReadFile(cfg.CAFile)
+		pemData, err := readInputFile(cfg.CAFile)
 		if err != nil {
 			return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: "ca_file", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, errors.Unwrap(err))}
 		}
@@ -436,7 +435,7 @@ func (o oauth1Signer) Sign(req *http.Request, body []byte) error {
 
 func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signer, error) {
 	read := func(field, path string) (string, error) {
-		b, err := os.ReadFile(path)
+		b, err := readInputFile(path)
 		if err != nil {
 			return "", &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth.%s", i, field), Name: r.Name, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
 		}
@@ -674,7 +673,7 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 // pairingURLFile reads a one-time token URL from a file.
 func pairingURLFile(path string) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) {
-		b, err := os.ReadFile(path)
+		b, err := readInputFile(path)
 		if err != nil {
 			return "", badInputf("pairing_url_file %s: %v", path, errors.Unwrap(err))
 		}
