@@ -3,6 +3,7 @@ package hardening_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -508,6 +509,56 @@ var _ = Describe("bad input to every command", func() {
 			Entry("a gigantic body", mockauth.Fault{Body: `{"csrUrl":"` + strings.Repeat("a", 8<<20) + `"}`}, "connector"),
 			Entry("a dropped connection", mockauth.Fault{Drop: true}, "connector"),
 			Entry("slower than --timeout", mockauth.Fault{Latency: 30 * time.Second}, "connector"),
+		)
+	})
+
+	Describe("credbroker run with a hostile configuration", func() {
+		var vcapFile string
+		BeforeEach(func() {
+			vcapFile = w.file("vcap.json", []byte(`{"xsuaa":[{"name":"x","label":"xsuaa","plan":"application","credentials":`+w.creds("")+`}]}`))
+		})
+		laughs := "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+		for i, c := range "bcdefghi" {
+			prev := string("abcdefghi"[i])
+			laughs += fmt.Sprintf("%c: &%c [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n", c, c, prev, prev, prev, prev, prev, prev, prev, prev, prev)
+		}
+		DescribeTable("exit 2 with the config file, line and field, without listening",
+			func(config func() string, want string, args ...string) {
+				cfg := config()
+				s := runBounded(w.secrets, 60*time.Second, nil, append([]string{"run", "--config", cfg, "--vcap-file", vcapFile, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)...)
+				Expect(s).To(gexec.Exit(2), "stderr: %s", s.Err.Contents())
+				Expect(string(s.Err.Contents())).To(ContainSubstring(want))
+				Expect(string(s.Err.Contents())).NotTo(ContainSubstring("listening"))
+			},
+			Entry("a billion laughs", func() string { return w.file("laughs.yaml", []byte(laughs+"routes: *i\n")) }, "laughs.yaml"),
+			Entry("100,000 levels of nesting", func() string { return w.file("deep.yaml", []byte("routes: "+strings.Repeat("[", 100_000))) }, "malformed YAML"),
+			Entry("a 5 MiB config", func() string { return w.file("big.yaml", append([]byte("routes: []\n#"), bytes.Repeat([]byte("x"), 5<<20)...)) }, "larger than"),
+			Entry("a FIFO", func() string { return w.fifo("config.fifo") }, "not a regular file"),
+			Entry("a directory", func() string { return w.dir }, "is a directory"),
+			Entry("a tab for indentation", func() string { return w.file("tab.yaml", []byte("routes:\n\t- x\n")) }, "malformed YAML"),
+			Entry("routes as a map", func() string { return w.file("types.yaml", []byte("routes: {name: 5}\n")) }, "line 1"),
+			Entry("a non-loopback listener without the flag", func() string {
+				return w.file("listen.yaml", []byte("listen: 0.0.0.0:0\nroutes: []\n"))
+			}, "not loopback", "--listen", "0.0.0.0:0"),
+			Entry("a non-loopback admin listener without the flag", func() string {
+				return w.file("admin.yaml", []byte("routes: []\n"))
+			}, "not loopback", "--admin-listen", "[::]:0"),
+			Entry("an upstream with user information", func() string {
+				return w.file("userinfo.yaml", []byte(`routes: [{name: o, upstream: "https://u:`+w.secret+`@x.example", auth: {type: none}}]`+"\n"))
+			}, `routes[0].upstream ("o")`),
+			Entry("a route name with a slash", func() string {
+				return w.file("slash.yaml", []byte(`routes: [{name: "a/../b", upstream: "https://x.example", auth: {type: none}}]`+"\n"))
+			}, `routes[0].name`),
+			Entry("duplicate route names", func() string {
+				return w.file("dup.yaml", []byte("routes:\n  - {name: a, upstream: \"https://x.example\", auth: {type: none}}\n  - {name: a, upstream: \"https://y.example\", auth: {type: none}}\n"))
+			}, "duplicate name"),
+			Entry("an unknown auth type", func() string {
+				return w.file("auth.yaml", []byte(`routes: [{name: a, upstream: "https://x.example", auth: {type: kerberos}}]`+"\n"))
+			}, `routes[0].auth.type`),
+			Entry("an OAuth 1.0a secret file that is a FIFO", func() string {
+				key := w.file("k", []byte("key"))
+				return w.file("o1.yaml", []byte(`routes: [{name: a, upstream: "https://x.example", auth: {type: oauth1, key_file: `+key+`, secret_file: `+w.fifo("s.fifo")+`}}]`+"\n"))
+			}, `routes[0].auth.secret_file`),
 		)
 	})
 
