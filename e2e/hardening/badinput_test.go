@@ -532,7 +532,9 @@ var _ = Describe("bad input to every command", func() {
 			},
 			Entry("a billion laughs", func() string { return w.file("laughs.yaml", []byte(laughs+"routes: *i\n")) }, "laughs.yaml"),
 			Entry("100,000 levels of nesting", func() string { return w.file("deep.yaml", []byte("routes: "+strings.Repeat("[", 100_000))) }, "malformed YAML"),
-			Entry("a 5 MiB config", func() string { return w.file("big.yaml", append([]byte("routes: []\n#"), bytes.Repeat([]byte("x"), 5<<20)...)) }, "larger than"),
+			Entry("a 5 MiB config", func() string {
+				return w.file("big.yaml", append([]byte("routes: []\n#"), bytes.Repeat([]byte("x"), 5<<20)...))
+			}, "larger than"),
 			Entry("a FIFO", func() string { return w.fifo("config.fifo") }, "not a regular file"),
 			Entry("a directory", func() string { return w.dir }, "is a directory"),
 			Entry("a tab for indentation", func() string { return w.file("tab.yaml", []byte("routes:\n\t- x\n")) }, "malformed YAML"),
