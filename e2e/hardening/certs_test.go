@@ -133,7 +133,7 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 			cases = append(cases, &rigCase{name: name, arm: arm, check: check, runFor: runFor, r: newRig(opts)})
 		}
 		ttl := mockauth.Options{CertTTL: faultCertTTL}
-		run := 36 * time.Second
+		run := time.Duration(scale(36, 120)) * time.Second
 		add("connector down", ttl, connectorFault(mockauth.Fault{Target: mockauth.TargetConnector, Status: 503}), renewedAfterFault, run)
 		// A 401/403 on renewal is final (only a new one-time token helps): the
 		// revoked case below covers it. A refusal with a server error is not.
@@ -180,7 +180,7 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 		// an mTLS route that also carries that token.
 		bca := testpki.NewCA()
 		var bindingLeaves []*testpki.Leaf
-		rotation := &rigCase{name: "rotation under load", runFor: 36 * time.Second,
+		rotation := &rigCase{name: "rotation under load", runFor: run,
 			r: newRig(mockauth.Options{CertTTL: 8 * time.Second, TokenTTL: 9 * time.Second, ClientCAs: bca.Pool()})}
 		rotateBinding := func(c *rigCase) {
 			leaf := bca.Issue(testpki.ClientAuth(), testpki.WithNotBeforeAfter(time.Now().Add(-time.Second), time.Now().Add(15*time.Second)))
