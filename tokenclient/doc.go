@@ -50,7 +50,7 @@
 // itself. A token's expiry is expires_in, or the JWT's exp when that is
 // earlier, or WithDefaultLifetime when neither is given; it is served until
 // its expiry minus a skew (WithExpirySkew). Once WithRefreshAhead's share of
-// its life has passed (2/3 by default, with jitter), a token in use is
+// that served time has passed (2/3 by default, with jitter), a token in use is
 // refreshed in the background while callers keep getting it; callers block
 // only when there is no valid token, and all callers of one key share one
 // fetch. Fetches across keys are bounded (WithMaxConcurrentFetches), and so

@@ -181,7 +181,8 @@ func WithObserver(obs Observer) Option {
 }
 
 // WithRefreshAhead sets when a token is refreshed in the background: once
-// fraction (0 < fraction <= 1, default 2/3) of its life has passed, moved
+// fraction (0 < fraction <= 1, default 2/3) of the time it is served (its
+// life minus the expiry skew) has passed, moved
 // earlier by a random share of up to jitter (0 <= jitter < 1, default 0.1)
 // so that many clients do not refresh in step.
 func WithRefreshAhead(fraction, jitter float64) Option {
