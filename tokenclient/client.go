@@ -89,6 +89,12 @@ type entryState struct {
 	validUntil int64 // unix ns: serve tok until here
 	neg        *TokenError
 	negUntil   int64
+	// fail is the last fetch's failure when the service was unavailable or
+	// answered garbage and no valid token is left: callers get it without
+	// a new fetch until failUntil, so an outage is asked about once per
+	// pause, not once per waiting caller.
+	fail      error
+	failUntil int64
 
 	due     atomic.Bool // refreshAt has passed
 	expired atomic.Bool // validUntil has passed
@@ -489,6 +495,13 @@ func (c *Client) wait(ctx context.Context, e *entry) (*Token, error) {
 			}
 			return nil, s.neg
 		}
+		if s.fail != nil && now < s.failUntil {
+			e.mu.Unlock()
+			if c.o.obs.Miss != nil {
+				c.o.obs.Miss()
+			}
+			return nil, s.fail
+		}
 	}
 	cl := e.call
 	if cl == nil {
@@ -612,8 +625,13 @@ func (c *Client) run(e *entry, cl *call, reason FetchReason) {
 			ns.neg, ns.negUntil = &cached, now.Add(c.o.negativeTTL).UnixNano()
 			gap = c.o.negativeTTL
 		}
-		// A failed refresh is tried again after a pause, not on every hit.
+		// A failed refresh is tried again after a pause, not on every hit;
+		// without a valid token, waiting callers get the failure for that
+		// pause instead of starting fetch after fetch.
 		ns.refreshAt = now.Add(gap).UnixNano()
+		if ns.tok == nil && ns.neg == nil && (errors.Is(err, ErrUnavailable) || errors.Is(err, ErrBadResponse)) {
+			ns.fail, ns.failUntil = err, now.Add(gap).UnixNano()
+		}
 	}
 	c.publish(e, ns)
 	e.call = nil

@@ -69,7 +69,11 @@
 // backoff, honouring Retry-After, within WithRetry's bounds in attempts and
 // time. A 4xx refusal is a *TokenError with the RFC 6749 fields and is
 // replayed from a negative cache for WithNegativeCacheTTL so a wrong secret
-// does not hammer the server. Redirects are never followed. Every attempt
+// does not hammer the server. When a fetch fails because the service is
+// unavailable (or answers garbage) and no valid token is left, callers get
+// that failure for the retry policy's MaxDelay without a new fetch, so an
+// outage is asked about once per pause, not once per waiting caller.
+// Redirects are never followed. Every attempt
 // has a timeout (WithTimeout). One transport per client keeps connections
 // and TLS sessions across fetches; sessions are keyed by the client
 // certificate, so a rotated certificate never resumes an old session.
