@@ -165,3 +165,36 @@ var _ = Describe("auth server faults under steady proxy load", func() {
 		}
 	})
 })
+
+var _ = Describe("an auth outage longer than the token's life", func() {
+	It("answers 503 token-unavailable once the token is no longer served, without a retry storm, and recovers", func() {
+		r := newRig(mockauth.Options{TokenTTL: 6 * time.Second})
+		p := r.run(fmt.Sprintf("routes:\n  - {name: orders, upstream: %s/orders, auth: {type: bearer, binding: xsuaa-secret}}\n", r.up.url))
+		Eventually(p.ready).WithTimeout(30 * time.Second).Should(Equal(200))
+		outage := time.Duration(scale(12, 60)) * time.Second
+		l := startLoad([]string{p.proxy + "/orders/a", p.proxy + "/orders/b"}, 8, 20*time.Millisecond, outage+8*time.Second)
+		Eventually(func() []string { return r.up.tokens("/orders/") }).WithTimeout(20 * time.Second).ShouldNot(BeEmpty())
+		before := r.mock.Stats().TokenRequests
+		Expect(r.mock.AddFault(mockauth.Fault{Target: mockauth.TargetToken, Status: 503, Duration: outage})).To(Succeed())
+		start := time.Now()
+		Eventually(func() int64 { return l.failed.Load() }).WithTimeout(outage).Should(BeNumerically(">", 0), "the token ran out during the outage")
+		Eventually(func() bool { return time.Since(start) > outage }).WithTimeout(outage + 5*time.Second).Should(BeTrue())
+		during := r.mock.Stats().TokenRequests - before
+		l.wg.Wait()
+		GinkgoWriter.Printf("outage %v: %d token requests during it, %d ok, %d failed: %s\n", outage, during, l.ok.Load(), l.failed.Load(), l.failures())
+		for why := range l.why {
+			Expect(why).To(ContainSubstring("503 token-unavailable"), "the only failure is the missing token")
+		}
+		// Without a valid token a failed fetch is replayed to callers for
+		// retryGap: at most one fetch (maxAttempts requests) per gap, plus
+		// the background refresh that failed before the token ran out.
+		bound := maxAttempts * (2 + int(math.Ceil(float64(outage)/float64(retryGap))))
+		Expect(during).To(BeNumerically("<=", bound), "a retry storm: %d token requests in %v (bound %d)", during, outage, bound)
+		Eventually(p.ready).WithTimeout(30 * time.Second).Should(Equal(200))
+		resp, err := client.Get(p.proxy + "/orders/after")
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Expect(resp.StatusCode).To(Equal(200))
+		p.scan(true)
+	})
+})
