@@ -171,7 +171,7 @@ var _ = Describe("an auth outage longer than the token's life", func() {
 		r := newRig(mockauth.Options{TokenTTL: 6 * time.Second})
 		p := r.run(fmt.Sprintf("routes:\n  - {name: orders, upstream: %s/orders, auth: {type: bearer, binding: xsuaa-secret}}\n", r.up.url))
 		Eventually(p.ready).WithTimeout(30 * time.Second).Should(Equal(200))
-		outage := time.Duration(scale(12, 60)) * time.Second
+		outage := time.Duration(scale(8, 60)) * time.Second
 		l := startLoad([]string{p.proxy + "/orders/a", p.proxy + "/orders/b"}, 8, 20*time.Millisecond, outage+8*time.Second)
 		Eventually(func() []string { return r.up.tokens("/orders/") }).WithTimeout(20 * time.Second).ShouldNot(BeEmpty())
 		before := r.mock.Stats().TokenRequests
