@@ -356,6 +356,9 @@ func describeAuthorization(h string) string {
 func demoCalls(ctx context.Context, w io.Writer, proxy, admin, upstream string) int {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	failed := 0
+	authNote := map[string]string{
+		"none     GET /public/hello": " — the app's own header, passed through unchanged (auth: none)",
+	}
 	call := func(label, method, u, body string, hdr map[string]string, proxied bool) {
 		c := client
 		if proxied {
@@ -385,7 +388,7 @@ func demoCalls(ctx context.Context, w io.Writer, proxy, admin, upstream string) 
 			return
 		}
 		fmt.Fprintf(w, "✓ %-34s upstream got %s %s\n", label, echo.Method, echo.Path)
-		fmt.Fprintf(w, "    Authorization: %s\n", echo.Authorization)
+		fmt.Fprintf(w, "    Authorization: %s%s\n", echo.Authorization, authNote[label])
 		if echo.ClientCert != "" {
 			fmt.Fprintf(w, "    client certificate: %s\n", echo.ClientCert)
 		}
