@@ -10,6 +10,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"strings"
+
+	"github.com/credbroker/credbroker/internal/pemx"
 )
 
 // KeyType is the algorithm of a new private key.
@@ -98,23 +100,11 @@ func encodeCerts(certs []*x509.Certificate) []byte {
 	return out
 }
 
-// parseCerts decodes every CERTIFICATE block of PEM data.
+// parseCerts decodes every CERTIFICATE block of PEM data; there must be one.
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
+	certs, err := pemx.Certificates(data)
+	if err != nil {
+		return nil, err
 	}
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("no PEM certificate")

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/credbroker/credbroker/internal/pemx"
 )
 
 var armour = regexp.MustCompile(`(-----(?:BEGIN|END) [A-Z0-9 ]+-----)`)
@@ -43,22 +45,9 @@ func NormalizePEM(in []byte) []byte {
 // ErrNoCertificate when there is none and ErrBadCertificate when one does not
 // parse. The error never quotes the input.
 func ParseCertificates(in []byte) ([]*x509.Certificate, error) {
-	rest := NormalizePEM(in)
-	var out []*x509.Certificate
-	for i := 1; ; i++ {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%w: block %d: %v", ErrBadCertificate, i, err)
-		}
-		out = append(out, c)
+	out, err := pemx.Certificates(NormalizePEM(in))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCertificate, err)
 	}
 	if len(out) == 0 {
 		if bytes.Contains(in, []byte("-----BEGIN")) {

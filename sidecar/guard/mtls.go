@@ -3,7 +3,6 @@ package guard
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/pemx"
 )
 
 // caMaterial is what one mtls rule verifies against: the CA bundle and the
@@ -52,22 +53,13 @@ func loadCAMaterial(caFile, crlFile string, now time.Time) (*caMaterial, error) 
 		return nil, fmt.Errorf("ca_file: %w", err)
 	}
 	m := &caMaterial{roots: x509.NewCertPool()}
-	rest := data
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file %s: certificate %d: %w", caFile, len(m.cas)+1, err)
-		}
+	certs, err := pemx.Certificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("ca_file %s: %w", caFile, err)
+	}
+	for i, c := range certs {
 		if !c.IsCA {
-			return nil, fmt.Errorf("ca_file %s: certificate %d (%s) is not a CA", caFile, len(m.cas)+1, c.Subject)
+			return nil, fmt.Errorf("ca_file %s: certificate %d (%s) is not a CA", caFile, i+1, c.Subject)
 		}
 		m.roots.AddCert(c)
 		m.cas = append(m.cas, c)
@@ -85,17 +77,7 @@ func loadCAMaterial(caFile, crlFile string, now time.Time) (*caMaterial, error) 
 	m.revoked = map[string]map[string]bool{}
 	blocks := [][]byte{}
 	if bytes.Contains(crlData, []byte("-----BEGIN")) {
-		rest := crlData
-		for {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type == "X509 CRL" {
-				blocks = append(blocks, b.Bytes)
-			}
-		}
+		blocks = pemx.Blocks(crlData, "X509 CRL")
 		if len(blocks) == 0 {
 			return nil, fmt.Errorf("crl_file %s: no PEM X509 CRL block", crlFile)
 		}
