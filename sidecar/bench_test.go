@@ -16,21 +16,42 @@ import (
 // benchProxy serves a Proxy with one route of the given auth in front of a
 // TLS upstream that answers "ok".
 func benchProxy(b *testing.B, auth string, deps Deps) (*Proxy, *httptest.Server) {
+	return benchProxyOver(b, auth, deps, upstreamH2)
+}
+
+// upstreamKind is how the benchmark upstream speaks.
+type upstreamKind int
+
+const (
+	upstreamH2    upstreamKind = iota // TLS, HTTP/2 offered
+	upstreamTLSH1                     // TLS, HTTP/1.1 only
+	upstreamPlain                     // http://
+)
+
+func benchProxyOver(b *testing.B, auth string, deps Deps, kind upstreamKind) (*Proxy, *httptest.Server) {
 	b.Helper()
 	ca := testpki.NewCA()
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		_, _ = io.WriteString(w, "ok")
 	}))
-	up.TLS = testpki.ServerTLSConfig(ca.Issue(testpki.WithDNSNames("localhost"), testpki.WithIPs("127.0.0.1")), nil)
-	up.EnableHTTP2 = true
-	up.StartTLS()
+	switch kind {
+	case upstreamPlain:
+		up.Start()
+	default:
+		up.TLS = testpki.ServerTLSConfig(ca.Issue(testpki.WithDNSNames("localhost"), testpki.WithIPs("127.0.0.1")), nil)
+		up.EnableHTTP2 = kind == upstreamH2
+		up.StartTLS()
+	}
 	b.Cleanup(up.Close)
 	caFile := filepath.Join(b.TempDir(), "ca.crt")
 	if err := os.WriteFile(caFile, ca.CertPEM(), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	upURL := strings.Replace(up.URL, "127.0.0.1", "localhost", 1)
+	upURL := up.URL
+	if kind != upstreamPlain {
+		upURL = strings.Replace(up.URL, "127.0.0.1", "localhost", 1)
+	}
 	cfg, err := ParseConfig([]byte("ca_file: "+caFile+"\nroutes: [{name: r, upstream: '"+upURL+"', auth: "+auth+"}]\n"), "bench")
 	if err != nil {
 		b.Fatal(err)
@@ -52,7 +73,11 @@ func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 
 func benchmarkRoute(b *testing.B, auth string, deps Deps) {
-	p, _ := benchProxy(b, auth, deps)
+	benchmarkRouteOver(b, auth, deps, upstreamH2)
+}
+
+func benchmarkRouteOver(b *testing.B, auth string, deps Deps, kind upstreamKind) {
+	p, _ := benchProxyOver(b, auth, deps, kind)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -69,6 +94,13 @@ func benchmarkRoute(b *testing.B, auth string, deps Deps) {
 // BenchmarkProxyNone is the proxy's own cost over a pooled HTTP/2 upstream
 // connection: routing, rewriting, hop-by-hop handling, metrics.
 func BenchmarkProxyNone(b *testing.B) { benchmarkRoute(b, "{type: none}", Deps{}) }
+
+// BenchmarkProxyNoneHTTP1 is BenchmarkProxyNone over HTTP/1.1 upstreams:
+// plain http:// and TLS without HTTP/2.
+func BenchmarkProxyNoneHTTP1(b *testing.B) {
+	b.Run("http", func(b *testing.B) { benchmarkRouteOver(b, "{type: none}", Deps{}, upstreamPlain) })
+	b.Run("https", func(b *testing.B) { benchmarkRouteOver(b, "{type: none}", Deps{}, upstreamTLSH1) })
+}
 
 // BenchmarkProxyBearer adds a cached token per request.
 func BenchmarkProxyBearer(b *testing.B) {
