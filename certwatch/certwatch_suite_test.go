@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/syncbuf"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
@@ -28,26 +30,8 @@ func TestCertwatch(t *testing.T) {
 	RunSpecs(t, "certwatch")
 }
 
-// syncBuffer is a log sink safe for the Watcher's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newLogger() (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func newLogger() (*slog.Logger, *syncbuf.Buffer) {
+	buf := &syncbuf.Buffer{}
 	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -282,7 +266,7 @@ var _ = Describe("watching the directory", func() {
 		dir string
 		obs *events
 		log *slog.Logger
-		buf *syncBuffer
+		buf *syncbuf.Buffer
 	)
 	BeforeEach(func() {
 		ca = testpki.NewCA()

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/syncbuf"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
@@ -65,7 +67,7 @@ var _ = Describe("renewal", func() {
 		renewer *fakeRenewer
 		obs     *events
 		log     *slog.Logger
-		buf     *syncBuffer
+		buf     *syncbuf.Buffer
 		t0      time.Time
 	)
 	BeforeEach(func() {
@@ -131,7 +133,7 @@ var _ = Describe("renewal", func() {
 			Expect(get(client, srv.URL)).To(Equal(hex(issued)))
 			prev = hex(issued)
 		}
-		Expect(obs.kinds()).To(HaveExactElements(certwatch.EventLoaded, certwatch.EventRenewed, certwatch.EventRenewed, certwatch.EventRenewed))
+		Eventually(obs.kinds).Should(HaveExactElements(certwatch.EventLoaded, certwatch.EventRenewed, certwatch.EventRenewed, certwatch.EventRenewed))
 		Expect(renewer.callTimes()).To(HaveLen(3))
 	})
 
@@ -170,7 +172,7 @@ var _ = Describe("renewal", func() {
 		Expect(st.Failures).To(BeZero())
 		Expect(st.LastError).To(BeEmpty())
 		Expect(st.Serial).To(Equal(hex(renewer.issued[0])))
-		Expect(obs.kinds()).To(ContainElements(certwatch.EventRenewFailed, certwatch.EventRenewed))
+		Eventually(obs.kinds).Should(ContainElements(certwatch.EventRenewFailed, certwatch.EventRenewed))
 	})
 
 	It("refuses a renewed pair that does not match and keeps the old one", func() {
@@ -259,7 +261,7 @@ var _ = Describe("renewal", func() {
 		st := w.Status()
 		Expect(st.Serial).To(Equal(hex(renewer.issued[0])))
 		Expect(st.LastError).To(ContainSubstring("persist"))
-		Expect(obs.kinds()).To(ContainElement(certwatch.EventPersistFailed))
+		Eventually(obs.kinds).Should(ContainElement(certwatch.EventPersistFailed))
 		Expect(buf.String()).To(ContainSubstring("could not be written"))
 		p, err := certwatch.LoadDir(context.Background(), dir)
 		Expect(err).NotTo(HaveOccurred())

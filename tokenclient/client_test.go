@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/syncbuf"
+
 	. "github.com/onsi/gomega"
 )
 
@@ -342,7 +344,7 @@ func TestNothingSecretInErrorsOrLogs(t *testing.T) {
 		}
 		return reply{}
 	})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	clk := newFakeClock()
 	c := newClient(t, as.secretConfig(), WithLogger(log), WithClock(clk), WithRefreshAhead(0.5, 0))

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/syncbuf"
+
 	"github.com/credbroker/credbroker/internal/testpki"
 	"github.com/credbroker/credbroker/mockauth"
 )
@@ -94,23 +96,6 @@ func (o *countingObserver) get(k string) int {
 	return o.n[k]
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeClock is a settable clock.
 type fakeClock struct{ ns atomic.Int64 }
 
@@ -123,7 +108,7 @@ type env struct {
 	g    *Guard
 	app  *fakeApp
 	url  string // the guard's base URL
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	obs  *countingObserver
 }
 
@@ -132,7 +117,7 @@ type env struct {
 // serverLeaf).
 func startGuard(t *testing.T, cfg *Config, serverLeaf *testpki.Leaf, opts ...Option) *env {
 	t.Helper()
-	e := &env{app: newApp(t), logs: &syncBuffer{}, obs: &countingObserver{}}
+	e := &env{app: newApp(t), logs: &syncbuf.Buffer{}, obs: &countingObserver{}}
 	cfg.App = e.app.srv.URL
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
