@@ -77,7 +77,7 @@ func (r *fakeRenewer) Renew(ctx context.Context, current tls.Certificate) ([]byt
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, r.clock.Now())
-	r.presented = append(r.presented, current.Leaf.SerialNumber.Text(16))
+	r.presented = append(r.presented, current.Leaf.SerialNumber.String())
 	if r.err != nil {
 		return nil, nil, nil, r.err
 	}
@@ -124,7 +124,7 @@ func serialOf(w *certwatch.Watcher) func() string {
 	return func() string { return w.Status().Serial }
 }
 
-func hex(l *testpki.Leaf) string { return l.Cert.SerialNumber.Text(16) }
+func serialText(l *testpki.Leaf) string { return l.Cert.SerialNumber.String() }
 
 func writePlain(dir string, leaf *testpki.Leaf, keyFrom *testpki.Leaf, ca *testpki.CA) {
 	Expect(os.WriteFile(filepath.Join(dir, certwatch.KeyFile), keyFrom.KeyPEM(testpki.PKCS8), 0o600)).To(Succeed())
@@ -153,7 +153,7 @@ var _ = Describe("loading", func() {
 			w, err := certwatch.New(context.Background(), certwatch.WithDir(dir))
 			Expect(err).NotTo(HaveOccurred())
 			st := w.Status()
-			Expect(st.Serial).To(Equal(hex(leaf)))
+			Expect(st.Serial).To(Equal(serialText(leaf)))
 			Expect(st.Subject).To(Equal("CN=app1"))
 			Expect(st.Ready).To(BeTrue())
 			Expect(st.NeedsToken).To(BeFalse())
@@ -180,7 +180,7 @@ var _ = Describe("loading", func() {
 			return esc(leaf.CertPEM()), esc(leaf.KeyPEM(testpki.PKCS8)), nil, nil
 		}))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(w.Status().Serial).To(Equal(hex(leaf)))
+		Expect(w.Status().Serial).To(Equal(serialText(leaf)))
 		Expect(w.Status().Source).To(Equal("loader"))
 		Expect(w.CertPool()).To(BeNil())
 	})
@@ -251,7 +251,7 @@ var _ = Describe("loading", func() {
 		// The directory did not exist: the watch on its parent sees it appear.
 		Expect(certwatch.Persist(context.Background(), dir, certwatch.Files{CertPEM: leaf.CertPEM(), KeyPEM: leaf.KeyPEM(testpki.PKCS8), CAPEM: ca.CertPEM()})).To(Succeed())
 		Eventually(updated).Should(BeClosed())
-		Expect(w.Status().Serial).To(Equal(hex(leaf)))
+		Expect(w.Status().Serial).To(Equal(serialText(leaf)))
 		Expect(w.Status().NeedsToken).To(BeFalse())
 	})
 })
@@ -288,11 +288,11 @@ var _ = Describe("watching the directory", func() {
 		first, second := ca.Issue(), ca.Issue()
 		Expect(testpki.WriteKubernetesDir(dir, kubeFiles(first, ca))).To(Succeed())
 		w := start()
-		Expect(w.Status().Serial).To(Equal(hex(first)))
+		Expect(w.Status().Serial).To(Equal(serialText(first)))
 		updated := w.Updated()
 		Expect(testpki.WriteKubernetesDir(dir, kubeFiles(second, ca))).To(Succeed())
 		Eventually(updated).Should(BeClosed())
-		Eventually(serialOf(w)).Should(Equal(hex(second)))
+		Eventually(serialOf(w)).Should(Equal(serialText(second)))
 		Expect(w.Status().Reloads).To(Equal(2))
 		Expect(obs.kinds()).To(HaveExactElements(certwatch.EventLoaded, certwatch.EventLoaded))
 	})
@@ -307,7 +307,7 @@ var _ = Describe("watching the directory", func() {
 		}
 		Expect(os.Rename(filepath.Join(staging, certwatch.KeyFile), filepath.Join(dir, certwatch.KeyFile))).To(Succeed())
 		Expect(os.Rename(filepath.Join(staging, certwatch.CertFile), filepath.Join(dir, certwatch.CertFile))).To(Succeed())
-		Eventually(serialOf(w)).Should(Equal(hex(second)))
+		Eventually(serialOf(w)).Should(Equal(serialText(second)))
 	})
 
 	It("picks up files written in place", func() {
@@ -315,7 +315,7 @@ var _ = Describe("watching the directory", func() {
 		writePlain(dir, first, first, ca)
 		w := start()
 		writePlain(dir, second, second, ca)
-		Eventually(serialOf(w)).Should(Equal(hex(second)))
+		Eventually(serialOf(w)).Should(Equal(serialText(second)))
 		Expect(w.Status().LastError).To(BeEmpty())
 	})
 
@@ -325,7 +325,7 @@ var _ = Describe("watching the directory", func() {
 		w := start()
 		writePlain(dir, ca.Issue(), ca.Issue(), ca)
 		Eventually(func() string { return w.Status().LastError }).Should(ContainSubstring("does not match"))
-		Consistently(serialOf(w), 300*time.Millisecond).Should(Equal(hex(first)))
+		Consistently(serialOf(w), 300*time.Millisecond).Should(Equal(serialText(first)))
 		Expect(obs.kinds()).To(ContainElement(certwatch.EventReloadFailed))
 		Expect(buf.String()).To(ContainSubstring("keeping the current one"))
 		c, err := w.GetClientCertificate(nil)
@@ -336,12 +336,12 @@ var _ = Describe("watching the directory", func() {
 		old := expiredLeaf(ca)
 		writePlain(dir, old, old, ca)
 		Eventually(func() string { return w.Status().LastError }).Should(ContainSubstring("expired at"))
-		Expect(w.Status().Serial).To(Equal(hex(first)))
+		Expect(w.Status().Serial).To(Equal(serialText(first)))
 
 		// A good pair afterwards is taken.
 		third := ca.Issue()
 		writePlain(dir, third, third, ca)
-		Eventually(serialOf(w)).Should(Equal(hex(third)))
+		Eventually(serialOf(w)).Should(Equal(serialText(third)))
 	})
 
 	It("keeps watching when the directory is removed and written again", func() {
@@ -350,9 +350,9 @@ var _ = Describe("watching the directory", func() {
 		w := start()
 		Expect(os.RemoveAll(dir)).To(Succeed())
 		Eventually(func() string { return w.Status().LastError }).Should(ContainSubstring("no certificate and key yet"))
-		Expect(w.Status().Serial).To(Equal(hex(first)), "the live pair stays")
+		Expect(w.Status().Serial).To(Equal(serialText(first)), "the live pair stays")
 		Expect(certwatch.Persist(context.Background(), dir, certwatch.Files{CertPEM: second.CertPEM(), KeyPEM: second.KeyPEM(testpki.PKCS8), CAPEM: ca.CertPEM()})).To(Succeed())
-		Eventually(serialOf(w)).Should(Equal(hex(second)))
+		Eventually(serialOf(w)).Should(Equal(serialText(second)))
 	})
 
 	It("re-reads on the backstop when no file event arrives", func() {
@@ -363,11 +363,11 @@ var _ = Describe("watching the directory", func() {
 		// Run has made its first read and armed the backstop timer.
 		Eventually(clock.Waiters).Should(BeNumerically(">", 0))
 		Expect(testpki.WriteKubernetesDir(dir, kubeFiles(second, ca))).To(Succeed())
-		Consistently(serialOf(w), 300*time.Millisecond).Should(Equal(hex(first)), "no events and the clock has not moved")
+		Consistently(serialOf(w), 300*time.Millisecond).Should(Equal(serialText(first)), "no events and the clock has not moved")
 		Eventually(func() string {
 			clock.Advance(time.Minute)
 			return w.Status().Serial
-		}).Should(Equal(hex(second)))
+		}).Should(Equal(serialText(second)))
 	})
 
 	It("serves a real TLS server the new certificate on the next handshake after a rotation", func() {
@@ -376,9 +376,9 @@ var _ = Describe("watching the directory", func() {
 		w := start()
 		srv := newMTLSServer(ca, nil)
 		client := newMTLSClient(ca, w, nil)
-		Expect(get(client, srv.URL)).To(Equal(hex(first)))
+		Expect(get(client, srv.URL)).To(Equal(serialText(first)))
 		Expect(testpki.WriteKubernetesDir(dir, kubeFiles(second, ca))).To(Succeed())
-		Eventually(func() (string, error) { return get(client, srv.URL) }).Should(Equal(hex(second)))
+		Eventually(func() (string, error) { return get(client, srv.URL) }).Should(Equal(serialText(second)))
 	})
 })
 
@@ -411,13 +411,13 @@ var _ = Describe("a loader source (an x509 binding)", func() {
 
 		set(second.CertPEM(), first.KeyPEM(testpki.PKCS8)) // half rotated
 		Expect(w.Reload(context.Background())).To(MatchError(certwatch.ErrKeyMismatch))
-		Expect(w.Status().Serial).To(Equal(hex(first)))
+		Expect(w.Status().Serial).To(Equal(serialText(first)))
 
 		set(second.CertPEM(), second.KeyPEM(testpki.SEC1))
 		updated := w.Updated()
 		Expect(w.Reload(context.Background())).To(Succeed())
 		Expect(updated).To(BeClosed())
-		Expect(w.Status().Serial).To(Equal(hex(second)))
+		Expect(w.Status().Serial).To(Equal(serialText(second)))
 		Expect(w.Status().LastError).To(BeEmpty())
 		Expect(obs.kinds()).To(HaveExactElements(certwatch.EventLoaded, certwatch.EventReloadFailed, certwatch.EventLoaded))
 	})

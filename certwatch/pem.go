@@ -178,7 +178,7 @@ func serialOf(c *x509.Certificate) string {
 	if c == nil || c.SerialNumber == nil {
 		return ""
 	}
-	return c.SerialNumber.Text(16)
+	return c.SerialNumber.String()
 }
 
 // Leaf returns the certificate the key belongs to. Do not modify it.
@@ -187,7 +187,7 @@ func (p *Pair) Leaf() *x509.Certificate { return p.chain[0] }
 // Chain returns the leaf followed by the other certificates given with it.
 func (p *Pair) Chain() []*x509.Certificate { return append([]*x509.Certificate(nil), p.chain...) }
 
-// Serial returns the leaf's serial number in hexadecimal.
+// Serial returns the leaf's serial number in decimal (as connection.json and the connector's revoke API write it).
 func (p *Pair) Serial() string { return serialOf(p.chain[0]) }
 
 // TLSCertificate returns the chain and key for a tls.Config (Leaf is set).

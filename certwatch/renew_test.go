@@ -28,7 +28,7 @@ import (
 // server's clock (the fake one of the renewal specs).
 func newMTLSServer(ca *testpki.CA, now func() time.Time) *httptest.Server {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, r.TLS.PeerCertificates[0].SerialNumber.Text(16))
+		_, _ = io.WriteString(w, r.TLS.PeerCertificates[0].SerialNumber.String())
 	}))
 	srv.TLS = testpki.ServerTLSConfig(ca.Issue(testpki.ServerAuth(), testpki.WithIPs("127.0.0.1"), testpki.WithValidity(24*time.Hour)), ca.Pool())
 	srv.TLS.Time = now
@@ -110,9 +110,9 @@ var _ = Describe("renewal", func() {
 		Expect(st.Phase).To(Equal(certwatch.PhaseValid))
 		srv := newMTLSServer(ca, clock.Now)
 		client := newMTLSClient(ca, w, clock.Now)
-		Expect(get(client, srv.URL)).To(Equal(hex(first)))
+		Expect(get(client, srv.URL)).To(Equal(serialText(first)))
 
-		prev := hex(first)
+		prev := serialText(first)
 		for i := 1; i <= 3; i++ {
 			updated := w.Updated()
 			at := w.Status().NextRenewal
@@ -120,18 +120,18 @@ var _ = Describe("renewal", func() {
 			Eventually(updated).Should(BeClosed())
 			st := w.Status()
 			issued := renewer.issued[i-1]
-			Expect(st.Serial).To(Equal(hex(issued)))
+			Expect(st.Serial).To(Equal(serialText(issued)))
 			Expect(renewer.presented[i-1]).To(Equal(prev), "the current certificate is presented to renew")
 			Expect(st.NextRenewal).To(BeTemporally("==", at.Add(20*time.Minute)))
 			Expect(st.Failures).To(BeZero())
 			// On disk, whole and matching, with connection.json kept.
 			p, err := certwatch.LoadDir(context.Background(), dir)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(p.Serial()).To(Equal(hex(issued)))
+			Expect(p.Serial()).To(Equal(serialText(issued)))
 			Expect(filepath.Join(dir, certwatch.ConnectionFile)).To(BeARegularFile())
 			// A real handshake presents the new serial.
-			Expect(get(client, srv.URL)).To(Equal(hex(issued)))
-			prev = hex(issued)
+			Expect(get(client, srv.URL)).To(Equal(serialText(issued)))
+			prev = serialText(issued)
 		}
 		Eventually(obs.kinds).Should(HaveExactElements(certwatch.EventLoaded, certwatch.EventRenewed, certwatch.EventRenewed, certwatch.EventRenewed))
 		Expect(renewer.callTimes()).To(HaveLen(3))
@@ -143,7 +143,7 @@ var _ = Describe("renewal", func() {
 		renewAt := t0.Add(20 * time.Minute)
 		advanceUntil(renewAt, func() bool { return w.Status().Failures == 1 })
 		st := w.Status()
-		Expect(st.Serial).To(Equal(hex(first)))
+		Expect(st.Serial).To(Equal(serialText(first)))
 		Expect(st.LastError).To(ContainSubstring("503"))
 		Expect(st.NextRenewal).To(BeTemporally("==", renewAt.Add(time.Second)))
 		Expect(st.Ready).To(BeTrue())
@@ -171,7 +171,7 @@ var _ = Describe("renewal", func() {
 		st = w.Status()
 		Expect(st.Failures).To(BeZero())
 		Expect(st.LastError).To(BeEmpty())
-		Expect(st.Serial).To(Equal(hex(renewer.issued[0])))
+		Expect(st.Serial).To(Equal(serialText(renewer.issued[0])))
 		Eventually(obs.kinds).Should(ContainElements(certwatch.EventRenewFailed, certwatch.EventRenewed))
 	})
 
@@ -180,10 +180,10 @@ var _ = Describe("renewal", func() {
 		renewer.mismatch = true
 		advanceUntil(t0.Add(20*time.Minute), func() bool { return w.Status().Failures == 1 })
 		Expect(w.Status().LastError).To(ContainSubstring("does not match"))
-		Expect(w.Status().Serial).To(Equal(hex(first)))
+		Expect(w.Status().Serial).To(Equal(serialText(first)))
 		p, err := certwatch.LoadDir(context.Background(), dir)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(p.Serial()).To(Equal(hex(first)), "nothing was persisted")
+		Expect(p.Serial()).To(Equal(serialText(first)), "nothing was persisted")
 	})
 
 	It("retries faster near expiry and reports expiry loudly", func() {
@@ -259,13 +259,13 @@ var _ = Describe("renewal", func() {
 
 		Expect(w.Renew(context.Background())).To(Succeed())
 		st := w.Status()
-		Expect(st.Serial).To(Equal(hex(renewer.issued[0])))
+		Expect(st.Serial).To(Equal(serialText(renewer.issued[0])))
 		Expect(st.LastError).To(ContainSubstring("persist"))
 		Eventually(obs.kinds).Should(ContainElement(certwatch.EventPersistFailed))
 		Expect(buf.String()).To(ContainSubstring("could not be written"))
 		p, err := certwatch.LoadDir(context.Background(), dir)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(p.Serial()).To(Equal(hex(first)), "the old pair is still whole on disk")
+		Expect(p.Serial()).To(Equal(serialText(first)), "the old pair is still whole on disk")
 	})
 
 	It("makes no renewal without a Renewer, only the expiry report", func() {

@@ -67,7 +67,7 @@ const (
 type Event struct {
 	Kind     EventKind
 	Name     string    // the Watcher's name
-	Serial   string    // serial of the live certificate after the event (hex)
+	Serial   string    // serial of the live certificate after the event (decimal)
 	NotAfter time.Time // its notAfter
 	Next     time.Time // next renewal attempt, when one is scheduled
 	Err      error

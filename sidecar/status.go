@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"sync"
@@ -83,7 +82,7 @@ func certificateState(c ClientCertificate) CertificateState {
 	}
 	if cur := c.Current(); cur != nil && cur.Leaf != nil {
 		st.Subject = cur.Leaf.Subject.String()
-		st.Serial = hex.EncodeToString(cur.Leaf.SerialNumber.Bytes())
+		st.Serial = cur.Leaf.SerialNumber.String()
 		st.NotBefore, st.NotAfter = cur.Leaf.NotBefore, cur.Leaf.NotAfter
 	}
 	return st
