@@ -90,7 +90,7 @@ type Proxy struct {
 	o          options
 	router     *router
 	routes     []*route
-	transports []*http.Transport
+	transports []*h1Transport
 	tokenAPI   *tokenAPI
 }
 
@@ -110,7 +110,7 @@ type route struct {
 	cert        ClientCertificate
 	signer      Signer
 	maxBody     int64
-	transport   *http.Transport
+	transport   *h1Transport
 	rp          *httputil.ReverseProxy
 	metrics     *routeMetrics
 	log         *slog.Logger
@@ -139,8 +139,8 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 	dial := resolver.Dialer(&net.Dialer{Timeout: cfg.Timeouts.Dial, KeepAlive: 30 * time.Second})
 	bufs := newBufferPool()
 
-	transports := map[string]*http.Transport{}
-	transportFor := func(certName string, cert ClientCertificate) *http.Transport {
+	transports := map[string]*h1Transport{}
+	transportFor := func(certName string, cert ClientCertificate) *h1Transport {
 		if t, ok := transports[certName]; ok {
 			return t
 		}
@@ -153,7 +153,7 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 				return &tls.Certificate{}, nil // no certificate: the server decides
 			}
 		}
-		t := &http.Transport{
+		std := &http.Transport{
 			Proxy:                 nil, // never the environment's HTTP_PROXY: the app's proxy is us
 			DialContext:           dial,
 			ForceAttemptHTTP2:     true,
@@ -166,6 +166,9 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 			ExpectContinueTimeout: time.Second,
 			TLSClientConfig:       tc,
 		}
+		// HTTP/1.1 upstreams take a faster in-line path for most requests
+		// (h1transport.go); the std transport serves the rest.
+		t := newH1Transport(std, dial, tc, cfg)
 		transports[certName] = t
 		p.transports = append(p.transports, t)
 		return t

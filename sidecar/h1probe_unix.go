@@ -1,0 +1,49 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package sidecar
+
+import (
+	"net"
+	"syscall"
+)
+
+// connProbe tells whether an idle connection is still usable without
+// blocking: one non-blocking MSG_PEEK receive on the socket. Anything to
+// read on an idle connection (EOF, a reset, a TLS alert, stray bytes) means
+// it must not carry another request.
+type connProbe struct {
+	rc    syscall.RawConn
+	buf   [1]byte
+	alive bool
+	peek  func(fd uintptr) bool
+}
+
+func newConnProbe(c net.Conn) *connProbe {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	p := &connProbe{rc: rc}
+	p.peek = func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		p.alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR
+		return true // never wait for readability
+	}
+	return p
+}
+
+// idleOK reports whether nothing is waiting to be read on the idle
+// connection (nil: no probe, assume so).
+func (p *connProbe) idleOK() bool {
+	if p == nil {
+		return true
+	}
+	if err := p.rc.Read(p.peek); err != nil {
+		return false
+	}
+	return p.alive
+}

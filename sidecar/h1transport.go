@@ -1,0 +1,545 @@
+package sidecar
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// h1Transport is the round tripper of the routes that share a client
+// certificate. The common request (no body, replayable, no upgrade, no
+// Expect) to an HTTP/1.1 upstream is sent in line: the calling goroutine
+// writes it on a pooled connection and reads the response itself, which
+// saves the two goroutine hand-offs per request of http.Transport (its
+// writeLoop and readLoop). Everything else goes to the std transport:
+// requests with a body, upgrades, Expect: 100-continue, non-replayable
+// methods, and https:// upstreams until one has answered in HTTP/1.1 (an
+// upstream that picks HTTP/2 stays on the std transport).
+//
+// Safe for concurrent use.
+type h1Transport struct {
+	std              *http.Transport
+	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
+	tlsConfig        *tls.Config // the std transport's; cloned per host with NextProtos http/1.1
+	handshakeTimeout time.Duration
+	headerTimeout    time.Duration
+	idleTimeout      time.Duration
+	maxIdle          int
+
+	// gen counts CloseIdleConnections calls: a connection dialled before
+	// the last call is closed instead of pooled (a rotated client
+	// certificate is presented on the next handshake).
+	gen atomic.Uint64
+
+	hostsMu sync.Mutex                          // serialises writers of hosts
+	hosts   atomic.Pointer[map[hostKey]*h1Host] // copy on write
+}
+
+// Limits as in http.Transport.
+const (
+	maxResponseHeaderBytes = 10 << 20
+	max1xxResponses        = 5
+)
+
+type hostKey struct{ scheme, host string }
+
+// h1Host is the connection pool of one upstream.
+type h1Host struct {
+	t    *h1Transport
+	addr string      // host:port to dial
+	tls  *tls.Config // nil for http://
+	// h1 is true when requests may take the fast path: always for http://,
+	// for https:// once the upstream answered the std transport in HTTP/1.1.
+	h1 atomic.Bool
+
+	mu   sync.Mutex
+	idle []*h1Conn // most recently used last
+}
+
+// h1Conn is one upstream connection. Only the goroutine that took it from
+// the pool uses it, except for abort (context cancellation) and the idle
+// timer, which only close it.
+type h1Conn struct {
+	host     *h1Host
+	raw      net.Conn // the TCP connection
+	conn     net.Conn // raw, or the TLS connection on it
+	tlsState *tls.ConnectionState
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	gen      uint64
+	reused   bool
+	nread    int64 // bytes read since the request was written
+	limit    int64 // bytes that may still be read (response headers)
+	idle     *time.Timer
+	probe    *connProbe // nil: no cheap liveness check on this platform
+}
+
+func newH1Transport(std *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error), tc *tls.Config, cfg *Config) *h1Transport {
+	t := &h1Transport{
+		std:              std,
+		dial:             dial,
+		tlsConfig:        tc,
+		handshakeTimeout: cfg.Timeouts.TLSHandshake,
+		headerTimeout:    cfg.Timeouts.ResponseHeader,
+		idleTimeout:      cfg.Timeouts.IdleConn,
+		maxIdle:          cfg.MaxIdleConnsPerHost,
+	}
+	if t.maxIdle <= 0 {
+		t.maxIdle = http.DefaultMaxIdleConnsPerHost
+	}
+	t.hosts.Store(&map[hostKey]*h1Host{})
+	return t
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if h := t.fastHost(req); h != nil {
+		return h.roundTrip(req)
+	}
+	resp, err := t.std.RoundTrip(req)
+	if err == nil && resp.ProtoMajor == 1 && req.URL.Scheme == "https" {
+		if h := t.host(req.URL.Scheme, req.URL.Host); h != nil {
+			h.h1.Store(true)
+		}
+	}
+	return resp, err
+}
+
+// CloseIdleConnections closes the idle connections of both paths;
+// connections in use are closed when their response is done.
+func (t *h1Transport) CloseIdleConnections() {
+	t.gen.Add(1)
+	for _, h := range *t.hosts.Load() {
+		h.mu.Lock()
+		idle := h.idle
+		h.idle = nil
+		h.mu.Unlock()
+		for _, pc := range idle {
+			if pc.idle != nil {
+				pc.idle.Stop()
+			}
+			pc.close()
+		}
+	}
+	t.std.CloseIdleConnections()
+}
+
+// fastHost returns the pool for req when req may take the fast path.
+func (t *h1Transport) fastHost(req *http.Request) *h1Host {
+	if !fastEligible(req) {
+		return nil
+	}
+	u := req.URL
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil
+	}
+	h := (*t.hosts.Load())[hostKey{u.Scheme, u.Host}]
+	if h == nil {
+		if u.Scheme != "http" {
+			return nil // not known to speak HTTP/1.1 yet
+		}
+		h = t.host(u.Scheme, u.Host)
+	}
+	if h == nil || !h.h1.Load() {
+		return nil
+	}
+	return h
+}
+
+// fastEligible reports whether req can be sent in line: no body, so the
+// response cannot arrive while the request is still being written; no
+// upgrade and no Expect, which need the std transport's handling; and
+// replayable, so a pooled connection that the upstream closed meanwhile can
+// be retried on a fresh one (the same rule as net/http).
+func fastEligible(req *http.Request) bool {
+	if req.ContentLength != 0 || (req.Body != nil && req.Body != http.NoBody) || len(req.TransferEncoding) > 0 || len(req.Trailer) > 0 {
+		return false
+	}
+	h := req.Header
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	default:
+		_, k1 := h["Idempotency-Key"]
+		_, k2 := h["X-Idempotency-Key"]
+		if !k1 && !k2 {
+			return false
+		}
+	}
+	if _, ok := h["Upgrade"]; ok {
+		return false
+	}
+	if _, ok := h["Connection"]; ok { // ReverseProxy leaves it only for upgrades
+		return false
+	}
+	if _, ok := h["Expect"]; ok {
+		return false
+	}
+	return true
+}
+
+// host returns the pool for scheme and host, creating it.
+func (t *h1Transport) host(scheme, host string) *h1Host {
+	key := hostKey{scheme, host}
+	if h := (*t.hosts.Load())[key]; h != nil {
+		return h
+	}
+	t.hostsMu.Lock()
+	defer t.hostsMu.Unlock()
+	old := *t.hosts.Load()
+	if h := old[key]; h != nil {
+		return h
+	}
+	name, port, err := net.SplitHostPort(host)
+	if err != nil {
+		name, port = host, "80"
+		if scheme == "https" {
+			port = "443"
+		}
+		if len(name) > 1 && name[0] == '[' && name[len(name)-1] == ']' {
+			name = name[1 : len(name)-1]
+		}
+	}
+	h := &h1Host{t: t, addr: net.JoinHostPort(name, port)}
+	if scheme == "http" {
+		h.h1.Store(true)
+	} else {
+		if t.tlsConfig != nil {
+			h.tls = t.tlsConfig.Clone()
+		} else {
+			h.tls = &tls.Config{}
+		}
+		if h.tls.ServerName == "" {
+			h.tls.ServerName = name
+		}
+		h.tls.NextProtos = []string{"http/1.1"}
+	}
+	m := make(map[hostKey]*h1Host, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[key] = h
+	t.hosts.Store(&m)
+	return h
+}
+
+// roundTrip sends req on a pooled or new connection. A pooled connection
+// that fails before any byte of the response arrived (the upstream closed
+// it while idle) is replaced by a fresh one once: the request is
+// replayable (fastEligible).
+func (h *h1Host) roundTrip(req *http.Request) (*http.Response, error) {
+	if err := validHeader(req.Header); err != nil {
+		return nil, err
+	}
+	ctx := req.Context()
+	fresh := false
+	for {
+		pc, err := h.get(ctx, fresh)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pc.roundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		if !fresh && pc.reused && pc.nread == 0 && ctx.Err() == nil && !isTimeout(err) {
+			fresh = true
+			continue
+		}
+		return nil, err
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// get takes the most recently used idle connection that is still usable,
+// or dials a new one.
+func (h *h1Host) get(ctx context.Context, fresh bool) (*h1Conn, error) {
+	if !fresh {
+		h.mu.Lock()
+		for n := len(h.idle); n > 0; n = len(h.idle) {
+			pc := h.idle[n-1]
+			h.idle[n-1] = nil
+			h.idle = h.idle[:n-1]
+			h.mu.Unlock()
+			// Stop fails when the idle timer fired: its callback closes
+			// nothing it cannot find in the pool, so close it here.
+			if (pc.idle == nil || pc.idle.Stop()) && pc.probe.idleOK() {
+				pc.reused = true
+				return pc, nil
+			}
+			pc.close()
+			h.mu.Lock()
+		}
+		h.mu.Unlock()
+	}
+	return h.dial(ctx)
+}
+
+func (h *h1Host) dial(ctx context.Context) (*h1Conn, error) {
+	t := h.t
+	gen := t.gen.Load()
+	raw, err := t.dial(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, err
+	}
+	pc := &h1Conn{host: h, raw: raw, conn: raw, gen: gen}
+	if h.tls != nil {
+		tc := tls.Client(raw, h.tls)
+		hctx, cancel := ctx, context.CancelFunc(nil)
+		if t.handshakeTimeout > 0 {
+			hctx, cancel = context.WithTimeout(ctx, t.handshakeTimeout)
+		}
+		err := tc.HandshakeContext(hctx)
+		if cancel != nil {
+			cancel()
+		}
+		if err != nil {
+			_ = raw.Close()
+			return nil, err
+		}
+		st := tc.ConnectionState()
+		pc.tlsState, pc.conn = &st, tc
+	}
+	pc.probe = newConnProbe(raw)
+	pc.br = bufio.NewReaderSize(countingReader{pc}, 4<<10)
+	pc.bw = bufio.NewWriterSize(pc.conn, 4<<10)
+	return pc, nil
+}
+
+// put returns pc to the pool, or closes it when the pool is full or the
+// connection predates CloseIdleConnections.
+func (h *h1Host) put(pc *h1Conn) {
+	t := h.t
+	h.mu.Lock()
+	if pc.gen != t.gen.Load() || len(h.idle) >= t.maxIdle {
+		h.mu.Unlock()
+		pc.close()
+		return
+	}
+	h.idle = append(h.idle, pc)
+	if t.idleTimeout > 0 {
+		if pc.idle == nil {
+			pc.idle = time.AfterFunc(t.idleTimeout, pc.idleExpired)
+		} else {
+			pc.idle.Reset(t.idleTimeout)
+		}
+	}
+	h.mu.Unlock()
+}
+
+// idleExpired closes pc if it is still in the pool.
+func (pc *h1Conn) idleExpired() {
+	h := pc.host
+	h.mu.Lock()
+	i := slices.Index(h.idle, pc)
+	if i >= 0 {
+		h.idle = slices.Delete(h.idle, i, i+1)
+	}
+	h.mu.Unlock()
+	if i >= 0 {
+		pc.close()
+	}
+}
+
+func (pc *h1Conn) close() { _ = pc.raw.Close() }
+
+// roundTrip writes req and reads the response headers on the calling
+// goroutine. On error the connection is closed. On success the response
+// body returns the connection to the pool when it has been read to EOF.
+func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	// Cancellation closes the connection, which ends a blocked write or
+	// read; stop() reports whether that happened.
+	stop := context.AfterFunc(ctx, pc.close)
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		pc.close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	pc.nread = 0
+	pc.limit = maxResponseHeaderBytes
+	if err := req.Write(pc.bw); err != nil {
+		return fail(err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	t := pc.host.t
+	if t.headerTimeout > 0 {
+		_ = pc.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	}
+	var resp *http.Response
+	for n1xx := 0; ; n1xx++ {
+		var err error
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		code := resp.StatusCode
+		if code == http.StatusSwitchingProtocols {
+			return fail(errors.New("sidecar: upstream switched protocols unasked"))
+		}
+		if code < 100 || code > 199 {
+			break
+		}
+		if n1xx == max1xxResponses {
+			return fail(errors.New("sidecar: too many 1xx responses from upstream"))
+		}
+		pc.limit = maxResponseHeaderBytes
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if t.headerTimeout > 0 {
+		_ = pc.conn.SetReadDeadline(time.Time{})
+	}
+	pc.limit = math.MaxInt64
+	resp.TLS = pc.tlsState
+	reuse := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		pc.release(stop, reuse)
+		return resp, nil
+	}
+	resp.Body = &h1Body{pc: pc, ctx: ctx, body: resp.Body, stop: stop, reuse: reuse}
+	return resp, nil
+}
+
+// release pools pc after a complete response, or closes it.
+func (pc *h1Conn) release(stop func() bool, reuse bool) {
+	// stop fails when cancellation closed (or is closing) the connection;
+	// bytes already buffered mean the upstream sent more than the
+	// response: the connection is out of step.
+	if stop() && reuse && pc.br.Buffered() == 0 {
+		pc.host.put(pc)
+		return
+	}
+	pc.close()
+}
+
+// countingReader reads pc's connection, counting the bytes and enforcing
+// the response header limit.
+type countingReader struct{ pc *h1Conn }
+
+func (r countingReader) Read(p []byte) (int, error) {
+	pc := r.pc
+	if pc.limit <= 0 {
+		return 0, fmt.Errorf("sidecar: upstream response headers exceed %d bytes", maxResponseHeaderBytes)
+	}
+	if int64(len(p)) > pc.limit {
+		p = p[:pc.limit]
+	}
+	n, err := pc.conn.Read(p)
+	pc.nread += int64(n)
+	pc.limit -= int64(n)
+	return n, err
+}
+
+// h1Body is a fast-path response body. Read to EOF, its connection goes
+// back to the pool; closed earlier or failed, the connection is closed.
+type h1Body struct {
+	pc    *h1Conn
+	ctx   context.Context
+	body  io.ReadCloser
+	stop  func() bool
+	reuse bool
+	done  atomic.Bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done.Load() {
+		return 0, errors.New("sidecar: read on closed response body")
+	}
+	n, err := b.body.Read(p)
+	if err != nil {
+		if b.done.CompareAndSwap(false, true) {
+			if err == io.EOF {
+				b.pc.release(b.stop, b.reuse)
+			} else {
+				b.stop()
+				b.pc.close()
+			}
+		}
+		if err != io.EOF && b.ctx.Err() != nil {
+			err = b.ctx.Err()
+		}
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.done.CompareAndSwap(false, true) {
+		b.stop()
+		b.pc.close()
+	}
+	return nil
+}
+
+// validHeader applies the std transport's checks: field names are tokens,
+// values hold no control characters but tab.
+func validHeader(h http.Header) error {
+	for k, vv := range h {
+		if !validFieldName(k) {
+			return fmt.Errorf("sidecar: invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return fmt.Errorf("sidecar: invalid value of header field %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c > 0x20 && c < 0x7f && !isSeparator(c):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isSeparator reports the delimiters that RFC 9110 excludes from tokens.
+func isSeparator(c byte) bool {
+	switch c {
+	case '(', ')', '<', '>', '@', ',', ';', ':', '\\', '"', '/', '[', ']', '?', '=', '{', '}':
+		return true
+	}
+	return false
+}
+
+func validFieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
