@@ -106,7 +106,13 @@ func newH1Transport(std *http.Transport, dial func(ctx context.Context, network,
 // RoundTrip implements http.RoundTripper.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if h := t.fastHost(req); h != nil {
-		return h.roundTrip(req)
+		resp, err := h.roundTrip(req)
+		var he *handshakeError
+		if !errors.As(err, &he) {
+			return resp, err
+		}
+		// The upstream refused an HTTP/1.1-only handshake (it may have
+		// become HTTP/2-only): the std transport tries, and learns again.
 	}
 	resp, err := t.std.RoundTrip(req)
 	if err == nil && resp.ProtoMajor == 1 && req.URL.Scheme == "https" {
@@ -261,6 +267,12 @@ func (h *h1Host) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// handshakeError is a failed fast-path TLS handshake; nothing was sent.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -310,7 +322,8 @@ func (h *h1Host) dial(ctx context.Context) (*h1Conn, error) {
 		}
 		if err != nil {
 			_ = raw.Close()
-			return nil, err
+			h.h1.Store(false)
+			return nil, &handshakeError{err}
 		}
 		st := tc.ConnectionState()
 		pc.tlsState, pc.conn = &st, tc
@@ -429,11 +442,29 @@ func (pc *h1Conn) release(stop func() bool, reuse bool) {
 	// stop fails when cancellation closed (or is closing) the connection;
 	// bytes already buffered mean the upstream sent more than the
 	// response: the connection is out of step.
-	if stop() && reuse && pc.br.Buffered() == 0 {
+	if stop() && reuse && pc.br.Buffered() == 0 && (pc.tlsState == nil || pc.tlsQuiet()) {
 		pc.host.put(pc)
 		return
 	}
 	pc.close()
+}
+
+// aLongTimeAgo is a read deadline that has passed: a read returns what is
+// buffered or times out at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// tlsQuiet reports whether the TLS connection holds no decrypted bytes
+// after the response (the probe sees only the socket, not the TLS layer's
+// buffer). A read with a passed deadline returns them without a syscall,
+// and a read timeout leaves a TLS connection usable.
+func (pc *h1Conn) tlsQuiet() bool {
+	if pc.conn.SetReadDeadline(aLongTimeAgo) != nil {
+		return false
+	}
+	if _, err := pc.br.Peek(1); err == nil || !isTimeout(err) {
+		return false
+	}
+	return pc.conn.SetReadDeadline(time.Time{}) == nil
 }
 
 // countingReader reads pc's connection, counting the bytes and enforcing
@@ -462,24 +493,33 @@ type h1Body struct {
 	body  io.ReadCloser
 	stop  func() bool
 	reuse bool
-	done  atomic.Bool
+	state atomic.Int32 // bodyOpen, bodyEOF or bodyClosed
 }
 
+const (
+	bodyOpen int32 = iota
+	bodyEOF
+	bodyClosed
+)
+
 func (b *h1Body) Read(p []byte) (int, error) {
-	if b.done.Load() {
-		return 0, errors.New("sidecar: read on closed response body")
+	switch b.state.Load() {
+	case bodyEOF:
+		return 0, io.EOF
+	case bodyClosed:
+		return 0, http.ErrBodyReadAfterClose
 	}
 	n, err := b.body.Read(p)
-	if err != nil {
-		if b.done.CompareAndSwap(false, true) {
-			if err == io.EOF {
-				b.pc.release(b.stop, b.reuse)
-			} else {
-				b.stop()
-				b.pc.close()
-			}
+	if err == io.EOF {
+		if b.state.CompareAndSwap(bodyOpen, bodyEOF) {
+			b.pc.release(b.stop, b.reuse)
 		}
-		if err != io.EOF && b.ctx.Err() != nil {
+	} else if err != nil {
+		if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
+			b.stop()
+			b.pc.close()
+		}
+		if b.ctx.Err() != nil {
 			err = b.ctx.Err()
 		}
 	}
@@ -487,7 +527,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 }
 
 func (b *h1Body) Close() error {
-	if b.done.CompareAndSwap(false, true) {
+	if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
 		b.stop()
 		b.pc.close()
 	}

@@ -3,6 +3,8 @@ package sidecar
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -427,9 +429,13 @@ routes:
 
 // newH1 is a bare fast-path transport for the tests that drive RoundTrip.
 func newH1(t *testing.T, idle time.Duration) *h1Transport {
+	return newH1TLS(t, idle, nil)
+}
+
+func newH1TLS(t *testing.T, idle time.Duration, tc *tls.Config) *h1Transport {
 	t.Helper()
 	cfg := &Config{MaxIdleConnsPerHost: 4, Timeouts: Timeouts{TLSHandshake: 5 * time.Second, ResponseHeader: 10 * time.Second, IdleConn: idle}}
-	tr := newH1Transport(&http.Transport{}, (&net.Dialer{Timeout: 5 * time.Second}).DialContext, nil, cfg)
+	tr := newH1Transport(&http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}, (&net.Dialer{Timeout: 5 * time.Second}).DialContext, tc, cfg)
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }
@@ -673,4 +679,106 @@ func TestFastPathFallbacks(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(line).To(Equal("echo:hello\n"))
 	g.Expect(fastIdle(tp.p)).To(Equal(0))
+}
+
+// Bytes after the response inside the TLS record that carried its end
+// stay in the TLS layer's buffer, out of sight of the socket probe and the
+// bufio.Reader: they keep the connection out of the pool too.
+func TestFastPathTLSOutOfStep(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	leaf := ca.Issue(testpki.WithIPs("127.0.0.1"), testpki.ServerAuth())
+	// Headers and body fill exactly two bufio buffers (8192 bytes).
+	first := "HTTP/1.1 200 OK\r\nContent-Length: 8151\r\n\r\n" + strings.Repeat("b", 8151)
+	g.Expect(first).To(HaveLen(8192))
+	var accepted atomic.Int32
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := accepted.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sc := testpki.ServerTLSConfig(leaf, nil)
+				sc.DynamicRecordSizingDisabled = true // one write, one record
+				tc := tls.Server(c, sc)
+				defer tc.Close()
+				_ = tc.SetDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(tc)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if n == 1 {
+						_, _ = io.WriteString(tc, first+"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil") // one record
+					} else {
+						_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+					}
+				}
+			}()
+		}
+	}()
+	tr := newH1TLS(t, time.Minute, &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})
+	u := "https://" + ln.Addr().String() + "/x"
+	tr.host("https", ln.Addr().String()).h1.Store(true) // as if learned
+	for _, want := range []int{8151, 4} {
+		req, _ := http.NewRequest("GET", u, nil)
+		resp, err := tr.RoundTrip(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		b, err := io.ReadAll(resp.Body)
+		g.Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		g.Expect(b).To(HaveLen(want))
+		if want == 4 {
+			g.Expect(string(b)).To(Equal("good"))
+		}
+	}
+	g.Expect(accepted.Load()).To(BeNumerically("==", 2))
+}
+
+// An upstream learned to speak HTTP/1.1 that now refuses an HTTP/1.1-only
+// handshake (it went HTTP/2-only): the request is served by the std
+// transport over HTTP/2 and the fast path is given up for it.
+func TestFastPathHandshakeRefusedFallsBack(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	var protos sync.Map
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	up.TLS = testpki.ServerTLSConfig(ca.Issue(testpki.WithIPs("127.0.0.1"), testpki.ServerAuth()), nil)
+	up.TLS.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		for _, p := range hello.SupportedProtos {
+			if p == "h2" {
+				return nil, nil
+			}
+		}
+		return nil, errors.New("h2 only")
+	}
+	up.EnableHTTP2 = true
+	up.Config.ErrorLog = log.New(io.Discard, "", 0)
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	tr := newH1TLS(t, time.Minute, &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})
+	h := tr.host("https", up.Listener.Addr().String())
+	h.h1.Store(true) // as if learned
+	for range 2 {
+		req, _ := http.NewRequest("GET", up.URL+"/x", nil)
+		resp, err := tr.RoundTrip(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		g.Expect(string(b)).To(Equal("HTTP/2.0"))
+		g.Expect(h.h1.Load()).To(BeFalse())
+	}
 }
