@@ -267,7 +267,8 @@ func (h *h1Host) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// handshakeError is a failed fast-path TLS handshake; nothing was sent.
+// handshakeError is a fast-path TLS handshake the upstream refused;
+// nothing was sent, and the std transport may try.
 type handshakeError struct{ err error }
 
 func (e *handshakeError) Error() string { return e.err.Error() }
@@ -322,6 +323,9 @@ func (h *h1Host) dial(ctx context.Context) (*h1Conn, error) {
 		}
 		if err != nil {
 			_ = raw.Close()
+			if ctx.Err() != nil || isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+				return nil, err // an answer in time is not to be had either way
+			}
 			h.h1.Store(false)
 			return nil, &handshakeError{err}
 		}
