@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,7 +235,7 @@ routes:
 		for _, c := range cases {
 			Eventually(c.p.ready).WithTimeout(60*time.Second).Should(Equal(200), func() string { return c.name + ": " + string(c.p.s.Err.Contents()) })
 			st := c.p.cert("connector")
-			c.serial0, c.notAfter0 = decimalSerial(fmt.Sprint(st["serial"])), statusTime(st, "not_after")
+			c.serial0, c.notAfter0 = fmt.Sprint(st["serial"]), statusTime(st, "not_after")
 			c.arm(c)
 			c.l = startLoad([]string{c.p.proxy + "/events/a", c.p.proxy + "/events/b"}, 2, 100*time.Millisecond, c.runFor)
 		}
@@ -273,15 +272,6 @@ routes:
 		}
 	})
 })
-
-// decimalSerial turns /status's hexadecimal serial into the decimal form
-// mockauth and x509 use.
-func decimalSerial(hexSerial string) string {
-	GinkgoHelper()
-	n, ok := new(big.Int).SetString(hexSerial, 16)
-	Expect(ok).To(BeTrue(), "serial %q is not hexadecimal", hexSerial)
-	return n.String()
-}
 
 // fill writes into dir until its file system is full.
 func fill(dir string) {
