@@ -175,7 +175,7 @@ func (r *report) write(path string) error {
 			w("| %s | %s | %.1f | %.0f | %.0f | %s |\n", g.pkg, g.name, g.nsPerOp, g.bytesPerOp, g.allocsPerOp, strings.Join(extra, ", "))
 		}
 	}
-	w("\nRerun with `make bench` (about 6 minutes); `bench/run.sh --rounds 3 --duration 3s --conns 1,32` for a quicker look.\n")
+	w("\nRerun with `make bench` (about 9 minutes); `bench/run.sh --rounds 3 --duration 3s --conns 1,32` for a quicker look.\n")
 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
