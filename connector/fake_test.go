@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -400,24 +399,6 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		}
 		return c, nil
 	}
-}
-
-// logBuffer is a concurrency-safe buffer for a debug logger.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func loopbackDial() func(ctx context.Context, network, address string) (net.Conn, error) {

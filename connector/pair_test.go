@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/syncbuf"
+
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/connector"
@@ -27,8 +29,8 @@ func ctx(t *testing.T) context.Context {
 }
 
 // debugLogger returns a client option logging everything into a buffer.
-func debugLogger() (connector.Option, *logBuffer) {
-	buf := &logBuffer{}
+func debugLogger() (connector.Option, *syncbuf.Buffer) {
+	buf := &syncbuf.Buffer{}
 	return connector.WithLogger(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))), buf
 }
 
