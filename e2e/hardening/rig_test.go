@@ -226,19 +226,12 @@ func (r *rig) run(config string, args ...string) *proc {
 
 func (r *rig) start(config string, args ...string) *proc {
 	GinkgoHelper()
-	lp, ap := harness.FreePort(), harness.FreePort()
-	p := &proc{r: r, proxyHP: fmt.Sprintf("127.0.0.1:%d", lp)}
-	p.proxy, p.admin = "http://"+p.proxyHP, fmt.Sprintf("http://127.0.0.1:%d", ap)
-	p.cfg = filepath.Join(r.in, fmt.Sprintf("credbroker-%d.yaml", lp))
-	full := fmt.Sprintf("listen: 127.0.0.1:%d\nadmin_listen: 127.0.0.1:%d\nca_file: %s\n%s", lp, ap, r.caFile, config)
-	Expect(os.WriteFile(p.cfg, []byte(full), 0o600)).To(Succeed())
-	base := []string{"run", "--config", p.cfg, "--vcap-file", r.vcapFile, "--log-format", "json", "--log-level", "debug"}
-	p.s = harness.Start(bin, harness.Env{"CREDBROKER_POLL_INTERVAL": "1s"}, append(base, args...)...)
-	DeferCleanup(func() {
-		p.s.Terminate()
-		Eventually(p.s).WithTimeout(40 * time.Second).Should(gexec.Exit())
-		p.scan(false)
-	})
+	var p *proc
+	sc := harness.StartSidecar(bin, harness.SidecarOptions{
+		Dir: r.in, CAFile: r.caFile, VCAPFile: r.vcapFile, Args: args,
+		AfterExit: func(*harness.Sidecar) { p.scan(false) },
+	}, config)
+	p = &proc{r: r, s: sc.Session, cfg: sc.Config, proxy: sc.Proxy, admin: sc.Admin, proxyHP: sc.ProxyHP}
 	return p
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -227,19 +226,11 @@ type sidecar struct {
 // admin endpoints for planted secrets, then stops the process.
 func (e *env) startSidecar(config string, args ...string) *sidecar {
 	GinkgoHelper()
-	p, a := harness.FreePort(), harness.FreePort()
-	sc := &sidecar{e: e, proxyHP: fmt.Sprintf("127.0.0.1:%d", p)}
-	sc.proxy, sc.admin = "http://"+sc.proxyHP, fmt.Sprintf("http://127.0.0.1:%d", a)
-	sc.cfg = filepath.Join(e.dir, fmt.Sprintf("credbroker-%d.yaml", p))
-	full := fmt.Sprintf("listen: 127.0.0.1:%d\nadmin_listen: 127.0.0.1:%d\nca_file: %s\n%s", p, a, e.caFile, config)
-	Expect(os.WriteFile(sc.cfg, []byte(full), 0o600)).To(Succeed())
-	sc.s = harness.Start(bin, harness.Env{"CREDBROKER_POLL_INTERVAL": "1s"},
-		append([]string{"run", "--config", sc.cfg, "--vcap-file", e.vcapFile, "--log-format", "json", "--log-level", "debug"}, args...)...)
-	DeferCleanup(func() {
-		sc.s.Terminate()
-		Eventually(sc.s).WithTimeout(40 * time.Second).Should(gexec.Exit())
-		e.secrets.ExpectNotIn(sc.s.Out.Contents(), sc.s.Err.Contents())
-	})
+	r := harness.StartSidecar(bin, harness.SidecarOptions{
+		Dir: e.dir, CAFile: e.caFile, VCAPFile: e.vcapFile, Args: args,
+		AfterExit: func(r *harness.Sidecar) { e.secrets.ExpectNotIn(r.Session.Out.Contents(), r.Session.Err.Contents()) },
+	}, config)
+	sc := &sidecar{e: e, s: r.Session, cfg: r.Config, proxy: r.Proxy, admin: r.Admin, proxyHP: r.ProxyHP}
 	DeferCleanup(func() { // runs first: the process still serves
 		e.secrets.ExpectNotIn(sc.s.Out.Contents(), sc.s.Err.Contents(), sc.get("/metrics"), sc.get("/status"))
 	})

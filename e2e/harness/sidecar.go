@@ -1,0 +1,58 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+)
+
+// Sidecar is a `credbroker run` process started by StartSidecar.
+type Sidecar struct {
+	Session *gexec.Session
+	Config  string // the config file
+	ProxyHP string // 127.0.0.1:PORT of the proxy listener
+	Proxy   string // http://ProxyHP
+	Admin   string // http://127.0.0.1:PORT of the admin listener
+}
+
+// SidecarOptions say how StartSidecar runs `credbroker run`.
+type SidecarOptions struct {
+	Dir      string   // where the config file is written
+	CAFile   string   // the ca_file: of the config
+	VCAPFile string   // --vcap-file
+	Args     []string // more arguments
+	// AfterExit runs at the end of the spec once the process has exited
+	// (for example to scan everything it printed).
+	AfterExit func(*Sidecar)
+}
+
+// StartSidecar writes config with listen and admin_listen (free loopback
+// ports) and ca_file prepended, and starts `credbroker run` on it with the
+// bindings of o.VCAPFile, JSON logs at debug level (the most there is to
+// leak) and a 1 s poll interval. It does not wait for the listeners. When
+// the spec ends the process gets SIGTERM and must exit within 40 s; then
+// o.AfterExit runs.
+func StartSidecar(bin string, o SidecarOptions, config string) *Sidecar {
+	GinkgoHelper()
+	lp, ap := FreePort(), FreePort()
+	sc := &Sidecar{ProxyHP: fmt.Sprintf("127.0.0.1:%d", lp), Admin: fmt.Sprintf("http://127.0.0.1:%d", ap)}
+	sc.Proxy = "http://" + sc.ProxyHP
+	sc.Config = filepath.Join(o.Dir, fmt.Sprintf("credbroker-%d.yaml", lp))
+	full := fmt.Sprintf("listen: 127.0.0.1:%d\nadmin_listen: 127.0.0.1:%d\nca_file: %s\n%s", lp, ap, o.CAFile, config)
+	Expect(os.WriteFile(sc.Config, []byte(full), 0o600)).To(Succeed())
+	args := []string{"run", "--config", sc.Config, "--vcap-file", o.VCAPFile, "--log-format", "json", "--log-level", "debug"}
+	sc.Session = Start(bin, Env{"CREDBROKER_POLL_INTERVAL": "1s"}, append(args, o.Args...)...)
+	DeferCleanup(func() {
+		sc.Session.Terminate()
+		Eventually(sc.Session).WithTimeout(40 * time.Second).Should(gexec.Exit())
+		if o.AfterExit != nil {
+			o.AfterExit(sc)
+		}
+	})
+	return sc
+}
