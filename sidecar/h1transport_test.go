@@ -687,46 +687,28 @@ func TestFastPathFallbacks(t *testing.T) {
 func TestFastPathTLSOutOfStep(t *testing.T) {
 	g := NewWithT(t)
 	ca := testpki.NewCA()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	g.Expect(err).NotTo(HaveOccurred())
 	leaf := ca.Issue(testpki.WithIPs("127.0.0.1"), testpki.ServerAuth())
 	// Headers and body fill exactly two bufio buffers (8192 bytes).
 	first := "HTTP/1.1 200 OK\r\nContent-Length: 8151\r\n\r\n" + strings.Repeat("b", 8151)
 	g.Expect(first).To(HaveLen(8192))
-	var accepted atomic.Int32
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	up := newRawUpstream(t, func(n int32, c net.Conn, _ *bufio.Reader, _ *rawUpstream) {
+		sc := testpki.ServerTLSConfig(leaf, nil)
+		sc.DynamicRecordSizingDisabled = true // one write, one record
+		tc := tls.Server(c, sc)
+		defer tc.Close()
+		br := bufio.NewReader(tc)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			n := accepted.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sc := testpki.ServerTLSConfig(leaf, nil)
-				sc.DynamicRecordSizingDisabled = true // one write, one record
-				tc := tls.Server(c, sc)
-				defer tc.Close()
-				_ = tc.SetDeadline(time.Now().Add(20 * time.Second))
-				br := bufio.NewReader(tc)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					if n == 1 {
-						_, _ = io.WriteString(tc, first+"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil") // one record
-					} else {
-						_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
-					}
-				}
-			}()
+			if n == 1 {
+				_, _ = io.WriteString(tc, first+"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil") // one record
+			} else {
+				_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+			}
 		}
-	}()
+	})
+	ln := up.ln
 	tr := newH1TLS(t, time.Minute, &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})
 	u := "https://" + ln.Addr().String() + "/x"
 	tr.host("https", ln.Addr().String()).h1.Store(true) // as if learned
@@ -742,7 +724,7 @@ func TestFastPathTLSOutOfStep(t *testing.T) {
 			g.Expect(string(b)).To(Equal("good"))
 		}
 	}
-	g.Expect(accepted.Load()).To(BeNumerically("==", 2))
+	g.Expect(up.accepted.Load()).To(BeNumerically("==", 2))
 }
 
 // An upstream learned to speak HTTP/1.1 that now refuses an HTTP/1.1-only
