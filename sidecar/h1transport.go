@@ -542,7 +542,7 @@ func (b *h1Body) Close() error {
 // values hold no control characters but tab.
 func validHeader(h http.Header) error {
 	for k, vv := range h {
-		if !validFieldName(k) {
+		if !validHeaderName(k) { // an RFC 9110 token, as config.go checks tenant_header
 			return fmt.Errorf("sidecar: invalid header field name %q", k)
 		}
 		for _, v := range vv {
@@ -552,31 +552,6 @@ func validHeader(h http.Header) error {
 		}
 	}
 	return nil
-}
-
-func validFieldName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c > 0x20 && c < 0x7f && !isSeparator(c):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// isSeparator reports the delimiters that RFC 9110 excludes from tokens.
-func isSeparator(c byte) bool {
-	switch c {
-	case '(', ')', '<', '>', '@', ',', ';', ':', '\\', '"', '/', '[', ']', '?', '=', '{', '}':
-		return true
-	}
-	return false
 }
 
 func validFieldValue(s string) bool {
