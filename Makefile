@@ -5,7 +5,7 @@ GO ?= go
 FUZZTIME ?= 3s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: help run test unit e2e e2e-bin lint check-deps fuzz fuzz-smoke chart-test bench bench-smoke soak build clean
+.PHONY: help run test unit e2e e2e-bin docs lint check-deps fuzz fuzz-smoke chart-test bench bench-smoke soak build clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ bench-smoke: ## a tiny run of the benchmark harness so it cannot rot
 
 soak: e2e-bin ## long fault and rotation runs of the hardening suite
 	CREDBROKER_E2E_BIN=$(E2E_BIN) CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/...
+
+docs: ## regenerate docs/cli.md from --help
+	UPDATE_CLI_DOC=1 $(GO) test -count=1 -run '^TestCLIDocIsCurrent$$' ./cmd/credbroker
 
 clean: ## remove build output
 	rm -rf bin
