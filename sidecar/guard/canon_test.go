@@ -1,14 +1,20 @@
 package guard
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/internal/testpki"
 )
 
 func TestFoldName(t *testing.T) {
@@ -212,4 +218,78 @@ func TestRefusalsNameTheirReason(t *testing.T) {
 		g.Expect(e.obs.get("none/refused/"+tc.reason)).To(Equal(1), tc.reason)
 	}
 	g.Expect(e.app.count()).To(Equal(0))
+}
+
+// Over HTTP/2 (the TLS listener offers h2) the same contract holds: header
+// names arrive lower-case and may carry "_", the path is :path as sent.
+func TestHTTP2SameContract(t *testing.T) {
+	g := NewWithT(t)
+	e := startMTLS(t)
+	leaf := e.clientCA.Issue(testpki.ClientAuth(), testpki.WithSubject(controllerSubject))
+	c := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{
+		RootCAs: e.serverCA.Pool(), ServerName: "guard.localhost", Certificates: []tls.Certificate{leaf.TLSCertificate()},
+	}}}
+	req, _ := http.NewRequest("GET", e.url+"/callbacks/x", nil)
+	req.Header["x_credbroker_subject"] = []string{"admin"}
+	req.Header["x-credbroker_auth_method"] = []string{"jwt"}
+	req.Header["x_original_url"] = []string{"/admin"}
+	resp, body := do(t, c, req)
+	g.Expect(resp.ProtoMajor).To(Equal(2))
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	ids := http.Header{}
+	for k, v := range e.app.last().Header {
+		if f := foldName(k); strings.HasPrefix(f, reservedFolded) || f == "x-original-url" {
+			ids[k] = v
+		}
+	}
+	g.Expect(ids).To(Equal(http.Header{
+		HeaderAuthMethod: {"mtls"}, HeaderSubject: {"CN=controller,O=Acme"}, HeaderCertSubject: {"CN=controller,O=Acme"},
+	}))
+
+	before := e.app.count()
+	for _, p := range []string{"/callbacks//x", "/callbacks/..;/admin", "/callbacks;x/y", "/callbacks/%2e%2e/admin"} {
+		req, _ = http.NewRequest("GET", e.url+"/", nil)
+		req.URL.Opaque = p
+		resp, body = do(t, c, req)
+		g.Expect(resp.ProtoMajor).To(Equal(2))
+		g.Expect(resp.StatusCode).To(Equal(400), p+" "+body)
+		g.Expect(resp.Header.Get(HeaderError)).To(Equal(ReasonPathNotCanonical), p)
+	}
+	req, _ = http.NewRequest("GET", e.url+"/callbacks/x", nil)
+	req.Header["authorization"] = []string{"Bearer a", "Bearer b"}
+	resp, _ = do(t, c, req)
+	g.Expect(resp.StatusCode).To(Equal(400))
+	g.Expect(resp.Header.Get(HeaderError)).To(Equal(ReasonDuplicateAuthorization))
+	g.Expect(e.app.count()).To(Equal(before))
+}
+
+// Trailers cannot carry identity headers either (some frameworks merge
+// trailers into the headers).
+func TestTrailersCannotCarryIdentity(t *testing.T) {
+	g := NewWithT(t)
+	e := startMTLS(t)
+	leaf := e.clientCA.Issue(testpki.ClientAuth(), testpki.WithSubject(controllerSubject))
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(e.url, "https://"), &tls.Config{
+		RootCAs: e.serverCA.Pool(), ServerName: "guard.localhost", Certificates: []tls.Certificate{leaf.TLSCertificate()},
+		NextProtos: []string{"http/1.1"},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST /callbacks/x HTTP/1.1\r\nHost: guard.localhost\r\nTransfer-Encoding: chunked\r\n"+
+		"Trailer: X-Credbroker-Subject, X_credbroker_tenant, X-Other\r\n\r\n"+
+		"5\r\nhello\r\n0\r\nX-Credbroker-Subject: admin\r\nX_credbroker_tenant: provider\r\nX-Other: fine\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(200))
+	seen := e.app.last()
+	g.Expect(seen.Body).To(Equal("hello"))
+	g.Expect(seen.Header.Get(HeaderSubject)).To(Equal("CN=controller,O=Acme"))
+	for k := range seen.Trailer {
+		g.Expect(foldName(k)).NotTo(HavePrefix(reservedFolded), k)
+	}
+	for k := range seen.Header {
+		g.Expect(k).NotTo(Equal("X_credbroker_tenant"))
+	}
 }
