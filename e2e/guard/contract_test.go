@@ -208,6 +208,8 @@ inbound:
 			Entry("a raw backslash", `/x\..\jwt/secret`),
 			Entry("an encoded backslash", "/x%5c..%5cjwt/secret"),
 			Entry("an encoded slash", "/jwt%2fsecret"),
+			Entry("a # (a fragment, which clients never send)", "/jwt#/secret"),
+			Entry("an encoded NUL (C code truncates there)", "/jwt%00/secret"),
 			Entry("..; on a rule with allow_path_params", "/params/..;/jwt/secret"),
 			Entry("an encoded ; on a rule with allow_path_params", "/params/doc%3bjsessionid=1"),
 			Entry("a ; parameter that changes the rule (a servlet reads /params/a/b)", "/params/a;x=1/b"),

@@ -142,15 +142,19 @@ func rawPath(r *http.Request) string {
 }
 
 // pathProblem checks a raw path (as sent, still percent-encoded) and
-// returns what makes it not canonical, or "". It refuses an empty segment
-// ("//"; a trailing "/" is fine), and in any segment, before and after up
-// to maxDecodes rounds of percent-decoding: a backslash, an encoded slash,
-// backslash or semicolon, and a dot segment ("." or "..", also with a ";"
+// returns what makes it not canonical, or "". It refuses a "#", an empty
+// segment ("//"; a trailing "/" is fine), and in any segment, before and
+// after up to maxDecodes rounds of percent-decoding: a backslash, an
+// encoded slash, backslash or semicolon, a control character (%00: C
+// code truncates there) and a dot segment ("." or "..", also with a ";"
 // parameter: "..;" or "..;x"). A raw ";" is not judged here: whether it is
 // allowed depends on the rule (allow_path_params).
 func pathProblem(raw string) string {
 	if !strings.HasPrefix(raw, "/") {
 		return "the path does not start with /"
+	}
+	if strings.Contains(raw, "#") {
+		return "the path has a # (a fragment is never sent)"
 	}
 	segs := strings.Split(raw[1:], "/")
 	for i, seg := range segs {
@@ -185,6 +189,9 @@ func segmentProblem(seg string) string {
 		name, _, _ := strings.Cut(v, ";")
 		if name == "." || name == ".." {
 			return "the path has a dot segment"
+		}
+		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return "the path has an encoded control character"
 		}
 		if round == maxDecodes || !strings.Contains(v, "%") {
 			return ""

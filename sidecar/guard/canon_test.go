@@ -100,6 +100,7 @@ func TestPathProblem(t *testing.T) {
 		"/x/..%3b/jwt/secret", "/x/..%3B/y", "/jwt%3bx/secret", "/x/%253b",
 		`/x\..\y`, "/x%5c..%5cy", "/x%5Cy", "/x/%255c",
 		"/jwt%2fsecret", "/jwt%2Fsecret", "/x/%252f",
+		"/jwt/secret#/", "/jwt#/secret", "/jwt/secret%00/x", "/x/%0a", "/x/%7F", "/x/%2500",
 	}
 	for _, p := range ok {
 		if got := pathProblem(p); got != "" {
