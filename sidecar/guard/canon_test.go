@@ -294,3 +294,32 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 		g.Expect(k).NotTo(Equal("X_credbroker_tenant"))
 	}
 }
+
+// FuzzPathProblem: a raw path pathProblem accepts has, after any number of
+// decodings up to maxDecodes, no dot segment, no empty segment, no
+// backslash and no control character.
+func FuzzPathProblem(f *testing.F) {
+	for _, s := range []string{"/api/x", "/x/..;/y", "/x/%2e%2e/y", "//a", `/a\b`, "/a%252e%252e/b", "/a;b/c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if pathProblem(raw) != "" {
+			return
+		}
+		p := raw
+		for range maxDecodes {
+			segs := strings.Split(p, "/")
+			for i, seg := range segs[1:] {
+				name, _, _ := strings.Cut(seg, ";")
+				if name == "." || name == ".." || (seg == "" && i != len(segs)-2) || strings.ContainsAny(seg, "\\\x00\n\r#") {
+					t.Fatalf("pathProblem accepted %q, which decodes to %q", raw, p)
+				}
+			}
+			d, err := url.PathUnescape(p)
+			if err != nil || d == p {
+				return
+			}
+			p = d
+		}
+	})
+}
