@@ -229,7 +229,7 @@ inbound:
 			expectRefused(resp, body, 400, "duplicate_authorization", before)
 		})
 
-		It("strips X-Client-Cert, X-Original-URL, X-Rewrite-URL and look-alikes of X-Forwarded-*", func() {
+		It("strips X-Client-Cert, X-Original-URL, X-Rewrite-URL, look-alikes of X-Forwarded-*, and untrusted forwarding headers", func() {
 			resp, body := raw("/api/x", bearer(mint(nil)),
 				"X-Client-Cert: MIIBfake",
 				"X_Client_Cert: MIIBfake",
@@ -238,6 +238,9 @@ inbound:
 				"X_Original_URL: /jwt/secret",
 				"X_Forwarded_For: 6.6.6.6",
 				"X-Forwarded_Host: evil.example",
+				"X-Forwarded-Prefix: /admin",
+				"X-Forwarded-Port: 8443",
+				"X-Real-IP: 10.0.0.1",
 			)
 			Expect(resp.StatusCode).To(Equal(200), body)
 			seen := app.last().Header
@@ -248,6 +251,10 @@ inbound:
 					Expect(k).NotTo(ContainSubstring("_"), k)
 				}
 			}
+			// The peer is not in trusted_proxies: forwarding headers are the guard's or absent.
+			Expect(seen).NotTo(HaveKey("X-Forwarded-Prefix"))
+			Expect(seen).NotTo(HaveKey("X-Forwarded-Port"))
+			Expect(seen).NotTo(HaveKey("X-Real-Ip"))
 			Expect(seen.Get("X-Forwarded-For")).To(Equal("127.0.0.1"))
 			Expect(seen.Get("X-Forwarded-Host")).To(Equal("app.example"))
 		})

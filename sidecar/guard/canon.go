@@ -87,6 +87,21 @@ func stripCallerHeaders(h http.Header) {
 	}
 }
 
+// stripUntrustedForwarding removes, from a request of a peer that is not in
+// trusted_proxies, every X-Forwarded-* header (-Port, -Prefix, -Ssl,
+// -Server, …: frameworks such as Spring's ForwardedHeaderFilter believe
+// them) and X-Real-IP; rewrite then sets -For, -Host and -Proto from what
+// the guard saw. X-Forwarded-Client-Cert is left to the trusted-proxy
+// handling of client certificates.
+func stripUntrustedForwarding(h http.Header) {
+	for k := range h {
+		f := foldName(k)
+		if f == "x-real-ip" || strings.HasPrefix(f, "x-forwarded-") && f != "x-forwarded-client-cert" {
+			delete(h, k)
+		}
+	}
+}
+
 func isCallerStripped(folded string) bool {
 	for _, s := range callerStripped {
 		if folded == s {

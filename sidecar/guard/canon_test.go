@@ -323,3 +323,35 @@ func FuzzPathProblem(f *testing.F) {
 		}
 	})
 }
+
+// From a peer outside trusted_proxies every forwarding header is the
+// guard's or absent; from a trusted proxy they are passed on.
+func TestUntrustedForwardingHeaders(t *testing.T) {
+	g := NewWithT(t)
+	app, _ := url.Parse("http://127.0.0.1:1")
+	for _, trusted := range []bool{false, true} {
+		gd := &Guard{}
+		if trusted {
+			gd.trusted = mustPrefixes(t, []string{"192.0.2.1"})
+		}
+		in := httptest.NewRequest("GET", "/api/x", nil) // RemoteAddr 192.0.2.1:1234
+		in.Header = http.Header{
+			"X-Forwarded-Port": {"443"}, "X-Forwarded-Prefix": {"/admin"}, "X-Forwarded-Ssl": {"on"},
+			"X-Real-Ip": {"10.0.0.1"}, "X-Forwarded-Host": {"api.example.com"}, "X-Forwarded-Client-Cert": {"left to xfcc"},
+		}
+		out := in.Clone(in.Context())
+		gd.rewrite(&httputil.ProxyRequest{In: in, Out: out}, app)
+		g.Expect(out.Header.Get("X-Forwarded-Client-Cert")).To(Equal("left to xfcc"))
+		if !trusted {
+			g.Expect(out.Header).NotTo(HaveKey("X-Forwarded-Port"))
+			g.Expect(out.Header).NotTo(HaveKey("X-Forwarded-Prefix"))
+			g.Expect(out.Header).NotTo(HaveKey("X-Forwarded-Ssl"))
+			g.Expect(out.Header).NotTo(HaveKey("X-Real-Ip"))
+			g.Expect(out.Header.Get("X-Forwarded-Host")).To(Equal("example.com"))
+			g.Expect(out.Header.Get("X-Forwarded-For")).To(Equal("192.0.2.1"))
+			continue
+		}
+		g.Expect(out.Header.Get("X-Forwarded-Prefix")).To(Equal("/admin"))
+		g.Expect(out.Header.Get("X-Forwarded-Host")).To(Equal("api.example.com"))
+	}
+}

@@ -423,9 +423,11 @@ func (g *Guard) rewrite(pr *httputil.ProxyRequest, app *url.URL) {
 
 // forwarded sets X-Forwarded-*: from a trusted proxy they are passed on
 // (with the proxy's address appended to -For); from anyone else they are
-// replaced by what the guard saw.
+// replaced by what the guard saw, and the other forwarding headers
+// (untrustedForwarding) are removed.
 func (g *Guard) forwarded(pr *httputil.ProxyRequest) {
 	if !peerTrusted(pr.In, g.trusted) {
+		stripUntrustedForwarding(pr.Out.Header)
 		pr.SetXForwarded()
 		return
 	}
