@@ -355,3 +355,22 @@ func TestUntrustedForwardingHeaders(t *testing.T) {
 		g.Expect(out.Header.Get("X-Forwarded-Host")).To(Equal("api.example.com"))
 	}
 }
+
+// Even if a Connection header naming identity headers got past
+// checkHeaders, the reverse proxy's hop-by-hop removal runs before rewrite
+// sets them: the app still gets the guard's values.
+func TestIdentitySetAfterHopByHopRemoval(t *testing.T) {
+	g := NewWithT(t)
+	e := startOAuth1(t, nil)
+	req := httptest.NewRequest("GET", "/aps/x", nil)
+	req.Header.Set("Connection", "X-Credbroker-Subject, X-Credbroker-Tenant, X-Credbroker-Auth-Method")
+	id := &identity{method: MethodOAuth1, subject: "alice", tenant: "t1"}
+	req = req.WithContext(context.WithValue(req.Context(), identityKey{}, id))
+	w := httptest.NewRecorder()
+	e.g.proxy.ServeHTTP(w, req)
+	g.Expect(w.Code).To(Equal(200), w.Body.String())
+	seen := e.app.last().Header
+	g.Expect(seen.Get(HeaderSubject)).To(Equal("alice"))
+	g.Expect(seen.Get(HeaderTenant)).To(Equal("t1"))
+	g.Expect(seen.Get(HeaderAuthMethod)).To(Equal("oauth1"))
+}
