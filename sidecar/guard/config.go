@@ -58,8 +58,16 @@ type TLS struct {
 
 // Rule is one path prefix and what it accepts.
 type Rule struct {
-	// Path is a path prefix ("/api/"); "/" matches everything.
+	// Path is a path prefix ("/api/"); "/" matches everything. It is
+	// compared case-sensitively with the percent-decoded request path, and
+	// must itself be canonical (no ";", backslash, "//" or dot segment).
 	Path string `yaml:"path"`
+	// AllowPathParams lets requests under this rule carry ";" path
+	// parameters (jsessionid=…, matrix parameters), which are otherwise
+	// refused with 400. The rule must match both the path as sent and the
+	// path with every ";…" parameter removed (how servlet containers read
+	// it). Encoded ";" (%3B) and "..;" stay refused.
+	AllowPathParams bool `yaml:"allow_path_params"`
 	// Accept lists the methods of which any one suffices.
 	Accept []Method `yaml:"accept"`
 
@@ -166,6 +174,8 @@ func (c *Config) Validate() error {
 			add(f+".path", "required (a path prefix such as /api/)")
 		case !strings.HasPrefix(r.Path, "/"):
 			add(f+".path", "%q: must start with /", r.Path)
+		case strings.Contains(r.Path, ";") || pathProblem(r.Path) != "":
+			add(f+".path", "%q: not a canonical path (no ;, backslash, // or . and .. segments): no request could match it", r.Path)
 		default:
 			if j, dup := paths[r.Path]; dup {
 				add(f+".path", "%q: also rules[%d] (only the first would ever match)", r.Path, j)
