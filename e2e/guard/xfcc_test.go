@@ -56,6 +56,10 @@ func clientCertHeaderSeen(h http.Header) []string {
 	return out
 }
 
+// gatewayURI is the Istio ingress gateway's identity, which the pod's
+// sidecar records as URI= of the element it appends.
+const gatewayURI = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
 var _ = Describe("credbroker run: inbound mtls from a front proxy's X-Forwarded-Client-Cert", Ordered, func() {
 	var (
 		srv               *mockauth.Server
@@ -181,9 +185,10 @@ inbound:
     hops: 2
     proxy_ca_file: %s
     proxy_subjects: ["CN=sidecar"]
+    proxy_uris: [%s]
   rules:
     - {path: /callbacks/, accept: [mtls], ca_file: %s, subjects: ["CN=controller,O=Acme"]}
-`, filepath.Join(dir, "server"), tp, appSrv.URL, proxyCAFile, caFile))
+`, filepath.Join(dir, "server"), tp, appSrv.URL, proxyCAFile, gatewayURI, caFile))
 
 		waitUp(plain, dial("127.0.0.1"), plainURL)
 		waitUp(tlsSC, dial("127.0.0.1"), tlsURL)
@@ -270,14 +275,14 @@ inbound:
 			forged := clientCA.Issue(testpki.ClientAuth(), testpki.WithCommonName("forged"))
 			// What the caller sent, what the gateway appended (the client's
 			// certificate), then what the sidecar appended (the gateway's).
-			lines := []string{envoyXFCC("", forged) + "," + envoyXFCC("", ctrl), envoyXFCC("spiffe://cluster.local/ns/app/sa/app", gatewayLeaf())}
+			lines := []string{envoyXFCC("", forged) + "," + envoyXFCC("", ctrl), envoyXFCC("spiffe://cluster.local/ns/app/sa/app", gatewayLeaf()) + gatewayURI}
 			code, body := call(dial("127.0.0.1", sidecarCert), tlsURL, "/callbacks/ping", lines, nil)
 			Expect(code).To(Equal(200), body)
 			Expect(app.last().Header.Get("X-Credbroker-Cert-Subject")).To(Equal("CN=controller,O=Acme"))
 			Expect(clientCertHeaderSeen(app.last().Header)).To(BeEmpty())
 
 			// The forged element in the client's place is verified, and fails.
-			lines = []string{envoyXFCC("", ctrl) + "," + envoyXFCC("", forged), envoyXFCC("spiffe://cluster.local/ns/app/sa/app", gatewayLeaf())}
+			lines = []string{envoyXFCC("", ctrl) + "," + envoyXFCC("", forged), envoyXFCC("spiffe://cluster.local/ns/app/sa/app", gatewayLeaf()) + gatewayURI}
 			code, body = call(dial("127.0.0.1", sidecarCert), tlsURL, "/callbacks/ping", lines, nil)
 			Expect(code).To(Equal(403), body)
 			Expect(body).To(ContainSubstring("subject_not_allowed"))
@@ -300,6 +305,11 @@ inbound:
 			Entry("the proxy's certificate from an untrusted address (XFCC ignored)", "127.0.0.2",
 				func() []tls.Certificate { return []tls.Certificate{sidecarCert} },
 				func() []string { return []string{envoyXFCC("", ctrl), envoyXFCC("spiffe://s", gatewayLeaf())} }, "untrusted_certificate"),
+			Entry("a client element passed on by a workload other than the gateway", "127.0.0.1",
+				func() []tls.Certificate { return []tls.Certificate{sidecarCert} },
+				func() []string {
+					return []string{envoyXFCC("", ctrl), envoyXFCC("spiffe://cluster.local/ns/app/sa/app", gatewayLeaf()) + "spiffe://cluster.local/ns/other/sa/intruder"}
+				}, "xfcc_proxy_not_allowed"),
 			Entry("only one element for two hops", "127.0.0.1",
 				func() []tls.Certificate { return []tls.Certificate{sidecarCert} },
 				func() []string { return []string{envoyXFCC("", ctrl)} }, "xfcc_malformed"),

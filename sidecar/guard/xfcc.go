@@ -75,6 +75,11 @@ type XFCC struct {
 	// ProxySubjects, with ProxyCAFile, is the allowlist of the proxy
 	// certificate's subjects (RFC 2253, as Go prints them).
 	ProxySubjects []string `yaml:"proxy_subjects"`
+	// ProxyURIs, with hops of 2 or more, is the allowlist of the proxies
+	// behind the client's one: every element after the client's must carry
+	// a URI (the certificate identity of the proxy that element describes,
+	// e.g. the Istio ingress gateway's SPIFFE ID) from this list.
+	ProxyURIs []string `yaml:"proxy_uris"`
 	// MaxBytes bounds the header's total size (default 32 KiB); larger: 431.
 	MaxBytes int `yaml:"max_bytes"`
 	// MaxElements bounds the comma-separated elements (and header lines)
@@ -115,6 +120,14 @@ func (x *XFCC) validate(tls bool, hasMTLS bool, add func(field, format string, a
 	if len(x.ProxySubjects) > 0 && x.ProxyCAFile == "" {
 		add("xfcc.proxy_subjects", "needs proxy_ca_file (a subject means nothing without the CA that vouches for it)")
 	}
+	if len(x.ProxyURIs) > 0 && (x.Hops < 2 || x.Format == XFCCCF) {
+		add("xfcc.proxy_uris", "needs hops of 2 or more and the envoy (or auto) format: it checks the elements after the client's")
+	}
+	for i, u := range x.ProxyURIs {
+		if u == "" || strings.ContainsAny(u, " \t,;\"") {
+			add(fmt.Sprintf("xfcc.proxy_uris[%d]", i), "%q: want a URI such as spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account", u)
+		}
+	}
 	if !hasMTLS {
 		add("xfcc", "no rule accepts mtls, so no certificate from X-Forwarded-Client-Cert would ever be used")
 	}
@@ -127,11 +140,12 @@ type xfccReader struct {
 	hops        int
 	maxBytes    int
 	maxElements int
+	proxyURIs   []string
 	proxy       *mtlsVerifier // nil: the peer address suffices
 }
 
 func newXFCCReader(x *XFCC) *xfccReader {
-	xr := &xfccReader{format: x.Format, hops: x.Hops, maxBytes: x.MaxBytes, maxElements: x.MaxElements}
+	xr := &xfccReader{format: x.Format, hops: x.Hops, maxBytes: x.MaxBytes, maxElements: x.MaxElements, proxyURIs: x.ProxyURIs}
 	for _, p := range x.TrustedProxies {
 		pfx, _ := parsePrefix(p) // checked by Validate
 		xr.trusted = append(xr.trusted, pfx)
@@ -271,7 +285,16 @@ func (xr *xfccReader) parse(vals []string) ([]*x509.Certificate, error) {
 	if len(elems) < xr.hops {
 		return nil, malformed("%d element(s), fewer than xfcc.hops (%d)", len(elems), xr.hops)
 	}
-	return elems[len(elems)-xr.hops].certificates()
+	client := len(elems) - xr.hops
+	if len(xr.proxyURIs) > 0 {
+		for i, el := range elems[client+1:] {
+			if !el.hasURI(xr.proxyURIs) {
+				return nil, &xfccError{reason: ReasonXFCCProxyNotAllowed, status: http.StatusForbidden,
+					msg: fmt.Sprintf("element %d (a proxy behind the client's) has no URI in xfcc.proxy_uris", client+2+i)}
+			}
+		}
+	}
+	return elems[client].certificates()
 }
 
 // envoyKeys are the keys Envoy writes; auto detection looks at the first.
@@ -325,6 +348,20 @@ func (e xfccElement) get(key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+func (e xfccElement) hasURI(allow []string) bool {
+	for _, p := range e {
+		if p.key != "uri" {
+			continue
+		}
+		for _, a := range allow {
+			if p.value == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // parseEnvoyXFCC splits an Envoy XFCC into elements (',') of key=value

@@ -137,6 +137,32 @@ func TestXFCCReaderTakesTheClientsElement(t *testing.T) {
 	}
 }
 
+func TestXFCCProxyURIs(t *testing.T) {
+	ca := testpki.NewCA()
+	client := ca.Issue(testpki.ClientAuth(), testpki.WithCommonName("client"))
+	gw := ca.Issue(testpki.ClientAuth(), testpki.WithCommonName("gateway"))
+	const gwURI = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+	xr := newXFCCReader(&XFCC{TrustedProxies: []string{"127.0.0.1"}, Hops: 3, ProxyURIs: []string{gwURI, "spiffe://cluster.local/ns/edge/sa/edge"}})
+	good := envoyElement("", client) + "," + envoyElement("spiffe://edge", gw) + "spiffe://cluster.local/ns/edge/sa/edge," +
+		envoyElement("spiffe://sidecar", gw) + "spiffe://x;URI=" + gwURI
+	certs, err := xr.parse([]string{good})
+	if err != nil || certs[0].Subject.CommonName != "client" {
+		t.Fatalf("allowed proxies: %v %v", certs, err)
+	}
+	for name, hdr := range map[string]string{
+		"last proxy not allowed":   envoyElement("", client) + "," + envoyElement("", gw) + "spiffe://cluster.local/ns/edge/sa/edge," + envoyElement("", gw) + "spiffe://intruder",
+		"middle proxy not allowed": envoyElement("", client) + "," + envoyElement("", gw) + "spiffe://intruder," + envoyElement("", gw) + gwURI,
+		"no URI at all":            envoyElement("", client) + "," + envoyElement("", gw) + "," + `By=x;Hash=1`,
+		"the URI only in By":       envoyElement("", client) + "," + envoyElement(gwURI, gw) + "," + envoyElement(gwURI, gw),
+	} {
+		_, err := xr.parse([]string{hdr})
+		var xe *xfccError
+		if !errors.As(err, &xe) || xe.reason != ReasonXFCCProxyNotAllowed || xe.status != http.StatusForbidden {
+			t.Errorf("%s: err = %v, want xfcc_proxy_not_allowed", name, err)
+		}
+	}
+}
+
 func TestXFCCElementCertificates(t *testing.T) {
 	root := testpki.NewCA()
 	inter := root.NewIntermediate()
@@ -258,6 +284,9 @@ func TestXFCCConfigValidation(t *testing.T) {
 			c.TLS = &TLS{Certificate: "s"}
 			c.XFCC.ProxySubjects = []string{"CN=gw"}
 		}, "xfcc.proxy_subjects"},
+		{"proxy_uris with one hop", func(c *Config) { c.XFCC.ProxyURIs = []string{"spiffe://gw"} }, "xfcc.proxy_uris"},
+		{"proxy_uris with cf", func(c *Config) { c.XFCC.Hops, c.XFCC.Format, c.XFCC.ProxyURIs = 2, XFCCCF, []string{"spiffe://gw"} }, "xfcc.proxy_uris"},
+		{"a proxy URI with a comma", func(c *Config) { c.XFCC.Hops, c.XFCC.ProxyURIs = 2, []string{"spiffe://a,b"} }, "xfcc.proxy_uris[0]"},
 		{"no mtls rule", func(c *Config) { c.Rules = []Rule{{Path: "/", Accept: []Method{MethodJWT}, Binding: "b"}} }, "xfcc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
