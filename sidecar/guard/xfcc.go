@@ -93,8 +93,10 @@ func (x *XFCC) validate(tls bool, hasMTLS bool, add func(field, format string, a
 		add("xfcc.trusted_proxies", "required: the addresses of the front proxies whose X-Forwarded-Client-Cert is believed")
 	}
 	for i, p := range x.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
+		if pfx, err := parsePrefix(p); err != nil {
 			add(fmt.Sprintf("xfcc.trusted_proxies[%d]", i), "%q: want an IP address or a CIDR prefix", p)
+		} else if pfx.Bits() == 0 {
+			add(fmt.Sprintf("xfcc.trusted_proxies[%d]", i), "%q trusts every address: anyone could name any client certificate", p)
 		}
 	}
 	switch x.Format {

@@ -274,6 +274,8 @@ func TestXFCCConfigValidation(t *testing.T) {
 	}{
 		{"no trusted proxies", func(c *Config) { c.XFCC.TrustedProxies = nil }, "xfcc.trusted_proxies"},
 		{"bad proxy", func(c *Config) { c.XFCC.TrustedProxies = []string{"10.0.0.1", "nope"} }, "xfcc.trusted_proxies[1]"},
+		{"every address", func(c *Config) { c.XFCC.TrustedProxies = []string{"10.0.0.1", "0.0.0.0/0"} }, "xfcc.trusted_proxies[1]"},
+		{"every IPv6 address", func(c *Config) { c.XFCC.TrustedProxies = []string{"::/0"} }, "xfcc.trusted_proxies[0]"},
 		{"bad format", func(c *Config) { c.XFCC.Format = "pem" }, "xfcc.format"},
 		{"negative hops", func(c *Config) { c.XFCC.Hops = -1 }, "xfcc.hops"},
 		{"hops over max_elements", func(c *Config) { c.XFCC.Hops, c.XFCC.MaxElements = 5, 4 }, "xfcc.hops"},
