@@ -500,14 +500,19 @@ func FuzzXFCC(f *testing.F) {
 	leaf := ca.Issue(testpki.ClientAuth(), testpki.WithCommonName("client"))
 	f.Add(envoyElement("spiffe://gw", leaf), "", uint8(1), uint8(0))
 	f.Add(envoyElement("", leaf), envoyElement("spiffe://sidecar", leaf), uint8(2), uint8(1))
+	f.Add(envoyElement("", leaf), envoyElement("spiffe://sidecar", leaf)+"spiffe://gw", uint8(1), uint8(129))
 	f.Add(cfValue(leaf), "", uint8(1), uint8(2))
 	f.Add(`By=a;Subject="CN=x\"y,z";URI=;DNS=a;DNS=b,Hash=1`, "", uint8(3), uint8(0))
 	f.Add(`Cert="-----BEGIN%20CERTIFICATE-----%0A`, `"`, uint8(1), uint8(1))
 	formats := []string{XFCCAuto, XFCCEnvoy, XFCCCF}
-	reasons := map[string]bool{ReasonXFCCMalformed: true, ReasonXFCCTooLarge: true, ReasonXFCCNoCertificate: true}
+	reasons := map[string]bool{ReasonXFCCMalformed: true, ReasonXFCCTooLarge: true, ReasonXFCCNoCertificate: true, ReasonXFCCProxyNotAllowed: true}
 	f.Fuzz(func(t *testing.T, a, b string, hops, format uint8) {
-		xr := newXFCCReader(&XFCC{TrustedProxies: []string{"127.0.0.1"}, Hops: int(hops%4) + 1,
-			Format: formats[int(format)%len(formats)], MaxBytes: 4 << 10, MaxElements: 8})
+		x := &XFCC{TrustedProxies: []string{"127.0.0.1"}, Hops: int(hops%4) + 1,
+			Format: formats[int(format)%len(formats)], MaxBytes: 4 << 10, MaxElements: 8}
+		if format >= 128 {
+			x.ProxyURIs = []string{"spiffe://gw"}
+		}
+		xr := newXFCCReader(x)
 		vals := []string{a}
 		if b != "" {
 			vals = append(vals, b)
