@@ -277,8 +277,8 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	defer conn.Close()
 	_, err = io.WriteString(conn, "POST /callbacks/x HTTP/1.1\r\nHost: guard.localhost\r\nTransfer-Encoding: chunked\r\n"+
-		"Trailer: X-Credbroker-Subject, X_credbroker_tenant, X-Other\r\n\r\n"+
-		"5\r\nhello\r\n0\r\nX-Credbroker-Subject: admin\r\nX_credbroker_tenant: provider\r\nX-Other: fine\r\n\r\n")
+		"Trailer: X-Credbroker-Subject, X_credbroker_tenant, X-Forwarded-Client-Cert, X-Other\r\n\r\n"+
+		"5\r\nhello\r\n0\r\nX-Credbroker-Subject: admin\r\nX_credbroker_tenant: provider\r\nX-Forwarded-Client-Cert: Hash=00;Subject=\"CN=admin\"\r\nX-Other: fine\r\n\r\n")
 	g.Expect(err).NotTo(HaveOccurred())
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -289,6 +289,7 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 	g.Expect(seen.Header.Get(HeaderSubject)).To(Equal("CN=controller,O=Acme"))
 	for k := range seen.Trailer {
 		g.Expect(foldName(k)).NotTo(HavePrefix(reservedFolded), k)
+		g.Expect(isClientCertHeader(k)).To(BeFalse(), "a client-certificate trailer reached the app: %s", k)
 	}
 	for k := range seen.Header {
 		g.Expect(k).NotTo(Equal("X_credbroker_tenant"))

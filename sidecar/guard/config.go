@@ -48,6 +48,9 @@ type Config struct {
 	// OAuth 1.0a signature base URL is rebuilt. Headers from any other peer
 	// are ignored.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// XFCC lets mtls rules take the client certificate from a trusted front
+	// proxy's X-Forwarded-Client-Cert (see XFCC); nil: never.
+	XFCC *XFCC `yaml:"xfcc"`
 }
 
 // TLS configures the listener's server certificate.
@@ -232,8 +235,8 @@ func (c *Config) Validate() error {
 			if r.CAFile == "" {
 				add(f+".ca_file", "required for accept mtls (the CA bundle client certificates must chain to)")
 			}
-			if c.TLS == nil {
-				add(f+".accept", "mtls needs a TLS listener (inbound.tls)")
+			if c.TLS == nil && c.XFCC == nil {
+				add(f+".accept", "mtls needs a TLS listener (inbound.tls) or a front proxy's certificate (inbound.xfcc)")
 			}
 		} else {
 			for _, x := range []struct {
@@ -246,10 +249,24 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.XFCC != nil {
+		c.XFCC.validate(c.TLS != nil, c.hasMTLS(), add)
+	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return errs
+}
+
+func (c *Config) hasMTLS() bool {
+	for _, r := range c.Rules {
+		for _, m := range r.Accept {
+			if m == MethodMTLS {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // JWTBindings returns the binding names jwt rules refer to, each once, so

@@ -28,7 +28,11 @@
 //     must all be present (XSUAA scopes prefixed by xsappname).
 //   - mtls: the chain is verified per rule against ca_file (the listener
 //     only requests a certificate, so jwt and mtls rules share it), then the
-//     optional crl_file, subjects and sans.
+//     optional crl_file, subjects and sans. With an xfcc: block (XFCC) the
+//     certificate may come from a trusted front proxy in
+//     X-Forwarded-Client-Cert (Envoy or Cloud Foundry format) and goes
+//     through the same checks; client-certificate headers never reach the
+//     app.
 //   - oauth1: package oauth1's verifier over the external URL, rebuilt from
 //     X-Forwarded-Proto/-Host only when the peer is in trusted_proxies; the
 //     body is buffered (WithMaxBody) and replayed to the app.

@@ -54,6 +54,7 @@ type Guard struct {
 	rules   []*rule
 	proxy   *httputil.ReverseProxy
 	trusted []netip.Prefix
+	xfcc    *xfccReader // nil without inbound.xfcc
 	log     *slog.Logger
 	obs     Observer
 	keys    *keyCache
@@ -164,6 +165,9 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		}
 		g.rules = append(g.rules, r)
 	}
+	if err := g.setupXFCC(cfg.XFCC, s.now); err != nil {
+		return nil, setupErr("xfcc", err)
+	}
 	app, _ := url.Parse(cfg.App) // checked by Validate
 	rt := s.appTransport
 	if rt == nil {
@@ -233,6 +237,7 @@ type identityKey struct{}
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	stripCallerHeaders(r.Header)
 	stripCallerHeaders(r.Trailer)
+	stripClientCertHeaders(r.Trailer)
 	if ref := checkHeaders(r.Header); ref != nil {
 		g.refuse(w, r, nil, ref)
 		return
@@ -288,12 +293,25 @@ func (g *Guard) authenticate(r *http.Request, ru *rule) (*identity, *refusal) {
 			first = ref
 		}
 	}
-	if ru.mtls != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		id, ref := ru.mtls.verify(r.TLS.PeerCertificates)
-		if ref == nil {
+	// Client-certificate headers never reach the app; a trusted proxy's
+	// X-Forwarded-Client-Cert stands in for the handshake (xfcc.go).
+	xfcc := takeXFCC(r)
+	if ru.mtls != nil {
+		id, ref, outcome := g.xfcc.authenticate(r, ru, xfcc)
+		switch {
+		case outcome == xfccRejected:
+			return nil, ref
+		case outcome == xfccDecided && ref == nil:
 			return id, nil
+		case outcome == xfccDecided:
+			note(ref)
+		case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
+			id, ref := ru.mtls.verify(r.TLS.PeerCertificates)
+			if ref == nil {
+				return id, nil
+			}
+			note(ref)
 		}
-		note(ref)
 	}
 	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	switch {
@@ -317,6 +335,7 @@ func (g *Guard) authenticate(r *http.Request, ru *rule) (*identity, *refusal) {
 	if ru.jwt == nil && ru.oauth1 == nil {
 		ref.status = http.StatusForbidden // mtls only: there is no HTTP challenge to send
 	}
+	xfccIgnored(ref, ru, xfcc, r)
 	return nil, ref
 }
 
@@ -416,6 +435,7 @@ func (g *Guard) rewrite(pr *httputil.ProxyRequest, app *url.URL) {
 	g.forwarded(pr)
 	stripCallerHeaders(pr.Out.Header)
 	stripCallerHeaders(pr.Out.Trailer)
+	stripClientCertHeaders(pr.Out.Trailer)
 	if id, ok := pr.In.Context().Value(identityKey{}).(*identity); ok {
 		setIdentity(pr.Out.Header, id)
 	}
