@@ -499,7 +499,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 		}
 	}
 	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = &clientBody{ReadCloser: req.Body}
+		req.Body = clientBody{req.Body}
 	}
 	if req.ContentLength != 0 && req.ProtoMajor == 1 {
 		// Stream the request body while the response streams back (an
@@ -540,7 +540,8 @@ func (r *route) errorHandler(w http.ResponseWriter, req *http.Request, err error
 	}
 	status, reason, msg := http.StatusBadGateway, ReasonUpstreamUnreachable, "upstream request failed"
 	var ne net.Error
-	if cb, ok := req.Body.(*clientBody); ok && cb.failed.Load() {
+	var cbe *clientBodyError
+	if errors.As(err, &cbe) {
 		// The app's request body could not be read (a malformed chunked
 		// encoding, a body cut short): the client's fault, not the
 		// upstream's.
@@ -554,20 +555,23 @@ func (r *route) errorHandler(w http.ResponseWriter, req *http.Request, err error
 	writeError(w, status, reason, "route "+r.name+": "+msg)
 }
 
-// clientBody is the app's request body on its way upstream; it records
-// whether reading it failed.
-type clientBody struct {
-	io.ReadCloser
-	failed atomic.Bool
-}
+// clientBody is the app's request body on its way upstream; a failure to
+// read it comes out of the transport as a *clientBodyError.
+type clientBody struct{ io.ReadCloser }
 
-func (b *clientBody) Read(p []byte) (int, error) {
+func (b clientBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
-		b.failed.Store(true)
+		err = &clientBodyError{err}
 	}
 	return n, err
 }
+
+// clientBodyError is a failure to read the app's request body.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 // bufferPool recycles the 32 KiB copy buffers of ReverseProxy. The pool
 // holds *[]byte; the boxes themselves are recycled through a second pool so
