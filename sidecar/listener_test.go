@@ -239,3 +239,45 @@ func TestAdminBrowserPolicy(t *testing.T) {
 	}
 	g.Expect(testutil.ToFloat64(m.adminRefused.WithLabelValues(ReasonHostNotAllowed))).To(BeNumerically("==", 1))
 }
+
+// An upgraded connection is a tunnel: bytes that would be a bad head pass.
+// An upgrade the upstream declines leaves the connection checked.
+func TestStrictHeadsUpgrade(t *testing.T) {
+	g := NewWithT(t)
+	up := newCountedServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" || r.URL.Path == "/declined" {
+			_, _ = io.WriteString(w, "plain")
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n')
+		_, _ = brw.WriteString("echo:" + line)
+		_ = brw.Flush()
+	})
+	rs := serverWith(t, testpki.NewCA(), fmt.Sprintf("routes: [{name: r, upstream: %s, auth: {type: none}}]\n", up.URL))
+
+	c, br := dialT(t, rs.s.Addr())
+	resp, _ := exchange(t, c, br, "GET /r/declined HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	g.Expect(resp.StatusCode).To(Equal(200))
+	resp, _ = exchange(t, c, br, "GET /r/a HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n b\r\n\r\n")
+	g.Expect(resp.StatusCode).To(Equal(http.StatusBadRequest))
+	g.Expect(resp.Header.Get(HeaderError)).To(Equal(ReasonObsFold))
+
+	c, br = dialT(t, rs.s.Addr())
+	_, err := io.WriteString(c, "GET /r/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	resp, err = http.ReadResponse(br, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(resp.StatusCode).To(Equal(http.StatusSwitchingProtocols))
+	_, err = io.WriteString(c, " a\rb\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	line, err := br.ReadString('\n')
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(line).To(Equal("echo: a\rb\n"))
+}
