@@ -220,8 +220,8 @@ routes:
 		p := r.run(fmt.Sprintf("routes:\n  - {name: orders, upstream: %s/orders, auth: {type: bearer, binding: xsuaa-secret}}\n", r.up.url))
 		Eventually(p.ready).WithTimeout(30 * time.Second).Should(Equal(200))
 		for _, raw := range []string{
-			"GET /orders/hop HTTP/1.1\r\nHost: localhost\r\nConnection: Authorization\r\n\r\n",                          // the in-line path
-			"GET /orders/hop HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, authorization\r\n\r\n",                // listed with others
+			"GET /orders/hop HTTP/1.1\r\nHost: localhost\r\nConnection: Authorization\r\n\r\n",                         // the in-line path
+			"GET /orders/hop HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, authorization\r\n\r\n",             // listed with others
 			"POST /orders/hop HTTP/1.1\r\nHost: localhost\r\nConnection: Authorization\r\nContent-Length: 2\r\n\r\nhi", // the std transport
 		} {
 			status, reason, body := dialRaw(p.proxyHP).do(raw)
@@ -358,7 +358,7 @@ routes:
 		})
 		// Up to the cap the flood holds connections; every one beyond is
 		// closed at accept and counted.
-		Eventually(func() float64 { return p.metric(`credbroker_connections_refused_total{listener="proxy"}`) }).WithTimeout(60*time.Second).
+		Eventually(func() float64 { return p.metric(`credbroker_connections_refused_total{listener="proxy"}`) }).WithTimeout(60 * time.Second).
 			Should(BeNumerically(">=", flood-(limit-1)))
 		Expect(p.metric(`credbroker_connections_open{listener="proxy"}`)).To(BeNumerically("<=", limit))
 		// The connection opened before the flood keeps working.
@@ -379,7 +379,7 @@ routes:
 		rss := p.metric("process_resident_memory_bytes")
 		bound := float64(limit)*64*1024 + 48<<20
 		GinkgoWriter.Printf("RSS %.1f MiB before the flood of %d connections, %.1f MiB during it (cap %d)\n", base/(1<<20), flood, rss/(1<<20), limit)
-		Expect(rss - base).To(BeNumerically("<", bound), "RSS grew by %.1f MiB", (rss-base)/(1<<20))
+		Expect(rss-base).To(BeNumerically("<", bound), "RSS grew by %.1f MiB", (rss-base)/(1<<20))
 
 		// The flood ends: new connections are served again at once.
 		for _, c := range conns {
