@@ -48,7 +48,7 @@ const (
 	DefaultMaxSignedBody       = 10 << 20
 	// Client connection limits per listener (max_connections) and the
 	// keep-alive idle timeout of client connections (client_idle_timeout).
-	DefaultMaxProxyConnections   = 1024
+	DefaultMaxProxyConnections   = 512
 	DefaultMaxAdminConnections   = 64
 	DefaultMaxInboundConnections = 1024
 	DefaultClientIdleTimeout     = 120 * time.Second
