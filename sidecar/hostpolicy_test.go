@@ -175,3 +175,31 @@ routes:
 	g.Expect(rec.Code).To(Equal(http.StatusOK), rec.Header().Get(HeaderError))
 	g.Expect(up.last(t).Header.Get("Authorization")).To(HavePrefix("Bearer tok-"))
 }
+
+func TestConfigLoopbackAndConnectionKeys(t *testing.T) {
+	g := NewWithT(t)
+	cfg, err := ParseConfig([]byte("routes: [{name: a, upstream: 'https://a.example', auth: {type: none}}]\n"), "config test")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(cfg.MaxConnections).To(Equal(MaxConnections{Proxy: DefaultMaxProxyConnections, Admin: DefaultMaxAdminConnections, Inbound: DefaultMaxInboundConnections}))
+	g.Expect(cfg.ClientIdleTimeout).To(Equal(DefaultClientIdleTimeout))
+	g.Expect(cfg.Routes[0].AllowCrossSite).To(BeFalse())
+	g.Expect(cfg.Routes[0].RefuseOrigin).To(BeFalse())
+
+	cfg, err = ParseConfig([]byte("allowed_hosts: [a.internal, '*.svc']\nmax_connections: {proxy: 7}\nclient_idle_timeout: 5s\nroutes: [{name: a, upstream: 'https://a.example', auth: {type: none}, allow_cross_site: true, refuse_origin: true}]\n"), "config test")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(cfg.MaxConnections.Proxy).To(Equal(7))
+	g.Expect(cfg.MaxConnections.Admin).To(Equal(DefaultMaxAdminConnections))
+	g.Expect(cfg.Routes[0].AllowCrossSite).To(BeTrue())
+	g.Expect(cfg.Routes[0].RefuseOrigin).To(BeTrue())
+
+	for _, tc := range []struct{ yaml, field string }{
+		{"allowed_hosts: ['evil.example:80']\n", "allowed_hosts[0]"},
+		{"allowed_hosts: [ok.example, 'http://x']\n", "allowed_hosts[1]"},
+		{"max_connections: {admin: -1}\n", "max_connections.admin"},
+		{"client_idle_timeout: -1s\n", "client_idle_timeout"},
+	} {
+		_, err := ParseConfig([]byte(tc.yaml), "config test")
+		g.Expect(err).To(MatchError(ContainSubstring(tc.field)), tc.yaml)
+		g.Expect(err).To(MatchError(ErrInvalidValue), tc.yaml)
+	}
+}

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -280,4 +281,77 @@ func TestStrictHeadsUpgrade(t *testing.T) {
 	line, err := br.ReadString('\n')
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(line).To(Equal("echo: a\rb\n"))
+}
+
+// oneByteConn hands out its input one byte per Read (the worst split of a
+// head across reads) and records what was written.
+type oneByteConn struct {
+	net.Conn
+	in  []byte
+	out strings.Builder
+}
+
+func (c *oneByteConn) Read(p []byte) (int, error) {
+	if len(c.in) == 0 {
+		return 0, io.EOF
+	}
+	p[0] = c.in[0]
+	c.in = c.in[1:]
+	return 1, nil
+}
+
+func (c *oneByteConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *oneByteConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *oneByteConn) Close() error                     { return nil }
+
+// The head check keeps its state across reads of any size: fed one byte at
+// a time it passes good streams whole (bodies that look like bad heads
+// included) and stops a bad one right at the fault.
+func TestStrictConnFragmented(t *testing.T) {
+	head := "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+	body := "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length:  12 \r\n\r\n\n X\r\rY\n\n\r\n"
+	for _, tc := range []struct {
+		name, in, bad string
+		passed        int // bytes handed on before the fault
+	}{
+		{"heads and a body", head + body + head, "", -1},
+		{"chunked: the rest is not read as heads", "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\n0\n\n" + " junk\n", "", -1},
+		{"content-length case-insensitive", "POST /a HTTP/1.1\r\ncOnTeNt-LeNgTh: 3\r\n\r\n\n\n\n" + head, "", -1},
+		{"obs-fold in the second head", head + "GET /b HTTP/1.1\r\nX: a\r\n b\r\n\r\n", ReasonObsFold, len(head) + len("GET /b HTTP/1.1\r\nX: a\r\n")},
+		{"bare LF after a body", body + "GET /b HTTP/1.1\nHost: x\r\n\r\n", ReasonBareLF, len(body) + len("GET /b HTTP/1.1")},
+		{"bare CR", "GET /b HTTP/1.1\r\nX: a\rb\r\n\r\n", ReasonBareCR, len("GET /b HTTP/1.1\r\nX: a\r")},
+		{"content-length too long to read", "POST /a HTTP/1.1\r\nContent-Length: " + strings.Repeat("0", 70) + "1\r\n\r\nx", ReasonBadContentLen, len("POST /a HTTP/1.1\r\nContent-Length: " + strings.Repeat("0", 70) + "1\r")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			raw := &oneByteConn{in: []byte(tc.in)}
+			c := &strictConn{limitConn: &limitConn{Conn: raw}}
+			var got []byte
+			buf := make([]byte, 1)
+			var err error
+			for {
+				var n int
+				n, err = c.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			if tc.bad == "" {
+				g.Expect(err).To(Equal(io.EOF))
+				g.Expect(string(got)).To(Equal(tc.in))
+				return
+			}
+			g.Expect(c.bad).To(Equal(tc.bad))
+			g.Expect(string(got)).To(Equal(tc.in[:tc.passed]))
+			var oe *net.OpError
+			g.Expect(errors.As(err, &oe)).To(BeTrue())
+			g.Expect(oe.Op).To(Equal("read"), "net/http closes without an answer of its own")
+			// A full-size read writes the 400 once.
+			_, _ = c.Read(make([]byte, 4096))
+			_, _ = c.Read(make([]byte, 4096))
+			g.Expect(strings.Count(raw.out.String(), "HTTP/1.1 400")).To(Equal(1))
+			g.Expect(raw.out.String()).To(ContainSubstring(HeaderError + ": " + tc.bad))
+		})
+	}
 }
