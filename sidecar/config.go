@@ -46,6 +46,12 @@ const (
 	DefaultIdleConnTimeout     = 90 * time.Second
 	DefaultMaxIdleConnsPerHost = 256
 	DefaultMaxSignedBody       = 10 << 20
+	// Client connection limits per listener (max_connections) and the
+	// keep-alive idle timeout of client connections (client_idle_timeout).
+	DefaultMaxProxyConnections   = 512
+	DefaultMaxAdminConnections   = 64
+	DefaultMaxInboundConnections = 1024
+	DefaultClientIdleTimeout     = 120 * time.Second
 )
 
 // Config is the sidecar configuration (the YAML file of `credbroker run`;
@@ -72,6 +78,14 @@ type Config struct {
 	// MaxSignedBody bounds the request body an oauth1 route buffers to
 	// compute oauth_body_hash (bytes; larger bodies get 413).
 	MaxSignedBody int64 `yaml:"max_signed_body"`
+	// AllowedHosts are the DNS names (exact, or "*.suffix") the proxy
+	// listener (token API, /<route>/ requests) and admin accept in the Host
+	// header besides localhost and IP literals (docs/security.md).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// MaxConnections caps the open client connections per listener.
+	MaxConnections MaxConnections `yaml:"max_connections"`
+	// ClientIdleTimeout closes client keep-alive connections idle this long.
+	ClientIdleTimeout time.Duration `yaml:"client_idle_timeout"`
 	// TokenAPI configures GET /.credbroker/v1/token.
 	TokenAPI TokenAPI `yaml:"token_api"`
 	// Routes are the egress routes.
@@ -98,6 +112,15 @@ type Timeouts struct {
 	IdleConn       time.Duration `yaml:"idle_conn"`
 }
 
+// MaxConnections caps the open client connections of each listener; a
+// connection beyond the cap is accepted and closed at once (a 503 written
+// first on plain-HTTP listeners). Zero means the default.
+type MaxConnections struct {
+	Proxy   int `yaml:"proxy"`
+	Admin   int `yaml:"admin"`
+	Inbound int `yaml:"inbound"`
+}
+
 // TokenAPI configures the token endpoint on the proxy listener. It is off
 // unless Bindings names the bindings it may hand out tokens for ("*" for
 // every auth binding): any local process can ask it for a token.
@@ -121,6 +144,11 @@ type Route struct {
 	Name     string    `yaml:"name"`
 	Upstream string    `yaml:"upstream"`
 	Auth     RouteAuth `yaml:"auth"`
+	// AllowCrossSite accepts requests a browser marked Sec-Fetch-Site:
+	// cross-site (refused by default); RefuseOrigin refuses requests that
+	// carry an Origin header (forwarded by default).
+	AllowCrossSite bool `yaml:"allow_cross_site"`
+	RefuseOrigin   bool `yaml:"refuse_origin"`
 }
 
 // RouteAuth says which credential a route adds.
@@ -332,6 +360,17 @@ func (c *Config) applyDefaults() {
 	if c.MaxSignedBody == 0 {
 		c.MaxSignedBody = DefaultMaxSignedBody
 	}
+	for _, d := range []struct {
+		p   *int
+		def int
+	}{{&c.MaxConnections.Proxy, DefaultMaxProxyConnections}, {&c.MaxConnections.Admin, DefaultMaxAdminConnections}, {&c.MaxConnections.Inbound, DefaultMaxInboundConnections}} {
+		if *d.p == 0 {
+			*d.p = d.def
+		}
+	}
+	if c.ClientIdleTimeout == 0 {
+		c.ClientIdleTimeout = DefaultClientIdleTimeout
+	}
 	for i := range c.Routes {
 		if c.Routes[i].Auth.Type == AuthBearer && c.Routes[i].Auth.Grant == "" {
 			c.Routes[i].Auth.Grant = GrantClientCredentials
@@ -379,6 +418,22 @@ func (c *Config) check() ConfigErrors {
 	}
 	if c.MaxSignedBody < 0 {
 		errs = append(errs, c.errorf("max_signed_body", "", ErrInvalidValue, "must not be negative"))
+	}
+	for i, h := range c.AllowedHosts {
+		if !validAllowedHost(h) {
+			errs = append(errs, c.errorf(fmt.Sprintf("allowed_hosts[%d]", i), "", ErrInvalidValue, "%q: want a DNS name or *.suffix, without port or scheme", h))
+		}
+	}
+	for _, m := range []struct {
+		f string
+		n int
+	}{{"max_connections.proxy", c.MaxConnections.Proxy}, {"max_connections.admin", c.MaxConnections.Admin}, {"max_connections.inbound", c.MaxConnections.Inbound}} {
+		if m.n < 0 {
+			errs = append(errs, c.errorf(m.f, "", ErrInvalidValue, "must not be negative"))
+		}
+	}
+	if c.ClientIdleTimeout < 0 {
+		errs = append(errs, c.errorf("client_idle_timeout", "", ErrInvalidValue, "must not be negative"))
 	}
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {

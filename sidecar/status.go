@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -135,12 +136,27 @@ func judgeToken(binding string, tok Token, err error, now time.Time) (ok bool, r
 	return true, ""
 }
 
+// redactURL returns u without its query string, fragment and user
+// information: an API key in an upstream's query (or a password in its
+// user information) must not reach /status. A query that was there shows as
+// "?redacted".
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.Fragment, c.RawFragment = "", ""
+	c.ForceQuery = false
+	if c.RawQuery != "" {
+		c.RawQuery = "redacted"
+	}
+	return c.String()
+}
+
 // status gathers the state of every credential of a proxy. It fetches (or
 // reads from the cache) one token per distinct route token source.
 func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 	st := Status{Reasons: []string{}, Routes: []RouteStatus{}, Bindings: []BindingStatus{}, Certificates: []CertificateStatus{}}
 	for _, r := range p.routes {
-		st.Routes = append(st.Routes, RouteStatus{Name: r.name, Upstream: r.cfg.Upstream, Auth: r.cfg.Auth.Type, Binding: r.cfg.Auth.Binding, Certificate: r.cfg.Auth.Certificate})
+		st.Routes = append(st.Routes, RouteStatus{Name: r.name, Upstream: redactURL(r.target), Auth: r.cfg.Auth.Type, Binding: r.cfg.Auth.Binding, Certificate: r.cfg.Auth.Certificate})
 	}
 	// Certificates, in config order.
 	var names []string

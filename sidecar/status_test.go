@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"errors"
+	"net/url"
 	"testing"
 	"time"
 
@@ -64,4 +65,21 @@ func TestJudgeBindingAndToken(t *testing.T) {
 	g.Expect(ok).To(BeFalse())
 	ok, _ = judgeToken("b", Token{}, nil, now)
 	g.Expect(ok).To(BeFalse())
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://api.example.com/v1", "https://api.example.com/v1"},
+		{"https://api.example.com/v1?apikey=s3cret&x=1", "https://api.example.com/v1?redacted"},
+		{"https://user:pa55@api.example.com/v1?", "https://api.example.com/v1"},
+		{"http://127.0.0.1:8080/?k=v#frag", "http://127.0.0.1:8080/?redacted"},
+	} {
+		g := NewWithT(t)
+		u, err := url.Parse(tc.in)
+		g.Expect(err).NotTo(HaveOccurred())
+		got := redactURL(u)
+		g.Expect(got).To(Equal(tc.want), tc.in)
+		g.Expect(got).NotTo(ContainSubstring("s3cret"))
+		g.Expect(got).NotTo(ContainSubstring("pa55"))
+	}
 }

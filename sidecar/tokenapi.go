@@ -31,6 +31,7 @@ type tokenAPI struct {
 	cfg     TokenAPI
 	tokens  Tokens
 	o       options
+	hosts   *hostPolicy
 	mu      sync.Mutex
 	sources map[string]TokenSource // by binding + "\x00" + sorted scopes
 }
@@ -83,6 +84,12 @@ func (t *tokenAPI) serve(w http.ResponseWriter, req *http.Request, binding strin
 	if req.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		return jsonError(w, http.StatusMethodNotAllowed, ReasonBadRequest, "use GET")
+	}
+	if t.hosts != nil {
+		if reason, msg := t.hosts.browserRefusal(req); reason != "" {
+			t.o.metrics.refused.WithLabelValues(reason).Inc()
+			return jsonError(w, http.StatusForbidden, reason, msg)
+		}
 	}
 	if !isLoopbackAddr(req.RemoteAddr) {
 		return jsonError(w, http.StatusForbidden, ReasonNotLoopback, "the token API answers loopback callers only")
