@@ -564,8 +564,23 @@ func (c *composer) runInBackground(w *certwatch.Watcher, hb *connector.Heartbeat
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = w.Run(bctx) }()
 	if hb != nil {
-		wg.Add(1)
+		wg.Add(2)
 		go func() { defer wg.Done(); _ = hb.Run(bctx) }()
+		// A new certificate (renewed or reloaded) is proven at once: the
+		// heartbeat's next call presents it, not in up to a minute.
+		go func() {
+			defer wg.Done()
+			updated := w.Updated()
+			for {
+				select {
+				case <-bctx.Done():
+					return
+				case <-updated:
+					updated = w.Updated()
+					hb.Beat(bctx)
+				}
+			}
+		}()
 	}
 	return func() {
 		cancel()
