@@ -45,9 +45,11 @@ type Client struct {
 	keyType  KeyType
 	attempts int
 	backoff  time.Duration
-	timeout  time.Duration
-	plain    *http.Client
-	mtls     *http.Client
+	// rsaFallback retries a CSR refused with a 5xx with an RSA key.
+	rsaFallback bool
+	timeout     time.Duration
+	plain       *http.Client
+	mtls        *http.Client
 	// presented is the SHA-256 of the leaf the hook returned for the last
 	// mTLS call: when the hook's certificate changes (a renewal, a reload),
 	// idle connections, which would keep presenting the old one, are closed.
@@ -115,6 +117,15 @@ func WithKeyType(k KeyType) Option {
 		c.keyType = k
 		return nil
 	}
+}
+
+// WithRSAFallback makes Pair retry a CSR with an ECDSA key that the
+// connector answered with a 5xx once more with an RSA 2048 key, on the same
+// csrUrl: a Kyma connector whose CA signs with RSA fails on ECDSA CSRs
+// ("requested SignatureAlgorithm does not match private key type") and
+// spends the CSR token only on success.
+func WithRSAFallback() Option {
+	return func(c *Client) error { c.rsaFallback = true; return nil }
 }
 
 // WithRetry bounds the retries of calls that failed before any answer

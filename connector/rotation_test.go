@@ -65,7 +65,9 @@ func (h *handshakeRecorder) handshakes() []string {
 
 // hookCert is a GetClientCertificate hook whose certificate can be swapped,
 // as certwatch's is on a renewal.
-type hookCert struct{ p atomic.Pointer[tls.Certificate] }
+type hookCert struct {
+	p atomic.Pointer[tls.Certificate]
+}
 
 func (h *hookCert) set(c tls.Certificate) { h.p.Store(&c) }
 func (h *hookCert) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
