@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -495,6 +496,23 @@ func (s *Server) ClientSecret(clientID string) string {
 		return c.secret
 	}
 	return ""
+}
+
+// Hosts returns every host name the mock serves (each tenant's token,
+// cert-token and IAS hosts, the tenant-agnostic ones, the connectors and
+// the gateway), sorted. They all live on 127.0.0.1; `credbroker mock
+// --hosts-file` writes them in hosts-file form for resolvers that do not map
+// *.localhost by themselves.
+func (s *Server) Hosts() []string {
+	names := []string{UAADomain, CertUAADomain, IASDomain, connectorHost, gatewayHost}
+	if s.runtime != s.central {
+		names = append(names, runtimeHost)
+	}
+	for _, t := range s.tenants {
+		names = append(names, t.Subdomain+"."+UAADomain, t.Subdomain+"."+CertUAADomain, t.Subdomain+"."+IASDomain)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // DialContext dials like net.Dialer, except that "localhost" and every name
