@@ -34,6 +34,11 @@ func newHandshakeRecorder(t *testing.T) *handshakeRecorder {
 		_, _ = w.Write([]byte(`{"clientIdentity":{"application":"app"},"urls":{"renewCertUrl":"https://connector.localhost/renew"}}`))
 	})
 	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
+	mux.HandleFunc("POST /renew", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"code":503,"error":"down"}`))
+	})
 	h.srv = httptest.NewUnstartedServer(mux)
 	tc := testpki.ServerTLSConfig(h.ca.Issue(testpki.ServerAuth(), testpki.WithDNSNames("connector.localhost")), h.ca.Pool())
 	tc.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -147,4 +152,23 @@ func TestRevokeAfterRotationPresentsTheNewCertificate(t *testing.T) {
 	hook.set(h.clientCert("second"))
 	g.Expect(c.Revoke(ctx(t), h.url("/revoke"))).To(Succeed())
 	g.Expect(h.handshakes()).To(Equal([]string{"first", "second"}))
+}
+
+// TestRenewalPresentsTheCertificateItRenews: each renewal presents the
+// certificate being renewed (its own connection), whatever an earlier call
+// or the hook presented.
+func TestRenewalPresentsTheCertificateItRenews(t *testing.T) {
+	g := NewWithT(t)
+	h := newHandshakeRecorder(t)
+	var hook hookCert
+	hook.set(h.clientCert("hook"))
+	c := h.client(&hook)
+	defer c.CloseIdleConnections()
+	_, err := c.Info(ctx(t), h.url("/info"))
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, cn := range []string{"first", "second"} {
+		_, err = c.RenewCertificate(ctx(t), h.url("/renew"), h.clientCert(cn))
+		g.Expect(err).To(HaveOccurred(), "the recorder refuses renewals; the handshake is what counts")
+	}
+	g.Expect(h.handshakes()).To(Equal([]string{"hook", "first", "second"}))
 }
