@@ -579,8 +579,10 @@ func (s *Server) Issued() []IssuedCert {
 	return out
 }
 
-// Received returns what the gateway recorded (metadata and events), oldest
-// first.
+// Received returns what the gateway recorded (metadata, events and the
+// connector's management info, renewal and revocation calls, each with the
+// presented certificate's fingerprint), oldest first; the last 10000 are
+// kept.
 func (s *Server) Received() []Received {
 	s.mu.Lock()
 	defer s.mu.Unlock()

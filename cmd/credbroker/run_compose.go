@@ -795,7 +795,7 @@ func (c *composer) pairDir(ctx context.Context, name, dir, keyType, tokenURL str
 	if err := certwatch.Persist(ctx, dir, certwatch.Files{CertPEM: p.ChainPEM, KeyPEM: p.KeyPEM, CAPEM: p.CAPEM, Extra: map[string][]byte{certwatch.ConnectionFile: data}}); err != nil {
 		return fmt.Errorf("paired, but writing %s failed (the one-time token is used up): %w", dir, err)
 	}
-	c.log.Info("paired", "certificate", name, "subject", conn.ConnectionInfo.Subject, "not_after", conn.ConnectionInfo.NotAfter)
+	c.log.Info("paired", "certificate", name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
 	return nil
 }
 
