@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -86,6 +87,19 @@ type Options struct {
 	// TwoPhase makes the central connector's management info carry
 	// runtime.tokenUrl of a second (runtime) connector with its own CA.
 	TwoPhase bool
+	// ECDSAConnectorCA gives the connectors ECDSA CAs that sign with their
+	// own algorithm, so ECDSA CSRs are accepted (a credbroker extension).
+	// By default the CAs are RSA and, as the Kyma connector, sign with the
+	// CSR's signature algorithm: an ECDSA CSR fails with 500.
+	ECDSAConnectorCA bool
+	// StrictRevocation refuses a revoked certificate on every mTLS endpoint
+	// (management info, metadata, events) with 403 (a credbroker
+	// extension). By default, as in Kyma, revocation blocks only renewal.
+	StrictRevocation bool
+	// UniqueSerials gives every connector certificate a random serial (a
+	// credbroker extension). By default every certificate has serial 2, as
+	// in Kyma: identify certificates by SHA-256 fingerprint.
+	UniqueSerials bool
 	// ClientCAs are extra CAs trusted on the cert host: a client certificate
 	// they issued authenticates as any client id of the mock.
 	ClientCAs *x509.CertPool
@@ -138,7 +152,10 @@ type Server struct {
 
 	tenants []Tenant
 	clients map[string]*client
-	info    Info
+
+	strictRevocation bool
+	uniqueSerials    bool
+	info             Info
 
 	bindingCert    tls.Certificate
 	bindingCertPEM []byte
@@ -152,7 +169,7 @@ type Server struct {
 	keySeq     int
 	refresh    map[string]*refreshGrant
 	pairing    map[string]*pairingToken
-	revoked    map[string]bool // serial (decimal) -> revoked
+	revoked    map[string]bool // SHA-256 fingerprint (hex) -> revoked
 	issued     []*issuedCert
 	faults     []*activeFault
 	stats      Stats
@@ -184,16 +201,18 @@ func randomHex(n int) string {
 // accept connections. Call Close when done.
 func Start(opts Options) (*Server, error) {
 	s := &Server{
-		log:        opts.Logger,
-		now:        opts.Now,
-		tenants:    opts.Tenants,
-		tokenTTL:   opts.TokenTTL,
-		certTTL:    opts.CertTTL,
-		pairingTTL: opts.PairingTokenTTL,
-		refresh:    map[string]*refreshGrant{},
-		pairing:    map[string]*pairingToken{},
-		revoked:    map[string]bool{},
-		stats:      newStats(),
+		log:              opts.Logger,
+		now:              opts.Now,
+		tenants:          opts.Tenants,
+		tokenTTL:         opts.TokenTTL,
+		certTTL:          opts.CertTTL,
+		pairingTTL:       opts.PairingTokenTTL,
+		refresh:          map[string]*refreshGrant{},
+		strictRevocation: opts.StrictRevocation,
+		uniqueSerials:    opts.UniqueSerials,
+		pairing:          map[string]*pairingToken{},
+		revoked:          map[string]bool{},
+		stats:            newStats(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -228,12 +247,12 @@ func Start(opts Options) (*Server, error) {
 	if s.clientCA, err = newAuthority("mockauth xsuaa client CA", now); err != nil {
 		return nil, err
 	}
-	if s.central, err = newConnectorCA("mockauth central connector CA", "Organization", now); err != nil {
+	if s.central, err = newConnectorCA("mockauth central connector CA", "Organization", now, opts.ECDSAConnectorCA); err != nil {
 		return nil, err
 	}
 	s.runtime = s.central
 	if opts.TwoPhase {
-		if s.runtime, err = newConnectorCA("mockauth runtime connector CA", "Runtime", now); err != nil {
+		if s.runtime, err = newConnectorCA("mockauth runtime connector CA", "Runtime", now, opts.ECDSAConnectorCA); err != nil {
 			return nil, err
 		}
 		s.runtime.runtime = true
@@ -285,12 +304,11 @@ func Start(opts Options) (*Server, error) {
 	certTLS := base()
 	certTLS.ClientAuth = tls.RequireAndVerifyClientCert
 	certTLS.ClientCAs = certPool
+	// The connector hosts take one-time tokens, no certificates; the
+	// gateway requires one in the handshake (a handshake without one ends
+	// with the TLS alert "certificate required", as in Kyma).
 	centralTLS := base()
-	centralTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	centralTLS.ClientCAs = s.central.ca.pool()
 	runtimeTLS := base()
-	runtimeTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	runtimeTLS.ClientCAs = s.runtime.ca.pool()
 	gatewayTLS := base()
 	gatewayTLS.ClientAuth = tls.RequireAndVerifyClientCert
 	gatewayTLS.ClientCAs = connPool
@@ -478,6 +496,23 @@ func (s *Server) ClientSecret(clientID string) string {
 		return c.secret
 	}
 	return ""
+}
+
+// Hosts returns every host name the mock serves (each tenant's token,
+// cert-token and IAS hosts, the tenant-agnostic ones, the connectors and
+// the gateway), sorted. They all live on 127.0.0.1; `credbroker mock
+// --hosts-file` writes them in hosts-file form for resolvers that do not map
+// *.localhost by themselves.
+func (s *Server) Hosts() []string {
+	names := []string{UAADomain, CertUAADomain, IASDomain, connectorHost, gatewayHost}
+	if s.runtime != s.central {
+		names = append(names, runtimeHost)
+	}
+	for _, t := range s.tenants {
+		names = append(names, t.Subdomain+"."+UAADomain, t.Subdomain+"."+CertUAADomain, t.Subdomain+"."+IASDomain)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // DialContext dials like net.Dialer, except that "localhost" and every name

@@ -53,6 +53,7 @@ type ClientCertificate interface {
 type CertificateState struct {
 	Subject     string
 	Serial      string
+	SHA256      string // fingerprint of the leaf's DER
 	NotBefore   time.Time
 	NotAfter    time.Time
 	NextRenewal time.Time
@@ -63,6 +64,9 @@ type CertificateState struct {
 	// NeedsToken is true when the certificate can no longer be renewed (it
 	// expired or was revoked) and a new one-time token is needed.
 	NeedsToken bool
+	// Revoked is true when the connector refused renewal for good while
+	// the certificate is still valid: it stays in use until it expires.
+	Revoked bool
 }
 
 // CertificateStater is implemented by certificates that know more than the

@@ -442,7 +442,14 @@ func (s *Server) adminMux() *http.ServeMux {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		if st.Ready {
-			_, _ = w.Write([]byte("ready\n"))
+			var b strings.Builder
+			b.WriteString("ready\n")
+			for _, r := range st.Warnings {
+				b.WriteString("warning: ")
+				b.WriteString(r)
+				b.WriteByte('\n')
+			}
+			_, _ = w.Write([]byte(b.String()))
 			return
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)

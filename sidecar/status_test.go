@@ -24,7 +24,7 @@ func TestJudgeCertificate(t *testing.T) {
 		{"not loaded with error", false, CertificateState{LastError: "pairing refused: token used"}, false, "pairing refused"},
 		{"expired", true, CertificateState{NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Second)}, false, "expired at 2026-11-23T11:59:59Z; a new one-time token is needed"},
 		{"expires exactly now", true, CertificateState{NotAfter: now}, false, "expired"},
-		{"revoked", true, CertificateState{NotBefore: valid.NotBefore, NotAfter: valid.NotAfter, NeedsToken: true, LastError: "revoked"}, false, "new one-time token"},
+		{"revoked", true, CertificateState{NotBefore: valid.NotBefore, NotAfter: valid.NotAfter, NeedsToken: true, LastError: "revoked"}, true, "stays in use until it expires at 2026-11-23T13:00:00Z; a new one-time token is needed (revoked)"},
 		{"not yet valid", true, CertificateState{NotBefore: now.Add(time.Minute), NotAfter: now.Add(time.Hour)}, false, "not valid before"},
 		{"renewal failing but valid", true, CertificateState{NotBefore: valid.NotBefore, NotAfter: valid.NotAfter, LastError: "connector down"}, true, ""},
 	}

@@ -387,7 +387,8 @@ var _ = Describe("bad input to every command", func() {
 		var caFile, tokURL, token string
 		BeforeEach(func() {
 			var err error
-			srv, err = mockauth.Start(mockauth.Options{})
+			// ECDSA keys (quick): the connector CA must then be ECDSA too.
+			srv, err = mockauth.Start(mockauth.Options{ECDSAConnectorCA: true})
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(srv.Close)
 			caFile = w.file("ca.crt", srv.CACertPEM())
