@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/credbroker/credbroker/internal/netx"
 	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
@@ -121,6 +122,29 @@ type Route struct {
 	Name     string    `yaml:"name"`
 	Upstream string    `yaml:"upstream"`
 	Auth     RouteAuth `yaml:"auth"`
+	// AllowPlainHTTP lets a route add its credential to an http:// upstream
+	// that is not loopback (an in-cluster service such as the Connectivity
+	// proxy); without it such a route is refused.
+	AllowPlainHTTP bool `yaml:"allow_plain_http"`
+}
+
+// SendsCredential reports whether the route adds a credential to what it
+// forwards (a token, a signature or a client certificate).
+func (r Route) SendsCredential() bool {
+	return r.Auth.Type == AuthBearer || r.Auth.Type == AuthOAuth1 || r.Auth.Type == AuthMTLS || r.Auth.Binding != ""
+}
+
+// PlainHTTPRoutes names the routes that add a credential to an http://
+// upstream (loopback, or allowed with allow_plain_http): the startup log
+// lists them.
+func (c *Config) PlainHTTPRoutes() []string {
+	var out []string
+	for _, r := range c.Routes {
+		if u, err := url.Parse(r.Upstream); err == nil && u.Scheme == "http" && r.SendsCredential() {
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }
 
 // RouteAuth says which credential a route adds.
@@ -461,6 +485,8 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrMissingValue, "a route needs an upstream URL"))
 		} else if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
 			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "want an http:// or https:// URL with a host (no user info, no fragment)"))
+		} else if u.Scheme == "http" && r.SendsCredential() && r.Auth.Type != AuthMTLS && !r.AllowPlainHTTP && !netx.LoopbackHost(u.Hostname()) {
+			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrPlainHTTP, "the route's credential would travel in clear: use https://, or set allow_plain_http: true on the route for a trusted in-cluster service (such as the Connectivity proxy)"))
 		}
 		a := r.Auth
 		af := f + ".auth"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,7 +21,14 @@ type MockOptions struct {
 	PairingTTL  time.Duration `flag:"pairing-ttl" env:"CREDBROKER_MOCK_PAIRING_TTL" usage:"lifetime of one-time pairing tokens" default:"5m"`
 	TwoPhase    bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
 	Application string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
+	ListenHost  string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
+	// AllowNonLoopback lets the mock listen beyond loopback: its control
+	// API hands every credential to anyone who can reach it.
+	AllowNonLoopback bool `flag:"allow-non-loopback" env:"CREDBROKER_MOCK_ALLOW_NON_LOOPBACK" usage:"allow a --listen-host beyond loopback (the control API serves every credential without authentication)"`
 }
+
+// mockBanner is the first line the mock prints: it is a test server.
+const mockBanner = "credbroker mock: TEST SERVER — NEVER EXPOSE IT: its control API hands out every credential without authentication"
 
 // Files `credbroker mock --dir` writes.
 const (
@@ -34,7 +42,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--two-phase]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--two-phase] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
@@ -54,6 +62,17 @@ func (o *MockOptions) validate() error {
 			return badInputf("%s %s: must be at least 1s", d.name, d.v)
 		}
 	}
+	host := o.ListenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return badInputf("--listen-host %q: want an IP address (127.0.0.1, ::1)", o.ListenHost)
+	}
+	if !ip.Unmap().IsLoopback() && !o.AllowNonLoopback {
+		return badInputf("--listen-host %s is not loopback: the mock's control API serves every credential without authentication; add --allow-non-loopback only on a machine nobody else can reach", host)
+	}
 	return nil
 }
 
@@ -64,7 +83,11 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	if len(e.args) > 0 {
 		return badInputf("unexpected argument %q", e.args[0])
 	}
+	// Loud, first, on both streams: this server gives credentials away.
+	fmt.Fprintln(e.stdout, mockBanner)
+	e.log.Warn("test server — never expose: the mock's control API serves every credential without authentication", "listen_host", o.ListenHost)
 	srv, err := mockauth.Start(mockauth.Options{
+		Host:            o.ListenHost,
 		TokenTTL:        o.TokenTTL,
 		CertTTL:         o.CertTTL,
 		PairingTokenTTL: o.PairingTTL,

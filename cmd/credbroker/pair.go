@@ -73,10 +73,11 @@ func checkPairInput(opts *pairOptions, args []string) (*pairInput, error) {
 	switch {
 	case err != nil || u.Opaque != "":
 		return nil, badInputf("%s: not a URL", source)
-	case u.Scheme != "https":
-		return nil, badInputf("%s: want an https:// URL, got scheme %q", source, u.Scheme)
 	case u.Hostname() == "":
 		return nil, badInputf("%s: the URL has no host", source)
+	}
+	if err := netx.CheckCredentialURL(u); err != nil {
+		return nil, badInputf("%s: %v", source, err)
 	}
 	if p := u.Port(); p != "" {
 		if _, err := netPort(p); err != nil {

@@ -90,6 +90,9 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 		}
 		return nil, sidecar.Deps{}, err
 	}
+	if err := checkPlainHTTP(cfg, set, c.log); err != nil {
+		return nil, sidecar.Deps{}, err
+	}
 
 	n, err := newNetSettings(cfg)
 	if err != nil {
