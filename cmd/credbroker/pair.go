@@ -145,19 +145,21 @@ func usableDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".credbroker-probe-*")
+	// Probe with a directory of our own, as the write will.
+	p, err := os.MkdirTemp(dir, ".credbroker-probe-*")
 	if err != nil {
 		return fmt.Errorf("not writable: %v", errors.Unwrap(err))
 	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
+	return os.Remove(p)
 }
 
 func runPair(ctx context.Context, e *cmdEnv, o any) error {
 	opts := o.(*pairOptions)
 	in, err := checkPairInput(opts, e.args)
 	if err != nil {
+		return err
+	}
+	if err := checkCertDir(e.log, "--cert-dir", in.dir); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)

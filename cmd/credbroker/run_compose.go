@@ -725,6 +725,9 @@ func (c *composer) pairDir(ctx context.Context, name, dir, keyType, tokenURL str
 		}
 		extra = append(extra, connector.WithKeyType(kt))
 	}
+	if err := checkCertDir(c.log, fmt.Sprintf("certificate %q: dir", name), dir); err != nil {
+		return err
+	}
 	client, err := c.connectorClient(n, extra...)
 	if err != nil {
 		return err
