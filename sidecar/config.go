@@ -47,6 +47,9 @@ const (
 	DefaultIdleConnTimeout     = 90 * time.Second
 	DefaultMaxIdleConnsPerHost = 256
 	DefaultMaxSignedBody       = 10 << 20
+	// DefaultMaxTokenKeys bounds the distinct token cache keys (scope sets
+	// × tenants) per binding.
+	DefaultMaxTokenKeys = 1000
 )
 
 // Config is the sidecar configuration (the YAML file of `credbroker run`;
@@ -73,6 +76,11 @@ type Config struct {
 	// MaxSignedBody bounds the request body an oauth1 route buffers to
 	// compute oauth_body_hash (bytes; larger bodies get 413).
 	MaxSignedBody int64 `yaml:"max_signed_body"`
+	// MaxTokenKeys bounds the distinct token cache keys (scope set, tenant,
+	// grant) each binding holds; a request for a new key beyond it gets 429
+	// token-key-limit (token API and bearer routes), keys already cached
+	// keep working.
+	MaxTokenKeys int `yaml:"max_token_keys"`
 	// TokenAPI configures GET /.credbroker/v1/token.
 	TokenAPI TokenAPI `yaml:"token_api"`
 	// Routes are the egress routes.
@@ -356,6 +364,9 @@ func (c *Config) applyDefaults() {
 	if c.MaxSignedBody == 0 {
 		c.MaxSignedBody = DefaultMaxSignedBody
 	}
+	if c.MaxTokenKeys == 0 {
+		c.MaxTokenKeys = DefaultMaxTokenKeys
+	}
 	for i := range c.Routes {
 		if c.Routes[i].Auth.Type == AuthBearer && c.Routes[i].Auth.Grant == "" {
 			c.Routes[i].Auth.Grant = GrantClientCredentials
@@ -403,6 +414,9 @@ func (c *Config) check() ConfigErrors {
 	}
 	if c.MaxSignedBody < 0 {
 		errs = append(errs, c.errorf("max_signed_body", "", ErrInvalidValue, "must not be negative"))
+	}
+	if c.MaxTokenKeys < 0 {
+		errs = append(errs, c.errorf("max_token_keys", "", ErrInvalidValue, "must not be negative"))
 	}
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {

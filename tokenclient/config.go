@@ -192,7 +192,6 @@ func parseBase(raw string, f Flavor) (*url.URL, error) {
 	return u, nil
 }
 
-
 // deriveCertURL inserts "cert." after the first "authentication." label:
 // https://p.authentication.eu10.example.com -> https://p.authentication.cert.eu10.example.com.
 // A URL that has it already, or has no such label, is returned unchanged.
