@@ -63,6 +63,12 @@ func (w *watcher) run(ctx context.Context) {
 				events = nil
 				continue
 			}
+			if !concerns(w.paths, ev.Name) {
+				// Another file in a watched directory, such as a log file
+				// the process itself writes: logging it would feed the
+				// watch with its own events.
+				continue
+			}
 			w.log.Debug("watched file changed", "path", ev.Name, "op", ev.Op.String())
 			if timer == nil {
 				timer = time.NewTimer(w.debounce)
@@ -89,6 +95,28 @@ func (w *watcher) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// concerns reports whether an event on name can change one of paths: the
+// file itself, anything inside a watched directory, or the ..data symlink
+// (and its timestamped targets) through which Kubernetes swaps the files of
+// a mounted directory. Events on other files of a file's directory do not.
+func concerns(paths []string, name string) bool {
+	name = filepath.Clean(name)
+	base := filepath.Base(name)
+	for _, p := range paths {
+		p = filepath.Clean(p)
+		if name == p || strings.HasPrefix(name, p+string(filepath.Separator)) {
+			return true
+		}
+		if filepath.Dir(name) == filepath.Dir(p) && strings.HasPrefix(base, "..") {
+			return true
+		}
+		if t, err := filepath.EvalSymlinks(p); err == nil && filepath.Clean(t) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // watchDirs returns the directories to watch for paths: the parent of a

@@ -35,6 +35,21 @@ var (
 	ErrTooManyKeys = errors.New("tokenclient: too many distinct token keys (scope sets, tenants) for this client")
 )
 
+// isOwn reports whether err already carries this package's identity (a
+// sentinel above or a *TokenError), so that it is not wrapped twice.
+func isOwn(err error) bool {
+	var te *TokenError
+	if errors.As(err, &te) {
+		return true
+	}
+	for _, s := range []error{ErrInvalidConfig, ErrInvalidRequest, ErrClosed, ErrUnavailable, ErrBadResponse, ErrRedirect, ErrCertificate} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // TokenError is a token endpoint's refusal: an HTTP status other than 2xx,
 // with the RFC 6749 section 5.2 fields when the body had them. It never
 // holds a credential. A 4xx TokenError (except 429) is remembered for a

@@ -460,7 +460,7 @@ var _ = Describe("bad input to every command", func() {
 				d := filepath.Join(w.dir, "immutable")
 				Expect(os.MkdirAll(d, 0o755)).To(Succeed())
 				if out, err := exec.Command("chattr", "+i", d).CombinedOutput(); err != nil {
-					Skip("chattr +i is not available here: " + string(out))
+					skipOrFail("chattr +i is not available here: " + string(out))
 				}
 				DeferCleanup(func() { _ = exec.Command("chattr", "-i", d).Run() })
 				return d
@@ -471,7 +471,7 @@ var _ = Describe("bad input to every command", func() {
 			d := filepath.Join(w.dir, "full")
 			Expect(os.MkdirAll(d, 0o755)).To(Succeed())
 			if err := syscall.Mount("tmpfs", d, "tmpfs", 0, "size=16k"); err != nil {
-				Skip("cannot mount a tmpfs here (" + err.Error() + "): a full disk is not simulated")
+				skipOrFail("cannot mount a tmpfs here (" + err.Error() + "): a full disk is not simulated")
 			}
 			DeferCleanup(func() { _ = syscall.Unmount(d, syscall.MNT_DETACH) })
 			filler, err := os.Create(filepath.Join(d, "filler"))

@@ -165,7 +165,7 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 		}, run)
 		add("read-only certificate directory (chattr +i)", ttl, func(c *rigCase) {
 			if out, err := exec.Command("chattr", "+i", c.dir).CombinedOutput(); err != nil {
-				Skip("chattr +i is not available here: " + string(out))
+				skipOrFail("chattr +i is not available here: " + string(out))
 			}
 			DeferCleanup(func() { _ = exec.Command("chattr", "-i", c.dir).Run() })
 		}, unwritable, run)
