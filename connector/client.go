@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/netx"
 )
 
 const (
@@ -262,6 +264,11 @@ func checkURL(what, raw string) (*url.URL, error) {
 	}
 	if u.Host == "" || u.Hostname() == "" {
 		return nil, fmt.Errorf("%w: %s %s has no host", ErrInvalidInput, what, RedactURL(raw))
+	}
+	// The one-time token (in the query), the CSR and the mTLS calls must
+	// not travel in clear: https, or http to loopback (local tests).
+	if err := netx.CheckCredentialURL(u); err != nil {
+		return nil, fmt.Errorf("%w: %s %s: %v", ErrInvalidInput, what, RedactURL(raw), err)
 	}
 	return u, nil
 }

@@ -109,6 +109,10 @@ type Options struct {
 	// token expiry and fault windows, and the time at which client
 	// certificates are verified; default time.Now.
 	Now func() time.Time
+	// Host is the IP address every listener binds; default 127.0.0.1. The
+	// control API serves every credential without authentication: bind
+	// anything but loopback only on a machine nobody else can reach.
+	Host string
 }
 
 // Info describes a running mock: every URL and name a client needs, without
@@ -197,8 +201,8 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Start starts every listener of the mock on 127.0.0.1 and returns when they
-// accept connections. Call Close when done.
+// Start starts every listener of the mock on Options.Host (127.0.0.1 by
+// default) and returns when they accept connections. Call Close when done.
 func Start(opts Options) (*Server, error) {
 	s := &Server{
 		log:              opts.Logger,
@@ -317,8 +321,12 @@ func Start(opts Options) (*Server, error) {
 		ln net.Listener
 		tc *tls.Config
 	}
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	listen := func() (net.Listener, int, error) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, 0, fmt.Errorf("mockauth: listen: %w", err)
 		}
@@ -365,7 +373,7 @@ func Start(opts Options) (*Server, error) {
 		IASURL:          fmt.Sprintf("https://%s.%s:%d", provider, IASDomain, secretPort),
 		ConnectorURL:    fmt.Sprintf("https://%s:%d", connectorHost, centralPort),
 		GatewayURL:      fmt.Sprintf("https://%s:%d", gatewayHost, gatewayPort),
-		AdminURL:        "http://127.0.0.1:" + strconv.Itoa(adminPort),
+		AdminURL:        "http://" + net.JoinHostPort(adminHost(host), strconv.Itoa(adminPort)),
 		TokenPort:       secretPort,
 		CertTokenPort:   certPort,
 		SecretBinding:   SecretBindingName,
@@ -544,4 +552,16 @@ func (s *Server) Client(certs ...tls.Certificate) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       30 * time.Second,
 	}
+}
+
+// adminHost is the host of the control API's URL for a listen host: the
+// loopback address for the unspecified address (0.0.0.0, ::).
+func adminHost(host string) string {
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if ip.To4() != nil {
+			return "127.0.0.1"
+		}
+		return "::1"
+	}
+	return host
 }

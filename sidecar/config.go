@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/credbroker/credbroker/internal/netx"
 	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
@@ -52,6 +53,9 @@ const (
 	DefaultMaxAdminConnections   = 64
 	DefaultMaxInboundConnections = 1024
 	DefaultClientIdleTimeout     = 120 * time.Second
+	// DefaultMaxTokenKeys bounds the distinct token cache keys (scope sets
+	// × tenants) per binding.
+	DefaultMaxTokenKeys = 1000
 )
 
 // Config is the sidecar configuration (the YAML file of `credbroker run`;
@@ -86,6 +90,11 @@ type Config struct {
 	MaxConnections MaxConnections `yaml:"max_connections"`
 	// ClientIdleTimeout closes client keep-alive connections idle this long.
 	ClientIdleTimeout time.Duration `yaml:"client_idle_timeout"`
+	// MaxTokenKeys bounds the distinct token cache keys (scope set, tenant,
+	// grant) each binding holds; a request for a new key beyond it gets 429
+	// token-key-limit (token API and bearer routes), keys already cached
+	// keep working.
+	MaxTokenKeys int `yaml:"max_token_keys"`
 	// TokenAPI configures GET /.credbroker/v1/token.
 	TokenAPI TokenAPI `yaml:"token_api"`
 	// Routes are the egress routes.
@@ -149,6 +158,29 @@ type Route struct {
 	// carry an Origin header (forwarded by default).
 	AllowCrossSite bool `yaml:"allow_cross_site"`
 	RefuseOrigin   bool `yaml:"refuse_origin"`
+	// AllowPlainHTTP lets a route add its credential to an http:// upstream
+	// that is not loopback (an in-cluster service such as the Connectivity
+	// proxy); without it such a route is refused.
+	AllowPlainHTTP bool `yaml:"allow_plain_http"`
+}
+
+// SendsCredential reports whether the route adds a credential to what it
+// forwards (a token, a signature or a client certificate).
+func (r Route) SendsCredential() bool {
+	return r.Auth.Type == AuthBearer || r.Auth.Type == AuthOAuth1 || r.Auth.Type == AuthMTLS || r.Auth.Binding != ""
+}
+
+// PlainHTTPRoutes names the routes that add a credential to an http://
+// upstream (loopback, or allowed with allow_plain_http): the startup log
+// lists them.
+func (c *Config) PlainHTTPRoutes() []string {
+	var out []string
+	for _, r := range c.Routes {
+		if u, err := url.Parse(r.Upstream); err == nil && u.Scheme == "http" && r.SendsCredential() {
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }
 
 // RouteAuth says which credential a route adds.
@@ -371,6 +403,9 @@ func (c *Config) applyDefaults() {
 	if c.ClientIdleTimeout == 0 {
 		c.ClientIdleTimeout = DefaultClientIdleTimeout
 	}
+	if c.MaxTokenKeys == 0 {
+		c.MaxTokenKeys = DefaultMaxTokenKeys
+	}
 	for i := range c.Routes {
 		if c.Routes[i].Auth.Type == AuthBearer && c.Routes[i].Auth.Grant == "" {
 			c.Routes[i].Auth.Grant = GrantClientCredentials
@@ -434,6 +469,9 @@ func (c *Config) check() ConfigErrors {
 	}
 	if c.ClientIdleTimeout < 0 {
 		errs = append(errs, c.errorf("client_idle_timeout", "", ErrInvalidValue, "must not be negative"))
+	}
+	if c.MaxTokenKeys < 0 {
+		errs = append(errs, c.errorf("max_token_keys", "", ErrInvalidValue, "must not be negative"))
 	}
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {
@@ -516,6 +554,8 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrMissingValue, "a route needs an upstream URL"))
 		} else if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
 			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "want an http:// or https:// URL with a host (no user info, no fragment)"))
+		} else if u.Scheme == "http" && r.SendsCredential() && r.Auth.Type != AuthMTLS && !r.AllowPlainHTTP && !netx.LoopbackHost(u.Hostname()) {
+			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrPlainHTTP, "the route's credential would travel in clear: use https://, or set allow_plain_http: true on the route for a trusted in-cluster service (such as the Connectivity proxy)"))
 		}
 		a := r.Auth
 		af := f + ".auth"

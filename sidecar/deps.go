@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net/http"
 	"time"
 )
@@ -21,7 +22,16 @@ type TokenRequest struct {
 	Tenant string
 	// Assertion is the user token exchanged by the jwt-bearer grant.
 	Assertion string
+	// Scopes, when not nil, replace the source's scopes for this request
+	// (the token API's scope parameter): sorted, without duplicates.
+	Scopes []string
 }
+
+// ErrTokenKeyLimit is wrapped by a TokenSource's error when the request
+// would add a new distinct token cache key (a scope set or tenant) to a
+// binding that holds max_token_keys of them: the proxy and the token API
+// answer 429 token-key-limit.
+var ErrTokenKeyLimit = errors.New("too many distinct token keys (scope sets, tenants) for this binding (max_token_keys)")
 
 // TokenSource returns access tokens for one binding, scope set and grant.
 //

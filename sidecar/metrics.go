@@ -28,6 +28,7 @@ type Metrics struct {
 	tokenFetchTime *prometheus.HistogramVec
 	tokenHits      *prometheus.CounterVec
 	tokenRefreshes *prometheus.CounterVec
+	keyLimit       *prometheus.CounterVec // keylimit.go
 
 	adminRefused *prometheus.CounterVec
 	connsRefused *prometheus.CounterVec
@@ -114,6 +115,8 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI, m.adminRefused, m.connsRefused, m.connsOpen,
 		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.keyLimit = newKeyLimitCounter()
+	m.reg.MustRegister(m.keyLimit)
 	return m
 }
 

@@ -467,6 +467,11 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 	}
 	if r.tokens != nil && inject {
 		tok, err := r.tokens.Token(req.Context(), TokenRequest{Tenant: tenant, Assertion: assertion})
+		if r.metrics.m.keyLimited(err, r.cfg.Auth.Binding, "route") {
+			w.Header().Set("Retry-After", "60")
+			r.fail(w, keyLimitStatus, ReasonTokenKeyLimit, "binding "+r.cfg.Auth.Binding+" holds max_token_keys distinct scope sets and tenants; tokens already cached keep working")
+			return
+		}
 		if err != nil {
 			r.log.Debug("no token", "binding", r.cfg.Auth.Binding, "tenant", tenant, "err", err)
 			r.fail(w, http.StatusServiceUnavailable, ReasonTokenUnavailable, "no valid token for binding "+r.cfg.Auth.Binding+": "+err.Error())

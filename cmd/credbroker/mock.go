@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,14 @@ type MockOptions struct {
 	Application string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
 	HostsFile   string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write '127.0.0.1 NAME' lines for every host name the mock serves to this file (for /etc/hosts or Java's -Djdk.net.hosts.file)"`
 	BindingTTL  time.Duration `flag:"binding-cert-ttl" env:"CREDBROKER_MOCK_BINDING_CERT_TTL" usage:"lifetime of the x509 binding's certificate, to test its expiry" default:"168h"`
+	ListenHost  string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
+	// AllowNonLoopback lets the mock listen beyond loopback: its control
+	// API hands every credential to anyone who can reach it.
+	AllowNonLoopback bool `flag:"allow-non-loopback" env:"CREDBROKER_MOCK_ALLOW_NON_LOOPBACK" usage:"allow a --listen-host beyond loopback (the control API serves every credential without authentication)"`
 }
+
+// mockBanner is the first line the mock prints: it is a test server.
+const mockBanner = "credbroker mock: TEST SERVER — NEVER EXPOSE IT: its control API hands out every credential without authentication"
 
 // Files `credbroker mock --dir` writes.
 const (
@@ -37,7 +45,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--hosts-file F]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--hosts-file F] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
@@ -64,6 +72,17 @@ func (o *MockOptions) validate() error {
 			return badInputf("%s %s: must be at least 1s", d.name, d.v)
 		}
 	}
+	host := o.ListenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return badInputf("--listen-host %q: want an IP address (127.0.0.1, ::1)", o.ListenHost)
+	}
+	if !ip.Unmap().IsLoopback() && !o.AllowNonLoopback {
+		return badInputf("--listen-host %s is not loopback: the mock's control API serves every credential without authentication; add --allow-non-loopback only on a machine nobody else can reach", host)
+	}
 	return nil
 }
 
@@ -74,7 +93,11 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	if len(e.args) > 0 {
 		return badInputf("unexpected argument %q", e.args[0])
 	}
+	// Loud, first, on both streams: this server gives credentials away.
+	fmt.Fprintln(e.stdout, mockBanner)
+	e.log.Warn("test server — never expose: the mock's control API serves every credential without authentication", "listen_host", o.ListenHost)
 	srv, err := mockauth.Start(mockauth.Options{
+		Host:            o.ListenHost,
 		TokenTTL:        o.TokenTTL,
 		CertTTL:         o.CertTTL,
 		PairingTokenTTL: o.PairingTTL,

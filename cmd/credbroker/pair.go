@@ -74,10 +74,11 @@ func checkPairInput(opts *pairOptions, args []string) (*pairInput, error) {
 	switch {
 	case err != nil || u.Opaque != "":
 		return nil, badInputf("%s: not a URL", source)
-	case u.Scheme != "https":
-		return nil, badInputf("%s: want an https:// URL, got scheme %q", source, u.Scheme)
 	case u.Hostname() == "":
 		return nil, badInputf("%s: the URL has no host", source)
+	}
+	if err := netx.CheckCredentialURL(u); err != nil {
+		return nil, badInputf("%s: %v", source, err)
 	}
 	if p := u.Port(); p != "" {
 		if _, err := netPort(p); err != nil {
@@ -145,19 +146,21 @@ func usableDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".credbroker-probe-*")
+	// Probe with a directory of our own, as the write will.
+	p, err := os.MkdirTemp(dir, ".credbroker-probe-*")
 	if err != nil {
 		return fmt.Errorf("not writable: %v", errors.Unwrap(err))
 	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
+	return os.Remove(p)
 }
 
 func runPair(ctx context.Context, e *cmdEnv, o any) error {
 	opts := o.(*pairOptions)
 	in, err := checkPairInput(opts, e.args)
 	if err != nil {
+		return err
+	}
+	if err := checkCertDir(e.log, "--cert-dir", in.dir); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)

@@ -113,7 +113,7 @@ func TestPairBadInputExitsTwoWithoutSpendingTheToken(t *testing.T) {
 		"no token URL":     {"--cert-dir", dir},
 		"no cert dir":      {"--token-url", u},
 		"not a URL":        {"--token-url", "::not a url?token=" + tok, "--cert-dir", dir},
-		"http":             {"--token-url", "http://connector.localhost/x?token=" + tok, "--cert-dir", dir},
+		"http":             {"--token-url", "http://connector.example.com/x?token=" + tok, "--cert-dir", dir},
 		"no host":          {"--token-url", "https:///x?token=" + tok, "--cert-dir", dir},
 		"bad port":         {"--token-url", "https://connector.localhost:99999/x?token=" + tok, "--cert-dir", dir},
 		"both sources":     {"--token-url", u, "--token-url-file", file, "--cert-dir", dir},

@@ -90,12 +90,15 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 		}
 		return nil, sidecar.Deps{}, err
 	}
+	if err := checkPlainHTTP(cfg, set, c.log); err != nil {
+		return nil, sidecar.Deps{}, err
+	}
 
 	n, err := newNetSettings(cfg)
 	if err != nil {
 		return nil, sidecar.Deps{}, err
 	}
-	g := &genDeps{c: c, set: set, net: n}
+	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys}
 	deps := sidecar.Deps{Bindings: lookup, Close: g.release, Watch: c.watchPaths(cfg)}
 	if set != nil {
 		deps.Tokens = g
@@ -289,9 +292,10 @@ func newNetSettings(cfg *sidecar.Config) (*netSettings, error) {
 // genDeps are the providers of one configuration generation. It is the
 // sidecar.Tokens of the generation and releases what it acquired on Close.
 type genDeps struct {
-	c   *composer
-	set *vcap.Set
-	net *netSettings
+	c       *composer
+	set     *vcap.Set
+	net     *netSettings
+	maxKeys int // max_token_keys: distinct token keys per binding
 
 	mu   sync.Mutex
 	held []func()
@@ -334,9 +338,13 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	if err != nil {
 		return failingSource{err: err}, nil
 	}
-	key := "binding " + binding + " " + g.net.key + " " + bindingDigest(b)
+	key := fmt.Sprintf("binding %s %s %s keys=%d", binding, g.net.key, bindingDigest(b), g.maxKeys)
 	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
-		cl, err := tokenclient.New(tcfg, g.c.tokenOptions(binding, g.net)...)
+		opts := g.c.tokenOptions(binding, g.net)
+		if g.maxKeys > 0 {
+			opts = append(opts, tokenclient.WithMaxKeys(g.maxKeys))
+		}
+		cl, err := tokenclient.New(tcfg, opts...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -410,10 +418,15 @@ func (s *tokenSource) Token(ctx context.Context, req sidecar.TokenRequest) (side
 	switch {
 	case s.jwt:
 		t, err = s.c.Token(ctx, tokenclient.Request{Grant: tokenclient.GrantJWTBearer, Scopes: s.scopes, Tenant: req.Tenant, Assertion: tokenclient.Secret(req.Assertion)})
+	case req.Scopes != nil:
+		t, err = s.c.Token(ctx, tokenclient.Request{Scopes: req.Scopes, Tenant: req.Tenant})
 	case req.Tenant == "":
 		t, err = s.h.Token(ctx)
 	default:
 		t, err = s.c.Token(ctx, tokenclient.Request{Scopes: s.scopes, Tenant: req.Tenant})
+	}
+	if errors.Is(err, tokenclient.ErrTooManyKeys) {
+		return sidecar.Token{}, fmt.Errorf("%w: %w", sidecar.ErrTokenKeyLimit, err)
 	}
 	if err != nil {
 		return sidecar.Token{}, err
@@ -773,6 +786,9 @@ func (c *composer) pairDir(ctx context.Context, name, dir, keyType, tokenURL str
 			return badInputf("certificate %q: key_type %q: want rsa2048, rsa4096 or ecdsa-p256", name, keyType)
 		}
 		extra = append(extra, connector.WithKeyType(kt))
+	}
+	if err := checkCertDir(c.log, fmt.Sprintf("certificate %q: dir", name), dir); err != nil {
+		return err
 	}
 	client, err := c.connectorClient(n, extra...)
 	if err != nil {

@@ -193,8 +193,8 @@ var _ = Describe("credbroker pair", func() {
 		Entry("no scheme", func() []string {
 			return []string{"--token-url", "connector.localhost/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
 		}),
-		Entry("plain http", func() []string {
-			return []string{"--token-url", "http://connector.localhost/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
+		Entry("plain http beyond loopback", func() []string {
+			return []string{"--token-url", "http://connector.example.com/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
 		}),
 		Entry("garbage", func() []string { return []string{"--token-url", "::%%?token=" + tokenOf(tokURL), "--cert-dir", dir} }),
 		Entry("cert dir is a file", func() []string { return []string{"--token-url", tokURL, "--cert-dir", caFile} }),
