@@ -55,8 +55,8 @@ var _ = Describe("credbroker mock --hosts-file and --binding-cert-ttl", func() {
 		}
 		for _, t := range info["tenants"].([]any) {
 			sub := t.(map[string]any)["subdomain"].(string)
-			Expect(hosts).To(HaveKey(sub+".authentication.localhost"))
-			Expect(hosts).To(HaveKey(sub+".authentication.cert.localhost"))
+			Expect(hosts).To(HaveKey(sub + ".authentication.localhost"))
+			Expect(hosts).To(HaveKey(sub + ".authentication.cert.localhost"))
 		}
 
 		By("resolving through the hosts file only")
