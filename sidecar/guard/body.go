@@ -96,8 +96,7 @@ func (br *bodyReader) read(w http.ResponseWriter, r *http.Request, verified bool
 	context.AfterFunc(r.Context(), func() { br.budget.release(need, verified) })
 	rc := http.NewResponseController(w)
 	deadlineSet := rc.SetReadDeadline(time.Now().Add(br.timeout)) == nil
-	buf := bytes.NewBuffer(make([]byte, 0, need))
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, br.max+1))
+	b, err := readAtMost(r.Body, need, br.max)
 	if deadlineSet {
 		_ = rc.SetReadDeadline(time.Time{})
 	}
@@ -105,14 +104,51 @@ func (br *bodyReader) read(w http.ResponseWriter, r *http.Request, verified bool
 	switch {
 	case err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()):
 		return nil, fmt.Errorf("%w (%s)", errBodyTimeout, br.timeout)
+	case errors.Is(err, errBodyTooLarge):
+		return nil, fmt.Errorf("%w: over %d bytes", errBodyTooLarge, br.max)
 	case err != nil:
 		return nil, errBodyRead
-	case int64(buf.Len()) > br.max:
-		return nil, fmt.Errorf("%w: over %d bytes", errBodyTooLarge, br.max)
 	}
 	_ = r.Body.Close()
-	b := buf.Bytes()
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	r.ContentLength = int64(len(b))
 	return b, nil
+}
+
+// readAtMost reads r to its end into one buffer of at most limit bytes:
+// the announced length (allocated once), or max for a body of unknown
+// length (doubling from 4 KiB as needed). A byte beyond limit is
+// errBodyTooLarge.
+func readAtMost(r io.Reader, limit, max int64) ([]byte, error) {
+	c := limit
+	if limit == max && c > 4<<10 {
+		c = 4 << 10
+	}
+	buf := make([]byte, 0, c)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(cap(buf)) >= limit {
+				var one [1]byte
+				n, err := io.ReadFull(r, one[:])
+				switch {
+				case n > 0:
+					return nil, errBodyTooLarge
+				case err == io.EOF || err == io.ErrUnexpectedEOF:
+					return buf, nil
+				}
+				return nil, err
+			}
+			nb := make([]byte, len(buf), min(limit, 2*int64(cap(buf))))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
