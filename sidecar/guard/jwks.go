@@ -42,15 +42,16 @@ var (
 // caller without a valid token sends can evict or block a key set that
 // has verified a token:
 //
-//   - proven: key sets that verified a token the guard accepted, at most
+//   - proven: key sets that verified a valid token for the binding
+//     (signature, times, issuer, audience), at most
 //     Limits.KeySets, least recently used dropped first (only by another
 //     proven set). An unknown kid refetches a proven set at most every
 //     minInterval; sets older than refreshAfter are refreshed in the
 //     background while their keys stay in use.
-//   - unproven: key sets fetched successfully that no accepted token has
+//   - unproven: key sets fetched successfully that no valid token has
 //     used yet, at most Limits.KeySetsUnproven (least recently used
-//     dropped first). A set moves to proven with the first token it
-//     verifies.
+//     dropped first). A set moves to proven with the first valid
+//     token it verifies.
 //   - failed: URLs whose fetch failed, at most Limits.KeyFailures; such a
 //     URL is not fetched again for Limits.KeyRetry.
 //

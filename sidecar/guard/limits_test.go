@@ -296,3 +296,21 @@ func TestOAuth1BodyTimeoutAndMemory(t *testing.T) {
 	g.Eventually(func() int64 { return e.g.rules[0].oauth1.body.budget.inUse() }).Should(BeZero())
 	g.Expect(e.app.last().Body).To(Equal(`{"ok":true}`))
 }
+
+func TestLimitsValidate(t *testing.T) {
+	g := NewWithT(t)
+	base := func(l Limits) *Config {
+		return &Config{Listen: "127.0.0.1:0", App: "http://127.0.0.1:1", Limits: l,
+			Rules: []Rule{{Path: "/", Accept: []Method{MethodOAuth1}, OAuth1: &OAuth1{KeyFile: "k", SecretFile: "s"}}}}
+	}
+	g.Expect(base(Limits{}).Validate()).To(Succeed())
+	err := base(Limits{KeySets: -1, BodyTimeout: -time.Second}).Validate()
+	g.Expect(err).To(MatchError(ErrConfig))
+	g.Expect(err.Error()).To(And(ContainSubstring("inbound.limits.key_sets"), ContainSubstring("inbound.limits.body_timeout")))
+	err = base(Limits{MaxBody: 2 << 20, BodyMemory: 1 << 20}).Validate()
+	g.Expect(err).To(MatchError(ContainSubstring("inbound.limits.body_memory")))
+	d := Limits{}.withDefaults()
+	g.Expect(d).To(Equal(Limits{KeySets: DefaultKeySets, KeySetsUnproven: DefaultKeySetsUnproven, KeyFailures: DefaultKeyFailures,
+		KeyRetry: DefaultKeyRetry, KeyFetchRate: DefaultKeyFetchRate, KeyFetchBurst: DefaultKeyFetchBurst,
+		MaxBody: DefaultMaxBody, BodyTimeout: DefaultBodyTimeout, BodyMemory: DefaultBodyMemory}))
+}
