@@ -163,13 +163,10 @@ inbound:
 				secrets.ExpectNotIn(s.Session.Out.Contents(), s.Session.Err.Contents())
 			},
 		}, cfg)
-		Eventually(func() error {
-			resp, err := http.Get(guardURL + "/nothing")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}, 60*time.Second, 100*time.Millisecond).Should(Succeed(), "the inbound listener did not come up")
+		// Wait for this process's own listener (another process on the
+		// machine could answer on a port that was free a moment ago).
+		Eventually(func() string { return string(sc.Session.Out.Contents()) + string(sc.Session.Err.Contents()) }, 60*time.Second, 100*time.Millisecond).
+			Should(ContainSubstring(fmt.Sprintf(`"inbound":"127.0.0.1:%d"`, inbound)), "the inbound listener did not come up")
 	}
 
 	// tenantToken fetches a client-credentials token of the secret binding
