@@ -111,11 +111,9 @@ func (o *oauth1Verifier) verify(w http.ResponseWriter, r *http.Request) (*identi
 	return &identity{method: MethodOAuth1, subject: res.ConsumerKey, clientID: res.ConsumerKey}, nil
 }
 
-// bodyRefusal answers a body that could not be buffered. After a timeout
-// or a refused read the connection is closed: the rest of the body is
-// never read.
+// bodyRefusal answers a body that could not be buffered (refuse closes
+// the HTTP/1 connection: the rest of the body is never read).
 func bodyRefusal(w http.ResponseWriter, err error) *refusal {
-	w.Header().Set("Connection", "close")
 	ref := &refusal{method: MethodOAuth1, detail: err.Error()}
 	switch {
 	case errors.Is(err, errBodyTooLarge):
