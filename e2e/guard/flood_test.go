@@ -439,9 +439,12 @@ inbound:
 			}()
 		}
 		// Wait until the guard has turned away the connections it refuses at
-		// once, so the signed callers below run during the attack.
-		Eventually(func() float64 { return metricSum(sc.Admin, `method="oauth1"`, `outcome="refused"`) }, 60*time.Second, 50*time.Millisecond).
-			Should(BeNumerically(">=", float64(conns/3)))
+		// once, so the signed callers below run during the attack; memory
+		// must stay bounded meanwhile (the old guard buffered every body).
+		Eventually(func(g Gomega) {
+			g.Expect(rss.peak.Load()-baseline).To(BeNumerically("<", 48<<20), "VmRSS grew from %d MiB to %d MiB", baseline>>20, rss.peak.Load()>>20)
+			g.Expect(metricSum(sc.Admin, `method="oauth1"`, `outcome="refused"`)).To(BeNumerically(">=", float64(conns/3)))
+		}, 60*time.Second, 50*time.Millisecond).Should(Succeed())
 		// Signed callers during the attack: JSON bodies and GETs, every one
 		// must succeed.
 		legit := floodScale(30, 200)
