@@ -13,6 +13,13 @@ import (
 	"time"
 )
 
+// Reasons of the bounds on unauthenticated work (metric label values).
+const (
+	ReasonKeyFetchLimited = "key_fetch_limited" // 503: key set not cached, fetch budget spent
+	ReasonBodyTimeout     = "body_timeout"      // 408: body not received within limits.body_timeout
+	ReasonBodyMemory      = "body_memory"       // 503: limits.body_memory in use
+)
+
 // bodyBudget bounds the bytes that requests being authenticated hold in
 // buffered bodies, across all rules. Reads whose caller is not
 // authenticated yet (form bodies, which the signature covers) may hold at

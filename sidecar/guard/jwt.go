@@ -71,9 +71,6 @@ const (
 	ReasonUnknownConsumer   = "unknown_consumer"
 	ReasonUnsupported       = "unsupported"
 	ReasonBusy              = "busy"
-	ReasonBodyTimeout       = "body_timeout"
-	ReasonBodyMemory        = "body_memory"
-	ReasonKeyFetchLimited   = "key_fetch_limited"
 )
 
 func jwtRefusal(reason, detail string) *refusal {
