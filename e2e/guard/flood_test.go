@@ -323,10 +323,10 @@ inbound:
 			Expect(code).To(Equal(200), body)
 		}
 		// Junk cannot make a key fetch per request: at most the burst plus
-		// the rate over the flood's duration (defaults 10 and 5/s), and the
+		// the rate over the flood's duration (defaults 40 and 20/s), and the
 		// newcomer's.
 		fetched := srv.Stats().JWKSRequests - jwksBefore
-		Expect(float64(fetched)).To(BeNumerically("<=", 10+5*elapsed.Seconds()+5),
+		Expect(float64(fetched)).To(BeNumerically("<=", 40+20*elapsed.Seconds()+5),
 			"key fetches during a flood of %d junk tokens in %s", sent.Load(), elapsed)
 		// Every refusal is counted with its reason.
 		refused := metricSum(sc.Admin, `method="jwt"`, `outcome="refused"`)

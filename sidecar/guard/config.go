@@ -91,8 +91,8 @@ const (
 	DefaultKeySetsUnproven = 64
 	DefaultKeyFailures     = 1024
 	DefaultKeyRetry        = 30 * time.Second
-	DefaultKeyFetchRate    = 5.0
-	DefaultKeyFetchBurst   = 10
+	DefaultKeyFetchRate    = 20.0
+	DefaultKeyFetchBurst   = 40
 	DefaultMaxBody         = 1 << 20
 	DefaultBodyTimeout     = 10 * time.Second
 	DefaultBodyMemory      = 32 << 20
