@@ -174,7 +174,6 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		guard.WithJWKSClient(jwks),
 		guard.WithLogger(g.c.log),
 		guard.WithObserver(g.c.metrics.InboundObserver()),
-		guard.WithMaxBody(cfg.MaxSignedBody),
 		guard.WithResync(g.c.o.PollInterval),
 	}
 	if t := cfg.Inbound.TLS; t != nil && t.Certificate != "" {
