@@ -18,7 +18,13 @@
 //     them, so they are read before it can be checked) of just under
 //     --form-size (default 1 MiB, the default limits.max_body).
 //
-// Usage (the lead wires it into make bench; --smoke is the tiny run for
+// A third scenario floods the proxy listener with idle keep-alive
+// connections (issue 15, item 12: 4,000 of them; 100 with --smoke) and
+// reports the same figures, whether the app's connection opened before
+// kept working, and whether a new connection is served once the flood is
+// gone.
+//
+// Usage (bench/run.sh runs it after the proxy benchmarks; --smoke is the tiny run for
 // make bench-smoke):
 //
 //	go build -o bin/credbroker ./cmd/credbroker
@@ -97,13 +103,24 @@ func main() {
 		}
 		rows = append(rows, r)
 	}
-	report := render(o, rows)
+	nconns := 4000
+	if o.smoke {
+		nconns = 100
+	}
+	cr, err := runConnFlood(o, nconns)
+	if err != nil {
+		fatalf("connection flood: %v", err)
+	}
+	report := render(o, rows) + renderConns(cr)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
 			fatalf("%v", err)
 		}
 	} else {
 		fmt.Print(report)
+	}
+	if cr.appOK != cr.appSent || !cr.recovered {
+		fatalf("connection flood: the app's connection answered %d of %d, new connection after the flood served: %v", cr.appOK, cr.appSent, cr.recovered)
 	}
 	for _, r := range rows {
 		if r.legitOK != r.legitSent {
