@@ -27,8 +27,8 @@ dist: ## release archives for linux and darwin (amd64, arm64), CycloneDX SBOMs a
 	rm -rf dist/credbroker_* dist/SHA256SUMS
 	cd $(RELEASE) && $(GO) run ./cmd/dist -o ../../../dist
 
-image: ## the OCI image (linux/amd64 + linux/arm64) without a Docker daemon: dist/image (OCI layout) and dist/image.tar
-	cd $(RELEASE) && $(GO) run ./cmd/mkimage -o ../../../dist/image -tar ../../../dist/image.tar
+image: ## the OCI image (linux/amd64 + linux/arm64) without a Docker daemon: dist/image (OCI layout), dist/image.tar; PUSH=registry/repo pushes it
+	cd $(RELEASE) && $(GO) run ./cmd/mkimage -o ../../../dist/image -tar ../../../dist/image.tar $(if $(PUSH),-push $(PUSH))
 
 run: ## the demo on the embedded mock: mock auth server, sample upstream and the sidecar, no setup
 	$(GO) run ./cmd/credbroker demo
