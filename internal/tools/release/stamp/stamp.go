@@ -1,6 +1,6 @@
 // Package stamp works out what a release build stamps into credbroker: the
-// version (as the Go toolchain would name it: the tag vX.Y.Z on a clean tagged
-// commit, else a pseudo-version, +dirty for a tree with changes), the commit
+// version (as the Go toolchain names it: the tag vX.Y.Z on a tagged commit,
+// else a pseudo-version; +dirty for a tree with changes), the commit
 // and the commit time, which is also the build time of a reproducible build.
 //
 // It reads git because Go's own VCS stamping does not work in a git worktree
@@ -124,9 +124,9 @@ func Of(root string) (Stamp, error) {
 	return s, nil
 }
 
-// version names a commit as cmd/go does when it stamps a build: the highest
-// release tag on the commit itself when the tree is clean, else a
-// pseudo-version after the highest tag reachable from it.
+// version names a commit as cmd/go (1.24+) does when it stamps a build: the
+// highest release tag on the commit itself, else a pseudo-version after the
+// highest tag reachable from it; +dirty when the tree has changes.
 func version(rev string, t time.Time, dirty bool, reachable, atHead []string) string {
 	best := func(tags []string) string {
 		b := ""
@@ -137,10 +137,10 @@ func version(rev string, t time.Time, dirty bool, reachable, atHead []string) st
 		}
 		return b
 	}
-	if tag := best(atHead); tag != "" && !dirty {
-		return tag
+	v := best(atHead)
+	if v == "" {
+		v = module.PseudoVersion("", best(reachable), t, rev[:12])
 	}
-	v := module.PseudoVersion("", best(reachable), t, rev[:12])
 	if dirty {
 		v += "+dirty"
 	}

@@ -17,7 +17,7 @@ func TestVersion(t *testing.T) {
 		{"no tags", false, nil, nil, "v0.0.0-20261204211509-d6744d077f2e"},
 		{"no tags, changes", true, nil, nil, "v0.0.0-20261204211509-d6744d077f2e+dirty"},
 		{"tagged and clean", false, []string{"v0.1.0", "v0.2.0"}, []string{"v0.2.0"}, "v0.2.0"},
-		{"tagged with changes", true, []string{"v0.2.0"}, []string{"v0.2.0"}, "v0.2.1-0.20261204211509-d6744d077f2e+dirty"},
+		{"tagged with changes", true, []string{"v0.2.0"}, []string{"v0.2.0"}, "v0.2.0+dirty"},
 		{"after a tag", false, []string{"v0.1.0", "v0.10.0", "v0.9.0"}, nil, "v0.10.1-0.20261204211509-d6744d077f2e"},
 		{"after a pre-release", false, []string{"v1.0.0-rc.1"}, nil, "v1.0.0-rc.1.0.20261204211509-d6744d077f2e"},
 		{"tags that are no module versions are ignored", false, []string{"v2.0.0", "vnext", "v1.0.0+meta"}, []string{"v2.0.0"}, "v0.0.0-20261204211509-d6744d077f2e"},
