@@ -37,10 +37,12 @@ func ParseTargets(s, hostOS, hostArch string) ([]Target, error) {
 
 // Build compiles cmd/credbroker of the module at root for t into out, the
 // reproducible way: CGO off (a static binary), -trimpath (no build paths), no
-// toolchain switch, the stamp's version, commit and commit time linked in, and
-// Go's own VCS stamping where Go can do it (a clone; not a worktree).
+// toolchain switch, and the stamp's version, commit and commit time linked in.
+// Go's own VCS stamping is off: it works in a clone but not in a worktree or
+// a tarball, so with it the same commit would build to different bytes
+// depending on how it was checked out.
 func Build(root string, t Target, s stamp.Stamp, out string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=auto",
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false",
 		"-ldflags", "-s -w "+s.LDFlags(), "-o", out, "./cmd/credbroker")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+t.OS, "GOARCH="+t.Arch, "GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly")
