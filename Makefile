@@ -9,7 +9,7 @@ FUZZTIME ?= 3s
 RELEASE := internal/tools/release
 STAMP = $(shell cd $(RELEASE) && $(GO) run ./cmd/stamp)
 
-.PHONY: help run test unit e2e lint check-deps fuzz fuzz-smoke chart-test release-test bench bench-smoke soak build stamp version dist image clean
+.PHONY: help run test unit e2e lint check-deps fuzz fuzz-smoke chart-test release-test bench bench-smoke soak build stamp stamp-tag chart version dist image clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,12 @@ build: ## build bin/credbroker, stamped with the version, commit and commit time
 
 stamp: ## print the -ldflags that stamp the version (for docker build --build-arg STAMP=…)
 	@echo '$(STAMP)'
+
+stamp-tag: ## print the image tag (and chart appVersion) of the version
+	@cd $(RELEASE) && $(GO) run ./cmd/stamp -tag
+
+chart: ## package the chart into dist/ with appVersion = the image tag of this version (as make image tags it)
+	cd charts/credbroker/test && $(GO) run ./cmd/chartpkg -chart .. -o ../../../dist -app-version "$$(cd ../../../$(RELEASE) && $(GO) run ./cmd/stamp -tag)"
 
 version: ## print the version the build targets stamp (the tag, or a Go pseudo-version)
 	@cd $(RELEASE) && $(GO) run ./cmd/stamp -version

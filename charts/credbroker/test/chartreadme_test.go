@@ -33,12 +33,12 @@ func TestChartREADME(t *testing.T) {
 	g.Expect(sc.Image).To(Equal("registry.example.com/credbroker:1.2.3"))
 	g.Expect(pod.ImagePullSecrets).To(Equal([]corev1.LocalObjectReference{{Name: "regcred"}}))
 
-	for _, s := range []string{"helm install shop ./charts/credbroker", "make image", "make image PUSH=", "helm.sh/helm/v4/cmd/helm@"} {
+	for _, s := range []string{"helm install shop ./charts/credbroker", "make image", "make image PUSH=", "make chart", "helm.sh/helm/v4/cmd/helm@"} {
 		g.Expect(text).To(ContainSubstring(s))
 	}
 	makefile, err := os.ReadFile(repoRoot + "/Makefile")
 	g.Expect(err).NotTo(HaveOccurred())
-	for _, target := range []string{"\nimage:", "\nversion:"} {
+	for _, target := range []string{"\nimage:", "\nchart:", "\nstamp-tag:"} {
 		g.Expect(string(makefile)).To(ContainSubstring(target))
 	}
 	g.Expect(strings.Count(text, "```sh")).To(BeNumerically(">=", 3))

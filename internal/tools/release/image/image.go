@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -53,16 +52,8 @@ type Options struct {
 	CABundle  string           // PEM file copied into the image (DefaultCABundle when empty)
 }
 
-// Tag is the image tag for a version: without the leading v (as the chart's
-// appVersion), '+' (not allowed in a tag) as '-'.
-func Tag(version string) string {
-	t := strings.TrimPrefix(version, "v")
-	t = strings.NewReplacer("+", "-", "(", "", ")", "").Replace(t)
-	if t == "" {
-		return "devel"
-	}
-	return t
-}
+// Tag is the image tag of a version: see stamp.Tag.
+func Tag(version string) string { return stamp.Tag(version) }
 
 // Labels are the OCI annotations of the image config.
 func Labels(s stamp.Stamp) map[string]string {

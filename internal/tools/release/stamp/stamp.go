@@ -61,6 +61,18 @@ func (s Stamp) LDFlags() string {
 		Package, s.Version, Package, s.Commit, Package, s.Date())
 }
 
+// Tag is the image tag (and the chart's appVersion) of a version: without the
+// leading v, as Helm charts write appVersion, and '+' (not allowed in a tag)
+// as '-'. v1.2.3 is 1.2.3; "(devel)" is devel.
+func Tag(version string) string {
+	t := strings.TrimPrefix(version, "v")
+	t = strings.NewReplacer("+", "-", "(", "", ")", "").Replace(t)
+	if t == "" {
+		return "devel"
+	}
+	return t
+}
+
 // Root finds the main module's directory: dir or the nearest parent whose
 // go.mod declares Module.
 func Root(dir string) (string, error) {

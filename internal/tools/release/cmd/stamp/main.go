@@ -1,6 +1,7 @@
 // Command stamp prints what a release build of credbroker stamps (see package
-// stamp): by default the -ldflags value, with -version only the version.
-// The Makefile's build targets use it.
+// stamp): by default the -ldflags value, with -version only the version, with
+// -tag the image tag and chart appVersion of that version. The Makefile's
+// build targets use it.
 package main
 
 import (
@@ -13,14 +14,18 @@ import (
 
 func main() {
 	onlyVersion := flag.Bool("version", false, "print only the version")
+	tag := flag.Bool("tag", false, "print the image tag (and chart appVersion) of the version")
 	flag.Parse()
 	root, err := stamp.Root(".")
 	if err == nil {
 		var s stamp.Stamp
 		if s, err = stamp.Of(root); err == nil {
-			if *onlyVersion {
+			switch {
+			case *tag:
+				fmt.Println(stamp.Tag(s.Version))
+			case *onlyVersion:
 				fmt.Println(s.Version)
-			} else {
+			default:
 				fmt.Println(s.LDFlags())
 			}
 			return
