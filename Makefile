@@ -9,7 +9,7 @@ FUZZTIME ?= 3s
 RELEASE := internal/tools/release
 STAMP = $(shell cd $(RELEASE) && $(GO) run ./cmd/stamp)
 
-.PHONY: help run test unit e2e lint check-deps fuzz fuzz-smoke chart-test release-test bench bench-smoke soak build stamp stamp-tag chart version dist image clean
+.PHONY: help run test unit e2e e2e-bin docs lint check-deps fuzz fuzz-smoke chart-test release-test bench bench-smoke soak build stamp stamp-tag chart version dist image clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,11 +41,17 @@ run: ## the demo on the embedded mock: mock auth server, sample upstream and the
 
 test: lint check-deps unit fuzz-smoke chart-test release-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, release artefacts, bench smoke
 
-unit: ## unit tests and Ginkgo e2e suites, with the race detector
-	$(GO) test -race -count=1 -timeout 12m ./...
+# The e2e suites share one race-enabled binary instead of building seven.
+E2E_BIN := $(CURDIR)/bin/credbroker-race
 
-e2e: ## only the Ginkgo e2e suites against the real binary
-	$(GO) test -race -count=1 -timeout 10m ./e2e/...
+e2e-bin:
+	$(GO) build -race -o $(E2E_BIN) ./cmd/credbroker
+
+unit: e2e-bin ## unit tests and Ginkgo e2e suites, with the race detector
+	CREDBROKER_E2E_BIN=$(E2E_BIN) $(GO) test -race -count=1 -timeout 12m ./...
+
+e2e: e2e-bin ## only the Ginkgo e2e suites against the real binary
+	CREDBROKER_E2E_BIN=$(E2E_BIN) $(GO) test -race -count=1 -timeout 10m ./e2e/...
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -74,8 +80,11 @@ bench: ## Go benchmarks and load runs against nginx; writes docs/benchmarks.md
 bench-smoke: ## a tiny run of the benchmark harness so it cannot rot
 	@if [ -x bench/run.sh ]; then bench/run.sh --smoke; else $(GO) test -run='^$$' -bench=. -benchtime=1x ./...; fi
 
-soak: ## long fault and rotation runs of the hardening suite
-	CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/...
+soak: e2e-bin ## long fault and rotation runs of the hardening suite
+	CREDBROKER_E2E_BIN=$(E2E_BIN) CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/...
+
+docs: ## regenerate docs/cli.md from --help
+	UPDATE_CLI_DOC=1 $(GO) test -count=1 -run '^TestCLIDocIsCurrent$$' ./cmd/credbroker
 
 clean: ## remove build output
 	rm -rf bin dist

@@ -43,7 +43,7 @@ type testUser struct {
 	roles                                    []string
 }
 
-// The fixed user set of the password grant (documented in the README).
+// The fixed user set of the password grant (documented in docs/testing.md).
 var testUsers = []testUser{
 	{"alice", "alice-password", "a11ce000-0000-4000-8000-00000000a11c", "alice@example.com", "Alice", "Tester", []string{"read", "write"}},
 	{"bob", "bob-password", "b0b00000-0000-4000-8000-000000000b0b", "bob@example.com", "Bob", "Tester", []string{"read"}},

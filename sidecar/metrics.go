@@ -29,6 +29,11 @@ type Metrics struct {
 	tokenFetchTime *prometheus.HistogramVec
 	tokenHits      *prometheus.CounterVec
 	tokenRefreshes *prometheus.CounterVec
+	keyLimit       *prometheus.CounterVec // keylimit.go
+
+	adminRefused *prometheus.CounterVec
+	connsRefused *prometheus.CounterVec
+	connsOpen    *prometheus.GaugeVec
 
 	reloads *prometheus.CounterVec
 	ready   prometheus.Gauge
@@ -55,8 +60,20 @@ func NewMetrics() *Metrics {
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_refused_total",
-			Help: "Requests refused before matching a route, by reason (not-a-route, connect-refused, dot-segment, scheme-refused).",
+			Help: "Requests the proxy listener refused itself, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body).",
 		}, []string{"reason"}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_admin_refused_total",
+			Help: "Requests the admin listener refused, by reason (host-not-allowed, origin-refused, cross-site).",
+		}, []string{"reason"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_connections_refused_total",
+			Help: "Client connections closed at accept because the listener was at max_connections, by listener (proxy, admin, inbound).",
+		}, []string{"listener"}),
+		connsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credbroker_connections_open",
+			Help: "Open client connections by listener (proxy, admin, inbound).",
+		}, []string{"listener"}),
 		credErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_credential_errors_total",
 			Help: "Requests answered 503 because no valid credential could be had, by route and reason.",
@@ -97,9 +114,11 @@ func NewMetrics() *Metrics {
 		routes: map[string]*routeMetrics{},
 	}
 	m.reg.MustRegister(buildInfoGauge(buildinfo.Get()))
-	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI,
+	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI, m.adminRefused, m.connsRefused, m.connsOpen,
 		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.keyLimit = newKeyLimitCounter()
+	m.reg.MustRegister(m.keyLimit)
 	return m
 }
 

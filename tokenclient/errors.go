@@ -28,7 +28,27 @@ var (
 	ErrRedirect = errors.New("tokenclient: redirect refused")
 	// ErrCertificate: the client certificate hook failed.
 	ErrCertificate = errors.New("tokenclient: client certificate")
+	// ErrTooManyKeys: the request would add a new distinct cache key (a
+	// scope set, tenant, zone or grant not cached yet) while the client
+	// already holds WithMaxKeys of them. Keys already cached keep working;
+	// a slot frees when all entries of a key have expired.
+	ErrTooManyKeys = errors.New("tokenclient: too many distinct token keys (scope sets, tenants) for this client")
 )
+
+// isOwn reports whether err already carries this package's identity (a
+// sentinel above or a *TokenError), so that it is not wrapped twice.
+func isOwn(err error) bool {
+	var te *TokenError
+	if errors.As(err, &te) {
+		return true
+	}
+	for _, s := range []error{ErrInvalidConfig, ErrInvalidRequest, ErrClosed, ErrUnavailable, ErrBadResponse, ErrRedirect, ErrCertificate} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
 
 // TokenError is a token endpoint's refusal: an HTTP status other than 2xx,
 // with the RFC 6749 section 5.2 fields when the body had them. It never

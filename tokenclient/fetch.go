@@ -50,7 +50,7 @@ func (c *Client) fetch(ctx context.Context, r *Request) (tok *Token, attempts, s
 	if err != nil {
 		if retryable(err) {
 			err = fmt.Errorf("%w after %d attempt(s): %w", ErrUnavailable, attempts, err)
-		} else if !strings.HasPrefix(err.Error(), "tokenclient: ") {
+		} else if !isOwn(err) {
 			err = fmt.Errorf("tokenclient: %w", err)
 		}
 	}
@@ -127,7 +127,7 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body string, r *Reque
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, ep.url, strings.NewReader(body))
 	if err != nil {
-		return nil, 0, fmt.Errorf("tokenclient: %s: %w", ep.url, err)
+		return nil, 0, fmt.Errorf("%s: %w", ep.url, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -154,7 +154,7 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body string, r *Reque
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("tokenclient: POST %s: reading the answer: %w", ep.url, err)
+		return nil, resp.StatusCode, fmt.Errorf("POST %s: reading the answer: %w", ep.url, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, resp.StatusCode, c.tokenError(ep.url, resp, raw)

@@ -17,7 +17,7 @@ import (
 // settings (a flag wins over the file, the file over the default).
 type RunOptions struct {
 	BindingSourceOptions
-	Config           string        `flag:"config" env:"CREDBROKER_CONFIG" usage:"YAML config file: listen, admin_listen, routes, certificates, token_api, … (see the README's Configuration)"`
+	Config           string        `flag:"config" env:"CREDBROKER_CONFIG" usage:"YAML config file: listen, admin_listen, routes, certificates, token_api, … (see docs/configuration.md)"`
 	Listen           string        `flag:"listen" env:"CREDBROKER_LISTEN" usage:"proxy and token API address, overrides listen: (default 127.0.0.1:8411)"`
 	AdminListen      string        `flag:"admin-listen" env:"CREDBROKER_ADMIN_LISTEN" usage:"admin address for /healthz /readyz /metrics /status, overrides admin_listen: (default 127.0.0.1:9411)"`
 	AllowNonLoopback bool          `flag:"allow-non-loopback" env:"CREDBROKER_ALLOW_NON_LOOPBACK" usage:"allow listen addresses beyond loopback (anyone who can reach the proxy can use its credentials)"`

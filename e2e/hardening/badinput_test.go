@@ -387,7 +387,8 @@ var _ = Describe("bad input to every command", func() {
 		var caFile, tokURL, token string
 		BeforeEach(func() {
 			var err error
-			srv, err = mockauth.Start(mockauth.Options{})
+			// ECDSA keys (quick): the connector CA must then be ECDSA too.
+			srv, err = mockauth.Start(mockauth.Options{ECDSAConnectorCA: true})
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(srv.Close)
 			caFile = w.file("ca.crt", srv.CACertPEM())
@@ -409,7 +410,7 @@ var _ = Describe("bad input to every command", func() {
 				Expect(srv.Stats().PairingInfoRequests).To(BeZero())
 			},
 			Entry("no scheme", "connector.localhost/v1/applications/signingRequests/info?token=TOKEN"),
-			Entry("plain http", "http://connector.localhost/v1/applications/signingRequests/info?token=TOKEN"),
+			Entry("plain http beyond loopback", "http://connector.example.com/v1/applications/signingRequests/info?token=TOKEN"),
 			Entry("javascript:", "javascript:alert(1)//?token=TOKEN"),
 			Entry("file://", "file:///etc/passwd?token=TOKEN"),
 			Entry("no host", "https:///v1/applications/signingRequests/info?token=TOKEN"),
@@ -460,7 +461,7 @@ var _ = Describe("bad input to every command", func() {
 				d := filepath.Join(w.dir, "immutable")
 				Expect(os.MkdirAll(d, 0o755)).To(Succeed())
 				if out, err := exec.Command("chattr", "+i", d).CombinedOutput(); err != nil {
-					Skip("chattr +i is not available here: " + string(out))
+					skipOrFail("chattr +i is not available here: " + string(out))
 				}
 				DeferCleanup(func() { _ = exec.Command("chattr", "-i", d).Run() })
 				return d
@@ -471,7 +472,7 @@ var _ = Describe("bad input to every command", func() {
 			d := filepath.Join(w.dir, "full")
 			Expect(os.MkdirAll(d, 0o755)).To(Succeed())
 			if err := syscall.Mount("tmpfs", d, "tmpfs", 0, "size=16k"); err != nil {
-				Skip("cannot mount a tmpfs here (" + err.Error() + "): a full disk is not simulated")
+				skipOrFail("cannot mount a tmpfs here (" + err.Error() + "): a full disk is not simulated")
 			}
 			DeferCleanup(func() { _ = syscall.Unmount(d, syscall.MNT_DETACH) })
 			filler, err := os.Create(filepath.Join(d, "filler"))

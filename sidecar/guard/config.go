@@ -48,6 +48,9 @@ type Config struct {
 	// OAuth 1.0a signature base URL is rebuilt. Headers from any other peer
 	// are ignored.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// XFCC lets mtls rules take the client certificate from a trusted front
+	// proxy's X-Forwarded-Client-Cert (see XFCC); nil: never.
+	XFCC *XFCC `yaml:"xfcc"`
 }
 
 // TLS configures the listener's server certificate.
@@ -58,8 +61,16 @@ type TLS struct {
 
 // Rule is one path prefix and what it accepts.
 type Rule struct {
-	// Path is a path prefix ("/api/"); "/" matches everything.
+	// Path is a path prefix ("/api/"); "/" matches everything. It is
+	// compared case-sensitively with the percent-decoded request path, and
+	// must itself be canonical (no ";", backslash, "//" or dot segment).
 	Path string `yaml:"path"`
+	// AllowPathParams lets requests under this rule carry ";" path
+	// parameters (jsessionid=…, matrix parameters), which are otherwise
+	// refused with 400. The rule must match both the path as sent and the
+	// path with every ";…" parameter removed (how servlet containers read
+	// it). Encoded ";" (%3B) and "..;" stay refused.
+	AllowPathParams bool `yaml:"allow_path_params"`
 	// Accept lists the methods of which any one suffices.
 	Accept []Method `yaml:"accept"`
 
@@ -166,6 +177,8 @@ func (c *Config) Validate() error {
 			add(f+".path", "required (a path prefix such as /api/)")
 		case !strings.HasPrefix(r.Path, "/"):
 			add(f+".path", "%q: must start with /", r.Path)
+		case strings.Contains(r.Path, ";") || pathProblem(r.Path) != "":
+			add(f+".path", "%q: not a canonical path (no ;, backslash, // or . and .. segments): no request could match it", r.Path)
 		default:
 			if j, dup := paths[r.Path]; dup {
 				add(f+".path", "%q: also rules[%d] (only the first would ever match)", r.Path, j)
@@ -222,8 +235,8 @@ func (c *Config) Validate() error {
 			if r.CAFile == "" {
 				add(f+".ca_file", "required for accept mtls (the CA bundle client certificates must chain to)")
 			}
-			if c.TLS == nil {
-				add(f+".accept", "mtls needs a TLS listener (inbound.tls)")
+			if c.TLS == nil && c.XFCC == nil {
+				add(f+".accept", "mtls needs a TLS listener (inbound.tls) or a front proxy's certificate (inbound.xfcc)")
 			}
 		} else {
 			for _, x := range []struct {
@@ -236,10 +249,24 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.XFCC != nil {
+		c.XFCC.validate(c.TLS != nil, c.hasMTLS(), add)
+	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return errs
+}
+
+func (c *Config) hasMTLS() bool {
+	for _, r := range c.Rules {
+		for _, m := range r.Accept {
+			if m == MethodMTLS {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // JWTBindings returns the binding names jwt rules refer to, each once, so

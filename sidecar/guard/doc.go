@@ -28,17 +28,32 @@
 //     must all be present (XSUAA scopes prefixed by xsappname).
 //   - mtls: the chain is verified per rule against ca_file (the listener
 //     only requests a certificate, so jwt and mtls rules share it), then the
-//     optional crl_file, subjects and sans.
+//     optional crl_file, subjects and sans. With an xfcc: block (XFCC) the
+//     certificate may come from a trusted front proxy in
+//     X-Forwarded-Client-Cert (Envoy or Cloud Foundry format) and goes
+//     through the same checks; client-certificate headers never reach the
+//     app.
 //   - oauth1: package oauth1's verifier over the external URL, rebuilt from
 //     X-Forwarded-Proto/-Host only when the peer is in trusted_proxies; the
 //     body is buffered (WithMaxBody) and replayed to the app.
 //
-// Every request header starting with X-Credbroker- is removed before
-// anything else; accepted requests get X-Credbroker-Auth-Method, -Subject,
-// -Client-Id, -Zone, -Tenant, -Scopes and -Cert-Subject as they apply.
+// Before anything else, every request header whose name folds to
+// X-Credbroker-… (case-insensitive, any byte other than a letter or digit
+// counted as "-", so X_Credbroker_Subject too) is removed, as are
+// X-Client-Cert, X-Original-URL, X-Rewrite-URL and look-alikes of
+// X-Forwarded-*; a Connection header naming a reserved header or
+// Authorization, and a second Authorization header, are refused (400). The
+// raw path must be canonical: no dot segment in any encoding, no "//", no
+// backslash, no encoded "/" or ";", and ";" parameters only on a rule with
+// allow_path_params (400 path_not_canonical). Rules match the decoded path
+// case-sensitively. Accepted requests get X-Credbroker-Auth-Method,
+// -Subject, -Client-Id, -Zone, -Tenant, -Scopes and -Cert-Subject as they
+// apply, set after the hop-by-hop headers were removed.
+//
 // Refusals answer 401 with WWW-Authenticate (Bearer per RFC 6750, or OAuth
 // with oauth_problem), 403 (no rule, insufficient scope, certificate not
-// accepted), 400 (dot segments), 413 (body too large) or 503 (keys
-// unavailable); they are counted by an Observer and logged with a reason,
-// never with the credential.
+// accepted), 400 (the checks above), 413 (body too large) or 503 (keys
+// unavailable), always with the reason in X-Credbroker-Error (HeaderError);
+// they are counted by an Observer and logged with a reason, never with the
+// credential.
 package guard

@@ -56,6 +56,8 @@ func FuzzGuardRequest(f *testing.F) {
 	f.Add("/aps/x", `OAuth oauth_consumer_key="aps-consumer", oauth_signature="x"`, "X-Credbroker-Subject")
 	f.Add("/aps/../admin", "Bearer x.y.z", "X-Forwarded-Host")
 	f.Add("/", "", "")
+	f.Add("/aps/..;/admin", `OAuth oauth_consumer_key="aps-consumer"`, "X_Credbroker_Subject")
+	f.Add("//aps/x%2f..", "Bearer x", "Connection")
 	dir := f.TempDir()
 	keyFile := dir + "/key"
 	secretFile := dir + "/secret"

@@ -18,8 +18,12 @@ import (
 	"github.com/credbroker/credbroker/oauth1"
 )
 
-// Identity headers the guard sets on forwarded requests. Every request
-// header starting with HeaderPrefix is removed first, whoever sent it.
+// Identity headers the guard sets on forwarded requests. They are set on
+// the outgoing request after hop-by-hop removal, and every request header
+// whose name folds to HeaderPrefix + anything (case-insensitive, any byte
+// other than a letter or digit counted as "-": X_Credbroker_Subject) is
+// removed first, whoever sent it. docs/security.md, "Inbound guard: the
+// identity-header contract".
 const (
 	HeaderPrefix      = "X-Credbroker-"
 	HeaderAuthMethod  = "X-Credbroker-Auth-Method" // jwt, mtls or oauth1
@@ -30,6 +34,11 @@ const (
 	HeaderScopes      = "X-Credbroker-Scopes"      // space-separated token scopes
 	HeaderCertSubject = "X-Credbroker-Cert-Subject"
 )
+
+// HeaderError is the response header that names the reason of a refusal
+// (one of the Reason* constants), as the egress proxy's header of the same
+// name does.
+const HeaderError = "X-Credbroker-Error"
 
 // Realm is the realm of the WWW-Authenticate challenges.
 const Realm = "credbroker"
@@ -45,6 +54,7 @@ type Guard struct {
 	rules   []*rule
 	proxy   *httputil.ReverseProxy
 	trusted []netip.Prefix
+	xfcc    *xfccReader // nil without inbound.xfcc
 	log     *slog.Logger
 	obs     Observer
 	keys    *keyCache
@@ -60,6 +70,7 @@ type Guard struct {
 type rule struct {
 	index  int
 	path   string
+	params bool // allow_path_params
 	accept []Method
 	scopes []string
 	jwt    *jwtVerifier
@@ -116,7 +127,7 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 	hasMTLS := false
 	for i, rc := range cfg.Rules {
 		f := fmt.Sprintf("rules[%d]", i)
-		r := &rule{index: i, path: rc.Path, accept: rc.Accept, scopes: rc.Scopes}
+		r := &rule{index: i, path: rc.Path, params: rc.AllowPathParams, accept: rc.Accept, scopes: rc.Scopes}
 		if r.accepts(MethodJWT) {
 			if s.bindings == nil {
 				return nil, setupErr(f+".binding", errors.New("no bindings given to the guard"))
@@ -154,6 +165,9 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		}
 		g.rules = append(g.rules, r)
 	}
+	if err := g.setupXFCC(cfg.XFCC, s.now); err != nil {
+		return nil, setupErr("xfcc", err)
+	}
 	app, _ := url.Parse(cfg.App) // checked by Validate
 	rt := s.appTransport
 	if rt == nil {
@@ -170,6 +184,7 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		Transport: rt,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.log.Warn("inbound: app unreachable", "path", r.URL.Path, "error", err)
+			w.Header().Set(HeaderError, ReasonAppUnreachable)
 			http.Error(w, "credbroker: the app is not reachable", http.StatusBadGateway)
 		},
 	}
@@ -215,31 +230,21 @@ func (g *Guard) match(path string) *rule {
 	return nil
 }
 
-// hasDotSegment reports a "." or ".." path segment (after decoding), which
-// the app might resolve differently from the prefix match.
-func hasDotSegment(p string) bool {
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return strings.Contains(p, "\\")
-}
+// identityKey carries the accepted identity from ServeHTTP to rewrite.
+type identityKey struct{}
 
 // ServeHTTP authenticates r and forwards it to the app, or refuses it.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	for k := range r.Header {
-		if strings.HasPrefix(k, HeaderPrefix) || strings.HasPrefix(http.CanonicalHeaderKey(k), HeaderPrefix) {
-			delete(r.Header, k)
-		}
-	}
-	if hasDotSegment(r.URL.Path) {
-		g.refuse(w, r, nil, &refusal{method: MethodNone, reason: ReasonMalformed, status: http.StatusBadRequest, detail: "path has a dot segment or backslash"})
+	stripCallerHeaders(r.Header)
+	stripCallerHeaders(r.Trailer)
+	stripClientCertHeaders(r.Trailer)
+	if ref := checkHeaders(r.Header); ref != nil {
+		g.refuse(w, r, nil, ref)
 		return
 	}
-	ru := g.match(r.URL.Path)
-	if ru == nil {
-		g.refuse(w, r, nil, &refusal{method: MethodNone, reason: ReasonNoRule, status: http.StatusForbidden, detail: "no rule matches the path"})
+	ru, ref := g.route(r)
+	if ref != nil {
+		g.refuse(w, r, ru, ref)
 		return
 	}
 	id, ref := g.authenticate(r, ru)
@@ -247,10 +252,36 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, ru, ref)
 		return
 	}
-	setIdentity(r.Header, id)
 	g.obs.Accepted(id.method)
 	g.log.Debug("inbound: accepted", "path", r.URL.Path, "rule", ru.path, "method", string(id.method), "subject", id.subject)
-	g.proxy.ServeHTTP(w, r)
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+}
+
+// route checks that the raw path is canonical and picks the rule. A ";"
+// parameter is accepted only when the rule matching the path as sent
+// allows it and the path without parameters (as a servlet container reads
+// it) matches that same rule.
+func (g *Guard) route(r *http.Request) (*rule, *refusal) {
+	notCanonical := func(detail string) *refusal {
+		return &refusal{method: MethodNone, reason: ReasonPathNotCanonical, status: http.StatusBadRequest, detail: detail}
+	}
+	raw := rawPath(r)
+	if p := pathProblem(raw); p != "" {
+		return nil, notCanonical(p)
+	}
+	ru := g.match(r.URL.Path)
+	if strings.Contains(raw, ";") {
+		switch {
+		case ru == nil || !ru.params:
+			return nil, notCanonical("the path has a ; parameter and the rule does not allow_path_params")
+		case g.match(stripParams(r.URL.Path)) != ru:
+			return nil, notCanonical("the path without its ; parameters matches another rule")
+		}
+	}
+	if ru == nil {
+		return nil, &refusal{method: MethodNone, reason: ReasonNoRule, status: http.StatusForbidden, detail: "no rule matches the path"}
+	}
+	return ru, nil
 }
 
 // authenticate tries each accepted method for which the request carries a
@@ -262,12 +293,25 @@ func (g *Guard) authenticate(r *http.Request, ru *rule) (*identity, *refusal) {
 			first = ref
 		}
 	}
-	if ru.mtls != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		id, ref := ru.mtls.verify(r.TLS.PeerCertificates)
-		if ref == nil {
+	// Client-certificate headers never reach the app; a trusted proxy's
+	// X-Forwarded-Client-Cert stands in for the handshake (xfcc.go).
+	xfcc := takeXFCC(r)
+	if ru.mtls != nil {
+		id, ref, outcome := g.xfcc.authenticate(r, ru, xfcc)
+		switch {
+		case outcome == xfccRejected:
+			return nil, ref
+		case outcome == xfccDecided && ref == nil:
 			return id, nil
+		case outcome == xfccDecided:
+			note(ref)
+		case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
+			id, ref := ru.mtls.verify(r.TLS.PeerCertificates)
+			if ref == nil {
+				return id, nil
+			}
+			note(ref)
 		}
-		note(ref)
 	}
 	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	switch {
@@ -291,6 +335,7 @@ func (g *Guard) authenticate(r *http.Request, ru *rule) (*identity, *refusal) {
 	if ru.jwt == nil && ru.oauth1 == nil {
 		ref.status = http.StatusForbidden // mtls only: there is no HTTP challenge to send
 	}
+	xfccIgnored(ref, ru, xfcc, r)
 	return nil, ref
 }
 
@@ -336,6 +381,7 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ru *rule, ref *re
 			w.Header().Add("WWW-Authenticate", c)
 		}
 	}
+	w.Header().Set(HeaderError, ref.reason)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(ref.status)
@@ -379,40 +425,56 @@ func quoteSafe(s string) string {
 	}, s)
 }
 
-// rewrite points the request at the app. X-Forwarded-* from a trusted
-// proxy are passed on (with the proxy's address appended to -For); from
-// anyone else they are replaced by what the guard saw.
+// rewrite points the request at the app and sets the identity headers.
+// It runs after httputil.ReverseProxy removed the hop-by-hop headers (also
+// those the client's Connection header named), so nothing the client sent
+// can remove or replace what is set here.
 func (g *Guard) rewrite(pr *httputil.ProxyRequest, app *url.URL) {
 	pr.SetURL(app)
 	pr.Out.Host = pr.In.Host
-	if peerTrusted(pr.In, g.trusted) {
-		for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
-			if v := pr.In.Header.Values(h); len(v) > 0 {
-				pr.Out.Header[h] = v
-			}
-		}
-		prior := strings.Join(pr.In.Header.Values("X-Forwarded-For"), ", ")
-		if ip, ok := peerIP(pr.In); ok {
-			if prior != "" {
-				prior += ", "
-			}
-			pr.Out.Header.Set("X-Forwarded-For", prior+ip.String())
-		}
-		if pr.Out.Header.Get("X-Forwarded-Host") == "" || pr.Out.Header.Get("X-Forwarded-Proto") == "" {
-			proto := "http"
-			if pr.In.TLS != nil {
-				proto = "https"
-			}
-			if pr.Out.Header.Get("X-Forwarded-Host") == "" {
-				pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
-			}
-			if pr.Out.Header.Get("X-Forwarded-Proto") == "" {
-				pr.Out.Header.Set("X-Forwarded-Proto", proto)
-			}
-		}
+	g.forwarded(pr)
+	stripCallerHeaders(pr.Out.Header)
+	stripCallerHeaders(pr.Out.Trailer)
+	stripClientCertHeaders(pr.Out.Trailer)
+	if id, ok := pr.In.Context().Value(identityKey{}).(*identity); ok {
+		setIdentity(pr.Out.Header, id)
+	}
+}
+
+// forwarded sets X-Forwarded-*: from a trusted proxy they are passed on
+// (with the proxy's address appended to -For); from anyone else they are
+// replaced by what the guard saw, and the other forwarding headers
+// (untrustedForwarding) are removed.
+func (g *Guard) forwarded(pr *httputil.ProxyRequest) {
+	if !peerTrusted(pr.In, g.trusted) {
+		stripUntrustedForwarding(pr.Out.Header)
+		pr.SetXForwarded()
 		return
 	}
-	pr.SetXForwarded()
+	for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := pr.In.Header.Values(h); len(v) > 0 {
+			pr.Out.Header[h] = v
+		}
+	}
+	prior := strings.Join(pr.In.Header.Values("X-Forwarded-For"), ", ")
+	if ip, ok := peerIP(pr.In); ok {
+		if prior != "" {
+			prior += ", "
+		}
+		pr.Out.Header.Set("X-Forwarded-For", prior+ip.String())
+	}
+	if pr.Out.Header.Get("X-Forwarded-Host") == "" || pr.Out.Header.Get("X-Forwarded-Proto") == "" {
+		proto := "http"
+		if pr.In.TLS != nil {
+			proto = "https"
+		}
+		if pr.Out.Header.Get("X-Forwarded-Host") == "" {
+			pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+		}
+		if pr.Out.Header.Get("X-Forwarded-Proto") == "" {
+			pr.Out.Header.Set("X-Forwarded-Proto", proto)
+		}
+	}
 }
 
 // Run watches the files the rules name (CA bundles, revocation lists,

@@ -28,11 +28,12 @@ import (
 
 // appSeen is one request the fake app received.
 type appSeen struct {
-	Method string
-	Path   string
-	Query  string
-	Header http.Header
-	Body   string
+	Method  string
+	Path    string
+	Query   string
+	Header  http.Header
+	Body    string
+	Trailer http.Header
 }
 
 // fakeApp records what reaches it.
@@ -48,7 +49,7 @@ func newApp(t *testing.T) *fakeApp {
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		a.mu.Lock()
-		a.seen = append(a.seen, appSeen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
+		a.seen = append(a.seen, appSeen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b), r.Trailer.Clone()})
 		a.mu.Unlock()
 		w.Header().Set("X-App", "yes")
 		_, _ = io.WriteString(w, "app says hi")

@@ -106,6 +106,7 @@ func (v *jwtVerifier) verify(ctx context.Context, raw string, scopes []string) (
 		jwt.WithLeeway(v.leeway),
 		jwt.WithTimeFunc(v.now),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // an iat further in the future than the leeway is refused
 	)
 	_, err := parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		url, r := jwksURL(b, t, claims)
@@ -167,7 +168,9 @@ func classifyJWTError(raw string, err error) *refusal {
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return jwtRefusal(ReasonExpired, "token expired")
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return jwtRefusal(ReasonNotYetValid, "token issued in the future (iat)")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return jwtRefusal(ReasonNotYetValid, "token not valid yet")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return jwtRefusal(ReasonMalformed, "token has no exp")

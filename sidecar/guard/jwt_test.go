@@ -168,6 +168,11 @@ func TestJWTRefused(t *testing.T) {
 			c["nbf"] = now.Add(time.Hour).Unix()
 			return e.mint(t, c)
 		}, 401, ReasonNotYetValid, `error="invalid_token"`},
+		{"issued in the future", "/api/x", func(t *testing.T) string {
+			c := e.claims(t)
+			c["iat"] = now.Add(time.Hour).Unix()
+			return e.mint(t, c)
+		}, 401, ReasonNotYetValid, `error_description="token issued in the future (iat)"`},
 		{"no exp", "/api/x", func(t *testing.T) string {
 			c := e.claims(t)
 			delete(c, "exp")
@@ -244,6 +249,16 @@ func TestJWTLeeway(t *testing.T) {
 	e.clock.Advance(30 * time.Second)
 	resp, _ = e.call(t, "/api/x", e.mint(t, c))
 	g.Expect(resp.StatusCode).To(Equal(401))
+
+	// iat: up to the leeway in the future is clock skew; beyond it is refused.
+	c = e.claims(t)
+	c["iat"] = e.clock.Now().Add(DefaultLeeway).Unix()
+	resp, body := e.call(t, "/api/x", e.mint(t, c))
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	c["iat"] = e.clock.Now().Add(DefaultLeeway + time.Second).Unix()
+	resp, body = e.call(t, "/api/x", e.mint(t, c))
+	g.Expect(resp.StatusCode).To(Equal(401), body)
+	g.Expect(body).To(ContainSubstring(ReasonNotYetValid))
 }
 
 // A rotated signing key is picked up: the unknown kid triggers one refresh

@@ -142,6 +142,9 @@ rest comes from .Values.sidecar.config as it is.
 {{- with $s.inbound.tlsCertificate -}}
 {{- $_ := set $in "tls" (dict "certificate" .) -}}
 {{- end -}}
+{{- with $s.inbound.xfcc -}}
+{{- $_ := set $in "xfcc" . -}}
+{{- end -}}
 {{- $_ := set $cfg "inbound" $in -}}
 {{- end -}}
 {{- toYaml $cfg -}}

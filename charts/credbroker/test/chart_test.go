@@ -418,6 +418,24 @@ sidecar:
 `)
 	cfg = routesConfig(t, m.configMap(t))
 	g.Expect(cfg["inbound"]).To(HaveKeyWithValue("trusted_proxies", []any{"10.0.0.0/8"}))
+	g.Expect(cfg["inbound"]).NotTo(HaveKey("xfcc"))
+
+	// Client certificates from the Istio ingress gateway, through the pod's sidecar.
+	m = mustRender(t, `
+sidecar:
+  inbound:
+    enabled: true
+    xfcc: {trusted_proxies: [127.0.0.6], format: envoy, hops: 2, proxy_uris: ["spiffe://cluster.local/ns/istio-system/sa/gw"]}
+    rules: [{path: /cb/, accept: [mtls], ca_file: /etc/ca.crt}]
+`)
+	cfg = routesConfig(t, m.configMap(t))
+	g.Expect(cfg["inbound"]).To(HaveKeyWithValue("xfcc", map[string]any{
+		"trusted_proxies": []any{"127.0.0.6"}, "format": "envoy", "hops": float64(2), "proxy_uris": []any{"spiffe://cluster.local/ns/istio-system/sa/gw"}}))
+	_, err := renderChart(t, loadChart(t), `
+sidecar:
+  inbound: {enabled: true, xfcc: {trusted_proxies: [127.0.0.6], format: pem}, rules: [{path: /, accept: [mtls], ca_file: /c}]}
+`)
+	g.Expect(err).To(MatchError(ContainSubstring("format")))
 }
 
 func TestAppContainerIsPassedThrough(t *testing.T) {

@@ -18,10 +18,15 @@ func TestChartREADME(t *testing.T) {
 	data, err := os.ReadFile("../README.md")
 	g.Expect(err).NotTo(HaveOccurred())
 	text := string(data)
-	blocks := yamlBlock.FindAllStringSubmatch(text, -1)
-	g.Expect(blocks).To(HaveLen(1))
+	var block string
+	for _, b := range yamlBlock.FindAllStringSubmatch(text, -1) {
+		if strings.Contains(b[1], "repository: registry.example.com/credbroker\n") {
+			block = b[1]
+		}
+	}
+	g.Expect(block).NotTo(BeEmpty(), "the values block for a self-built image")
 
-	m := mustRender(t, blocks[0][1])
+	m := mustRender(t, block)
 	pod := m.deployment(t).Spec.Template.Spec
 	var sc *corev1.Container
 	for _, list := range [][]corev1.Container{pod.InitContainers, pod.Containers} {
@@ -41,5 +46,4 @@ func TestChartREADME(t *testing.T) {
 	for _, target := range []string{"\nimage:", "\nchart:", "\nstamp-tag:"} {
 		g.Expect(string(makefile)).To(ContainSubstring(target))
 	}
-	g.Expect(strings.Count(text, "```sh")).To(BeNumerically(">=", 3))
 }

@@ -428,7 +428,7 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
     tlsCertificate: server
     trustedProxies: [10.0.0.0/8]
     rules:
-      - {path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read]}
+      - {path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read], allow_path_params: true}
       - {path: /aps/, accept: [oauth1], oauth1: {key_file: %[2]q, secret_file: %[3]q}}
       - {path: /callbacks/, accept: [mtls], ca_file: %[4]q, subjects: ["CN=controller"], sans: [controller.example.com], crl_file: %[5]q}
   config:
