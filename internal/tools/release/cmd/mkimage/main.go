@@ -9,6 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/credbroker/credbroker/internal/tools/release"
 	"github.com/credbroker/credbroker/internal/tools/release/image"
@@ -61,10 +64,7 @@ func run(out, archive, platforms, ca, push string) error {
 		fmt.Printf("OCI archive %s\n", archive)
 	}
 	if push != "" {
-		if !hasTagOrDigest(push) {
-			push += ":" + tag
-		}
-		r, err := image.Push(push, idx)
+		r, err := image.Push(withTag(push, tag), idx)
 		if err != nil {
 			return err
 		}
@@ -73,19 +73,14 @@ func run(out, archive, platforms, ca, push string) error {
 	return nil
 }
 
-// hasTagOrDigest says whether ref names a tag or digest after its last '/'.
-func hasTagOrDigest(ref string) bool {
-	last := ref
-	for i := len(ref) - 1; i >= 0; i-- {
-		if ref[i] == '/' {
-			last = ref[i+1:]
-			break
-		}
+// withTag returns ref with tag added unless it names a tag or digest already
+// (registry.example.com:5000/credbroker gets one; …/credbroker:v1 keeps v1).
+func withTag(ref, tag string) string {
+	if strings.Contains(ref, "@") {
+		return ref
 	}
-	for _, c := range last {
-		if c == ':' || c == '@' {
-			return true
-		}
+	if t, err := name.NewTag(ref); err == nil && strings.HasSuffix(ref, ":"+t.TagStr()) {
+		return ref
 	}
-	return false
+	return ref + ":" + tag
 }
