@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/credbroker/credbroker/internal/buildinfo"
 	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
@@ -112,12 +113,24 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "outcome", "reason"}),
 		routes: map[string]*routeMetrics{},
 	}
+	m.reg.MustRegister(buildInfoGauge(buildinfo.Get()))
 	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI, m.adminRefused, m.connsRefused, m.connsOpen,
 		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.keyLimit = newKeyLimitCounter()
 	m.reg.MustRegister(m.keyLimit)
 	return m
+}
+
+// buildInfoGauge is credbroker_build_info: one series, always 1, whose labels
+// say which build is running (join it to other series by instance).
+func buildInfoGauge(bi buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "credbroker_build_info",
+		Help: "Always 1; the labels name the running build's version, commit and Go version.",
+	}, []string{"version", "commit", "goversion"})
+	g.WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
+	return g
 }
 
 // Registry returns the registry /metrics serves.
