@@ -130,6 +130,9 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 	}
 	g.keys = newKeyCache(s.jwksClient, s.now, s.log, s.keyRefresh, s.keyMinInterval, lim)
 	bodies := &bodyReader{max: lim.MaxBody, timeout: lim.BodyTimeout, budget: &bodyBudget{max: lim.BodyMemory}}
+	if eo, ok := s.obs.(EventObserver); ok {
+		g.keys.fetched = eo.JWKSFetched
+	}
 	hasMTLS := false
 	for i, rc := range cfg.Rules {
 		f := fmt.Sprintf("rules[%d]", i)
@@ -190,6 +193,9 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		Transport: rt,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.log.Warn("inbound: app unreachable", "path", r.URL.Path, "error", err)
+			if eo, ok := g.obs.(EventObserver); ok {
+				eo.AppUnreachable()
+			}
 			w.Header().Set(HeaderError, ReasonAppUnreachable)
 			http.Error(w, "credbroker: the app is not reachable", http.StatusBadGateway)
 		},

@@ -65,6 +65,7 @@ type keyCache struct {
 	client       *http.Client
 	now          func() time.Time
 	log          *slog.Logger
+	fetched      func(error) // counts each fetch's outcome; nil: none
 	refreshAfter time.Duration
 	minInterval  time.Duration
 	lim          Limits
@@ -289,6 +290,9 @@ func (c *keyCache) fetchNew(ctx context.Context, url string, done chan struct{})
 	}
 	close(done)
 	c.mu.Unlock()
+	if c.fetched != nil {
+		c.fetched(err)
+	}
 	if err != nil {
 		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
 		return
@@ -340,6 +344,9 @@ func (c *keyCache) run(ctx context.Context, ks *keySet, url string, done chan st
 	ks.inflight = nil
 	close(done)
 	c.mu.Unlock()
+	if c.fetched != nil {
+		c.fetched(err)
+	}
 	if err != nil {
 		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
 		return
