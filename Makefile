@@ -39,7 +39,7 @@ image: ## the OCI image (linux/amd64 + linux/arm64) without a Docker daemon: dis
 run: ## the demo on the embedded mock: mock auth server, sample upstream and the sidecar, no setup
 	$(GO) run ./cmd/credbroker demo
 
-test: lint check-deps unit fuzz-smoke chart-test release-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, release artefacts, bench smoke
+test: lint check-deps unit fuzz-smoke chart-test release-test observability-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, release artefacts, bench smoke
 
 # The e2e suites share one race-enabled binary instead of building seven.
 E2E_BIN := $(CURDIR)/bin/credbroker-race
@@ -73,6 +73,10 @@ chart-test: ## helm lint, helm template and strict decoding of the chart
 
 release-test: ## make dist and make image for this machine's platform: archive, checksums, SBOM, reproducibility, image contents, push and pull
 	cd $(RELEASE) && $(GO) test -count=1 -timeout 15m ./...
+
+.PHONY: observability-test
+observability-test: e2e-bin ## promtool check/test of the alert rules; the dashboard's and rules' PromQL against a real /metrics scrape
+	CREDBROKER_E2E_BIN=$(E2E_BIN) scripts/observability-test.sh
 
 bench: ## Go benchmarks and load runs against nginx; writes docs/benchmarks.md
 	@if [ -x bench/run.sh ]; then bench/run.sh; else $(GO) test -run='^$$' -bench=. -benchmem ./...; fi
