@@ -30,7 +30,7 @@ const docs = ".."
 
 // An expression found in a file: where, and the PromQL.
 type expr struct {
-	where string
+	where  string
 	promql string
 }
 
