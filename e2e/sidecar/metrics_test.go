@@ -266,6 +266,10 @@ inbound:
 			"code":        regexp.MustCompile(`^[1-5][0-9][0-9]$`).MatchString,
 			"reason":      func(v string) bool { return reasons.MatchString(v) && !strings.Contains(v, "evil") },
 			"le":          func(string) bool { return true }, // histogram buckets
+			// credbroker_build_info: constants of the build.
+			"version":   func(v string) bool { return v != "" && !strings.Contains(v, "evil") },
+			"commit":    func(v string) bool { return !strings.Contains(v, "evil") },
+			"goversion": func(v string) bool { return strings.HasPrefix(v, "go") },
 		}
 		seen := 0
 		for name, f := range fams {
