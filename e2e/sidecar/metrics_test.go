@@ -83,8 +83,9 @@ max_connections: {inbound: 1}
 certificates:
   - {name: connector, dir: %[2]s, pairing_url_file: %[3]s, renew: true}
 routes:
-  - {name: orders, upstream: %[1]s/orders, auth: {type: bearer, binding: xsuaa-secret, tenant_header: X-Tenant}}
+  - {name: orders, upstream: %[1]s/orders, auth: {type: bearer, binding: xsuaa-secret, tenant_header: X-Tenant}, refuse_origin: true}
   - {name: events, upstream: %[1]s/events, auth: {type: mtls, certificate: connector}}
+  - {name: x509, upstream: %[1]s/x509, auth: {type: bearer, binding: xsuaa-x509, tenant_header: X-Tenant}}
 inbound:
   listen: 127.0.0.1:%[4]d
   app: %[5]s
@@ -125,6 +126,7 @@ inbound:
 			{"GET /orders/a HTTP/1.1\r\nHost: " + hostile + "\r\n\r\n", "host-not-allowed"},
 			{"GET /orders/a HTTP/1.1\r\nHost: 127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n\r\n", "cross-site"},
 			{"GET /orders/a HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Authorization\r\nAuthorization: Bearer x\r\n\r\n", "hop-by-hop-credential"},
+			{"GET /orders/a HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://" + hostile + "\r\n\r\n", "origin-refused"},
 		}
 		for _, r := range egress {
 			code, reason := raw(sc.proxyHP, r.request)
@@ -166,6 +168,11 @@ inbound:
 		// A key the sidecar has not cached yet (the binding's own one may be).
 		resp, body = call("GET", api+"?binding=xsuaa-x509&tenant="+info.Tenants[1].Subdomain, nil, nil)
 		Expect(resp.Header.Get("X-Credbroker-Error")).To(Equal("token-unavailable"), "status %d", resp.StatusCode)
+		// The same failing key through a route: a credential error of the
+		// route.
+		resp, _ = call("GET", sc.proxy+"/x509/a", nil, map[string]string{"X-Tenant": info.Tenants[1].Subdomain})
+		Expect(resp.StatusCode).To(Equal(503))
+		Expect(resp.Header.Get("X-Credbroker-Error")).To(Equal("token-unavailable"))
 		e.mock.ClearFaults()
 
 		// Admin refusals.
@@ -208,6 +215,7 @@ inbound:
 			{"credbroker_token_key_limit_total", map[string]string{"binding": "xsuaa-secret", "via": "token_api"}},
 			{"credbroker_token_api_refused_total", map[string]string{"reason": "token-key-limit"}},
 			{"credbroker_token_api_refused_total", map[string]string{"reason": "token-unavailable"}},
+			{"credbroker_proxy_credential_errors_total", map[string]string{"route": "x509", "reason": "token-unavailable"}},
 			{"credbroker_admin_refused_total", map[string]string{"reason": "host-not-allowed"}},
 			{"credbroker_inbound_requests_total", map[string]string{"method": "none", "outcome": "refused", "reason": "no_credentials"}},
 			{"credbroker_inbound_requests_total", map[string]string{"outcome": "refused", "reason": "no_rule"}},
@@ -256,7 +264,7 @@ inbound:
 		// sent.
 		reasons := regexp.MustCompile(`^[a-z0-9_-]{0,40}$`)
 		allowed := map[string]func(string) bool{
-			"route":       func(v string) bool { return slices.Contains([]string{"orders", "events"}, v) },
+			"route":       func(v string) bool { return slices.Contains([]string{"orders", "events", "x509"}, v) },
 			"binding":     func(v string) bool { return slices.Contains([]string{"xsuaa-secret", "xsuaa-x509", "-"}, v) },
 			"certificate": func(v string) bool { return v == "connector" },
 			"listener":    func(v string) bool { return slices.Contains([]string{"proxy", "admin", "inbound"}, v) },
