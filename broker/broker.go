@@ -1,10 +1,11 @@
-package main
+package broker
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,11 +15,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/credbroker/credbroker/certwatch"
 	"github.com/credbroker/credbroker/connector"
-	"github.com/credbroker/credbroker/internal/netx"
+	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/sidecar/guard"
@@ -26,40 +28,147 @@ import (
 	"github.com/credbroker/credbroker/vcap"
 )
 
-// composer builds the sidecar's providers from the config, the bindings and
-// the real packages (tokenclient, certwatch, connector, oauth1). It lives for
-// the whole run: token clients and certificate watchers are shared between
-// configuration generations when their inputs did not change, so a reload
-// keeps the token cache and never pairs or renews twice.
-type composer struct {
-	o       *RunOptions
+// DefaultPollInterval is how often files are re-read when Options leaves
+// PollInterval zero.
+const DefaultPollInterval = 30 * time.Second
+
+// Options are the settings of `credbroker run` that lay over the config
+// file: a non-zero field wins over the file, the file over the default.
+type Options struct {
+	// ConfigFile is the YAML config (routes, certificates, inbound, …); ""
+	// serves the defaults.
+	ConfigFile string
+	// Listen and AdminListen override listen: and admin_listen:.
+	Listen, AdminListen string
+	// AllowNonLoopback allows listen addresses beyond loopback.
+	AllowNonLoopback bool
+	// Resolve are dial overrides PATTERN=ADDR, added to resolve:.
+	Resolve []string
+	// CAFile overrides ca_file: the PEM CAs trusted, with the system roots,
+	// for upstreams, auth servers, key sets and connectors.
+	CAFile string
+	// DrainTimeout overrides drain_timeout: when positive.
+	DrainTimeout time.Duration
+	// PollInterval is how often the config, bindings and certificates are
+	// re-read in case a file event was missed (default DefaultPollInterval).
+	PollInterval time.Duration
+	// Bindings say where service bindings come from; the zero value reads
+	// none.
+	Bindings vcap.Sources
+	// KeyFile is the private key of self-managed X.509 bindings.
+	KeyFile string
+}
+
+// Option configures a Broker.
+type Option func(*options)
+
+type options struct {
 	log     *slog.Logger
 	metrics *sidecar.Metrics
-	tokens  refPool[*tokenclient.Client]
-	certs   refPool[*liveCert]
 	now     func() time.Time
 }
 
-func newComposer(o *RunOptions, log *slog.Logger, m *sidecar.Metrics) *composer {
-	return &composer{o: o, log: log, metrics: m, now: time.Now}
+// WithLogger sets the logger of the broker and of everything it builds
+// (default: silent).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithMetrics sets the metrics the providers report to; pass the same value
+// to sidecar.WithMetrics (default: a fresh sidecar.NewMetrics).
+func WithMetrics(m *sidecar.Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// WithClock sets the time source of certificate decisions (whether a pair
+// on disk is still valid, connection.json's dates) (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// Broker composes the sidecar: its Load method reads the config and the
+// bindings and builds every credential provider of a configuration
+// generation. It lives for the whole run: token clients and certificate
+// lifecycles (pairing, renewal, heartbeat) are shared between generations
+// whose inputs did not change, so a reload keeps the token cache and never
+// pairs or renews twice. Safe for concurrent use; Close it when done.
+type Broker struct {
+	o       Options
+	log     *slog.Logger
+	metrics *sidecar.Metrics
+	now     func() time.Time
+	// salt keys the digests of credentials in pool keys: they identify a
+	// binding's credentials within this process and nowhere else.
+	salt   []byte
+	tokens refPool[*tokenclient.Client]
+	certs  refPool[*liveCert]
 }
 
-func (c *composer) close() {
+// New returns a broker for o. It reads nothing yet: Load does.
+func New(o Options, opts ...Option) (*Broker, error) {
+	op := options{now: time.Now}
+	for _, f := range opts {
+		f(&op)
+	}
+	if op.log == nil {
+		op.log = slog.New(slog.DiscardHandler)
+	}
+	if op.metrics == nil {
+		op.metrics = sidecar.NewMetrics()
+	}
+	if op.now == nil {
+		return nil, configErrorf("broker: nil clock")
+	}
+	if o.PollInterval < 0 || o.DrainTimeout < 0 {
+		return nil, configErrorf("broker: negative poll interval or drain timeout")
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	salt := make([]byte, 32)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	o.Resolve = slices.Clone(o.Resolve)
+	return &Broker{o: o, log: op.log, metrics: op.metrics, now: op.now, salt: salt}, nil
+}
+
+// Close stops every certificate lifecycle and token client the broker
+// still holds and waits for them. Call it after the sidecar stopped.
+func (c *Broker) Close() error {
 	c.tokens.closeAll()
 	c.certs.closeAll()
+	return nil
 }
 
-// load is the sidecar.Loader: read and check the config and the bindings,
-// then prepare every credential provider.
-func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error) {
+// Run serves the sidecar until ctx ends (SIGTERM: in-flight requests
+// drain). A value on reload re-reads the config and the bindings (SIGHUP).
+func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
+	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithMetrics(c.metrics))
+	srv.SetPollInterval(c.o.PollInterval)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-reload:
+				c.log.Info("reloading the configuration and bindings")
+				srv.TriggerReload()
+			}
+		}
+	}()
+	return srv.Run(ctx)
+}
+
+// Load is a sidecar.Loader: it reads and checks the config and the
+// bindings, then prepares every credential provider of the generation.
+// Errors that are bad configuration match ErrConfig, *sidecar.ConfigError
+// or *vcap.Error.
+func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error) {
 	var data []byte
 	source := "config (defaults: no --config)"
-	if c.o.Config != "" {
-		b, err := readInputFile(c.o.Config)
+	if c.o.ConfigFile != "" {
+		b, err := inputfile.Read(c.o.ConfigFile)
 		if err != nil {
-			return nil, sidecar.Deps{}, badInputf("--config %s: %v", c.o.Config, errors.Unwrap(err))
+			return nil, sidecar.Deps{}, configErrorf("--config %s: %v", c.o.ConfigFile, errors.Unwrap(err))
 		}
-		data, source = b, "config "+c.o.Config
+		data, source = b, "config "+c.o.ConfigFile
 	}
 	cfg, err := sidecar.ParseConfig(data, source)
 	if err != nil {
@@ -76,12 +185,9 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 		cfg.DrainTimeout = c.o.DrainTimeout
 	}
 
-	var set *vcap.Set
-	if kind, _ := c.o.sources().Chosen(); kind != "" {
-		set, err = loadBindings(ctx, c.o.BindingSourceOptions, c.log)
-		if err != nil {
-			return nil, sidecar.Deps{}, err
-		}
+	set, err := c.loadBindings(ctx)
+	if err != nil {
+		return nil, sidecar.Deps{}, err
 	}
 	lookup := bindingLookup(set)
 	if err := cfg.Validate(lookup); err != nil {
@@ -94,12 +200,18 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 		return nil, sidecar.Deps{}, err
 	}
 
-	n, err := newNetSettings(cfg)
+	// Trust and dial overrides: read once per generation, shared by every
+	// client of it (the proxy included).
+	n, err := NewNetwork(cfg.CAFile, cfg.Resolve)
 	if err != nil {
+		var ne *NetworkError
+		if errors.As(err, &ne) {
+			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: ne.Field, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, ne.Err)}
+		}
 		return nil, sidecar.Deps{}, err
 	}
 	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys}
-	deps := sidecar.Deps{Bindings: lookup, Close: g.release, Watch: c.watchPaths(cfg)}
+	deps := sidecar.Deps{Bindings: lookup, Close: g.release, Watch: c.watchPaths(cfg), Network: n}
 	if set != nil {
 		deps.Tokens = g
 	}
@@ -143,6 +255,28 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 	return cfg, deps, nil
 }
 
+// loadBindings reads the bindings from the first source that is set; nil
+// without a source.
+func (c *Broker) loadBindings(ctx context.Context) (*vcap.Set, error) {
+	if kind, _ := c.o.Bindings.Chosen(); kind == "" {
+		return nil, nil
+	}
+	vopts := []vcap.Option{vcap.WithLogger(c.log), vcap.WithClock(c.now)}
+	if c.o.KeyFile != "" {
+		vopts = append(vopts, vcap.WithKeyFile(c.o.KeyFile))
+	}
+	set, err := vcap.Load(ctx, c.o.Bindings, vopts...)
+	if err != nil {
+		var ve *vcap.Error
+		if errors.As(err, &ve) || errors.Is(err, vcap.ErrNoBindings) {
+			return nil, configError(err)
+		}
+		return nil, err
+	}
+	c.log.Debug("bindings loaded", "source", set.Source, "count", set.Len())
+	return set, nil
+}
+
 // inbound builds the inbound guard of the config's inbound: section and
 // runs its file watcher until the generation is released.
 func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCertificate) (*guard.Guard, error) {
@@ -182,12 +316,12 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		if !ok {
 			return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: "inbound.tls.certificate", Err: fmt.Errorf("%w: %q", sidecar.ErrUnknownCertificate, t.Certificate)}
 		}
-		opts = append(opts, guard.WithGetCertificate(lc.w.GetCertificate))
+		opts = append(opts, guard.WithGetCertificate(lc.GetCertificate))
 	}
 	gd, err := guard.New(cfg.Inbound, opts...)
 	if err != nil {
 		if errors.Is(err, guard.ErrConfig) || errors.Is(err, guard.ErrSetup) {
-			return nil, badInput(err)
+			return nil, configError(err)
 		}
 		return nil, err
 	}
@@ -204,15 +338,15 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 }
 
 // watchPaths are the files whose change reloads the sidecar.
-func (c *composer) watchPaths(cfg *sidecar.Config) []string {
+func (c *Broker) watchPaths(cfg *sidecar.Config) []string {
 	var out []string
 	add := func(p string) {
 		if p != "" && !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
-	add(c.o.Config)
-	src := c.o.sources()
+	add(c.o.ConfigFile)
+	src := c.o.Bindings
 	switch kind, _ := src.Chosen(); kind {
 	case "":
 	default:
@@ -253,48 +387,12 @@ func bindingLookup(set *vcap.Set) sidecar.BindingLookup {
 	}
 }
 
-// netSettings are the dial override and trust every client shares.
-type netSettings struct {
-	resolver *netx.Resolver
-	roots    *x509.CertPool // nil: the system roots
-	key      string         // a digest of the settings, part of pool keys
-}
-
-func newNetSettings(cfg *sidecar.Config) (*netSettings, error) {
-	rules, err := netx.ParseRules(cfg.Resolve)
-	if err != nil {
-		return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: "resolve", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
-	}
-	h := sha256.New()
-	for _, r := range cfg.Resolve {
-		h.Write([]byte(r + "\n"))
-	}
-	n := &netSettings{resolver: &netx.Resolver{Rules: rules}}
-	if cfg.CAFile != "" {
-		pemData, err := readInputFile(cfg.CAFile)
-		if err != nil {
-			return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: "ca_file", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, errors.Unwrap(err))}
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: "ca_file", Err: fmt.Errorf("%w: %s holds no PEM certificate", sidecar.ErrInvalidValue, cfg.CAFile)}
-		}
-		n.roots = pool
-		h.Write(pemData)
-	}
-	n.key = hex.EncodeToString(h.Sum(nil)[:8])
-	return n, nil
-}
-
 // genDeps are the providers of one configuration generation. It is the
 // sidecar.Tokens of the generation and releases what it acquired on Close.
 type genDeps struct {
-	c       *composer
+	c       *Broker
 	set     *vcap.Set
-	net     *netSettings
+	net     *Network
 	maxKeys int // max_token_keys: distinct token keys per binding
 
 	mu   sync.Mutex
@@ -334,11 +432,11 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	if err := b.Err(); err != nil {
 		return failingSource{err: err}, nil
 	}
-	tcfg, err := tokenConfig(b)
+	tcfg, err := TokenConfig(b)
 	if err != nil {
 		return failingSource{err: err}, nil
 	}
-	key := fmt.Sprintf("binding %s %s %s keys=%d", binding, g.net.key, bindingDigest(b), g.maxKeys)
+	key := fmt.Sprintf("binding %s %s %s keys=%d", binding, g.net.key, g.c.bindingDigest(b), g.maxKeys)
 	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
 		opts := g.c.tokenOptions(binding, g.net)
 		if g.maxKeys > 0 {
@@ -366,7 +464,7 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	return s, nil
 }
 
-func (c *composer) tokenOptions(binding string, n *netSettings) []tokenclient.Option {
+func (c *Broker) tokenOptions(binding string, n *Network) []tokenclient.Option {
 	hits := c.metrics.TokenCacheHits(binding)
 	opts := []tokenclient.Option{
 		tokenclient.WithDialContext(n.resolver.Dialer(nil)),
@@ -390,16 +488,19 @@ func (c *composer) tokenOptions(binding string, n *netSettings) []tokenclient.Op
 	return opts
 }
 
-// bindingDigest identifies a binding's credentials without holding them.
-func bindingDigest(b *vcap.Binding) string {
-	h := sha256.New()
+// bindingDigest identifies a binding's credentials within this process
+// without holding them: an HMAC keyed with the broker's random salt, so
+// the digest of a secret cannot be checked against guesses elsewhere (a
+// heap dump, a log line that carried a key by mistake).
+func (c *Broker) bindingDigest(b *vcap.Binding) string {
+	h := hmac.New(sha256.New, c.salt)
 	if a := b.Auth; a != nil {
 		for _, s := range []string{a.ClientID, a.ClientSecret.Reveal(), a.URL, a.CertURL, a.UAADomain, string(a.Auth), string(a.CertificatePEM), a.Key.PEM().Reveal()} {
 			h.Write([]byte(s))
 			h.Write([]byte{0})
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // tokenSource adapts a token client to sidecar.TokenSource: a prepared
@@ -448,7 +549,7 @@ func (o oauth1Signer) Sign(req *http.Request, body []byte) error {
 
 func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signer, error) {
 	read := func(field, path string) (string, error) {
-		b, err := readInputFile(path)
+		b, err := inputfile.Read(path)
 		if err != nil {
 			return "", &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth.%s", i, field), Name: r.Name, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
 		}
@@ -474,17 +575,38 @@ func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signe
 }
 
 // liveCert is a certificate kept by certwatch (and, for a connector
-// certificate, a heartbeat).
+// certificate, a heartbeat). Its watcher is set once the watcher exists:
+// until then (the connector client that renews through it is built first)
+// every method answers "no certificate yet" rather than dereferencing nil.
 type liveCert struct {
-	w  *certwatch.Watcher
-	hb *connector.Heartbeat // nil without connection.json
+	name string
+	w    atomic.Pointer[certwatch.Watcher]
+	hb   *connector.Heartbeat // nil without connection.json; set before w
+}
+
+func (l *liveCert) watcher() *certwatch.Watcher { return l.w.Load() }
+
+// GetClientCertificate is the live pair, for the tls.Config of the clients
+// that present it (renewal, heartbeat, the runtime pairing).
+func (l *liveCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	w := l.watcher()
+	if w == nil {
+		return nil, fmt.Errorf("certificate %q: %w", l.name, certwatch.ErrNoPair)
+	}
+	return w.Certificate()
+}
+
+// GetCertificate is the live pair, for the inbound listener.
+func (l *liveCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return l.GetClientCertificate(nil)
 }
 
 func (l *liveCert) Current() *tls.Certificate {
-	if l.w.Pair() == nil {
+	w := l.watcher()
+	if w == nil || w.Pair() == nil {
 		return nil
 	}
-	c, err := l.w.Certificate()
+	c, err := w.Certificate()
 	if err != nil {
 		return nil
 	}
@@ -492,7 +614,11 @@ func (l *liveCert) Current() *tls.Certificate {
 }
 
 func (l *liveCert) State() sidecar.CertificateState {
-	st := l.w.Status()
+	w := l.watcher()
+	if w == nil {
+		return sidecar.CertificateState{LastError: "not loaded yet"}
+	}
+	st := w.Status()
 	out := sidecar.CertificateState{
 		NextRenewal: st.NextRenewal,
 		Renewals:    st.Renewals,
@@ -519,7 +645,7 @@ func (g *genDeps) certificate(ctx context.Context, i int, ce sidecar.Certificate
 		if err != nil {
 			return nil, err
 		}
-		key = fmt.Sprintf("binding %s %s %s", ce.Name, ce.Binding, bindingDigest(b))
+		key = fmt.Sprintf("binding %s %s %s", ce.Name, ce.Binding, g.c.bindingDigest(b))
 		start = func() (*liveCert, func(), error) { return g.c.startBindingCert(ctx, ce, b) }
 	} else {
 		key = fmt.Sprintf("dir %s %s renew=%v pairing=%s key=%s %s", ce.Name, filepath.Clean(ce.Dir), ce.Renew, ce.PairingURLFile, ce.KeyType, g.net.key)
@@ -552,9 +678,9 @@ func (g *genDeps) runtimeCertificate(ctx context.Context, i int, ce sidecar.Cert
 	return lc, nil
 }
 
-func (c *composer) startBindingCert(ctx context.Context, ce sidecar.Certificate, b *vcap.Binding) (*liveCert, func(), error) {
+func (c *Broker) startBindingCert(ctx context.Context, ce sidecar.Certificate, b *vcap.Binding) (*liveCert, func(), error) {
 	if b.Auth == nil || b.Auth.Key == nil || len(b.Auth.CertificatePEM) == 0 {
-		return nil, nil, badInputf("binding %q carries no certificate and key", b.Name)
+		return nil, nil, configErrorf("binding %q carries no certificate and key", b.Name)
 	}
 	certPEM, keyPEM := b.Auth.CertificatePEM, []byte(b.Auth.Key.PEM().Reveal())
 	w, err := certwatch.New(ctx,
@@ -566,14 +692,15 @@ func (c *composer) startBindingCert(ctx context.Context, ce sidecar.Certificate,
 	if err != nil {
 		return nil, nil, err
 	}
-	lc := &liveCert{w: w}
+	lc := &liveCert{name: ce.Name}
+	lc.w.Store(w)
 	return lc, c.runInBackground(w, nil, nil), nil
 }
 
 // runInBackground runs the watcher (and heartbeat) until the returned
 // release function is called; release waits for them.
 // onUpdate, when not nil, runs after every change of the live pair.
-func (c *composer) runInBackground(w *certwatch.Watcher, hb *connector.Heartbeat, onUpdate func(context.Context)) func() {
+func (c *Broker) runInBackground(w *certwatch.Watcher, hb *connector.Heartbeat, onUpdate func(context.Context)) func() {
 	bctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -605,14 +732,6 @@ func (c *composer) runInBackground(w *certwatch.Watcher, hb *connector.Heartbeat
 	}
 }
 
-func (c *composer) connectorClient(n *netSettings, extra ...connector.Option) (*connector.Client, error) {
-	opts := []connector.Option{connector.WithDialContext(n.resolver.Dialer(nil)), connector.WithLogger(c.log)}
-	if n.roots != nil {
-		opts = append(opts, connector.WithRootCAs(n.roots))
-	}
-	return connector.New(append(opts, extra...)...)
-}
-
 // dirCert says how to keep one certificate directory alive.
 type dirCert struct {
 	name    string
@@ -628,7 +747,7 @@ type dirCert struct {
 // pairing URL is configured, then watches it and, with renew, renews it
 // through the connector named in connection.json and heartbeats its info
 // endpoint.
-func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings) (*liveCert, func(), error) {
+func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liveCert, func(), error) {
 	pair, err := certwatch.LoadDir(ctx, dc.dir)
 	valid := err == nil && pair.Verify(c.now()) == nil
 	if !valid && dc.pairingURL != nil {
@@ -636,9 +755,19 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := c.pairDir(ctx, dc.name, dc.dir, dc.keyType, u, n); err != nil {
+		req := PairRequest{Name: dc.name, TokenURL: u, Dir: dc.dir}
+		if dc.keyType != "" {
+			kt, err := connector.ParseKeyType(dc.keyType)
+			if err != nil {
+				return nil, nil, configErrorf("certificate %q: key_type %q: want rsa2048, rsa4096 or ecdsa-p256", dc.name, dc.keyType)
+			}
+			req.KeyType = kt
+		}
+		conn, err := Pair(ctx, req, n, c.log)
+		if err != nil {
 			return nil, nil, err
 		}
+		c.log.Info("paired", "certificate", dc.name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
 	}
 	opts := []certwatch.Option{
 		certwatch.WithDir(dc.dir),
@@ -646,9 +775,7 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 		certwatch.WithLogger(c.log),
 		certwatch.WithPollInterval(c.o.PollInterval),
 	}
-	var lc liveCert
-	// The connector's mTLS calls present the watcher's live certificate.
-	getCert := func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) { return lc.w.GetClientCertificate(cri) }
+	lc := &liveCert{name: dc.name}
 	var hb *connector.Heartbeat
 	ciPath := filepath.Join(dc.dir, certwatch.ConnectionFile)
 	var ci *connector.ConnectionInfo // with renew: what connection.json holds
@@ -657,12 +784,14 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 		loaded, err := connector.LoadConnectionInfo(ciPath)
 		ci = &loaded
 		if err != nil {
-			return nil, nil, badInputf("certificate %q: renew: true needs %s (written by credbroker pair): %v", dc.name, ciPath, err)
+			return nil, nil, configErrorf("certificate %q: renew: true needs %s (written by credbroker pair): %v", dc.name, ciPath, err)
 		}
 		if ci.RenewCertURL == "" {
-			return nil, nil, badInputf("certificate %q: renew: true but %s has no renew_cert_url", dc.name, ciPath)
+			return nil, nil, configErrorf("certificate %q: renew: true but %s has no renew_cert_url", dc.name, ciPath)
 		}
-		client, err := c.connectorClient(n, connector.WithGetClientCertificate(getCert))
+		// The connector's mTLS calls present the watcher's live
+		// certificate (none until the watcher below exists).
+		client, err := n.connectorClient(c.log, connector.WithGetClientCertificate(lc.GetClientCertificate))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -678,7 +807,11 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 					// Loud, every beat: a revoked certificate still works
 					// (the connector honours it until it expires), so
 					// nothing else would remind anyone before it runs out.
-					if st := lc.w.Status(); st.Revoked && st.Ready {
+					w := lc.watcher()
+					if w == nil {
+						return
+					}
+					if st := w.Status(); st.Revoked && st.Ready {
 						c.log.Error("certificate can no longer be renewed (revoked); it stays in use until it expires, then a new one-time token is needed",
 							"certificate", dc.name, "sha256", st.SHA256, "not_after", st.NotAfter, "error", st.LastError)
 					}
@@ -708,7 +841,8 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 	if err != nil {
 		return nil, nil, err
 	}
-	lc.w, lc.hb = w, hb
+	lc.hb = hb
+	lc.w.Store(w)
 	var onUpdate func(context.Context)
 	if ci != nil {
 		onUpdate = func(ctx context.Context) {
@@ -732,19 +866,19 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 			}
 		}
 	}
-	return &lc, c.runInBackground(w, hb, onUpdate), nil
+	return lc, c.runInBackground(w, hb, onUpdate), nil
 }
 
 // pairingURLFile reads a one-time token URL from a file.
 func pairingURLFile(path string) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) {
-		b, err := readInputFile(path)
+		b, err := inputfile.Read(path)
 		if err != nil {
-			return "", badInputf("pairing_url_file %s: %v", path, errors.Unwrap(err))
+			return "", configErrorf("pairing_url_file %s: %v", path, errors.Unwrap(err))
 		}
 		u := strings.TrimSpace(string(b))
 		if u == "" {
-			return "", badInputf("pairing_url_file %s is empty", path)
+			return "", configErrorf("pairing_url_file %s is empty", path)
 		}
 		return u, nil
 	}
@@ -752,14 +886,14 @@ func pairingURLFile(path string) func(context.Context) (string, error) {
 
 // runtimeTokenURL asks the central connector (with the central
 // certificate) for the runtime connector's one-time token URL.
-func (c *composer) runtimeTokenURL(central *liveCert, centralDir string, n *netSettings) func(context.Context) (string, error) {
+func (c *Broker) runtimeTokenURL(central *liveCert, centralDir string, n *Network) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
 		ciPath := filepath.Join(centralDir, certwatch.ConnectionFile)
 		ci, err := connector.LoadConnectionInfo(ciPath)
 		if err != nil || ci.InfoURL == "" {
-			return "", badInputf("runtime_dir needs the central connection's %s with an info_url: %v", ciPath, err)
+			return "", configErrorf("runtime_dir needs the central connection's %s with an info_url: %v", ciPath, err)
 		}
-		client, err := c.connectorClient(n, connector.WithGetClientCertificate(central.w.GetClientCertificate))
+		client, err := n.connectorClient(c.log, connector.WithGetClientCertificate(central.GetClientCertificate))
 		if err != nil {
 			return "", err
 		}
@@ -770,116 +904,8 @@ func (c *composer) runtimeTokenURL(central *liveCert, centralDir string, n *netS
 		}
 		u := info.RuntimeTokenURL()
 		if u == "" {
-			return "", badInputf("runtime_dir is set but the connector announced no runtime.tokenUrl (a standalone connector: route to the certificate itself)")
+			return "", configErrorf("runtime_dir is set but the connector announced no runtime.tokenUrl (a standalone connector: route to the certificate itself)")
 		}
 		return u, nil
-	}
-}
-
-// pairDir redeems a one-time token URL and persists the pair and
-// connection.json into dir (as `credbroker pair`).
-func (c *composer) pairDir(ctx context.Context, name, dir, keyType, tokenURL string, n *netSettings) error {
-	var extra []connector.Option
-	if keyType != "" {
-		kt, err := connector.ParseKeyType(keyType)
-		if err != nil {
-			return badInputf("certificate %q: key_type %q: want rsa2048, rsa4096 or ecdsa-p256", name, keyType)
-		}
-		extra = append(extra, connector.WithKeyType(kt))
-	}
-	if err := checkCertDir(c.log, fmt.Sprintf("certificate %q: dir", name), dir); err != nil {
-		return err
-	}
-	client, err := c.connectorClient(n, extra...)
-	if err != nil {
-		return err
-	}
-	defer client.CloseIdleConnections()
-	c.log.Info("pairing with the connector", "certificate", name, "url", connector.RedactURL(tokenURL))
-	conn, err := client.Connect(ctx, tokenURL)
-	if err != nil {
-		return fmt.Errorf("pairing with %s: %w", connector.RedactURL(tokenURL), err)
-	}
-	if conn.InfoErr != nil {
-		c.log.Warn("paired, but the management info call failed", "certificate", name, "err", conn.InfoErr.Error())
-	}
-	data, err := conn.ConnectionInfo.Marshal()
-	if err != nil {
-		return err
-	}
-	p := conn.Pairing
-	if err := certwatch.Persist(ctx, dir, certwatch.Files{CertPEM: p.ChainPEM, KeyPEM: p.KeyPEM, CAPEM: p.CAPEM, Extra: map[string][]byte{certwatch.ConnectionFile: data}}); err != nil {
-		return fmt.Errorf("paired, but writing %s failed (the one-time token is used up): %w", dir, err)
-	}
-	c.log.Info("paired", "certificate", name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
-	return nil
-}
-
-// refPool shares values between configuration generations by key. A value
-// is created on the first acquire and closed when its last holder releases
-// it. Safe for concurrent use.
-type refPool[T any] struct {
-	mu    sync.Mutex
-	items map[string]*refItem[T]
-}
-
-type refItem[T any] struct {
-	v      T
-	refs   int
-	close  func()
-	closed bool // by closeAll: later releases do nothing
-}
-
-// acquire returns the value for key (creating it with mk) and a release
-// function to call exactly once.
-func (p *refPool[T]) acquire(key string, mk func() (T, func(), error)) (T, func(), error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.items == nil {
-		p.items = map[string]*refItem[T]{}
-	}
-	it, ok := p.items[key]
-	if !ok {
-		v, closeFn, err := mk()
-		if err != nil {
-			var zero T
-			return zero, nil, err
-		}
-		it = &refItem[T]{v: v, close: closeFn}
-		p.items[key] = it
-	}
-	it.refs++
-	var once sync.Once
-	return it.v, func() { once.Do(func() { p.release(key, it) }) }, nil
-}
-
-func (p *refPool[T]) release(key string, it *refItem[T]) {
-	p.mu.Lock()
-	it.refs--
-	last := it.refs == 0 && !it.closed
-	if last {
-		it.closed = true
-		if p.items[key] == it {
-			delete(p.items, key)
-		}
-	}
-	p.mu.Unlock()
-	if last && it.close != nil {
-		it.close()
-	}
-}
-
-func (p *refPool[T]) closeAll() {
-	p.mu.Lock()
-	items := p.items
-	p.items = nil
-	for _, it := range items {
-		it.closed = true
-	}
-	p.mu.Unlock()
-	for _, it := range items {
-		if it.close != nil {
-			it.close()
-		}
 	}
 }
