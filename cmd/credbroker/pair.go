@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/certwatch"
 	"github.com/credbroker/credbroker/connector"
 	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/internal/netx"
@@ -231,6 +230,6 @@ func printPairSummary(w io.Writer, dir string, conn *connector.Connection, now t
 		row("management info", "unavailable: "+conn.InfoErr.Error())
 	}
 	fmt.Fprintln(w)
-	files := []string{certwatch.KeyFile + " (0600)", certwatch.CertFile, certwatch.CAFile, certwatch.ConnectionFile}
+	files := []string{"tls.key (0600)", "tls.crt", "ca.crt", "connection.json"} // DESIGN.md's names, as certwatch writes them
 	fmt.Fprintf(w, "Wrote %s: %s\n", filepath.Clean(dir), strings.Join(files, ", "))
 }
