@@ -206,7 +206,11 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	if err != nil {
 		var ne *NetworkError
 		if errors.As(err, &ne) {
-			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: ne.Field, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, ne.Err)}
+			msg := ne.Err.Error()
+			if ne.Path != "" {
+				msg = ne.Path + ": " + msg
+			}
+			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: ne.Field, Err: fmt.Errorf("%w: %s", sidecar.ErrInvalidValue, msg)}
 		}
 		return nil, sidecar.Deps{}, err
 	}

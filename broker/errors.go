@@ -23,12 +23,18 @@ func configError(err error) error { return &configErr{err: err} }
 
 func configErrorf(format string, a ...any) error { return configError(fmt.Errorf(format, a...)) }
 
-// NetworkError is the error of NewNetwork: Field is "ca_file" or
-// "resolve". It matches ErrConfig.
+// NetworkError is the error of NewNetwork: Field is "ca_file" (Path is
+// the file) or "resolve". It matches ErrConfig.
 type NetworkError struct {
 	Field string
+	Path  string
 	Err   error
 }
 
-func (e *NetworkError) Error() string   { return e.Field + ": " + e.Err.Error() }
+func (e *NetworkError) Error() string {
+	if e.Path != "" {
+		return e.Field + " " + e.Path + ": " + e.Err.Error()
+	}
+	return e.Field + ": " + e.Err.Error()
+}
 func (e *NetworkError) Unwrap() []error { return []error{e.Err, ErrConfig} }

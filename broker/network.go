@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net"
 
@@ -42,11 +43,14 @@ func NewNetwork(caFile string, resolve []string) (*Network, error) {
 	if caFile != "" {
 		pemData, err := inputfile.Read(caFile)
 		if err != nil {
-			return nil, &NetworkError{Field: "ca_file", Err: err}
+			if u := errors.Unwrap(err); u != nil {
+				err = u // the path is in the error's own field
+			}
+			return nil, &NetworkError{Field: "ca_file", Path: caFile, Err: err}
 		}
-		n.roots, err = trust.RootsFromPEM(caFile, pemData)
+		n.roots, err = trust.RootsFromPEM("", pemData)
 		if err != nil {
-			return nil, &NetworkError{Field: "ca_file", Err: err}
+			return nil, &NetworkError{Field: "ca_file", Path: caFile, Err: err}
 		}
 		h.Write([]byte{0})
 		h.Write(pemData)

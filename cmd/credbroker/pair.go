@@ -167,7 +167,11 @@ func runPair(ctx context.Context, e *cmdEnv, o any) error {
 func flagError(err error) error {
 	var ne *broker.NetworkError
 	if errors.As(err, &ne) {
-		return fmt.Errorf("--%s: %v", strings.ReplaceAll(ne.Field, "_", "-"), ne.Err)
+		flag := "--" + strings.ReplaceAll(ne.Field, "_", "-")
+		if ne.Path != "" {
+			flag += " " + ne.Path
+		}
+		return fmt.Errorf("%s: %v", flag, ne.Err)
 	}
 	return err
 }

@@ -33,7 +33,8 @@ func Roots(caFile string) (*x509.CertPool, error) {
 	return RootsFromPEM(caFile, pemData)
 }
 
-// RootsFromPEM is Roots for a bundle already read; name is for errors.
+// RootsFromPEM is Roots for a bundle already read; name is for errors
+// ("" leaves it out).
 // The system pool is a copy: adding to it changes no other pool.
 func RootsFromPEM(name string, pemData []byte) (*x509.CertPool, error) {
 	pool, err := x509.SystemCertPool()
@@ -41,6 +42,9 @@ func RootsFromPEM(name string, pemData []byte) (*x509.CertPool, error) {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pemData) {
+		if name == "" {
+			return nil, ErrNoCertificate
+		}
 		return nil, fmt.Errorf("%s %w", name, ErrNoCertificate)
 	}
 	return pool, nil
