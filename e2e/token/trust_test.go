@@ -35,6 +35,6 @@ var _ = Describe("credbroker token: trust roots", func() {
 
 		env["SSL_CERT_FILE"] = other
 		s = harness.Start(bin, env, "token", "--ca-file", other)
-		Eventually(s).WithTimeout(60 * time.Second).Should(gexec.Exit(1), "no root for the mock anywhere")
+		Eventually(s).WithTimeout(60*time.Second).Should(gexec.Exit(1), "no root for the mock anywhere")
 	})
 })
