@@ -450,4 +450,3 @@ func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signe
 	}
 	return oauth1Signer{s: s}, nil
 }
-

@@ -134,4 +134,3 @@ func (s *tokenSource) Token(ctx context.Context, req sidecar.TokenRequest) (side
 	}
 	return sidecar.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresAt: t.Expiry, Scope: t.Scope}, nil
 }
-
