@@ -141,7 +141,7 @@ func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
 			case <-rctx.Done():
 				return
 			case <-reload:
-				c.log.Info("reloading the configuration and bindings")
+				c.log.Debug("reloading the configuration and bindings")
 				srv.TriggerReload()
 			}
 		}

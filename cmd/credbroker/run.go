@@ -74,7 +74,7 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				e.log.Info("SIGHUP")
+				e.log.Info("SIGHUP: reloading the configuration and bindings")
 				select {
 				case reload <- struct{}{}:
 				case <-ctx.Done():
