@@ -212,6 +212,9 @@ func TestRenewsThroughTheConnector(t *testing.T) {
 	renewed := fingerprint(lc.Current())
 	g.Expect(renewed).NotTo(Equal(first))
 	g.Expect(r.srv.Stats().Renewals).To(BeNumerically(">=", 1))
+	// The heartbeat beats at start and again right after the renewal (its
+	// interval, a minute, is longer than this test).
+	g.Eventually(func() int { return lc.State().Heartbeats }, 10*time.Second).Should(BeNumerically(">=", 2), "the renewed certificate is proven at once")
 	g.Eventually(func() string {
 		ci, _ := connector.LoadConnectionInfo(filepath.Join(r.dir, "connector", certwatch.ConnectionFile))
 		return ci.SHA256
