@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/credbroker/credbroker/broker"
 )
 
 // Exit codes shared by every command (see DESIGN.md).
@@ -137,7 +139,7 @@ func exitCode(err error) int {
 	if err == nil {
 		return exitOK
 	}
-	if errors.Is(err, errBadInput) {
+	if errors.Is(err, errBadInput) || errors.Is(err, broker.ErrConfig) {
 		return exitInput
 	}
 	return exitRuntime
