@@ -1,0 +1,55 @@
+package vcap
+
+import (
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+func TestServiceOf(t *testing.T) {
+	g := NewWithT(t)
+	set := mustSet(t, vcapJSON(t,
+		map[string]any{"label": "destination", "name": "dest", "credentials": map[string]any{
+			"uri": "https://destination-configuration.cfapps.example", "clientid": "sb-dest", "clientsecret": plantedSecret,
+			"url": "https://provider.authentication.example", "uaadomain": "authentication.example", "xsappname": "dest!b9"}},
+		// A Kubernetes connectivity binding: no url, no proxy host.
+		map[string]any{"label": "connectivity", "name": "conn", "credentials": map[string]any{
+			"clientid": "sb-conn", "clientsecret": plantedSecret, "token_service_url": "https://provider.authentication.example/oauth/token"}},
+		map[string]any{"label": "connectivity", "name": "conn-cf", "credentials": map[string]any{
+			"clientid": "sb-conn", "clientsecret": plantedSecret, "url": "https://provider.authentication.example",
+			"onpremise_proxy_host": "connectivityproxy.internal.cf.example", "onpremise_proxy_http_port": "20003", "onpremise_proxy_port": 20004}},
+		map[string]any{"label": "destination", "name": "dest-no-uri", "credentials": map[string]any{"clientid": "x", "clientsecret": plantedSecret, "url": "https://p.authentication.example"}},
+	))
+	b, _ := set.ByName("dest")
+	g.Expect(b.Auth).To(BeNil(), "the binding itself stays a non-auth binding")
+	svc, ok := ServiceOf(b)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(svc.Kind).To(Equal(KindDestination))
+	g.Expect(svc.URI).To(Equal("https://destination-configuration.cfapps.example"))
+	g.Expect(svc.Auth.Auth).To(Equal(AuthSecret))
+	g.Expect(svc.Auth.TokenURL).To(Equal("https://provider.authentication.example/oauth/token"))
+	g.Expect(svc.Problems).To(BeEmpty())
+
+	b, _ = set.ByName("conn")
+	svc, _ = ServiceOf(b)
+	g.Expect(svc.Kind).To(Equal(KindConnectivity))
+	g.Expect(svc.Auth.TokenURL).To(Equal("https://provider.authentication.example/oauth/token"))
+	g.Expect(svc.ProxyHost).To(BeEmpty())
+
+	b, _ = set.ByName("conn-cf")
+	svc, _ = ServiceOf(b)
+	g.Expect(svc.ProxyHost).To(Equal("connectivityproxy.internal.cf.example"))
+	g.Expect(svc.ProxyPort).To(Equal("20003"))
+
+	b, _ = set.ByName("dest-no-uri")
+	svc, _ = ServiceOf(b)
+	g.Expect(svc.Problems).To(ContainElement(ContainSubstring(`"uri"`)))
+	for _, p := range svc.Problems {
+		g.Expect(p).NotTo(ContainSubstring(plantedSecret))
+	}
+
+	xs, _ := set.ByName("dest")
+	xs.Label, xs.Type, xs.Tags = "xsuaa", "xsuaa", nil
+	_, ok = ServiceOf(xs)
+	g.Expect(ok).To(BeFalse())
+}
