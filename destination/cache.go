@@ -74,6 +74,17 @@ type Entry struct {
 	// FromProvider is true when a subscriber request was answered by the
 	// provider's instance (subscriber-first fallback, provider-only).
 	FromProvider bool
+
+	memoOnce sync.Once
+	memo     any
+}
+
+// Memo returns what f returns, calling f once per entry: callers keep a
+// value derived from the entry (a prepared request template) as long as
+// the entry lives.
+func (e *Entry) Memo(f func() any) any {
+	e.memoOnce.Do(func() { e.memo = f() })
+	return e.memo
 }
 
 // Key identifies a cache entry. It holds no secret.

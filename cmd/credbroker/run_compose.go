@@ -129,6 +129,10 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 		}
 		deps.Signers[r.Name] = s
 	}
+	if deps.Destinations, err = g.destinations(cfg); err != nil {
+		g.release()
+		return nil, sidecar.Deps{}, err
+	}
 	if cfg.Inbound != nil {
 		in, err := g.inbound(cfg, deps.Certificates)
 		if err != nil {
@@ -243,6 +247,9 @@ func bindingLookup(set *vcap.Set) sidecar.BindingLookup {
 			return sidecar.BindingInfo{}, false
 		}
 		info := sidecar.BindingInfo{Auth: b.Auth != nil, Problems: b.Problems}
+		if svc, ok := vcap.ServiceOf(b); ok {
+			info.Service, info.Problems = svc.Kind, svc.Problems
+		}
 		if b.Auth != nil && b.Auth.Leaf() != nil && b.Auth.Key != nil {
 			info.Certificate = true
 		}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/credbroker/credbroker/destination"
+	"github.com/credbroker/credbroker/sidecar"
+	"github.com/credbroker/credbroker/tokenclient"
+	"github.com/credbroker/credbroker/vcap"
+)
+
+// Reason of a destination route whose Connectivity token cannot be had.
+const reasonConnectivityToken = "connectivity-token-unavailable"
+
+// destinations builds the resolvers of the config's destination routes:
+// one cache per (destination binding, tenant mode), one token client per
+// destination and connectivity binding (shared through the composer's pool,
+// so the Connectivity token cache survives reloads).
+func (g *genDeps) destinations(cfg *sidecar.Config) (map[string]sidecar.DestinationResolver, error) {
+	out := map[string]sidecar.DestinationResolver{}
+	caches := map[string]*destination.Cache{}
+	for _, r := range cfg.Routes {
+		if r.Auth.Type != sidecar.AuthDestination {
+			continue
+		}
+		res, err := g.destinationResolver(cfg, r, caches)
+		if err != nil {
+			return nil, err
+		}
+		out[r.Name] = res
+	}
+	return out, nil
+}
+
+func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, caches map[string]*destination.Cache) (*destResolver, error) {
+	dr := &destResolver{name: r.Auth.Destination}
+	mode := r.Auth.TenantMode
+	key := r.Auth.Binding + "\x00" + mode
+	dr.cache = caches[key]
+	if dr.cache == nil {
+		tc, svc, err := g.btpTokens(r.Auth.Binding, vcap.KindDestination)
+		if err != nil {
+			return nil, err
+		}
+		client, err := destination.NewClient(svc.URI, destination.TokenFunc(func(ctx context.Context, tenant string) (destination.Token, error) {
+			t, err := tc.Token(ctx, tokenclient.Request{Tenant: tenant})
+			if err != nil {
+				return destination.Token{}, err
+			}
+			return destination.Token{Value: t.AccessToken, Expiry: t.Expiry}, nil
+		}), destination.WithHTTPClient(g.serviceHTTPClient()), destination.WithLogger(g.c.log.With("binding", r.Auth.Binding)))
+		if err != nil {
+			return nil, fmt.Errorf("binding %q: %w", r.Auth.Binding, err)
+		}
+		d := cfg.Destinations
+		dr.cache, err = destination.NewCache(client, destination.CacheConfig{TTL: d.TTL, Skew: d.Skew, RefreshAhead: d.RefreshAhead, MaxEntries: d.MaxEntries, Selection: mode})
+		if err != nil {
+			return nil, err
+		}
+		caches[key] = dr.cache
+	}
+	if r.Auth.Connectivity != "" {
+		tc, svc, err := g.btpTokens(r.Auth.Connectivity, vcap.KindConnectivity)
+		if err != nil {
+			return nil, err
+		}
+		hp := cfg.Destinations.ConnectivityProxy
+		if svc.ProxyHost != "" && svc.ProxyPort != "" {
+			hp = net.JoinHostPort(svc.ProxyHost, svc.ProxyPort)
+		}
+		if hp == "" {
+			hp = sidecar.DefaultConnectivityProxy
+		}
+		dr.conn = tc
+		dr.proxy = &url.URL{Scheme: "http", Host: hp}
+	}
+	return dr, nil
+}
+
+// btpTokens returns a token client for a destination or connectivity
+// binding.
+func (g *genDeps) btpTokens(name, kind string) (*tokenclient.Client, *vcap.BTPService, error) {
+	if g.set == nil {
+		return nil, nil, badInputf("binding %q: no bindings were read", name)
+	}
+	b, err := g.set.ByName(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, ok := vcap.ServiceOf(b)
+	if !ok || svc.Kind != kind {
+		return nil, nil, badInputf("binding %q (%s): label %q is not a %s service binding", b.Name, b.Source, b.Label, kind)
+	}
+	if len(svc.Problems) > 0 {
+		return nil, nil, badInputf("binding %q (%s): %s", b.Name, b.Source, svc.Problems[0])
+	}
+	tb := *b
+	tb.Auth = svc.Auth
+	tcfg, err := tokenConfig(&tb)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := "btp " + name + " " + g.net.key + " " + bindingDigest(&tb)
+	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
+		cl, err := tokenclient.New(tcfg, g.c.tokenOptions(name, g.net)...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cl, func() { _ = cl.Close() }, nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("binding %q: %w", name, err)
+	}
+	g.hold(release)
+	return client, svc, nil
+}
+
+// serviceHTTPClient calls the Destination service with the dial override
+// and trust of the config.
+func (g *genDeps) serviceHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         g.net.resolver.Dialer(nil),
+			TLSClientConfig:     &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// destResolver implements sidecar.DestinationResolver for one route.
+type destResolver struct {
+	name  string
+	cache *destination.Cache
+	conn  *tokenclient.Client // nil without a connectivity binding
+	proxy *url.URL
+}
+
+// connError is a Connectivity token failure.
+type connError struct{ err error }
+
+func (e connError) Error() string {
+	return "no token of the connectivity binding: " + e.err.Error()
+}
+func (e connError) HTTPStatus() int    { return http.StatusServiceUnavailable }
+func (e connError) ReasonCode() string { return reasonConnectivityToken }
+
+func (r *destResolver) Resolve(ctx context.Context, req sidecar.DestinationRequest) (*sidecar.ResolvedDestination, error) {
+	e, err := r.cache.Get(ctx, destination.Request{Name: r.name, Tenant: req.Tenant, UserToken: req.UserToken})
+	if err != nil {
+		return nil, err
+	}
+	res := e.Memo(func() any {
+		return &sidecar.ResolvedDestination{URL: e.URL, Header: e.Header, Query: e.Query, Certificate: e.Certificate,
+			OnPremise: e.OnPremise(), LocationID: e.LocationID, PrincipalPropagation: e.PrincipalPropagation}
+	}).(*sidecar.ResolvedDestination)
+	if !res.OnPremise || r.conn == nil {
+		return res, nil
+	}
+	tenant := req.Tenant
+	if e.FromProvider {
+		tenant = ""
+	}
+	tok, err := r.conn.Token(ctx, tokenclient.Request{Tenant: tenant})
+	if err != nil {
+		return nil, connError{err}
+	}
+	out := *res
+	out.ProxyURL = r.proxy
+	out.ProxyAuthorization = "Bearer " + tok.AccessToken
+	return &out, nil
+}
