@@ -115,7 +115,7 @@ type route struct {
 	metrics     *routeMetrics
 	log         *slog.Logger
 
-	dest        *destRoute // destination routes only
+	dest *destRoute // destination routes only
 
 	lastLeaf atomic.Pointer[x509.Certificate]
 	bearer   atomic.Pointer[bearerHeader]
