@@ -78,6 +78,7 @@ func (s *Server) connectivityProxy() http.Handler {
 			refuse(http.StatusProxyAuthRequired, "Proxy-Authorization: Bearer <connectivity token> is required")
 			return
 		}
+		dm.remember(strings.TrimPrefix(pa, "Bearer "), strings.TrimPrefix(r.Header.Get(headerPrincipal), "Bearer "))
 		claims, err := s.verify(strings.TrimPrefix(pa, "Bearer "), now)
 		cid, _ := claims["client_id"].(string)
 		zid, _ := claims["zid"].(string)

@@ -62,6 +62,7 @@ type destMock struct {
 	mu        sync.Mutex
 	dests     map[string]map[string]*seeded // tenant subdomain -> name
 	issued    map[string]string             // auth token value -> descriptor (no secret)
+	secrets   map[string]bool               // every token the mock saw or issued here
 	seq       int
 	down      bool
 	connTTL   time.Duration
@@ -95,7 +96,7 @@ type Seen struct {
 }
 
 func newDestMock() *destMock {
-	return &destMock{dests: map[string]map[string]*seeded{}, issued: map[string]string{}, locations: map[string]bool{"": true},
+	return &destMock{dests: map[string]map[string]*seeded{}, issued: map[string]string{}, secrets: map[string]bool{}, locations: map[string]bool{"": true},
 		stats: DestinationStats{LookupsByTenantName: map[string]int{}}}
 }
 
@@ -189,6 +190,30 @@ func (s *Server) DestinationStats() DestinationStats {
 	return st
 }
 
+// remember keeps a token for DestinationSecrets (bounded).
+func (dm *destMock) remember(vals ...string) {
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
+	for _, v := range vals {
+		if len(v) >= 8 && len(dm.secrets) < 100000 {
+			dm.secrets[v] = true
+		}
+	}
+}
+
+// DestinationSecrets returns every token the Destination service and the
+// Connectivity proxy received or issued, for tests that prove none of them
+// is ever printed.
+func (s *Server) DestinationSecrets() []string {
+	s.dest.mu.Lock()
+	defer s.dest.mu.Unlock()
+	out := make([]string, 0, len(s.dest.secrets))
+	for v := range s.dest.secrets {
+		out = append(out, v)
+	}
+	return out
+}
+
 // Seen returns what the on-premise stand-in and the backend received.
 func (s *Server) Seen() []Seen {
 	s.dest.mu.Lock()
@@ -226,6 +251,7 @@ func (s *Server) destinationHandler() http.Handler {
 			return
 		}
 		now := s.now()
+		dm.remember(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), r.Header.Get("X-user-token"))
 		claims, err := s.verify(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), now)
 		cid, _ := claims["client_id"].(string)
 		zid, _ := claims["zid"].(string)
@@ -281,6 +307,7 @@ func (s *Server) destinationAuthTokens(t Tenant, sd *seeded, userToken string, n
 	case "BasicAuthentication":
 		u, p := sd.d.Properties["User"], sd.d.Properties["Password"]
 		v := base64.StdEncoding.EncodeToString([]byte(u + ":" + p))
+		s.dest.remember(v)
 		return []map[string]any{{"type": "Basic", "value": v, "http_header": map[string]string{"key": "Authorization", "value": "Basic " + v}}}
 	case "OAuth2ClientCredentials":
 		user = "-"
@@ -308,6 +335,7 @@ func (s *Server) destinationAuthTokens(t Tenant, sd *seeded, userToken string, n
 	value := "dst-" + randomHex(16)
 	s.dest.issued[value] = desc
 	s.dest.mu.Unlock()
+	s.dest.remember(value)
 	return []map[string]any{{"type": "bearer", "value": value, "http_header": map[string]string{"key": "Authorization", "value": "Bearer " + value},
 		"expires_in": fmt.Sprint(int64(life / time.Second))}}
 }

@@ -39,8 +39,9 @@ func init() {
 		summary: "resolve a destination through the SAP Destination service and show it (URL, type, proxy, cache expiry; secrets redacted)",
 		usage: "NAME [--binding B] [--connectivity C] [--tenant T] [--tenant-mode M] [--user-token-file F] [--json] " +
 			"[--resolve PATTERN=ADDR]... [--ca-file F] [--vcap-file F | --bindings-dir D]",
-		newOptions: func() any { return &DestinationOptions{} },
-		run:        runDestination,
+		newOptions:   func() any { return &DestinationOptions{} },
+		run:          runDestination,
+		interspersed: true,
 	})
 }
 
