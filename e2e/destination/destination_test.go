@@ -382,4 +382,3 @@ var _ = Describe("destination routes", func() {
 		e.secrets.ExpectNotIn(outs...)
 	})
 })
-
