@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Tenant selection modes: which Destination service instance a request for
@@ -105,17 +107,28 @@ type Cache struct {
 	cfg CacheConfig
 	mac []byte
 
+	macs sync.Pool // of hash.Hash (HMAC-SHA256 with mac)
+
 	mu       sync.Mutex
 	entries  map[Key]*entry
+	byToken  map[tokenKey]Key // user entries by the MAC of the token that fetched them
 	inflight map[string]*call
 
 	hits, misses, lookups, lookupErrs, refreshes, bypassed, evictions, stale atomic.Int64
+}
+
+// tokenKey finds a user entry from the request alone (no token parsing on
+// a hit).
+type tokenKey struct {
+	mac          [32]byte
+	tenant, name string
 }
 
 type entry struct {
 	e         *Entry
 	mac       [32]byte
 	hasMAC    bool
+	tk        tokenKey
 	refreshAt time.Time
 	retryAt   time.Time
 	busy      bool
@@ -158,7 +171,20 @@ func NewCache(f Finder, cfg CacheConfig) (*Cache, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	return &Cache{f: f, cfg: cfg, mac: key, entries: map[Key]*entry{}, inflight: map[string]*call{}}, nil
+	c := &Cache{f: f, cfg: cfg, mac: key, entries: map[Key]*entry{}, byToken: map[tokenKey]Key{}, inflight: map[string]*call{}}
+	c.macs.New = func() any { return hmac.New(sha256.New, c.mac) }
+	return c, nil
+}
+
+// macOf is the keyed MAC of a user token.
+func (c *Cache) macOf(token string) (out [32]byte) {
+	h := c.macs.Get().(hash.Hash)
+	h.Reset()
+	// The hash neither keeps nor changes its input: no copy of the token.
+	_, _ = h.Write(unsafe.Slice(unsafe.StringData(token), len(token)))
+	h.Sum(out[:0])
+	c.macs.Put(h)
+	return out
 }
 
 // Stats returns the counters.
@@ -175,6 +201,18 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 	var info UserInfo
 	var mac [32]byte
 	if req.UserToken != "" {
+		mac = c.macOf(req.UserToken)
+		tk := tokenKey{mac: mac, tenant: req.Tenant, name: req.Name}
+		now := c.cfg.Now()
+		c.mu.Lock()
+		if k, ok := c.byToken[tk]; ok {
+			if e, ok := c.hit(k, mac, true, now, req, UserInfo{}); ok {
+				c.mu.Unlock()
+				c.hits.Add(1)
+				return e, nil
+			}
+		}
+		c.mu.Unlock()
 		var ok bool
 		info, ok = ParseUserToken(req.UserToken)
 		if !ok || info.Key == "" {
@@ -184,19 +222,11 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 			e, err := c.fetch(ctx, req, info)
 			return e, err
 		}
-		m := hmac.New(sha256.New, c.mac)
-		m.Write([]byte(req.UserToken))
-		copy(mac[:], m.Sum(nil))
 	}
 	k := Key{Tenant: req.Tenant, User: info.Key, Name: req.Name}
 	now := c.cfg.Now()
 	c.mu.Lock()
-	if ent := c.entries[k]; ent != nil && ent.hasMAC == (req.UserToken != "") && ent.mac == mac && now.Before(ent.e.Expiry) {
-		if !now.Before(ent.refreshAt) && !ent.busy && !now.Before(ent.retryAt) {
-			ent.busy = true
-			go c.refresh(k, mac, req, info)
-		}
-		e := ent.e
+	if e, ok := c.hit(k, mac, req.UserToken != "", now, req, info); ok {
 		c.mu.Unlock()
 		c.hits.Add(1)
 		return e, nil
@@ -229,6 +259,24 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 	}
 }
 
+// hit returns the valid entry of k for the token's MAC and starts a
+// refresh when it is due (c.mu held). info may be empty: the refresh then
+// parses the token itself.
+func (c *Cache) hit(k Key, mac [32]byte, hasMAC bool, now time.Time, req Request, info UserInfo) (*Entry, bool) {
+	ent := c.entries[k]
+	if ent == nil || ent.hasMAC != hasMAC || ent.mac != mac || !now.Before(ent.e.Expiry) {
+		return nil, false
+	}
+	if !now.Before(ent.refreshAt) && !ent.busy && !now.Before(ent.retryAt) {
+		ent.busy = true
+		if hasMAC && info.Key == "" {
+			info, _ = ParseUserToken(req.UserToken)
+		}
+		go c.refresh(k, mac, req, info)
+	}
+	return ent.e, true
+}
+
 // refresh looks an entry up again in the background.
 func (c *Cache) refresh(k Key, mac [32]byte, req Request, info UserInfo) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.FetchTimeout)
@@ -255,7 +303,9 @@ func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
 	if !now.Before(e.Expiry) {
 		return
 	}
-	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.cfg.MaxEntries {
+	if old, ok := c.entries[k]; ok {
+		c.drop(k, old)
+	} else if len(c.entries) >= c.cfg.MaxEntries {
 		c.evict(now)
 	}
 	life := e.Expiry.Sub(now)
@@ -263,7 +313,22 @@ func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
 	if ahead > life/2 {
 		ahead = life / 2
 	}
-	c.entries[k] = &entry{e: e, mac: mac, hasMAC: hasMAC, refreshAt: e.Expiry.Add(-ahead)}
+	ent := &entry{e: e, mac: mac, hasMAC: hasMAC, refreshAt: e.Expiry.Add(-ahead)}
+	if hasMAC {
+		ent.tk = tokenKey{mac: mac, tenant: k.Tenant, name: k.Name}
+		c.byToken[ent.tk] = k
+	}
+	c.entries[k] = ent
+}
+
+// drop removes an entry and its token index (c.mu held).
+func (c *Cache) drop(k Key, ent *entry) {
+	delete(c.entries, k)
+	if ent.hasMAC {
+		if c.byToken[ent.tk] == k {
+			delete(c.byToken, ent.tk)
+		}
+	}
 }
 
 // evict drops expired entries, or else the one that expires first
@@ -271,7 +336,7 @@ func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
 func (c *Cache) evict(now time.Time) {
 	for k, ent := range c.entries {
 		if !now.Before(ent.e.Expiry) {
-			delete(c.entries, k)
+			c.drop(k, ent)
 			c.evictions.Add(1)
 		}
 	}
@@ -285,7 +350,7 @@ func (c *Cache) evict(now time.Time) {
 			victim, first = k, ent.e.Expiry
 		}
 	}
-	delete(c.entries, victim)
+	c.drop(victim, c.entries[victim])
 	c.evictions.Add(1)
 }
 
