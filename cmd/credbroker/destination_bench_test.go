@@ -43,7 +43,9 @@ func (f *benchFinder) Find(_ context.Context, name, _, user string) (*destinatio
 
 type benchTokens struct{}
 
-func (benchTokens) Source(string, []string, string) (sidecar.TokenSource, error) { return benchTokens{}, nil }
+func (benchTokens) Source(string, []string, string) (sidecar.TokenSource, error) {
+	return benchTokens{}, nil
+}
 func (benchTokens) Token(context.Context, sidecar.TokenRequest) (sidecar.Token, error) {
 	return sidecar.Token{AccessToken: "bearer-token", ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
