@@ -25,7 +25,7 @@ type pkg struct {
 	XTestImports []string
 }
 
-var leaves = map[string]bool{"vcap": true, "tokenclient": true, "connector": true, "certwatch": true, "oauth1": true}
+var leaves = map[string]bool{"vcap": true, "tokenclient": true, "connector": true, "certwatch": true, "oauth1": true, "destination": true}
 
 // rel turns a module import path into its path inside the module; ok is false
 // for the standard library and third-party packages.
