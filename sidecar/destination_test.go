@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -145,4 +148,54 @@ func TestDestinationRouteConfig(t *testing.T) {
 
 func contains(s, sub string) bool {
 	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
+}
+
+// TestDestinationRouteOnPremiseHTTPS: for https:// on-premise URLs the
+// Connectivity headers travel on CONNECT only, never inside the tunnel.
+func TestDestinationRouteOnPremiseHTTPS(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	up := newUpstream(t, ca)
+	var mu sync.Mutex
+	var connectHdr http.Header
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "want CONNECT", http.StatusMethodNotAllowed)
+			return
+		}
+		mu.Lock()
+		connectHdr = r.Header.Clone()
+		mu.Unlock()
+		back, err := net.Dial("tcp", "127.0.0.1"+strings.TrimPrefix(up.url, "https://localhost"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			back.Close()
+			return
+		}
+		go func() { _, _ = io.Copy(back, brw); back.Close() }()
+		_, _ = io.Copy(conn, back)
+		conn.Close()
+	}))
+	t.Cleanup(proxy.Close)
+	pu, _ := url.Parse(proxy.URL)
+	u, _ := url.Parse(up.url + "/tls")
+	fr := &fakeResolver{res: &ResolvedDestination{URL: u, Header: http.Header{}, OnPremise: true, ProxyURL: pu, ProxyAuthorization: "Bearer conn-token", LocationID: "loc1", PrincipalPropagation: true}}
+	tp := newTestProxy(t, ca, destYAML, Deps{Destinations: map[string]DestinationResolver{"erp": fr}})
+	resp, body := do(t, "GET", tp.srv.URL+"/erp/x", nil, map[string]string{"Authorization": "Bearer user-jwt"})
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	s := up.last(t)
+	g.Expect(s.Path).To(Equal("/tls/x"))
+	for _, h := range []string{"Proxy-Authorization", HeaderConnectivityLocation, HeaderConnectivityPrincipal, "Authorization"} {
+		g.Expect(s.Header.Get(h)).To(BeEmpty(), h)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	g.Expect(connectHdr.Get("Proxy-Authorization")).To(Equal("Bearer conn-token"))
+	g.Expect(connectHdr.Get(HeaderConnectivityLocation)).To(Equal("loc1"))
+	g.Expect(connectHdr.Get(HeaderConnectivityPrincipal)).To(Equal("Bearer user-jwt"))
 }
