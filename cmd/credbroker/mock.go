@@ -14,12 +14,13 @@ import (
 
 // MockOptions are the flags of `credbroker mock`.
 type MockOptions struct {
-	Dir         string        `flag:"dir" env:"CREDBROKER_MOCK_DIR" usage:"directory to write vcap.json, ca.crt, pairing-url and mock.json to (created if missing)"`
-	TokenTTL    time.Duration `flag:"token-ttl" env:"CREDBROKER_MOCK_TOKEN_TTL" usage:"access-token lifetime (expires_in)" default:"12h"`
-	CertTTL     time.Duration `flag:"cert-ttl" env:"CREDBROKER_MOCK_CERT_TTL" usage:"lifetime of the connector's client certificates, down to seconds" default:"24h"`
-	PairingTTL  time.Duration `flag:"pairing-ttl" env:"CREDBROKER_MOCK_PAIRING_TTL" usage:"lifetime of one-time pairing tokens" default:"5m"`
-	TwoPhase    bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
-	Application string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
+	Dir          string        `flag:"dir" env:"CREDBROKER_MOCK_DIR" usage:"directory to write vcap.json, ca.crt, pairing-url and mock.json to (created if missing)"`
+	TokenTTL     time.Duration `flag:"token-ttl" env:"CREDBROKER_MOCK_TOKEN_TTL" usage:"access-token lifetime (expires_in)" default:"12h"`
+	CertTTL      time.Duration `flag:"cert-ttl" env:"CREDBROKER_MOCK_CERT_TTL" usage:"lifetime of the connector's client certificates, down to seconds" default:"24h"`
+	PairingTTL   time.Duration `flag:"pairing-ttl" env:"CREDBROKER_MOCK_PAIRING_TTL" usage:"lifetime of one-time pairing tokens" default:"5m"`
+	TwoPhase     bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
+	Application  string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
+	Destinations bool          `flag:"destinations" env:"CREDBROKER_MOCK_DESTINATIONS" usage:"also serve a Destination service and a Connectivity proxy (bindings destination and connectivity; seed with POST /mock/destinations, see docs/destinations.md)"`
 }
 
 // Files `credbroker mock --dir` writes.
@@ -69,6 +70,7 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 		CertTTL:         o.CertTTL,
 		PairingTokenTTL: o.PairingTTL,
 		TwoPhase:        o.TwoPhase,
+		Destinations:    o.Destinations,
 		Logger:          e.log,
 	})
 	if err != nil {
@@ -85,6 +87,10 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 		}
 	}
 	printMockSummary(e.stdout, srv.Info(), o.Dir)
+	if o.Destinations {
+		fmt.Fprintf(e.stdout, "  destination service  %s\n  connectivity proxy   http://%s\n  backend stand-in     %s\n",
+			srv.DestinationServiceURL(), srv.ConnectivityProxy(), srv.BackendURL())
+	}
 	e.log.Info("mock auth server running", "url", srv.Info().URL, "admin_url", srv.Info().AdminURL)
 	<-ctx.Done()
 	e.log.Info("mock auth server stopping")
