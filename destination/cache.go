@@ -56,6 +56,18 @@ type CacheConfig struct {
 	FetchTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Observer is told about hits and lookups (for metrics); optional.
+	Observer Observer
+}
+
+// Observer receives cache events. Its functions must be cheap and safe
+// for concurrent use; nil functions are skipped.
+type Observer struct {
+	// Hit is called for every request served from the cache.
+	Hit func()
+	// Lookup is called after every call of the service with its error
+	// (nil for success; use ReasonOf for a bounded label).
+	Lookup func(err error)
 }
 
 // Request is one resolution.
@@ -209,6 +221,9 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 			if e, ok := c.hit(k, mac, true, now, req, UserInfo{}); ok {
 				c.mu.Unlock()
 				c.hits.Add(1)
+				if c.cfg.Observer.Hit != nil {
+					c.cfg.Observer.Hit()
+				}
 				return e, nil
 			}
 		}
@@ -229,6 +244,9 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 	if e, ok := c.hit(k, mac, req.UserToken != "", now, req, info); ok {
 		c.mu.Unlock()
 		c.hits.Add(1)
+		if c.cfg.Observer.Hit != nil {
+			c.cfg.Observer.Hit()
+		}
 		return e, nil
 	}
 	c.misses.Add(1)
@@ -354,6 +372,12 @@ func (c *Cache) evict(now time.Time) {
 	c.evictions.Add(1)
 }
 
+func (c *Cache) observeLookup(err error) {
+	if c.cfg.Observer.Lookup != nil {
+		c.cfg.Observer.Lookup(err)
+	}
+}
+
 // fetch asks the service, with the tenant selection applied, and computes
 // the entry's expiry.
 func (c *Cache) fetch(ctx context.Context, req Request, info UserInfo) (*Entry, error) {
@@ -363,9 +387,11 @@ func (c *Cache) fetch(ctx context.Context, req Request, info UserInfo) (*Entry, 
 	}
 	c.lookups.Add(1)
 	d, err := c.f.Find(ctx, req.Name, tenant, req.UserToken)
+	c.observeLookup(err)
 	if err != nil && errors.Is(err, ErrNotFound) && c.cfg.Selection == SubscriberFirst && tenant != "" {
 		c.lookups.Add(1)
 		d, err = c.f.Find(ctx, req.Name, "", req.UserToken)
+		c.observeLookup(err)
 		fromProvider = true
 	}
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // AuthDestination is the route kind whose upstream and credential come
@@ -390,6 +392,29 @@ func (d *destRoute) rewrite(pr *httputil.ProxyRequest) {
 	if c.res.OnPremise && u.Scheme == "http" {
 		connectivityHeaders(pr.Out.Header, c)
 	}
+}
+
+func newDestinationMetrics() (lookups, hits *prometheus.CounterVec) {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_destination_lookups_total",
+			Help: "Calls of the Destination service's find-destination API, by destination binding and outcome (ok or the reason).",
+		}, []string{"binding", "outcome"}),
+		prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_destination_cache_hits_total",
+			Help: "Destinations served from the cache, by destination binding.",
+		}, []string{"binding"})
+}
+
+// DestinationLookup records one find-destination call; outcome is "ok" or
+// a reason.
+func (m *Metrics) DestinationLookup(binding, outcome string) {
+	m.destLookups.WithLabelValues(binding, outcome).Inc()
+}
+
+// DestinationCacheHits returns the cache-hit counter of a destination
+// binding (look it up once).
+func (m *Metrics) DestinationCacheHits(binding string) prometheus.Counter {
+	return m.destHits.WithLabelValues(binding)
 }
 
 // newDestinationTransport builds the transports of destination routes.

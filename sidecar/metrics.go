@@ -29,6 +29,9 @@ type Metrics struct {
 	tokenHits      *prometheus.CounterVec
 	tokenRefreshes *prometheus.CounterVec
 
+	destLookups *prometheus.CounterVec
+	destHits    *prometheus.CounterVec
+
 	reloads *prometheus.CounterVec
 	ready   prometheus.Gauge
 	inbound *prometheus.CounterVec
@@ -95,8 +98,9 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "outcome", "reason"}),
 		routes: map[string]*routeMetrics{},
 	}
+	m.destLookups, m.destHits = newDestinationMetrics()
 	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI,
-		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
+		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound, m.destLookups, m.destHits,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

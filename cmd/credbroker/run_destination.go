@@ -59,7 +59,20 @@ func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, cach
 			return nil, fmt.Errorf("binding %q: %w", r.Auth.Binding, err)
 		}
 		d := cfg.Destinations
-		dr.cache, err = destination.NewCache(client, destination.CacheConfig{TTL: d.TTL, Skew: d.Skew, RefreshAhead: d.RefreshAhead, MaxEntries: d.MaxEntries, Selection: mode})
+		binding := r.Auth.Binding
+		obs := destination.Observer{
+			Hit: g.c.metrics.DestinationCacheHits(binding).Inc,
+			Lookup: func(err error) {
+				outcome := "ok"
+				if err != nil {
+					if outcome, _ = destination.ReasonOf(err); outcome == "" {
+						outcome = "error"
+					}
+				}
+				g.c.metrics.DestinationLookup(binding, outcome)
+			},
+		}
+		dr.cache, err = destination.NewCache(client, destination.CacheConfig{TTL: d.TTL, Skew: d.Skew, RefreshAhead: d.RefreshAhead, MaxEntries: d.MaxEntries, Selection: mode, Observer: obs})
 		if err != nil {
 			return nil, err
 		}

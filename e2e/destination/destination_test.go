@@ -329,6 +329,13 @@ var _ = Describe("destination routes", func() {
 		Expect(e.mock.DestinationStats().Outage).To(BeNumerically(">=", 1))
 		e.mock.SetDestinationServiceDown(false)
 		Expect(call(sc, "/other/x", "", "").status).To(Equal(200))
+		resp, err := http.Get(sc.Admin + "/metrics")
+		Expect(err).NotTo(HaveOccurred())
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		Expect(string(m)).To(MatchRegexp(`credbroker_destination_cache_hits_total\{binding="destination"\} [1-9]\d\d`))
+		Expect(string(m)).To(ContainSubstring(`credbroker_destination_lookups_total{binding="destination",outcome="destination-service-unavailable"}`))
+		Expect(string(m)).To(ContainSubstring(`credbroker_proxy_credential_errors_total{reason="destination-service-unavailable",route="other"} 1`))
 	})
 
 	It("shows a resolved destination with credbroker destination, secrets redacted", func() {
