@@ -121,12 +121,17 @@ func TestCacheNeverServesAnotherUser(t *testing.T) {
 	_, _ = c.Get(ctx, Request{Name: "d", Tenant: "t2", UserToken: bob})
 	g.Expect(f.calls.Load()).To(BeEquivalentTo(4))
 
-	// A token without a user claim is never cached.
+	// A token without a user claim (or no JWT at all) is cached for that
+	// exact token only.
 	anon := jwt(map[string]any{"iss": "https://x", "zid": "z"})
-	_, _ = c.Get(ctx, Request{Name: "d", UserToken: anon})
-	_, _ = c.Get(ctx, Request{Name: "d", UserToken: anon})
-	g.Expect(f.calls.Load()).To(BeEquivalentTo(6))
-	g.Expect(c.Stats().Bypassed).To(BeEquivalentTo(2))
+	anon2 := jwt(map[string]any{"iss": "https://x", "zid": "z", "n": 2})
+	for _, tok := range []string{anon, anon, anon2, "opaque-token", "opaque-token"} {
+		e, err := c.Get(ctx, Request{Name: "d", Tenant: "t1", UserToken: tok})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(e.Header.Get("Authorization")).To(ContainSubstring(tok))
+	}
+	g.Expect(f.calls.Load()).To(BeEquivalentTo(7))
+	g.Expect(c.Stats().Bypassed).To(BeEquivalentTo(3))
 }
 
 func TestUserKey(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 // fetched it (see Cache).
 type UserInfo struct {
 	// Key is issuer + zone + user claim, "" when the token names no user
-	// (the result is then not cached).
+	// (the result is then cached for that exact token only).
 	Key string
 	// Expiry is the token's exp (zero when absent).
 	Expiry time.Time
