@@ -1,6 +1,8 @@
 package vcap
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 )
@@ -95,4 +97,24 @@ func ServiceOf(b *Binding, opts ...Option) (svc *BTPService, ok bool) {
 		}
 	}
 	return svc, true
+}
+
+// Digest identifies the service's credentials and URLs without holding
+// them (for callers that keep state per binding across reloads).
+func (s *BTPService) Digest() string {
+	h := sha256.New()
+	for _, v := range []string{s.Kind, s.URI, s.ProxyHost, s.ProxyPort} {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	if a := s.Auth; a != nil {
+		for _, v := range []string{a.ClientID, a.ClientSecret.Reveal(), a.URL, a.CertURL, string(a.Auth), string(a.CertificatePEM)} {
+			h.Write([]byte(v))
+			h.Write([]byte{0})
+		}
+		if a.Key != nil {
+			h.Write([]byte(a.Key.PEM().Reveal()))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/credbroker/credbroker/certwatch"
 	"github.com/credbroker/credbroker/connector"
+	"github.com/credbroker/credbroker/destination"
 	"github.com/credbroker/credbroker/internal/netx"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
@@ -37,6 +38,7 @@ type composer struct {
 	metrics *sidecar.Metrics
 	tokens  refPool[*tokenclient.Client]
 	certs   refPool[*liveCert]
+	dests   refPool[*destination.Cache] // run_destination.go: kept across reloads
 	now     func() time.Time
 }
 
@@ -47,6 +49,7 @@ func newComposer(o *RunOptions, log *slog.Logger, m *sidecar.Metrics) *composer 
 func (c *composer) close() {
 	c.tokens.closeAll()
 	c.certs.closeAll()
+	c.dests.closeAll()
 }
 
 // load is the sidecar.Loader: read and check the config and the bindings,

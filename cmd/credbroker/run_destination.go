@@ -48,34 +48,19 @@ func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, cach
 		if err != nil {
 			return nil, err
 		}
-		client, err := destination.NewClient(svc.URI, destination.TokenFunc(func(ctx context.Context, tenant string) (destination.Token, error) {
-			t, err := tc.Token(ctx, tokenclient.Request{Tenant: tenant})
-			if err != nil {
-				return destination.Token{}, err
-			}
-			return destination.Token{Value: t.AccessToken, Expiry: t.Expiry}, nil
-		}), destination.WithHTTPClient(g.serviceHTTPClient()), destination.WithLogger(g.c.log.With("binding", r.Auth.Binding)))
-		if err != nil {
-			return nil, fmt.Errorf("binding %q: %w", r.Auth.Binding, err)
-		}
 		d := cfg.Destinations
-		binding := r.Auth.Binding
-		obs := destination.Observer{
-			Hit: g.c.metrics.DestinationCacheHits(binding).Inc,
-			Lookup: func(err error) {
-				outcome := "ok"
-				if err != nil {
-					if outcome, _ = destination.ReasonOf(err); outcome == "" {
-						outcome = "error"
-					}
-				}
-				g.c.metrics.DestinationLookup(binding, outcome)
-			},
-		}
-		dr.cache, err = destination.NewCache(client, destination.CacheConfig{TTL: d.TTL, Skew: d.Skew, RefreshAhead: d.RefreshAhead, MaxEntries: d.MaxEntries, Selection: mode, Observer: obs})
+		// The cache outlives a reload that changes neither the binding nor
+		// the cache settings.
+		poolKey := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%v|%v|%v|%d", r.Auth.Binding, mode, g.net.key, svc.Digest(), d.TTL, d.Skew, d.RefreshAhead, d.MaxEntries)
+		cache, release, err := g.c.dests.acquire(poolKey, func() (*destination.Cache, func(), error) {
+			c, err := g.newDestinationCache(cfg, r, tc, svc)
+			return c, func() {}, err
+		})
 		if err != nil {
 			return nil, err
 		}
+		g.hold(release)
+		dr.cache = cache
 		caches[key] = dr.cache
 	}
 	if r.Auth.Connectivity != "" {
@@ -94,6 +79,37 @@ func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, cach
 		dr.proxy = &url.URL{Scheme: "http", Host: hp}
 	}
 	return dr, nil
+}
+
+// newDestinationCache makes the client and cache of one destination
+// binding and tenant mode.
+func (g *genDeps) newDestinationCache(cfg *sidecar.Config, r sidecar.Route, tc *tokenclient.Client, svc *vcap.BTPService) (*destination.Cache, error) {
+	binding := r.Auth.Binding
+	client, err := destination.NewClient(svc.URI, destination.TokenFunc(func(ctx context.Context, tenant string) (destination.Token, error) {
+		t, err := tc.Token(ctx, tokenclient.Request{Tenant: tenant})
+		if err != nil {
+			return destination.Token{}, err
+		}
+		return destination.Token{Value: t.AccessToken, Expiry: t.Expiry}, nil
+	}), destination.WithHTTPClient(g.serviceHTTPClient()), destination.WithLogger(g.c.log.With("binding", binding)))
+	if err != nil {
+		return nil, fmt.Errorf("binding %q: %w", binding, err)
+	}
+	obs := destination.Observer{
+		Hit: g.c.metrics.DestinationCacheHits(binding).Inc,
+		Lookup: func(err error) {
+			outcome := "ok"
+			if err != nil {
+				if outcome, _ = destination.ReasonOf(err); outcome == "" {
+					outcome = "error"
+				}
+			}
+			g.c.metrics.DestinationLookup(binding, outcome)
+		},
+	}
+	d := cfg.Destinations
+	return destination.NewCache(client, destination.CacheConfig{TTL: d.TTL, Skew: d.Skew, RefreshAhead: d.RefreshAhead,
+		MaxEntries: d.MaxEntries, Selection: r.Auth.TenantMode, Observer: obs})
 }
 
 // btpTokens returns a token client for a destination or connectivity

@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -108,6 +110,23 @@ func (e *env) start(routes string) *harness.Sidecar {
 		}
 	})
 	return sc
+}
+
+// reloads reads credbroker_config_reloads_total{outcome="ok"}.
+func reloads(sc *harness.Sidecar) int {
+	resp, err := http.Get(sc.Admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, `credbroker_config_reloads_total{outcome="ok"} `); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
 }
 
 func status(u string) int {
@@ -336,6 +355,20 @@ var _ = Describe("destination routes", func() {
 		Expect(string(m)).To(MatchRegexp(`credbroker_destination_cache_hits_total\{binding="destination"\} [1-9]\d\d`))
 		Expect(string(m)).To(ContainSubstring(`credbroker_destination_lookups_total{binding="destination",outcome="destination-service-unavailable"}`))
 		Expect(string(m)).To(ContainSubstring(`credbroker_proxy_credential_errors_total{reason="destination-service-unavailable",route="other"} 1`))
+	})
+
+	It("keeps cached destinations across a configuration reload", func() {
+		e := newEnv()
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "cc", "URL": e.mock.BackendURL(), "Authentication": "OAuth2ClientCredentials"}}, "provider")
+		sc := e.start(routeYAML("cc"))
+		Expect(call(sc, "/cc/x", "", "").status).To(Equal(200))
+		before := reloads(sc)
+		sc.Session.Signal(syscall.SIGHUP)
+		Eventually(func() int { return reloads(sc) }).WithTimeout(30 * time.Second).Should(BeNumerically(">", before))
+		e.mock.SetDestinationServiceDown(true)
+		a := call(sc, "/cc/x", "", "")
+		Expect(a.status).To(Equal(200), a.body)
+		Expect(e.mock.DestinationStats().LookupsByTenantName).To(HaveKeyWithValue("provider/cc", 1))
 	})
 
 	It("shows a resolved destination with credbroker destination, secrets redacted", func() {
