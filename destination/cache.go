@@ -91,6 +91,9 @@ type Entry struct {
 
 	memoOnce sync.Once
 	memo     any
+	// userBound: the user token's exp decides the expiry, so a refresh
+	// cannot extend it (and is not started).
+	userBound bool
 }
 
 // Memo returns what f returns, calling f once per entry: callers keep a
@@ -333,6 +336,9 @@ func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
 		ahead = life / 2
 	}
 	ent := &entry{e: e, mac: mac, hasMAC: hasMAC, refreshAt: e.Expiry.Add(-ahead)}
+	if e.userBound {
+		ent.refreshAt = e.Expiry
+	}
 	if hasMAC {
 		ent.tk = tokenKey{mac: mac, tenant: k.Tenant, name: k.Name}
 		c.byToken[ent.tk] = k
@@ -404,8 +410,9 @@ func (c *Cache) fetch(ctx context.Context, req Request, info UserInfo) (*Entry, 
 	if !d.Expiry.IsZero() && d.Expiry.Before(exp) {
 		exp = d.Expiry
 	}
+	userBound := false
 	if !info.Expiry.IsZero() && info.Expiry.Before(exp) {
-		exp = info.Expiry
+		exp, userBound = info.Expiry, true
 	}
-	return &Entry{Destination: d, Expiry: exp.Add(-c.cfg.Skew), FromProvider: fromProvider}, nil
+	return &Entry{Destination: d, Expiry: exp.Add(-c.cfg.Skew), FromProvider: fromProvider, userBound: userBound}, nil
 }

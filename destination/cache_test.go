@@ -277,3 +277,25 @@ func TestCacheTenantSelection(t *testing.T) {
 	_, err := NewCache(&fakeFinder{}, CacheConfig{Selection: "both"})
 	NewWithT(t).Expect(err).To(HaveOccurred())
 }
+
+// TestCacheNoRefreshPastTheUserToken: an entry bounded by the user token's
+// exp is not refreshed ahead (a refresh could not extend it).
+func TestCacheNoRefreshPastTheUserToken(t *testing.T) {
+	g := NewWithT(t)
+	clk := newClock()
+	f := &fakeFinder{answer: echoFinder(time.Time{})}
+	c, _ := NewCache(f, CacheConfig{Now: clk.now, Skew: 10 * time.Second, RefreshAhead: time.Minute})
+	user := jwt(map[string]any{"iss": "https://x", "zid": "z", "user_id": "u", "exp": clk.now().Add(2 * time.Minute).Unix()})
+	_, err := c.Get(context.Background(), Request{Name: "d", UserToken: user})
+	g.Expect(err).NotTo(HaveOccurred())
+	clk.add(100 * time.Second) // 10 s before the entry's expiry
+	for i := 0; i < 20; i++ {
+		_, err = c.Get(context.Background(), Request{Name: "d", UserToken: user})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	g.Consistently(f.calls.Load).WithTimeout(100 * time.Millisecond).Should(BeEquivalentTo(1))
+	g.Expect(c.Stats().Refreshes).To(BeZero())
+	clk.add(10 * time.Second) // expired: the next request is a lookup
+	_, _ = c.Get(context.Background(), Request{Name: "d", UserToken: user})
+	g.Expect(f.calls.Load()).To(BeEquivalentTo(2))
+}
