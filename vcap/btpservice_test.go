@@ -1,9 +1,13 @@
 package vcap
 
 import (
+	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/internal/testpki"
 )
 
 func TestServiceOf(t *testing.T) {
@@ -52,4 +56,45 @@ func TestServiceOf(t *testing.T) {
 	xs.Label, xs.Type, xs.Tags = "xsuaa", "xsuaa", nil
 	_, ok = ServiceOf(xs)
 	g.Expect(ok).To(BeFalse())
+}
+
+func TestServiceOfX509AndDirectory(t *testing.T) {
+	g := NewWithT(t)
+	p := testPKI
+	set := mustSet(t, vcapJSON(t,
+		map[string]any{"label": "destination", "name": "dest-x509", "credentials": map[string]any{
+			"uri": "https://destination-configuration.cfapps.example", "clientid": "sb-dest", "credential-type": "x509",
+			"url": "https://provider.authentication.example", "certurl": "https://provider.authentication.cert.example",
+			"certificate": string(p.valid.CertPEM()), "key": string(p.valid.KeyPEM(testpki.PKCS8))}},
+	), WithClock(func() time.Time { return testNow }))
+	b, _ := set.ByName("dest-x509")
+	svc, ok := ServiceOf(b, WithClock(func() time.Time { return testNow }))
+	g.Expect(ok).To(BeTrue())
+	g.Expect(svc.Problems).To(BeEmpty())
+	g.Expect(svc.Auth.Auth).To(Equal(AuthMTLS))
+	g.Expect(svc.Auth.TokenURL).To(Equal("https://provider.authentication.cert.example/oauth/token"))
+	g.Expect(svc.Auth.Key).NotTo(BeNil())
+	g.Expect(svc.Digest()).NotTo(BeEmpty())
+	g.Expect(svc.Digest()).NotTo(ContainSubstring("sb-dest"))
+}
+
+// TestServiceOfDirectory: a servicebinding.io connectivity binding as the
+// BTP service operator writes it on Kubernetes (no url, no proxy host).
+func TestServiceOfDirectory(t *testing.T) {
+	g := NewWithT(t)
+	root := t.TempDir()
+	writeFiles(t, filepath.Join(root, "conn"), map[string]string{
+		"type": "connectivity\n", "plan": "connectivity_proxy", "clientid": "sb-conn", "clientsecret": plantedSecret,
+		"token_service_url": "https://p.authentication.example/oauth/token\n", "token_service_domain": "authentication.example",
+	})
+	set := loadDirT(t, root)
+	b, err := set.ByName("conn")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(b.Problems).To(BeEmpty())
+	svc, ok := ServiceOf(b)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(svc.Kind).To(Equal(KindConnectivity))
+	g.Expect(svc.Problems).To(BeEmpty())
+	g.Expect(svc.Auth.TokenURL).To(Equal("https://p.authentication.example/oauth/token"))
+	g.Expect(svc.ProxyHost).To(BeEmpty())
 }
