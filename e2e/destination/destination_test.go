@@ -357,6 +357,45 @@ var _ = Describe("destination routes", func() {
 		Expect(string(m)).To(ContainSubstring(`credbroker_proxy_credential_errors_total{reason="destination-service-unavailable",route="other"} 1`))
 	})
 
+	It("makes one lookup for a cold burst per (tenant, user, destination)", func() {
+		n := 200
+		if os.Getenv("CREDBROKER_SOAK") == "1" {
+			n = 1000
+		}
+		e := newEnv()
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "ux", "URL": e.mock.BackendURL(), "Authentication": "OAuth2UserTokenExchange"}}, "subscriber1")
+		sc := e.start(routeYAML("ux"))
+		users := map[string]string{"alice": e.userToken("subscriber1", "alice"), "bob": e.userToken("subscriber1", "bob")}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		got := map[string]int{}
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			name := "alice"
+			if i%2 == 1 {
+				name = "bob"
+			}
+			wg.Add(1)
+			go func(name string) {
+				defer GinkgoRecover()
+				defer wg.Done()
+				<-start
+				a := call(sc, "/ux/x", "subscriber1", users[name])
+				mu.Lock()
+				defer mu.Unlock()
+				if a.status == 200 && strings.HasPrefix(a.seen.Credential, "oauth2:OAuth2UserTokenExchange:subscriber1:"+name+":") {
+					got[name]++
+				} else {
+					got["wrong"]++
+				}
+			}(name)
+		}
+		close(start)
+		wg.Wait()
+		Expect(got).To(Equal(map[string]int{"alice": n / 2, "bob": n / 2}))
+		Expect(e.mock.DestinationStats().LookupsByTenantName).To(Equal(map[string]int{"subscriber1/ux": 2}), "one lookup per user")
+	})
+
 	It("keeps cached destinations across a configuration reload", func() {
 		e := newEnv()
 		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "cc", "URL": e.mock.BackendURL(), "Authentication": "OAuth2ClientCredentials"}}, "provider")
