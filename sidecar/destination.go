@@ -387,7 +387,9 @@ func (d *destRoute) rewrite(pr *httputil.ProxyRequest) {
 	}
 	out.RawQuery = q
 	for k, v := range c.res.Header {
-		pr.Out.Header[k] = v
+		// Shared by every request of the entry: capped, so an append
+		// anywhere downstream copies instead of writing into it.
+		pr.Out.Header[k] = v[:len(v):len(v)]
 	}
 	if c.res.OnPremise && u.Scheme == "http" {
 		connectivityHeaders(pr.Out.Header, c)
