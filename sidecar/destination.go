@@ -266,11 +266,28 @@ func (d *destRoute) closeIdle() {
 
 // destProxy returns the proxy of an on-premise request (for
 // http.Transport.Proxy).
+//
+// For https:// targets the Connectivity headers travel on CONNECT, so a
+// tunnel belongs to one tenant, location and principal: the returned URL
+// then carries a digest of them as its fragment, which the transport's
+// connection pool keys on (the fragment is not sent anywhere), so a tunnel
+// is never reused for another tenant or user.
 func destProxy(req *http.Request) (*url.URL, error) {
-	if c, _ := req.Context().Value(destCallKey{}).(*destCall); c != nil && c.res.OnPremise {
+	c, _ := req.Context().Value(destCallKey{}).(*destCall)
+	if c == nil || !c.res.OnPremise {
+		return nil, nil
+	}
+	if req.URL.Scheme != "https" {
 		return c.res.ProxyURL, nil
 	}
-	return nil, nil
+	h := sha256.New()
+	for _, v := range []string{c.res.ProxyAuthorization, c.res.LocationID, c.userToken} {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	u := *c.res.ProxyURL
+	u.Fragment = fmt.Sprintf("%x", h.Sum(nil)[:16])
+	return &u, nil
 }
 
 // destProxyConnectHeader sends the Connectivity headers on CONNECT (https
@@ -441,6 +458,10 @@ func newDestinationTransportFactory(cfg *Config, dial func(ctx context.Context, 
 		if onPremise {
 			t.Proxy = destProxy
 			t.GetProxyConnectHeader = destProxyConnectHeader
+			// HTTP/1.1 only: the HTTP/2 pool keys connections by host
+			// alone and would share a tunnel between principals.
+			t.ForceAttemptHTTP2 = false
+			t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
 		return t
 	}

@@ -158,6 +158,7 @@ func TestDestinationRouteOnPremiseHTTPS(t *testing.T) {
 	up := newUpstream(t, ca)
 	var mu sync.Mutex
 	var connectHdr http.Header
+	var principals []string
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodConnect {
 			http.Error(w, "want CONNECT", http.StatusMethodNotAllowed)
@@ -165,6 +166,7 @@ func TestDestinationRouteOnPremiseHTTPS(t *testing.T) {
 		}
 		mu.Lock()
 		connectHdr = r.Header.Clone()
+		principals = append(principals, r.Header.Get(HeaderConnectivityPrincipal))
 		mu.Unlock()
 		back, err := net.Dial("tcp", "127.0.0.1"+strings.TrimPrefix(up.url, "https://localhost"))
 		if err != nil {
@@ -193,9 +195,18 @@ func TestDestinationRouteOnPremiseHTTPS(t *testing.T) {
 	for _, h := range []string{"Proxy-Authorization", HeaderConnectivityLocation, HeaderConnectivityPrincipal, "Authorization"} {
 		g.Expect(s.Header.Get(h)).To(BeEmpty(), h)
 	}
+	// Another user, then the first again: a tunnel is never shared
+	// between principals (a new CONNECT for bob; alice's tunnel reused).
+	resp, body = do(t, "GET", tp.srv.URL+"/erp/x", nil, map[string]string{"Authorization": "Bearer bob-jwt"})
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	up.last(t)
+	resp, body = do(t, "GET", tp.srv.URL+"/erp/x", nil, map[string]string{"Authorization": "Bearer user-jwt"})
+	g.Expect(resp.StatusCode).To(Equal(200), body)
+	up.last(t)
 	mu.Lock()
 	defer mu.Unlock()
+	g.Expect(principals).To(Equal([]string{"Bearer user-jwt", "Bearer bob-jwt"}))
 	g.Expect(connectHdr.Get("Proxy-Authorization")).To(Equal("Bearer conn-token"))
 	g.Expect(connectHdr.Get(HeaderConnectivityLocation)).To(Equal("loc1"))
-	g.Expect(connectHdr.Get(HeaderConnectivityPrincipal)).To(Equal("Bearer user-jwt"))
+	g.Expect(connectHdr.Get(HeaderConnectivityPrincipal)).To(Equal("Bearer bob-jwt"))
 }
