@@ -96,7 +96,7 @@ func (s *Server) connectivityProxy() http.Handler {
 			refuse(http.StatusServiceUnavailable, "no Cloud Connector is connected for this location id")
 			return
 		}
-		principal := ""
+		principal, principalClient := "", ""
 		if pp := r.Header.Get(headerPrincipal); pp != "" {
 			pc, err := s.verify(strings.TrimPrefix(pp, "Bearer "), now)
 			if err != nil {
@@ -108,6 +108,7 @@ func (s *Server) connectivityProxy() http.Handler {
 				return
 			}
 			principal, _ = pc["user_name"].(string)
+			principalClient, _ = pc["client_id"].(string)
 		}
 		dm.mu.Lock()
 		dm.stats.ProxyRequests++
@@ -126,6 +127,7 @@ func (s *Server) connectivityProxy() http.Handler {
 				pr.Out.Header.Set("X-Mock-Scc-Tenant", t.Subdomain)
 				pr.Out.Header.Set("X-Mock-Scc-Location", loc)
 				pr.Out.Header.Set("X-Mock-Scc-Principal", principal)
+				pr.Out.Header.Set("X-Mock-Scc-Principal-Client", principalClient)
 			},
 		}
 		rp.ServeHTTP(w, r)
@@ -135,7 +137,8 @@ func (s *Server) connectivityProxy() http.Handler {
 // onPremiseHandler is the on-premise system behind the Cloud Connector.
 func (s *Server) onPremiseHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen := Seen{Via: "onpremise", Tenant: r.Header.Get("X-Mock-Scc-Tenant"), LocationID: r.Header.Get("X-Mock-Scc-Location"), Principal: r.Header.Get("X-Mock-Scc-Principal")}
+		seen := Seen{Via: "onpremise", Tenant: r.Header.Get("X-Mock-Scc-Tenant"), LocationID: r.Header.Get("X-Mock-Scc-Location"), Principal: r.Header.Get("X-Mock-Scc-Principal"),
+			PrincipalClient: r.Header.Get("X-Mock-Scc-Principal-Client")}
 		if seen.Tenant == "" {
 			http.Error(w, "reachable only through the Connectivity proxy", http.StatusForbidden)
 			return

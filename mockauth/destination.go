@@ -82,17 +82,19 @@ type seeded struct {
 // without secrets: credentials are shown by descriptor ("oauth2:<type>:
 // <tenant>:<user>:<n>", "basic:<user>", "cert:<CN>", "none").
 type Seen struct {
-	Via         string            `json:"via"` // "onpremise" or "internet"
-	Tenant      string            `json:"tenant,omitempty"`
-	LocationID  string            `json:"location_id,omitempty"`
-	Host        string            `json:"host"`
-	Method      string            `json:"method"`
-	Path        string            `json:"path"`
-	Query       string            `json:"query"`
-	Credential  string            `json:"credential"`
-	Principal   string            `json:"principal,omitempty"`
-	Headers     map[string]string `json:"headers,omitempty"` // X-Dest-* headers
-	ProxyHeader bool              `json:"proxy_header_leaked"`
+	Via        string `json:"via"` // "onpremise" or "internet"
+	Tenant     string `json:"tenant,omitempty"`
+	LocationID string `json:"location_id,omitempty"`
+	Host       string `json:"host"`
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	Query      string `json:"query"`
+	Credential string `json:"credential"`
+	Principal  string `json:"principal,omitempty"`
+	// PrincipalClient is the client id of the propagated token.
+	PrincipalClient string            `json:"principal_client,omitempty"`
+	Headers         map[string]string `json:"headers,omitempty"` // X-Dest-* headers
+	ProxyHeader     bool              `json:"proxy_header_leaked"`
 }
 
 func newDestMock() *destMock {

@@ -160,6 +160,10 @@ type RouteAuth struct {
 	Connectivity string `yaml:"connectivity"`
 	UserToken    string `yaml:"user_token"`
 	TenantMode   string `yaml:"tenant_mode"`
+	// PrincipalExchange names an xsuaa or IAS binding: for principal
+	// propagation the user's token is first exchanged (jwt-bearer) for a
+	// token of that binding. Default: the user's token is forwarded.
+	PrincipalExchange string `yaml:"principal_exchange"`
 }
 
 // Replace reports the effective replace_app_credentials.

@@ -88,6 +88,9 @@ type ResolvedDestination struct {
 	ProxyAuthorization   string
 	LocationID           string
 	PrincipalPropagation bool
+	// PrincipalToken, when set, is sent in SAP-Connectivity-Authentication
+	// instead of the user's token (principal_exchange). Secret.
+	PrincipalToken string
 }
 
 // DestinationResolver resolves the destination of one route. Resolve must
@@ -112,8 +115,8 @@ func (c *Config) checkDestinationRoute(errs ConfigErrors, i int, r Route) Config
 	f := fmt.Sprintf("routes[%d]", i)
 	af := f + ".auth"
 	if a.Type != AuthDestination {
-		if a.Destination != "" || a.Connectivity != "" || a.UserToken != "" || a.TenantMode != "" {
-			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "destination, connectivity, user_token and tenant_mode are for destination routes"))
+		if a.Destination != "" || a.Connectivity != "" || a.UserToken != "" || a.TenantMode != "" || a.PrincipalExchange != "" {
+			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "destination, connectivity, user_token, tenant_mode and principal_exchange are for destination routes"))
 		}
 		return errs
 	}
@@ -151,6 +154,16 @@ func (c *Config) checkDestinationRoute(errs ConfigErrors, i int, r Route) Config
 
 // validateDestinationRoute checks the bindings a destination route names.
 func (c *Config) validateDestinationRoute(errs ConfigErrors, i int, r Route, lookup BindingLookup) ConfigErrors {
+	if b := r.Auth.PrincipalExchange; b != "" {
+		field := fmt.Sprintf("routes[%d].auth.principal_exchange", i)
+		info, ok := lookup(b)
+		switch {
+		case !ok:
+			errs = append(errs, c.errorf(field, r.Name, ErrUnknownBinding, "%q", b))
+		case !info.Auth:
+			errs = append(errs, c.errorf(field, r.Name, ErrInvalidValue, "binding %q is not an xsuaa or identity binding", b))
+		}
+	}
 	for _, b := range []struct{ field, name, kind string }{{"binding", r.Auth.Binding, "destination"}, {"connectivity", r.Auth.Connectivity, "connectivity"}} {
 		if b.name == "" {
 			continue
@@ -281,7 +294,7 @@ func destProxy(req *http.Request) (*url.URL, error) {
 		return c.res.ProxyURL, nil
 	}
 	h := sha256.New()
-	for _, v := range []string{c.res.ProxyAuthorization, c.res.LocationID, c.userToken} {
+	for _, v := range []string{c.res.ProxyAuthorization, c.res.LocationID, c.userToken, c.res.PrincipalToken} {
 		h.Write([]byte(v))
 		h.Write([]byte{0})
 	}
@@ -308,7 +321,11 @@ func connectivityHeaders(h http.Header, c *destCall) {
 		h[HeaderConnectivityLocation] = []string{c.res.LocationID}
 	}
 	if c.res.PrincipalPropagation {
-		h[HeaderConnectivityPrincipal] = []string{"Bearer " + c.userToken}
+		tok := c.res.PrincipalToken
+		if tok == "" {
+			tok = c.userToken
+		}
+		h[HeaderConnectivityPrincipal] = []string{"Bearer " + tok}
 	}
 }
 

@@ -121,6 +121,7 @@ func TestDestinationRouteConfig(t *testing.T) {
 		{"routes:\n  - {name: a, auth: {type: destination, destination: x, binding: d, tenant_mode: both}}\n", "tenant_mode"},
 		{"routes:\n  - {name: a, auth: {type: destination, destination: x, binding: d, scopes: [s]}}\n", "scopes"},
 		{"routes:\n  - {name: a, upstream: https://x, auth: {type: none, destination: x}}\n", "destination routes"},
+		{"routes:\n  - {name: a, upstream: https://x, auth: {type: none, principal_exchange: x}}\n", "destination routes"},
 		{"destinations: {connectivity_proxy: nope}\nroutes:\n  - {name: a, auth: {type: destination, destination: x, binding: d}}\n", "connectivity_proxy"},
 	} {
 		_, err := ParseConfig([]byte(tc.yaml), "config t")
@@ -142,6 +143,16 @@ func TestDestinationRouteConfig(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	if err := cfg.Validate(lookup(map[string]string{"d": "destination"})); err == nil || !contains(err.Error(), `"c"`) {
+		t.Fatalf("got %v", err)
+	}
+	cfg, err = ParseConfig([]byte("routes:\n  - {name: a, auth: {type: destination, destination: x, binding: d, principal_exchange: x}}\n"), "config t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate(func(n string) (BindingInfo, bool) {
+		return map[string]BindingInfo{"d": {Service: "destination"}, "x": {Service: "connectivity"}}[n], n == "d" || n == "x"
+	})
+	if err == nil || !contains(err.Error(), "not an xsuaa or identity binding") {
 		t.Fatalf("got %v", err)
 	}
 }

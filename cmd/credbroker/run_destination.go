@@ -16,7 +16,10 @@ import (
 )
 
 // Reason of a destination route whose Connectivity token cannot be had.
-const reasonConnectivityToken = "connectivity-token-unavailable"
+const (
+	reasonConnectivityToken = "connectivity-token-unavailable"
+	reasonPrincipalExchange = "principal-exchange-failed"
+)
 
 // destinations builds the resolvers of the config's destination routes:
 // one cache per (destination binding, tenant mode), one token client per
@@ -77,6 +80,13 @@ func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, cach
 		}
 		dr.conn = tc
 		dr.proxy = &url.URL{Scheme: "http", Host: hp}
+	}
+	if b := r.Auth.PrincipalExchange; b != "" {
+		ts, err := g.Source(b, nil, sidecar.GrantJWTBearer)
+		if err != nil {
+			return nil, err
+		}
+		dr.exchange = ts
 	}
 	return dr, nil
 }
@@ -172,7 +182,19 @@ type destResolver struct {
 	cache *destination.Cache
 	conn  *tokenclient.Client // nil without a connectivity binding
 	proxy *url.URL
+	// exchange turns the user's token into the principal token
+	// (principal_exchange); nil: the user's token is forwarded.
+	exchange sidecar.TokenSource
 }
+
+// exchangeError is a failed principal token exchange.
+type exchangeError struct{ err error }
+
+func (e exchangeError) Error() string {
+	return "exchanging the user's token for principal propagation failed: " + e.err.Error()
+}
+func (e exchangeError) HTTPStatus() int    { return http.StatusBadGateway }
+func (e exchangeError) ReasonCode() string { return reasonPrincipalExchange }
 
 // connError is a Connectivity token failure.
 type connError struct{ err error }
@@ -206,5 +228,13 @@ func (r *destResolver) Resolve(ctx context.Context, req sidecar.DestinationReque
 	out := *res
 	out.ProxyURL = r.proxy
 	out.ProxyAuthorization = "Bearer " + tok.AccessToken
+	if res.PrincipalPropagation && r.exchange != nil {
+		// In the user's own tenant: that is where the token was issued.
+		pt, err := r.exchange.Token(ctx, sidecar.TokenRequest{Tenant: req.Tenant, Assertion: req.UserToken})
+		if err != nil {
+			return nil, exchangeError{err}
+		}
+		out.PrincipalToken = pt.AccessToken
+	}
 	return &out, nil
 }

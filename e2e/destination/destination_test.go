@@ -129,6 +129,23 @@ func reloads(sc *harness.Sidecar) int {
 	return 0
 }
 
+// mustKeyPEM is the x509 binding's private key from the mock's VCAP JSON.
+func mustKeyPEM(m *mockauth.Server) []byte {
+	GinkgoHelper()
+	var v map[string][]struct {
+		Name        string         `json:"name"`
+		Credentials map[string]any `json:"credentials"`
+	}
+	Expect(json.Unmarshal(m.VCAPServices(), &v)).To(Succeed())
+	for _, b := range v["xsuaa"] {
+		if k, ok := b.Credentials["key"].(string); ok && k != "" {
+			return []byte(k)
+		}
+	}
+	Fail("no x509 binding key")
+	return nil
+}
+
 func status(u string) int {
 	resp, err := http.Get(u)
 	if err != nil {
@@ -394,6 +411,24 @@ var _ = Describe("destination routes", func() {
 		wg.Wait()
 		Expect(got).To(Equal(map[string]int{"alice": n / 2, "bob": n / 2}))
 		Expect(e.mock.DestinationStats().LookupsByTenantName).To(Equal(map[string]int{"subscriber1/ux": 2}), "one lookup per user")
+	})
+
+	It("exchanges the user's token for principal propagation when principal_exchange is set", func() {
+		e := newEnv()
+		e.secrets.Add("private key of the x509 binding", string(mustKeyPEM(e.mock)))
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "pp", "URL": onpremURL, "Authentication": "PrincipalPropagation", "ProxyType": "OnPremise"}}, "subscriber1")
+		sc := e.start(routeYAML("pp") + `  - name: ppx
+    auth: {type: destination, destination: pp, binding: destination, connectivity: connectivity, tenant_header: X-Tenant, principal_exchange: xsuaa-x509}
+`)
+		alice := e.userToken("subscriber1", "alice")
+		a := call(sc, "/pp/x", "subscriber1", alice)
+		Expect(a.status).To(Equal(200), a.body)
+		Expect(a.seen.Principal).To(Equal("alice"))
+		Expect(a.seen.PrincipalClient).To(Equal(mockauth.SecretClientID), "forwarded as the app got it")
+		a = call(sc, "/ppx/x", "subscriber1", alice)
+		Expect(a.status).To(Equal(200), a.body)
+		Expect(a.seen.Principal).To(Equal("alice"))
+		Expect(a.seen.PrincipalClient).To(Equal(mockauth.X509ClientID), "exchanged for a token of xsuaa-x509")
 	})
 
 	It("keeps cached destinations across a configuration reload", func() {
