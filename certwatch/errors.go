@@ -40,18 +40,23 @@ var (
 // errors.Is(err, ErrExpired) or errors.Is(err, ErrNotYetValid) tells which.
 type ValidityError struct {
 	Serial    string
+	SHA256    string // the fingerprint; shown when set (serials repeat)
 	NotBefore time.Time
 	NotAfter  time.Time
 	Now       time.Time
 }
 
 func (e *ValidityError) Error() string {
+	id := e.Serial
+	if e.SHA256 != "" {
+		id = "serial " + e.Serial + " sha256 " + e.SHA256
+	}
 	if e.Now.Before(e.NotBefore) {
 		return fmt.Sprintf("certwatch: certificate %s not yet valid: valid from %s, now %s",
-			e.Serial, e.NotBefore.UTC().Format(time.RFC3339), e.Now.UTC().Format(time.RFC3339))
+			id, e.NotBefore.UTC().Format(time.RFC3339), e.Now.UTC().Format(time.RFC3339))
 	}
 	return fmt.Sprintf("certwatch: certificate %s expired at %s, now %s",
-		e.Serial, e.NotAfter.UTC().Format(time.RFC3339), e.Now.UTC().Format(time.RFC3339))
+		id, e.NotAfter.UTC().Format(time.RFC3339), e.Now.UTC().Format(time.RFC3339))
 }
 
 // Is matches ErrExpired or ErrNotYetValid.

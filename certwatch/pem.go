@@ -6,8 +6,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"time"
@@ -190,6 +192,14 @@ func (p *Pair) Chain() []*x509.Certificate { return append([]*x509.Certificate(n
 // Serial returns the leaf's serial number in decimal (as connection.json and the connector's revoke API write it).
 func (p *Pair) Serial() string { return serialOf(p.chain[0]) }
 
+// SHA256 returns the SHA-256 fingerprint of the leaf (lower-case hex of its
+// DER): what identifies a certificate. Serials do not — the Kyma connector
+// issues every certificate with serial 2 — and the connector revokes by this.
+func (p *Pair) SHA256() string {
+	sum := sha256.Sum256(p.chain[0].Raw)
+	return hex.EncodeToString(sum[:])
+}
+
 // TLSCertificate returns the chain and key for a tls.Config (Leaf is set).
 func (p *Pair) TLSCertificate() tls.Certificate { return p.cert }
 
@@ -207,7 +217,7 @@ func (p *Pair) CACertificates() []*x509.Certificate {
 func (p *Pair) Verify(now time.Time) error {
 	leaf := p.chain[0]
 	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-		return &ValidityError{Serial: p.Serial(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Now: now}
+		return &ValidityError{Serial: p.Serial(), SHA256: p.SHA256(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Now: now}
 	}
 	if p.pool == nil {
 		return nil

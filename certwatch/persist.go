@@ -18,6 +18,10 @@ const (
 	ConnectionFile = "connection.json" // written by the pair command; no secrets
 )
 
+// layout are the names a certificate directory holds: the only files
+// carried from one generation to the next.
+var layout = []string{CertFile, KeyFile, CAFile, ConnectionFile}
+
 // Files is a set Persist writes. Extra holds more files (such as
 // ConnectionFile) written in the same generation, mode 0644: never put a
 // secret there.
@@ -48,8 +52,11 @@ func WithPersistHook(hook func(step string) error) PersistOption {
 // at any moment leaves a matching key and certificate there: a new
 // generation directory, every file fsynced, then one atomic swap of the
 // "..data" symlink, the layout of the Kubernetes atomic writer
-// (internal/atomicfile). The key is written 0600, the rest 0644. Files of
-// dir that f does not name keep their contents. dir is created when
+// (internal/atomicfile). The key is written 0600, the rest 0644, all inside
+// a 0700 generation directory Persist creates itself. Of the files f does
+// not name, only the layout's (CAFile, ConnectionFile) are carried over from
+// the live generation; nothing else of it is read, and a "..data" link that
+// leads outside dir is refused, not followed. dir is created (0700) when
 // missing. One writer at a time per directory.
 func Persist(ctx context.Context, dir string, f Files, opts ...PersistOption) error {
 	var o persistOptions
@@ -74,7 +81,7 @@ func Persist(ctx context.Context, dir string, f Files, opts ...PersistOption) er
 		}
 		files = append(files, atomicfile.File{Name: name, Data: data, Mode: 0o644})
 	}
-	var aopts []atomicfile.Option
+	aopts := []atomicfile.Option{atomicfile.WithKeep(layout...)}
 	if o.hook != nil {
 		aopts = append(aopts, atomicfile.WithHook(func(s atomicfile.Step, name string) error {
 			if name != "" {
@@ -102,7 +109,7 @@ func WriteExtra(ctx context.Context, dir string, extra map[string][]byte) error 
 		}
 		files = append(files, atomicfile.File{Name: name, Data: data, Mode: 0o644})
 	}
-	if err := atomicfile.WriteDir(ctx, dir, files); err != nil {
+	if err := atomicfile.WriteDir(ctx, dir, files, atomicfile.WithKeep(layout...)); err != nil {
 		return fmt.Errorf("certwatch: write to %s: %w", dir, err)
 	}
 	return nil

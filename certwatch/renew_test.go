@@ -218,6 +218,8 @@ var _ = Describe("renewal", func() {
 		st := w.Status()
 		Expect(st.NextRenewal).To(BeZero())
 		Expect(st.LastError).To(ContainSubstring("revoked"))
+		Expect(st.Revoked).To(BeTrue())
+		Expect(st.Ready).To(BeTrue(), "a revoked certificate serves until it expires")
 		Expect(buf.String()).To(ContainSubstring("a new one-time token is needed"))
 		clock.Advance(5 * time.Minute)
 		Consistently(func() int { return len(renewer.callTimes()) }, 200*time.Millisecond).Should(Equal(1))

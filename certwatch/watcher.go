@@ -68,6 +68,7 @@ type Event struct {
 	Kind     EventKind
 	Name     string    // the Watcher's name
 	Serial   string    // serial of the live certificate after the event (decimal)
+	SHA256   string    // its SHA-256 fingerprint (hex of the DER): serials need not be unique
 	NotAfter time.Time // its notAfter
 	Next     time.Time // next renewal attempt, when one is scheduled
 	Err      error
@@ -304,9 +305,10 @@ func (w *Watcher) Updated() <-chan struct{} {
 type Status struct {
 	Name        string    `json:"name"`
 	Source      string    `json:"source"`
-	Ready       bool      `json:"ready"` // a pair is live, inside its validity and not revoked
+	Ready       bool      `json:"ready"` // a pair is live and inside its validity (a revoked one too, until it expires)
 	Phase       Phase     `json:"phase"`
 	Serial      string    `json:"serial,omitempty"`
+	SHA256      string    `json:"sha256,omitempty"` // the fingerprint: what identifies a certificate (serials repeat)
 	Subject     string    `json:"subject,omitempty"`
 	Issuer      string    `json:"issuer,omitempty"`
 	NotBefore   time.Time `json:"not_before,omitzero"`
@@ -317,10 +319,13 @@ type Status struct {
 	Reloads     int       `json:"reloads"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
-	// NeedsToken is true when no usable certificate is live and renewal
-	// cannot fix it (none yet, expired, or revoked): a new one-time token
-	// (or a new binding) is needed.
+	// NeedsToken is true when a new one-time token (or a new binding) is
+	// needed: no usable certificate is live (none yet, or expired), or the
+	// live one can no longer be renewed (revoked: it serves until expiry).
 	NeedsToken bool `json:"needs_token"`
+	// Revoked is true when the connector refused renewal for good (revoked
+	// or unknown certificate); the certificate stays in use until it expires.
+	Revoked bool `json:"revoked"`
 }
 
 // Status returns a snapshot of the Watcher's state.
@@ -338,12 +343,16 @@ func (w *Watcher) Status() Status {
 		return s
 	}
 	leaf := l.pair.Leaf()
-	s.Serial, s.Subject, s.Issuer = l.pair.Serial(), leaf.Subject.String(), leaf.Issuer.String()
+	s.Serial, s.SHA256, s.Subject, s.Issuer = l.pair.Serial(), l.pair.SHA256(), leaf.Subject.String(), leaf.Issuer.String()
 	s.NotBefore, s.NotAfter = leaf.NotBefore, leaf.NotAfter
 	d := Schedule(leaf.NotBefore, leaf.NotAfter, w.policy, now, 0, l.u)
 	s.Phase = d.Phase
-	s.Ready = d.Phase != PhaseExpired && !w.revoked
-	s.NeedsToken = !s.Ready
+	// A revoked certificate stays ready until it expires: the Kyma
+	// connector refuses it only for renewal, and keeps honouring it
+	// everywhere else until then. NeedsToken says that it cannot be renewed.
+	s.Ready = d.Phase != PhaseExpired
+	s.Revoked = w.revoked
+	s.NeedsToken = !s.Ready || w.revoked
 	if s.Ready && w.renewer != nil && !w.revoked {
 		s.NextRenewal = w.nextLocked(now, l)
 	}
@@ -384,7 +393,7 @@ func (w *Watcher) event(kind EventKind, next time.Time, err error) {
 	}
 	e := Event{Kind: kind, Name: w.name, Next: next, Err: err}
 	if l := w.cur.Load(); l != nil {
-		e.Serial, e.NotAfter = l.pair.Serial(), l.pair.Leaf().NotAfter
+		e.Serial, e.SHA256, e.NotAfter = l.pair.Serial(), l.pair.SHA256(), l.pair.Leaf().NotAfter
 	}
 	w.obs.Observe(e)
 }
@@ -525,7 +534,7 @@ func (w *Watcher) reload(ctx context.Context) error {
 	if err != nil {
 		if cur != nil {
 			w.log.Warn("certwatch: new certificate refused; keeping the current one",
-				"source", w.source(), "serial", cur.pair.Serial(), "error", err.Error())
+				"source", w.source(), "serial", cur.pair.Serial(), "sha256", cur.pair.SHA256(), "error", err.Error())
 		} else {
 			w.log.Warn("certwatch: no usable certificate", "source", w.source(), "error", err.Error())
 		}
@@ -547,7 +556,7 @@ func (w *Watcher) reload(ctx context.Context) error {
 	w.reloads++
 	w.mu.Unlock()
 	leaf := p.Leaf()
-	w.log.Info("certwatch: certificate loaded", "source", w.source(), "serial", p.Serial(),
+	w.log.Info("certwatch: certificate loaded", "source", w.source(), "serial", p.Serial(), "sha256", p.SHA256(),
 		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 	w.event(EventLoaded, time.Time{}, nil)
 	w.notify()
@@ -611,13 +620,13 @@ func (w *Watcher) renew(ctx context.Context) error {
 	next := w.nextLocked(w.clock.Now(), w.cur.Load())
 	w.mu.Unlock()
 	leaf := p.Leaf()
-	w.log.Info("certwatch: certificate renewed", "old_serial", cur.pair.Serial(), "serial", p.Serial(),
+	w.log.Info("certwatch: certificate renewed", "old_serial", cur.pair.Serial(), "old_sha256", cur.pair.SHA256(), "serial", p.Serial(), "sha256", p.SHA256(),
 		"not_after", leaf.NotAfter, "next", next)
 	w.event(EventRenewed, next, nil)
 	if persistErr != nil {
 		w.recordErr(persistErr)
 		w.log.Error("certwatch: renewed certificate is live but could not be written; a restart would use the previous one",
-			"dir", w.dir, "serial", p.Serial(), "error", persistErr.Error())
+			"dir", w.dir, "serial", p.Serial(), "sha256", p.SHA256(), "error", persistErr.Error())
 		w.event(EventPersistFailed, next, persistErr)
 	}
 	w.notify()
@@ -637,10 +646,10 @@ func (w *Watcher) renewFailed(cur *live, err error) error {
 		next = time.Time{}
 	}
 	rerr := &RenewError{Attempt: attempt, Next: next, Err: err}
-	args := []any{"serial", cur.pair.Serial(), "attempt", attempt, "not_after", leaf.NotAfter, "phase", string(d.Phase), "error", err.Error()}
+	args := []any{"serial", cur.pair.Serial(), "sha256", cur.pair.SHA256(), "attempt", attempt, "not_after", leaf.NotAfter, "phase", string(d.Phase), "error", err.Error()}
 	switch {
 	case revoked:
-		w.log.Error("certwatch: renewal refused for good; a new one-time token is needed", args...)
+		w.log.Error("certwatch: renewal refused for good; the certificate stays in use until it expires, then a new one-time token is needed", args...)
 	case next.IsZero():
 		w.log.Error("certwatch: renewal failed and no attempt is left before expiry", args...)
 	case d.Phase == PhaseEmergency:
@@ -662,9 +671,9 @@ func (w *Watcher) renewFailed(cur *live, err error) error {
 // expire reports the live certificate's expiry once.
 func (w *Watcher) expire(l *live) {
 	leaf := l.pair.Leaf()
-	err := &ValidityError{Serial: l.pair.Serial(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Now: w.clock.Now()}
+	err := &ValidityError{Serial: l.pair.Serial(), SHA256: l.pair.SHA256(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Now: w.clock.Now()}
 	w.log.Error("certwatch: certificate expired; a new one-time token is needed",
-		"serial", l.pair.Serial(), "not_after", leaf.NotAfter)
+		"serial", l.pair.Serial(), "sha256", l.pair.SHA256(), "not_after", leaf.NotAfter)
 	w.event(EventExpired, time.Time{}, err)
 	w.mu.Lock()
 	w.expiredReported = true

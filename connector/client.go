@@ -3,8 +3,10 @@ package connector
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/netx"
 )
 
 const (
@@ -43,9 +47,15 @@ type Client struct {
 	keyType  KeyType
 	attempts int
 	backoff  time.Duration
-	timeout  time.Duration
-	plain    *http.Client
-	mtls     *http.Client
+	// rsaFallback retries a CSR refused with a 5xx with an RSA key.
+	rsaFallback bool
+	timeout     time.Duration
+	plain       *http.Client
+	mtls        *http.Client
+	// presented is the SHA-256 of the leaf the hook returned for the last
+	// mTLS call: when the hook's certificate changes (a renewal, a reload),
+	// idle connections, which would keep presenting the old one, are closed.
+	presented atomic.Pointer[[32]byte]
 }
 
 // Option configures a Client.
@@ -109,6 +119,15 @@ func WithKeyType(k KeyType) Option {
 		c.keyType = k
 		return nil
 	}
+}
+
+// WithRSAFallback makes Pair retry a CSR with an ECDSA key that the
+// connector answered with a 5xx once more with an RSA 2048 key, on the same
+// csrUrl: a Kyma connector whose CA signs with RSA fails on ECDSA CSRs
+// ("requested SignatureAlgorithm does not match private key type") and
+// spends the CSR token only on success.
+func WithRSAFallback() Option {
+	return func(c *Client) error { c.rsaFallback = true; return nil }
 }
 
 // WithRetry bounds the retries of calls that failed before any answer
@@ -182,6 +201,38 @@ func (c *Client) httpClient(getCert func(*tls.CertificateRequestInfo) (*tls.Cert
 	}
 }
 
+// rotationRequest is a plausible certificate request, so that hooks which
+// check it with CertificateRequestInfo.SupportsCertificate accept theirs.
+var rotationRequest = &tls.CertificateRequestInfo{
+	Version: tls.VersionTLS13,
+	SignatureSchemes: []tls.SignatureScheme{
+		tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512,
+		tls.PSSWithSHA256, tls.PSSWithSHA384, tls.PSSWithSHA512, tls.Ed25519,
+		tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512,
+	},
+}
+
+// checkRotation asks the certificate hook for its certificate before an
+// mTLS call. When it is not the one the last call presented, the idle mTLS
+// connections are closed: a pooled connection keeps the certificate of its
+// handshake, and a gateway checks client certificates only at the
+// handshake, so without this the first call after a renewal (the
+// heartbeat's, above all) would still present the old certificate.
+func (c *Client) checkRotation() {
+	if c.getCert == nil {
+		return
+	}
+	cert, err := c.getCert(rotationRequest)
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		return // the handshake reports it
+	}
+	sum := sha256.Sum256(cert.Certificate[0])
+	if last := c.presented.Swap(&sum); last != nil && *last != sum {
+		c.mtls.CloseIdleConnections()
+		c.log.Info("connector client certificate changed; idle connections closed", "sha256", hex.EncodeToString(sum[:]), "old_sha256", hex.EncodeToString(last[:]))
+	}
+}
+
 // CloseIdleConnections closes pooled connections. The Client stays usable.
 func (c *Client) CloseIdleConnections() {
 	c.plain.CloseIdleConnections()
@@ -214,6 +265,11 @@ func checkURL(what, raw string) (*url.URL, error) {
 	if u.Host == "" || u.Hostname() == "" {
 		return nil, fmt.Errorf("%w: %s %s has no host", ErrInvalidInput, what, RedactURL(raw))
 	}
+	// The one-time token (in the query), the CSR and the mTLS calls must
+	// not travel in clear: https, or http to loopback (local tests).
+	if err := netx.CheckCredentialURL(u); err != nil {
+		return nil, fmt.Errorf("%w: %s %s: %v", ErrInvalidInput, what, RedactURL(raw), err)
+	}
 	return u, nil
 }
 
@@ -234,6 +290,9 @@ func (c *Client) do(ctx context.Context, k call, out any) error {
 	red := RedactURL(k.url)
 	if _, err := checkURL(k.op+" URL", k.url); err != nil {
 		return err
+	}
+	if k.client == c.mtls {
+		c.checkRotation()
 	}
 	var lastErr error
 	delay := c.backoff

@@ -3,8 +3,10 @@ package connector
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -32,12 +34,15 @@ type ConnectionInfo struct {
 	RenewCertURL    string         `json:"renew_cert_url,omitempty"`
 	RevokeCertURL   string         `json:"revoke_cert_url,omitempty"`
 	// Subject is the certificate subject in the connector's order.
-	Subject      string    `json:"subject"`
-	KeyAlgorithm string    `json:"key_algorithm,omitempty"`
-	Serial       string    `json:"serial,omitempty"` // decimal
-	NotBefore    time.Time `json:"not_before"`
-	NotAfter     time.Time `json:"not_after"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	Subject      string `json:"subject"`
+	KeyAlgorithm string `json:"key_algorithm,omitempty"`
+	Serial       string `json:"serial,omitempty"` // decimal; not an identity (the Kyma connector issues every certificate with serial 2)
+	// SHA256 is the fingerprint of the certificate (hex of the SHA-256 of
+	// its DER): what identifies it, and what the connector revokes by.
+	SHA256    string    `json:"sha256,omitempty"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // connectionVersion is the current format version.
@@ -89,12 +94,20 @@ func (ci *ConnectionInfo) ApplyInfo(info ManagementInfo, now time.Time) bool {
 	return changed
 }
 
-// SetCertificate records the subject, serial and validity of leaf.
+// Fingerprint returns the SHA-256 fingerprint of a certificate: lower-case
+// hex of the SHA-256 of its DER, as the connector identifies certificates.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// SetCertificate records the subject, serial, fingerprint and validity of leaf.
 func (ci *ConnectionInfo) SetCertificate(leaf *x509.Certificate, now time.Time) {
 	if s, err := SubjectOf(leaf); err == nil {
 		ci.Subject = s.String()
 	}
 	ci.Serial = leaf.SerialNumber.String()
+	ci.SHA256 = Fingerprint(leaf)
 	ci.NotBefore = leaf.NotBefore.UTC()
 	ci.NotAfter = leaf.NotAfter.UTC()
 	ci.UpdatedAt = now.UTC()

@@ -50,8 +50,7 @@ func mockClient(t *testing.T, srv *mockauth.Server, clock *fakeClock, opts ...co
 	base := []connector.Option{
 		connector.WithRootCAs(srv.CAPool()),
 		connector.WithDialContext(mockauth.DialContext),
-		connector.WithKeyType(connector.ECDSAP256),
-		connector.WithClock(clock.Now),
+		connector.WithClock(clock.Now), // keys follow the announced key-algorithm (rsa2048)
 		connector.WithRetry(3, time.Millisecond),
 	}
 	c, err := connector.New(append(base, opts...)...)
@@ -81,8 +80,9 @@ func TestMockauthPairingAndTokenReuse(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(conn.InfoErr).NotTo(HaveOccurred())
 	g.Expect(conn.Identity.Application).To(Equal("app1"))
-	g.Expect(conn.RenewCertURL).To(HavePrefix(srv.Info().ConnectorURL))
-	g.Expect(conn.RevokeCertURL).To(HavePrefix(srv.Info().ConnectorURL))
+	g.Expect(conn.InfoURL).To(HavePrefix(srv.Info().GatewayURL), "the mTLS calls are on the gateway host, as in Kyma")
+	g.Expect(conn.RenewCertURL).To(HavePrefix(srv.Info().GatewayURL))
+	g.Expect(conn.RevokeCertURL).To(HavePrefix(srv.Info().GatewayURL))
 	g.Expect(conn.EventsURL).NotTo(BeEmpty())
 	g.Expect(conn.ConnectorURL).To(Equal(srv.Info().ConnectorURL))
 	g.Expect(conn.NotAfter.Sub(conn.Pairing.Leaf().NotBefore)).To(BeNumerically("<=", 4*time.Second))
@@ -90,6 +90,7 @@ func TestMockauthPairingAndTokenReuse(t *testing.T) {
 	issued := srv.Issued()
 	g.Expect(issued).To(HaveLen(1))
 	g.Expect(issued[0].Serial).To(Equal(conn.Serial), "connection.json serial is the mock's (decimal)")
+	g.Expect(issued[0].SHA256).To(Equal(conn.SHA256), "connection.json identifies the certificate by fingerprint")
 
 	_, err = c.Pair(ctx(t), u)
 	g.Expect(err).To(MatchError(connector.ErrTokenInvalid))
@@ -117,7 +118,7 @@ func TestMockauthSubjectMismatch(t *testing.T) {
 	var ce *connector.Error
 	g.Expect(errors.As(err, &ce)).To(BeTrue())
 	g.Expect(ce.StatusCode).To(Equal(400))
-	g.Expect(ce.Message).To(ContainSubstring("subject does not match"))
+	g.Expect(ce.Message).To(Equal("CSR: Invalid common name provided."))
 }
 
 func TestMockauthRenewalsKeepTheOldCertificateUntilItExpires(t *testing.T) {
@@ -162,25 +163,71 @@ func TestMockauthRevocation(t *testing.T) {
 	srv, clock := startMock(t, false)
 	c := mockClient(t, srv, clock)
 
-	// Revoked through the protocol.
+	// Revoked through the protocol: renewal is refused for good, the
+	// management info still answers (as the Kyma connector does).
 	conn, err := c.Connect(ctx(t), first(mockToken(t, srv, "app1")))
 	g.Expect(err).NotTo(HaveOccurred())
 	mc := mockClient(t, srv, clock, connector.WithCertificate(conn.Pairing.TLSCertificate()))
 	g.Expect(mc.Revoke(ctx(t), conn.RevokeCertURL)).To(Succeed())
 	g.Expect(srv.Stats().Revocations).To(Equal(1))
 	_, err = mc.Info(ctx(t), conn.InfoURL)
-	g.Expect(err).To(MatchError(connector.ErrRevoked))
+	g.Expect(err).NotTo(HaveOccurred())
 	r, _ := connector.NewRenewer(c, conn.RenewCertURL)
 	_, _, _, err = r.Renew(ctx(t), conn.Pairing.TLSCertificate())
 	g.Expect(err).To(MatchError(connector.ErrRevoked))
+	g.Expect(err.Error()).To(ContainSubstring("a new one-time token is needed"))
+	var nt interface{ NeedsToken() bool }
+	g.Expect(errors.As(err, &nt) && nt.NeedsToken()).To(BeTrue())
 
-	// Revoked by the operator, by the serial connection.json records.
+	// Revoked by the operator, by the fingerprint connection.json records
+	// (serials repeat: every certificate has serial 2).
 	conn2, err := c.Connect(ctx(t), first(mockToken(t, srv, "app2")))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(srv.Revoke(conn2.Serial)).To(Succeed())
-	_, err = mockClient(t, srv, clock, connector.WithCertificate(conn2.Pairing.TLSCertificate())).Info(ctx(t), conn2.InfoURL)
+	g.Expect(conn2.Serial).To(Equal(conn.Serial))
+	g.Expect(conn2.SHA256).NotTo(Equal(conn.SHA256))
+	g.Expect(srv.RevokeSHA256(conn2.SHA256)).To(Succeed())
+	_, _, _, err = r.Renew(ctx(t), conn2.Pairing.TLSCertificate())
 	g.Expect(err).To(MatchError(connector.ErrRevoked))
-	g.Expect(err.Error()).To(ContainSubstring("a new one-time token is needed"))
+}
+
+// TestMockauthECDSAKeyAgainstAnRSAConnector: the connector's CA signs with
+// RSA and copies the CSR's signature algorithm, so an ECDSA CSR fails with
+// 500. The client warns before sending, says what a retry can do, and with
+// WithRSAFallback retries the same (unspent) CSR token with an RSA key.
+func TestMockauthECDSAKeyAgainstAnRSAConnector(t *testing.T) {
+	g := NewWithT(t)
+	srv, clock := startMock(t, false)
+	logOpt, logs := debugLogger()
+	c := mockClient(t, srv, clock, logOpt, connector.WithKeyType(connector.ECDSAP256))
+	_, err := c.Pair(ctx(t), first(mockToken(t, srv, "app1")))
+	g.Expect(logs.String()).To(ContainSubstring("the key type differs from the connector's key-algorithm"))
+	var csrErr *connector.CSRError
+	g.Expect(errors.As(err, &csrErr)).To(BeTrue(), "%v", err)
+	g.Expect(csrErr.KeyMismatch).To(BeTrue())
+	g.Expect(err.Error()).To(And(
+		ContainSubstring("requested SignatureAlgorithm does not match private key type"),
+		ContainSubstring("did not spend the CSR token"),
+		ContainSubstring("pair with an RSA key")))
+	var ce *connector.Error
+	g.Expect(errors.As(err, &ce)).To(BeTrue())
+	g.Expect(ce.StatusCode).To(Equal(500))
+
+	fb := mockClient(t, srv, clock, logOpt, connector.WithKeyType(connector.ECDSAP256), connector.WithRSAFallback())
+	p, err := fb.Pair(ctx(t), first(mockToken(t, srv, "app1")))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.Leaf().PublicKeyAlgorithm).To(Equal(x509.RSA))
+	g.Expect(srv.Stats().CSRSigned).To(Equal(1))
+	g.Expect(srv.Stats().Errors).To(HaveKeyWithValue("sign_failed", 2))
+
+	// A connector with an ECDSA CA (the mock's extension) takes the key.
+	ec, err := mockauth.Start(mockauth.Options{ECDSAConnectorCA: true})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer ec.Close()
+	u, _, _ := ec.NewPairingToken("app1")
+	ecc, _ := connector.New(connector.WithRootCAs(ec.CAPool()), connector.WithDialContext(mockauth.DialContext), connector.WithKeyType(connector.ECDSAP256))
+	p, err = ecc.Pair(ctx(t), u)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.Leaf().PublicKeyAlgorithm).To(Equal(x509.ECDSA))
 }
 
 func TestMockauthConnectorDownDuringRenewal(t *testing.T) {

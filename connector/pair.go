@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -123,9 +124,28 @@ func (c *Client) Pair(ctx context.Context, tokenURL string) (*Pairing, error) {
 			kt = RSA2048
 		}
 	}
+	mismatch := keyMismatch(kt, info.Certificate.KeyAlgorithm)
+	if mismatch {
+		// The Kyma connector signs with its CA's key using the CSR's
+		// signature algorithm: an ECDSA CSR fails (HTTP 500) against an RSA CA.
+		c.log.Warn("connector: the key type differs from the connector's key-algorithm; the connector may refuse the CSR",
+			"url", red, "key_type", string(kt), "key_algorithm", info.Certificate.KeyAlgorithm)
+	}
 	c.log.Info("connector pairing", "url", red, "subject", subject.String(), "key_type", string(kt))
 	cert, err := c.requestCertificate(ctx, opCSR, info.CSRURL, c.plain, true, subject, kt)
+	var ce *Error
+	if err != nil && errors.As(err, &ce) && c.rsaFallback && kt == ECDSAP256 && ce.StatusCode >= 500 {
+		// The connector answered, so by its rules the CSR token is unspent
+		// (it is spent only on 200/201): the same csrUrl takes an RSA CSR.
+		c.log.Warn("connector refused the ECDSA CSR; retrying the same CSR token with an RSA 2048 key",
+			"url", RedactURL(info.CSRURL), "status", ce.StatusCode, "error", ce.Message)
+		kt = RSA2048
+		cert, err = c.requestCertificate(ctx, opCSR, info.CSRURL, c.plain, true, subject, kt)
+	}
 	if err != nil {
+		if errors.As(err, &ce) && !errors.Is(err, ErrTokenInvalid) {
+			return nil, &CSRError{Err: err, KeyType: kt, KeyAlgorithm: info.Certificate.KeyAlgorithm, KeyMismatch: mismatch || (kt == ECDSAP256 && ce.StatusCode >= 500)}
+		}
 		return nil, err
 	}
 	return &Pairing{
@@ -254,3 +274,46 @@ func verifyChain(chain, cas []*x509.Certificate, now time.Time) error {
 	}
 	return nil
 }
+
+// keyMismatch reports whether a key of type kt differs in family (RSA or
+// ECDSA) from the connector's announced key-algorithm; an unknown or empty
+// announcement is no mismatch.
+func keyMismatch(kt KeyType, announced string) bool {
+	ak, err := ParseKeyType(announced)
+	if err != nil {
+		return false
+	}
+	return (kt == ECDSAP256) != (ak == ECDSAP256)
+}
+
+// CSRError is a CSR the connector answered with an error while pairing. The
+// one-time token URL that was given is used up (the connector answered its
+// info call), but the CSR token of its csrUrl is not: a Kyma connector spends
+// a token only on a 200 or 201 answer. That CSR token lives only inside the
+// failed call, so pairing again needs a new one-time token unless the
+// client retries at once (WithRSAFallback does for ECDSA keys).
+type CSRError struct {
+	Err error
+	// KeyType is the key that was sent; KeyAlgorithm the connector's
+	// announced "key-algorithm".
+	KeyType      KeyType
+	KeyAlgorithm string
+	// KeyMismatch is true when the key type is the likely cause: it
+	// differs from the announced algorithm, or an ECDSA CSR got a 5xx (a
+	// connector with an RSA CA cannot sign it).
+	KeyMismatch bool
+}
+
+func (e *CSRError) Error() string {
+	msg := e.Err.Error() + "; the one-time token URL is used up (its info call succeeded) and the connector did not spend the CSR token, but that token is known only to this call: pairing again needs a new one-time token"
+	if e.KeyMismatch {
+		alg := e.KeyAlgorithm
+		if alg == "" {
+			alg = "none"
+		}
+		msg += fmt.Sprintf("; the key type %s is the likely cause (announced key-algorithm: %s; a connector whose CA signs with RSA refuses ECDSA CSRs): pair with an RSA key", e.KeyType, alg)
+	}
+	return msg
+}
+
+func (e *CSRError) Unwrap() error { return e.Err }

@@ -29,7 +29,7 @@ func (c *Client) RenewCertificate(ctx context.Context, renewURL string, current 
 	// are rare, so it is closed right after.
 	hc := c.httpClient(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &current, nil })
 	defer hc.CloseIdleConnections()
-	c.log.Info("connector renewing", "url", RedactURL(renewURL), "subject", subject.String(), "serial", leaf.SerialNumber.String())
+	c.log.Info("connector renewing", "url", RedactURL(renewURL), "subject", subject.String(), "serial", leaf.SerialNumber.String(), "sha256", Fingerprint(leaf))
 	return c.requestCertificate(ctx, opRenew, renewURL, hc, false, subject, kt)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -29,6 +30,19 @@ func newAuthority(cn string, now time.Time) (*authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mockauth: CA key: %w", err)
 	}
+	return newAuthorityWithKey(cn, now, key)
+}
+
+// newRSAAuthority is a CA with an RSA 2048 key, as the Kyma connector's.
+func newRSAAuthority(cn string, now time.Time) (*authority, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("mockauth: CA key: %w", err)
+	}
+	return newAuthorityWithKey(cn, now, key)
+}
+
+func newAuthorityWithKey(cn string, now time.Time, key crypto.Signer) (*authority, error) {
 	serial, err := newSerial()
 	if err != nil {
 		return nil, err
@@ -67,16 +81,22 @@ func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// sign issues a certificate for pub from tmpl (serial filled in).
+// sign issues a certificate for pub from tmpl (a random serial filled in
+// unless tmpl has one).
 func (a *authority) sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
+	if tmpl.SerialNumber == nil {
+		serial, err := newSerial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl.SerialNumber = serial
 	}
-	tmpl.SerialNumber = serial
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, pub, a.key)
 	if err != nil {
-		return nil, fmt.Errorf("mockauth: sign certificate: %w", err)
+		// x509's own message, unwrapped: the connector shows it as the
+		// real service does ("x509: requested SignatureAlgorithm does not
+		// match private key type").
+		return nil, err
 	}
 	return x509.ParseCertificate(der)
 }

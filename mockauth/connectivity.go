@@ -39,8 +39,8 @@ func (s *Server) startDestinations(base func() *tls.Config, listen func() (net.L
 	}
 	s.dest.destURL = fmt.Sprintf("https://%s:%d", destinationHost, destPort)
 	s.dest.backendURL = fmt.Sprintf("https://%s:%d", backendHost, backPort)
-	s.dest.proxyHostPort = fmt.Sprintf("127.0.0.1:%d", proxyPort)
-	s.dest.onpremAddr = fmt.Sprintf("127.0.0.1:%d", onpremPort)
+	s.dest.proxyHostPort = listenAddr(proxyLn, proxyPort)
+	s.dest.onpremAddr = listenAddr(onpremLn, onpremPort)
 	backTLS := base()
 	backTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	backTLS.ClientCAs = s.clientCA.pool()
@@ -49,6 +49,14 @@ func (s *Server) startDestinations(base func() *tls.Config, listen func() (net.L
 	s.serve(proxyLn, s.connectivityProxy())
 	s.serve(onpremLn, s.onPremiseHandler())
 	return nil
+}
+
+// listenAddr is host:port to reach a listener (loopback for a wildcard).
+func listenAddr(ln net.Listener, port int) string {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
+		return net.JoinHostPort(a.IP.String(), fmt.Sprint(port))
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // connectivityProxy is an HTTP forward proxy like SAP's Connectivity proxy:

@@ -1,16 +1,17 @@
 package mockauth
 
 import (
-	"crypto/ecdsa"
-	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -42,6 +43,7 @@ type connectorCA struct {
 	organization string
 	baseURL      string
 	runtime      bool // the phase-2 connector of a two-phase setup
+	ecdsa        bool // Options.ECDSAConnectorCA: signs with its own algorithm
 }
 
 type pairingToken struct {
@@ -54,6 +56,7 @@ type pairingToken struct {
 
 type issuedCert struct {
 	serial      string
+	sha256      string
 	application string
 	subject     string
 	conn        *connectorCA
@@ -64,7 +67,8 @@ type issuedCert struct {
 
 // IssuedCert describes a client certificate the connector signed.
 type IssuedCert struct {
-	Serial      string    `json:"serial"` // decimal, as Revoke takes it
+	Serial      string    `json:"serial"` // decimal; constant (2) unless Options.UniqueSerials
+	SHA256      string    `json:"sha256"` // fingerprint of the DER: the identity, as RevokeSHA256 takes it
 	Application string    `json:"application"`
 	Subject     string    `json:"subject"`
 	Runtime     bool      `json:"runtime"` // issued by the runtime (phase-2) connector
@@ -77,20 +81,25 @@ type IssuedCert struct {
 // Received is one request the gateway accepted and recorded.
 type Received struct {
 	Time        time.Time       `json:"time"`
-	Kind        string          `json:"kind"` // "metadata" or "event"
+	Kind        string          `json:"kind"` // "metadata", "event", or the connector's "info", "renewal", "revocation"
 	Application string          `json:"application"`
 	Method      string          `json:"method"`
 	Path        string          `json:"path"`
 	Body        json.RawMessage `json:"body,omitempty"`
 	CertSerial  string          `json:"cert_serial"`
+	CertSHA256  string          `json:"cert_sha256"` // the certificate presented: serials repeat, this does not
 }
 
-func newConnectorCA(cn, org string, now time.Time) (*connectorCA, error) {
-	a, err := newAuthority(cn, now)
+func newConnectorCA(cn, org string, now time.Time, ecdsaCA bool) (*connectorCA, error) {
+	newCA := newRSAAuthority
+	if ecdsaCA {
+		newCA = newAuthority
+	}
+	a, err := newCA(cn, now)
 	if err != nil {
 		return nil, err
 	}
-	return &connectorCA{ca: a, organization: org}, nil
+	return &connectorCA{ca: a, organization: org, ecdsa: ecdsaCA}, nil
 }
 
 func (c *connectorCA) subject(app string) pkix.Name {
@@ -108,16 +117,31 @@ func (c *connectorCA) subjectString(app string) string {
 	return fmt.Sprintf("O=%s,OU=%s,L=%s,ST=%s,C=%s,CN=%s", c.organization, subjectOU, subjectL, subjectST, subjectC, app)
 }
 
-// sameSubject compares O, OU, L, ST, C and CN exactly, and refuses any
-// other attribute.
-func sameSubject(got, want pkix.Name) bool {
-	eq := slices.Equal[[]string]
-	if !eq(got.Organization, want.Organization) || !eq(got.OrganizationalUnit, want.OrganizationalUnit) ||
-		!eq(got.Locality, want.Locality) || !eq(got.Province, want.Province) ||
-		!eq(got.Country, want.Country) || got.CommonName != want.CommonName {
-		return false
+// checkSubject checks a CSR's subject as the Kyma connector does, one
+// attribute at a time (CN, C, O, OU, L, ST; the first value of each) with
+// one message per attribute; other attributes are not looked at.
+func checkSubject(got, want pkix.Name) *connectorError {
+	if got.CommonName != want.CommonName {
+		return connErr(http.StatusBadRequest, "csr_subject", "CSR: Invalid common name provided.")
 	}
-	return len(got.StreetAddress) == 0 && len(got.PostalCode) == 0 && got.SerialNumber == "" && len(got.ExtraNames) == 0
+	for _, a := range []struct {
+		name      string
+		got, want []string
+	}{
+		{"country", got.Country, want.Country},
+		{"organization", got.Organization, want.Organization},
+		{"organizational unit", got.OrganizationalUnit, want.OrganizationalUnit},
+		{"locality", got.Locality, want.Locality},
+		{"province", got.Province, want.Province},
+	} {
+		switch {
+		case len(a.got) == 0:
+			return connErr(http.StatusBadRequest, "csr_subject", "CSR: No %s provided.", a.name)
+		case a.got[0] != a.want[0]:
+			return connErr(http.StatusBadRequest, "csr_subject", "CSR: Invalid %s provided.", a.name)
+		}
+	}
+	return nil
 }
 
 type connectorError struct {
@@ -161,19 +185,24 @@ func (s *Server) mintPairing(c *connectorCA, app string, csr bool) string {
 	return tok
 }
 
-// checkPairing validates a one-time token without using it up.
+// checkPairing validates a one-time token without using it up. As the Kyma
+// connector: 403 "Token not provided." without one, and 403 "Invalid
+// token." for an unknown, used or expired one (it forgets used and expired
+// tokens).
 func (s *Server) checkPairing(c *connectorCA, tok string, csr bool) (*pairingToken, *connectorError) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.pairing[tok]
 	switch {
-	case tok == "" || p == nil || p.conn != c || p.csr != csr:
+	case tok == "":
+		return nil, connErr(http.StatusForbidden, "token_missing", "Token not provided.")
+	case p == nil || p.conn != c || p.csr != csr:
 		return nil, connErr(http.StatusForbidden, "token_unknown", "Invalid token.")
 	case p.used:
-		return nil, connErr(http.StatusForbidden, "token_used", "Token has already been used.")
+		return nil, connErr(http.StatusForbidden, "token_used", "Invalid token.")
 	case !now.Before(p.expires):
-		return nil, connErr(http.StatusForbidden, "token_expired", "Token has expired.")
+		return nil, connErr(http.StatusForbidden, "token_expired", "Invalid token.")
 	}
 	return p, nil
 }
@@ -184,19 +213,22 @@ func (s *Server) usePairing(p *pairingToken) *connectorError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p.used {
-		return connErr(http.StatusForbidden, "token_used", "Token has already been used.")
+		return connErr(http.StatusForbidden, "token_used", "Invalid token.")
 	}
 	p.used = true
 	return nil
 }
 
+// apiURLs are the URLs of the signing-request info. As in Kyma, the
+// management info (and renewal and revocation) live on the mTLS gateway
+// host, not on the connector host.
 func (s *Server) apiURLs(c *connectorCA, app string) map[string]string {
 	gw := s.info.GatewayURL + "/" + url.PathEscape(app) + "/v1"
 	return map[string]string{
 		"metadataUrl":     gw + "/metadata/services",
 		"eventsUrl":       gw + "/events",
 		"eventsInfoUrl":   gw + "/events/subscribed",
-		"infoUrl":         c.baseURL + pathMgmtInfo,
+		"infoUrl":         s.info.GatewayURL + pathMgmtInfo,
 		"certificatesUrl": c.baseURL + pathCertificates,
 	}
 }
@@ -205,6 +237,9 @@ func (c *connectorCA) certificateInfo(app string) map[string]string {
 	return map[string]string{"subject": c.subjectString(app), "extensions": "", "key-algorithm": "rsa2048"}
 }
 
+// connectorHandler serves the connector host: the token-protected pairing
+// calls. The mTLS calls (management info, renewal, revocation) are on the
+// gateway host (managementRoutes).
 func (s *Server) connectorHandler(c *connectorCA) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathSigningInfo, func(w http.ResponseWriter, r *http.Request) {
@@ -219,7 +254,7 @@ func (s *Server) connectorHandler(c *connectorCA) http.Handler {
 			return
 		}
 		csrTok := s.mintPairing(c, p.application, true)
-		writeJSON(w, http.StatusOK, map[string]any{
+		writeConnJSON(w, http.StatusOK, map[string]any{
 			"csrUrl":      c.baseURL + pathCertificates + "?token=" + csrTok,
 			"api":         s.apiURLs(c, p.application),
 			"certificate": c.certificateInfo(p.application),
@@ -233,7 +268,7 @@ func (s *Server) connectorHandler(c *connectorCA) http.Handler {
 		}
 		resp, e := s.signCSR(r, c, p.application, false)
 		if e != nil {
-			s.writeConnErr(w, e)
+			s.writeConnErr(w, e) // the token is spent only on success
 			return
 		}
 		if e := s.usePairing(p); e != nil {
@@ -241,58 +276,7 @@ func (s *Server) connectorHandler(c *connectorCA) http.Handler {
 			return
 		}
 		s.bump(&s.stats.CSRSigned)
-		writeJSON(w, http.StatusCreated, resp)
-	})
-	mux.HandleFunc("GET "+pathMgmtInfo, func(w http.ResponseWriter, r *http.Request) {
-		app, _, e := s.clientIdentity(r)
-		if e != nil {
-			s.writeConnErr(w, e)
-			return
-		}
-		s.bump(&s.stats.InfoRequests)
-		api := s.apiURLs(c, app)
-		body := map[string]any{
-			"clientIdentity": map[string]string{"application": app, "group": "default", "tenant": s.tenants[0].ZoneID},
-			"urls": map[string]string{
-				"metadataUrl":   api["metadataUrl"],
-				"eventsUrl":     api["eventsUrl"],
-				"eventsInfoUrl": api["eventsInfoUrl"],
-				"renewCertUrl":  c.baseURL + pathRenewals,
-				"revokeCertUrl": c.baseURL + pathRevocations,
-			},
-			"certificate": c.certificateInfo(app),
-		}
-		if c == s.central && s.runtime != s.central {
-			tok := s.mintPairing(s.runtime, app, false)
-			body["runtime"] = map[string]string{"tokenUrl": s.runtime.baseURL + pathSigningInfo + "?token=" + tok}
-		}
-		writeJSON(w, http.StatusOK, body)
-	})
-	mux.HandleFunc("POST "+pathRenewals, func(w http.ResponseWriter, r *http.Request) {
-		app, _, e := s.clientIdentity(r)
-		if e != nil {
-			s.writeConnErr(w, e)
-			return
-		}
-		resp, e := s.signCSR(r, c, app, true)
-		if e != nil {
-			s.writeConnErr(w, e)
-			return
-		}
-		s.bump(&s.stats.Renewals)
-		writeJSON(w, http.StatusCreated, resp)
-	})
-	mux.HandleFunc("POST "+pathRevocations, func(w http.ResponseWriter, r *http.Request) {
-		_, serial, e := s.clientIdentity(r)
-		if e != nil {
-			s.writeConnErr(w, e)
-			return
-		}
-		s.mu.Lock()
-		s.revoked[serial] = true
-		s.stats.Revocations++
-		s.mu.Unlock()
-		w.WriteHeader(http.StatusCreated)
+		writeConnJSON(w, http.StatusCreated, resp)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeConnErr(w, connErr(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -300,91 +284,219 @@ func (s *Server) connectorHandler(c *connectorCA) http.Handler {
 	return mux
 }
 
-// clientIdentity returns the application and serial of the verified,
-// unrevoked client certificate of an mTLS request.
-func (s *Server) clientIdentity(r *http.Request) (app, serial string, e *connectorError) {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-		return "", "", connErr(http.StatusForbidden, "no_client_cert", "A client certificate from the connector CA is required.")
-	}
-	leaf := r.TLS.VerifiedChains[0][0]
-	serial = leaf.SerialNumber.String()
-	s.mu.Lock()
-	revoked := s.revoked[serial]
-	s.mu.Unlock()
-	if revoked {
-		return "", "", connErr(http.StatusForbidden, "cert_revoked", "Certificate has been revoked.")
-	}
-	return leaf.Subject.CommonName, serial, nil
+// managementRoutes adds the connector's mTLS calls to the gateway's mux.
+// The TLS layer already required a certificate from a connector CA; the
+// connector it belongs to is the one whose CA verified it.
+func (s *Server) managementRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+pathMgmtInfo, func(w http.ResponseWriter, r *http.Request) {
+		id, e := s.clientIdentity(r, s.strictRevocation)
+		if e != nil {
+			s.writeConnErr(w, e)
+			return
+		}
+		s.bump(&s.stats.InfoRequests)
+		s.recordCall(r, "info", id, nil)
+		c := id.conn
+		api := s.apiURLs(c, id.app)
+		identity := map[string]string{"application": id.app}
+		if s.runtime != s.central {
+			// credbroker's two-phase extension names group and tenant too.
+			identity["group"], identity["tenant"] = "default", s.tenants[0].ZoneID
+		}
+		body := map[string]any{
+			"clientIdentity": identity,
+			"urls": map[string]string{
+				"metadataUrl":   api["metadataUrl"],
+				"eventsUrl":     api["eventsUrl"],
+				"eventsInfoUrl": api["eventsInfoUrl"],
+				"renewCertUrl":  s.info.GatewayURL + pathRenewals,
+				"revokeCertUrl": s.info.GatewayURL + pathRevocations,
+			},
+			"certificate": c.certificateInfo(id.app),
+		}
+		if c == s.central && s.runtime != s.central {
+			tok := s.mintPairing(s.runtime, id.app, false)
+			body["runtime"] = map[string]string{"tokenUrl": s.runtime.baseURL + pathSigningInfo + "?token=" + tok}
+		}
+		writeConnJSON(w, http.StatusOK, body)
+	})
+	mux.HandleFunc("POST "+pathRenewals, func(w http.ResponseWriter, r *http.Request) {
+		// Revocation blocks renewal (and only renewal, unless
+		// Options.StrictRevocation).
+		id, e := s.clientIdentity(r, true)
+		if e != nil {
+			s.writeConnErr(w, e)
+			return
+		}
+		s.recordCall(r, "renewal", id, nil)
+		resp, e := s.signCSR(r, id.conn, id.app, true)
+		if e != nil {
+			s.writeConnErr(w, e)
+			return
+		}
+		s.bump(&s.stats.Renewals)
+		writeConnJSON(w, http.StatusCreated, resp)
+	})
+	mux.HandleFunc("POST "+pathRevocations, func(w http.ResponseWriter, r *http.Request) {
+		id, e := s.clientIdentity(r, false)
+		if e != nil {
+			s.writeConnErr(w, e)
+			return
+		}
+		s.recordCall(r, "revocation", id, nil)
+		s.mu.Lock()
+		s.revoked[id.sha256] = true
+		s.stats.Revocations++
+		s.mu.Unlock()
+		// As the Kyma connector: 201, a JSON content type, no body.
+		w.Header().Set("Content-Type", connectorContentType)
+		w.WriteHeader(http.StatusCreated)
+	})
 }
+
+// connectorContentType is what the Kyma connector sends with every answer.
+const connectorContentType = "application/json;charset=UTF-8"
+
+func writeConnJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", connectorContentType)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// peerIdentity is the verified client certificate of an mTLS request.
+type peerIdentity struct {
+	app    string // its CN
+	serial string
+	sha256 string
+	conn   *connectorCA // whose CA verified it
+	leaf   *x509.Certificate
+}
+
+// clientIdentity returns the verified client certificate of an mTLS
+// request; with checkRevoked, a revoked one is refused with 403.
+func (s *Server) clientIdentity(r *http.Request, checkRevoked bool) (peerIdentity, *connectorError) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		// The gateway refuses a handshake without a certificate; this is
+		// what the real connector says behind a gateway that sent nothing.
+		return peerIdentity{}, connErr(http.StatusInternalServerError, "no_client_cert", "Certificate header is empty")
+	}
+	chain := r.TLS.VerifiedChains[0]
+	leaf := chain[0]
+	id := peerIdentity{app: leaf.Subject.CommonName, serial: leaf.SerialNumber.String(), sha256: fingerprint(leaf.Raw), conn: s.central, leaf: leaf}
+	if chain[len(chain)-1].Equal(s.runtime.ca.cert) {
+		id.conn = s.runtime
+	}
+	if checkRevoked {
+		s.mu.Lock()
+		revoked := s.revoked[id.sha256]
+		s.mu.Unlock()
+		if revoked {
+			return peerIdentity{}, connErr(http.StatusForbidden, "cert_revoked", "Certificate has been revoked.")
+		}
+	}
+	return id, nil
+}
+
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// recordCall records a connector management call in Received.
+func (s *Server) recordCall(r *http.Request, kind string, id peerIdentity, body []byte) {
+	rec := Received{Time: s.now(), Kind: kind, Application: id.app, Method: r.Method, Path: r.URL.Path, CertSerial: id.serial, CertSHA256: id.sha256}
+	if len(body) > 0 {
+		rec.Body = json.RawMessage(body)
+	}
+	s.mu.Lock()
+	s.appendReceived(rec)
+	s.mu.Unlock()
+}
+
+// appendReceived keeps the last receivedKept records. s.mu must be held.
+func (s *Server) appendReceived(rec Received) {
+	s.received = append(s.received, rec)
+	if n := len(s.received); n > receivedKept {
+		s.received = slices.Delete(s.received, 0, n-receivedKept)
+	}
+}
+
+// receivedKept bounds Received.
+const receivedKept = 10000
 
 type csrBody struct {
 	CSR string `json:"csr"`
 }
 
-// parseCSRBody decodes {"csr": base64(PEM CSR)}, checks the CSR's signature
-// and its key (RSA of at least 2048 bits, or EC).
+// parseCSRBody decodes {"csr": base64(PEM CSR)} and checks the CSR's
+// signature, with the Kyma connector's messages and codes (every failure
+// here is a 500 there).
 func parseCSRBody(raw []byte) (*x509.CertificateRequest, *connectorError) {
 	var body csrBody
-	if err := json.Unmarshal(raw, &body); err != nil || body.CSR == "" {
-		return nil, connErr(http.StatusBadRequest, "csr_invalid", `Body must be {"csr": "<base64 PEM>"}.`)
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return nil, connErr(http.StatusInternalServerError, "csr_invalid", "Error while unmarshalling request body: %s", err)
 	}
 	pemBytes, err := base64.StdEncoding.DecodeString(body.CSR)
 	if err != nil {
-		return nil, connErr(http.StatusBadRequest, "csr_invalid", "csr is not valid base64.")
+		return nil, connErr(http.StatusInternalServerError, "csr_invalid", "There was an error while parsing the base64 content. An incorrect value was provided.")
 	}
 	block, _ := pem.Decode(pemBytes)
-	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return nil, connErr(http.StatusBadRequest, "csr_invalid", "csr is not a PEM CERTIFICATE REQUEST.")
+	if block == nil {
+		return nil, connErr(http.StatusInternalServerError, "csr_invalid", "Error while decoding pem block.")
 	}
 	csr, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
-		return nil, connErr(http.StatusBadRequest, "csr_invalid", "Cannot parse the CSR.")
+		return nil, connErr(http.StatusInternalServerError, "csr_invalid", "Error while parsing CSR: %s", err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, connErr(http.StatusBadRequest, "csr_invalid", "CSR signature is invalid.")
-	}
-	switch k := csr.PublicKey.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, connErr(http.StatusBadRequest, "csr_key", "RSA keys must have at least 2048 bits.")
-		}
-	case *ecdsa.PublicKey:
-	default:
-		return nil, connErr(http.StatusBadRequest, "csr_key", "Only RSA and EC keys are accepted.")
+		return nil, connErr(http.StatusInternalServerError, "csr_invalid", "CSR signature invalid: %s", err)
 	}
 	return csr, nil
 }
 
+// connectorSerial is the serial the Kyma connector gives every certificate.
+var connectorSerial = big.NewInt(2)
+
 func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bool) (map[string]string, *connectorError) {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil {
-		return nil, connErr(http.StatusBadRequest, "csr_invalid", "Cannot read request body.")
+		return nil, connErr(http.StatusInternalServerError, "csr_invalid", "Error while reading request body: %s", err)
 	}
 	csr, e := parseCSRBody(raw)
 	if e != nil {
 		return nil, e
 	}
-	if !sameSubject(csr.Subject, c.subject(app)) {
-		return nil, connErr(http.StatusBadRequest, "csr_subject", "CSR subject does not match: want %s.", c.subjectString(app))
+	if e := checkSubject(csr.Subject, c.subject(app)); e != nil {
+		return nil, e
 	}
 	now := s.now()
 	s.mu.Lock()
 	ttl := s.certTTL
 	s.mu.Unlock()
-	backdate := min(time.Minute, ttl/10).Truncate(time.Second)
-	cert, err := c.ca.sign(&x509.Certificate{
+	// As the Kyma connector: valid from the second of issue for the TTL,
+	// serial 2, signed with the CSR's signature algorithm (which an RSA CA
+	// cannot do for an ECDSA CSR).
+	notBefore := now.Truncate(time.Second)
+	tmpl := &x509.Certificate{
 		Subject:     c.subject(app),
-		NotBefore:   now.Truncate(time.Second).Add(-backdate),
+		NotBefore:   notBefore,
 		NotAfter:    ceilSecond(now.Add(ttl)),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, csr.PublicKey)
+	}
+	if !s.uniqueSerials {
+		tmpl.SerialNumber = new(big.Int).Set(connectorSerial)
+	}
+	if !c.ecdsa {
+		tmpl.SignatureAlgorithm = csr.SignatureAlgorithm
+	}
+	cert, err := c.ca.sign(tmpl, csr.PublicKey)
 	if err != nil {
-		return nil, connErr(http.StatusInternalServerError, "sign_failed", "Cannot sign the certificate.")
+		return nil, connErr(http.StatusInternalServerError, "sign_failed", "Error while creating certificate: %s", err)
 	}
 	s.mu.Lock()
 	s.issued = append(s.issued, &issuedCert{
-		serial: cert.SerialNumber.String(), application: app, subject: c.subjectString(app), conn: c,
+		serial: cert.SerialNumber.String(), sha256: fingerprint(cert.Raw), application: app, subject: c.subjectString(app), conn: c,
 		notBefore: cert.NotBefore, notAfter: cert.NotAfter, renewal: renewal,
 	})
 	s.mu.Unlock()
@@ -410,19 +522,47 @@ func ceilSecond(t time.Time) time.Time {
 // issued.
 var ErrUnknownSerial = errors.New("mockauth: no certificate with this serial was issued")
 
-// Revoke revokes the connector certificate with the given decimal serial:
-// every mTLS endpoint (connector and gateway) refuses it from now on.
-func (s *Server) Revoke(serial string) error {
+// ErrUnknownCertificate is returned by RevokeSHA256 for a fingerprint the
+// connector never issued.
+var ErrUnknownCertificate = errors.New("mockauth: no certificate with this SHA-256 fingerprint was issued")
+
+// RevokeSHA256 revokes the connector certificate with the given SHA-256
+// fingerprint (hex of the DER, as the Kyma connector identifies
+// certificates): renewal refuses it from now on (and, with
+// Options.StrictRevocation, every mTLS endpoint).
+func (s *Server) RevokeSHA256(sha256Hex string) error {
+	fp := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(sha256Hex), ":", ""))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.issued {
-		if c.serial == serial {
-			s.revoked[serial] = true
+		if c.sha256 == fp {
+			s.revoked[fp] = true
 			s.stats.Revocations++
 			return nil
 		}
 	}
-	return ErrUnknownSerial
+	return ErrUnknownCertificate
+}
+
+// Revoke revokes every connector certificate with the given decimal
+// serial. Serials are constant (2) as in the Kyma connector unless
+// Options.UniqueSerials, so without it this revokes every certificate
+// issued so far: use RevokeSHA256.
+func (s *Server) Revoke(serial string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := false
+	for _, c := range s.issued {
+		if c.serial == serial {
+			s.revoked[c.sha256] = true
+			found = true
+		}
+	}
+	if !found {
+		return ErrUnknownSerial
+	}
+	s.stats.Revocations++
+	return nil
 }
 
 // Issued lists the connector certificates signed so far, oldest first.
@@ -432,15 +572,17 @@ func (s *Server) Issued() []IssuedCert {
 	out := make([]IssuedCert, 0, len(s.issued))
 	for _, c := range s.issued {
 		out = append(out, IssuedCert{
-			Serial: c.serial, Application: c.application, Subject: c.subject, Runtime: c.conn.runtime,
-			Renewal: c.renewal, NotBefore: c.notBefore, NotAfter: c.notAfter, Revoked: s.revoked[c.serial],
+			Serial: c.serial, SHA256: c.sha256, Application: c.application, Subject: c.subject, Runtime: c.conn.runtime,
+			Renewal: c.renewal, NotBefore: c.notBefore, NotAfter: c.notAfter, Revoked: s.revoked[c.sha256],
 		})
 	}
 	return out
 }
 
-// Received returns what the gateway recorded (metadata and events), oldest
-// first.
+// Received returns what the gateway recorded (metadata, events and the
+// connector's management info, renewal and revocation calls, each with the
+// presented certificate's fingerprint), oldest first; the last 10000 are
+// kept.
 func (s *Server) Received() []Received {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -449,15 +591,18 @@ func (s *Server) Received() []Received {
 
 // gatewayHandler serves the App Registry (metadataUrl) and the Event
 // service (eventsUrl, eventsInfoUrl) of every application. The TLS layer
-// requires a client certificate from a connector CA; this checks that it is
-// unrevoked, that its CN is the application of the path, and in two-phase
-// mode that metadata uses a central (phase-1) and events a runtime
-// (phase-2) certificate.
+// requires a client certificate from a connector CA; this checks that its
+// CN is the application of the path, and in two-phase mode that metadata
+// uses a central (phase-1) and events a runtime (phase-2) certificate. As
+// in Kyma, a revoked certificate is accepted until it expires (refused
+// with Options.StrictRevocation). The connector's own mTLS calls are here
+// too (managementRoutes).
 func (s *Server) gatewayHandler() http.Handler {
 	mux := http.NewServeMux()
-	check := func(w http.ResponseWriter, r *http.Request, need *connectorCA) (string, bool) {
-		app, serial, e := s.clientIdentity(r)
-		if e == nil && app != r.PathValue("app") {
+	s.managementRoutes(mux)
+	check := func(w http.ResponseWriter, r *http.Request, need *connectorCA) (peerIdentity, bool) {
+		id, e := s.clientIdentity(r, s.strictRevocation)
+		if e == nil && id.app != r.PathValue("app") {
 			e = connErr(http.StatusForbidden, "wrong_application", "Certificate does not belong to application %q.", r.PathValue("app"))
 		}
 		if e == nil && need != nil && !r.TLS.VerifiedChains[0][len(r.TLS.VerifiedChains[0])-1].Equal(need.ca.cert) {
@@ -469,17 +614,17 @@ func (s *Server) gatewayHandler() http.Handler {
 		}
 		if e != nil {
 			s.writeConnErr(w, e)
-			return "", false
+			return peerIdentity{}, false
 		}
-		return serial, true
+		return id, true
 	}
-	record := func(r *http.Request, kind, serial string, body []byte) {
-		rec := Received{Time: s.now(), Kind: kind, Application: r.PathValue("app"), Method: r.Method, Path: r.URL.Path, CertSerial: serial}
+	record := func(r *http.Request, kind string, id peerIdentity, body []byte) {
+		rec := Received{Time: s.now(), Kind: kind, Application: r.PathValue("app"), Method: r.Method, Path: r.URL.Path, CertSerial: id.serial, CertSHA256: id.sha256}
 		if len(body) > 0 {
 			rec.Body = json.RawMessage(body)
 		}
 		s.mu.Lock()
-		s.received = append(s.received, rec)
+		s.appendReceived(rec)
 		if kind == "event" {
 			s.stats.EventsReceived++
 		} else {
@@ -497,7 +642,7 @@ func (s *Server) gatewayHandler() http.Handler {
 		return raw, true
 	}
 	services := func(w http.ResponseWriter, r *http.Request) {
-		serial, ok := check(w, r, s.central)
+		id, ok := check(w, r, s.central)
 		if !ok {
 			return
 		}
@@ -507,7 +652,7 @@ func (s *Server) gatewayHandler() http.Handler {
 				return
 			}
 		}
-		record(r, "metadata", serial, body)
+		record(r, "metadata", id, body)
 		switch r.Method {
 		case http.MethodPost:
 			writeJSON(w, http.StatusOK, map[string]string{"id": randomHex(8)})
@@ -527,7 +672,7 @@ func (s *Server) gatewayHandler() http.Handler {
 	mux.HandleFunc("PUT /{app}/v1/metadata/services/{id}", services)
 	mux.HandleFunc("DELETE /{app}/v1/metadata/services/{id}", services)
 	mux.HandleFunc("POST /{app}/v1/events", func(w http.ResponseWriter, r *http.Request) {
-		serial, ok := check(w, r, s.runtime)
+		peer, ok := check(w, r, s.runtime)
 		if !ok {
 			return
 		}
@@ -541,7 +686,7 @@ func (s *Server) gatewayHandler() http.Handler {
 			s.writeConnErr(w, connErr(http.StatusBadRequest, "invalid_event", `Event needs "event-type".`))
 			return
 		}
-		record(r, "event", serial, body)
+		record(r, "event", peer, body)
 		id, _ := ev["event-id"].(string)
 		if id == "" {
 			id = randomHex(8)

@@ -288,6 +288,13 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			}
 		case listenerGateway:
 			targets = []string{TargetEvents}
+			if strings.HasPrefix(r.URL.Path, "/v1/applications/") {
+				// The connector's mTLS calls live on the gateway host.
+				targets = []string{TargetConnector}
+				if r.Method == http.MethodPost && r.URL.Path == pathRenewals {
+					targets = append(targets, TargetCSR)
+				}
+			}
 		}
 		if isToken {
 			s.mu.Lock()
@@ -504,17 +511,28 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /mock/revoke", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
+			SHA256 string `json:"sha256"`
 			Serial string `json:"serial"`
 		}
 		if err := decodeStrict(r, &req); err != nil {
 			adminError(w, http.StatusBadRequest, err)
 			return
 		}
-		if err := s.Revoke(req.Serial); err != nil {
+		var err error
+		switch {
+		case (req.SHA256 == "") == (req.Serial == ""):
+			adminError(w, http.StatusBadRequest, fmt.Errorf("give one of \"sha256\" (the certificate's fingerprint) and \"serial\""))
+			return
+		case req.SHA256 != "":
+			err = s.RevokeSHA256(req.SHA256)
+		default:
+			err = s.Revoke(req.Serial)
+		}
+		if err != nil {
 			adminError(w, http.StatusNotFound, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"revoked": req.Serial})
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": req.SHA256 + req.Serial})
 	})
 	mux.HandleFunc("POST /mock/rotate-keys", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.RotateKeys(); err != nil {

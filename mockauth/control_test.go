@@ -96,7 +96,7 @@ func TestFaults(t *testing.T) {
 		g.Expect(srv.AddFault(Fault{Target: TargetCSR, Status: 400, Count: 1})).To(Succeed())
 		res = getJSON(t, c, tokURL)
 		g.Expect(res.status).To(Equal(http.StatusOK))
-		key := newKey(t, false)
+		key := newKey(t, true)
 		csrURL := res.body["csrUrl"].(string)
 		g.Expect(postJSON(t, c, csrURL, csrJSON(t, key, wantSubject("Organization", "app1"))).status).To(Equal(http.StatusBadRequest))
 		created := postJSON(t, c, csrURL, csrJSON(t, key, wantSubject("Organization", "app1")))
@@ -181,16 +181,21 @@ func TestControlAPI(t *testing.T) {
 	res = adminDo(t, "POST", admin+"/tokens", `{"application":"app7"}`)
 	g.Expect(res.status).To(Equal(http.StatusCreated))
 	g.Expect(res.body["url"]).To(HaveSuffix("?token=" + res.body["token"].(string)))
-	p := pair(t, srv, res.body["url"].(string), false)
+	p := pair(t, srv, res.body["url"].(string), true)
 	g.Expect(p.leaf.NotAfter).To(Equal(clock.Now().Add(30 * time.Second).Truncate(time.Second)))
 	g.Expect(adminDo(t, "POST", admin+"/tokens", `{}`).status).To(Equal(http.StatusBadRequest))
 	certs := adminDo(t, "GET", admin+"/certificates", "")
 	g.Expect(certs.status).To(Equal(http.StatusOK))
-	g.Expect(string(certs.raw)).To(ContainSubstring(p.leaf.SerialNumber.String()))
-	res = adminDo(t, "POST", admin+"/revoke", `{"serial":"`+p.leaf.SerialNumber.String()+`"}`)
+	g.Expect(string(certs.raw)).To(ContainSubstring(`"sha256":"` + fingerprint(p.leaf.Raw) + `"`))
+	res = adminDo(t, "POST", admin+"/revoke", `{"sha256":"`+fingerprint(p.leaf.Raw)+`"}`)
 	g.Expect(res.status).To(Equal(http.StatusOK))
-	g.Expect(getJSON(t, srv.Client(p.cert), p.infoURL).status).To(Equal(http.StatusForbidden))
+	renew := info.GatewayURL + pathRenewals
+	g.Expect(postJSON(t, srv.Client(p.cert), renew, csrJSON(t, p.key, p.subject)).status).To(Equal(http.StatusForbidden))
+	g.Expect(getJSON(t, srv.Client(p.cert), p.infoURL).status).To(Equal(http.StatusOK), "revocation blocks renewal only")
+	g.Expect(adminDo(t, "POST", admin+"/revoke", `{"sha256":"00"}`).status).To(Equal(http.StatusNotFound))
 	g.Expect(adminDo(t, "POST", admin+"/revoke", `{"serial":"1"}`).status).To(Equal(http.StatusNotFound))
+	g.Expect(adminDo(t, "POST", admin+"/revoke", `{}`).status).To(Equal(http.StatusBadRequest))
+	g.Expect(adminDo(t, "POST", admin+"/revoke", `{"serial":"2"}`).status).To(Equal(http.StatusOK), "serial 2: every certificate")
 
 	// rotate-keys
 	old := srv.KeyID()
@@ -217,7 +222,7 @@ func TestControlAPI(t *testing.T) {
 		g.Expect(res.body).To(HaveKey(k))
 	}
 	g.Expect(res.body).To(And(HaveKeyWithValue("token_requests", BeNumerically("==", 3)), HaveKeyWithValue("csr_signed", BeNumerically("==", 1)),
-		HaveKeyWithValue("revocations", BeNumerically("==", 1))))
+		HaveKeyWithValue("revocations", BeNumerically("==", 2))))
 	var st Stats
 	g.Expect(json.Unmarshal(res.raw, &st)).To(Succeed())
 	g.Expect(st.TokenRequestsByGrant).To(HaveKeyWithValue(GrantClientCredentials, 3))

@@ -58,7 +58,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 
 	tokenURL, token, err := srv.NewPairingToken("app1")
 	g.Expect(err).NotTo(HaveOccurred())
-	p := pair(t, srv, tokenURL, false)
+	p := pair(t, srv, tokenURL, true)
 	csrURL := p.info.body["csrUrl"].(string)
 	leaks = append(leaks, token, csrURL[strings.Index(csrURL, "token=")+6:])
 	g.Expect(getJSON(t, c, tokenURL).status).To(Equal(http.StatusForbidden))

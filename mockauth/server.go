@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -86,6 +87,19 @@ type Options struct {
 	// TwoPhase makes the central connector's management info carry
 	// runtime.tokenUrl of a second (runtime) connector with its own CA.
 	TwoPhase bool
+	// ECDSAConnectorCA gives the connectors ECDSA CAs that sign with their
+	// own algorithm, so ECDSA CSRs are accepted (a credbroker extension).
+	// By default the CAs are RSA and, as the Kyma connector, sign with the
+	// CSR's signature algorithm: an ECDSA CSR fails with 500.
+	ECDSAConnectorCA bool
+	// StrictRevocation refuses a revoked certificate on every mTLS endpoint
+	// (management info, metadata, events) with 403 (a credbroker
+	// extension). By default, as in Kyma, revocation blocks only renewal.
+	StrictRevocation bool
+	// UniqueSerials gives every connector certificate a random serial (a
+	// credbroker extension). By default every certificate has serial 2, as
+	// in Kyma: identify certificates by SHA-256 fingerprint.
+	UniqueSerials bool
 	// ClientCAs are extra CAs trusted on the cert host: a client certificate
 	// they issued authenticates as any client id of the mock.
 	ClientCAs *x509.CertPool
@@ -99,6 +113,10 @@ type Options struct {
 	// token expiry and fault windows, and the time at which client
 	// certificates are verified; default time.Now.
 	Now func() time.Time
+	// Host is the IP address every listener binds; default 127.0.0.1. The
+	// control API serves every credential without authentication: bind
+	// anything but loopback only on a machine nobody else can reach.
+	Host string
 }
 
 // Info describes a running mock: every URL and name a client needs, without
@@ -142,7 +160,10 @@ type Server struct {
 
 	tenants []Tenant
 	clients map[string]*client
-	info    Info
+
+	strictRevocation bool
+	uniqueSerials    bool
+	info             Info
 
 	bindingCert    tls.Certificate
 	bindingCertPEM []byte
@@ -156,7 +177,7 @@ type Server struct {
 	keySeq     int
 	refresh    map[string]*refreshGrant
 	pairing    map[string]*pairingToken
-	revoked    map[string]bool // serial (decimal) -> revoked
+	revoked    map[string]bool // SHA-256 fingerprint (hex) -> revoked
 	issued     []*issuedCert
 	faults     []*activeFault
 	stats      Stats
@@ -186,20 +207,22 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Start starts every listener of the mock on 127.0.0.1 and returns when they
-// accept connections. Call Close when done.
+// Start starts every listener of the mock on Options.Host (127.0.0.1 by
+// default) and returns when they accept connections. Call Close when done.
 func Start(opts Options) (*Server, error) {
 	s := &Server{
-		log:        opts.Logger,
-		now:        opts.Now,
-		tenants:    opts.Tenants,
-		tokenTTL:   opts.TokenTTL,
-		certTTL:    opts.CertTTL,
-		pairingTTL: opts.PairingTokenTTL,
-		refresh:    map[string]*refreshGrant{},
-		pairing:    map[string]*pairingToken{},
-		revoked:    map[string]bool{},
-		stats:      newStats(),
+		log:              opts.Logger,
+		now:              opts.Now,
+		tenants:          opts.Tenants,
+		tokenTTL:         opts.TokenTTL,
+		certTTL:          opts.CertTTL,
+		pairingTTL:       opts.PairingTokenTTL,
+		refresh:          map[string]*refreshGrant{},
+		strictRevocation: opts.StrictRevocation,
+		uniqueSerials:    opts.UniqueSerials,
+		pairing:          map[string]*pairingToken{},
+		revoked:          map[string]bool{},
+		stats:            newStats(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -234,12 +257,12 @@ func Start(opts Options) (*Server, error) {
 	if s.clientCA, err = newAuthority("mockauth xsuaa client CA", now); err != nil {
 		return nil, err
 	}
-	if s.central, err = newConnectorCA("mockauth central connector CA", "Organization", now); err != nil {
+	if s.central, err = newConnectorCA("mockauth central connector CA", "Organization", now, opts.ECDSAConnectorCA); err != nil {
 		return nil, err
 	}
 	s.runtime = s.central
 	if opts.TwoPhase {
-		if s.runtime, err = newConnectorCA("mockauth runtime connector CA", "Runtime", now); err != nil {
+		if s.runtime, err = newConnectorCA("mockauth runtime connector CA", "Runtime", now, opts.ECDSAConnectorCA); err != nil {
 			return nil, err
 		}
 		s.runtime.runtime = true
@@ -295,12 +318,11 @@ func Start(opts Options) (*Server, error) {
 	certTLS := base()
 	certTLS.ClientAuth = tls.RequireAndVerifyClientCert
 	certTLS.ClientCAs = certPool
+	// The connector hosts take one-time tokens, no certificates; the
+	// gateway requires one in the handshake (a handshake without one ends
+	// with the TLS alert "certificate required", as in Kyma).
 	centralTLS := base()
-	centralTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	centralTLS.ClientCAs = s.central.ca.pool()
 	runtimeTLS := base()
-	runtimeTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	runtimeTLS.ClientCAs = s.runtime.ca.pool()
 	gatewayTLS := base()
 	gatewayTLS.ClientAuth = tls.RequireAndVerifyClientCert
 	gatewayTLS.ClientCAs = connPool
@@ -309,8 +331,12 @@ func Start(opts Options) (*Server, error) {
 		ln net.Listener
 		tc *tls.Config
 	}
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	listen := func() (net.Listener, int, error) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, 0, fmt.Errorf("mockauth: listen: %w", err)
 		}
@@ -357,7 +383,7 @@ func Start(opts Options) (*Server, error) {
 		IASURL:          fmt.Sprintf("https://%s.%s:%d", provider, IASDomain, secretPort),
 		ConnectorURL:    fmt.Sprintf("https://%s:%d", connectorHost, centralPort),
 		GatewayURL:      fmt.Sprintf("https://%s:%d", gatewayHost, gatewayPort),
-		AdminURL:        "http://127.0.0.1:" + strconv.Itoa(adminPort),
+		AdminURL:        "http://" + net.JoinHostPort(adminHost(host), strconv.Itoa(adminPort)),
 		TokenPort:       secretPort,
 		CertTokenPort:   certPort,
 		SecretBinding:   SecretBindingName,
@@ -496,6 +522,26 @@ func (s *Server) ClientSecret(clientID string) string {
 	return ""
 }
 
+// Hosts returns every host name the mock serves (each tenant's token,
+// cert-token and IAS hosts, the tenant-agnostic ones, the connectors and
+// the gateway), sorted. They all live on 127.0.0.1; `credbroker mock
+// --hosts-file` writes them in hosts-file form for resolvers that do not map
+// *.localhost by themselves.
+func (s *Server) Hosts() []string {
+	names := []string{UAADomain, CertUAADomain, IASDomain, connectorHost, gatewayHost}
+	if s.runtime != s.central {
+		names = append(names, runtimeHost)
+	}
+	if s.dest != nil {
+		names = append(names, destinationHost, backendHost)
+	}
+	for _, t := range s.tenants {
+		names = append(names, t.Subdomain+"."+UAADomain, t.Subdomain+"."+CertUAADomain, t.Subdomain+"."+IASDomain)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // DialContext dials like net.Dialer, except that "localhost" and every name
 // under ".localhost" go to 127.0.0.1 (RFC 6761), so that clients reach the
 // mock's tenant hosts without touching /etc/hosts. TLS still verifies the
@@ -525,4 +571,16 @@ func (s *Server) Client(certs ...tls.Certificate) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       30 * time.Second,
 	}
+}
+
+// adminHost is the host of the control API's URL for a listen host: the
+// loopback address for the unspecified address (0.0.0.0, ::).
+func adminHost(host string) string {
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if ip.To4() != nil {
+			return "127.0.0.1"
+		}
+		return "::1"
+	}
+	return host
 }

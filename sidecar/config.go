@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/credbroker/credbroker/internal/netx"
 	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
@@ -46,6 +47,15 @@ const (
 	DefaultIdleConnTimeout     = 90 * time.Second
 	DefaultMaxIdleConnsPerHost = 256
 	DefaultMaxSignedBody       = 10 << 20
+	// Client connection limits per listener (max_connections) and the
+	// keep-alive idle timeout of client connections (client_idle_timeout).
+	DefaultMaxProxyConnections   = 512
+	DefaultMaxAdminConnections   = 64
+	DefaultMaxInboundConnections = 1024
+	DefaultClientIdleTimeout     = 120 * time.Second
+	// DefaultMaxTokenKeys bounds the distinct token cache keys (scope sets
+	// × tenants) per binding.
+	DefaultMaxTokenKeys = 1000
 )
 
 // Config is the sidecar configuration (the YAML file of `credbroker run`;
@@ -72,6 +82,19 @@ type Config struct {
 	// MaxSignedBody bounds the request body an oauth1 route buffers to
 	// compute oauth_body_hash (bytes; larger bodies get 413).
 	MaxSignedBody int64 `yaml:"max_signed_body"`
+	// AllowedHosts are the DNS names (exact, or "*.suffix") the proxy
+	// listener (token API, /<route>/ requests) and admin accept in the Host
+	// header besides localhost and IP literals (docs/security.md).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// MaxConnections caps the open client connections per listener.
+	MaxConnections MaxConnections `yaml:"max_connections"`
+	// ClientIdleTimeout closes client keep-alive connections idle this long.
+	ClientIdleTimeout time.Duration `yaml:"client_idle_timeout"`
+	// MaxTokenKeys bounds the distinct token cache keys (scope set, tenant,
+	// grant) each binding holds; a request for a new key beyond it gets 429
+	// token-key-limit (token API and bearer routes), keys already cached
+	// keep working.
+	MaxTokenKeys int `yaml:"max_token_keys"`
 	// TokenAPI configures GET /.credbroker/v1/token.
 	TokenAPI TokenAPI `yaml:"token_api"`
 	// Routes are the egress routes.
@@ -101,6 +124,15 @@ type Timeouts struct {
 	IdleConn       time.Duration `yaml:"idle_conn"`
 }
 
+// MaxConnections caps the open client connections of each listener; a
+// connection beyond the cap is accepted and closed at once (a 503 written
+// first on plain-HTTP listeners). Zero means the default.
+type MaxConnections struct {
+	Proxy   int `yaml:"proxy"`
+	Admin   int `yaml:"admin"`
+	Inbound int `yaml:"inbound"`
+}
+
 // TokenAPI configures the token endpoint on the proxy listener. It is off
 // unless Bindings names the bindings it may hand out tokens for ("*" for
 // every auth binding): any local process can ask it for a token.
@@ -124,6 +156,34 @@ type Route struct {
 	Name     string    `yaml:"name"`
 	Upstream string    `yaml:"upstream"`
 	Auth     RouteAuth `yaml:"auth"`
+	// AllowCrossSite accepts requests a browser marked Sec-Fetch-Site:
+	// cross-site (refused by default); RefuseOrigin refuses requests that
+	// carry an Origin header (forwarded by default).
+	AllowCrossSite bool `yaml:"allow_cross_site"`
+	RefuseOrigin   bool `yaml:"refuse_origin"`
+	// AllowPlainHTTP lets a route add its credential to an http:// upstream
+	// that is not loopback (an in-cluster service such as the Connectivity
+	// proxy); without it such a route is refused.
+	AllowPlainHTTP bool `yaml:"allow_plain_http"`
+}
+
+// SendsCredential reports whether the route adds a credential to what it
+// forwards (a token, a signature or a client certificate).
+func (r Route) SendsCredential() bool {
+	return r.Auth.Type == AuthBearer || r.Auth.Type == AuthOAuth1 || r.Auth.Type == AuthMTLS || r.Auth.Binding != ""
+}
+
+// PlainHTTPRoutes names the routes that add a credential to an http://
+// upstream (loopback, or allowed with allow_plain_http): the startup log
+// lists them.
+func (c *Config) PlainHTTPRoutes() []string {
+	var out []string
+	for _, r := range c.Routes {
+		if u, err := url.Parse(r.Upstream); err == nil && u.Scheme == "http" && r.SendsCredential() {
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }
 
 // RouteAuth says which credential a route adds.
@@ -347,6 +407,20 @@ func (c *Config) applyDefaults() {
 	if c.MaxSignedBody == 0 {
 		c.MaxSignedBody = DefaultMaxSignedBody
 	}
+	for _, d := range []struct {
+		p   *int
+		def int
+	}{{&c.MaxConnections.Proxy, DefaultMaxProxyConnections}, {&c.MaxConnections.Admin, DefaultMaxAdminConnections}, {&c.MaxConnections.Inbound, DefaultMaxInboundConnections}} {
+		if *d.p == 0 {
+			*d.p = d.def
+		}
+	}
+	if c.ClientIdleTimeout == 0 {
+		c.ClientIdleTimeout = DefaultClientIdleTimeout
+	}
+	if c.MaxTokenKeys == 0 {
+		c.MaxTokenKeys = DefaultMaxTokenKeys
+	}
 	for i := range c.Routes {
 		if c.Routes[i].Auth.Type == AuthBearer && c.Routes[i].Auth.Grant == "" {
 			c.Routes[i].Auth.Grant = GrantClientCredentials
@@ -394,6 +468,25 @@ func (c *Config) check() ConfigErrors {
 	}
 	if c.MaxSignedBody < 0 {
 		errs = append(errs, c.errorf("max_signed_body", "", ErrInvalidValue, "must not be negative"))
+	}
+	for i, h := range c.AllowedHosts {
+		if !validAllowedHost(h) {
+			errs = append(errs, c.errorf(fmt.Sprintf("allowed_hosts[%d]", i), "", ErrInvalidValue, "%q: want a DNS name or *.suffix, without port or scheme", h))
+		}
+	}
+	for _, m := range []struct {
+		f string
+		n int
+	}{{"max_connections.proxy", c.MaxConnections.Proxy}, {"max_connections.admin", c.MaxConnections.Admin}, {"max_connections.inbound", c.MaxConnections.Inbound}} {
+		if m.n < 0 {
+			errs = append(errs, c.errorf(m.f, "", ErrInvalidValue, "must not be negative"))
+		}
+	}
+	if c.ClientIdleTimeout < 0 {
+		errs = append(errs, c.errorf("client_idle_timeout", "", ErrInvalidValue, "must not be negative"))
+	}
+	if c.MaxTokenKeys < 0 {
+		errs = append(errs, c.errorf("max_token_keys", "", ErrInvalidValue, "must not be negative"))
 	}
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {
@@ -478,6 +571,8 @@ func (c *Config) check() ConfigErrors {
 			}
 		} else if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
 			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "want an http:// or https:// URL with a host (no user info, no fragment)"))
+		} else if u.Scheme == "http" && r.SendsCredential() && r.Auth.Type != AuthMTLS && !r.AllowPlainHTTP && !netx.LoopbackHost(u.Hostname()) {
+			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrPlainHTTP, "the route's credential would travel in clear: use https://, or set allow_plain_http: true on the route for a trusted in-cluster service (such as the Connectivity proxy)"))
 		}
 		a := r.Auth
 		af := f + ".auth"

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net/http"
 	"time"
 )
@@ -21,7 +22,16 @@ type TokenRequest struct {
 	Tenant string
 	// Assertion is the user token exchanged by the jwt-bearer grant.
 	Assertion string
+	// Scopes, when not nil, replace the source's scopes for this request
+	// (the token API's scope parameter): sorted, without duplicates.
+	Scopes []string
 }
+
+// ErrTokenKeyLimit is wrapped by a TokenSource's error when the request
+// would add a new distinct token cache key (a scope set or tenant) to a
+// binding that holds max_token_keys of them: the proxy and the token API
+// answer 429 token-key-limit.
+var ErrTokenKeyLimit = errors.New("too many distinct token keys (scope sets, tenants) for this binding (max_token_keys)")
 
 // TokenSource returns access tokens for one binding, scope set and grant.
 //
@@ -53,6 +63,7 @@ type ClientCertificate interface {
 type CertificateState struct {
 	Subject     string
 	Serial      string
+	SHA256      string // fingerprint of the leaf's DER
 	NotBefore   time.Time
 	NotAfter    time.Time
 	NextRenewal time.Time
@@ -63,6 +74,9 @@ type CertificateState struct {
 	// NeedsToken is true when the certificate can no longer be renewed (it
 	// expired or was revoked) and a new one-time token is needed.
 	NeedsToken bool
+	// Revoked is true when the connector refused renewal for good while
+	// the certificate is still valid: it stays in use until it expires.
+	Revoked bool
 }
 
 // CertificateStater is implemented by certificates that know more than the

@@ -18,6 +18,7 @@ var (
 	ErrUnknownCertificate = errors.New("unknown certificate")
 	ErrNonLoopback        = errors.New("listen address is not loopback; set allow_non_loopback (or --allow-non-loopback) to allow it")
 	ErrReloadListen       = errors.New("listen addresses cannot change on reload; restart credbroker")
+	ErrPlainHTTP          = errors.New("http:// upstream that is not loopback")
 )
 
 // ErrNotStarted is returned by Reload before Run has loaded a

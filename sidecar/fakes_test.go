@@ -72,7 +72,11 @@ type fakeSource struct {
 func (s *fakeSource) Token(ctx context.Context, req TokenRequest) (Token, error) {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	s.f.requests = append(s.f.requests, fakeTokenCall{Binding: s.binding, Grant: s.grant, Scopes: s.scopes, Req: req})
+	scopes := s.scopes
+	if req.Scopes != nil {
+		scopes = req.Scopes
+	}
+	s.f.requests = append(s.f.requests, fakeTokenCall{Binding: s.binding, Grant: s.grant, Scopes: scopes, Req: req})
 	if s.f.err != nil {
 		return Token{}, s.f.err
 	}
@@ -88,7 +92,7 @@ func (s *fakeSource) Token(ctx context.Context, req TokenRequest) (Token, error)
 		AccessToken: fmt.Sprintf("tok-%s-%s-%d", s.binding, tenant, s.f.gen),
 		TokenType:   "bearer",
 		ExpiresAt:   exp,
-		Scope:       strings.Join(s.scopes, " "),
+		Scope:       strings.Join(scopes, " "),
 	}, nil
 }
 

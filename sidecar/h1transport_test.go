@@ -667,7 +667,7 @@ func TestFastPathFallbacks(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = io.WriteString(c, "GET /r/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	_, err = io.WriteString(c, "GET /r/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	g.Expect(err).NotTo(HaveOccurred())
 	br := bufio.NewReader(c)
 	resp, err = http.ReadResponse(br, nil)
@@ -763,4 +763,54 @@ func TestFastPathHandshakeRefusedFallsBack(t *testing.T) {
 		g.Expect(string(b)).To(Equal("HTTP/2.0"))
 		g.Expect(h.h1.Load()).To(BeFalse())
 	}
+}
+
+// An upstream that sends a complete response and then, while the
+// connection sits idle in the pool, an unsolicited second one: the next
+// request (another route with its own credential would share this pool)
+// must never get that second response; the connection is discarded and the
+// request sent on a fresh one.
+func TestFastPathUnsolicitedResponseWhileIdle(t *testing.T) {
+	g := NewWithT(t)
+	pooled, wrote := make(chan struct{}), make(chan struct{})
+	up := newRawUpstream(t, func(n int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
+		for u.read(br) {
+			if n == 1 {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfirs")
+				<-pooled
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+				close(wrote)
+				continue
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+		}
+	})
+	tp, cl := plainProxy(t, up.url(), "")
+	resp, body := call(t, cl, "GET", tp.srv.URL+"/r/1", nil)
+	g.Expect(resp.StatusCode).To(Equal(200))
+	g.Expect(body).To(Equal("firs"))
+	g.Eventually(func() int { return fastIdle(tp.p) }, 10*time.Second).Should(Equal(1))
+	close(pooled)
+	<-wrote
+	// The idle connection now holds unread bytes.
+	idleConn := func() *h1Conn {
+		for _, tr := range tp.p.transports {
+			for _, h := range *tr.hosts.Load() {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				if len(h.idle) > 0 {
+					return h.idle[0]
+				}
+			}
+		}
+		return nil
+	}()
+	g.Expect(idleConn).NotTo(BeNil())
+	g.Eventually(idleConn.probe.idleOK, 10*time.Second).Should(BeFalse())
+	for i := range 3 {
+		resp, body = call(t, cl, "GET", fmt.Sprintf("%s/r/%d", tp.srv.URL, i+2), nil)
+		g.Expect(resp.StatusCode).To(Equal(200))
+		g.Expect(body).To(Equal("good"), "request %d", i)
+	}
+	g.Expect(up.accepted.Load()).To(BeNumerically("==", 2), "the tainted connection was discarded")
 }

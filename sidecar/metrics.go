@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/credbroker/credbroker/internal/buildinfo"
 	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
@@ -28,6 +29,11 @@ type Metrics struct {
 	tokenFetchTime *prometheus.HistogramVec
 	tokenHits      *prometheus.CounterVec
 	tokenRefreshes *prometheus.CounterVec
+	keyLimit       *prometheus.CounterVec // keylimit.go
+
+	adminRefused *prometheus.CounterVec
+	connsRefused *prometheus.CounterVec
+	connsOpen    *prometheus.GaugeVec
 
 	destLookups *prometheus.CounterVec
 	destHits    *prometheus.CounterVec
@@ -35,6 +41,8 @@ type Metrics struct {
 	reloads *prometheus.CounterVec
 	ready   prometheus.Gauge
 	inbound *prometheus.CounterVec
+	// events is what Metrics counts outside the hot path (observe.go).
+	events
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -57,8 +65,20 @@ func NewMetrics() *Metrics {
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_refused_total",
-			Help: "Requests refused before matching a route, by reason (not-a-route, connect-refused, dot-segment, scheme-refused).",
+			Help: "Requests the proxy listener refused itself, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body).",
 		}, []string{"reason"}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_admin_refused_total",
+			Help: "Requests the admin listener refused, by reason (host-not-allowed, origin-refused, cross-site).",
+		}, []string{"reason"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_connections_refused_total",
+			Help: "Client connections closed at accept because the listener was at max_connections, by listener (proxy, admin, inbound).",
+		}, []string{"listener"}),
+		connsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credbroker_connections_open",
+			Help: "Open client connections by listener (proxy, admin, inbound).",
+		}, []string{"listener"}),
 		credErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_credential_errors_total",
 			Help: "Requests answered 503 because no valid credential could be had, by route and reason.",
@@ -98,11 +118,27 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "outcome", "reason"}),
 		routes: map[string]*routeMetrics{},
 	}
-	m.destLookups, m.destHits = newDestinationMetrics()
-	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI,
-		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound, m.destLookups, m.destHits,
+	m.reg.MustRegister(buildInfoGauge(buildinfo.Get()))
+	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI, m.adminRefused, m.connsRefused, m.connsOpen,
+		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.keyLimit = newKeyLimitCounter()
+	m.reg.MustRegister(m.keyLimit)
+	m.destLookups, m.destHits = newDestinationMetrics()
+	m.reg.MustRegister(m.destLookups, m.destHits)
+	m.events = newEvents(m.reg)
 	return m
+}
+
+// buildInfoGauge is credbroker_build_info: one series, always 1, whose labels
+// say which build is running (join it to other series by instance).
+func buildInfoGauge(bi buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "credbroker_build_info",
+		Help: "Always 1; the labels name the running build's version, commit and Go version.",
+	}, []string{"version", "commit", "goversion"})
+	g.WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
+	return g
 }
 
 // Registry returns the registry /metrics serves.
@@ -194,10 +230,12 @@ var (
 	descHeartbeats  = prometheus.NewDesc("credbroker_connector_heartbeats_total", "Successful heartbeats (management info calls) to the connector.", []string{"certificate"}, nil)
 	descNeedsToken  = prometheus.NewDesc("credbroker_certificate_needs_token", "1 when the certificate expired or was revoked and a new one-time token is needed.", []string{"certificate"}, nil)
 	descCertLoaded  = prometheus.NewDesc("credbroker_certificate_loaded", "1 when a certificate is loaded.", []string{"certificate"}, nil)
+	descRevoked     = prometheus.NewDesc("credbroker_certificate_revoked", "1 when the connector refused renewal for good (revoked or unknown); the certificate serves until it expires.", []string{"certificate"}, nil)
+	descFailing     = prometheus.NewDesc("credbroker_certificate_failing", "1 while the last load, renewal or heartbeat of the certificate failed (cleared by the next success).", []string{"certificate"}, nil)
 )
 
 func (c certCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNextRenewal, descRenewals, descHeartbeats, descNeedsToken, descCertLoaded} {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNextRenewal, descRenewals, descHeartbeats, descNeedsToken, descCertLoaded, descRevoked, descFailing} {
 		ch <- d
 	}
 }
@@ -226,5 +264,7 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 			needs = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descNeedsToken, prometheus.GaugeValue, needs, name)
+		ch <- prometheus.MustNewConstMetric(descRevoked, prometheus.GaugeValue, b2f(st.Revoked), name)
+		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, b2f(st.LastError != ""), name)
 	}
 }

@@ -92,6 +92,7 @@ type Proxy struct {
 	routes     []*route
 	transports []*h1Transport
 	tokenAPI   *tokenAPI
+	hosts      *hostPolicy
 }
 
 // route is one configured route, prepared for the hot path.
@@ -110,6 +111,8 @@ type route struct {
 	cert        ClientCertificate
 	signer      Signer
 	maxBody     int64
+	crossSite   bool // allow_cross_site
+	noOrigin    bool // refuse_origin
 	transport   *h1Transport
 	rp          *httputil.ReverseProxy
 	metrics     *routeMetrics
@@ -196,6 +199,8 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 			tenant:      rc.Auth.Tenant,
 			jwtBearer:   rc.Auth.Grant == GrantJWTBearer,
 			maxBody:     cfg.MaxSignedBody,
+			crossSite:   rc.AllowCrossSite,
+			noOrigin:    rc.RefuseOrigin,
 			metrics:     o.metrics.route(rc.Name),
 			log:         o.log.With("route", rc.Name),
 		}
@@ -260,7 +265,9 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		return nil, errs
 	}
 	p.router = newRouter(p.routes)
+	p.hosts = newHostPolicy(cfg.AllowedHosts)
 	p.tokenAPI = newTokenAPI(cfg.TokenAPI, deps.Tokens, o)
+	p.tokenAPI.hosts = p.hosts
 	return p, nil
 }
 
@@ -343,6 +350,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			p.refuse(w, http.StatusForbidden, ReasonNotARoute, "host is not the upstream of a configured route")
 			return
 		}
+		if p.refuseBrowser(w, req, r) {
+			return
+		}
 		req.URL.Scheme, req.URL.Host = r.target.Scheme, r.target.Host
 	} else {
 		esc := req.URL.EscapedPath()
@@ -358,6 +368,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r, rest = p.router.byPath(esc)
 		if r == nil {
 			p.refuse(w, http.StatusForbidden, ReasonNotARoute, "not a configured route")
+			return
+		}
+		if !p.hosts.allowed(req.Host) {
+			p.refuse(w, http.StatusForbidden, ReasonHostNotAllowed, "the Host header names neither localhost, an IP address nor a name in allowed_hosts (a route is called as http://127.0.0.1:PORT/"+r.name+"/ or http://localhost:PORT/"+r.name+"/)")
+			return
+		}
+		if p.refuseBrowser(w, req, r) {
 			return
 		}
 		// The escaped first segment equals the route name, which has no
@@ -383,6 +400,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	r.serve(w, req, p.o.now)
+}
+
+// refuseBrowser answers requests to route r that a browser page made
+// cross-site (unless allow_cross_site), that carry Origin on a route with
+// refuse_origin, and that name Authorization in Connection (hop-by-hop
+// removal would strip the credential added for the upstream). It reports
+// whether it answered.
+func (p *Proxy) refuseBrowser(w http.ResponseWriter, req *http.Request, r *route) bool {
+	h := req.Header
+	if !r.crossSite && strings.EqualFold(fetchSite(h), "cross-site") {
+		p.refuse(w, http.StatusForbidden, ReasonCrossSite, "route "+r.name+": a browser marked this request Sec-Fetch-Site: cross-site (allow_cross_site: true accepts it)")
+		return true
+	}
+	if _, ok := h["Origin"]; ok && r.noOrigin {
+		p.refuse(w, http.StatusForbidden, ReasonOriginRefused, "route "+r.name+": requests carrying an Origin header are refused (refuse_origin)")
+		return true
+	}
+	if c, ok := h["Connection"]; ok && namesAuthorization(c) {
+		p.refuse(w, http.StatusBadRequest, ReasonHopByHopCredential, "route "+r.name+": Connection names Authorization, which would remove the credential sent upstream")
+		return true
+	}
+	return false
 }
 
 func (p *Proxy) refuse(w http.ResponseWriter, status int, reason, msg string) {
@@ -450,6 +489,11 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 	}
 	if r.tokens != nil && inject {
 		tok, err := r.tokens.Token(req.Context(), TokenRequest{Tenant: tenant, Assertion: assertion})
+		if r.metrics.m.keyLimited(err, r.cfg.Auth.Binding, "route") {
+			w.Header().Set("Retry-After", "60")
+			r.fail(w, keyLimitStatus, ReasonTokenKeyLimit, "binding "+r.cfg.Auth.Binding+" holds max_token_keys distinct scope sets and tenants; tokens already cached keep working")
+			return
+		}
 		if err != nil {
 			r.log.Debug("no token", "binding", r.cfg.Auth.Binding, "tenant", tenant, "err", err)
 			r.fail(w, http.StatusServiceUnavailable, ReasonTokenUnavailable, "no valid token for binding "+r.cfg.Auth.Binding+": "+err.Error())
@@ -480,6 +524,9 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 			r.fail(w, http.StatusServiceUnavailable, ReasonSigningFailed, "signing the request failed: "+err.Error())
 			return
 		}
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = clientBody{req.Body}
 	}
 	if req.ContentLength != 0 && req.ProtoMajor == 1 {
 		// Stream the request body while the response streams back (an
@@ -520,13 +567,38 @@ func (r *route) errorHandler(w http.ResponseWriter, req *http.Request, err error
 	}
 	status, reason, msg := http.StatusBadGateway, ReasonUpstreamUnreachable, "upstream request failed"
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+	var cbe *clientBodyError
+	if errors.As(err, &cbe) {
+		// The app's request body could not be read (a malformed chunked
+		// encoding, a body cut short): the client's fault, not the
+		// upstream's.
+		status, reason, msg = http.StatusBadRequest, ReasonBadRequestBody, "the request body could not be read (malformed chunked encoding or cut short)"
+		r.metrics.m.refused.WithLabelValues(reason).Inc()
+	} else if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		status, reason, msg = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "upstream did not answer in time"
 	}
 	r.log.Debug("upstream failed", "err", err)
 	r.metrics.count(status)
 	writeError(w, status, reason, "route "+r.name+": "+msg)
 }
+
+// clientBody is the app's request body on its way upstream; a failure to
+// read it comes out of the transport as a *clientBodyError.
+type clientBody struct{ io.ReadCloser }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &clientBodyError{err}
+	}
+	return n, err
+}
+
+// clientBodyError is a failure to read the app's request body.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 // bufferPool recycles the 32 KiB copy buffers of ReverseProxy. The pool
 // holds *[]byte; the boxes themselves are recycled through a second pool so

@@ -445,7 +445,7 @@ routes:
 	c, err := net.Dial("tcp", addr)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer c.Close()
-	_, err = io.WriteString(c, "GET /r/x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic cHJveHk6c2VjcmV0\r\nProxy-Connection: keep-alive\r\nTe: trailers\r\nX-End: 1\r\n\r\n")
+	_, err = io.WriteString(c, "GET /r/x HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic cHJveHk6c2VjcmV0\r\nProxy-Connection: keep-alive\r\nTe: trailers\r\nX-End: 1\r\n\r\n")
 	g.Expect(err).NotTo(HaveOccurred())
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -608,6 +608,7 @@ func TestTokenAPI(t *testing.T) {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", TokenAPIPath+"?binding=b", nil)
 	req.RemoteAddr = "10.1.2.3:5555"
+	req.Host = "10.0.0.7:8411" // the pod IP
 	tp.p.ServeHTTP(rec, req)
 	g.Expect(rec.Code).To(Equal(http.StatusForbidden))
 	g.Expect(rec.Header().Get(HeaderError)).To(Equal(ReasonNotLoopback))

@@ -43,6 +43,8 @@ type Server struct {
 	inbound  string
 	watchCtx context.Context
 	reloadCh chan struct{}
+	// limits are the listeners' connection caps (proxy, admin, inbound).
+	limits [3]*limitListener
 	// poll is the watcher's backstop interval.
 	poll time.Duration
 }
@@ -122,7 +124,10 @@ func (s *Server) Run(ctx context.Context) error {
 			g.close()
 			return fmt.Errorf("sidecar: inbound listen %s: %w", in.Listen, err)
 		}
-		if g.deps.Inbound.TLSConfig() != nil {
+		tlsIn := g.deps.Inbound.TLSConfig() != nil
+		s.limits[2] = newLimitListener(inLn, g.cfg.MaxConnections.Inbound, s.o.metrics, "inbound", !tlsIn)
+		inLn = s.limits[2]
+		if tlsIn {
 			// The guard of the current generation decides (its certificate
 			// rotates, a reload replaces the guard).
 			inLn = tls.NewListener(inLn, &tls.Config{
@@ -135,17 +140,22 @@ func (s *Server) Run(ctx context.Context) error {
 		s.inbound = inLn.Addr().String()
 	}
 	s.addr, s.admin = ln.Addr().String(), aln.Addr().String()
+	s.limits[0] = newLimitListener(ln, g.cfg.MaxConnections.Proxy, s.o.metrics, "proxy", true)
+	s.limits[1] = newLimitListener(aln, g.cfg.MaxConnections.Admin, s.o.metrics, "admin", true)
+	ln, aln = s.limits[0], s.limits[1]
 	errLog := slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug)
 	proxySrv := &http.Server{
 		Handler:           http.HandlerFunc(s.serveProxy),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       g.cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          errLog,
 	}
 	adminSrv := &http.Server{
 		Handler:           s.adminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       g.cfg.ClientIdleTimeout,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
 	}
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
@@ -167,7 +177,7 @@ func (s *Server) Run(ctx context.Context) error {
 		inSrv = &http.Server{
 			Handler:           http.HandlerFunc(s.serveInbound),
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       120 * time.Second,
+			IdleTimeout:       g.cfg.ClientIdleTimeout,
 			MaxHeaderBytes:    1 << 20,
 			ErrorLog:          errLog,
 		}
@@ -289,6 +299,13 @@ func (s *Server) activate(g *generation) {
 	w := &watcher{paths: g.deps.Watch, debounce: 200 * time.Millisecond, poll: s.poll, log: s.o.log, onChange: s.TriggerReload}
 	go w.run(wctx)
 	s.gen.Store(g)
+	// Connection caps follow the configuration (a lower cap closes
+	// nothing: connections above it finish as they are).
+	for i, n := range []int{g.cfg.MaxConnections.Proxy, g.cfg.MaxConnections.Admin, g.cfg.MaxConnections.Inbound} {
+		if l := s.limits[i]; l != nil {
+			l.SetLimit(n)
+		}
+	}
 }
 
 // TriggerReload asks the running server to reload soon (for SIGHUP). It
@@ -397,7 +414,24 @@ func (s *Server) Status(ctx context.Context) Status {
 	return st
 }
 
+// adminHandler serves /healthz, /readyz, /status and /metrics to callers
+// that pass the loopback Host and Origin policy (docs/security.md).
 func (s *Server) adminHandler() http.Handler {
+	mux := s.adminMux()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		closeAfterChunked(w, r)
+		if g := s.gen.Load(); g != nil {
+			if reason, msg := g.proxy.hosts.browserRefusal(r); reason != "" {
+				s.o.metrics.adminRefused.WithLabelValues(reason).Inc()
+				writeError(w, http.StatusForbidden, reason, msg)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -408,7 +442,14 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		if st.Ready {
-			_, _ = w.Write([]byte("ready\n"))
+			var b strings.Builder
+			b.WriteString("ready\n")
+			for _, r := range st.Warnings {
+				b.WriteString("warning: ")
+				b.WriteString(r)
+				b.WriteByte('\n')
+			}
+			_, _ = w.Write([]byte(b.String()))
 			return
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)

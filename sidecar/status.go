@@ -2,7 +2,10 @@ package sidecar
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -12,8 +15,12 @@ import (
 // secret: names, times, counts and error messages (which never carry a
 // credential).
 type Status struct {
-	Ready        bool                `json:"ready"`
-	Reasons      []string            `json:"reasons"`
+	Ready   bool     `json:"ready"`
+	Reasons []string `json:"reasons"`
+	// Warnings do not make the sidecar unready but need an operator: a
+	// certificate that can no longer be renewed (needs_token) while it is
+	// still valid.
+	Warnings     []string            `json:"warnings,omitempty"`
 	Draining     bool                `json:"draining,omitempty"`
 	Config       ConfigStatus        `json:"config"`
 	Routes       []RouteStatus       `json:"routes"`
@@ -55,6 +62,7 @@ type CertificateStatus struct {
 	Loaded      bool       `json:"loaded"`
 	Subject     string     `json:"subject,omitempty"`
 	Serial      string     `json:"serial,omitempty"`
+	SHA256      string     `json:"sha256,omitempty"` // fingerprint of the leaf's DER: what identifies it (serials repeat)
 	NotBefore   *time.Time `json:"not_before,omitempty"`
 	NotAfter    *time.Time `json:"not_after,omitempty"`
 	Expired     bool       `json:"expired"`
@@ -63,6 +71,7 @@ type CertificateStatus struct {
 	Renewals    int        `json:"renewals"`
 	LastError   string     `json:"last_error,omitempty"`
 	NeedsToken  bool       `json:"needs_token"`
+	Revoked     bool       `json:"revoked"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -83,12 +92,15 @@ func certificateState(c ClientCertificate) CertificateState {
 	if cur := c.Current(); cur != nil && cur.Leaf != nil {
 		st.Subject = cur.Leaf.Subject.String()
 		st.Serial = cur.Leaf.SerialNumber.String()
+		sum := sha256.Sum256(cur.Leaf.Raw)
+		st.SHA256 = hex.EncodeToString(sum[:])
 		st.NotBefore, st.NotAfter = cur.Leaf.NotBefore, cur.Leaf.NotAfter
 	}
 	return st
 }
 
-// judgeCertificate decides whether a certificate is usable at now.
+// judgeCertificate decides whether a certificate is usable at now. A reason
+// with ok true is a warning: usable, but a new one-time token is needed.
 func judgeCertificate(name string, loaded bool, st CertificateState, now time.Time) (ok bool, reason string) {
 	switch {
 	case !loaded:
@@ -99,14 +111,21 @@ func judgeCertificate(name string, loaded bool, st CertificateState, now time.Ti
 		return false, fmt.Sprintf("certificate %q: %s", name, why)
 	case !st.NotAfter.IsZero() && !now.Before(st.NotAfter):
 		return false, fmt.Sprintf("certificate %q expired at %s; a new one-time token is needed", name, st.NotAfter.UTC().Format(time.RFC3339))
+	case !st.NotBefore.IsZero() && now.Before(st.NotBefore):
+		return false, fmt.Sprintf("certificate %q is not valid before %s", name, st.NotBefore.UTC().Format(time.RFC3339))
 	case st.NeedsToken:
-		why := "can no longer be renewed; a new one-time token is needed"
+		// Still valid but no longer renewable (revoked): the connector keeps
+		// honouring it until it expires, so it stays in use and ready; the
+		// reason is a warning.
+		why := "can no longer be renewed; it stays in use until it expires"
+		if !st.NotAfter.IsZero() {
+			why += " at " + st.NotAfter.UTC().Format(time.RFC3339)
+		}
+		why += "; a new one-time token is needed"
 		if st.LastError != "" {
 			why += " (" + st.LastError + ")"
 		}
-		return false, fmt.Sprintf("certificate %q %s", name, why)
-	case !st.NotBefore.IsZero() && now.Before(st.NotBefore):
-		return false, fmt.Sprintf("certificate %q is not valid before %s", name, st.NotBefore.UTC().Format(time.RFC3339))
+		return true, fmt.Sprintf("certificate %q %s", name, why)
 	}
 	return true, ""
 }
@@ -135,12 +154,27 @@ func judgeToken(binding string, tok Token, err error, now time.Time) (ok bool, r
 	return true, ""
 }
 
+// redactURL returns u without its query string, fragment and user
+// information: an API key in an upstream's query (or a password in its
+// user information) must not reach /status. A query that was there shows as
+// "?redacted".
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.Fragment, c.RawFragment = "", ""
+	c.ForceQuery = false
+	if c.RawQuery != "" {
+		c.RawQuery = "redacted"
+	}
+	return c.String()
+}
+
 // status gathers the state of every credential of a proxy. It fetches (or
 // reads from the cache) one token per distinct route token source.
 func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 	st := Status{Reasons: []string{}, Routes: []RouteStatus{}, Bindings: []BindingStatus{}, Certificates: []CertificateStatus{}}
 	for _, r := range p.routes {
-		st.Routes = append(st.Routes, RouteStatus{Name: r.name, Upstream: r.cfg.Upstream, Auth: r.cfg.Auth.Type, Binding: r.cfg.Auth.Binding, Certificate: r.cfg.Auth.Certificate})
+		st.Routes = append(st.Routes, RouteStatus{Name: r.name, Upstream: redactURL(r.target), Auth: r.cfg.Auth.Type, Binding: r.cfg.Auth.Binding, Certificate: r.cfg.Auth.Certificate})
 	}
 	// Certificates, in config order.
 	var names []string
@@ -161,13 +195,15 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 			loaded = cur != nil
 		}
 		cs.Loaded = loaded
-		cs.Subject, cs.Serial = state.Subject, state.Serial
+		cs.Subject, cs.Serial, cs.SHA256 = state.Subject, state.Serial, state.SHA256
 		cs.NotBefore, cs.NotAfter = timePtr(state.NotBefore), timePtr(state.NotAfter)
 		cs.Expired = loaded && !state.NotAfter.IsZero() && !now.Before(state.NotAfter)
 		cs.NextRenewal, cs.LastRenewal = timePtr(state.NextRenewal), timePtr(state.LastRenewal)
-		cs.Renewals, cs.LastError, cs.NeedsToken = state.Renewals, state.LastError, state.NeedsToken
+		cs.Renewals, cs.LastError, cs.NeedsToken, cs.Revoked = state.Renewals, state.LastError, state.NeedsToken, state.Revoked
 		if ok, why := judgeCertificate(name, loaded, state, now); !ok {
 			st.Reasons = append(st.Reasons, why)
+		} else if why != "" {
+			st.Warnings = append(st.Warnings, why)
 		}
 		st.Certificates = append(st.Certificates, cs)
 	}

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"errors"
+	"net/url"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestJudgeCertificate(t *testing.T) {
 		{"not loaded with error", false, CertificateState{LastError: "pairing refused: token used"}, false, "pairing refused"},
 		{"expired", true, CertificateState{NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Second)}, false, "expired at 2026-11-23T11:59:59Z; a new one-time token is needed"},
 		{"expires exactly now", true, CertificateState{NotAfter: now}, false, "expired"},
-		{"revoked", true, CertificateState{NotBefore: valid.NotBefore, NotAfter: valid.NotAfter, NeedsToken: true, LastError: "revoked"}, false, "new one-time token"},
+		{"revoked", true, CertificateState{NotBefore: valid.NotBefore, NotAfter: valid.NotAfter, NeedsToken: true, LastError: "revoked"}, true, "stays in use until it expires at 2026-11-23T13:00:00Z; a new one-time token is needed (revoked)"},
 		{"not yet valid", true, CertificateState{NotBefore: now.Add(time.Minute), NotAfter: now.Add(time.Hour)}, false, "not valid before"},
 		{"renewal failing but valid", true, CertificateState{NotBefore: valid.NotBefore, NotAfter: valid.NotAfter, LastError: "connector down"}, true, ""},
 	}
@@ -64,4 +65,21 @@ func TestJudgeBindingAndToken(t *testing.T) {
 	g.Expect(ok).To(BeFalse())
 	ok, _ = judgeToken("b", Token{}, nil, now)
 	g.Expect(ok).To(BeFalse())
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://api.example.com/v1", "https://api.example.com/v1"},
+		{"https://api.example.com/v1?apikey=s3cret&x=1", "https://api.example.com/v1?redacted"},
+		{"https://user:pa55@api.example.com/v1?", "https://api.example.com/v1"},
+		{"http://127.0.0.1:8080/?k=v#frag", "http://127.0.0.1:8080/?redacted"},
+	} {
+		g := NewWithT(t)
+		u, err := url.Parse(tc.in)
+		g.Expect(err).NotTo(HaveOccurred())
+		got := redactURL(u)
+		g.Expect(got).To(Equal(tc.want), tc.in)
+		g.Expect(got).NotTo(ContainSubstring("s3cret"))
+		g.Expect(got).NotTo(ContainSubstring("pa55"))
+	}
 }

@@ -31,29 +31,29 @@ type tokenAPI struct {
 	cfg     TokenAPI
 	tokens  Tokens
 	o       options
+	hosts   *hostPolicy
 	mu      sync.Mutex
-	sources map[string]TokenSource // by binding + "\x00" + sorted scopes
+	sources map[string]TokenSource // by binding (bounded by token_api.bindings); scopes go per request
 }
 
 func newTokenAPI(cfg TokenAPI, tokens Tokens, o options) *tokenAPI {
 	return &tokenAPI{cfg: cfg, tokens: tokens, o: o, sources: map[string]TokenSource{}}
 }
 
-func (t *tokenAPI) source(binding string, scopes []string) (TokenSource, error) {
-	scopes = slices.Clone(scopes)
-	slices.Sort(scopes)
-	scopes = slices.Compact(scopes)
-	key := binding + "\x00" + strings.Join(scopes, " ")
+// source is the binding's one source: a scope set is a per-request choice
+// (TokenRequest.Scopes), so callers cannot grow this map, and the token
+// client bounds the scope sets and tenants it caches (max_token_keys).
+func (t *tokenAPI) source(binding string) (TokenSource, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s, ok := t.sources[key]; ok {
+	if s, ok := t.sources[binding]; ok {
 		return s, nil
 	}
-	s, err := t.tokens.Source(binding, scopes, GrantClientCredentials)
+	s, err := t.tokens.Source(binding, nil, GrantClientCredentials)
 	if err != nil {
 		return nil, err
 	}
-	t.sources[key] = s
+	t.sources[binding] = s
 	return s, nil
 }
 
@@ -74,6 +74,10 @@ func (t *tokenAPI) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		binding = "-" // unknown names do not become label values
 	}
 	t.o.metrics.tokenAPI.WithLabelValues(binding, strconv.Itoa(code)).Inc()
+	if code != http.StatusOK {
+		// The reason is one of this package's constants (jsonError's).
+		t.o.metrics.apiRefused.WithLabelValues(w.Header().Get(HeaderError)).Inc()
+	}
 }
 
 func (t *tokenAPI) serve(w http.ResponseWriter, req *http.Request, binding string) int {
@@ -83,6 +87,12 @@ func (t *tokenAPI) serve(w http.ResponseWriter, req *http.Request, binding strin
 	if req.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		return jsonError(w, http.StatusMethodNotAllowed, ReasonBadRequest, "use GET")
+	}
+	if t.hosts != nil {
+		if reason, msg := t.hosts.browserRefusal(req); reason != "" {
+			t.o.metrics.refused.WithLabelValues(reason).Inc()
+			return jsonError(w, http.StatusForbidden, reason, msg)
+		}
 	}
 	if !isLoopbackAddr(req.RemoteAddr) {
 		return jsonError(w, http.StatusForbidden, ReasonNotLoopback, "the token API answers loopback callers only")
@@ -101,11 +111,19 @@ func (t *tokenAPI) serve(w http.ResponseWriter, req *http.Request, binding strin
 	for _, s := range q["scope"] {
 		scopes = append(scopes, strings.Fields(s)...)
 	}
-	src, err := t.source(binding, scopes)
+	if scopes != nil {
+		slices.Sort(scopes)
+		scopes = slices.Compact(scopes)
+	}
+	src, err := t.source(binding)
 	if err != nil {
 		return jsonError(w, http.StatusNotFound, ReasonBadRequest, "binding "+binding+": "+err.Error())
 	}
-	tok, err := src.Token(req.Context(), TokenRequest{Tenant: q.Get("tenant")})
+	tok, err := src.Token(req.Context(), TokenRequest{Tenant: q.Get("tenant"), Scopes: scopes})
+	if t.o.metrics.keyLimited(err, binding, "token_api") {
+		w.Header().Set("Retry-After", "60")
+		return jsonError(w, keyLimitStatus, ReasonTokenKeyLimit, "binding "+binding+" holds max_token_keys distinct scope sets and tenants; tokens already cached keep working")
+	}
 	if err != nil {
 		t.o.log.Debug("token API: no token", "binding", binding, "err", err)
 		return jsonError(w, http.StatusServiceUnavailable, ReasonTokenUnavailable, "no valid token for binding "+binding+": "+err.Error())

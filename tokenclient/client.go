@@ -33,6 +33,11 @@ type Client struct {
 	count   atomic.Int64
 	evictMu sync.Mutex
 
+	keysMu      sync.Mutex
+	keys        map[string]*keyCount // distinct keys (WithMaxKeys)
+	counted     int                  // keys that count against the bound
+	nextReclaim int64                // unix ns: no reclaim scan before
+
 	sem       chan struct{} // bounds fetches across keys
 	sessions  *sessionCache
 	presented atomic.Pointer[string] // fingerprint of the last certificate the hook returned
@@ -66,9 +71,10 @@ type identity struct {
 }
 
 type entry struct {
-	hash uint64
-	id   identity
-	req  Request // replayed by background refreshes; never logged
+	hash  uint64
+	id    identity
+	req   Request   // replayed by background refreshes; never logged
+	class *keyCount // the key this entry holds a slot of (WithMaxKeys)
 
 	st   atomic.Pointer[entryState]
 	busy atomic.Bool // a fetch is in flight
@@ -205,19 +211,23 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 	if req.grant() != GrantClientCredentials {
 		dg = req.digest()
 	}
-	e := c.lookup(&req, scopes, fp, &dg)
+	e, err := c.lookup(&req, scopes, fp, &dg)
+	if err != nil {
+		return nil, err
+	}
 	if tok := c.cached(e); tok != nil {
 		return tok, nil
 	}
 	return c.wait(ctx, e)
 }
 
-// lookup finds or creates the cache entry for a checked request.
-func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) *entry {
+// lookup finds or creates the cache entry for a checked request. Creating
+// one may fail with ErrTooManyKeys.
+func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) (*entry, error) {
 	h := c.hash(r, scopes, fp, dg)
 	sh := &c.shards[h%numShards]
 	if e := sh.find(h, r, scopes, fp, dg); e != nil {
-		return e
+		return e, nil
 	}
 	return c.insert(sh, h, r, scopes, fp, dg)
 }
@@ -245,6 +255,7 @@ func (c *Client) Handle(req Request) (*Handle, error) {
 	if req.grant() != GrantClientCredentials {
 		h.dg = req.digest()
 	}
+	c.pin(keyName(&h.req, h.scopes))
 	return h, nil
 }
 
@@ -260,7 +271,10 @@ func (h *Handle) Token(ctx context.Context) (*Token, error) {
 	}
 	e := h.e.Load()
 	if e == nil || e.gone.Load() || e.id.fp != fp {
-		e = c.lookup(&h.req, h.scopes, fp, &h.dg)
+		var err error
+		if e, err = c.lookup(&h.req, h.scopes, fp, &h.dg); err != nil {
+			return nil, err
+		}
 		h.e.Store(e)
 	}
 	if tok := c.cached(e); tok != nil {
@@ -368,13 +382,19 @@ func (sh *shard) find(h uint64, r *Request, scopes []string, fp string, dg *[32]
 }
 
 // insert adds an entry for the request unless another caller did first.
-func (c *Client) insert(sh *shard, h uint64, r *Request, scopes []string, fp string, dg *[32]byte) *entry {
+// A new entry needs a slot of its key (WithMaxKeys).
+func (c *Client) insert(sh *shard, h uint64, r *Request, scopes []string, fp string, dg *[32]byte) (*entry, error) {
+	kc, err := c.admit(keyName(r, scopes))
+	if err != nil {
+		return nil, err
+	}
 	sh.mu.Lock()
 	if e := sh.find(h, r, scopes, fp, dg); e != nil {
 		sh.mu.Unlock()
-		return e
+		c.release(kc)
+		return e, nil
 	}
-	e := &entry{hash: h, req: *r, id: identity{
+	e := &entry{hash: h, req: *r, class: kc, id: identity{
 		grant: r.grant(), scopes: append([]string(nil), scopes...), tenant: r.Tenant, zone: r.ZoneID,
 		user: r.Username, resource: r.Resource, appTID: r.AppTID, fp: fp, digest: *dg,
 	}}
@@ -390,7 +410,7 @@ func (c *Client) insert(sh *shard, h uint64, r *Request, scopes []string, fp str
 	if c.count.Add(1) > int64(c.o.maxEntries) {
 		c.evict(e)
 	}
-	return e
+	return e, nil
 }
 
 // evict drops entries until the cache is within its bound: first entries
@@ -446,6 +466,7 @@ func (c *Client) remove(victim *entry) {
 	sh.mu.Lock()
 	old := *sh.m.Load()
 	m := make(map[uint64][]*entry, len(old))
+	found := false
 	for k, v := range old {
 		if k != victim.hash {
 			m[k] = v
@@ -455,16 +476,24 @@ func (c *Client) remove(victim *entry) {
 		for _, e := range v {
 			if e != victim {
 				rest = append(rest, e)
+			} else {
+				found = true
 			}
 		}
 		if len(rest) > 0 {
 			m[k] = rest
 		}
 	}
+	if !found { // removed already (by eviction and reclaim at once)
+		sh.mu.Unlock()
+		return
+	}
 	sh.m.Store(&m)
 	sh.mu.Unlock()
 	c.count.Add(-1)
-	victim.gone.Store(true)
+	if !victim.gone.Swap(true) {
+		c.release(victim.class)
+	}
 	victim.mu.Lock()
 	victim.stopTimers()
 	victim.mu.Unlock()

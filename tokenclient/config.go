@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+
+	"github.com/credbroker/credbroker/internal/netx"
 )
 
 // Secret is a string that never prints itself: String, GoString, LogValue
@@ -177,14 +179,8 @@ func parseBase(raw string, f Flavor) (*url.URL, error) {
 	if u.User != nil {
 		return nil, fmt.Errorf("URL must not carry user information")
 	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return nil, fmt.Errorf("%q: plain http is allowed only for loopback hosts", u.Redacted())
-		}
-	default:
-		return nil, fmt.Errorf("%q: scheme must be https", u.Redacted())
+	if err := netx.CheckCredentialURL(u); err != nil {
+		return nil, fmt.Errorf("%q: %w", u.Redacted(), err)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("%q: no query or fragment allowed", u.Redacted())
@@ -194,11 +190,6 @@ func parseBase(raw string, f Flavor) (*url.URL, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
-	return h == "localhost" || strings.HasSuffix(h, ".localhost") || h == "127.0.0.1" || h == "::1"
 }
 
 // deriveCertURL inserts "cert." after the first "authentication." label:

@@ -28,6 +28,11 @@ var (
 	ErrRedirect = errors.New("tokenclient: redirect refused")
 	// ErrCertificate: the client certificate hook failed.
 	ErrCertificate = errors.New("tokenclient: client certificate")
+	// ErrTooManyKeys: the request would add a new distinct cache key (a
+	// scope set, tenant, zone or grant not cached yet) while the client
+	// already holds WithMaxKeys of them. Keys already cached keep working;
+	// a slot frees when all entries of a key have expired.
+	ErrTooManyKeys = errors.New("tokenclient: too many distinct token keys (scope sets, tenants) for this client")
 )
 
 // isOwn reports whether err already carries this package's identity (a

@@ -103,6 +103,7 @@ type options struct {
 	pol           policy
 	retry         RetryPolicy
 	maxEntries    int
+	maxKeys       int
 	maxFetches    int
 	negativeTTL   time.Duration
 	timeout       time.Duration
@@ -116,6 +117,7 @@ func defaultOptions() options {
 		pol:           policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, defaultLife: 5 * time.Minute},
 		retry:         RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},
 		maxEntries:    10000,
+		maxKeys:       DefaultMaxKeys,
 		maxFetches:    16,
 		negativeTTL:   10 * time.Second,
 		timeout:       10 * time.Second,
@@ -249,6 +251,29 @@ func WithMaxEntries(n int) Option {
 			return fmt.Errorf("%w: WithMaxEntries(%d)", ErrInvalidConfig, n)
 		}
 		o.maxEntries = n
+		return nil
+	}
+}
+
+// DefaultMaxKeys is the default of WithMaxKeys.
+const DefaultMaxKeys = 1000
+
+// WithMaxKeys bounds the distinct keys the cache holds at once (default
+// DefaultMaxKeys). A key is what selects a token apart from the user and
+// the client certificate: grant, scope set, tenant, zone, resource and
+// app_tid. A request that would add a key beyond the bound fails with
+// ErrTooManyKeys without a token request, so callers that pick scopes or
+// tenants cannot make the client fan out. Keys already cached keep working,
+// keys of a Handle are reserved and never refused, and a key's slot frees
+// once none of its entries holds a valid token, a fetch in flight or a
+// remembered failure. It does not evict: junk keys cannot push out keys in
+// use.
+func WithMaxKeys(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxKeys(%d)", ErrInvalidConfig, n)
+		}
+		o.maxKeys = n
 		return nil
 	}
 }

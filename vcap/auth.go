@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/netx"
 )
 
 // authKind says whether a binding is an auth service: by label or type
@@ -371,9 +373,11 @@ func setTokenURL(b *Binding, a *AuthService) {
 	}
 }
 
-// checkServiceURL accepts an absolute http or https URL with a host and
-// without user information. The value itself is never repeated in the error:
-// a misplaced secret must not reach a log.
+// checkServiceURL accepts an absolute https URL with a host and without
+// user information, and http only to a loopback host (local tests and
+// mocks): the client secret or the token must not travel in clear. The
+// value itself is never repeated in the error: a misplaced secret must not
+// reach a log.
 func checkServiceURL(raw string) error {
 	u, err := url.Parse(raw)
 	switch {
@@ -385,6 +389,9 @@ func checkServiceURL(raw string) error {
 		return fmt.Errorf("%w: the URL has no host", ErrMalformed)
 	case u.User != nil:
 		return fmt.Errorf("%w: the URL carries user information", ErrMalformed)
+	}
+	if netx.CheckCredentialURL(u) != nil {
+		return fmt.Errorf("%w; want https:// (http:// only to loopback hosts)", ErrPlainHTTP)
 	}
 	return nil
 }

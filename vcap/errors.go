@@ -11,10 +11,13 @@ import (
 // with "vcap: " and names the source, binding and field), so callers branch
 // with errors.Is and errors.As.
 var (
-	ErrNoBindings          = errors.New("no bindings found")
-	ErrNotFound            = errors.New("no matching binding")
-	ErrAmbiguous           = errors.New("more than one binding matches")
-	ErrMalformed           = errors.New("malformed input")
+	ErrNoBindings = errors.New("no bindings found")
+	ErrNotFound   = errors.New("no matching binding")
+	ErrAmbiguous  = errors.New("more than one binding matches")
+	ErrMalformed  = errors.New("malformed input")
+	// ErrPlainHTTP: a token URL is http:// to a host other than loopback;
+	// the client secret would travel in clear.
+	ErrPlainHTTP           = errors.New("an http:// URL to a host other than loopback would send credentials in clear")
 	ErrUnreadable          = errors.New("unreadable")
 	ErrNoCredentials       = errors.New("no credentials")
 	ErrMissingField        = errors.New("missing field")

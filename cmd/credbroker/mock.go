@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/credbroker/credbroker/mockauth"
@@ -21,7 +23,16 @@ type MockOptions struct {
 	TwoPhase     bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
 	Application  string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
 	Destinations bool          `flag:"destinations" env:"CREDBROKER_MOCK_DESTINATIONS" usage:"also serve a Destination service and a Connectivity proxy (bindings destination and connectivity; seed with POST /mock/destinations, see docs/destinations.md)"`
+	HostsFile    string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write '127.0.0.1 NAME' lines for every host name the mock serves to this file (for /etc/hosts or Java's -Djdk.net.hosts.file)"`
+	BindingTTL   time.Duration `flag:"binding-cert-ttl" env:"CREDBROKER_MOCK_BINDING_CERT_TTL" usage:"lifetime of the x509 binding's certificate, to test its expiry" default:"168h"`
+	ListenHost   string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
+	// AllowNonLoopback lets the mock listen beyond loopback: its control
+	// API hands every credential to anyone who can reach it.
+	AllowNonLoopback bool `flag:"allow-non-loopback" env:"CREDBROKER_MOCK_ALLOW_NON_LOOPBACK" usage:"allow a --listen-host beyond loopback (the control API serves every credential without authentication)"`
 }
+
+// mockBanner is the first line the mock prints: it is a test server.
+const mockBanner = "credbroker mock: TEST SERVER — NEVER EXPOSE IT: its control API hands out every credential without authentication"
 
 // Files `credbroker mock --dir` writes.
 const (
@@ -35,7 +46,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--two-phase]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--destinations] [--hosts-file F] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
@@ -44,16 +55,34 @@ func init() {
 }
 
 func (o *MockOptions) validate() error {
-	for _, d := range []struct {
+	ttls := []struct {
 		name string
 		v    time.Duration
-	}{{"--token-ttl", o.TokenTTL}, {"--cert-ttl", o.CertTTL}, {"--pairing-ttl", o.PairingTTL}} {
+	}{{"--token-ttl", o.TokenTTL}, {"--cert-ttl", o.CertTTL}, {"--pairing-ttl", o.PairingTTL}}
+	if o.BindingTTL != 0 { // 0 (not from the flag, whose default is 168h): mockauth's default
+		ttls = append(ttls, struct {
+			name string
+			v    time.Duration
+		}{"--binding-cert-ttl", o.BindingTTL})
+	}
+	for _, d := range ttls {
 		if d.v <= 0 {
 			return badInputf("%s %s: must be positive", d.name, d.v)
 		}
 		if d.v < time.Second {
 			return badInputf("%s %s: must be at least 1s", d.name, d.v)
 		}
+	}
+	host := o.ListenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return badInputf("--listen-host %q: want an IP address (127.0.0.1, ::1)", o.ListenHost)
+	}
+	if !ip.Unmap().IsLoopback() && !o.AllowNonLoopback {
+		return badInputf("--listen-host %s is not loopback: the mock's control API serves every credential without authentication; add --allow-non-loopback only on a machine nobody else can reach", host)
 	}
 	return nil
 }
@@ -65,11 +94,16 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	if len(e.args) > 0 {
 		return badInputf("unexpected argument %q", e.args[0])
 	}
+	// Loud, first, on both streams: this server gives credentials away.
+	fmt.Fprintln(e.stdout, mockBanner)
+	e.log.Warn("test server — never expose: the mock's control API serves every credential without authentication", "listen_host", o.ListenHost)
 	srv, err := mockauth.Start(mockauth.Options{
+		Host:            o.ListenHost,
 		TokenTTL:        o.TokenTTL,
 		CertTTL:         o.CertTTL,
 		PairingTokenTTL: o.PairingTTL,
 		TwoPhase:        o.TwoPhase,
+		BindingCertTTL:  o.BindingTTL,
 		Destinations:    o.Destinations,
 		Logger:          e.log,
 	})
@@ -84,6 +118,11 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	if o.Dir != "" {
 		if err := writeMockDir(o.Dir, srv, pairingURL); err != nil {
 			return err
+		}
+	}
+	if o.HostsFile != "" {
+		if err := writeHostsFile(o.HostsFile, srv.Hosts()); err != nil {
+			return badInputf("--hosts-file %s: %v", o.HostsFile, err)
 		}
 	}
 	printMockSummary(e.stdout, srv.Info(), o.Dir)
@@ -122,6 +161,17 @@ func writeMockDir(dir string, srv *mockauth.Server, pairingURL string) error {
 		}
 	}
 	return nil
+}
+
+// writeHostsFile writes one "127.0.0.1 NAME" line per host name, in the
+// format of /etc/hosts (and of Java's jdk.net.hosts.file).
+func writeHostsFile(path string, names []string) error {
+	var b strings.Builder
+	b.WriteString("# credbroker mock: every host name it serves, on 127.0.0.1\n")
+	for _, n := range names {
+		b.WriteString("127.0.0.1 " + n + "\n")
+	}
+	return writeFileAtomic(path, []byte(b.String()), 0o644)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

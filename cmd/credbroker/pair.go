@@ -27,6 +27,7 @@ type pairOptions struct {
 	TokenURLFile string        `flag:"token-url-file" env:"CREDBROKER_TOKEN_URL_FILE" usage:"read the one-time token URL from this file"`
 	CertDir      string        `flag:"cert-dir" env:"CREDBROKER_CERT_DIR" usage:"directory for tls.key (0600), tls.crt, ca.crt and connection.json; created when missing"`
 	KeyType      string        `flag:"key-type" env:"CREDBROKER_KEY_TYPE" usage:"key algorithm: rsa2048, rsa4096 or ecdsa-p256 (default: the connector's key-algorithm, else rsa2048)"`
+	RSAFallback  bool          `flag:"rsa-fallback" env:"CREDBROKER_RSA_FALLBACK" usage:"when the connector refuses an ECDSA CSR with a 5xx (its CA signs with RSA), retry the same CSR token with an RSA 2048 key"`
 	CAFile       string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs that verify the connector's server certificate (default: the system roots)"`
 	Resolve      []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR, for example *.example.test=127.0.0.1 (names under .localhost always go to 127.0.0.1)"`
 	Timeout      time.Duration `flag:"timeout" env:"CREDBROKER_TIMEOUT" usage:"give up after this long" default:"1m"`
@@ -36,7 +37,7 @@ func init() {
 	register(&command{
 		name:       "pair",
 		summary:    "pair with a connector using a one-time token URL; writes the client certificate, key, CA and connection.json",
-		usage:      "--token-url URL | --token-url-file F --cert-dir DIR [--key-type rsa2048|rsa4096|ecdsa-p256] [--ca-file F] [--resolve PATTERN=ADDR]...",
+		usage:      "--token-url URL | --token-url-file F --cert-dir DIR [--key-type rsa2048|rsa4096|ecdsa-p256] [--rsa-fallback] [--ca-file F] [--resolve PATTERN=ADDR]...",
 		newOptions: func() any { return &pairOptions{} },
 		run:        runPair,
 	})
@@ -73,10 +74,11 @@ func checkPairInput(opts *pairOptions, args []string) (*pairInput, error) {
 	switch {
 	case err != nil || u.Opaque != "":
 		return nil, badInputf("%s: not a URL", source)
-	case u.Scheme != "https":
-		return nil, badInputf("%s: want an https:// URL, got scheme %q", source, u.Scheme)
 	case u.Hostname() == "":
 		return nil, badInputf("%s: the URL has no host", source)
+	}
+	if err := netx.CheckCredentialURL(u); err != nil {
+		return nil, badInputf("%s: %v", source, err)
 	}
 	if p := u.Port(); p != "" {
 		if _, err := netPort(p); err != nil {
@@ -144,19 +146,21 @@ func usableDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".credbroker-probe-*")
+	// Probe with a directory of our own, as the write will.
+	p, err := os.MkdirTemp(dir, ".credbroker-probe-*")
 	if err != nil {
 		return fmt.Errorf("not writable: %v", errors.Unwrap(err))
 	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
+	return os.Remove(p)
 }
 
 func runPair(ctx context.Context, e *cmdEnv, o any) error {
 	opts := o.(*pairOptions)
 	in, err := checkPairInput(opts, e.args)
 	if err != nil {
+		return err
+	}
+	if err := checkCertDir(e.log, "--cert-dir", in.dir); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
@@ -171,6 +175,9 @@ func runPair(ctx context.Context, e *cmdEnv, o any) error {
 	if in.keyType != "" {
 		copts = append(copts, connector.WithKeyType(in.keyType))
 	}
+	if opts.RSAFallback {
+		copts = append(copts, connector.WithRSAFallback())
+	}
 	c, err := connector.New(copts...)
 	if err != nil {
 		return badInput(err)
@@ -181,6 +188,9 @@ func runPair(ctx context.Context, e *cmdEnv, o any) error {
 	if err != nil {
 		if errors.Is(err, connector.ErrInvalidInput) {
 			return badInput(err)
+		}
+		if ce := (*connector.CSRError)(nil); errors.As(err, &ce) && ce.KeyMismatch {
+			return fmt.Errorf("%w (with a new one-time token: --key-type rsa2048, or --rsa-fallback)", err)
 		}
 		return err
 	}
@@ -227,12 +237,24 @@ func printPairSummary(w io.Writer, dir string, conn *connector.Connection, now t
 			fmt.Fprintf(w, "  %-18s %s\n", k+":", v)
 		}
 	}
-	app := id.Application
-	if id.Group != "" || id.Tenant != "" {
-		app += fmt.Sprintf(" (group %q, tenant %q)", id.Group, id.Tenant)
+	// A runtime's identity has no application, only group and tenant.
+	var scope []string
+	if id.Group != "" {
+		scope = append(scope, fmt.Sprintf("group %q", id.Group))
 	}
-	row("application", app)
+	if id.Tenant != "" {
+		scope = append(scope, fmt.Sprintf("tenant %q", id.Tenant))
+	}
+	switch {
+	case id.Application != "" && len(scope) > 0:
+		row("application", id.Application+" ("+strings.Join(scope, ", ")+")")
+	case id.Application != "":
+		row("application", id.Application)
+	case len(scope) > 0:
+		row("runtime", strings.Join(scope, ", "))
+	}
 	row("subject", ci.Subject)
+	row("sha256", ci.SHA256)
 	row("serial", ci.Serial)
 	row("key", keyName(conn.Pairing.Key))
 	row("not after", fmt.Sprintf("%s (in %s)", ci.NotAfter.Format(time.RFC3339), ci.NotAfter.Sub(now).Round(time.Second)))

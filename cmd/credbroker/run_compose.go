@@ -93,12 +93,15 @@ func (c *composer) load(ctx context.Context) (*sidecar.Config, sidecar.Deps, err
 		}
 		return nil, sidecar.Deps{}, err
 	}
+	if err := checkPlainHTTP(cfg, set, c.log); err != nil {
+		return nil, sidecar.Deps{}, err
+	}
 
 	n, err := newNetSettings(cfg)
 	if err != nil {
 		return nil, sidecar.Deps{}, err
 	}
-	g := &genDeps{c: c, set: set, net: n}
+	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys}
 	deps := sidecar.Deps{Bindings: lookup, Close: g.release, Watch: c.watchPaths(cfg)}
 	if set != nil {
 		deps.Tokens = g
@@ -178,7 +181,6 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		guard.WithJWKSClient(jwks),
 		guard.WithLogger(g.c.log),
 		guard.WithObserver(g.c.metrics.InboundObserver()),
-		guard.WithMaxBody(cfg.MaxSignedBody),
 		guard.WithResync(g.c.o.PollInterval),
 	}
 	if t := cfg.Inbound.TLS; t != nil && t.Certificate != "" {
@@ -299,9 +301,10 @@ func newNetSettings(cfg *sidecar.Config) (*netSettings, error) {
 // genDeps are the providers of one configuration generation. It is the
 // sidecar.Tokens of the generation and releases what it acquired on Close.
 type genDeps struct {
-	c   *composer
-	set *vcap.Set
-	net *netSettings
+	c       *composer
+	set     *vcap.Set
+	net     *netSettings
+	maxKeys int // max_token_keys: distinct token keys per binding
 
 	mu   sync.Mutex
 	held []func()
@@ -344,9 +347,13 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	if err != nil {
 		return failingSource{err: err}, nil
 	}
-	key := "binding " + binding + " " + g.net.key + " " + bindingDigest(b)
+	key := fmt.Sprintf("binding %s %s %s keys=%d", binding, g.net.key, bindingDigest(b), g.maxKeys)
 	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
-		cl, err := tokenclient.New(tcfg, g.c.tokenOptions(binding, g.net)...)
+		opts := g.c.tokenOptions(binding, g.net)
+		if g.maxKeys > 0 {
+			opts = append(opts, tokenclient.WithMaxKeys(g.maxKeys))
+		}
+		cl, err := tokenclient.New(tcfg, opts...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -420,10 +427,15 @@ func (s *tokenSource) Token(ctx context.Context, req sidecar.TokenRequest) (side
 	switch {
 	case s.jwt:
 		t, err = s.c.Token(ctx, tokenclient.Request{Grant: tokenclient.GrantJWTBearer, Scopes: s.scopes, Tenant: req.Tenant, Assertion: tokenclient.Secret(req.Assertion)})
+	case req.Scopes != nil:
+		t, err = s.c.Token(ctx, tokenclient.Request{Scopes: req.Scopes, Tenant: req.Tenant})
 	case req.Tenant == "":
 		t, err = s.h.Token(ctx)
 	default:
 		t, err = s.c.Token(ctx, tokenclient.Request{Scopes: s.scopes, Tenant: req.Tenant})
+	}
+	if errors.Is(err, tokenclient.ErrTooManyKeys) {
+		return sidecar.Token{}, fmt.Errorf("%w: %w", sidecar.ErrTokenKeyLimit, err)
 	}
 	if err != nil {
 		return sidecar.Token{}, err
@@ -495,6 +507,7 @@ func (l *liveCert) State() sidecar.CertificateState {
 		Renewals:    st.Renewals,
 		LastError:   st.LastError,
 		NeedsToken:  st.NeedsToken,
+		Revoked:     st.Revoked,
 	}
 	if l.hb != nil {
 		hs := l.hb.Status()
@@ -563,12 +576,13 @@ func (c *composer) startBindingCert(ctx context.Context, ce sidecar.Certificate,
 		return nil, nil, err
 	}
 	lc := &liveCert{w: w}
-	return lc, c.runInBackground(w, nil), nil
+	return lc, c.runInBackground(w, nil, nil), nil
 }
 
 // runInBackground runs the watcher (and heartbeat) until the returned
 // release function is called; release waits for them.
-func (c *composer) runInBackground(w *certwatch.Watcher, hb *connector.Heartbeat) func() {
+// onUpdate, when not nil, runs after every change of the live pair.
+func (c *composer) runInBackground(w *certwatch.Watcher, hb *connector.Heartbeat, onUpdate func(context.Context)) func() {
 	bctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -576,6 +590,22 @@ func (c *composer) runInBackground(w *certwatch.Watcher, hb *connector.Heartbeat
 	if hb != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = hb.Run(bctx) }()
+	}
+	if onUpdate != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			updated := w.Updated()
+			for {
+				select {
+				case <-bctx.Done():
+					return
+				case <-updated:
+					updated = w.Updated()
+					onUpdate(bctx)
+				}
+			}
+		}()
 	}
 	return func() {
 		cancel()
@@ -630,8 +660,11 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 	getCert := func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) { return lc.w.GetClientCertificate(cri) }
 	var hb *connector.Heartbeat
 	ciPath := filepath.Join(dc.dir, certwatch.ConnectionFile)
+	var ci *connector.ConnectionInfo // with renew: what connection.json holds
+	var ciMu sync.Mutex
 	if dc.renew {
-		ci, err := connector.LoadConnectionInfo(ciPath)
+		loaded, err := connector.LoadConnectionInfo(ciPath)
+		ci = &loaded
 		if err != nil {
 			return nil, nil, badInputf("certificate %q: renew: true needs %s (written by credbroker pair): %v", dc.name, ciPath, err)
 		}
@@ -648,12 +681,20 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 		}
 		opts = append(opts, certwatch.WithRenewer(renewer))
 		if ci.InfoURL != "" {
-			var mu sync.Mutex
 			hb, err = connector.NewHeartbeat(client, ci.InfoURL,
 				connector.InitialInfo(ci.ManagementInfo()),
+				connector.OnResult(func(connector.HeartbeatResult) {
+					// Loud, every beat: a revoked certificate still works
+					// (the connector honours it until it expires), so
+					// nothing else would remind anyone before it runs out.
+					if st := lc.w.Status(); st.Revoked && st.Ready {
+						c.log.Error("certificate can no longer be renewed (revoked); it stays in use until it expires, then a new one-time token is needed",
+							"certificate", dc.name, "sha256", st.SHA256, "not_after", st.NotAfter, "error", st.LastError)
+					}
+				}),
 				connector.OnChange(func(info connector.ManagementInfo) {
-					mu.Lock()
-					defer mu.Unlock()
+					ciMu.Lock()
+					defer ciMu.Unlock()
 					if !ci.ApplyInfo(info, c.now()) {
 						return
 					}
@@ -677,7 +718,30 @@ func (c *composer) startDirCert(ctx context.Context, dc dirCert, n *netSettings)
 		return nil, nil, err
 	}
 	lc.w, lc.hb = w, hb
-	return &lc, c.runInBackground(w, hb), nil
+	var onUpdate func(context.Context)
+	if ci != nil {
+		onUpdate = func(ctx context.Context) {
+			// connection.json names the certificate in use (by fingerprint:
+			// serials repeat), and the heartbeat proves the new one at once
+			// rather than in up to a minute.
+			if p := w.Pair(); p != nil {
+				ciMu.Lock()
+				if ci.SHA256 != p.SHA256() {
+					ci.SetCertificate(p.Leaf(), c.now())
+					if data, err := ci.Marshal(); err == nil {
+						if err := certwatch.WriteExtra(context.Background(), dc.dir, map[string][]byte{certwatch.ConnectionFile: data}); err != nil {
+							c.log.Warn("certificate changed but connection.json could not be written", "certificate", dc.name, "err", err)
+						}
+					}
+				}
+				ciMu.Unlock()
+			}
+			if hb != nil {
+				hb.Beat(ctx)
+			}
+		}
+	}
+	return &lc, c.runInBackground(w, hb, onUpdate), nil
 }
 
 // pairingURLFile reads a one-time token URL from a file.
@@ -732,6 +796,9 @@ func (c *composer) pairDir(ctx context.Context, name, dir, keyType, tokenURL str
 		}
 		extra = append(extra, connector.WithKeyType(kt))
 	}
+	if err := checkCertDir(c.log, fmt.Sprintf("certificate %q: dir", name), dir); err != nil {
+		return err
+	}
 	client, err := c.connectorClient(n, extra...)
 	if err != nil {
 		return err
@@ -753,7 +820,7 @@ func (c *composer) pairDir(ctx context.Context, name, dir, keyType, tokenURL str
 	if err := certwatch.Persist(ctx, dir, certwatch.Files{CertPEM: p.ChainPEM, KeyPEM: p.KeyPEM, CAPEM: p.CAPEM, Extra: map[string][]byte{certwatch.ConnectionFile: data}}); err != nil {
 		return fmt.Errorf("paired, but writing %s failed (the one-time token is used up): %w", dir, err)
 	}
-	c.log.Info("paired", "certificate", name, "subject", conn.ConnectionInfo.Subject, "not_after", conn.ConnectionInfo.NotAfter)
+	c.log.Info("paired", "certificate", name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
 	return nil
 }
 

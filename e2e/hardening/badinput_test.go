@@ -387,7 +387,8 @@ var _ = Describe("bad input to every command", func() {
 		var caFile, tokURL, token string
 		BeforeEach(func() {
 			var err error
-			srv, err = mockauth.Start(mockauth.Options{})
+			// ECDSA keys (quick): the connector CA must then be ECDSA too.
+			srv, err = mockauth.Start(mockauth.Options{ECDSAConnectorCA: true})
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(srv.Close)
 			caFile = w.file("ca.crt", srv.CACertPEM())
@@ -409,7 +410,7 @@ var _ = Describe("bad input to every command", func() {
 				Expect(srv.Stats().PairingInfoRequests).To(BeZero())
 			},
 			Entry("no scheme", "connector.localhost/v1/applications/signingRequests/info?token=TOKEN"),
-			Entry("plain http", "http://connector.localhost/v1/applications/signingRequests/info?token=TOKEN"),
+			Entry("plain http beyond loopback", "http://connector.example.com/v1/applications/signingRequests/info?token=TOKEN"),
 			Entry("javascript:", "javascript:alert(1)//?token=TOKEN"),
 			Entry("file://", "file:///etc/passwd?token=TOKEN"),
 			Entry("no host", "https:///v1/applications/signingRequests/info?token=TOKEN"),

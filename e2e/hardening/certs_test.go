@@ -1,8 +1,10 @@
 package hardening_test
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -20,6 +22,13 @@ import (
 )
 
 // diskPair loads dir's tls.crt and tls.key and checks that they match.
+// fingerprint is the SHA-256 of a certificate's DER, as /status and the
+// connector identify certificates.
+func fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
 func diskPair(dir string) (*x509.Certificate, error) {
 	certPEM, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
 	if err != nil {
@@ -45,21 +54,23 @@ func statusTime(m map[string]any, key string) time.Time {
 	return t
 }
 
-// firstUse returns when the upstream first saw serial (zero if never).
-func firstUse(u *upstream, serial string) time.Time {
+// firstUse returns when the upstream first saw the certificate with
+// fingerprint fp (zero if never).
+func firstUse(u *upstream, fp string) time.Time {
 	for _, g := range u.all() {
-		if g.Serial == serial {
+		if g.Cert == fp {
 			return g.Time
 		}
 	}
 	return time.Time{}
 }
 
-// lastUse returns when the upstream last saw serial (zero if never).
-func lastUse(u *upstream, serial string) time.Time {
+// lastUse returns when the upstream last saw the certificate with
+// fingerprint fp (zero if never).
+func lastUse(u *upstream, fp string) time.Time {
 	var t time.Time
 	for _, g := range u.all() {
-		if g.Serial == serial {
+		if g.Cert == fp {
 			t = g.Time
 		}
 	}
@@ -81,7 +92,7 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 			// checks after the load
 			check func(c *rigCase)
 			// state the checks use
-			serial0    string
+			cert0      string
 			notAfter0  time.Time
 			faultStart time.Time
 			faultEnd   time.Time
@@ -99,11 +110,11 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 		// The old certificate served through the fault, the new one only
 		// after the connector was back; nothing failed.
 		renewedAfterFault := func(c *rigCase) {
-			serials := c.r.up.serials("/events/")
+			serials := c.r.up.certs("/events/")
 			Expect(len(serials)).To(BeNumerically(">=", 2), "%s: renewed", c.name)
-			Expect(lastUse(c.r.up, c.serial0)).To(BeTemporally(">", c.faultStart.Add(time.Second)), "%s: the old certificate stayed in use during the fault", c.name)
+			Expect(lastUse(c.r.up, c.cert0)).To(BeTemporally(">", c.faultStart.Add(time.Second)), "%s: the old certificate stayed in use during the fault", c.name)
 			for _, s := range serials {
-				if s != c.serial0 {
+				if s != c.cert0 {
 					Expect(firstUse(c.r.up, s)).To(BeTemporally(">", c.faultEnd.Add(-time.Second)), "%s: a renewal only once the connector was back", c.name)
 				}
 			}
@@ -115,11 +126,11 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 		// never notices, past the original certificate's expiry.
 		unwritable := func(c *rigCase) {
 			Expect(c.r.mock.Stats().Renewals).To(BeNumerically(">=", 1), c.name)
-			Expect(lastUse(c.r.up, c.serial0)).To(BeTemporally("<=", c.notAfter0))
+			Expect(lastUse(c.r.up, c.cert0)).To(BeTemporally("<=", c.notAfter0))
 			Expect(c.r.up.all()[len(c.r.up.all())-1].Time).To(BeTemporally(">", c.notAfter0), "%s: requests went on past the original expiry", c.name)
 			onDisk, err := diskPair(c.dir)
 			Expect(err).NotTo(HaveOccurred(), "%s: the pair on disk still matches", c.name)
-			Expect(onDisk.SerialNumber.String()).To(Equal(c.serial0))
+			Expect(fingerprint(onDisk)).To(Equal(c.cert0))
 			Expect(string(c.p.s.Err.Contents())).To(Or(ContainSubstring("persist"), ContainSubstring("could not be written")), "%s: the write failure is logged", c.name)
 			// (a renewal clears last_error for an instant before its own
 			// write fails again)
@@ -139,16 +150,16 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 		add("connector refusing the CSR (500)", ttl, connectorFault(mockauth.Fault{Target: mockauth.TargetCSR, Status: 500}), renewedAfterFault, run)
 		add("connector dropping connections", ttl, connectorFault(mockauth.Fault{Target: mockauth.TargetConnector, Drop: true}), renewedAfterFault, run)
 		add("connector slow", ttl, connectorFault(mockauth.Fault{Target: mockauth.TargetConnector, Latency: 4 * time.Second}), func(c *rigCase) {
-			Expect(len(c.r.up.serials("/events/"))).To(BeNumerically(">=", 2), "renewed despite the latency")
+			Expect(len(c.r.up.certs("/events/"))).To(BeNumerically(">=", 2), "renewed despite the latency")
 			Expect(c.p.ready()).To(Equal(200))
 		}, run)
 		add("certificate revoked", ttl, func(c *rigCase) {
-			Expect(c.r.mock.Revoke(c.serial0)).To(Succeed())
+			Expect(c.r.mock.RevokeSHA256(c.cert0)).To(Succeed())
 		}, func(c *rigCase) {
 			// Renewal is refused for good: the certificate runs out, and
 			// that is reported everywhere, never silent.
-			Expect(c.r.up.serials("/events/")).To(ConsistOf(c.serial0), "no renewal with a revoked certificate")
-			Expect(lastUse(c.r.up, c.serial0)).To(BeTemporally("<=", c.notAfter0.Add(time.Second)), "never used after its expiry")
+			Expect(c.r.up.certs("/events/")).To(ConsistOf(c.cert0), "no renewal with a revoked certificate")
+			Expect(lastUse(c.r.up, c.cert0)).To(BeTemporally("<=", c.notAfter0.Add(time.Second)), "never used after its expiry")
 			code, body := c.p.get("/readyz")
 			Expect(code).To(Equal(503))
 			Expect(string(body)).To(ContainSubstring(`certificate "connector" expired`))
@@ -201,7 +212,7 @@ var _ = Describe("certificates under connector faults, rotation and a broken cer
 		}
 		rotation.arm = func(c *rigCase) {}
 		rotation.check = func(c *rigCase) {
-			Expect(len(c.r.up.serials("/events/"))).To(BeNumerically(">=", 4), "the connector certificate was renewed several times")
+			Expect(len(c.r.up.certs("/events/"))).To(BeNumerically(">=", 4), "the connector certificate was renewed several times")
 			Expect(len(c.r.up.tokens("/events/"))).To(BeNumerically(">=", 3), "tokens were refreshed over the cert host")
 			Expect(c.r.mock.Stats().TokenRequestsByHost).To(HaveKeyWithValue(mockauth.TargetCertToken, BeNumerically(">=", 3)), "over the mTLS cert host")
 			Expect(len(bindingLeaves)).To(BeNumerically(">=", 4))
@@ -235,7 +246,7 @@ routes:
 		for _, c := range cases {
 			Eventually(c.p.ready).WithTimeout(60*time.Second).Should(Equal(200), func() string { return c.name + ": " + string(c.p.s.Err.Contents()) })
 			st := c.p.cert("connector")
-			c.serial0, c.notAfter0 = fmt.Sprint(st["serial"]), statusTime(st, "not_after")
+			c.cert0, c.notAfter0 = fmt.Sprint(st["sha256"]), statusTime(st, "not_after")
 			c.arm(c)
 			c.l = startLoad([]string{c.p.proxy + "/events/a", c.p.proxy + "/events/b"}, 2, 100*time.Millisecond, c.runFor)
 		}
@@ -267,7 +278,7 @@ routes:
 			}
 			Expect(c.l.ok.Load()).To(BeNumerically(">", 100), c.name)
 			c.check(c)
-			GinkgoWriter.Printf("%s: %d ok, %d failed, %d serials, %d renewals\n", c.name, c.l.ok.Load(), c.l.failed.Load(), len(c.r.up.serials("/events/")), c.r.mock.Stats().Renewals)
+			GinkgoWriter.Printf("%s: %d ok, %d failed, %d serials, %d renewals\n", c.name, c.l.ok.Load(), c.l.failed.Load(), len(c.r.up.certs("/events/")), c.r.mock.Stats().Renewals)
 			c.p.scan(true)
 		}
 	})

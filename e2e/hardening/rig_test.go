@@ -2,8 +2,10 @@ package hardening_test
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -106,7 +108,7 @@ type rec struct {
 	Path   string
 	Host   string
 	Header http.Header
-	Serial string // client certificate serial, when one was presented
+	Cert   string // SHA-256 fingerprint of the client certificate, when one was presented (serials repeat: the connector issues serial 2)
 	Body   string
 }
 
@@ -131,7 +133,8 @@ func newUpstream(ca *testpki.CA, clientCAPEM []byte, secrets *harness.Secrets) *
 			secrets.Add("access token issued by the mock", tok)
 		}
 		if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
-			rc.Serial = req.TLS.PeerCertificates[0].SerialNumber.String()
+			sum := sha256.Sum256(req.TLS.PeerCertificates[0].Raw)
+			rc.Cert = hex.EncodeToString(sum[:])
 		}
 		b, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
 		rc.Body = string(b)
@@ -171,12 +174,13 @@ func (u *upstream) all() []rec {
 	return append([]rec(nil), u.got...)
 }
 
-// serials returns the distinct client certificate serials seen under prefix.
-func (u *upstream) serials(prefix string) []string {
+// certs returns the distinct client certificates (SHA-256 fingerprints)
+// seen under prefix.
+func (u *upstream) certs(prefix string) []string {
 	seen := map[string]bool{}
 	for _, g := range u.all() {
-		if g.Serial != "" && strings.HasPrefix(g.Path, prefix) {
-			seen[g.Serial] = true
+		if g.Cert != "" && strings.HasPrefix(g.Path, prefix) {
+			seen[g.Cert] = true
 		}
 	}
 	out := make([]string, 0, len(seen))

@@ -163,7 +163,7 @@ routes:
 			{"token", "--vcap-file", r.vcapFile, "--binding", mockauth.SecretBindingName, "--ca-file", r.caFile, "--json"},
 			{"token", "--vcap-file", r.vcapFile, "--binding", mockauth.X509BindingName, "--ca-file", r.caFile, "--json"},
 			{"token", "--vcap-file", r.vcapFile, "--binding", mockauth.SecretBindingName, "--ca-file", r.caFile, "--tenant", r.mock.Info().Tenants[1].Subdomain},
-			{"pair", "--token-url", u, "--cert-dir", dir, "--ca-file", r.caFile, "--key-type", "ecdsa-p256"},
+			{"pair", "--token-url", u, "--cert-dir", dir, "--ca-file", r.caFile},
 		} {
 			for _, format := range []string{"json", "text"} {
 				s := runBounded(nil, 60*time.Second, harness.Env{}, append(args, "--log-level", "debug", "--log-format", format)...)

@@ -3,9 +3,8 @@ package mock_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -142,7 +141,9 @@ var _ = Describe("credbroker mock", func() {
 		csrInfo := readJSON(resp)
 		subject := csrInfo["certificate"].(map[string]any)["subject"].(string)
 		Expect(subject).To(Equal("O=Organization,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=app1"))
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		// RSA: the connector's CA is RSA and signs with the CSR's
+		// algorithm, as Kyma's (an ECDSA CSR fails with 500).
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		Expect(err).NotTo(HaveOccurred())
 		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{
 			Organization: []string{"Organization"}, OrganizationalUnit: []string{"OrgUnit"}, Locality: []string{"Waldorf"},

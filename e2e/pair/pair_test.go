@@ -2,8 +2,10 @@ package pair_test
 
 import (
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -56,7 +58,7 @@ var _ = Describe("credbroker pair", func() {
 	})
 
 	It("writes key, chain, CA and connection.json and prints a summary without the token", func() {
-		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256", "--log-level", "debug")
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--log-level", "debug")
 		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
 
 		info, err := os.Stat(filepath.Join(dir, "tls.key"))
@@ -84,28 +86,35 @@ var _ = Describe("credbroker pair", func() {
 		var ci map[string]any
 		raw, _ := os.ReadFile(filepath.Join(dir, "connection.json"))
 		Expect(json.Unmarshal(raw, &ci)).To(Succeed())
-		connectorURL := srv.Info().ConnectorURL
+		connectorURL, gatewayURL := srv.Info().ConnectorURL, srv.Info().GatewayURL
 		Expect(ci).To(HaveKeyWithValue("connector_url", connectorURL))
-		Expect(ci).To(HaveKeyWithValue("info_url", connectorURL+"/v1/applications/management/info"))
+		// As in Kyma, the mTLS calls live on the gateway host.
+		Expect(ci).To(HaveKeyWithValue("info_url", gatewayURL+"/v1/applications/management/info"))
 		Expect(ci).To(HaveKeyWithValue("identity", HaveKeyWithValue("application", "orders")))
-		Expect(ci).To(HaveKeyWithValue("renew_cert_url", HavePrefix(connectorURL)))
-		Expect(ci).To(HaveKeyWithValue("revoke_cert_url", HavePrefix(connectorURL)))
+		Expect(ci).To(HaveKeyWithValue("renew_cert_url", HavePrefix(gatewayURL)))
+		Expect(ci).To(HaveKeyWithValue("revoke_cert_url", HavePrefix(gatewayURL)))
 		Expect(ci).To(HaveKeyWithValue("events_url", Not(BeEmpty())))
 		Expect(ci).To(HaveKeyWithValue("metadata_url", Not(BeEmpty())))
 		Expect(ci).To(HaveKeyWithValue("subject", "O="+leaf.Subject.Organization[0]+",OU="+leaf.Subject.OrganizationalUnit[0]+
 			",L="+leaf.Subject.Locality[0]+",ST="+leaf.Subject.Province[0]+",C="+leaf.Subject.Country[0]+",CN=orders"))
 		Expect(ci).To(HaveKeyWithValue("serial", leaf.SerialNumber.String()))
+		sum := sha256.Sum256(leaf.Raw)
+		fp := hex.EncodeToString(sum[:])
+		Expect(ci).To(HaveKeyWithValue("sha256", fp), "serials repeat (the connector issues serial 2); the fingerprint identifies")
 		Expect(ci).To(HaveKeyWithValue("not_after", leaf.NotAfter.UTC().Format(time.RFC3339)))
 		issued := srv.Issued()
 		Expect(issued).To(HaveLen(1))
 		Expect(issued[0].Serial).To(Equal(leaf.SerialNumber.String()))
+		Expect(issued[0].SHA256).To(Equal(fp))
 
 		out := string(s.Out.Contents())
 		Expect(out).To(ContainSubstring("Paired with " + connectorURL))
 		Expect(out).To(ContainSubstring("orders"))
-		Expect(out).To(ContainSubstring(leaf.SerialNumber.String()))
+		Expect(out).To(MatchRegexp(`(?m)^  serial: +` + leaf.SerialNumber.String() + `$`))
+		Expect(out).To(MatchRegexp(`(?m)^  sha256: +` + fp + `$`))
+		Expect(out).To(MatchRegexp(`(?m)^  application: +orders$`))
 		Expect(out).To(ContainSubstring(leaf.NotAfter.UTC().Format(time.RFC3339)))
-		Expect(out).To(ContainSubstring(connectorURL + "/v1/applications/management/info"))
+		Expect(out).To(ContainSubstring(gatewayURL + "/v1/applications/management/info"))
 		secrets.ExpectNotIn(harness.ReadTree(dir, "tls.key")...)
 	})
 
@@ -122,20 +131,39 @@ var _ = Describe("credbroker pair", func() {
 		Expect(kp.PrivateKey.(*rsa.PrivateKey).N.BitLen()).To(Equal(2048))
 
 		dir2 := filepath.Join(GinkgoT().TempDir(), "second")
-		s = pair(harness.Env{"CREDBROKER_TOKEN_URL": newToken("billing"), "CREDBROKER_CA_FILE": caFile, "CREDBROKER_KEY_TYPE": "ecdsa-p256"}, "--cert-dir", dir2)
+		s = pair(harness.Env{"CREDBROKER_TOKEN_URL": newToken("billing"), "CREDBROKER_CA_FILE": caFile, "CREDBROKER_KEY_TYPE": "ecdsa-p256", "CREDBROKER_RSA_FALLBACK": "true"}, "--cert-dir", dir2)
 		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
 		Expect(string(s.Out.Contents())).To(ContainSubstring("CN=billing"))
+		Expect(string(s.Err.Contents())).To(ContainSubstring("key_type=ecdsa-p256"), "the key type came from the environment")
+	})
+
+	It("warns when the key type differs from the connector's key-algorithm, explains a refused ECDSA CSR, and falls back to RSA with --rsa-fallback", func() {
+		// The connector's CA signs with RSA and copies the CSR's signature
+		// algorithm: an ECDSA CSR fails with 500, as in Kyma.
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256")
+		Expect(s.ExitCode()).To(Equal(1))
+		errOut := string(s.Err.Contents())
+		Expect(errOut).To(ContainSubstring("the key type differs from the connector's key-algorithm"), "warned before sending")
+		Expect(errOut).To(ContainSubstring("requested SignatureAlgorithm does not match private key type"))
+		Expect(errOut).To(ContainSubstring("did not spend the CSR token"), "says what a retry can still do")
+		Expect(errOut).To(ContainSubstring("--key-type rsa2048, or --rsa-fallback"))
+		Expect(filepath.Join(dir, "tls.key")).NotTo(BeAnExistingFile())
+
+		s = pair(nil, "--token-url", newToken("orders"), "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256", "--rsa-fallback")
+		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
+		Expect(string(s.Out.Contents())).To(ContainSubstring("RSA 2048"))
+		Expect(srv.Stats().CSRSigned).To(Equal(1))
 	})
 
 	It("refuses a used token with exit 1 and says a new one-time token is needed", func() {
-		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256")
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile)
 		Expect(s.ExitCode()).To(Equal(0), string(s.Err.Contents()))
 		before, _ := os.ReadFile(filepath.Join(dir, "tls.crt"))
 
-		s = pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile, "--key-type", "ecdsa-p256")
+		s = pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile)
 		Expect(s.ExitCode()).To(Equal(1))
 		Expect(string(s.Err.Contents())).To(ContainSubstring("a new one-time token is needed"))
-		Expect(string(s.Err.Contents())).To(ContainSubstring("Token has already been used."))
+		Expect(string(s.Err.Contents())).To(ContainSubstring("Invalid token."))
 		after, _ := os.ReadFile(filepath.Join(dir, "tls.crt"))
 		Expect(after).To(Equal(before), "the paired certificate is left alone")
 	})
@@ -165,8 +193,8 @@ var _ = Describe("credbroker pair", func() {
 		Entry("no scheme", func() []string {
 			return []string{"--token-url", "connector.localhost/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
 		}),
-		Entry("plain http", func() []string {
-			return []string{"--token-url", "http://connector.localhost/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
+		Entry("plain http beyond loopback", func() []string {
+			return []string{"--token-url", "http://connector.example.com/info?token=" + tokenOf(tokURL), "--cert-dir", dir}
 		}),
 		Entry("garbage", func() []string { return []string{"--token-url", "::%%?token=" + tokenOf(tokURL), "--cert-dir", dir} }),
 		Entry("cert dir is a file", func() []string { return []string{"--token-url", tokURL, "--cert-dir", caFile} }),

@@ -2,9 +2,11 @@ package sidecar_test
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log"
@@ -104,7 +106,7 @@ type received struct {
 	Body     string
 	ClientCN string
 	Issuer   string
-	Serial   string
+	SHA256   string // fingerprint of the client certificate (serials repeat: the connector issues serial 2)
 	OAuth1   string // "ok" or the verifier's error
 }
 
@@ -135,7 +137,8 @@ func newUpstream(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets
 		}
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			rec.ClientCN = r.TLS.PeerCertificates[0].Subject.CommonName
-			rec.Serial = r.TLS.PeerCertificates[0].SerialNumber.String()
+			sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+			rec.SHA256 = hex.EncodeToString(sum[:])
 			rec.Issuer = r.TLS.PeerCertificates[0].Issuer.String()
 		}
 		if strings.HasPrefix(r.Header.Get("Authorization"), "OAuth ") {

@@ -348,7 +348,7 @@ routes:
 		e := newEnv(mockauth.Options{CertTTL: 9 * time.Second})
 		sc := e.startSidecar(fmt.Sprintf(`
 certificates:
-  - {name: connector, dir: %s, pairing_url_file: %s, renew: true, key_type: ecdsa-p256}
+  - {name: connector, dir: %s, pairing_url_file: %s, renew: true}
 routes:
   - {name: events, upstream: %s/events, auth: {type: mtls, certificate: connector}}
 `, filepath.Join(e.dir, "connector"), e.pairingURLFile("rotating"), e.up.url))
@@ -384,16 +384,16 @@ routes:
 				}
 			}()
 		}
-		serials := func() int {
+		certs := func() int {
 			seen := map[string]bool{}
 			for _, r := range e.up.all() {
-				if r.Serial != "" {
-					seen[r.Serial] = true
+				if r.SHA256 != "" {
+					seen[r.SHA256] = true
 				}
 			}
 			return len(seen)
 		}
-		Eventually(serials).WithTimeout(90*time.Second).WithPolling(250*time.Millisecond).Should(BeNumerically(">=", 3), "two renewals while requests flow")
+		Eventually(certs).WithTimeout(90*time.Second).WithPolling(250*time.Millisecond).Should(BeNumerically(">=", 3), "two renewals while requests flow")
 		close(stop)
 		wg.Wait()
 		var why []string

@@ -17,9 +17,17 @@
 // plain files. "..data" is already complete then, so a reader that checks a
 // key against its certificate can fall back to DataDir (certwatch does).
 //
-// Files not named in a WriteDir keep their current contents: they are
-// carried into the new generation when they lived in the old one, and left
-// alone when they are plain files.
+// Files not named in a WriteDir are carried into the new generation only
+// when WithKeep names them and they are regular files of the live
+// generation; plain top-level files are left alone.
+//
+// The directory may be shared (a Kubernetes emptyDir is 0777 and its owner
+// cannot change that), so WriteDir writes only into what it creates itself:
+// dir when missing (0700), and each generation directory (0700, checked
+// after creation, files created relative to it). It follows "..data" only
+// to a generation directory inside dir: a link that points anywhere else is
+// refused (ErrUnsafeLayout), never read. Inspect reports this, and whether
+// dir is writable by group or others, before anything is written.
 package atomicfile
 
 import (
@@ -28,6 +36,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -83,7 +92,16 @@ type Option func(*options)
 type options struct {
 	hook Hook
 	now  func() time.Time
+	keep []string
 }
+
+// WithKeep names the files of the live generation that a WriteDir not
+// writing them carries into the new generation (regular files only, at most
+// MaxKeepSize bytes each). Other files of the live generation are dropped.
+func WithKeep(names ...string) Option { return func(o *options) { o.keep = append(o.keep, names...) } }
+
+// MaxKeepSize bounds a file WithKeep carries.
+const MaxKeepSize = 1 << 20
 
 // WithHook installs a hook called between steps (for crash tests).
 func WithHook(h Hook) Option { return func(o *options) { o.hook = h } }
@@ -107,18 +125,77 @@ func (e *Error) Unwrap() error { return e.Err }
 // separator or starts with "..".
 var ErrBadName = errors.New("atomicfile: bad file name")
 
-// DataDir returns dir/..data when dir holds a WriteDir or Kubernetes layout,
-// and "" otherwise.
+// ErrUnsafeLayout is returned when dir's "..data" is a link to anything but
+// a generation directory inside dir.
+var ErrUnsafeLayout = errors.New("atomicfile: ..data does not point to a generation directory inside the directory; not following it")
+
+// DataDir returns dir/..data when dir holds a WriteDir or Kubernetes layout
+// whose "..data" points to a generation directory inside dir, and ""
+// otherwise (no layout, or a link that leads elsewhere).
 func DataDir(dir string) string {
-	p := filepath.Join(dir, DataLink)
-	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		return p
+	if live, err := liveGeneration(dir); err == nil && live != "" {
+		return filepath.Join(dir, DataLink)
 	}
 	return ""
 }
 
+// liveGeneration returns the name of the generation "..data" points to, ""
+// when dir has no "..data" link or it dangles, and ErrUnsafeLayout when
+// the link leads anywhere but a directory directly inside dir.
+func liveGeneration(dir string) (string, error) {
+	target, err := os.Readlink(filepath.Join(dir, DataLink))
+	if err != nil {
+		return "", nil // no link (or not a link): no generation to follow
+	}
+	if target != filepath.Base(target) || !strings.HasPrefix(target, genPrefix) || target == ".." || target == DataLink {
+		return "", fmt.Errorf("%w (%s)", ErrUnsafeLayout, dir)
+	}
+	fi, err := os.Lstat(filepath.Join(dir, target))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", nil
+	case err != nil:
+		return "", &Error{"stat", filepath.Join(dir, target), err}
+	case !fi.IsDir():
+		return "", fmt.Errorf("%w (%s)", ErrUnsafeLayout, dir)
+	}
+	return target, nil
+}
+
+// Info is what Inspect finds.
+type Info struct {
+	// Exists is false when dir does not exist yet (WriteDir creates it 0700).
+	Exists bool
+	// Mode is dir's mode.
+	Mode fs.FileMode
+	// Loose is true when group or others may write dir: they can replace
+	// its top-level links (though not the contents of a generation).
+	Loose bool
+}
+
+// Inspect checks dir the way WriteDir will, without changing anything: an
+// error wrapping ErrUnsafeLayout when its "..data" leads outside it, or
+// when dir is not a directory.
+func Inspect(dir string) (Info, error) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, nil
+	}
+	if err != nil {
+		return Info{}, &Error{"stat", dir, err}
+	}
+	if !fi.IsDir() {
+		return Info{}, &Error{"use", dir, errors.New("not a directory")}
+	}
+	info := Info{Exists: true, Mode: fi.Mode(), Loose: fi.Mode().Perm()&0o022 != 0}
+	if _, err := liveGeneration(dir); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
 // WriteDir writes files into dir as one generation (see the package doc).
-// dir is created (0o755) when missing. It checks ctx before each step. One
+// dir is created (0o700) when missing. It checks ctx before each step. One
 // writer at a time per directory: WriteDir removes generations it does not
 // know, which would include another writer's unfinished one.
 func WriteDir(ctx context.Context, dir string, files []File, opts ...Option) error {
@@ -147,31 +224,22 @@ func WriteDir(ctx context.Context, dir string, files []File, opts ...Option) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return &Error{"create", dir, err}
 	}
 
-	// The files of the current generation that are not replaced move on.
-	if target, err := os.Readlink(filepath.Join(dir, DataLink)); err == nil {
-		entries, err := os.ReadDir(filepath.Join(dir, target))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return &Error{"read", filepath.Join(dir, target), err}
+	// The files of the live generation that WithKeep names and this call
+	// does not write move on; nothing else of it is read.
+	live, err := liveGeneration(dir)
+	if err != nil {
+		return err
+	}
+	if live != "" {
+		kept, err := readKept(filepath.Join(dir, live), o.keep, seen)
+		if err != nil {
+			return err
 		}
-		for _, e := range entries {
-			if seen[e.Name()] || !e.Type().IsRegular() {
-				continue
-			}
-			p := filepath.Join(dir, target, e.Name())
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return &Error{"read", p, err}
-			}
-			info, err := e.Info()
-			if err != nil {
-				return &Error{"stat", p, err}
-			}
-			files = append(files, File{Name: e.Name(), Data: data, Mode: info.Mode().Perm()})
-		}
+		files = append(files, kept...)
 	}
 	// Keys first, so that even a reader of the top-level names that does
 	// not fall back sees the key change before the certificate.
@@ -189,21 +257,29 @@ func WriteDir(ctx context.Context, dir string, files []File, opts ...Option) err
 		_ = os.RemoveAll(gen)
 		return err
 	}
-	if err := os.Chmod(gen, 0o755); err != nil {
-		return abandon(&Error{"chmod", gen, err})
+	// Files are created relative to the directory MkdirTemp made (0700):
+	// in a shared dir another user could rename it and put their own in its
+	// place, so it is opened once, checked, and used through that handle.
+	root, err := os.OpenRoot(gen)
+	if err != nil {
+		return abandon(&Error{"open", gen, err})
+	}
+	defer root.Close()
+	if fi, err := root.Stat("."); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		return abandon(&Error{"check", gen, errors.New("the new generation directory is not the 0700 directory just created")})
 	}
 	if err := step(StepCreatedGeneration, ""); err != nil {
 		return err
 	}
 	for _, f := range files {
-		if err := writeSynced(filepath.Join(gen, f.Name), f.Data, f.Mode); err != nil {
+		if err := writeSyncedIn(root, gen, f.Name, f.Data, f.Mode); err != nil {
 			return abandon(err)
 		}
 		if err := step(StepWrote, f.Name); err != nil {
 			return err
 		}
 	}
-	if err := syncDir(gen); err != nil {
+	if err := syncRoot(root, gen); err != nil {
 		return abandon(err)
 	}
 	if err := step(StepSyncedGeneration, ""); err != nil {
@@ -302,6 +378,79 @@ func isGeneration(name string) bool {
 	return err == nil && name[21] == '.'
 }
 
+// readKept reads the files of generation gen that keep names and seen does
+// not, through a root so that no name can lead outside gen; only regular
+// files are carried.
+func readKept(gen string, keep []string, seen map[string]bool) ([]File, error) {
+	if len(keep) == 0 {
+		return nil, nil
+	}
+	root, err := os.OpenRoot(gen)
+	if err != nil {
+		return nil, &Error{"open", gen, err}
+	}
+	defer root.Close()
+	var out []File
+	for _, name := range keep {
+		if seen[name] || name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, genPrefix) {
+			continue
+		}
+		fi, err := root.Lstat(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, &Error{"stat", filepath.Join(gen, name), err}
+		}
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		if fi.Size() > MaxKeepSize {
+			return nil, &Error{"read", filepath.Join(gen, name), fmt.Errorf("larger than %d bytes", MaxKeepSize)}
+		}
+		f, err := root.Open(name)
+		if err != nil {
+			return nil, &Error{"open", filepath.Join(gen, name), err}
+		}
+		data, err := io.ReadAll(io.LimitReader(f, MaxKeepSize+1))
+		f.Close()
+		if err != nil {
+			return nil, &Error{"read", filepath.Join(gen, name), err}
+		}
+		if len(data) > MaxKeepSize {
+			return nil, &Error{"read", filepath.Join(gen, name), fmt.Errorf("larger than %d bytes", MaxKeepSize)}
+		}
+		seen[name] = true
+		out = append(out, File{Name: name, Data: data, Mode: fi.Mode().Perm()})
+	}
+	return out, nil
+}
+
+// writeSyncedIn creates name in root (exclusively), writes and fsyncs it.
+func writeSyncedIn(root *os.Root, dir, name string, data []byte, mode fs.FileMode) error {
+	if mode == 0 {
+		mode = 0o644
+	}
+	path := filepath.Join(dir, name)
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode.Perm())
+	if err != nil {
+		return &Error{"create", path, err}
+	}
+	return finishSynced(f, path, data, mode)
+}
+
+func syncRoot(root *os.Root, dir string) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return &Error{"open", dir, err}
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return &Error{"fsync", dir, err}
+	}
+	return nil
+}
+
 func writeSynced(path string, data []byte, mode fs.FileMode) error {
 	if mode == 0 {
 		mode = 0o644
@@ -310,6 +459,10 @@ func writeSynced(path string, data []byte, mode fs.FileMode) error {
 	if err != nil {
 		return &Error{"create", path, err}
 	}
+	return finishSynced(f, path, data, mode)
+}
+
+func finishSynced(f *os.File, path string, data []byte, mode fs.FileMode) error {
 	if err := f.Chmod(mode.Perm()); err != nil { // umask may have cut bits
 		f.Close()
 		return &Error{"chmod", path, err}

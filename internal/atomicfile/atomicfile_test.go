@@ -81,8 +81,9 @@ func TestWriteDirLayoutAndModes(t *testing.T) {
 
 	// A second write replaces the set, carries connection.json over and
 	// leaves exactly one generation behind.
-	g.Expect(atomicfile.WriteDir(context.Background(), dir, []atomicfile.File{{Name: "connection.json", Data: []byte("conn 1")}})).To(Succeed())
-	g.Expect(atomicfile.WriteDir(context.Background(), dir, set("2"))).To(Succeed())
+	keep := atomicfile.WithKeep("tls.crt", "tls.key", "ca.crt", "connection.json")
+	g.Expect(atomicfile.WriteDir(context.Background(), dir, []atomicfile.File{{Name: "connection.json", Data: []byte("conn 1")}}, keep)).To(Succeed())
+	g.Expect(atomicfile.WriteDir(context.Background(), dir, set("2"), keep)).To(Succeed())
 	g.Expect(readSet(dir, "tls.crt", "tls.key", "ca.crt")).To(Equal("2"))
 	b, err := os.ReadFile(filepath.Join(dir, "connection.json"))
 	g.Expect(err).NotTo(HaveOccurred())

@@ -6,9 +6,11 @@ package netx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -109,4 +111,40 @@ func (r *Resolver) Dialer(d *net.Dialer) func(ctx context.Context, network, addr
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		return d.DialContext(ctx, network, r.Rewrite(address))
 	}
+}
+
+// LoopbackHost reports whether host (a URL's Hostname(): no port, no
+// brackets) names this machine: "localhost" and names under ".localhost"
+// (RFC 6761 reserves them for loopback and Resolver sends them there), the
+// addresses 127.0.0.0/8 and ::1 (also IPv4-mapped). It is the one test of
+// "loopback" for every URL credbroker sends a credential to.
+func LoopbackHost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// ErrPlainHTTP is wrapped by CheckCredentialURL's error for an http:// URL
+// to a host other than loopback.
+var ErrPlainHTTP = errors.New("plain http:// to a host other than loopback would send credentials in clear; want https://")
+
+// CheckCredentialURL checks the scheme of a URL that a credential travels
+// to (a token, cert or connector endpoint): https://, or http:// to a
+// loopback host (LoopbackHost) for local tests and mocks. Any other scheme,
+// or http:// to any other host, is an error; the error never repeats the
+// URL (it may carry a one-time token).
+func CheckCredentialURL(u *url.URL) error {
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		if LoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return ErrPlainHTTP
+	}
+	return fmt.Errorf("scheme %q: want https://", u.Scheme)
 }

@@ -1,0 +1,396 @@
+package sidecar
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a listener refuses a connection or a request head itself (in
+// HeaderError of the response it writes before closing).
+const (
+	ReasonConnectionLimit = "connection-limit"
+	ReasonObsFold         = "obs-fold"
+	ReasonBareLF          = "bare-lf"
+	ReasonBareCR          = "bare-cr"
+	ReasonBadContentLen   = "bad-content-length"
+	ReasonBadRequestBody  = "bad-request-body"
+)
+
+// limitListener caps the open connections of a listener. At the cap a new
+// connection is accepted and closed at once (on plain-HTTP listeners after
+// a 503 with reason connection-limit): the kernel's accept queue never
+// fills with connections nobody serves, so the first connection after the
+// flood is served at once, and each refusal is counted. Connections already
+// open are not touched. Safe for concurrent use.
+type limitListener struct {
+	net.Listener
+	max     atomic.Int64
+	open    atomic.Int64
+	refused prometheus.Counter
+	gauge   prometheus.Gauge
+	// headRefused counts strictConn's 400s by reason (nil: not counted).
+	headRefused *prometheus.CounterVec
+	name        string
+	// refusal is written to a refused connection (nil: none, e.g. under TLS).
+	refusal []byte
+	// strict checks request heads (obs-fold, bare LF) on plain-HTTP
+	// listeners.
+	strict bool
+}
+
+func newLimitListener(ln net.Listener, limit int, m *Metrics, name string, plainHTTP bool) *limitListener {
+	l := &limitListener{
+		Listener: ln,
+		refused:  m.connsRefused.WithLabelValues(name),
+		gauge:    m.connsOpen.WithLabelValues(name),
+		strict:   plainHTTP,
+		name:     name,
+
+		headRefused: m.headRefused,
+	}
+	l.max.Store(int64(limit))
+	if plainHTTP {
+		l.refusal = headResponse(503, "Service Unavailable", ReasonConnectionLimit, "too many open connections (max_connections."+name+")")
+	}
+	return l
+}
+
+// SetLimit changes the cap (a reload); connections above it stay open.
+func (l *limitListener) SetLimit(n int) { l.max.Store(int64(n)) }
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > l.max.Load() {
+			l.open.Add(-1)
+			l.refused.Inc()
+			if l.refusal != nil {
+				// A fresh connection's send buffer is empty: the write does
+				// not block; the deadline bounds it anyway.
+				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = c.Write(l.refusal)
+			}
+			_ = c.Close()
+			continue
+		}
+		l.gauge.Inc()
+		lc := &limitConn{Conn: c, l: l}
+		if l.strict {
+			return &strictConn{limitConn: lc}, nil
+		}
+		return lc, nil
+	}
+}
+
+// limitConn gives its slot back when closed.
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(func() {
+		c.l.open.Add(-1)
+		c.l.gauge.Dec()
+	})
+	return c.Conn.Close()
+}
+
+// headResponse is a complete response that closes the connection.
+func headResponse(status int, text, reason, msg string) []byte {
+	body := "credbroker: " + msg + "\n"
+	return []byte("HTTP/1.1 " + strconv.Itoa(status) + " " + text + "\r\n" +
+		HeaderError + ": " + reason + "\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}
+
+// strictConn checks the request heads net/http would accept leniently:
+// a line ending in a bare LF, a bare CR, and obs-fold (a header line that
+// starts with a space or tab) get 400 with a reason, and the connection is
+// closed, as the README promises (RFC 9112 §2.2 and §5.2 allow a server to
+// reject them, and a front proxy that reads them differently is the
+// request-smuggling shape). It follows the stream's framing: a head, then
+// a Content-Length body (passed through unchecked), then the next head. A
+// request with Transfer-Encoding has its connection closed after the
+// response (closeAfterChunked), and an upgraded connection is a tunnel:
+// after either it passes bytes through. The check is per byte of the head,
+// with no allocation.
+type strictConn struct {
+	*limitConn
+
+	st        int   // stHead, stBody, stUpgrade, stPass
+	remaining int64 // body bytes left (stBody)
+	reqLine   bool  // the request line of this head has been seen
+	lineStart bool  // the next byte starts a line
+	prevCR    bool  // the previous byte was CR
+	line      [64]byte
+	lineLen   int  // bytes of the current line kept in line (at most 64)
+	lineLong  bool // the current line was longer than line
+	cl        int64
+	hasCL     bool
+	chunked   bool
+	upgrade   bool
+
+	bad      string // the reason of a refused head
+	answered bool
+	upgraded atomic.Bool // a 101 was written
+}
+
+const (
+	stHead = iota
+	stBody
+	stUpgrade // after an upgrade request: a tunnel if a 101 was written
+	stPass
+)
+
+var errBadHead = errors.New("sidecar: malformed request head")
+
+func (c *strictConn) Write(p []byte) (int, error) {
+	// A 101 response makes the rest of the connection a tunnel (read once
+	// the upgrade request's head and body are through).
+	if len(p) >= 13 && p[9] == '1' && p[10] == '0' && p[11] == '1' && p[12] == ' ' && string(p[:9]) == "HTTP/1.1 " && !c.upgraded.Load() {
+		c.upgraded.Store(true)
+	}
+	return c.limitConn.Write(p)
+}
+
+func (c *strictConn) Read(p []byte) (int, error) {
+	if c.bad != "" {
+		return c.refuse(p)
+	}
+	if c.st == stPass {
+		return c.limitConn.Read(p)
+	}
+	n, err := c.limitConn.Read(p)
+	ok := c.scan(p[:n])
+	if ok < n {
+		// Return the bytes before the fault; the next Read answers 400.
+		n, err = ok, nil
+		if n == 0 {
+			return c.refuse(p)
+		}
+	}
+	return n, err
+}
+
+// refuse writes the 400 (once, and not from net/http's one-byte
+// background read, which runs while a previous response may be being
+// written) and returns a read error net/http closes the connection on
+// without a reply of its own.
+func (c *strictConn) refuse(p []byte) (int, error) {
+	if !c.answered && len(p) > 1 {
+		c.answered = true
+		msg := map[string]string{
+			ReasonObsFold:       "a header line starts with a space or tab (obs-fold); refused",
+			ReasonBareLF:        "a line of the request head ends in a bare LF; lines end in CRLF",
+			ReasonBareCR:        "a bare CR in the request head; refused",
+			ReasonBadContentLen: "a Content-Length header that cannot be read; refused",
+		}[c.bad]
+		if c.l != nil && c.l.headRefused != nil {
+			c.l.headRefused.WithLabelValues(c.l.name, c.bad).Inc()
+		}
+		_ = c.limitConn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.limitConn.Write(headResponse(400, "Bad Request", c.bad, msg))
+		// Nothing more goes out: net/http may still see a partial line
+		// and try an answer of its own.
+		_ = c.limitConn.CloseWrite()
+	}
+	return 0, &net.OpError{Op: "read", Net: "tcp", Err: errBadHead}
+}
+
+// scan advances the state over b and returns how many bytes of b are
+// acceptable (len(b) unless a fault was found).
+func (c *strictConn) scan(b []byte) int {
+	for i := 0; i < len(b); {
+		switch c.st {
+		case stPass:
+			return len(b)
+		case stBody:
+			k := int64(len(b) - i)
+			if k > c.remaining {
+				k = c.remaining
+			}
+			c.remaining -= k
+			i += int(k)
+			if c.remaining == 0 {
+				c.afterMessage()
+			}
+			continue
+		case stUpgrade:
+			if c.upgraded.Load() {
+				c.st = stPass
+				return len(b)
+			}
+			c.startHead()
+			continue
+		}
+		// stHead
+		ch := b[i]
+		if c.prevCR && ch != '\n' {
+			c.bad = ReasonBareCR
+			return i
+		}
+		switch ch {
+		case '\r':
+			c.prevCR = true
+			i++
+			continue
+		case '\n':
+			if !c.prevCR {
+				c.bad = ReasonBareLF
+				return i
+			}
+			c.prevCR = false
+			i++
+			if !c.endLine() {
+				return i - 1
+			}
+			continue
+		}
+		if c.lineStart && c.reqLine && (ch == ' ' || ch == '\t') && c.lineLen == 0 {
+			c.bad = ReasonObsFold
+			return i
+		}
+		c.lineStart = false
+		if c.lineLen < len(c.line) {
+			c.line[c.lineLen] = ch
+			c.lineLen++
+		} else {
+			c.lineLong = true
+		}
+		i++
+	}
+	return len(b)
+}
+
+// afterMessage follows a complete request: the next head, or a tunnel
+// after an upgrade request answered 101.
+func (c *strictConn) afterMessage() {
+	if c.upgrade {
+		c.st = stUpgrade
+		return
+	}
+	c.startHead()
+}
+
+func (c *strictConn) startHead() {
+	c.st = stHead
+	c.reqLine, c.lineStart, c.prevCR = false, true, false
+	c.lineLen, c.lineLong = 0, false
+	c.cl, c.hasCL, c.chunked, c.upgrade = 0, false, false, false
+}
+
+// endLine handles the end of one head line; false on a fault.
+func (c *strictConn) endLine() bool {
+	line := c.line[:c.lineLen]
+	long := c.lineLong
+	c.lineLen, c.lineLong, c.lineStart = 0, false, true
+	if len(line) == 0 && !long {
+		if !c.reqLine {
+			return true // empty lines before a request line are ignored
+		}
+		// The end of the head.
+		switch {
+		case c.chunked:
+			c.st = stPass // the connection closes after the response
+		case c.cl > 0:
+			c.st, c.remaining = stBody, c.cl
+		default:
+			c.afterMessage()
+		}
+		return true
+	}
+	if !c.reqLine {
+		c.reqLine = true
+		return true
+	}
+	switch {
+	case hasFieldName(line, "content-length"):
+		v, ok := fieldValue(line, len("content-length"))
+		if long || !ok {
+			c.bad = ReasonBadContentLen
+			return false
+		}
+		n, ok := parseDigits(v)
+		if !ok || (c.hasCL && n != c.cl) {
+			// net/http refuses these itself; let it.
+			c.st = stPass
+			return true
+		}
+		c.cl, c.hasCL = n, true
+	case hasFieldName(line, "transfer-encoding"):
+		c.chunked = true
+	case hasFieldName(line, "upgrade"):
+		c.upgrade = true
+	}
+	return true
+}
+
+// hasFieldName reports whether line starts with name (ASCII
+// case-insensitive) followed by a colon.
+func hasFieldName(line []byte, name string) bool {
+	if len(line) <= len(name) || line[len(name)] != ':' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := line[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldValue returns the value after "name:" without surrounding
+// spaces and tabs; ok is false when it is empty.
+func fieldValue(line []byte, nameLen int) ([]byte, bool) {
+	v := line[nameLen+1:]
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v, len(v) > 0
+}
+
+// parseDigits parses a Content-Length value: decimal digits only.
+func parseDigits(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, d := range v {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(d-'0')
+	}
+	return n, true
+}
+
+// CloseWrite half-closes the connection when the transport can (net/http
+// uses it to let a client read an error response before the close).
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+var _ io.Reader = (*strictConn)(nil)
