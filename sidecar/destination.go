@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/credbroker/credbroker/internal/netx"
 )
 
 // AuthDestination is the route kind whose upstream and credential come
@@ -28,6 +30,7 @@ const AuthDestination = "destination"
 const (
 	ReasonDestinationUnavailable = "destination-unavailable"
 	ReasonNoConnectivity         = "destination-no-connectivity"
+	ReasonDestinationPlainHTTP   = "destination-plain-http"
 )
 
 // Headers of the Connectivity proxy.
@@ -91,6 +94,11 @@ type ResolvedDestination struct {
 	// PrincipalToken, when set, is sent in SAP-Connectivity-Authentication
 	// instead of the user's token (principal_exchange). Secret.
 	PrincipalToken string
+	// Credential is true when the destination adds a credential (any
+	// authentication but NoAuthentication): an Internet destination with
+	// an http:// URL beyond loopback is then refused unless the route has
+	// allow_plain_http.
+	Credential bool
 }
 
 // DestinationResolver resolves the destination of one route. Resolve must
@@ -377,6 +385,11 @@ func (d *destRoute) serve(w http.ResponseWriter, req *http.Request, decRest, res
 			r.metrics.m.credErrors.WithLabelValues(r.name, reason).Inc()
 		}
 		r.fail(w, status, reason, err.Error())
+		return
+	}
+	if !res.OnPremise && res.Credential && res.URL.Scheme == "http" && !r.cfg.AllowPlainHTTP && !netx.LoopbackHost(res.URL.Hostname()) {
+		r.metrics.m.credErrors.WithLabelValues(r.name, ReasonDestinationPlainHTTP).Inc()
+		r.fail(w, http.StatusBadGateway, ReasonDestinationPlainHTTP, "destination "+r.cfg.Auth.Destination+" has an http:// URL: its credential would travel in clear (use https://, or allow_plain_http: true on the route for a trusted service)")
 		return
 	}
 	if res.OnPremise && res.ProxyURL == nil {

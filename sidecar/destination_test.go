@@ -103,6 +103,12 @@ func TestDestinationRouteErrors(t *testing.T) {
 	g.Expect(resp.StatusCode).To(Equal(http.StatusBadGateway))
 	g.Expect(resp.Header.Get(HeaderError)).To(Equal("destination-not-found"))
 	g.Expect(body).To(ContainSubstring(`"d"`))
+	// A credential over plain http to a host beyond loopback is refused.
+	u, _ := url.Parse("http://backend.example:8080/x")
+	fr.err, fr.res = nil, &ResolvedDestination{URL: u, Header: http.Header{"Authorization": {"Basic x"}}, Credential: true}
+	resp, _ = do(t, "GET", tp.srv.URL+"/erp/x", nil, nil)
+	g.Expect(resp.StatusCode).To(Equal(http.StatusBadGateway))
+	g.Expect(resp.Header.Get(HeaderError)).To(Equal(ReasonDestinationPlainHTTP))
 	fr.err = errors.New("boom")
 	resp, _ = do(t, "GET", tp.srv.URL+"/erp/x", nil, nil)
 	g.Expect(resp.StatusCode).To(Equal(http.StatusServiceUnavailable))

@@ -212,7 +212,8 @@ func (r *destResolver) Resolve(ctx context.Context, req sidecar.DestinationReque
 	}
 	res := e.Memo(func() any {
 		return &sidecar.ResolvedDestination{URL: e.URL, Header: e.Header, Query: e.Query, Certificate: e.Certificate,
-			OnPremise: e.OnPremise(), LocationID: e.LocationID, PrincipalPropagation: e.PrincipalPropagation}
+			OnPremise: e.OnPremise(), LocationID: e.LocationID, PrincipalPropagation: e.PrincipalPropagation,
+			Credential: e.Authentication != destination.NoAuthentication}
 	}).(*sidecar.ResolvedDestination)
 	if !res.OnPremise || r.conn == nil {
 		return res, nil
