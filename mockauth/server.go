@@ -103,6 +103,10 @@ type Options struct {
 	// ClientCAs are extra CAs trusted on the cert host: a client certificate
 	// they issued authenticates as any client id of the mock.
 	ClientCAs *x509.CertPool
+	// Destinations starts a Destination service, a Connectivity proxy, an
+	// on-premise stand-in and an Internet backend stand-in, and adds the
+	// "destination" and "connectivity" bindings (destination.go).
+	Destinations bool
 	// Logger receives debug logs of requests (never secrets); silent when nil.
 	Logger *slog.Logger
 	// Now is the clock for token iat/exp, certificate validity, pairing
@@ -178,6 +182,8 @@ type Server struct {
 	faults     []*activeFault
 	stats      Stats
 	received   []Received
+
+	dest *destMock // nil unless Options.Destinations
 
 	servers []*http.Server
 	wg      sync.WaitGroup
@@ -269,6 +275,10 @@ func Start(opts Options) (*Server, error) {
 		X509ClientID:   {id: X509ClientID, xsappname: "xsuaa-x509!t1", x509: true},
 		IASClientID:    {id: IASClientID, secret: randomHex(16), xsappname: IASClientID, ias: true},
 	}
+	if opts.Destinations {
+		s.dest = newDestMock()
+		s.destinationClients()
+	}
 	s.bindingCert, s.bindingCertPEM, s.bindingKeyPEM, err = s.clientCA.clientCert(pkix.Name{
 		CommonName:         "4f1c2a8e-x509-binding",
 		OrganizationalUnit: []string{"mockauth xsuaa", s.tenants[0].ZoneID},
@@ -285,7 +295,7 @@ func Start(opts Options) (*Server, error) {
 
 	serverCert, err := s.serverCA.serverCert(now, []string{
 		"*." + UAADomain, UAADomain, "*." + CertUAADomain, CertUAADomain, "*." + IASDomain, IASDomain,
-		connectorHost, runtimeHost, gatewayHost, "localhost",
+		connectorHost, runtimeHost, gatewayHost, destinationHost, backendHost, "localhost",
 	}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
 	if err != nil {
 		return nil, err
@@ -405,6 +415,12 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.serve(tls.NewListener(gatewayLn, gatewayTLS), s.wrap(listenerGateway, s.gatewayHandler()))
 	s.serve(adminLn, noRedirect(s.adminHandler()))
+	if s.dest != nil {
+		if err := s.startDestinations(base, listen); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	s.log.Debug("mockauth: started", "url", s.info.URL, "certurl", s.info.CertURL,
 		"connector_url", s.info.ConnectorURL, "admin_url", s.info.AdminURL)
 	return s, nil
@@ -515,6 +531,9 @@ func (s *Server) Hosts() []string {
 	names := []string{UAADomain, CertUAADomain, IASDomain, connectorHost, gatewayHost}
 	if s.runtime != s.central {
 		names = append(names, runtimeHost)
+	}
+	if s.dest != nil {
+		names = append(names, destinationHost, backendHost)
 	}
 	for _, t := range s.tenants {
 		names = append(names, t.Subdomain+"."+UAADomain, t.Subdomain+"."+CertUAADomain, t.Subdomain+"."+IASDomain)

@@ -107,6 +107,9 @@ type Config struct {
 	// sidecar/guard owns its format).
 	Inbound *guard.Config `yaml:"inbound"`
 
+	// Destinations configures the cache of destination routes.
+	Destinations DestinationsConfig `yaml:"destinations"`
+
 	// source names where the config came from, for messages.
 	source string
 	// lines maps field paths ("routes[1].auth") to their line.
@@ -209,6 +212,18 @@ type RouteAuth struct {
 	// that add no Authorization (none, mtls without binding) always pass the
 	// app's header through.
 	ReplaceAppCredentials *bool `yaml:"replace_app_credentials"`
+	// Destination routes (docs/destinations.md): the destination's name,
+	// the connectivity binding for OnPremise destinations, the header that
+	// carries the user's JWT (default Authorization: Bearer) and the tenant
+	// mode (subscriber-first, subscriber-only, provider-only).
+	Destination  string `yaml:"destination"`
+	Connectivity string `yaml:"connectivity"`
+	UserToken    string `yaml:"user_token"`
+	TenantMode   string `yaml:"tenant_mode"`
+	// PrincipalExchange names an xsuaa or IAS binding: for principal
+	// propagation the user's token is first exchanged (jwt-bearer) for a
+	// token of that binding. Default: the user's token is forwarded.
+	PrincipalExchange string `yaml:"principal_exchange"`
 }
 
 // Replace reports the effective replace_app_credentials.
@@ -551,7 +566,9 @@ func (c *Config) check() ConfigErrors {
 			names[r.Name] = i
 		}
 		if r.Upstream == "" {
-			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrMissingValue, "a route needs an upstream URL"))
+			if r.Auth.Type != AuthDestination {
+				errs = append(errs, c.errorf(f+".upstream", r.Name, ErrMissingValue, "a route needs an upstream URL"))
+			}
 		} else if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
 			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "want an http:// or https:// URL with a host (no user info, no fragment)"))
 		} else if u.Scheme == "http" && r.SendsCredential() && r.Auth.Type != AuthMTLS && !r.AllowPlainHTTP && !netx.LoopbackHost(u.Hostname()) {
@@ -567,23 +584,24 @@ func (c *Config) check() ConfigErrors {
 			needCert = true
 		case AuthOAuth1:
 			needOAuth1 = true
-		case AuthNone:
+		case AuthNone, AuthDestination:
 		case "":
-			errs = append(errs, c.errorf(af+".type", r.Name, ErrMissingValue, "want bearer, mtls, oauth1 or none"))
+			errs = append(errs, c.errorf(af+".type", r.Name, ErrMissingValue, "want bearer, mtls, oauth1, destination or none"))
 		default:
-			errs = append(errs, c.errorf(af+".type", r.Name, ErrInvalidValue, "%q: want bearer, mtls, oauth1 or none", a.Type))
+			errs = append(errs, c.errorf(af+".type", r.Name, ErrInvalidValue, "%q: want bearer, mtls, oauth1, destination or none", a.Type))
 		}
+		errs = c.checkDestinationRoute(errs, i, r)
 		if needBinding && a.Binding == "" {
 			errs = append(errs, c.errorf(af+".binding", r.Name, ErrMissingValue, "a bearer route needs a binding"))
 		}
-		tokens := a.Binding != "" && (a.Type == AuthBearer || a.Type == AuthMTLS)
+		tokens := a.Binding != "" && (a.Type == AuthBearer || a.Type == AuthMTLS || a.Type == AuthDestination)
 		if !tokens && (len(a.Scopes) > 0 || a.Grant != "" || a.Tenant != "" || a.TenantHeader != "") {
 			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "scopes, grant, tenant and tenant_header need a bearer route (or an mtls route with a binding)"))
 		}
 		if a.Binding != "" && !tokens {
 			errs = append(errs, c.errorf(af+".binding", r.Name, ErrInvalidValue, "binding is for bearer and mtls routes"))
 		}
-		if tokens {
+		if tokens && a.Type != AuthDestination {
 			switch a.Grant {
 			case "", GrantClientCredentials, GrantJWTBearer:
 			default:
@@ -669,6 +687,9 @@ type BindingInfo struct {
 	Certificate bool
 	// Problems say why the binding is not usable (empty when it is).
 	Problems []string
+	// Service is "destination" or "connectivity" for those BTP service
+	// bindings, "" otherwise.
+	Service string
 }
 
 // BindingLookup finds a binding by name for validation. ok is false when no
@@ -692,6 +713,10 @@ func (c *Config) Validate(lookup BindingLookup) error {
 		}
 	}
 	for i, r := range c.Routes {
+		if r.Auth.Type == AuthDestination {
+			errs = c.validateDestinationRoute(errs, i, r, lookup)
+			continue
+		}
 		if r.Auth.Binding != "" {
 			check(fmt.Sprintf("routes[%d].auth.binding", i), r.Name, r.Auth.Binding, true, false)
 		}

@@ -42,6 +42,9 @@ type command struct {
 	// run executes the command. It returns an error wrapped with
 	// errBadInput for exit code 2, any other error for exit code 1.
 	run func(ctx context.Context, e *cmdEnv, opts any) error
+	// interspersed lets flags follow positional arguments
+	// (`credbroker destination NAME --tenant T`).
+	interspersed bool
 }
 
 // cmdEnv is what a command gets from the framework.
@@ -112,7 +115,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "credbroker %s: environment: %v\n", c.name, err)
 		return exitInput
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	err := fs.Parse(args[1:])
+	var positional []string
+	for err == nil && c.interspersed && fs.NArg() > 0 && (len(args) < 2 || args[len(args)-fs.NArg()-1] != "--") {
+		rest := fs.Args()
+		positional = append(positional, rest[0])
+		err = fs.Parse(rest[1:])
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printCommandHelp(stdout, c, fs)
 			return exitOK
@@ -127,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &cmdEnv{stdout: stdout, stderr: stderr, log: logger, args: fs.Args()}
+	e := &cmdEnv{stdout: stdout, stderr: stderr, log: logger, args: append(positional, fs.Args()...)}
 	if err := c.run(ctx, e, opts); err != nil {
 		fmt.Fprintf(stderr, "credbroker %s: %v\n", c.name, err)
 		return exitCode(err)
