@@ -37,7 +37,7 @@ func init() {
 	register(&command{
 		name:       "pair",
 		summary:    "pair with a connector using a one-time token URL; writes the client certificate, key, CA and connection.json",
-		usage:      "--token-url URL | --token-url-file F --cert-dir DIR [--key-type rsa2048|rsa4096|ecdsa-p256] [--rsa-fallback] [--ca-file F] [--resolve PATTERN=ADDR]...",
+		usage:      "--token-url URL | --token-url-file F --cert-dir DIR [--key-type rsa2048|rsa4096|ecdsa-p256] [--rsa-fallback] [--ca-file F] [--resolve PATTERN=ADDR]... [--timeout D]",
 		newOptions: func() any { return &pairOptions{} },
 		run:        runPair,
 	})
