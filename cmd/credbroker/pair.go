@@ -189,6 +189,9 @@ func runPair(ctx context.Context, e *cmdEnv, o any) error {
 		if errors.Is(err, connector.ErrInvalidInput) {
 			return badInput(err)
 		}
+		if errors.As(err, new(x509.UnknownAuthorityError)) && opts.CAFile == "" {
+			return fmt.Errorf("%w (trust the connector's CA with --ca-file)", err)
+		}
 		if ce := (*connector.CSRError)(nil); errors.As(err, &ce) && ce.KeyMismatch {
 			return fmt.Errorf("%w (with a new one-time token: --key-type rsa2048, or --rsa-fallback)", err)
 		}

@@ -222,7 +222,11 @@ func tokenNetOptions(o *TokenOptions) ([]tokenclient.Option, error) {
 	resolver := &netx.Resolver{Rules: rules}
 	opts := []tokenclient.Option{
 		tokenclient.WithDialContext(resolver.Dialer(nil)),
-		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: o.Timeout}),
+		// Retries and each attempt end a little before --timeout, so that
+		// what timed out (the URL and the phase) is reported rather than
+		// the bare deadline.
+		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: o.Timeout * 9 / 10}),
+		tokenclient.WithTimeout(o.Timeout * 9 / 10),
 	}
 	if o.CAFile != "" {
 		pemData, err := readInputFile(o.CAFile)
