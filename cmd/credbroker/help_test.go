@@ -52,3 +52,24 @@ func TestEnvErrorsNameTheVariable(t *testing.T) {
 	g.Expect(err.Error()).To(ContainSubstring(`CB_TEST_ON: want true/false, got "yes"`))
 	g.Expect(err.Error()).NotTo(ContainSubstring("Wait"))
 }
+
+// TestCompletionScriptsCoverEveryFlag: each shell's script names every
+// command and, for zsh and fish, every flag with its command.
+func TestCompletionScriptsCoverEveryFlag(t *testing.T) {
+	g := NewWithT(t)
+	names, flags := completionModel()
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		var out, errOut bytes.Buffer
+		g.Expect(run([]string{"completion", shell}, &out, &errOut)).To(Equal(exitOK), errOut.String())
+		for _, n := range names {
+			g.Expect(out.String()).To(ContainSubstring(n), "%s: command %s", shell, n)
+			for _, f := range flags[n] {
+				want := map[string]string{"bash": "--" + f.name, "zsh": "'--" + f.name + "[", "fish": "__fish_seen_subcommand_from " + n + "' -l " + f.name + " "}[shell]
+				g.Expect(out.String()).To(ContainSubstring(want), "%s: %s --%s", shell, n, f.name)
+			}
+		}
+	}
+	var out, errOut bytes.Buffer
+	g.Expect(run([]string{"completion", "tcsh"}, &out, &errOut)).To(Equal(exitInput))
+	g.Expect(errOut.String()).To(ContainSubstring(`shell "tcsh": want bash, zsh or fish`))
+}
