@@ -267,7 +267,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, yamlError(source, err)
+			var root yaml.Node
+			_ = yaml.Unmarshal(data, &root) // best effort: names the key of a bad duration
+			return nil, yamlError(source, err, &root)
 		}
 		var extra yaml.Node
 		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -294,7 +296,7 @@ var (
 // yamlError turns yaml.v3 errors into ConfigErrors with lines and key names.
 // The YAML text itself is never quoted (a secret pasted into the wrong key
 // must not reach the log).
-func yamlError(source string, err error) error {
+func yamlError(source string, err error, root *yaml.Node) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		var out ConfigErrors
@@ -309,6 +311,10 @@ func yamlError(source string, err error) error {
 				line, _ = strconv.Atoi(m[1])
 				msg = m[2]
 			}
+			if m := reDuration.FindStringSubmatch(msg); m != nil {
+				out = append(out, durationError(source, line, m[1], root))
+				continue
+			}
 			out = append(out, &ConfigError{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrInvalidValue, redactYAMLValue(msg))})
 		}
 		return out
@@ -320,6 +326,57 @@ func yamlError(source string, err error) error {
 		msg = m[2]
 	}
 	return ConfigErrors{{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrConfigSyntax, msg)}}
+}
+
+var reDuration = regexp.MustCompile("^cannot unmarshal !!\\w+ `([^`]*)` into time.Duration$")
+
+// durationError names the key of a duration written without a unit
+// ("drain_timeout: 20") and shows the fix ("20s"). Durations are not
+// secrets, but only a number is echoed back.
+func durationError(source string, line int, value string, root *yaml.Node) *ConfigError {
+	field := scalarKeyAt(root, "", line, value)
+	want := "want a duration with a unit, such as 20s or 1m30s"
+	if _, err := strconv.ParseFloat(value, 64); err == nil {
+		want = fmt.Sprintf("want a duration with a unit: %ss, not %s", value, value)
+	}
+	return &ConfigError{Source: source, Line: line, Field: field, Err: fmt.Errorf("%w: %s", ErrInvalidValue, want)}
+}
+
+// scalarKeyAt returns the dotted path of the first mapping value on line
+// whose text is value ("" when none is).
+func scalarKeyAt(n *yaml.Node, path string, line int, value string) string {
+	if n == nil {
+		return ""
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := scalarKeyAt(c, path, line, value); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			v := n.Content[i+1]
+			if v.Kind == yaml.ScalarNode && v.Line == line && v.Value == value {
+				return p
+			}
+			if q := scalarKeyAt(v, p, line, value); q != "" {
+				return q
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if p := scalarKeyAt(c, fmt.Sprintf("%s[%d]", path, i), line, value); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // redactYAMLValue drops the quoted value from yaml.v3 messages such as
@@ -425,10 +482,22 @@ func (c *Config) applyDefaults() {
 		if c.Routes[i].Auth.Type == AuthBearer && c.Routes[i].Auth.Grant == "" {
 			c.Routes[i].Auth.Grant = GrantClientCredentials
 		}
-		if g := c.Routes[i].Auth.Grant; g == "jwt-bearer" {
-			c.Routes[i].Auth.Grant = GrantJWTBearer
-		}
+		c.Routes[i].Auth.Grant = canonicalGrant(c.Routes[i].Auth.Grant)
 	}
+}
+
+// canonicalGrant maps the spellings of a grant (client_credentials or
+// client-credentials, jwt-bearer, jwt_bearer or its URN, in any case) to
+// the names the sidecar uses; anything else is returned as given, for check
+// to refuse.
+func canonicalGrant(g string) string {
+	switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(g)), "_", "-") {
+	case "client-credentials":
+		return GrantClientCredentials
+	case "jwt-bearer", "urn:ietf:params:oauth:grant-type:jwt-bearer":
+		return GrantJWTBearer
+	}
+	return g
 }
 
 // Override sets the listen addresses and the non-loopback permission from
@@ -605,7 +674,7 @@ func (c *Config) check() ConfigErrors {
 			switch a.Grant {
 			case "", GrantClientCredentials, GrantJWTBearer:
 			default:
-				errs = append(errs, c.errorf(af+".grant", r.Name, ErrInvalidValue, "%q: want client_credentials or jwt-bearer", a.Grant))
+				errs = append(errs, c.errorf(af+".grant", r.Name, ErrInvalidValue, "%q: want client_credentials or jwt-bearer (- and _ are alike; the jwt-bearer URN works too)", a.Grant))
 			}
 		}
 		if a.TenantHeader != "" && !validHeaderName(a.TenantHeader) {

@@ -39,7 +39,7 @@ func init() {
 		name:    "destination",
 		summary: "resolve a destination through the SAP Destination service and show it (URL, type, proxy, cache expiry; secrets redacted)",
 		usage: "NAME [--binding B] [--connectivity C] [--tenant T] [--tenant-mode M] [--user-token-file F] [--json] " +
-			"[--resolve PATTERN=ADDR]... [--ca-file F] [--vcap-file F | --bindings-dir D]",
+			"[--resolve PATTERN=ADDR]... [--ca-file F] [--timeout D] [--vcap-file F | --bindings-dir D] [--key-file K]",
 		newOptions:   func() any { return &DestinationOptions{} },
 		run:          runDestination,
 		interspersed: true,

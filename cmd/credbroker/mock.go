@@ -46,7 +46,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--destinations] [--hosts-file F] [--listen-host IP [--allow-non-loopback]]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--destinations] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
