@@ -213,6 +213,12 @@ inbound:
 			Entry("..; on a rule with allow_path_params", "/params/..;/jwt/secret"),
 			Entry("an encoded ; on a rule with allow_path_params", "/params/doc%3bjsessionid=1"),
 			Entry("a ; parameter that changes the rule (a servlet reads /params/a/b)", "/params/a;x=1/b"),
+			// Found by the re-review of issue 15: an app that decodes twice
+			// reads these as /jwt/secret, but the guard matched the catch-all.
+			Entry("a double-encoded letter (a twice-decoding app reads /jwt/secret)", "/%256Awt/secret"),
+			Entry("a triple-encoded letter", "/%25256Awt/secret"),
+			Entry("overlong UTF-8 dots (%c0%ae)", "/x/%c0%ae%c0%ae/jwt/secret"),
+			Entry("dots behind an escape that does not decode (..;%zz after two decodings)", "/params/%252e%252e;%25zz/jwt/secret"),
 		)
 
 		It("forwards ; parameters under a rule with allow_path_params, as sent", func() {
@@ -257,6 +263,41 @@ inbound:
 			Expect(seen).NotTo(HaveKey("X-Real-Ip"))
 			Expect(seen.Get("X-Forwarded-For")).To(Equal("127.0.0.1"))
 			Expect(seen.Get("X-Forwarded-Host")).To(Equal("app.example"))
+		})
+
+		It("strips the client-certificate headers other front proxies use (nginx, IIS ARR, AWS ALB)", func() {
+			resp, body := raw("/api/x", bearer(mint(nil)),
+				"SSL_CLIENT_CERT: MIIBfake",
+				"Ssl-Client-Cert: MIIBfake",
+				"Ssl-Client-Verify: SUCCESS",
+				"X-Client-Verify: SUCCESS",
+				"X-ARR-ClientCert: MIIBfake",
+				"X-Amzn-Mtls-Clientcert: MIIBfake",
+				"X-Amzn-Mtls-Clientcert-Leaf: MIIBfake",
+				"X.SSL.Client.Cert: MIIBfake",
+			)
+			Expect(resp.StatusCode).To(Equal(200), body)
+			for k := range app.last().Header {
+				f := fold(k)
+				Expect(f).NotTo(Or(HavePrefix("ssl-client-"), HavePrefix("x-ssl-client"), Equal("x-client-verify"),
+					Equal("x-arr-clientcert"), HavePrefix("x-amzn-mtls-clientcert")), k)
+			}
+		})
+
+		It("answers a malformed chunked body of an accepted request with 400, not 502", func() {
+			conn, err := net.DialTimeout("tcp", inboundHP, 5*time.Second)
+			Expect(err).NotTo(HaveOccurred())
+			defer conn.Close()
+			Expect(conn.SetDeadline(time.Now().Add(30 * time.Second))).To(Succeed())
+			_, err = io.WriteString(conn, "POST /api/x HTTP/1.1\r\nHost: app.example\r\n"+bearer(mint(nil))+
+				"\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\nabc\r\n0\r\n\r\n")
+			Expect(err).NotTo(HaveOccurred())
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			Expect(err).NotTo(HaveOccurred())
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			Expect(resp.StatusCode).To(Equal(400), string(b))
+			Expect(resp.Header.Get("X-Credbroker-Error")).To(Equal("bad_request_body"), string(b))
 		})
 
 		It("refuses a token issued in the future beyond the leeway", func() {

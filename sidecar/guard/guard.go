@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -189,6 +190,14 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		Rewrite:   func(pr *httputil.ProxyRequest) { g.rewrite(pr, app) },
 		Transport: rt,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if br, ok := r.Context().Value(bodyErrKey{}).(*bodyErrReader); ok && br.readErr() != nil {
+				// The caller's body broke (a malformed chunk), not the app.
+				g.log.Info("inbound: bad request body", "path", r.URL.Path, "peer", r.RemoteAddr, "error", br.readErr())
+				w.Header().Set(HeaderError, ReasonBadRequestBody)
+				w.Header().Set("Connection", "close")
+				http.Error(w, "credbroker: bad request ("+ReasonBadRequestBody+")", http.StatusBadRequest)
+				return
+			}
 			g.log.Warn("inbound: app unreachable", "path", r.URL.Path, "error", err)
 			w.Header().Set(HeaderError, ReasonAppUnreachable)
 			http.Error(w, "credbroker: the app is not reachable", http.StatusBadGateway)
@@ -260,7 +269,54 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.obs.Accepted(id.method)
 	g.log.Debug("inbound: accepted", "path", r.URL.Path, "rule", ru.path, "method", string(id.method), "subject", id.subject)
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	ctx := context.WithValue(r.Context(), identityKey{}, id)
+	var br *bodyErrReader
+	if r.Body != nil && r.Body != http.NoBody {
+		// The proxy hands the error handler a copy of the request whose
+		// body it wrapped: the reader travels in the context.
+		br = &bodyErrReader{ReadCloser: r.Body}
+		ctx = context.WithValue(ctx, bodyErrKey{}, br)
+	}
+	r = r.WithContext(ctx)
+	if br != nil {
+		r.Body = br
+	}
+	g.proxy.ServeHTTP(w, r)
+}
+
+// ReasonBadRequestBody is the X-Credbroker-Error of a 400 for an accepted
+// request whose body could not be read (a malformed chunk): the caller's
+// fault, not the app's (that is app_unreachable).
+const ReasonBadRequestBody = "bad_request_body"
+
+type bodyErrKey struct{}
+
+// bodyErrReader remembers a read error of the caller's body other than
+// io.EOF, so the proxy's error handler can tell it from an unreachable app.
+// The transport may still be reading when the handler asks (a response
+// error while the body is being sent), hence the lock.
+type bodyErrReader struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *bodyErrReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *bodyErrReader) readErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // route checks that the raw path is canonical and picks the rule. A ";"
@@ -282,6 +338,13 @@ func (g *Guard) route(r *http.Request) (*rule, *refusal) {
 			return nil, notCanonical("the path has a ; parameter and the rule does not allow_path_params")
 		case g.match(stripParams(r.URL.Path)) != ru:
 			return nil, notCanonical("the path without its ; parameters matches another rule")
+		}
+	}
+	// An app that decodes the path again must not read a path of another
+	// rule: /%256Awt/ is /%6Awt/ to the guard and /jwt/ to it.
+	for _, d := range decodings(raw) {
+		if g.match(d) != ru || (ru != nil && ru.params && g.match(stripParams(d)) != ru) {
+			return nil, notCanonical("the path decoded once more matches another rule")
 		}
 	}
 	if ru == nil {
