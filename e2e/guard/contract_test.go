@@ -284,22 +284,6 @@ inbound:
 			}
 		})
 
-		It("answers a malformed chunked body of an accepted request with 400, not 502", func() {
-			conn, err := net.DialTimeout("tcp", inboundHP, 5*time.Second)
-			Expect(err).NotTo(HaveOccurred())
-			defer conn.Close()
-			Expect(conn.SetDeadline(time.Now().Add(30 * time.Second))).To(Succeed())
-			_, err = io.WriteString(conn, "POST /api/x HTTP/1.1\r\nHost: app.example\r\n"+bearer(mint(nil))+
-				"\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\nabc\r\n0\r\n\r\n")
-			Expect(err).NotTo(HaveOccurred())
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			Expect(err).NotTo(HaveOccurred())
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			Expect(resp.StatusCode).To(Equal(400), string(b))
-			Expect(resp.Header.Get("X-Credbroker-Error")).To(Equal("bad_request_body"), string(b))
-		})
-
 		It("refuses a token issued in the future beyond the leeway", func() {
 			before := app.count()
 			resp, body := raw("/api/x", bearer(mint(func(c map[string]any) { c["iat"] = time.Now().Add(time.Hour).Unix() })))

@@ -453,11 +453,12 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ru *rule, ref *re
 	w.Header().Set(HeaderError, ref.reason)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		// A refused request's body is never read: without this net/http
-		// would first try to drain it, as slowly as the caller sends it.
-		w.Header().Set("Connection", "close")
-	}
+	// A refused connection is closed (HTTP/2: GOAWAY once idle): a caller
+	// without a credential could otherwise park every slot of the inbound
+	// connection cap in keep-alive for client_idle_timeout, one refused
+	// request each. It also means a refused request's body is never read
+	// (net/http would first try to drain it, as slowly as the caller sends).
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(ref.status)
 	fmt.Fprintf(w, "credbroker: %s (%s)\n", strings.ToLower(http.StatusText(ref.status)), ref.reason)
 }
