@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -21,7 +22,7 @@ import (
 // startGuardRig starts a mock, an app and `credbroker run` with extra
 // top-level config and one jwt rule for /, and waits for the inbound
 // listener.
-func startGuardRig(extra string) (*mockauth.Server, string) {
+func startGuardRig(extra string, rules ...string) (*mockauth.Server, string) {
 	GinkgoHelper()
 	srv, err := mockauth.Start(mockauth.Options{})
 	Expect(err).NotTo(HaveOccurred())
@@ -35,13 +36,17 @@ func startGuardRig(extra string) (*mockauth.Server, string) {
 	mockCA := filepath.Join(dir, "mock-ca.crt")
 	Expect(os.WriteFile(mockCA, srv.CACertPEM(), 0o600)).To(Succeed())
 	inboundHP := fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+	var more strings.Builder
+	for _, r := range rules {
+		fmt.Fprintf(&more, "    - %s\n", strings.ReplaceAll(r, "BINDING", mockauth.SecretBindingName))
+	}
 	harness.StartSidecar(bin, harness.SidecarOptions{Dir: dir, CAFile: mockCA, VCAPFile: vcap}, fmt.Sprintf(`%s
 inbound:
   listen: %s
   app: %s
   rules:
-    - {path: /, accept: [jwt], binding: %s}
-`, extra, inboundHP, appSrv.URL, mockauth.SecretBindingName))
+%s    - {path: /, accept: [jwt], binding: %s}
+`, extra, inboundHP, appSrv.URL, more.String(), mockauth.SecretBindingName))
 	Eventually(func() error {
 		c, err := net.Dial("tcp", inboundHP)
 		if err == nil {
@@ -60,6 +65,30 @@ func mintFor(srv *mockauth.Server) string {
 	Expect(err).NotTo(HaveOccurred())
 	return tok
 }
+
+// Found by the re-review of issue 15: a rule for /admin/ did not cover
+// /admin, which fell to the catch-all; Express (non-strict routing, and
+// every router mounted with app.use("/admin", …)) and Spring before 6
+// (trailing-slash matching) serve /admin with the /admin/ handler.
+var _ = Describe("a rule whose path ends in /", func() {
+	It("also covers the path without its trailing /", func() {
+		srv, inboundHP := startGuardRig("", "{path: /admin/, accept: [jwt], binding: BINDING, scopes: [admin]}")
+		tok := mintFor(srv)
+		client := &http.Client{Timeout: 10 * time.Second}
+		for target, want := range map[string]int{"/admin": 403, "/admin/": 403, "/admin/x": 403, "/adminx": 200, "/x": 200} {
+			req, _ := http.NewRequest("GET", "http://"+inboundHP+target, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := client.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			Expect(resp.StatusCode).To(Equal(want), target)
+			if want == 403 {
+				Expect(resp.Header.Get("X-Credbroker-Error")).To(Equal("insufficient_scope"), target)
+			}
+		}
+	})
+})
 
 // Found by the re-review of issue 15: a malformed chunked body of an
 // accepted request was answered 502 app_unreachable, blaming the app.

@@ -443,3 +443,15 @@ func TestClientCertHeaderNames(t *testing.T) {
 		}
 	}
 }
+
+// A rule path ending in "/" also covers the path without it.
+func TestMatchWithoutTrailingSlash(t *testing.T) {
+	g := &Guard{rules: []*rule{{path: "/admin/"}, {path: "/api"}, {path: "/"}}}
+	for path, want := range map[string]string{
+		"/admin": "/admin/", "/admin/": "/admin/", "/admin/x": "/admin/", "/adminx": "/", "/api": "/api", "/apix": "/api", "/": "/",
+	} {
+		if ru := g.match(path); ru == nil || ru.path != want {
+			t.Errorf("match(%q) = %v, want rule %q", path, ru, want)
+		}
+	}
+}

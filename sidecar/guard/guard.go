@@ -236,9 +236,13 @@ func (g *Guard) Close() error {
 	return nil
 }
 
+// match returns the first rule whose path is a prefix of path. A rule path
+// ending in "/" also covers the path without it (/admin/ covers /admin):
+// many routers serve /admin with the /admin/ handler (Express, and Spring
+// before 6), which would otherwise fall to a weaker rule.
 func (g *Guard) match(path string) *rule {
 	for _, r := range g.rules {
-		if strings.HasPrefix(path, r.path) {
+		if strings.HasPrefix(path, r.path) || (len(r.path) > 1 && strings.HasSuffix(r.path, "/") && path == r.path[:len(r.path)-1]) {
 			return r
 		}
 	}
