@@ -206,14 +206,20 @@ func TestConnectionLimit(t *testing.T) {
 	g.Expect(resp.StatusCode).To(Equal(200))
 	up.last(t)
 
-	// The admin listener has its own cap.
+	// The admin listener has its own cap. Its answers close their
+	// connection (no idle keep-alive can hold an admin slot), so the slots
+	// are held by connections that have not sent a request yet.
 	a1, abr := dialT(t, rs.s.AdminAddr())
 	resp, _ = exchange(t, a1, abr, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	g.Expect(resp.StatusCode).To(Equal(200))
+	g.Expect(resp.Close).To(BeTrue(), "admin answers close their connection")
+	_, err := abr.ReadByte()
+	g.Expect(err).To(HaveOccurred(), "closed after the answer")
+	dialT(t, rs.s.AdminAddr())
 	dialT(t, rs.s.AdminAddr())
 	g.Eventually(func() float64 { return testutil.ToFloat64(m.connsOpen.WithLabelValues("admin")) }, 10*time.Second).Should(BeNumerically("==", 2))
 	_, abr3 := dialT(t, rs.s.AdminAddr())
-	resp, err := http.ReadResponse(abr3, nil)
+	resp, err = http.ReadResponse(abr3, nil)
 	if err == nil {
 		g.Expect(resp.Header.Get(HeaderError)).To(Equal(ReasonConnectionLimit))
 	}
