@@ -17,9 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/credbroker/credbroker/internal/atomicfile"
+	"github.com/credbroker/credbroker/internal/clock"
+	"github.com/credbroker/credbroker/internal/dirwatch"
 )
 
 // Renewer gets a new certificate for the current one: it makes a fresh key,
@@ -206,7 +206,7 @@ type Watcher struct {
 func New(ctx context.Context, opts ...Option) (*Watcher, error) {
 	w := &Watcher{
 		policy:       DefaultPolicy(),
-		clock:        systemClock{},
+		clock:        clock.System,
 		poll:         time.Minute,
 		debounce:     100 * time.Millisecond,
 		renewTimeout: time.Minute,
@@ -711,12 +711,28 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}()
 
-	fw := w.newFSWatch()
-	defer fw.close()
+	// A directory source is watched by internal/dirwatch (events on the
+	// directory, debounced, and the backstop re-read); a loader source is
+	// re-read every poll interval.
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	defer cancel()
+	if w.dir != "" {
+		dopts := []dirwatch.Option{dirwatch.WithDebounce(w.debounce), dirwatch.WithPollInterval(w.poll), dirwatch.WithClock(w.clock), dirwatch.WithLogger(w.log)}
+		if w.noNotify {
+			dopts = append(dopts, dirwatch.WithoutFSNotify())
+		}
+		dw := dirwatch.New([]string{w.dir}, dopts...)
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			dw.Run(ctx, func() { _ = w.Reload(ctx) })
+		}()
+	}
 
 	_ = w.reload(ctx) // catch what changed between New and Run
 
-	var debounceC, pollC <-chan time.Time
+	var pollC <-chan time.Time
 	for {
 		now := w.clock.Now()
 		l := w.cur.Load()
@@ -727,33 +743,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if !at.IsZero() {
 			timerC = w.clock.At(at)
 		}
-		if pollC == nil && w.poll > 0 {
+		if pollC == nil && w.poll > 0 && w.dir == "" {
 			pollC = w.clock.At(now.Add(w.poll))
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-w.kick:
-		case ev, ok := <-fw.events():
-			if !ok {
-				fw.disable()
-				continue
-			}
-			if fw.handle(ev) && debounceC == nil {
-				debounceC = w.clock.At(w.clock.Now().Add(w.debounce))
-			}
-		case err, ok := <-fw.errors():
-			if !ok {
-				fw.disable()
-				continue
-			}
-			w.log.Warn("certwatch: file watch error; the backstop re-read continues", "dir", w.dir, "error", err.Error())
-		case <-debounceC:
-			debounceC = nil
-			_ = w.reload(ctx)
 		case <-pollC:
 			pollC = nil
-			fw.retry()
 			_ = w.reload(ctx)
 		case <-timerC:
 			w.onTimer(ctx)
@@ -797,94 +795,4 @@ func (w *Watcher) Close() error {
 	w.mu.Unlock()
 	w.wg.Wait()
 	return nil
-}
-
-// fsWatch wraps fsnotify on the directory; a nil *fsnotify.Watcher means
-// no events (disabled, not a directory source, or fsnotify unavailable).
-type fsWatch struct {
-	w       *Watcher
-	fw      *fsnotify.Watcher
-	watched string // the directory watched: dir, or its parent until dir exists
-}
-
-func (w *Watcher) newFSWatch() *fsWatch {
-	f := &fsWatch{w: w}
-	if w.dir == "" || w.noNotify {
-		return f
-	}
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		w.log.Warn("certwatch: file events unavailable; relying on the backstop re-read", "error", err.Error())
-		return f
-	}
-	f.fw = fw
-	f.retry()
-	return f
-}
-
-// retry watches dir when it is not watched yet (it may appear later: the
-// parent is watched meanwhile).
-func (f *fsWatch) retry() {
-	if f.fw == nil || f.watched == f.w.dir {
-		return
-	}
-	if err := f.fw.Add(f.w.dir); err == nil {
-		if f.watched != "" {
-			_ = f.fw.Remove(f.watched)
-		}
-		f.watched = f.w.dir
-		return
-	}
-	parent := filepath.Dir(f.w.dir)
-	if f.watched != parent {
-		if err := f.fw.Add(parent); err == nil {
-			f.watched = parent
-		}
-	}
-}
-
-// handle reports whether ev should trigger a re-read.
-func (f *fsWatch) handle(ev fsnotify.Event) bool {
-	if f.watched == f.w.dir && filepath.Clean(ev.Name) == filepath.Clean(f.w.dir) &&
-		(ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
-		// The directory itself went away: its watch is gone too. Watch
-		// the parent until it is back.
-		_ = f.fw.Remove(f.w.dir)
-		f.watched = ""
-		f.retry()
-		return true
-	}
-	if f.watched != f.w.dir {
-		if filepath.Clean(ev.Name) != filepath.Clean(f.w.dir) {
-			return false
-		}
-		f.retry()
-		return true
-	}
-	return !ev.Has(fsnotify.Chmod) || ev.Has(fsnotify.Write) || ev.Has(fsnotify.Create)
-}
-
-func (f *fsWatch) events() <-chan fsnotify.Event {
-	if f.fw == nil {
-		return nil
-	}
-	return f.fw.Events
-}
-
-func (f *fsWatch) errors() <-chan error {
-	if f.fw == nil {
-		return nil
-	}
-	return f.fw.Errors
-}
-
-func (f *fsWatch) disable() {
-	f.close()
-	f.fw = nil
-}
-
-func (f *fsWatch) close() {
-	if f.fw != nil {
-		_ = f.fw.Close()
-	}
 }

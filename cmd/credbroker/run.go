@@ -53,8 +53,7 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	metrics := sidecar.NewMetrics()
 	comp := newComposer(o, e.log, metrics)
 	defer comp.close()
-	srv := sidecar.NewServer(comp.load, sidecar.WithLogger(e.log), sidecar.WithMetrics(metrics))
-	srv.SetPollInterval(o.PollInterval)
+	srv := sidecar.NewServer(comp.load, sidecar.WithLogger(e.log), sidecar.WithMetrics(metrics), sidecar.WithPollInterval(o.PollInterval))
 
 	// SIGHUP reloads; the framework's context covers SIGINT and SIGTERM.
 	hup := make(chan os.Signal, 1)
