@@ -78,28 +78,8 @@ func normalize(b []byte) []byte {
 	return pemx.Normalize(b)
 }
 
-// pemError maps a pemx error onto certwatch's sentinel of the same meaning.
-func pemError(err error) error {
-	var pe *pemx.Error
-	if !errors.As(err, &pe) {
-		return err
-	}
-	var kind error
-	switch pe.Kind {
-	case pemx.ErrNoCertificate:
-		kind = ErrNoCertificate
-	case pemx.ErrBadCertificate:
-		kind = ErrBadCertificate
-	case pemx.ErrNoKey:
-		kind = ErrNoKey
-	default:
-		kind = ErrBadKey
-	}
-	if pe.Detail == "" {
-		return kind
-	}
-	return fmt.Errorf("%w: %s", kind, pe.Detail)
-}
+// pemError maps a pemx error onto this package's sentinel of the same meaning.
+var pemError = pemx.Sentinels{NoCertificate: ErrNoCertificate, BadCertificate: ErrBadCertificate, NoKey: ErrNoKey, BadKey: ErrBadKey}.Wrap
 
 func serialOf(c *x509.Certificate) string {
 	if c == nil || c.SerialNumber == nil {

@@ -3,8 +3,6 @@ package vcap
 import (
 	"crypto"
 	"crypto/x509"
-	"errors"
-	"fmt"
 
 	"github.com/credbroker/credbroker/internal/pemx"
 )
@@ -33,25 +31,5 @@ func parsePrivateKey(in []byte) (crypto.Signer, error) {
 	return k, nil
 }
 
-// pemError maps a pemx error onto vcap's sentinel of the same meaning.
-func pemError(err error) error {
-	var pe *pemx.Error
-	if !errors.As(err, &pe) {
-		return err
-	}
-	var kind error
-	switch pe.Kind {
-	case pemx.ErrNoCertificate:
-		kind = ErrNoCertificate
-	case pemx.ErrBadCertificate:
-		kind = ErrBadCertificate
-	case pemx.ErrNoKey:
-		kind = ErrNoKey
-	default:
-		kind = ErrBadKey
-	}
-	if pe.Detail == "" {
-		return kind
-	}
-	return fmt.Errorf("%w: %s", kind, pe.Detail)
-}
+// pemError maps a pemx error onto this package's sentinel of the same meaning.
+var pemError = pemx.Sentinels{NoCertificate: ErrNoCertificate, BadCertificate: ErrBadCertificate, NoKey: ErrNoKey, BadKey: ErrBadKey}.Wrap

@@ -49,6 +49,32 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Kind }
 
+// Sentinels are a package's own errors for the four kinds of this package,
+// for packages whose API promises their own (vcap, certwatch).
+type Sentinels struct{ NoCertificate, BadCertificate, NoKey, BadKey error }
+
+// Wrap returns err with its kind replaced by the caller's sentinel of the
+// same meaning and the detail kept; other errors come back as they are.
+func (s Sentinels) Wrap(err error) error {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		return err
+	}
+	kind := s.BadKey
+	switch pe.Kind {
+	case ErrNoCertificate:
+		kind = s.NoCertificate
+	case ErrBadCertificate:
+		kind = s.BadCertificate
+	case ErrNoKey:
+		kind = s.NoKey
+	}
+	if pe.Detail == "" {
+		return kind
+	}
+	return fmt.Errorf("%w: %s", kind, pe.Detail)
+}
+
 func fail(kind error, format string, args ...any) *Error {
 	return &Error{Kind: kind, Detail: fmt.Sprintf(format, args...)}
 }
