@@ -24,21 +24,7 @@ type live struct {
 // use; GetClientCertificate, GetCertificate and CertPool never block on
 // I/O.
 type Watcher struct {
-	name         string
-	dir          string
-	loader       LoaderFunc
-	renewer      Renewer
-	policy       Policy
-	clock        Clock
-	log          *slog.Logger
-	obs          Observer
-	poll         time.Duration
-	debounce     time.Duration
-	renewTimeout time.Duration
-	noNotify     bool
-	noPersist    bool
-	allowMissing bool
-	random       func() float64
+	options
 
 	cur atomic.Pointer[live]
 
@@ -71,18 +57,20 @@ type Watcher struct {
 // AllowMissing is given. New does not start watching or renewing: Run does.
 func New(ctx context.Context, opts ...Option) (*Watcher, error) {
 	w := &Watcher{
-		policy:       DefaultPolicy(),
-		clock:        clock.System,
-		poll:         time.Minute,
-		debounce:     100 * time.Millisecond,
-		renewTimeout: time.Minute,
-		random:       rand.Float64,
-		updated:      make(chan struct{}),
-		done:         make(chan struct{}),
-		kick:         make(chan struct{}, 1),
+		options: options{
+			policy:       DefaultPolicy(),
+			clock:        clock.System,
+			poll:         time.Minute,
+			debounce:     100 * time.Millisecond,
+			renewTimeout: time.Minute,
+			random:       rand.Float64,
+		},
+		updated: make(chan struct{}),
+		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
 	for _, o := range opts {
-		o(w)
+		o(&w.options)
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)

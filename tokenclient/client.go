@@ -57,9 +57,10 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		if opt == nil {
 			continue
 		}
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
+		opt(&o)
+	}
+	if o.err != nil {
+		return nil, o.err
 	}
 	c := &Client{
 		cfg:    cfg,

@@ -52,49 +52,55 @@ const (
 
 // Watcher reports changes of a set of paths. Make one with New; Run it once.
 type Watcher struct {
-	paths    []string
+	options
+	paths []string
+	last  [32]byte
+}
+
+// Option configures a Watcher.
+type Option func(*options)
+
+type options struct {
 	debounce time.Duration
 	poll     time.Duration
 	clock    clock.Clock
 	log      *slog.Logger
 	noNotify bool
-	last     [32]byte
 }
-
-// Option configures a Watcher.
-type Option func(*Watcher)
 
 // WithDebounce sets how long after the first counting event the paths are
 // re-read (default 100ms).
-func WithDebounce(d time.Duration) Option { return func(w *Watcher) { w.debounce = d } }
+func WithDebounce(d time.Duration) Option { return func(o *options) { o.debounce = d } }
 
 // WithPollInterval sets the backstop re-read interval (default one minute;
 // 0 turns it off).
-func WithPollInterval(d time.Duration) Option { return func(w *Watcher) { w.poll = d } }
+func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
 
 // WithClock sets the clock that times the debounce and the backstop.
-func WithClock(c clock.Clock) Option { return func(w *Watcher) { w.clock = c } }
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
 // WithLogger sets the logger (debug level for events, warn when fsnotify is
 // unavailable). The default discards.
-func WithLogger(l *slog.Logger) Option { return func(w *Watcher) { w.log = l } }
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithoutFSNotify relies on the backstop alone.
-func WithoutFSNotify() Option { return func(w *Watcher) { w.noNotify = true } }
+func WithoutFSNotify() Option { return func(o *options) { o.noNotify = true } }
 
 // New returns a Watcher for paths and takes their fingerprint: Run reports
 // every change after New returns, including one made before Run's watches
 // are in place.
 func New(paths []string, opts ...Option) *Watcher {
 	w := &Watcher{
-		paths:    cleanAll(paths),
-		debounce: DefaultDebounce,
-		poll:     DefaultPoll,
-		clock:    clock.System,
-		log:      slog.New(slog.DiscardHandler),
+		paths: cleanAll(paths),
+		options: options{
+			debounce: DefaultDebounce,
+			poll:     DefaultPoll,
+			clock:    clock.System,
+			log:      slog.New(slog.DiscardHandler),
+		},
 	}
 	for _, o := range opts {
-		o(w)
+		o(&w.options)
 	}
 	w.last = Fingerprint(w.paths)
 	return w
