@@ -4,8 +4,9 @@ import (
 	"encoding/pem"
 	"testing"
 
-	"github.com/credbroker/credbroker/internal/testpki"
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/internal/testpki"
 )
 
 func TestBlocksAndCertificates(t *testing.T) {
