@@ -185,7 +185,7 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) {
 			if ev.Op == fsnotify.Chmod || !Concerns(w.paths, ev.Name) {
 				continue
 			}
-			w.log.Debug("dirwatch: event", "path", ev.Name, "op", ev.Op.String())
+			w.log.Debug("watched file changed", "path", ev.Name, "op", ev.Op.String())
 			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 				sync() // a directory appeared or went away
 			}

@@ -138,7 +138,7 @@ func TestOtherFilesOfAWatchedDirectoryDoNotCount(t *testing.T) {
 	g.Expect(events.count(other)).To(BeZero())
 }
 
-// eventLog records the paths of the watcher's "dirwatch: event" debug lines
+// eventLog records the paths of the watcher's "watched file changed" debug lines
 // and, for each, the content of the path when it was logged.
 type eventLog struct {
 	mu    sync.Mutex
@@ -150,7 +150,7 @@ func (l *eventLog) Enabled(context.Context, slog.Level) bool { return true }
 func (l *eventLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *eventLog) WithGroup(string) slog.Handler            { return l }
 func (l *eventLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "dirwatch: event" {
+	if r.Message != "watched file changed" {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
