@@ -186,6 +186,14 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) {
 				continue
 			}
 			w.log.Debug("watched file changed", "path", ev.Name, "op", ev.Op.String())
+			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				// A watched directory that went away took its watch with it,
+				// even when it is back by now: watch it afresh.
+				if name := filepath.Clean(ev.Name); watched[name] {
+					_ = fw.Remove(name)
+					delete(watched, name)
+				}
+			}
 			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 				sync() // a directory appeared or went away
 			}

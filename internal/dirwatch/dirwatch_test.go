@@ -102,6 +102,26 @@ func TestAMissingDirectoryIsWatchedOnceCreated(t *testing.T) {
 	g.Eventually(n.Load).WithTimeout(10 * time.Second).Should(BeNumerically(">", base))
 }
 
+func TestADirectoryRemovedAndCreatedAgainIsWatchedAgain(t *testing.T) {
+	g := NewWithT(t)
+	dir := filepath.Join(t.TempDir(), "certs")
+	g.Expect(os.Mkdir(dir, 0o700)).To(Succeed())
+	write(t, filepath.Join(dir, "tls.crt"), "one")
+	n := start(t, []string{dir})
+	base := settle(t, g, n, filepath.Join(dir, "tls.crt"))
+
+	// Gone and back before the watcher sees the removal: its old watch
+	// died with the directory.
+	g.Expect(os.RemoveAll(dir)).To(Succeed())
+	g.Expect(os.Mkdir(dir, 0o700)).To(Succeed())
+	g.Eventually(n.Load).WithTimeout(10 * time.Second).Should(BeNumerically(">", base))
+	// Only events can report this (no backstop).
+	settle(t, g, n, filepath.Join(dir, "tls.crt"))
+	base = n.Load()
+	write(t, filepath.Join(dir, "tls.key"), "key")
+	g.Eventually(n.Load).WithTimeout(10 * time.Second).Should(BeNumerically(">", base))
+}
+
 func TestOtherFilesOfAWatchedDirectoryDoNotCount(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
