@@ -3,20 +3,43 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 FUZZTIME ?= 3s
-export GOFLAGS := -buildvcs=false
+# Build targets stamp version, commit and commit time with -ldflags, from git
+# (internal/tools/release/stamp): Go's own VCS stamping misses git worktrees,
+# tarballs and Docker contexts. Tests need no stamp. Evaluated only when used.
+RELEASE := internal/tools/release
+STAMP = $(shell cd $(RELEASE) && $(GO) run ./cmd/stamp)
 
-.PHONY: help run test unit e2e e2e-bin docs lint check-deps fuzz fuzz-smoke chart-test bench bench-smoke soak build clean
+.PHONY: help run test unit e2e e2e-bin docs lint check-deps fuzz fuzz-smoke chart-test release-test bench bench-smoke soak build stamp stamp-tag chart version dist image clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/credbroker
-	$(GO) build -o bin/credbroker ./cmd/credbroker
+build: ## build bin/credbroker, stamped with the version, commit and commit time
+	$(GO) build -buildvcs=auto -ldflags "$(STAMP)" -o bin/credbroker ./cmd/credbroker
+
+stamp: ## print the -ldflags that stamp the version (for docker build --build-arg STAMP=…)
+	@echo '$(STAMP)'
+
+stamp-tag: ## print the image tag (and chart appVersion) of the version
+	@cd $(RELEASE) && $(GO) run ./cmd/stamp -tag
+
+chart: ## package the chart into dist/ with appVersion = the image tag of this version (as make image tags it)
+	cd charts/credbroker/test && $(GO) run ./cmd/chartpkg -chart .. -o ../../../dist -app-version "$$(cd ../../../$(RELEASE) && $(GO) run ./cmd/stamp -tag)"
+
+version: ## print the version the build targets stamp (the tag, or a Go pseudo-version)
+	@cd $(RELEASE) && $(GO) run ./cmd/stamp -version
+
+dist: ## release archives for linux and darwin (amd64, arm64), CycloneDX SBOMs and SHA256SUMS in dist/ (reproducible)
+	rm -rf dist/credbroker_* dist/SHA256SUMS
+	cd $(RELEASE) && $(GO) run ./cmd/dist -o ../../../dist
+
+image: ## the OCI image (linux/amd64 + linux/arm64) without a Docker daemon: dist/image (OCI layout), dist/image.tar; PUSH=registry/repo pushes it
+	cd $(RELEASE) && $(GO) run ./cmd/mkimage -o ../../../dist/image -tar ../../../dist/image.tar $(if $(PUSH),-push $(PUSH))
 
 run: ## the demo on the embedded mock: mock auth server, sample upstream and the sidecar, no setup
 	$(GO) run ./cmd/credbroker demo
 
-test: lint check-deps unit fuzz-smoke chart-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, bench smoke
+test: lint check-deps unit fuzz-smoke chart-test release-test observability-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, release artefacts, bench smoke
 
 # The e2e suites share one race-enabled binary instead of building seven.
 E2E_BIN := $(CURDIR)/bin/credbroker-race
@@ -34,6 +57,7 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd $(RELEASE) && $(GO) vet ./...
 
 check-deps: ## fail when an import breaks the layering rules of DESIGN.md
 	$(GO) run ./internal/tools/checkdeps
@@ -46,6 +70,13 @@ fuzz: ## run every fuzz target for a minute and keep the new corpus in testdata/
 
 chart-test: ## helm lint, helm template and strict decoding of the chart
 	@if [ -f charts/credbroker/test/go.mod ]; then cd charts/credbroker/test && $(GO) test -count=1 ./...; else echo "chart-test: no chart tests yet"; fi
+
+release-test: ## make dist and make image for this machine's platform: archive, checksums, SBOM, reproducibility, image contents, push and pull
+	cd $(RELEASE) && $(GO) test -count=1 -timeout 15m ./...
+
+.PHONY: observability-test
+observability-test: e2e-bin ## promtool check/test of the alert rules; the dashboard's and rules' PromQL against a real /metrics scrape
+	CREDBROKER_E2E_BIN=$(E2E_BIN) scripts/observability-test.sh
 
 bench: ## Go benchmarks and load runs against nginx; writes docs/benchmarks.md
 	@if [ -x bench/run.sh ]; then bench/run.sh; else $(GO) test -run='^$$' -bench=. -benchmem ./...; fi
@@ -60,4 +91,4 @@ docs: ## regenerate docs/cli.md from --help
 	UPDATE_CLI_DOC=1 $(GO) test -count=1 -run '^TestCLIDocIsCurrent$$' ./cmd/credbroker
 
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin dist

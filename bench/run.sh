@@ -21,4 +21,16 @@ export PATH="$PATH:/usr/sbin"
 mkdir -p bin
 go build -o bin/credbroker ./cmd/credbroker
 go build -o bin/benchrunner ./bench/runner
-exec bin/benchrunner --credbroker bin/credbroker "$@"
+bin/benchrunner --credbroker bin/credbroker "$@"
+
+# The inbound guard under the slow-body attack and the proxy under an
+# idle-connection flood (issue 15): memory figures, appended to the report.
+smoke=0
+for a in "$@"; do [ "$a" = "--smoke" ] && smoke=1; done
+go build -o bin/guardflood ./bench/guardflood
+if [ "$smoke" = 1 ]; then
+  bin/guardflood --credbroker bin/credbroker --smoke --out "${TMPDIR:-/tmp}/guardflood-smoke.md"
+else
+  bin/guardflood --credbroker bin/credbroker --out bin/guardflood.md
+  { echo; echo "## Floods: memory under attack"; echo; cat bin/guardflood.md; } >> docs/benchmarks.md
+fi

@@ -14,7 +14,7 @@ import (
 type nonceCache struct {
 	mu   sync.Mutex
 	max  int
-	seen map[[16]byte]struct{}
+	seen map[[16]byte]time.Time // id -> expiry of the entry in exp
 	exp  expHeap
 }
 
@@ -37,7 +37,7 @@ func (h *expHeap) Pop() any {
 }
 
 func newNonceCache(max int) *nonceCache {
-	return &nonceCache{max: max, seen: make(map[[16]byte]struct{})}
+	return &nonceCache{max: max, seen: make(map[[16]byte]time.Time)}
 }
 
 func nonceID(key, nonce string) [16]byte {
@@ -56,19 +56,46 @@ func (c *nonceCache) add(key, nonce string, exp, now time.Time) error {
 	id := nonceID(key, nonce)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.exp) > 0 && !c.exp[0].exp.After(now) {
-		e := heap.Pop(&c.exp).(nonceEntry)
-		delete(c.seen, e.id)
-	}
+	c.expireLocked(now)
 	if _, ok := c.seen[id]; ok {
 		return ErrReplay
 	}
-	if len(c.seen) >= c.max {
+	if len(c.seen) >= c.max || len(c.exp) >= 2*c.max {
 		return ErrReplayCacheFull
 	}
-	c.seen[id] = struct{}{}
+	c.seen[id] = exp
 	heap.Push(&c.exp, nonceEntry{id: id, exp: exp})
 	return nil
+}
+
+// has reports whether the nonce is recorded (and unexpired) without
+// recording it.
+func (c *nonceCache) has(key, nonce string, now time.Time) bool {
+	id := nonceID(key, nonce)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked(now)
+	_, ok := c.seen[id]
+	return ok
+}
+
+// remove forgets a nonce recorded by add (a request that failed a later
+// check does not use up its nonce). Its heap entry stays until it expires.
+func (c *nonceCache) remove(key, nonce string) {
+	id := nonceID(key, nonce)
+	c.mu.Lock()
+	delete(c.seen, id)
+	c.mu.Unlock()
+}
+
+func (c *nonceCache) expireLocked(now time.Time) {
+	for len(c.exp) > 0 && !c.exp[0].exp.After(now) {
+		e := heap.Pop(&c.exp).(nonceEntry)
+		// The id may have been removed and added again with a later expiry.
+		if exp, ok := c.seen[e.id]; ok && exp.Equal(e.exp) {
+			delete(c.seen, e.id)
+		}
+	}
 }
 
 // len is for tests.

@@ -467,6 +467,53 @@ func TestSignWithBody(t *testing.T) {
 	g.Expect(s.SignWithBody(req, body)).To(Succeed())
 	_, err := v.Verify("POST", req.URL, req.Header.Get("Authorization"), "application/json", body)
 	g.Expect(err).NotTo(HaveOccurred())
-	_, err = v.Verify("POST", req.URL, req.Header.Get("Authorization"), "application/json", nil)
+	_, v2 := newPair(t, clock) // a verifier that has not seen the nonce
+	_, err = v2.Verify("POST", req.URL, req.Header.Get("Authorization"), "application/json", nil)
 	g.Expect(err).To(MatchError(ErrBodyHash)) // the same header with another body
+}
+
+// Begin decides everything it can without the body; for a body that is not
+// form-encoded that includes the signature, and Abandon gives the nonce
+// back.
+func TestBeginBeforeBody(t *testing.T) {
+	g := NewWithT(t)
+	clock := newClock(time.Unix(1_800_000_000, 0))
+	s, v := newPair(t, clock, WithWindow(time.Minute))
+	parse := func(r signed) *url.URL { u, _ := url.Parse(r.url); return u }
+
+	js := sign(t, s, "POST", "https://a.example/x", "application/json", `{"a":1}`)
+	p, err := v.Begin(js.method, parse(js), js.auth, js.ctype)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.SignatureChecked()).To(BeTrue())
+	g.Expect(p.BodyAllowed()).To(BeTrue())
+	_, err = v.Begin(js.method, parse(js), js.auth, js.ctype)
+	g.Expect(err).To(MatchError(ErrReplay), "the nonce is taken while the body is read")
+	p.Abandon()
+	p, err = v.Begin(js.method, parse(js), js.auth, js.ctype)
+	g.Expect(err).NotTo(HaveOccurred(), "an abandoned request gives its nonce back")
+	_, err = p.Finish([]byte(`{"a":2}`))
+	g.Expect(err).To(MatchError(ErrBodyHash))
+	p, err = v.Begin(js.method, parse(js), js.auth, js.ctype)
+	g.Expect(err).NotTo(HaveOccurred(), "a body that failed its hash gives the nonce back")
+	_, err = p.Finish(js.body)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	forged := js
+	forged.auth = replaceParam(t, js.auth, "oauth_nonce", "other")
+	_, err = v.Begin(forged.method, parse(forged), forged.auth, forged.ctype)
+	g.Expect(err).To(MatchError(ErrBadSignature), "checked before any body")
+
+	form := sign(t, s, "POST", "https://a.example/x", "application/x-www-form-urlencoded", "a=1")
+	p, err = v.Begin(form.method, parse(form), form.auth, form.ctype)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.SignatureChecked()).To(BeFalse(), "the form body is part of the signature")
+	_, err = p.Finish([]byte("a=2"))
+	g.Expect(err).To(MatchError(ErrBadSignature))
+
+	stale := sign(t, s, "GET", "https://a.example/x", "", "")
+	clock.Add(2 * time.Minute)
+	_, err = v.Begin(stale.method, parse(stale), stale.auth, "")
+	g.Expect(err).To(MatchError(ErrStale))
+	_, err = v.Begin("GET", parse(stale), `OAuth oauth_consumer_key="k", oauth_signature_method="HMAC-SHA1", oauth_signature="x", oauth_timestamp="1800000120", oauth_nonce="a%0Ab"`, "")
+	g.Expect(err).To(MatchError(ErrMalformed), "a control character in the nonce")
 }

@@ -103,6 +103,10 @@ type Deps struct {
 	// Watch are files and directories whose change triggers a reload (the
 	// config file, the bindings, oauth1 key and secret files).
 	Watch []string
+	// Network is the trust (roots) and dial overrides of every upstream
+	// connection of the generation, built once by the composition; nil:
+	// the proxy builds them from the config's ca_file and resolve.
+	Network Network
 	// Close releases what the providers hold (watchers, renewers). Called
 	// once when the configuration is replaced or the sidecar stops.
 	Close func()

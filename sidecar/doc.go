@@ -1,5 +1,7 @@
-// Package sidecar composes bindings, tokens and certificates into the
-// credbroker egress proxy, token API and admin endpoints (`credbroker run`).
+// Package sidecar is credbroker's data plane: the egress proxy, the token
+// API, the inbound guard's listener and the admin endpoints (`credbroker
+// run`). It composes nothing itself: package broker builds the credential
+// providers and hands them over through a Loader.
 //
 // The app calls http://127.0.0.1:8411/<route>/… (or uses the listener as its
 // HTTP_PROXY with plain http:// URLs of a route's upstream host); the proxy
@@ -11,9 +13,10 @@
 //
 // The core depends only on small interfaces declared here (TokenSource,
 // Tokens, ClientCertificate, Signer, InboundHandler), so it is tested with
-// fakes; `credbroker run` (cmd/credbroker/run_compose.go) wires in the real
-// tokenclient, certwatch, connector, oauth1 and sidecar/guard packages
-// through a Loader.
+// fakes; package broker (the composition package, which `credbroker run`
+// calls) adapts the real tokenclient, certwatch, connector, oauth1 and
+// sidecar/guard packages to them and supplies Deps.Network, the trust roots
+// and dial overrides it read once per configuration generation.
 //
 // Usage:
 //

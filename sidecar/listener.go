@@ -35,6 +35,9 @@ type limitListener struct {
 	open    atomic.Int64
 	refused prometheus.Counter
 	gauge   prometheus.Gauge
+	// headRefused counts strictConn's 400s by reason (nil: not counted).
+	headRefused *prometheus.CounterVec
+	name        string
 	// refusal is written to a refused connection (nil: none, e.g. under TLS).
 	refusal []byte
 	// strict checks request heads (obs-fold, bare LF) on plain-HTTP
@@ -48,6 +51,9 @@ func newLimitListener(ln net.Listener, limit int, m *Metrics, name string, plain
 		refused:  m.connsRefused.WithLabelValues(name),
 		gauge:    m.connsOpen.WithLabelValues(name),
 		strict:   plainHTTP,
+		name:     name,
+
+		headRefused: m.headRefused,
 	}
 	l.max.Store(int64(limit))
 	if plainHTTP {
@@ -192,6 +198,9 @@ func (c *strictConn) refuse(p []byte) (int, error) {
 			ReasonBareCR:        "a bare CR in the request head; refused",
 			ReasonBadContentLen: "a Content-Length header that cannot be read; refused",
 		}[c.bad]
+		if c.l != nil && c.l.headRefused != nil {
+			c.l.headRefused.WithLabelValues(c.l.name, c.bad).Inc()
+		}
 		_ = c.limitConn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.limitConn.Write(headResponse(400, "Bad Request", c.bad, msg))
 		// Nothing more goes out: net/http may still see a partial line

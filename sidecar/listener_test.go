@@ -99,6 +99,13 @@ func TestStrictHeads(t *testing.T) {
 		})
 	}
 
+	t.Run("counted by listener and reason", func(t *testing.T) {
+		g := NewWithT(t)
+		for reason, n := range map[string]float64{ReasonObsFold: 4, ReasonBareLF: 4, ReasonBareCR: 1, ReasonBadContentLen: 1} {
+			g.Expect(testutil.ToFloat64(rs.s.o.metrics.headRefused.WithLabelValues("proxy", reason))).To(Equal(n), reason)
+		}
+	})
+
 	t.Run("good heads", func(t *testing.T) {
 		g := NewWithT(t)
 		c, br := dialT(t, rs.s.Addr())

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/credbroker/credbroker/internal/buildinfo"
 	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
@@ -37,6 +38,8 @@ type Metrics struct {
 	reloads *prometheus.CounterVec
 	ready   prometheus.Gauge
 	inbound *prometheus.CounterVec
+	// events is what Metrics counts outside the hot path (observe.go).
+	events
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -112,12 +115,25 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "outcome", "reason"}),
 		routes: map[string]*routeMetrics{},
 	}
+	m.reg.MustRegister(buildInfoGauge(buildinfo.Get()))
 	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI, m.adminRefused, m.connsRefused, m.connsOpen,
 		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.keyLimit = newKeyLimitCounter()
 	m.reg.MustRegister(m.keyLimit)
+	m.events = newEvents(m.reg)
 	return m
+}
+
+// buildInfoGauge is credbroker_build_info: one series, always 1, whose labels
+// say which build is running (join it to other series by instance).
+func buildInfoGauge(bi buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "credbroker_build_info",
+		Help: "Always 1; the labels name the running build's version, commit and Go version.",
+	}, []string{"version", "commit", "goversion"})
+	g.WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
+	return g
 }
 
 // Registry returns the registry /metrics serves.
@@ -209,10 +225,12 @@ var (
 	descHeartbeats  = prometheus.NewDesc("credbroker_connector_heartbeats_total", "Successful heartbeats (management info calls) to the connector.", []string{"certificate"}, nil)
 	descNeedsToken  = prometheus.NewDesc("credbroker_certificate_needs_token", "1 when the certificate expired or was revoked and a new one-time token is needed.", []string{"certificate"}, nil)
 	descCertLoaded  = prometheus.NewDesc("credbroker_certificate_loaded", "1 when a certificate is loaded.", []string{"certificate"}, nil)
+	descRevoked     = prometheus.NewDesc("credbroker_certificate_revoked", "1 when the connector refused renewal for good (revoked or unknown); the certificate serves until it expires.", []string{"certificate"}, nil)
+	descFailing     = prometheus.NewDesc("credbroker_certificate_failing", "1 while the last load, renewal or heartbeat of the certificate failed (cleared by the next success).", []string{"certificate"}, nil)
 )
 
 func (c certCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNextRenewal, descRenewals, descHeartbeats, descNeedsToken, descCertLoaded} {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNextRenewal, descRenewals, descHeartbeats, descNeedsToken, descCertLoaded, descRevoked, descFailing} {
 		ch <- d
 	}
 }
@@ -241,5 +259,7 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 			needs = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descNeedsToken, prometheus.GaugeValue, needs, name)
+		ch <- prometheus.MustNewConstMetric(descRevoked, prometheus.GaugeValue, b2f(st.Revoked), name)
+		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, b2f(st.LastError != ""), name)
 	}
 }

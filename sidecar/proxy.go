@@ -14,13 +14,10 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/credbroker/credbroker/internal/netx"
 )
 
 // HeaderError is the response header that carries the reason when the
@@ -131,16 +128,12 @@ type bearerHeader struct{ token, value string }
 func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 	o := buildOptions(opts)
 	p := &Proxy{cfg: cfg, deps: deps, o: o}
-	roots, err := loadRoots(cfg.CAFile)
+	nw, err := deps.network(cfg) // ca_file and resolve, read by the composition
 	if err != nil {
-		return nil, &ConfigError{Source: cfg.source, Line: cfg.line("ca_file"), Field: "ca_file", Err: err}
+		return nil, err
 	}
-	rules, err := netx.ParseRules(cfg.Resolve)
-	if err != nil {
-		return nil, &ConfigError{Source: cfg.source, Line: cfg.line("resolve"), Field: "resolve", Err: fmt.Errorf("%w: %v", ErrInvalidValue, err)}
-	}
-	resolver := &netx.Resolver{Rules: rules}
-	dial := resolver.Dialer(&net.Dialer{Timeout: cfg.Timeouts.Dial, KeepAlive: 30 * time.Second})
+	roots := nw.RootCAs()
+	dial := nw.Dialer(&net.Dialer{Timeout: cfg.Timeouts.Dial, KeepAlive: 30 * time.Second})
 	bufs := newBufferPool()
 
 	transports := map[string]*h1Transport{}
@@ -257,24 +250,6 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 	p.tokenAPI = newTokenAPI(cfg.TokenAPI, deps.Tokens, o)
 	p.tokenAPI.hosts = p.hosts
 	return p, nil
-}
-
-func loadRoots(caFile string) (*x509.CertPool, error) {
-	if caFile == "" {
-		return nil, nil // the system pool
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrInvalidValue, caFile)
-	}
-	return pool, nil
 }
 
 // Close releases idle upstream connections. In-flight requests finish.

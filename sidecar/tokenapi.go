@@ -74,6 +74,10 @@ func (t *tokenAPI) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		binding = "-" // unknown names do not become label values
 	}
 	t.o.metrics.tokenAPI.WithLabelValues(binding, strconv.Itoa(code)).Inc()
+	if code != http.StatusOK {
+		// The reason is one of this package's constants (jsonError's).
+		t.o.metrics.apiRefused.WithLabelValues(w.Header().Get(HeaderError)).Inc()
+	}
 }
 
 func (t *tokenAPI) serve(w http.ResponseWriter, req *http.Request, binding string) int {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/credbroker/credbroker/broker"
 )
 
 // Exit codes shared by every command (see DESIGN.md).
@@ -91,6 +93,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
+	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "credbroker: unknown command %q\n\n", args[0])
@@ -134,7 +139,7 @@ func exitCode(err error) int {
 	if err == nil {
 		return exitOK
 	}
-	if errors.Is(err, errBadInput) {
+	if errors.Is(err, errBadInput) || errors.Is(err, broker.ErrConfig) {
 		return exitInput
 	}
 	return exitRuntime

@@ -65,6 +65,12 @@ func TestExitCodesAndHelp(t *testing.T) {
 	g.Expect(run([]string{"version", "--no-such-flag"}, &out, &errOut)).To(Equal(exitInput))
 	g.Expect(run([]string{"version", "--log-format", "xml"}, &out, &errOut)).To(Equal(exitInput))
 
+	for _, arg := range []string{"version", "--version", "-version"} {
+		out.Reset()
+		g.Expect(run([]string{arg}, &out, &errOut)).To(Equal(exitOK), arg)
+		g.Expect(out.String()).To(MatchRegexp(`^credbroker \S+ \(commit \S+, built \S+, go\S+\)\n$`), arg)
+	}
+
 	g.Expect(exitCode(badInputf("binding %q: field %q", "b", "f"))).To(Equal(exitInput))
 	g.Expect(exitCode(io.EOF)).To(Equal(exitRuntime))
 }

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/mockauth"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
@@ -109,9 +110,12 @@ func runDemo(ctx context.Context, e *cmdEnv, o *DemoOptions) error {
 		PollInterval:         30 * time.Second,
 	}
 	metrics := sidecar.NewMetrics()
-	comp := newComposer(ro, e.log, metrics)
-	defer comp.close()
-	srv := sidecar.NewServer(comp.load, sidecar.WithLogger(e.log), sidecar.WithMetrics(metrics))
+	comp, err := broker.New(ro.brokerOptions(), broker.WithLogger(e.log), broker.WithMetrics(metrics))
+	if err != nil {
+		return err
+	}
+	defer comp.Close()
+	srv := sidecar.NewServer(comp.Load, sidecar.WithLogger(e.log), sidecar.WithMetrics(metrics))
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,13 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/credbroker/credbroker/certwatch"
+	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/connector"
+	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/internal/netx"
 )
-
-// The connector's Renewer is what certwatch renews through.
-var _ certwatch.Renewer = (*connector.Renewer)(nil)
 
 type pairOptions struct {
 	TokenURL     string        `flag:"token-url" env:"CREDBROKER_TOKEN_URL" usage:"the one-time token URL from the connector (prefer --token-url-file or the variable: a flag shows up in the process list)"`
@@ -28,7 +25,7 @@ type pairOptions struct {
 	CertDir      string        `flag:"cert-dir" env:"CREDBROKER_CERT_DIR" usage:"directory for tls.key (0600), tls.crt, ca.crt and connection.json; created when missing"`
 	KeyType      string        `flag:"key-type" env:"CREDBROKER_KEY_TYPE" usage:"key algorithm: rsa2048, rsa4096 or ecdsa-p256 (default: the connector's key-algorithm, else rsa2048)"`
 	RSAFallback  bool          `flag:"rsa-fallback" env:"CREDBROKER_RSA_FALLBACK" usage:"when the connector refuses an ECDSA CSR with a 5xx (its CA signs with RSA), retry the same CSR token with an RSA 2048 key"`
-	CAFile       string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs that verify the connector's server certificate (default: the system roots)"`
+	CAFile       string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs trusted, in addition to the system roots, for the connector's server certificate (as token and run do)"`
 	Resolve      []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR, for example *.example.test=127.0.0.1 (names under .localhost always go to 127.0.0.1)"`
 	Timeout      time.Duration `flag:"timeout" env:"CREDBROKER_TIMEOUT" usage:"give up after this long" default:"1m"`
 }
@@ -48,21 +45,20 @@ type pairInput struct {
 	tokenURL string
 	dir      string
 	keyType  connector.KeyType
-	roots    *x509.CertPool
-	resolver *netx.Resolver
+	net      *broker.Network
 }
 
 func checkPairInput(opts *pairOptions, args []string) (*pairInput, error) {
 	if len(args) > 0 {
 		return nil, badInputf("unexpected argument %q", args[0])
 	}
-	in := &pairInput{resolver: &netx.Resolver{}}
+	in := &pairInput{}
 	raw, source := opts.TokenURL, "--token-url"
 	switch {
 	case opts.TokenURL != "" && opts.TokenURLFile != "":
 		return nil, badInputf("--token-url and --token-url-file are both set: give one")
 	case opts.TokenURLFile != "":
-		b, err := readInputFile(opts.TokenURLFile)
+		b, err := inputfile.Read(opts.TokenURLFile)
 		if err != nil {
 			return nil, badInputf("--token-url-file: %v", err)
 		}
@@ -102,21 +98,12 @@ func checkPairInput(opts *pairOptions, args []string) (*pairInput, error) {
 		}
 		in.keyType = kt
 	}
-	if opts.CAFile != "" {
-		b, err := readInputFile(opts.CAFile)
-		if err != nil {
-			return nil, badInputf("--ca-file: %v", err)
-		}
-		in.roots = x509.NewCertPool()
-		if !in.roots.AppendCertsFromPEM(b) {
-			return nil, badInputf("--ca-file %s: no PEM certificate in it", opts.CAFile)
-		}
-	}
-	rules, err := netx.ParseRules(opts.Resolve)
+	// The same trust as every command: the system roots plus --ca-file.
+	n, err := broker.NewNetwork(opts.CAFile, opts.Resolve)
 	if err != nil {
-		return nil, badInputf("--resolve: %v", err)
+		return nil, badInput(flagError(err))
 	}
-	in.resolver.Rules = rules
+	in.net = n
 	if opts.Timeout <= 0 {
 		return nil, badInputf("--timeout %v: want a positive duration", opts.Timeout)
 	}
@@ -160,59 +147,33 @@ func runPair(ctx context.Context, e *cmdEnv, o any) error {
 	if err != nil {
 		return err
 	}
-	if err := checkCertDir(e.log, "--cert-dir", in.dir); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	copts := []connector.Option{
-		connector.WithDialContext(in.resolver.Dialer(nil)),
-		connector.WithLogger(e.log),
-	}
-	if in.roots != nil {
-		copts = append(copts, connector.WithRootCAs(in.roots))
-	}
-	if in.keyType != "" {
-		copts = append(copts, connector.WithKeyType(in.keyType))
-	}
-	if opts.RSAFallback {
-		copts = append(copts, connector.WithRSAFallback())
-	}
-	c, err := connector.New(copts...)
-	if err != nil {
-		return badInput(err)
-	}
-	defer c.CloseIdleConnections()
-
-	conn, err := c.Connect(ctx, in.tokenURL)
-	if err != nil {
-		if errors.Is(err, connector.ErrInvalidInput) {
-			return badInput(err)
-		}
-		if ce := (*connector.CSRError)(nil); errors.As(err, &ce) && ce.KeyMismatch {
-			return fmt.Errorf("%w (with a new one-time token: --key-type rsa2048, or --rsa-fallback)", err)
-		}
-		return err
-	}
-	if conn.InfoErr != nil {
-		e.log.Warn("paired, but the management info call failed; the sidecar reads it again at start", "error", conn.InfoErr.Error())
-	}
-	data, err := conn.ConnectionInfo.Marshal()
+	conn, err := broker.Pair(ctx, broker.PairRequest{
+		TokenURL:    in.tokenURL,
+		Dir:         in.dir,
+		KeyType:     in.keyType,
+		RSAFallback: opts.RSAFallback,
+	}, in.net, e.log)
 	if err != nil {
 		return err
-	}
-	p := conn.Pairing
-	err = certwatch.Persist(ctx, in.dir, certwatch.Files{
-		CertPEM: p.ChainPEM,
-		KeyPEM:  p.KeyPEM,
-		CAPEM:   p.CAPEM,
-		Extra:   map[string][]byte{certwatch.ConnectionFile: data},
-	})
-	if err != nil {
-		return fmt.Errorf("paired, but writing %s failed (the one-time token is used up: a new one is needed to pair again): %w", in.dir, err)
 	}
 	printPairSummary(e.stdout, in.dir, conn, time.Now())
 	return nil
+}
+
+// flagError names the flag of a broker.NetworkError (--ca-file,
+// --resolve) instead of its config key.
+func flagError(err error) error {
+	var ne *broker.NetworkError
+	if errors.As(err, &ne) {
+		flag := "--" + strings.ReplaceAll(ne.Field, "_", "-")
+		if ne.Path != "" {
+			flag += " " + ne.Path
+		}
+		return fmt.Errorf("%s: %v", flag, ne.Err)
+	}
+	return err
 }
 
 func keyName(k any) string {
@@ -273,6 +234,6 @@ func printPairSummary(w io.Writer, dir string, conn *connector.Connection, now t
 		row("management info", "unavailable: "+conn.InfoErr.Error())
 	}
 	fmt.Fprintln(w)
-	files := []string{certwatch.KeyFile + " (0600)", certwatch.CertFile, certwatch.CAFile, certwatch.ConnectionFile}
+	files := []string{"tls.key (0600)", "tls.crt", "ca.crt", "connection.json"} // DESIGN.md's names, as certwatch writes them
 	fmt.Fprintf(w, "Wrote %s: %s\n", filepath.Clean(dir), strings.Join(files, ", "))
 }

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/internal/inputfile"
 )
 
 // Flags that name a file refuse a FIFO at once (opening it would block until
-// a writer appears, past SIGTERM) and a file larger than maxInputFile, with
+// a writer appears, past SIGTERM) and a file larger than inputfile.MaxSize, with
 // exit 2 and the flag named.
 func TestInputFilesRefuseFIFOsAndHugeFiles(t *testing.T) {
 	g := NewWithT(t)
@@ -23,7 +25,7 @@ func TestInputFilesRefuseFIFOsAndHugeFiles(t *testing.T) {
 		t.Skipf("mkfifo: %v", err)
 	}
 	huge := filepath.Join(dir, "huge")
-	g.Expect(os.WriteFile(huge, make([]byte, maxInputFile+1), 0o600)).To(Succeed())
+	g.Expect(os.WriteFile(huge, make([]byte, inputfile.MaxSize+1), 0o600)).To(Succeed())
 	tokURL := "https://connector.localhost:1/v1/applications/signingRequests/info?token=abcdefgh"
 	for _, tc := range []struct {
 		args []string
@@ -74,7 +76,7 @@ func TestBindingsTableEscapesControlBytes(t *testing.T) {
 }
 
 // `run` refuses a FIFO as --config at once (it used to block in open,
-// past SIGTERM) and a config file over maxInputFile.
+// past SIGTERM) and a config file over inputfile.MaxSize.
 func TestRunConfigMustBeASmallRegularFile(t *testing.T) {
 	g := NewWithT(t)
 	clearBindingsEnv(t)
@@ -84,7 +86,7 @@ func TestRunConfigMustBeASmallRegularFile(t *testing.T) {
 		t.Skipf("mkfifo: %v", err)
 	}
 	huge := filepath.Join(dir, "huge.yaml")
-	g.Expect(os.WriteFile(huge, append([]byte("routes: []\n#"), make([]byte, maxInputFile)...), 0o600)).To(Succeed())
+	g.Expect(os.WriteFile(huge, append([]byte("routes: []\n#"), make([]byte, inputfile.MaxSize)...), 0o600)).To(Succeed())
 	for _, cfg := range []string{fifo, huge} {
 		done := make(chan int, 1)
 		var errOut string

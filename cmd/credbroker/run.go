@@ -5,9 +5,11 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/vcap"
 )
@@ -50,15 +52,22 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	if o.DrainTimeout < 0 {
 		return badInputf("--drain-timeout %v: must not be negative", o.DrainTimeout)
 	}
-	metrics := sidecar.NewMetrics()
-	comp := newComposer(o, e.log, metrics)
-	defer comp.close()
-	srv := sidecar.NewServer(comp.load, sidecar.WithLogger(e.log), sidecar.WithMetrics(metrics), sidecar.WithPollInterval(o.PollInterval))
+	if kind, display := o.sources().Chosen(); kind != "" {
+		if ign := o.ignored(); len(ign) > 0 {
+			e.log.Warn("binding sources: the first one set wins, others are ignored", "source", display, "ignored", strings.Join(ign, ","))
+		}
+	}
+	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
 
 	// SIGHUP reloads; the framework's context covers SIGINT and SIGTERM.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	reload := make(chan struct{})
 	go func() {
 		for {
 			select {
@@ -66,15 +75,35 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 				return
 			case <-hup:
 				e.log.Info("SIGHUP: reloading the configuration and bindings")
-				srv.TriggerReload()
+				select {
+				case reload <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
-	err := srv.Run(ctx)
+	err = b.Run(ctx, reload)
 	if err != nil && isConfigError(err) {
 		return badInput(err)
 	}
 	return err
+}
+
+// brokerOptions are the settings the flags lay over the config file.
+func (o *RunOptions) brokerOptions() broker.Options {
+	return broker.Options{
+		ConfigFile:       o.Config,
+		Listen:           o.Listen,
+		AdminListen:      o.AdminListen,
+		AllowNonLoopback: o.AllowNonLoopback,
+		Resolve:          o.Resolve,
+		CAFile:           o.CAFile,
+		DrainTimeout:     o.DrainTimeout,
+		PollInterval:     o.PollInterval,
+		Bindings:         o.sources(),
+		KeyFile:          o.KeyFile,
+	}
 }
 
 // isConfigError reports whether err is bad configuration or bad bindings
@@ -82,5 +111,5 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 func isConfigError(err error) bool {
 	var ce *sidecar.ConfigError
 	var ve *vcap.Error
-	return errors.As(err, &ce) || errors.As(err, &ve) || errors.Is(err, errBadInput)
+	return errors.As(err, &ce) || errors.As(err, &ve) || errors.Is(err, errBadInput) || errors.Is(err, broker.ErrConfig)
 }

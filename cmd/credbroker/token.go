@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -11,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/credbroker/credbroker/internal/netx"
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/tokenclient"
-	"github.com/credbroker/credbroker/vcap"
 )
 
 // TokenOptions are the flags of `credbroker token`. User secrets (password,
@@ -91,7 +90,7 @@ func runToken(ctx context.Context, e *cmdEnv, o any) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := tokenConfig(b)
+	cfg, err := broker.TokenConfig(b)
 	if err != nil {
 		return err
 	}
@@ -201,7 +200,7 @@ func secretFrom(what, value, valueSource, file, fileFlag string) (string, error)
 	if value != "" {
 		return "", badInputf("%s: give %s or %s, not both", what, valueSource, fileFlag)
 	}
-	b, err := readInputFile(file)
+	b, err := inputfile.Read(file)
 	if err != nil {
 		return "", badInputf("%s %s: %v", fileFlag, file, errors.Unwrap(err))
 	}
@@ -212,66 +211,19 @@ func secretFrom(what, value, valueSource, file, fileFlag string) (string, error)
 	return s, nil
 }
 
-// tokenNetOptions maps --resolve and --ca-file to client options.
+// tokenNetOptions maps --resolve and --ca-file to client options: the
+// same trust as every command (the system roots plus --ca-file).
 func tokenNetOptions(o *TokenOptions) ([]tokenclient.Option, error) {
-	rules, err := netx.ParseRules(o.Resolve)
+	n, err := broker.NewNetwork(o.CAFile, o.Resolve)
 	if err != nil {
-		return nil, badInputf("--resolve: %v", err)
+		return nil, badInput(flagError(err))
 	}
-	resolver := &netx.Resolver{Rules: rules}
 	opts := []tokenclient.Option{
-		tokenclient.WithDialContext(resolver.Dialer(nil)),
+		tokenclient.WithDialContext(n.Dialer(nil)),
 		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: o.Timeout}),
 	}
-	if o.CAFile != "" {
-		pemData, err := readInputFile(o.CAFile)
-		if err != nil {
-			return nil, badInputf("--ca-file %s: %v", o.CAFile, errors.Unwrap(err))
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, badInputf("--ca-file %s: no PEM certificate in it", o.CAFile)
-		}
-		opts = append(opts, tokenclient.WithRootCAs(pool))
+	if roots := n.RootCAs(); roots != nil {
+		opts = append(opts, tokenclient.WithRootCAs(roots))
 	}
 	return opts, nil
-}
-
-// tokenConfig maps a binding to the token client's plain settings: the one
-// place where vcap's model meets tokenclient's.
-func tokenConfig(b *vcap.Binding) (tokenclient.Config, error) {
-	a := b.Auth
-	if a == nil {
-		return tokenclient.Config{}, badInputf("binding %q (%s): label %q is not an auth service (xsuaa or identity): no token endpoint", b.Name, b.Source, b.Label)
-	}
-	cfg := tokenclient.Config{
-		ClientID:  a.ClientID,
-		TokenURL:  a.URL,
-		CertURL:   a.CertURL,
-		UAADomain: a.UAADomain,
-	}
-	if a.Kind == vcap.KindIdentity {
-		cfg.Flavor = tokenclient.IAS
-		cfg.CertURL = "" // IAS takes the certificate on its url
-	}
-	switch a.Auth {
-	case vcap.AuthSecret:
-		cfg.ClientSecret = tokenclient.Secret(a.ClientSecret.Reveal())
-	case vcap.AuthMTLS:
-		cert, err := a.TLSCertificate()
-		if err != nil {
-			return cfg, badInputf("binding %q (%s): credential-type %q: %v", b.Name, b.Source, a.CredentialType, err)
-		}
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
-	default:
-		msg := "no usable credential"
-		if len(b.Problems) > 0 {
-			msg = strings.Join(b.Problems, "; ")
-		}
-		return cfg, badInputf("binding %q (%s): %s", b.Name, b.Source, msg)
-	}
-	return cfg, nil
 }

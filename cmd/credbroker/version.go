@@ -3,19 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
+
+	"github.com/credbroker/credbroker/internal/buildinfo"
 )
 
 func init() {
 	register(&command{
 		name:    "version",
-		summary: "print the version of credbroker",
+		summary: "print the version, commit and build time of credbroker (also: credbroker --version)",
 		run: func(_ context.Context, e *cmdEnv, _ any) error {
-			v := "(devel)"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-				v = bi.Main.Version
-			}
-			_, err := fmt.Fprintf(e.stdout, "credbroker %s\n", v)
+			_, err := fmt.Fprintln(e.stdout, buildinfo.Get())
 			return err
 		},
 	})

@@ -21,11 +21,14 @@ import (
 
 var _ = Describe("process faults", func() {
 	It("SIGKILL at random moments around certificate renewals leaves a matching pair on disk, and the next start uses it", func() {
-		r := newRig(mockauth.Options{CertTTL: 9 * time.Second})
+		// ECDSA keys: an RSA key generated under the race detector on a busy
+		// machine can take long enough that every kill lands before a
+		// renewal finished and the 9 s certificate on disk runs out.
+		r := newRig(mockauth.Options{CertTTL: 9 * time.Second, ECDSAConnectorCA: true})
 		dir := filepath.Join(r.work, "connector")
 		config := fmt.Sprintf(`
 certificates:
-  - {name: connector, dir: %s, pairing_url_file: %s, renew: true}
+  - {name: connector, dir: %s, pairing_url_file: %s, renew: true, key_type: ecdsa-p256}
 routes:
   - {name: events, upstream: %s/events, auth: {type: mtls, certificate: connector}}
 `, dir, r.pairingURLFile("killed"), r.up.url)

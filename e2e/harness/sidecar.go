@@ -26,6 +26,7 @@ type SidecarOptions struct {
 	CAFile   string   // the ca_file: of the config
 	VCAPFile string   // --vcap-file
 	Args     []string // more arguments
+	Env      Env      // more environment
 	// AfterExit runs at the end of the spec once the process has exited
 	// (for example to scan everything it printed).
 	AfterExit func(*Sidecar)
@@ -46,7 +47,11 @@ func StartSidecar(bin string, o SidecarOptions, config string) *Sidecar {
 	full := fmt.Sprintf("listen: 127.0.0.1:%d\nadmin_listen: 127.0.0.1:%d\nca_file: %s\n%s", lp, ap, o.CAFile, config)
 	Expect(os.WriteFile(sc.Config, []byte(full), 0o600)).To(Succeed())
 	args := []string{"run", "--config", sc.Config, "--vcap-file", o.VCAPFile, "--log-format", "json", "--log-level", "debug"}
-	sc.Session = Start(bin, Env{"CREDBROKER_POLL_INTERVAL": "1s"}, append(args, o.Args...)...)
+	env := Env{"CREDBROKER_POLL_INTERVAL": "1s"}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	sc.Session = Start(bin, env, append(args, o.Args...)...)
 	DeferCleanup(func() {
 		sc.Session.Terminate()
 		Eventually(sc.Session).WithTimeout(40 * time.Second).Should(gexec.Exit())

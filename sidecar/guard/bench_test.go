@@ -31,7 +31,7 @@ func BenchmarkJWTVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kc := newKeyCache(jwks.Client(), time.Now, discardLogger(), time.Hour, time.Second)
+	kc := newKeyCache(jwks.Client(), time.Now, discardLogger(), time.Hour, time.Second, Limits{})
 	defer kc.close()
 	v := &jwtVerifier{binding: "b", lookup: StaticBindings(b1), keys: kc, leeway: DefaultLeeway, now: time.Now}
 	if _, ref := v.verify(context.Background(), raw, []string{"read"}); ref != nil {

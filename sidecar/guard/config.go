@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Method is an authentication method a rule accepts.
@@ -50,6 +51,101 @@ type Config struct {
 	// XFCC lets mtls rules take the client certificate from a trusted front
 	// proxy's X-Forwarded-Client-Cert (see XFCC); nil: never.
 	XFCC *XFCC `yaml:"xfcc"`
+	// Limits bound what callers can make the guard fetch, cache and buffer
+	// before they are authenticated; zero values take the defaults.
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits of the inbound guard (docs/security.md, "Inbound guard: key sets,
+// nonces and bodies are bounded"). Zero means the default.
+type Limits struct {
+	// KeySets is how many key sets that have verified a token are kept
+	// (least recently used dropped first). Default DefaultKeySets.
+	KeySets int `yaml:"key_sets"`
+	// KeySetsUnproven is how many fetched key sets that have not verified
+	// a token yet are kept. Default DefaultKeySetsUnproven.
+	KeySetsUnproven int `yaml:"key_sets_unproven"`
+	// KeyFailures is how many key set URLs whose fetch failed are
+	// remembered. Default DefaultKeyFailures.
+	KeyFailures int `yaml:"key_failures"`
+	// KeyRetry is how long a key set URL whose fetch failed is not fetched
+	// again. Default DefaultKeyRetry.
+	KeyRetry time.Duration `yaml:"key_retry"`
+	// KeyFetchRate and KeyFetchBurst bound fetches of key sets that have
+	// not verified a token (per second, and at once). Defaults
+	// DefaultKeyFetchRate, DefaultKeyFetchBurst.
+	KeyFetchRate  float64 `yaml:"key_fetch_rate"`
+	KeyFetchBurst int     `yaml:"key_fetch_burst"`
+	// MaxBody is the largest body an oauth1 rule buffers to check it
+	// (bytes); larger ones get 413. Default DefaultMaxBody.
+	MaxBody int64 `yaml:"max_body"`
+	// BodyTimeout is how long reading such a body may take. Default
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// BodyMemory bounds the bytes all requests together may hold in bodies
+	// being buffered; beyond it requests get 503. Default DefaultBodyMemory.
+	BodyMemory int64 `yaml:"body_memory"`
+}
+
+// Defaults of Limits.
+const (
+	DefaultKeySets         = 256
+	DefaultKeySetsUnproven = 64
+	DefaultKeyFailures     = 1024
+	DefaultKeyRetry        = 30 * time.Second
+	DefaultKeyFetchRate    = 20.0
+	DefaultKeyFetchBurst   = 40
+	DefaultMaxBody         = 1 << 20
+	DefaultBodyTimeout     = 10 * time.Second
+	DefaultBodyMemory      = 32 << 20
+)
+
+// withDefaults returns l with zero fields set to their defaults.
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.KeySets, DefaultKeySets)
+	def(&l.KeySetsUnproven, DefaultKeySetsUnproven)
+	def(&l.KeyFailures, DefaultKeyFailures)
+	def(&l.KeyFetchBurst, DefaultKeyFetchBurst)
+	if l.KeyRetry == 0 {
+		l.KeyRetry = DefaultKeyRetry
+	}
+	if l.KeyFetchRate == 0 {
+		l.KeyFetchRate = DefaultKeyFetchRate
+	}
+	if l.MaxBody == 0 {
+		l.MaxBody = DefaultMaxBody
+	}
+	if l.BodyTimeout == 0 {
+		l.BodyTimeout = DefaultBodyTimeout
+	}
+	if l.BodyMemory == 0 {
+		l.BodyMemory = DefaultBodyMemory
+	}
+	return l
+}
+
+func (l Limits) validate(add func(field, format string, a ...any)) {
+	for _, x := range []struct {
+		field string
+		neg   bool
+	}{
+		{"key_sets", l.KeySets < 0}, {"key_sets_unproven", l.KeySetsUnproven < 0}, {"key_failures", l.KeyFailures < 0},
+		{"key_retry", l.KeyRetry < 0}, {"key_fetch_rate", l.KeyFetchRate < 0}, {"key_fetch_burst", l.KeyFetchBurst < 0},
+		{"max_body", l.MaxBody < 0}, {"body_timeout", l.BodyTimeout < 0}, {"body_memory", l.BodyMemory < 0},
+	} {
+		if x.neg {
+			add("limits."+x.field, "must not be negative (0 or absent: the default)")
+		}
+	}
+	d := l.withDefaults()
+	if d.BodyMemory < d.MaxBody {
+		add("limits.body_memory", "%d is less than max_body (%d): no body could ever be read", d.BodyMemory, d.MaxBody)
+	}
 }
 
 // TLS configures the listener's server certificate.
@@ -162,6 +258,7 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("trusted_proxies[%d]", i), "%q: want an IP address or a CIDR prefix", p)
 		}
 	}
+	c.Limits.validate(add)
 	if len(c.Rules) == 0 {
 		add("rules", "at least one rule is required (requests matching no rule are refused)")
 	}

@@ -100,11 +100,16 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 	s := settings{
 		jwksClient: http.DefaultClient, now: time.Now, leeway: DefaultLeeway,
 		keyRefresh: DefaultKeyRefresh, keyMinInterval: DefaultKeyMinInterval,
-		oauthWindow: oauth1.DefaultWindow, maxBody: 10 << 20, resync: DefaultResync,
+		oauthWindow: oauth1.DefaultWindow, resync: DefaultResync,
 	}
 	for _, o := range opts {
 		o(&s)
 	}
+	lim := cfg.Limits
+	if lim.MaxBody == 0 && s.maxBody > 0 {
+		lim.MaxBody = s.maxBody
+	}
+	lim = lim.withDefaults()
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -119,7 +124,11 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		pfx, _ := parsePrefix(p) // checked by Validate
 		g.trusted = append(g.trusted, pfx)
 	}
-	g.keys = newKeyCache(s.jwksClient, s.now, s.log, s.keyRefresh, s.keyMinInterval)
+	g.keys = newKeyCache(s.jwksClient, s.now, s.log, s.keyRefresh, s.keyMinInterval, lim)
+	bodies := &bodyReader{max: lim.MaxBody, timeout: lim.BodyTimeout, budget: &bodyBudget{max: lim.BodyMemory}}
+	if eo, ok := s.obs.(EventObserver); ok {
+		g.keys.fetched = eo.JWKSFetched
+	}
 	hasMTLS := false
 	for i, rc := range cfg.Rules {
 		f := fmt.Sprintf("rules[%d]", i)
@@ -153,11 +162,11 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 			if err := g.loadSource(src); err != nil {
 				return nil, setupErr(f, err)
 			}
-			v, err := oauth1.NewVerifier(src.secret, oauth1.WithClock(s.now), oauth1.WithWindow(s.oauthWindow), oauth1.WithMaxBody(s.maxBody))
+			v, err := oauth1.NewVerifier(src.secret, oauth1.WithClock(s.now), oauth1.WithWindow(s.oauthWindow), oauth1.WithMaxBody(lim.MaxBody))
 			if err != nil {
 				return nil, setupErr(f+".oauth1", err)
 			}
-			r.oauth1 = &oauth1Verifier{v: v, trusted: g.trusted}
+			r.oauth1 = &oauth1Verifier{v: v, trusted: g.trusted, body: bodies}
 		}
 		g.rules = append(g.rules, r)
 	}
@@ -180,6 +189,9 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		Transport: rt,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.log.Warn("inbound: app unreachable", "path", r.URL.Path, "error", err)
+			if eo, ok := g.obs.(EventObserver); ok {
+				eo.AppUnreachable()
+			}
 			w.Header().Set(HeaderError, ReasonAppUnreachable)
 			http.Error(w, "credbroker: the app is not reachable", http.StatusBadGateway)
 		},
@@ -243,7 +255,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, ru, ref)
 		return
 	}
-	id, ref := g.authenticate(r, ru)
+	id, ref := g.authenticate(w, r, ru)
 	if ref != nil {
 		g.refuse(w, r, ru, ref)
 		return
@@ -282,7 +294,7 @@ func (g *Guard) route(r *http.Request) (*rule, *refusal) {
 
 // authenticate tries each accepted method for which the request carries a
 // credential; the first that succeeds wins.
-func (g *Guard) authenticate(r *http.Request, ru *rule) (*identity, *refusal) {
+func (g *Guard) authenticate(w http.ResponseWriter, r *http.Request, ru *rule) (*identity, *refusal) {
 	var first *refusal
 	note := func(ref *refusal) {
 		if first == nil {
@@ -318,7 +330,7 @@ func (g *Guard) authenticate(r *http.Request, ru *rule) (*identity, *refusal) {
 		}
 		note(ref)
 	case ru.oauth1 != nil && strings.EqualFold(scheme, "OAuth"):
-		id, ref := ru.oauth1.verify(r)
+		id, ref := ru.oauth1.verify(w, r)
 		if ref == nil {
 			return id, nil
 		}
@@ -380,6 +392,11 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ru *rule, ref *re
 	w.Header().Set(HeaderError, ref.reason)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		// A refused request's body is never read: without this net/http
+		// would first try to drain it, as slowly as the caller sends it.
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(ref.status)
 	fmt.Fprintf(w, "credbroker: %s (%s)\n", strings.ToLower(http.StatusText(ref.status)), ref.reason)
 }

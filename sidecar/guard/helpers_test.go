@@ -83,6 +83,14 @@ func (o *countingObserver) Accepted(m Method) { o.add(string(m) + "/accepted") }
 func (o *countingObserver) Refused(m Method, reason string) {
 	o.add(string(m) + "/refused/" + reason)
 }
+func (o *countingObserver) AppUnreachable() { o.add(ReasonAppUnreachable) }
+func (o *countingObserver) JWKSFetched(err error) {
+	if err != nil {
+		o.add("jwks/error")
+		return
+	}
+	o.add("jwks/ok")
+}
 func (o *countingObserver) add(k string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -76,7 +76,7 @@ const (
 func jwtRefusal(reason, detail string) *refusal {
 	r := &refusal{method: MethodJWT, reason: reason, status: 401, bearerError: "invalid_token", detail: detail}
 	switch reason {
-	case ReasonKeysUnavailable:
+	case ReasonKeysUnavailable, ReasonKeyFetchLimited:
 		r.status, r.bearerError = 503, ""
 	case ReasonUnknownBinding:
 		r.status, r.bearerError = 503, ""
@@ -108,27 +108,30 @@ func (v *jwtVerifier) verify(ctx context.Context, raw string, scopes []string) (
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(), // an iat further in the future than the leeway is refused
 	)
+	keyURL := ""
 	_, err := parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		url, r := jwksURL(b, t, claims)
+		if r == nil {
+			r = v.precheck(b, t, claims, url)
+		}
 		if r != nil {
 			ref = r
 			return nil, r
 		}
 		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			ref = jwtRefusal(ReasonMalformed, "token header has no kid")
-			return nil, ref
-		}
 		k, err := v.keys.key(ctx, url, kid)
 		switch {
 		case errors.Is(err, errUnknownKid):
 			ref = jwtRefusal(ReasonUnknownKey, "no verification key with the token's kid")
+		case errors.Is(err, errFetchLimited):
+			ref = jwtRefusal(ReasonKeyFetchLimited, "verification keys of "+url+" not cached and key fetches are rate-limited; retry")
 		case err != nil:
 			ref = jwtRefusal(ReasonKeysUnavailable, "verification keys of "+url+" unavailable")
 		}
 		if ref != nil {
 			return nil, ref
 		}
+		keyURL = url
 		return k, nil
 	})
 	if err != nil {
@@ -141,6 +144,8 @@ func (v *jwtVerifier) verify(ctx context.Context, raw string, scopes []string) (
 	if !audienceMatches(b, claims) {
 		return nil, jwtRefusal(ReasonWrongAudience, fmt.Sprintf("token is not for binding %q", b.Name))
 	}
+	// The key set verified a token for this binding: it may stay.
+	v.keys.confirm(keyURL)
 	id := &identity{method: MethodJWT}
 	id.subject, _ = claims["sub"].(string)
 	id.clientID = firstString(claims, "client_id", "cid", "azp")
@@ -162,6 +167,33 @@ func (v *jwtVerifier) verify(ctx context.Context, raw string, scopes []string) (
 			scope: strings.Join(requiredScopes(b, scopes), " "), detail: "token lacks scopes " + strings.Join(missing, " ")}
 	}
 	return id, nil
+}
+
+// maxKeyURL bounds the key set URL (and so the issuer host) a token can
+// name: a DNS name has at most 253 characters.
+const maxKeyURL = 320
+
+// precheck refuses, before any key is looked up or fetched, a token that
+// would be refused anyway: no kid, an over-long issuer, not for this
+// binding, or expired. A junk token must not cost a key fetch.
+func (v *jwtVerifier) precheck(b Binding, t *jwt.Token, claims jwt.MapClaims, url string) *refusal {
+	if len(url) > maxKeyURL {
+		return jwtRefusal(ReasonWrongIssuer, "issuer host too long")
+	}
+	if kid, _ := t.Header["kid"].(string); kid == "" {
+		return jwtRefusal(ReasonMalformed, "token header has no kid")
+	}
+	if !audienceMatches(b, claims) {
+		return jwtRefusal(ReasonWrongAudience, fmt.Sprintf("token is not for binding %q", b.Name))
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return jwtRefusal(ReasonMalformed, "token has no valid exp")
+	}
+	if !v.now().Before(exp.Add(v.leeway)) {
+		return jwtRefusal(ReasonExpired, "token expired")
+	}
+	return nil
 }
 
 func classifyJWTError(raw string, err error) *refusal {

@@ -68,43 +68,91 @@ func readTrimmed(path, field string) (string, error) {
 type oauth1Verifier struct {
 	v       *oauth1.Verifier
 	trusted []netip.Prefix
+	body    *bodyReader
 }
 
 func oauthRefusal(reason, problem, detail string) *refusal {
 	return &refusal{method: MethodOAuth1, reason: reason, status: 401, oauthProblem: problem, detail: detail}
 }
 
-func (o *oauth1Verifier) verify(r *http.Request) (*identity, *refusal) {
+// verify checks the Authorization header before it reads any body: scheme,
+// syntax, consumer key, timestamp window, nonce format and replay, and —
+// unless the body is form-encoded and therefore part of the signature —
+// the signature itself. Only then is the body read (bounded in size, time
+// and shared memory) to check oauth_body_hash or the form signature.
+func (o *oauth1Verifier) verify(w http.ResponseWriter, r *http.Request) (*identity, *refusal) {
 	ext := externalURL(r, o.trusted)
-	res, err := o.v.VerifyRequest(r, ext)
-	if err == nil {
-		return &identity{method: MethodOAuth1, subject: res.ConsumerKey, clientID: res.ConsumerKey}, nil
-	}
 	// The oauth1 package's errors carry no secret, signature or nonce.
-	detail := err.Error() + " (signed URL " + ext.Scheme + "://" + ext.Host + ext.EscapedPath() + ")"
+	detail := func(err error) string {
+		return err.Error() + " (signed URL " + ext.Scheme + "://" + ext.Host + ext.EscapedPath() + ")"
+	}
+	pd, err := o.v.Begin(r.Method, ext, r.Header.Get("Authorization"), r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, oauth1ErrRefusal(err, detail(err))
+	}
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	if hasBody && !pd.BodyAllowed() {
+		pd.Abandon()
+		err := fmt.Errorf("%w: a body without oauth_body_hash that is not form-encoded, or a form body with one", oauth1.ErrBodyHash)
+		return nil, oauth1ErrRefusal(err, detail(err))
+	}
+	var body []byte
+	if hasBody {
+		body, err = o.body.read(w, r, pd.SignatureChecked())
+		if err != nil {
+			pd.Abandon()
+			return nil, bodyRefusal(w, err)
+		}
+	}
+	res, err := pd.Finish(body)
+	if err != nil {
+		return nil, oauth1ErrRefusal(err, detail(err))
+	}
+	return &identity{method: MethodOAuth1, subject: res.ConsumerKey, clientID: res.ConsumerKey}, nil
+}
+
+// bodyRefusal answers a body that could not be buffered (refuse closes
+// the HTTP/1 connection: the rest of the body is never read).
+func bodyRefusal(w http.ResponseWriter, err error) *refusal {
+	ref := &refusal{method: MethodOAuth1, detail: err.Error()}
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		ref.reason, ref.status = ReasonBodyTooLarge, http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBodyMemory):
+		ref.reason, ref.status = ReasonBodyMemory, http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, errBodyTimeout):
+		ref.reason, ref.status = ReasonBodyTimeout, http.StatusRequestTimeout
+	default:
+		ref.reason, ref.status = ReasonMalformed, http.StatusBadRequest
+	}
+	return ref
+}
+
+func oauth1ErrRefusal(err error, detail string) *refusal {
 	switch {
 	case errors.Is(err, oauth1.ErrBadSignature):
-		return nil, oauthRefusal(ReasonBadSignature, "signature_invalid", detail)
+		return oauthRefusal(ReasonBadSignature, "signature_invalid", detail)
 	case errors.Is(err, oauth1.ErrStale):
-		return nil, oauthRefusal(ReasonStale, "timestamp_refused", detail)
+		return oauthRefusal(ReasonStale, "timestamp_refused", detail)
 	case errors.Is(err, oauth1.ErrReplay):
-		return nil, oauthRefusal(ReasonReplay, "nonce_used", detail)
+		return oauthRefusal(ReasonReplay, "nonce_used", detail)
 	case errors.Is(err, oauth1.ErrReplayCacheFull):
 		ref := oauthRefusal(ReasonBusy, "", detail)
 		ref.status = http.StatusServiceUnavailable
-		return nil, ref
+		return ref
 	case errors.Is(err, oauth1.ErrBodyHash):
-		return nil, oauthRefusal(ReasonBodyHash, "signature_invalid", detail)
+		return oauthRefusal(ReasonBodyHash, "signature_invalid", detail)
 	case errors.Is(err, oauth1.ErrBodyTooLarge):
 		ref := oauthRefusal(ReasonBodyTooLarge, "", detail)
 		ref.status = http.StatusRequestEntityTooLarge
-		return nil, ref
+		return ref
 	case errors.Is(err, oauth1.ErrUnknownKey):
-		return nil, oauthRefusal(ReasonUnknownConsumer, "consumer_key_unknown", detail)
+		return oauthRefusal(ReasonUnknownConsumer, "consumer_key_unknown", detail)
 	case errors.Is(err, oauth1.ErrUnsupported):
-		return nil, oauthRefusal(ReasonUnsupported, "signature_method_rejected", detail)
+		return oauthRefusal(ReasonUnsupported, "signature_method_rejected", detail)
 	}
-	return nil, oauthRefusal(ReasonMalformed, "parameter_rejected", detail)
+	return oauthRefusal(ReasonMalformed, "parameter_rejected", detail)
 }
 
 // externalURL is the URL the client signed: the scheme and host it

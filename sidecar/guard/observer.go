@@ -15,6 +15,15 @@ type Observer interface {
 	Refused(method Method, reason string)
 }
 
+// EventObserver is optionally implemented by an Observer to count what is
+// not an accept or refuse decision: an accepted request the app could not
+// take (502 app-unreachable) and the fetches of JWKS verification keys.
+// Same rules as Observer: fast and safe for concurrent use.
+type EventObserver interface {
+	AppUnreachable()
+	JWKSFetched(err error) // err is nil on success
+}
+
 // MethodNone labels decisions made before any method was tried.
 const MethodNone Method = "none"
 

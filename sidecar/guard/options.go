@@ -89,9 +89,9 @@ func WithKeyRefresh(refresh, minInterval time.Duration) Option {
 // WithOAuth1Window sets the accepted oauth_timestamp skew (default 5m).
 func WithOAuth1Window(d time.Duration) Option { return func(s *settings) { s.oauthWindow = d } }
 
-// WithMaxBody bounds the body buffered to check oauth_body_hash (default
-// 10 MiB); larger bodies get 413.
-// Zero or negative keeps the default.
+// WithMaxBody bounds the body buffered to check oauth_body_hash when the
+// config's limits.max_body is not set (default DefaultMaxBody); larger
+// bodies get 413. Zero or negative keeps the default.
 func WithMaxBody(n int64) Option {
 	return func(s *settings) {
 		if n > 0 {

@@ -47,7 +47,7 @@ func TestKeyCacheOneFetchInFlight(t *testing.T) {
 		_, _ = w.Write(jwksJSON("k1", &testRSAKey().PublicKey))
 	}))
 	defer srv.Close()
-	c := newKeyCache(srv.Client(), time.Now, discardLogger(), time.Hour, time.Second)
+	c := newKeyCache(srv.Client(), time.Now, discardLogger(), time.Hour, time.Second, Limits{})
 	defer c.close()
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
@@ -231,7 +231,7 @@ func TestKeyCacheAfterClose(t *testing.T) {
 	}))
 	defer srv.Close()
 	clock := newFakeClock(time.Now())
-	c := newKeyCache(srv.Client(), clock.Now, discardLogger(), time.Minute, time.Second)
+	c := newKeyCache(srv.Client(), clock.Now, discardLogger(), time.Minute, time.Second, Limits{})
 	_, err := c.key(context.Background(), srv.URL, "k1")
 	g.Expect(err).NotTo(HaveOccurred())
 	c.close()

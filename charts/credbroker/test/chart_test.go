@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -87,16 +87,16 @@ sidecar:
 // TestLint runs what `helm lint --strict` runs (Chart.yaml, values.yaml
 // against the schema, every template rendered and parsed) for each mode.
 func TestLint(t *testing.T) {
-	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	kv, err := common.ParseKubeVersion(kubeVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, values := range modes {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
-			vals, err := chartutil.ReadValues([]byte(values))
+			vals, err := common.ReadValues([]byte(values))
 			g.Expect(err).NotTo(HaveOccurred())
-			linter := lint.AllWithKubeVersion(chartDir, vals, namespace, kv)
+			linter := lint.RunAll(chartDir, vals, namespace, lint.WithKubeVersion(kv))
 			var problems []string
 			for _, m := range linter.Messages {
 				if m.Severity >= support.WarningSev { // --strict: warnings fail too

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v4/pkg/chart/common"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -39,13 +41,13 @@ func loadChart(t testing.TB) *chart.Chart {
 	return c
 }
 
-func capabilities(t testing.TB, version string) *chartutil.Capabilities {
+func capabilities(t testing.TB, version string) *common.Capabilities {
 	t.Helper()
-	kv, err := chartutil.ParseKubeVersion(version)
+	kv, err := common.ParseKubeVersion(version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caps := chartutil.DefaultCapabilities.Copy()
+	caps := common.DefaultCapabilities.Copy()
 	caps.KubeVersion = *kv
 	return caps
 }
@@ -62,15 +64,15 @@ func renderChart(t testing.TB, c *chart.Chart, valuesYAML string) (map[string]st
 // renderChartFor is renderChart for a given Kubernetes version.
 func renderChartFor(t testing.TB, version string, c *chart.Chart, valuesYAML string) (map[string]string, error) {
 	t.Helper()
-	vals, err := chartutil.ReadValues([]byte(valuesYAML))
+	vals, err := common.ReadValues([]byte(valuesYAML))
 	if err != nil {
 		t.Fatalf("test values do not parse: %v\n%s", err, valuesYAML)
 	}
-	if err := chartutil.ProcessDependenciesWithMerge(c, vals); err != nil {
+	if err := chartutil.ProcessDependencies(c, vals); err != nil {
 		return nil, err
 	}
-	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true}
-	rv, err := chartutil.ToRenderValues(c, vals, opts, capabilities(t, version))
+	opts := common.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true}
+	rv, err := commonutil.ToRenderValues(c, vals, opts, capabilities(t, version))
 	if err != nil {
 		return nil, err
 	}

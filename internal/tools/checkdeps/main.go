@@ -1,7 +1,10 @@
 // Command checkdeps enforces the import rules of DESIGN.md: the leaf
-// packages do not import each other, mockauth imports no production package,
-// testpki is for tests only, and nothing imports e2e or cmd. It exits 1 and
-// names every forbidden edge.
+// packages do not import each other, sidecar declares the ports it consumes
+// and the composition package (broker) adapts the leaves to them, only
+// programs import the composition package, cmd/credbroker stays thin (no
+// certificate lifecycle or guard wiring of its own), mockauth imports no
+// production package, testpki is for tests only, and nothing imports e2e or
+// cmd. It exits 1 and names every forbidden edge.
 package main
 
 import (
@@ -26,6 +29,16 @@ type pkg struct {
 }
 
 var leaves = map[string]bool{"vcap": true, "tokenclient": true, "connector": true, "certwatch": true, "oauth1": true}
+
+// composition is the package that wires the leaves into sidecar's ports.
+const composition = "broker"
+
+// adapted are the leaves sidecar never imports: the composition package
+// adapts them to the interfaces sidecar declares.
+var adapted = map[string]bool{"tokenclient": true, "connector": true, "certwatch": true}
+
+// programs may import the composition package.
+var programs = map[string]bool{"cmd": true, "e2e": true, "bench": true, "examples": true, composition: true}
 
 // rel turns a module import path into its path inside the module; ok is false
 // for the standard library and third-party packages.
@@ -65,6 +78,10 @@ func violation(from, to string, test bool) string {
 		return ""
 	case strings.HasPrefix(to, "internal/tools"):
 		return "internal/tools are programs, not libraries"
+	case toTop == composition && !programs[fromTop]:
+		return "only programs import the composition package; libraries declare the interfaces they consume"
+	case from == "cmd/credbroker" && !test && (toTop == "certwatch" || to == "sidecar/guard"):
+		return "cmd/credbroker is thin: certificate lifecycles and the guard are wired by the composition package"
 	}
 	switch {
 	case from == "internal/testpki":
@@ -87,6 +104,13 @@ func violation(from, to string, test bool) string {
 			return "production code does not import mockauth"
 		}
 	case fromTop == "sidecar":
+		if toTop == "mockauth" && !test {
+			return "production code does not import mockauth"
+		}
+		if adapted[toTop] {
+			return "sidecar declares the ports it consumes; the composition package adapts " + toTop + " to them"
+		}
+	case fromTop == composition:
 		if toTop == "mockauth" && !test {
 			return "production code does not import mockauth"
 		}

@@ -1,4 +1,4 @@
-package main
+package broker
 
 import (
 	"log/slog"
@@ -16,7 +16,7 @@ import (
 func checkCertDir(log *slog.Logger, what, dir string) error {
 	info, err := atomicfile.Inspect(dir)
 	if err != nil {
-		return badInputf("%s %s: %v", what, dir, err)
+		return configErrorf("%s %s: %v", what, dir, err)
 	}
 	if info.Loose {
 		log.Warn("certificate directory is writable by group or others; credbroker writes only into 0700 generation directories it creates, but others could replace its links",

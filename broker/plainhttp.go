@@ -1,4 +1,4 @@
-package main
+package broker
 
 import (
 	"errors"
@@ -43,7 +43,7 @@ func checkPlainHTTP(cfg *sidecar.Config, set *vcap.Set, log *slog.Logger) error 
 		}
 		for _, e := range b.Errors() {
 			if errors.Is(e, vcap.ErrPlainHTTP) {
-				return badInput(e)
+				return configError(e)
 			}
 		}
 	}
