@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credbroker/credbroker/destination"
 	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
@@ -89,6 +90,7 @@ type Broker struct {
 	salt   []byte
 	tokens refPool[*tokenclient.Client]
 	certs  refPool[*liveCert]
+	dests  refPool[*destination.Cache] // destination.go: kept across reloads
 }
 
 // New returns a broker for o. It reads nothing yet: Load does.
@@ -125,6 +127,7 @@ func New(o Options, opts ...Option) (*Broker, error) {
 func (c *Broker) Close() error {
 	c.tokens.closeAll()
 	c.certs.closeAll()
+	c.dests.closeAll()
 	return nil
 }
 
@@ -239,6 +242,10 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 			return nil, sidecar.Deps{}, err
 		}
 		deps.Signers[r.Name] = s
+	}
+	if deps.Destinations, err = g.destinations(cfg); err != nil {
+		g.release()
+		return nil, sidecar.Deps{}, err
 	}
 	if cfg.Inbound != nil {
 		in, err := g.inbound(cfg, deps.Certificates)
@@ -375,6 +382,9 @@ func bindingLookup(set *vcap.Set) sidecar.BindingLookup {
 			return sidecar.BindingInfo{}, false
 		}
 		info := sidecar.BindingInfo{Auth: b.Auth != nil, Problems: b.Problems}
+		if svc, ok := vcap.ServiceOf(b); ok {
+			info.Service, info.Problems = svc.Kind, svc.Problems
+		}
 		if b.Auth != nil && b.Auth.Leaf() != nil && b.Auth.Key != nil {
 			info.Certificate = true
 		}
