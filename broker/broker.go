@@ -134,8 +134,7 @@ func (c *Broker) Close() error {
 // Run serves the sidecar until ctx ends (SIGTERM: in-flight requests
 // drain). A value on reload re-reads the config and the bindings (SIGHUP).
 func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
-	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithMetrics(c.metrics))
-	srv.SetPollInterval(c.o.PollInterval)
+	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {

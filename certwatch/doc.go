@@ -44,7 +44,10 @@
 //
 // Run watches the directory (not the files, which a "..data" swap
 // replaces) with fsnotify, waits for the debounce, re-reads it, and also
-// re-reads it every poll interval in case an event was missed. A new pair
+// re-reads it every poll interval in case an event was missed; a directory
+// that does not exist yet is watched through its parent until it appears.
+// (The watcher is the module's one, shared with the sidecar's configuration
+// and the inbound guard's CA files.) A new pair
 // that fails validation is refused and the live one kept; the error is
 // logged, recorded in Status and sent to the Observer.
 //

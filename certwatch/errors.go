@@ -32,6 +32,8 @@ var (
 	ErrNotYetValid = errors.New("certwatch: certificate not yet valid")
 	// ErrNoRenewer: Renew was called on a Watcher without a Renewer.
 	ErrNoRenewer = errors.New("certwatch: no renewer configured")
+	// ErrBadConfig: New was given contradictory or missing options.
+	ErrBadConfig = errors.New("certwatch: bad configuration")
 	// ErrClosed: the Watcher was closed.
 	ErrClosed = errors.New("certwatch: closed")
 )

@@ -2,17 +2,15 @@ package certwatch
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/pemx"
 )
 
 // Pair is a parsed certificate chain with the private key that matches its
@@ -36,42 +34,31 @@ type Pair struct {
 // whose line breaks arrived as a literal backslash-n (as in JSON bindings).
 // It does not look at the time: Verify does.
 func ParsePEM(certPEM, keyPEM, caPEM []byte) (*Pair, error) {
-	certPEM, keyPEM, caPEM = unescape(certPEM), unescape(keyPEM), unescape(caPEM)
-	certs, err := parseCerts(certPEM)
+	certPEM, keyPEM, caPEM = normalize(certPEM), normalize(keyPEM), normalize(caPEM)
+	certs, err := pemx.Chain(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("certificate: %w", err)
-	}
-	if len(certs) == 0 {
-		return nil, ErrNoCertificate
-	}
-	key, err := parseKey(keyPEM)
-	if err != nil {
-		return nil, err
-	}
-	leaf := -1
-	for i, c := range certs {
-		if publicKeyMatches(c.PublicKey, key.Public()) {
-			leaf = i
-			break
+		if errors.Is(err, pemx.ErrNoCertificate) {
+			return nil, ErrNoCertificate
 		}
+		return nil, fmt.Errorf("certificate: %w", pemError(err))
 	}
-	if leaf < 0 {
+	key, err := pemx.PrivateKey(keyPEM)
+	if err != nil {
+		return nil, pemError(err)
+	}
+	chain, ok := pemx.LeafFirst(certs, key)
+	if !ok {
 		return nil, fmt.Errorf("%w (leaf serial %s, subject %q)", ErrKeyMismatch, serialOf(certs[0]), certs[0].Subject.String())
 	}
-	chain := append([]*x509.Certificate{certs[leaf]}, certs[:leaf]...)
-	chain = append(chain, certs[leaf+1:]...)
 	p := &Pair{chain: chain, certPEM: certPEM, keyPEM: keyPEM, caPEM: caPEM}
 	p.cert = tls.Certificate{PrivateKey: key, Leaf: chain[0]}
 	for _, c := range chain {
 		p.cert.Certificate = append(p.cert.Certificate, c.Raw)
 	}
 	if len(bytes.TrimSpace(caPEM)) > 0 {
-		cas, err := parseCerts(caPEM)
+		cas, err := pemx.Chain(caPEM)
 		if err != nil {
-			return nil, fmt.Errorf("CA: %w", err)
-		}
-		if len(cas) == 0 {
-			return nil, fmt.Errorf("CA: %w", ErrNoCertificate)
+			return nil, fmt.Errorf("CA: %w", pemError(err))
 		}
 		p.caCerts = cas
 		p.pool = x509.NewCertPool()
@@ -82,99 +69,17 @@ func ParsePEM(certPEM, keyPEM, caPEM []byte) (*Pair, error) {
 	return p, nil
 }
 
-// unescape turns PEM whose newlines are the two characters `\n` (a common
-// way bindings carry it in JSON or environment variables) into real PEM.
-func unescape(b []byte) []byte {
-	if bytes.Contains(b, []byte(`\n`)) && bytes.Contains(b, []byte("-----BEGIN")) {
-		return bytes.ReplaceAll(b, []byte(`\n`), []byte("\n"))
+// normalize repairs PEM as bindings carry it (pemx.Normalize) and keeps
+// empty input empty (no CA is not a CA of one newline).
+func normalize(b []byte) []byte {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
 	}
-	return b
+	return pemx.Normalize(b)
 }
 
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return out, nil
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%w: PEM block %d: %v", ErrBadCertificate, n, err)
-		}
-		out = append(out, c)
-	}
-}
-
-// parseKey returns the first private key in b. Its errors never include the
-// parser's own message, which could quote key bytes.
-func parseKey(b []byte) (crypto.Signer, error) {
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return nil, ErrNoKey
-		}
-		var (
-			key any
-			err error
-		)
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			if _, enc := block.Headers["DEK-Info"]; enc {
-				return nil, fmt.Errorf("%w: encrypted PEM keys are not supported", ErrBadKey)
-			}
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			if _, enc := block.Headers["DEK-Info"]; enc {
-				return nil, fmt.Errorf("%w: encrypted PEM keys are not supported", ErrBadKey)
-			}
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, fmt.Errorf("%w: encrypted PKCS#8 keys are not supported", ErrBadKey)
-		default:
-			continue // EC PARAMETERS, certificates in the same file, …
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: %q block is not valid %s", ErrBadKey, block.Type, encodingName(block.Type))
-		}
-		switch k := key.(type) {
-		case *rsa.PrivateKey:
-			if err := k.Validate(); err != nil {
-				return nil, fmt.Errorf("%w: inconsistent RSA key", ErrBadKey)
-			}
-			return k, nil
-		case *ecdsa.PrivateKey:
-			return k, nil
-		case ed25519.PrivateKey:
-			return k, nil
-		default:
-			return nil, fmt.Errorf("%w: unsupported key type %T", ErrBadKey, key)
-		}
-	}
-}
-
-func encodingName(pemType string) string {
-	switch pemType {
-	case "RSA PRIVATE KEY":
-		return "PKCS#1"
-	case "EC PRIVATE KEY":
-		return "SEC1"
-	default:
-		return "PKCS#8"
-	}
-}
-
-func publicKeyMatches(certKey, key crypto.PublicKey) bool {
-	k, ok := certKey.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(key)
-}
+// pemError maps a pemx error onto this package's sentinel of the same meaning.
+var pemError = pemx.Sentinels{NoCertificate: ErrNoCertificate, BadCertificate: ErrBadCertificate, NoKey: ErrNoKey, BadKey: ErrBadKey}.Wrap
 
 func serialOf(c *x509.Certificate) string {
 	if c == nil || c.SerialNumber == nil {

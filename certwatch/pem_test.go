@@ -76,11 +76,11 @@ func TestParsePEMErrors(t *testing.T) {
 		mention string
 	}{
 		{"no certificate", nil, keyA, nil, certwatch.ErrNoCertificate, ""},
-		{"only a key where the certificate belongs", keyA, keyA, nil, certwatch.ErrNoCertificate, ""},
+		{"only a key where the certificate belongs", keyA, keyA, nil, certwatch.ErrBadCertificate, "no CERTIFICATE"},
 		{"no key", a.CertPEM(), nil, nil, certwatch.ErrNoKey, ""},
-		{"a certificate where the key belongs", a.CertPEM(), a.CertPEM(), nil, certwatch.ErrNoKey, ""},
+		{"a certificate where the key belongs", a.CertPEM(), a.CertPEM(), nil, certwatch.ErrBadKey, "no private-key"},
 		{"key of another certificate", a.CertPEM(), b.KeyPEM(testpki.PKCS8), nil, certwatch.ErrKeyMismatch, "serial"},
-		{"garbage certificate block", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), keyA, nil, certwatch.ErrBadCertificate, "block 1"},
+		{"garbage certificate block", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), keyA, nil, certwatch.ErrBadCertificate, "certificate 1"},
 		{"garbage key block", a.CertPEM(), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), nil, certwatch.ErrBadKey, "PKCS#8"},
 		{"PKCS#1 label on an EC key", a.CertPEM(), bytes.Replace(a.KeyPEM(testpki.SEC1), []byte("EC PRIVATE"), []byte("RSA PRIVATE"), 2), nil, certwatch.ErrBadKey, "PKCS#1"},
 		{"encrypted PKCS#8", a.CertPEM(), []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"), nil, certwatch.ErrBadKey, "encrypted"},

@@ -19,7 +19,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/certwatch"
-	"github.com/credbroker/credbroker/certwatch/internal/fakeclock"
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 	"github.com/credbroker/credbroker/internal/testpki"
 )
 

@@ -39,6 +39,20 @@ const maxBody = 1 << 20
 // and one for the mTLS calls that present the certificate of the
 // GetClientCertificate hook.
 type Client struct {
+	options
+	plain *http.Client
+	mtls  *http.Client
+	// presented is the SHA-256 of the leaf the hook returned for the last
+	// mTLS call: when the hook's certificate changes (a renewal, a reload),
+	// idle connections, which would keep presenting the old one, are closed.
+	presented atomic.Pointer[[32]byte]
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// options are what the Options set; New validates them.
+type options struct {
 	roots    *x509.CertPool
 	getCert  func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	dial     func(ctx context.Context, network, address string) (net.Conn, error)
@@ -50,28 +64,27 @@ type Client struct {
 	// rsaFallback retries a CSR refused with a 5xx with an RSA key.
 	rsaFallback bool
 	timeout     time.Duration
-	plain       *http.Client
-	mtls        *http.Client
-	// presented is the SHA-256 of the leaf the hook returned for the last
-	// mTLS call: when the hook's certificate changes (a renewal, a reload),
-	// idle connections, which would keep presenting the old one, are closed.
-	presented atomic.Pointer[[32]byte]
+	err         error // the first invalid option
 }
 
-// Option configures a Client.
-type Option func(*Client) error
+// invalid records the first invalid option; New returns it.
+func (o *options) invalid(err error) {
+	if o.err == nil {
+		o.err = err
+	}
+}
 
 // WithRootCAs sets the CAs that verify the connector's server certificate
 // (default: the system pool).
 func WithRootCAs(pool *x509.CertPool) Option {
-	return func(c *Client) error { c.roots = pool; return nil }
+	return func(o *options) { o.roots = pool }
 }
 
 // WithGetClientCertificate sets the hook that supplies the client certificate
 // for mTLS calls (Info, Revoke). It is consulted on every new handshake, so a
 // certificate that was renewed meanwhile is used on the next connection.
 func WithGetClientCertificate(f func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) Option {
-	return func(c *Client) error { c.getCert = f; return nil }
+	return func(o *options) { o.getCert = f }
 }
 
 // WithCertificate presents a fixed client certificate on mTLS calls.
@@ -82,29 +95,28 @@ func WithCertificate(cert tls.Certificate) Option {
 // WithDialContext sets how connections are dialled (for example a resolver
 // that sends "*.localhost" to 127.0.0.1).
 func WithDialContext(f func(ctx context.Context, network, address string) (net.Conn, error)) Option {
-	return func(c *Client) error { c.dial = f; return nil }
+	return func(o *options) { o.dial = f }
 }
 
 // WithLogger sets the logger (default: silent). URLs are logged without
 // their query; tokens and keys are never logged.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *Client) error {
+	return func(o *options) {
 		if l != nil {
-			c.log = l
+			o.log = l
 		}
-		return nil
 	}
 }
 
 // WithClock sets the time source used to check the validity of issued
 // certificates (default time.Now).
 func WithClock(now func() time.Time) Option {
-	return func(c *Client) error {
+	return func(o *options) {
 		if now == nil {
-			return fmt.Errorf("%w: nil clock", ErrInvalidInput)
+			o.invalid(fmt.Errorf("%w: nil clock", ErrInvalidInput))
+			return
 		}
-		c.now = now
-		return nil
+		o.now = now
 	}
 }
 
@@ -112,12 +124,12 @@ func WithClock(now func() time.Time) Option {
 // connector's "key-algorithm" is followed when it is one this package knows,
 // and RSA 2048 otherwise. Renewal keeps the algorithm of the current key.
 func WithKeyType(k KeyType) Option {
-	return func(c *Client) error {
+	return func(o *options) {
 		if _, err := ParseKeyType(string(k)); err != nil {
-			return err
+			o.invalid(err)
+			return
 		}
-		c.keyType = k
-		return nil
+		o.keyType = k
 	}
 }
 
@@ -127,7 +139,7 @@ func WithKeyType(k KeyType) Option {
 // ("requested SignatureAlgorithm does not match private key type") and
 // spends the CSR token only on success.
 func WithRSAFallback() Option {
-	return func(c *Client) error { c.rsaFallback = true; return nil }
+	return func(o *options) { o.rsaFallback = true }
 }
 
 // WithRetry bounds the retries of calls that failed before any answer
@@ -135,39 +147,40 @@ func WithRSAFallback() Option {
 // backoff starting at base (default 200ms, capped at 5s). A request carrying a
 // one-time token is retried only when it provably never reached the server.
 func WithRetry(attempts int, base time.Duration) Option {
-	return func(c *Client) error {
+	return func(o *options) {
 		if attempts < 1 || base < 0 {
-			return fmt.Errorf("%w: retry attempts %d, base %v", ErrInvalidInput, attempts, base)
+			o.invalid(fmt.Errorf("%w: retry attempts %d, base %v", ErrInvalidInput, attempts, base))
+			return
 		}
-		c.attempts, c.backoff = attempts, base
-		return nil
+		o.attempts, o.backoff = attempts, base
 	}
 }
 
 // WithTimeout bounds each HTTP call (default 30s).
 func WithTimeout(d time.Duration) Option {
-	return func(c *Client) error {
+	return func(o *options) {
 		if d <= 0 {
-			return fmt.Errorf("%w: timeout %v", ErrInvalidInput, d)
+			o.invalid(fmt.Errorf("%w: timeout %v", ErrInvalidInput, d))
+			return
 		}
-		c.timeout = d
-		return nil
+		o.timeout = d
 	}
 }
 
 // New returns a Client.
 func New(opts ...Option) (*Client, error) {
-	c := &Client{
+	c := &Client{options: options{
 		log:      slog.New(slog.DiscardHandler),
 		now:      time.Now,
 		attempts: 4,
 		backoff:  200 * time.Millisecond,
 		timeout:  30 * time.Second,
-	}
+	}}
 	for _, o := range opts {
-		if err := o(c); err != nil {
-			return nil, err
-		}
+		o(&c.options)
+	}
+	if c.err != nil {
+		return nil, c.err
 	}
 	if c.dial == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}

@@ -36,13 +36,9 @@ type HeartbeatStatus struct {
 // Heartbeat calls the management info endpoint periodically, reports every
 // outcome and publishes the info whenever it changes.
 type Heartbeat struct {
-	client   *Client
-	infoURL  string
-	interval time.Duration
-	ticks    <-chan time.Time
-	now      func() time.Time
-	onResult func(HeartbeatResult)
-	onChange func(ManagementInfo)
+	heartbeatOptions
+	client  *Client
+	infoURL string
 
 	runMu sync.Mutex // one Run or Beat at a time
 	mu    sync.Mutex
@@ -50,54 +46,72 @@ type Heartbeat struct {
 }
 
 // HeartbeatOption configures a Heartbeat.
-type HeartbeatOption func(*Heartbeat) error
+type HeartbeatOption func(*heartbeatOptions)
+
+// heartbeatOptions are what the HeartbeatOptions set; NewHeartbeat
+// validates them.
+type heartbeatOptions struct {
+	interval time.Duration
+	ticks    <-chan time.Time
+	now      func() time.Time
+	onResult func(HeartbeatResult)
+	onChange func(ManagementInfo)
+	initial  *ManagementInfo
+	err      error // the first invalid option
+}
+
+func (o *heartbeatOptions) invalid(err error) {
+	if o.err == nil {
+		o.err = err
+	}
+}
 
 // HeartbeatInterval sets the period (default one minute).
 func HeartbeatInterval(d time.Duration) HeartbeatOption {
-	return func(h *Heartbeat) error {
+	return func(o *heartbeatOptions) {
 		if d <= 0 {
-			return fmt.Errorf("%w: heartbeat interval %v", ErrInvalidInput, d)
+			o.invalid(fmt.Errorf("%w: heartbeat interval %v", ErrInvalidInput, d))
+			return
 		}
-		h.interval = d
-		return nil
+		o.interval = d
 	}
 }
 
 // HeartbeatTicks drives the heartbeat from ticks instead of a ticker of the
 // interval (tests send on the channel to make it beat).
 func HeartbeatTicks(ticks <-chan time.Time) HeartbeatOption {
-	return func(h *Heartbeat) error { h.ticks = ticks; return nil }
+	return func(o *heartbeatOptions) { o.ticks = ticks }
 }
 
 // HeartbeatClock sets the time source of results and status (default
 // time.Now).
 func HeartbeatClock(now func() time.Time) HeartbeatOption {
-	return func(h *Heartbeat) error {
+	return func(o *heartbeatOptions) {
 		if now == nil {
-			return fmt.Errorf("%w: nil clock", ErrInvalidInput)
+			o.invalid(fmt.Errorf("%w: nil clock", ErrInvalidInput))
+			return
 		}
-		h.now = now
-		return nil
+		o.now = now
 	}
 }
 
 // OnResult is called after every call, success or failure (for metrics and
 // status). It runs on the heartbeat's goroutine: keep it short.
 func OnResult(f func(HeartbeatResult)) HeartbeatOption {
-	return func(h *Heartbeat) error { h.onResult = f; return nil }
+	return func(o *heartbeatOptions) { o.onResult = f }
 }
 
 // OnChange is called with the new info whenever it changed (a new events
 // URL, a runtime token URL to pair the second phase with, …). It runs on the
 // heartbeat's goroutine before OnResult.
 func OnChange(f func(ManagementInfo)) HeartbeatOption {
-	return func(h *Heartbeat) error { h.onChange = f; return nil }
+	return func(o *heartbeatOptions) { o.onChange = f }
 }
 
 // InitialInfo sets the info already known (for example from
 // connection.json) so that an unchanged answer is not reported as a change.
 func InitialInfo(info ManagementInfo) HeartbeatOption {
-	return func(h *Heartbeat) error { h.st.Info = &info; return nil }
+	return func(o *heartbeatOptions) { o.initial = &info }
 }
 
 // NewHeartbeat returns a heartbeat on infoURL through c (whose client
@@ -106,12 +120,14 @@ func NewHeartbeat(c *Client, infoURL string, opts ...HeartbeatOption) (*Heartbea
 	if _, err := checkURL("infoUrl", infoURL); err != nil {
 		return nil, err
 	}
-	h := &Heartbeat{client: c, infoURL: infoURL, interval: time.Minute, now: time.Now}
+	h := &Heartbeat{client: c, infoURL: infoURL, heartbeatOptions: heartbeatOptions{interval: time.Minute, now: time.Now}}
 	for _, o := range opts {
-		if err := o(h); err != nil {
-			return nil, err
-		}
+		o(&h.heartbeatOptions)
 	}
+	if h.err != nil {
+		return nil, h.err
+	}
+	h.st.Info = h.initial
 	return h, nil
 }
 

@@ -39,8 +39,8 @@ func ParseKeyType(s string) (KeyType, error) {
 	return "", fmt.Errorf("%w: key type %q: want rsa2048, rsa4096 or ecdsa-p256", ErrInvalidInput, s)
 }
 
-// NewKey generates a private key.
-func NewKey(k KeyType) (crypto.Signer, error) {
+// newKey generates a private key.
+func newKey(k KeyType) (crypto.Signer, error) {
 	switch k {
 	case RSA2048, "":
 		return rsa.GenerateKey(rand.Reader, 2048)
@@ -68,18 +68,9 @@ func keyTypeOf(k crypto.PrivateKey) (KeyType, bool) {
 	return "", false
 }
 
-// EncodeKey returns the key as PKCS#8 PEM ("PRIVATE KEY").
-func EncodeKey(k crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, fmt.Errorf("connector: encoding the private key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// NewCSR returns a PEM certificate signing request for key whose subject is
+// newCSR returns a PEM certificate signing request for key whose subject is
 // exactly subject, RDNs in its order.
-func NewCSR(subject Subject, key crypto.Signer) ([]byte, error) {
+func newCSR(subject Subject, key crypto.Signer) ([]byte, error) {
 	raw, err := subject.DER()
 	if err != nil {
 		return nil, err
@@ -91,23 +82,7 @@ func NewCSR(subject Subject, key crypto.Signer) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// encodeCerts PEM-encodes certificates in order.
-func encodeCerts(certs []*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
-}
-
 // parseCerts decodes every CERTIFICATE block of PEM data; there must be one.
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	certs, err := pemx.Certificates(data)
-	if err != nil {
-		return nil, err
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("no PEM certificate")
-	}
-	return certs, nil
+	return pemx.Chain(data)
 }

@@ -4,39 +4,21 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/connector"
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 	"github.com/credbroker/credbroker/mockauth"
 )
 
-// fakeClock is a clock tests move by hand; the mock and the client share it.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // startMock runs mockauth with certificates that live three seconds on a
 // clock the test drives.
-func startMock(t *testing.T, twoPhase bool) (*mockauth.Server, *fakeClock) {
+func startMock(t *testing.T, twoPhase bool) (*mockauth.Server, *fakeclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{t: time.Now()}
+	clock := fakeclock.New(time.Now())
 	srv, err := mockauth.Start(mockauth.Options{CertTTL: 3 * time.Second, TwoPhase: twoPhase, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +27,7 @@ func startMock(t *testing.T, twoPhase bool) (*mockauth.Server, *fakeClock) {
 	return srv, clock
 }
 
-func mockClient(t *testing.T, srv *mockauth.Server, clock *fakeClock, opts ...connector.Option) *connector.Client {
+func mockClient(t *testing.T, srv *mockauth.Server, clock *fakeclock.Clock, opts ...connector.Option) *connector.Client {
 	t.Helper()
 	base := []connector.Option{
 		connector.WithRootCAs(srv.CAPool()),
@@ -136,7 +118,7 @@ func TestMockauthRenewalsKeepTheOldCertificateUntilItExpires(t *testing.T) {
 
 	certs := []tls.Certificate{conn.Pairing.TLSCertificate()}
 	for i := 0; i < 3; i++ {
-		clock.Add(700 * time.Millisecond) // each renewal a little later
+		clock.Advance(700 * time.Millisecond) // each renewal a little later
 		certPEM, keyPEM, _, err := r.Renew(ctx(t), certs[len(certs)-1])
 		g.Expect(err).NotTo(HaveOccurred(), "renewal %d", i+1)
 		next, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -152,7 +134,7 @@ func TestMockauthRenewalsKeepTheOldCertificateUntilItExpires(t *testing.T) {
 	// The first certificate lives 3s, rounded up to a whole second (2.1s
 	// have passed): 2.5s more and it is refused, while the newest (issued
 	// 2.1s in) still works.
-	clock.Add(2500 * time.Millisecond)
+	clock.Advance(2500 * time.Millisecond)
 	err = infoAs(certs[0])
 	g.Expect(err).To(MatchError(connector.ErrUnauthorized))
 	g.Expect(infoAs(certs[3])).To(Succeed())

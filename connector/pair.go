@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/pemx"
 )
 
 // API holds the URLs the connector announces when a one-time token is
@@ -160,11 +162,11 @@ func (c *Client) Pair(ctx context.Context, tokenURL string) (*Pairing, error) {
 // requestCertificate generates a key, posts a CSR to u and verifies the
 // answer.
 func (c *Client) requestCertificate(ctx context.Context, op, u string, hc *http.Client, oneShot bool, subject Subject, kt KeyType) (*Certificate, error) {
-	key, err := NewKey(kt)
+	key, err := newKey(kt)
 	if err != nil {
 		return nil, err
 	}
-	csrPEM, err := NewCSR(subject, key)
+	csrPEM, err := newCSR(subject, key)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +200,7 @@ func decodeB64PEM(field, v string) ([]byte, []*x509.Certificate, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %q: %v", ErrInvalidResponse, field, err)
 	}
-	return encodeCerts(certs), certs, nil
+	return pemx.EncodeCertificates(certs), certs, nil
 }
 
 func (c *Client) verifyIssued(resp crtResponse, key crypto.Signer, subject Subject) (*Certificate, error) {
@@ -231,7 +233,7 @@ func (c *Client) verifyIssued(resp crtResponse, key crypto.Signer, subject Subje
 		return nil, err
 	}
 	leaf := chain[0]
-	if !publicKeyMatches(leaf, key) {
+	if !pemx.KeyMatches(leaf, key) {
 		return nil, fmt.Errorf("%w: the issued certificate does not match the key sent in the CSR", ErrInvalidResponse)
 	}
 	if !subject.Matches(leaf.RawSubject) {
@@ -240,16 +242,11 @@ func (c *Client) verifyIssued(resp crtResponse, key crypto.Signer, subject Subje
 	if err := verifyChain(chain, cas, c.now()); err != nil {
 		return nil, err
 	}
-	keyPEM, err := EncodeKey(key)
+	keyPEM, err := pemx.EncodeKey(key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connector: %w", err)
 	}
 	return &Certificate{Key: key, KeyPEM: keyPEM, Chain: chain, ChainPEM: chainPEM, CA: cas, CAPEM: caPEM}, nil
-}
-
-func publicKeyMatches(leaf *x509.Certificate, key crypto.Signer) bool {
-	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && pub.Equal(key.Public())
 }
 
 // verifyChain checks that chain[0] chains to one of cas (through chain[1:])

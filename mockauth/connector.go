@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -517,14 +516,6 @@ func ceilSecond(t time.Time) time.Time {
 	}
 	return t
 }
-
-// ErrUnknownSerial is returned by Revoke for a serial the connector never
-// issued.
-var ErrUnknownSerial = errors.New("mockauth: no certificate with this serial was issued")
-
-// ErrUnknownCertificate is returned by RevokeSHA256 for a fingerprint the
-// connector never issued.
-var ErrUnknownCertificate = errors.New("mockauth: no certificate with this SHA-256 fingerprint was issued")
 
 // RevokeSHA256 revokes the connector certificate with the given SHA-256
 // fingerprint (hex of the DER, as the Kyma connector identifies

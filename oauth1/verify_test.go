@@ -14,6 +14,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 )
 
 const (
@@ -21,19 +23,14 @@ const (
 	testSecret = "PLANTED-oauth1-secret-7f3a" // must never show up in an error
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct{ t atomic.Int64 }
-
-func newClock(t time.Time) *fakeClock    { c := &fakeClock{}; c.t.Store(t.UnixNano()); return c }
-func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.t.Load()) }
-func (c *fakeClock) Add(d time.Duration) { c.t.Add(int64(d)) }
+func newClock(t time.Time) *fakeclock.Clock { return fakeclock.New(t) }
 
 func counterNonce() func() string {
 	var n atomic.Int64
 	return func() string { return fmt.Sprintf("nonce-%d", n.Add(1)) }
 }
 
-func newPair(t *testing.T, clock *fakeClock, vopts ...Option) (*Signer, *Verifier) {
+func newPair(t *testing.T, clock *fakeclock.Clock, vopts ...Option) (*Signer, *Verifier) {
 	t.Helper()
 	s, err := NewSigner(testKey, testSecret, WithClock(clock.Now), WithNonce(counterNonce()))
 	if err != nil {
@@ -309,12 +306,12 @@ func TestReplay(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	_, err = r.verify(v)
 	g.Expect(err).To(MatchError(ErrReplay))
-	clock.Add(30 * time.Second)
+	clock.Advance(30 * time.Second)
 	_, err = r.verify(v)
 	g.Expect(err).To(MatchError(ErrReplay))
 	// Once the timestamp has left the window the nonce is forgotten, and the
 	// replay is refused as stale instead.
-	clock.Add(31 * time.Second)
+	clock.Advance(31 * time.Second)
 	_, err = r.verify(v)
 	g.Expect(err).To(MatchError(ErrStale))
 
@@ -339,7 +336,7 @@ func TestReplayCacheBounded(t *testing.T) {
 	}
 	_, err := sign(t, s, "GET", "https://a.example/x", "", "").verify(v)
 	g.Expect(err).To(MatchError(ErrReplayCacheFull))
-	clock.Add(61 * time.Second)
+	clock.Advance(61 * time.Second)
 	_, err = sign(t, s, "GET", "https://a.example/x", "", "").verify(v)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(v.cache.len()).To(Equal(1))
@@ -514,7 +511,7 @@ func TestBeginBeforeBody(t *testing.T) {
 	g.Expect(err).To(MatchError(ErrBadSignature))
 
 	stale := sign(t, s, "GET", "https://a.example/x", "", "")
-	clock.Add(2 * time.Minute)
+	clock.Advance(2 * time.Minute)
 	_, err = v.Begin(stale.method, parse(stale), stale.auth, "")
 	g.Expect(err).To(MatchError(ErrStale))
 	_, err = v.Begin("GET", parse(stale), `OAuth oauth_consumer_key="k", oauth_signature_method="HMAC-SHA1", oauth_signature="x", oauth_timestamp="1800000120", oauth_nonce="a%0Ab"`, "")

@@ -730,16 +730,16 @@ func (c *Config) checkListen(errs ConfigErrors) ConfigErrors {
 			errs = append(errs, c.errorf(l.field, "", ErrInvalidValue, "%q: bad port", l.addr))
 			continue
 		}
-		if !c.AllowNonLoopback && !IsLoopbackHost(host) {
+		if !c.AllowNonLoopback && !isLoopbackHost(host) {
 			errs = append(errs, c.errorf(l.field, "", ErrNonLoopback, "%q", l.addr))
 		}
 	}
 	return errs
 }
 
-// IsLoopbackHost reports whether a listen host is loopback ("localhost",
+// isLoopbackHost reports whether a listen host is loopback ("localhost",
 // 127.0.0.0/8, ::1). An empty host (all interfaces) is not.
-func IsLoopbackHost(host string) bool {
+func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net/http"
 	"time"
 )
@@ -26,12 +25,6 @@ type TokenRequest struct {
 	// (the token API's scope parameter): sorted, without duplicates.
 	Scopes []string
 }
-
-// ErrTokenKeyLimit is wrapped by a TokenSource's error when the request
-// would add a new distinct token cache key (a scope set or tenant) to a
-// binding that holds max_token_keys of them: the proxy and the token API
-// answer 429 token-key-limit.
-var ErrTokenKeyLimit = errors.New("too many distinct token keys (scope sets, tenants) for this binding (max_token_keys)")
 
 // TokenSource returns access tokens for one binding, scope set and grant.
 //

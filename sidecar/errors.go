@@ -85,3 +85,9 @@ func (m ConfigErrors) Unwrap() []error {
 	}
 	return out
 }
+
+// ErrTokenKeyLimit is wrapped by a TokenSource's error when the request
+// would add a new distinct token cache key (a scope set or tenant) to a
+// binding that holds max_token_keys of them: the proxy and the token API
+// answer 429 token-key-limit.
+var ErrTokenKeyLimit = errors.New("too many distinct token keys (scope sets, tenants) for this binding (max_token_keys)")

@@ -50,6 +50,7 @@ type options struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *Metrics
+	poll    time.Duration // Server: the file watcher's backstop (WithPollInterval)
 }
 
 func buildOptions(opts []Option) options {

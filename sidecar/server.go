@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/credbroker/credbroker/internal/dirwatch"
 )
 
 // Loader produces a configuration and its credential providers. The
@@ -61,16 +63,17 @@ type generation struct {
 // NewServer returns a server for load. Options: WithLogger, WithClock,
 // WithMetrics, WithPollInterval.
 func NewServer(load Loader, opts ...Option) *Server {
-	return &Server{load: load, o: buildOptions(opts), started: make(chan struct{}), reloadCh: make(chan struct{}, 1), poll: 30 * time.Second}
+	s := &Server{load: load, o: buildOptions(opts), started: make(chan struct{}), reloadCh: make(chan struct{}, 1), poll: 30 * time.Second}
+	if s.o.poll > 0 {
+		s.poll = s.o.poll
+	}
+	return s
 }
 
-// SetPollInterval sets how often watched files are re-read as a backstop
-// for missed file events (default 30s). Call before Run.
-func (s *Server) SetPollInterval(d time.Duration) {
-	if d > 0 {
-		s.poll = d
-	}
-}
+// WithPollInterval sets how often a Server re-reads its watched files as a
+// backstop for missed file events (default 30s; 0 or less keeps the
+// default).
+func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.o.metrics }
@@ -301,8 +304,8 @@ func (s *Server) activate(g *generation) {
 	g.n = s.genN
 	wctx, stop := context.WithCancel(s.watchCtx)
 	g.stop = stop
-	w := &watcher{paths: g.deps.Watch, debounce: 200 * time.Millisecond, poll: s.poll, log: s.o.log, onChange: s.TriggerReload}
-	go w.run(wctx)
+	w := dirwatch.New(g.deps.Watch, dirwatch.WithDebounce(200*time.Millisecond), dirwatch.WithPollInterval(s.poll), dirwatch.WithLogger(s.o.log))
+	go w.Run(wctx, s.TriggerReload)
 	s.gen.Store(g)
 	// Connection caps follow the configuration (a lower cap closes
 	// nothing: connections above it finish as they are).

@@ -56,8 +56,7 @@ type runningServer struct {
 
 func startServer(t *testing.T, load Loader, opts ...Option) *runningServer {
 	t.Helper()
-	s := NewServer(load, opts...)
-	s.SetPollInterval(100 * time.Millisecond)
+	s := NewServer(load, append([]Option{WithPollInterval(100 * time.Millisecond)}, opts...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &runningServer{s: s, cancel: cancel, done: make(chan error, 1)}
 	go func() { rs.done <- s.Run(ctx) }()

@@ -90,7 +90,7 @@ type Observer struct {
 }
 
 // Option configures a Client.
-type Option func(*options) error
+type Option func(*options)
 
 type options struct {
 	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -108,6 +108,7 @@ type options struct {
 	negativeTTL   time.Duration
 	timeout       time.Duration
 	idleConnsHost int
+	err           error // the first invalid option; New returns it
 }
 
 func defaultOptions() options {
@@ -129,20 +130,20 @@ func defaultOptions() options {
 // a resolver that maps host names to fixed addresses). TLS still verifies
 // the host name of the token URL.
 func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
-	return func(o *options) error { o.dial = dial; return nil }
+	return func(o *options) { o.dial = dial }
 }
 
 // WithProxy routes token requests through an HTTP proxy. There is no proxy
 // by default: the environment's HTTP_PROXY is deliberately ignored, since a
 // sidecar shares it with the app it proxies for.
 func WithProxy(proxy func(*http.Request) (*url.URL, error)) Option {
-	return func(o *options) error { o.proxy = proxy; return nil }
+	return func(o *options) { o.proxy = proxy }
 }
 
 // WithRootCAs sets the CAs that verify the token service (default: the
 // system pool).
 func WithRootCAs(pool *x509.CertPool) Option {
-	return func(o *options) error { o.roots = pool; return nil }
+	return func(o *options) { o.roots = pool }
 }
 
 // WithRoundTripper replaces the client's own transport, for instrumentation
@@ -150,17 +151,17 @@ func WithRootCAs(pool *x509.CertPool) Option {
 // itself; WithDialContext, WithProxy and WithRootCAs are ignored. Redirects
 // are still refused.
 func WithRoundTripper(rt http.RoundTripper) Option {
-	return func(o *options) error { o.roundTripper = rt; return nil }
+	return func(o *options) { o.roundTripper = rt }
 }
 
 // WithClock injects the clock (default: the system clock).
 func WithClock(c Clock) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if c == nil {
-			return fmt.Errorf("%w: WithClock(nil)", ErrInvalidConfig)
+			o.invalid(fmt.Errorf("%w: WithClock(nil)", ErrInvalidConfig))
+			return
 		}
 		o.clock = c
-		return nil
 	}
 }
 
@@ -169,17 +170,16 @@ func WithClock(c Clock) Option {
 // token_url, grant, tenant, zone_id, reason, attempt, status, error_code,
 // duration and error. It never logs a credential or token.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if l != nil {
 			o.log = l
 		}
-		return nil
 	}
 }
 
 // WithObserver installs metrics hooks.
 func WithObserver(obs Observer) Option {
-	return func(o *options) error { o.obs = obs; return nil }
+	return func(o *options) { o.obs = obs }
 }
 
 // WithRefreshAhead sets when a token is refreshed in the background: once
@@ -188,44 +188,45 @@ func WithObserver(obs Observer) Option {
 // earlier by a random share of up to jitter (0 <= jitter < 1, default 0.1)
 // so that many clients do not refresh in step.
 func WithRefreshAhead(fraction, jitter float64) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if !(fraction > 0 && fraction <= 1) || !(jitter >= 0 && jitter < 1) {
-			return fmt.Errorf("%w: WithRefreshAhead(%v, %v): want 0 < fraction <= 1 and 0 <= jitter < 1", ErrInvalidConfig, fraction, jitter)
+			o.invalid(fmt.Errorf("%w: WithRefreshAhead(%v, %v): want 0 < fraction <= 1 and 0 <= jitter < 1", ErrInvalidConfig, fraction, jitter))
+			return
 		}
 		o.pol.refreshFraction, o.pol.jitter = fraction, jitter
-		return nil
 	}
 }
 
 // WithExpirySkew sets how long before its expiry a token stops being served
 // (default 30s; never more than a third of a token's life).
 func WithExpirySkew(d time.Duration) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if d < 0 {
-			return fmt.Errorf("%w: WithExpirySkew(%v)", ErrInvalidConfig, d)
+			o.invalid(fmt.Errorf("%w: WithExpirySkew(%v)", ErrInvalidConfig, d))
+			return
 		}
 		o.pol.skew = d
-		return nil
 	}
 }
 
 // WithDefaultLifetime sets the lifetime assumed when a response has neither
 // expires_in nor a JWT exp (default 5m).
 func WithDefaultLifetime(d time.Duration) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if d <= 0 {
-			return fmt.Errorf("%w: WithDefaultLifetime(%v)", ErrInvalidConfig, d)
+			o.invalid(fmt.Errorf("%w: WithDefaultLifetime(%v)", ErrInvalidConfig, d))
+			return
 		}
 		o.pol.defaultLife = d
-		return nil
 	}
 }
 
 // WithRetry sets the retry policy; zero fields keep their defaults.
 func WithRetry(p RetryPolicy) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if p.MaxAttempts < 0 || p.BaseDelay < 0 || p.MaxDelay < 0 || p.MaxElapsed < 0 {
-			return fmt.Errorf("%w: WithRetry: negative value", ErrInvalidConfig)
+			o.invalid(fmt.Errorf("%w: WithRetry: negative value", ErrInvalidConfig))
+			return
 		}
 		if p.MaxAttempts > 0 {
 			o.retry.MaxAttempts = p.MaxAttempts
@@ -239,19 +240,18 @@ func WithRetry(p RetryPolicy) Option {
 		if p.MaxElapsed > 0 {
 			o.retry.MaxElapsed = p.MaxElapsed
 		}
-		return nil
 	}
 }
 
 // WithMaxEntries bounds the cache (default 10000). When it is full, expired
 // entries go first, then the least recently used.
 func WithMaxEntries(n int) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if n < 1 {
-			return fmt.Errorf("%w: WithMaxEntries(%d)", ErrInvalidConfig, n)
+			o.invalid(fmt.Errorf("%w: WithMaxEntries(%d)", ErrInvalidConfig, n))
+			return
 		}
 		o.maxEntries = n
-		return nil
 	}
 }
 
@@ -269,47 +269,54 @@ const DefaultMaxKeys = 1000
 // remembered failure. It does not evict: junk keys cannot push out keys in
 // use.
 func WithMaxKeys(n int) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if n < 1 {
-			return fmt.Errorf("%w: WithMaxKeys(%d)", ErrInvalidConfig, n)
+			o.invalid(fmt.Errorf("%w: WithMaxKeys(%d)", ErrInvalidConfig, n))
+			return
 		}
 		o.maxKeys = n
-		return nil
 	}
 }
 
 // WithMaxConcurrentFetches bounds the token requests in flight across all
 // cache keys (default 16). Fetches beyond it wait for a slot.
 func WithMaxConcurrentFetches(n int) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if n < 1 {
-			return fmt.Errorf("%w: WithMaxConcurrentFetches(%d)", ErrInvalidConfig, n)
+			o.invalid(fmt.Errorf("%w: WithMaxConcurrentFetches(%d)", ErrInvalidConfig, n))
+			return
 		}
 		o.maxFetches = n
-		return nil
 	}
 }
 
 // WithNegativeCacheTTL sets how long a 4xx refusal (other than 408 and 429)
 // is replayed without asking the server again (default 10s; 0 disables).
 func WithNegativeCacheTTL(d time.Duration) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if d < 0 {
-			return fmt.Errorf("%w: WithNegativeCacheTTL(%v)", ErrInvalidConfig, d)
+			o.invalid(fmt.Errorf("%w: WithNegativeCacheTTL(%v)", ErrInvalidConfig, d))
+			return
 		}
 		o.negativeTTL = d
-		return nil
 	}
 }
 
 // WithTimeout bounds each HTTP attempt, from dial to the end of the body
 // (default 10s). The retry policy's MaxElapsed bounds the whole fetch.
 func WithTimeout(d time.Duration) Option {
-	return func(o *options) error {
+	return func(o *options) {
 		if d <= 0 {
-			return fmt.Errorf("%w: WithTimeout(%v)", ErrInvalidConfig, d)
+			o.invalid(fmt.Errorf("%w: WithTimeout(%v)", ErrInvalidConfig, d))
+			return
 		}
 		o.timeout = d
-		return nil
+	}
+}
+
+// invalid records the first invalid option; New returns it.
+func (o *options) invalid(err error) {
+	if o.err == nil {
+		o.err = err
 	}
 }

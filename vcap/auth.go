@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/netx"
+	"github.com/credbroker/credbroker/internal/pemx"
 )
 
 // authKind says whether a binding is an auth service: by label or type
@@ -120,13 +121,13 @@ type external struct {
 
 func parseExternal(cfg *config) *external {
 	x := &external{source: cfg.keySrc}
-	k, err := ParsePrivateKey(cfg.keyPEM)
+	k, err := parsePrivateKey(cfg.keyPEM)
 	if err != nil {
 		x.err = err
 		return x
 	}
 	x.key = k
-	if certs, err := ParseCertificates(cfg.keyPEM); err == nil {
+	if certs, err := parseCertificates(cfg.keyPEM); err == nil {
 		x.certs = certs
 	}
 	return x
@@ -174,16 +175,16 @@ func finishBinding(cfg *config, ext *external, b *Binding) {
 	// Certificate and key, when the binding carries them (whatever the
 	// credential type says: they are reported and validated either way).
 	if pemCert, ok := c.Get("certificate"); ok && strings.TrimSpace(pemCert.Reveal()) != "" {
-		certs, err := ParseCertificates([]byte(pemCert.Reveal()))
+		certs, err := parseCertificates([]byte(pemCert.Reveal()))
 		if err != nil {
 			b.addProblem("certificate", err)
 		} else {
 			a.Certificates = certs
-			a.CertificatePEM = EncodeCertificates(certs)
+			a.CertificatePEM = pemx.EncodeCertificates(certs)
 		}
 	}
 	if pemKey, ok := c.Get("key"); ok && strings.TrimSpace(pemKey.Reveal()) != "" {
-		k, err := ParsePrivateKey([]byte(pemKey.Reveal()))
+		k, err := parsePrivateKey([]byte(pemKey.Reveal()))
 		if err != nil {
 			b.addProblem("key", err)
 		} else {
@@ -262,13 +263,29 @@ func displayCT(ct string) string {
 	return ct
 }
 
+// leafFirst applies pemx.LeafFirst, the one rule of which certificate a key
+// belongs to: the certificate the key matches becomes the leaf, wherever the
+// binding put it in the chain. It reports false when the key matches none.
+func leafFirst(a *AuthService, key crypto.Signer) bool {
+	chain, ok := pemx.LeafFirst(a.Certificates, key)
+	if !ok {
+		return false
+	}
+	if !chain[0].Equal(a.Certificates[0]) {
+		a.Certificates = chain
+		a.CertificatePEM = pemx.EncodeCertificates(chain)
+		a.CertificateExpiresAt = chain[0].NotAfter
+	}
+	return true
+}
+
 // useX509 completes an X.509 binding: certificate (binding, else external),
 // key (binding, else external), key/leaf match, validity, mTLS token URL.
 func useX509(cfg *config, ext *external, b *Binding, a *AuthService) {
 	a.Auth = AuthMTLS
 	if len(a.Certificates) == 0 && ext != nil && ext.err == nil && len(ext.certs) > 0 {
 		a.Certificates = ext.certs
-		a.CertificatePEM = EncodeCertificates(ext.certs)
+		a.CertificatePEM = pemx.EncodeCertificates(ext.certs)
 	}
 	if len(a.Certificates) == 0 {
 		if !hasProblem(b, "certificate") {
@@ -284,12 +301,12 @@ func useX509(cfg *config, ext *external, b *Binding, a *AuthService) {
 			b.addProblem("key", fmt.Errorf("%w: credential-type %s but no \"key\" and no --key-file", ErrNoKey, displayCT(a.CredentialType)))
 		case ext.err != nil:
 			b.addProblem("key", fmt.Errorf("%s: %w", ext.source, ext.err))
-		case !KeyMatches(leaf, ext.key):
+		case !leafFirst(a, ext.key):
 			b.addProblem("key", fmt.Errorf("%w: the key from %s belongs to another certificate", ErrKeyMismatch, ext.source))
 		default:
 			a.Key, _ = NewPrivateKey(ext.key, ext.source)
 		}
-	} else if a.Key != nil && !KeyMatches(leaf, a.Key.Signer()) {
+	} else if a.Key != nil && !leafFirst(a, a.Key.Signer()) {
 		b.addProblem("key", fmt.Errorf("%w (leaf %s)", ErrKeyMismatch, describeCert(leaf)))
 		a.Auth = AuthNone
 	}

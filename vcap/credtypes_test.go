@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/credbroker/credbroker/internal/pemx"
 	"github.com/credbroker/credbroker/internal/testpki"
 )
 
@@ -232,30 +233,30 @@ func TestPEMVariants(t *testing.T) {
 			g.Expect(b.Problems).To(BeEmpty())
 			g.Expect(b.Auth.Auth).To(Equal(AuthMTLS))
 			g.Expect(b.Auth.Certificates).To(HaveLen(v.chainLen))
-			g.Expect(KeyMatches(b.Auth.Leaf(), b.Auth.Key.Signer())).To(BeTrue())
+			g.Expect(pemx.KeyMatches(b.Auth.Leaf(), b.Auth.Key.Signer())).To(BeTrue())
 			// The normalised key round-trips through PKCS#8.
-			k2, err := ParsePrivateKey([]byte(b.Auth.Key.PEM().Reveal()))
+			k2, err := parsePrivateKey([]byte(b.Auth.Key.PEM().Reveal()))
 			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(KeyMatches(b.Auth.Leaf(), k2)).To(BeTrue())
+			g.Expect(pemx.KeyMatches(b.Auth.Leaf(), k2)).To(BeTrue())
 		})
 	}
 }
 
 func TestPEMErrors(t *testing.T) {
 	g := NewWithT(t)
-	_, err := ParsePrivateKey([]byte("no pem here"))
+	_, err := parsePrivateKey([]byte("no pem here"))
 	g.Expect(err).To(MatchError(ErrNoKey))
-	_, err = ParsePrivateKey([]byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"))
+	_, err = parsePrivateKey([]byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"))
 	g.Expect(errors.Is(err, ErrBadKey)).To(BeTrue())
 	g.Expect(err.Error()).To(ContainSubstring("encrypted"))
-	_, err = ParsePrivateKey(testPKI.valid.CertPEM())
+	_, err = parsePrivateKey(testPKI.valid.CertPEM())
 	g.Expect(errors.Is(err, ErrBadKey)).To(BeTrue(), "a certificate is not a key")
-	_, err = ParseCertificates([]byte(""))
+	_, err = parseCertificates([]byte(""))
 	g.Expect(err).To(MatchError(ErrNoCertificate))
-	_, err = ParseCertificates(testPKI.valid.KeyPEM(testpki.PKCS8))
+	_, err = parseCertificates(testPKI.valid.KeyPEM(testpki.PKCS8))
 	g.Expect(errors.Is(err, ErrBadCertificate)).To(BeTrue())
 	// A key that does not decode must not echo its bytes.
-	_, err = ParsePrivateKey([]byte("-----BEGIN RSA PRIVATE KEY-----\ncGxhbnRlZC1rZXktbWF0ZXJpYWwtMTIzNDU2Nzg=\n-----END RSA PRIVATE KEY-----\n"))
+	_, err = parsePrivateKey([]byte("-----BEGIN RSA PRIVATE KEY-----\ncGxhbnRlZC1rZXktbWF0ZXJpYWwtMTIzNDU2Nzg=\n-----END RSA PRIVATE KEY-----\n"))
 	g.Expect(errors.Is(err, ErrBadKey)).To(BeTrue())
 	g.Expect(err.Error()).NotTo(ContainSubstring("cGxhbnRlZC1rZXkt"))
 	g.Expect(err.Error()).NotTo(ContainSubstring("planted-key-material"))

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/credbroker/credbroker/internal/pemx"
 	"github.com/credbroker/credbroker/internal/testpki"
 )
 
@@ -92,25 +93,25 @@ func FuzzPEM(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		k, err := ParsePrivateKey(data)
+		k, err := parsePrivateKey(data)
 		if err != nil && strings.Contains(err.Error(), fuzzSecret) {
 			t.Fatalf("secret in error: %v", err)
 		}
 		if err == nil {
 			pk, err := NewPrivateKey(k, "fuzz")
 			if err == nil {
-				if _, err := ParsePrivateKey([]byte(pk.PEM().Reveal())); err != nil {
+				if _, err := parsePrivateKey([]byte(pk.PEM().Reveal())); err != nil {
 					t.Fatalf("re-encoded key does not parse: %v", err)
 				}
 			}
 		}
-		certs, err := ParseCertificates(data)
+		certs, err := parseCertificates(data)
 		if err != nil && strings.Contains(err.Error(), fuzzSecret) {
 			t.Fatalf("secret in error: %v", err)
 		}
 		if err == nil && len(certs) == 0 {
 			t.Fatal("no error and no certificates")
 		}
-		_ = NormalizePEM(data)
+		_ = pemx.Normalize(data)
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"fmt"
 	"log/slog"
+
+	"github.com/credbroker/credbroker/internal/pemx"
 )
 
 // Mask is what every redacting type prints instead of its content.
@@ -69,7 +71,7 @@ func NewPrivateKey(signer crypto.Signer, source string) (*PrivateKey, error) {
 	if signer == nil {
 		return nil, &Error{Field: "key", Err: ErrNoKey}
 	}
-	p, err := encodePKCS8(signer)
+	p, err := pemx.EncodeKey(signer)
 	if err != nil {
 		return nil, &Error{Field: "key", Err: fmt.Errorf("%w: %v", ErrBadKey, err)}
 	}

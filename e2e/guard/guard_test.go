@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -470,17 +471,59 @@ inbound:
 		Expect(app.count()).To(Equal(before))
 	})
 
+	// Each spec of this Ordered container stands on its own: counters are
+	// read as deltas of requests the spec makes itself.
 	It("counts decisions in /metrics", func() {
-		resp, err := http.Get(adminURL + "/metrics")
-		Expect(err).NotTo(HaveOccurred())
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		Expect(string(b)).To(ContainSubstring(`credbroker_inbound_requests_total{method="jwt",outcome="accepted",reason=""}`))
-		Expect(string(b)).To(ContainSubstring(`credbroker_inbound_requests_total{method="oauth1",outcome="refused",reason="replay"} 1`))
-		Expect(string(b)).To(ContainSubstring(`credbroker_inbound_requests_total{method="mtls",outcome="refused",reason="untrusted_certificate"} 1`))
+		metric := func(series string) float64 {
+			GinkgoHelper()
+			resp, err := http.Get(adminURL + "/metrics")
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, series+" "); ok {
+					f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					Expect(err).NotTo(HaveOccurred(), line)
+					return f
+				}
+			}
+			return 0
+		}
+		const (
+			jwtAccepted  = `credbroker_inbound_requests_total{method="jwt",outcome="accepted",reason=""}`
+			replay       = `credbroker_inbound_requests_total{method="oauth1",outcome="refused",reason="replay"}`
+			untrustedTLS = `credbroker_inbound_requests_total{method="mtls",outcome="refused",reason="untrusted_certificate"}`
+		)
+		before := map[string]float64{}
+		for _, m := range []string{jwtAccepted, replay, untrustedTLS} {
+			before[m] = metric(m)
+		}
+
+		code, _, body := bearer("/api/x", secretToken())
+		Expect(code).To(Equal(200), body)
+		req := signed(signer(apsSecret, time.Now), "GET", guardURL+"/aps/count", "", "", "")
+		code, _, body = send(nil, req)
+		Expect(code).To(Equal(200), body)
+		again, _ := http.NewRequest("GET", guardURL+"/aps/count", nil)
+		again.Header = req.Header.Clone()
+		code, _, body = send(nil, again)
+		Expect(code).To(Equal(401), body)
+		foreign := testpki.NewCA().Issue(testpki.ClientAuth(), testpki.WithSubject(controller))
+		req, _ = http.NewRequest("GET", guardURL+"/callbacks/ping", nil)
+		code, _, body = send(client("", foreign.TLSCertificate()), req)
+		Expect(code).To(Equal(403), body)
+
+		Expect(metric(jwtAccepted)).To(Equal(before[jwtAccepted] + 1))
+		Expect(metric(replay)).To(Equal(before[replay] + 1))
+		Expect(metric(untrustedTLS)).To(Equal(before[untrustedTLS] + 1))
 	})
 
 	It("never logs a token, the consumer secret or the client secret, and stops cleanly on SIGTERM", func() {
+		// A refusal of its own, so that the log line below does not depend on
+		// the specs before.
+		req, _ := http.NewRequest("GET", guardURL+"/no-rule/sigterm", nil)
+		code, _, body := send(nil, req)
+		Expect(code).To(Equal(403), body)
 		session.Signal(syscall.SIGTERM)
 		Eventually(session, 30*time.Second).Should(gexec.Exit(0))
 		Expect(string(session.Err.Contents()) + string(session.Out.Contents())).To(ContainSubstring("inbound: refused"))

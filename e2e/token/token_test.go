@@ -2,8 +2,13 @@ package token_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -130,6 +135,65 @@ var _ = Describe("credbroker token", func() {
 			func() string { return mock.X509Binding }, func() []string { return []string{"--zid", mock.Tenants[1].ZoneID} },
 			func() string { return mock.Tenants[1].ZoneID }, func() string { return "authentication.cert.localhost" }, "mtls"),
 	)
+
+	// `bindings`, `token` and `run` judge a binding's certificate and key
+	// with one parser (internal/pemx). Before, vcap (bindings, token)
+	// required the leaf first and refused keys by Proc-Type only, while
+	// certwatch (run) looked for the key's certificate anywhere in the chain
+	// and refused keys by DEK-Info only.
+	It("uses an x509 binding whose chain lists the CA before the leaf, as run does", func() {
+		ca, err := os.ReadFile(filepath.Join(mockDir, "ca.crt"))
+		Expect(err).NotTo(HaveOccurred())
+		vcapFile := editedVCAP(mock.X509Binding, func(c map[string]any) {
+			c["certificate"] = string(ca) + c["certificate"].(string)
+		})
+		env := harness.Env{"CREDBROKER_VCAP_FILE": vcapFile}
+		out, errOut := runToken(env, 0, "--binding", mock.X509Binding, "--json")
+		var o map[string]any
+		Expect(json.Unmarshal(out, &o)).To(Succeed(), string(out))
+		Expect(o).To(HaveKeyWithValue("auth", "mtls"))
+		secrets.Add("issued token", o["access_token"].(string))
+		secrets.ExpectNotIn(errOut)
+
+		s := harness.Start(bin, env, "bindings", "--json")
+		Eventually(s).WithTimeout(60 * time.Second).Should(gexec.Exit(0))
+		var views []map[string]any
+		Expect(json.Unmarshal(s.Out.Contents(), &views)).To(Succeed())
+		Expect(views).To(ContainElement(SatisfyAll(
+			HaveKeyWithValue("name", mock.X509Binding),
+			HaveKeyWithValue("auth", "mtls"),
+			HaveKeyWithValue("problems", BeEmpty()),
+		)))
+	})
+
+	It("refuses an x509 binding key that carries a DEK-Info header, as run does", func() {
+		vcapFile := editedVCAP(mock.X509Binding, func(c map[string]any) {
+			blk, _ := pem.Decode([]byte(c["key"].(string)))
+			Expect(blk).NotTo(BeNil())
+			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			if err != nil { // already PKCS#1 or SEC1
+				blk.Headers = map[string]string{"DEK-Info": "AES-128-CBC,00112233445566778899AABBCCDDEEFF"}
+				c["key"] = string(pem.EncodeToMemory(blk))
+				return
+			}
+			legacy := &pem.Block{Headers: map[string]string{"DEK-Info": "AES-128-CBC,00112233445566778899AABBCCDDEEFF"}}
+			switch k := k.(type) {
+			case *rsa.PrivateKey:
+				legacy.Type, legacy.Bytes = "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k)
+			case *ecdsa.PrivateKey:
+				legacy.Type = "EC PRIVATE KEY"
+				legacy.Bytes, err = x509.MarshalECPrivateKey(k)
+				Expect(err).NotTo(HaveOccurred())
+			default:
+				Fail(fmt.Sprintf("unexpected key type %T", k))
+			}
+			c["key"] = string(pem.EncodeToMemory(legacy))
+		})
+		out, errOut := runToken(harness.Env{"CREDBROKER_VCAP_FILE": vcapFile}, 2, "--binding", mock.X509Binding)
+		Expect(out).To(BeEmpty())
+		Expect(string(errOut)).To(ContainSubstring("encrypted PEM keys are not supported"))
+		secrets.ExpectNotIn(errOut)
+	})
 
 	It("prints the token alone on stdout and nothing on stderr", func() {
 		out, errOut := runToken(nil, 0, "--binding", mock.X509Binding, "--scope", "uaa.resource")

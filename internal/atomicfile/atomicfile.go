@@ -121,14 +121,6 @@ func (e *Error) Error() string { return "atomicfile: " + e.Op + " " + e.Path + "
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// ErrBadName is returned for a file name that is empty, contains a path
-// separator or starts with "..".
-var ErrBadName = errors.New("atomicfile: bad file name")
-
-// ErrUnsafeLayout is returned when dir's "..data" is a link to anything but
-// a generation directory inside dir.
-var ErrUnsafeLayout = errors.New("atomicfile: ..data does not point to a generation directory inside the directory; not following it")
-
 // DataDir returns dir/..data when dir holds a WriteDir or Kubernetes layout
 // whose "..data" points to a generation directory inside dir, and ""
 // otherwise (no layout, or a link that leads elsewhere).

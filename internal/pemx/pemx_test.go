@@ -4,8 +4,9 @@ import (
 	"encoding/pem"
 	"testing"
 
-	"github.com/credbroker/credbroker/internal/testpki"
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/internal/testpki"
 )
 
 func TestBlocksAndCertificates(t *testing.T) {
@@ -31,5 +32,6 @@ func TestBlocksAndCertificates(t *testing.T) {
 
 	bad := append(ca.CertPEM(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})...)
 	_, err = Certificates(bad)
-	g.Expect(err).To(MatchError(HavePrefix("certificate 2: ")))
+	g.Expect(err).To(MatchError(ErrBadCertificate))
+	g.Expect(err.Error()).To(ContainSubstring("certificate 2: "))
 }

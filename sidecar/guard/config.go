@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -199,9 +198,6 @@ type OAuth1 struct {
 	KeyFile    string `yaml:"key_file"`
 	SecretFile string `yaml:"secret_file"`
 }
-
-// ErrConfig is wrapped by every *FieldError.
-var ErrConfig = errors.New("invalid inbound configuration")
 
 // FieldError is one problem of the configuration, with the field path
 // relative to the inbound: section ("rules[1].oauth1.key_file").

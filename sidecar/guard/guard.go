@@ -44,10 +44,6 @@ const HeaderError = "X-Credbroker-Error"
 // Realm is the realm of the WWW-Authenticate challenges.
 const Realm = "credbroker"
 
-// ErrSetup wraps problems New finds while loading what the config names
-// (files, bindings, certificates); the message names the rule field.
-var ErrSetup = errors.New("guard: cannot set up the inbound guard")
-
 // Guard is the inbound guard: an http.Handler that authenticates every
 // request by the first rule whose path prefix matches and forwards accepted
 // ones to the app. It is safe for concurrent use.

@@ -16,10 +16,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 	"github.com/credbroker/credbroker/internal/syncbuf"
 
 	"github.com/credbroker/credbroker/internal/testpki"
@@ -105,12 +105,7 @@ func (o *countingObserver) get(k string) int {
 	return o.n[k]
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock(t time.Time) *fakeClock    { c := &fakeClock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newFakeClock(t time.Time) *fakeclock.Clock { return fakeclock.New(t) }
 
 // env is a guard under test with its app, logs and counters.
 type env struct {

@@ -11,13 +11,14 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	. "github.com/onsi/gomega"
 
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 	"github.com/credbroker/credbroker/mockauth"
 )
 
 type jwtEnv struct {
 	*env
 	mock  *mockauth.Server
-	clock *fakeClock
+	clock *fakeclock.Clock
 }
 
 // startJWT serves a guard with /api/ (xsuaa-secret, scope read), /admin/

@@ -2,31 +2,10 @@ package guard
 
 import (
 	"context"
-	"crypto/sha256"
-	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/credbroker/credbroker/internal/dirwatch"
 )
-
-// fingerprint hashes the files of a source so unchanged material is not
-// reloaded (or logged) on every event.
-func fingerprint(files []string) [32]byte {
-	h := sha256.New()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			h.Write([]byte("\x00missing\x00" + f))
-			continue
-		}
-		h.Write(b)
-		h.Write([]byte{0})
-	}
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out
-}
 
 // Reload re-reads every watched file now and swaps in what changed and is
 // valid. Run calls it on file events and periodically; it is exported for
@@ -37,7 +16,7 @@ func (g *Guard) Reload() {
 	for _, s := range g.sources {
 		// Fingerprint first: a change between the two reads makes the next
 		// reload see a new fingerprint and load again.
-		fp := fingerprint(s.files())
+		fp := dirwatch.Fingerprint(s.files())
 		if old, ok := g.prints[s]; ok && old == fp {
 			continue
 		}
@@ -53,7 +32,7 @@ func (g *Guard) Reload() {
 
 // loadSource loads a source for the first time and remembers what it read.
 func (g *Guard) loadSource(s source) error {
-	fp := fingerprint(s.files())
+	fp := dirwatch.Fingerprint(s.files())
 	if err := s.load(g.now()); err != nil {
 		return err
 	}
@@ -62,63 +41,17 @@ func (g *Guard) loadSource(s source) error {
 	return nil
 }
 
+// watch re-reads the sources' files when they change (internal/dirwatch:
+// events on their directories, debounced, and a periodic re-read every
+// resync interval) until ctx is done.
 func (g *Guard) watch(ctx context.Context) error {
-	if len(g.sources) == 0 {
-		<-ctx.Done()
-		return nil
+	var files []string
+	for _, s := range g.sources {
+		files = append(files, s.files()...)
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		g.log.Warn("inbound: file watching unavailable; re-reading periodically only", "error", err)
-	} else {
-		defer w.Close()
-		dirs := map[string]bool{}
-		for _, s := range g.sources {
-			for _, f := range s.files() {
-				dirs[filepath.Dir(f)] = true
-			}
-		}
-		for d := range dirs {
-			if err := w.Add(d); err != nil {
-				g.log.Warn("inbound: cannot watch directory; re-reading periodically", "dir", d, "error", err)
-			}
-		}
-	}
-	// Whatever changed between New and the watches being in place.
+	w := dirwatch.New(files, dirwatch.WithDebounce(50*time.Millisecond), dirwatch.WithPollInterval(g.resync), dirwatch.WithLogger(g.log))
+	// Whatever changed between New and the watcher's fingerprint.
 	g.Reload()
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if w != nil {
-		events, errs = w.Events, w.Errors
-	}
-	tick := time.NewTicker(g.resync)
-	defer tick.Stop()
-	// Events come in bursts (Kubernetes swaps a ..data symlink with several
-	// renames); settle briefly before re-reading.
-	var settle <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if settle == nil {
-				settle = time.After(50 * time.Millisecond)
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			g.log.Warn("inbound: file watch error", "error", err)
-		case <-settle:
-			settle = nil
-			g.Reload()
-		case <-tick.C:
-			g.Reload()
-		}
-	}
+	w.Run(ctx, g.Reload)
+	return nil
 }

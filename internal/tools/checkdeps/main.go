@@ -72,9 +72,9 @@ func violation(from, to string, test bool) string {
 		return "nothing imports e2e"
 	case toTop == "cmd":
 		return "nothing imports cmd"
-	case to == "internal/testpki" && !test && fromTop != "e2e" && fromTop != "bench":
-		return "internal/testpki is for tests only"
-	case to == "internal/testpki":
+	case (to == "internal/testpki" || to == "internal/clock/fakeclock") && !test && fromTop != "e2e" && fromTop != "bench":
+		return to + " is for tests only"
+	case to == "internal/testpki" || to == "internal/clock/fakeclock":
 		return ""
 	case strings.HasPrefix(to, "internal/tools"):
 		return "internal/tools are programs, not libraries"

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credbroker/credbroker/certwatch/internal/fakeclock"
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 )
 
 func TestAtFiresWhenTheClockGetsThere(t *testing.T) {

@@ -1,4 +1,4 @@
-// Package fakeclock is a manual clock for certwatch tests: time stands
+// Package fakeclock is the manual clock.Clock for tests: time stands
 // still until the test moves it, and channels from After fire when it does.
 package fakeclock
 

@@ -1,4 +1,4 @@
-package sidecar
+package dirwatch
 
 import (
 	"os"
@@ -8,7 +8,9 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-func TestWatchConcerns(t *testing.T) {
+// The sidecar watches its config file, binding directories and CA files
+// with these rules.
+func TestConcernsOfTheSidecarsPaths(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
@@ -37,6 +39,8 @@ func TestWatchConcerns(t *testing.T) {
 		filepath.Join(dir, "bindings-old"):    false,
 		filepath.Join(other, "unrelated"):     false,
 	} {
-		g.Expect(concerns(paths, name)).To(Equal(want), name)
+		g.Expect(Concerns(paths, name)).To(Equal(want), name)
 	}
+	// The target of a symlinked file is watched in its own directory.
+	g.Expect(Dirs(paths)).To(ConsistOf(dir, bindings, other))
 }

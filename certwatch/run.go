@@ -1,0 +1,100 @@
+package certwatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/credbroker/credbroker/internal/dirwatch"
+)
+
+// Run watches the source and renews the certificate until ctx is done or
+// Close is called; it then returns nil. File events on the directory (not
+// the files: a Kubernetes "..data" swap replaces them) trigger a re-read
+// after the debounce; the backstop re-reads every poll interval in case an
+// event was missed. Run may be called once.
+func (w *Watcher) Run(ctx context.Context) error {
+	w.mu.Lock()
+	switch {
+	case w.closed:
+		w.mu.Unlock()
+		return ErrClosed
+	case w.running:
+		w.mu.Unlock()
+		return fmt.Errorf("%w: Run called twice", ErrBadConfig)
+	}
+	w.running = true
+	w.wg.Add(1)
+	w.mu.Unlock()
+	defer w.wg.Done()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	// A directory source is watched by internal/dirwatch (events on the
+	// directory, debounced, and the backstop re-read); a loader source is
+	// re-read every poll interval.
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	defer cancel()
+	if w.dir != "" {
+		dopts := []dirwatch.Option{dirwatch.WithDebounce(w.debounce), dirwatch.WithPollInterval(w.poll), dirwatch.WithClock(w.clock), dirwatch.WithLogger(w.log)}
+		if w.noNotify {
+			dopts = append(dopts, dirwatch.WithoutFSNotify())
+		}
+		dw := dirwatch.New([]string{w.dir}, dopts...)
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			dw.Run(ctx, func() { _ = w.Reload(ctx) })
+		}()
+	}
+
+	_ = w.reload(ctx) // catch what changed between New and Run
+
+	var pollC <-chan time.Time
+	for {
+		now := w.clock.Now()
+		l := w.cur.Load()
+		w.mu.Lock()
+		at := w.nextLocked(now, l)
+		w.mu.Unlock()
+		var timerC <-chan time.Time
+		if !at.IsZero() {
+			timerC = w.clock.At(at)
+		}
+		if pollC == nil && w.poll > 0 && w.dir == "" {
+			pollC = w.clock.At(now.Add(w.poll))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.kick:
+		case <-pollC:
+			pollC = nil
+			_ = w.reload(ctx)
+		case <-timerC:
+			w.onTimer(ctx)
+		}
+	}
+}
+
+// Close stops Run and waits for it to return. It is idempotent.
+func (w *Watcher) Close() error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.done)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+	return nil
+}

@@ -1,0 +1,304 @@
+package tokenclient
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+const numShards = 16
+
+type shard struct {
+	mu sync.Mutex                          // serialises writers
+	m  atomic.Pointer[map[uint64][]*entry] // copy on write: readers never lock
+	_  [48]byte                            // keep shards on their own cache lines
+}
+
+// identity is what a cache key stands for. It holds no secret: the grant's
+// secret material is only present as a SHA-256 digest.
+type identity struct {
+	grant    Grant
+	scopes   []string // sorted, unique
+	tenant   string
+	zone     string
+	user     string
+	resource string
+	appTID   string
+	fp       string
+	digest   [32]byte
+}
+
+type entry struct {
+	hash  uint64
+	id    identity
+	req   Request   // replayed by background refreshes; never logged
+	class *keyCount // the key this entry holds a slot of (WithMaxKeys)
+
+	st   atomic.Pointer[entryState]
+	busy atomic.Bool // a fetch is in flight
+	gone atomic.Bool // evicted: a Handle must look up again
+	ref  atomic.Bool // used since the last eviction sweep (CLOCK bit)
+	used atomic.Bool // used since the token was fetched (refresh only what is in use)
+
+	mu     sync.Mutex
+	call   *call    // the fetch in flight, under mu
+	timers [2]Timer // refresh and expiry of the current state, under mu
+}
+
+// entryState is immutable once published, except for the two flags its
+// timers set: the hit path reads them instead of a clock.
+type entryState struct {
+	tok        *Token
+	refreshAt  int64 // unix ns: start a background refresh from here
+	validUntil int64 // unix ns: serve tok until here
+	neg        *TokenError
+	negUntil   int64
+	// fail is the last fetch's failure when the service was unavailable or
+	// answered garbage and no valid token is left: callers get it without
+	// a new fetch until failUntil, so an outage is asked about once per
+	// pause, not once per waiting caller.
+	fail      error
+	failUntil int64
+
+	due     atomic.Bool // refreshAt has passed
+	expired atomic.Bool // validUntil has passed
+}
+
+func (s *entryState) validAt(now int64) bool {
+	return s != nil && s.tok != nil && !s.expired.Load() && now < s.validUntil
+}
+
+// lookup finds or creates the cache entry for a checked request. Creating
+// one may fail with ErrTooManyKeys.
+func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) (*entry, error) {
+	h := c.hash(r, scopes, fp, dg)
+	sh := &c.shards[h%numShards]
+	if e := sh.find(h, r, scopes, fp, dg); e != nil {
+		return e, nil
+	}
+	return c.insert(sh, h, r, scopes, fp, dg)
+}
+
+// cached returns e's token while its expiry timer has not fired, starting
+// a background refresh when its refresh timer has fired. It reads no clock
+// and allocates nothing.
+func (c *Client) cached(e *entry) *Token {
+	s := e.st.Load()
+	if s == nil || s.tok == nil || s.expired.Load() {
+		return nil
+	}
+	if s.due.Load() && !e.busy.Load() {
+		c.refresh(e)
+	}
+	// Load before store: a store on every call would make all cores fight
+	// over the cache line.
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	if !e.used.Load() {
+		e.used.Store(true)
+	}
+	if c.o.obs.Hit != nil {
+		c.o.obs.Hit()
+	}
+	return s.tok
+}
+
+// hash spreads the request's identity over the map cheaply. It need not
+// resist collisions: find compares the whole identity.
+func (c *Client) hash(r *Request, scopes []string, fp string, dg *[32]byte) uint64 {
+	h := c.prefix
+	if r.Grant != "" && r.Grant != GrantClientCredentials {
+		h = fold(h, string(r.Grant))
+	}
+	h = fold(h, r.Tenant)
+	h = fold(h, r.ZoneID)
+	h = fold(h, r.Username)
+	h = fold(h, r.Resource)
+	h = fold(h, r.AppTID)
+	h = fold(h, fp)
+	for _, s := range scopes {
+		h = fold(h, s)
+	}
+	if *dg != ([32]byte{}) {
+		h = fold(h, string(dg[:]))
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	return h ^ h>>33
+}
+
+// fold folds s into h, eight bytes at a time.
+func fold(h uint64, s string) uint64 {
+	if len(s) == 0 {
+		return h
+	}
+	const p = 0x9E3779B97F4A7C15
+	h = (h ^ uint64(len(s))) * p
+	for len(s) >= 8 {
+		h = (h ^ (uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56)) * p
+		s = s[8:]
+	}
+	if len(s) > 0 {
+		var v uint64
+		for i := 0; i < len(s); i++ {
+			v |= uint64(s[i]) << (8 * i)
+		}
+		h = (h ^ v) * p
+	}
+	return h
+}
+
+func (id *identity) matches(r *Request, scopes []string, fp string, dg *[32]byte) bool {
+	return id.grant == r.grant() && id.tenant == r.Tenant && id.zone == r.ZoneID &&
+		id.user == r.Username && id.resource == r.Resource && id.appTID == r.AppTID &&
+		id.fp == fp && id.digest == *dg && equalStrings(id.scopes, scopes)
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (sh *shard) find(h uint64, r *Request, scopes []string, fp string, dg *[32]byte) *entry {
+	for _, e := range (*sh.m.Load())[h] {
+		if e.id.matches(r, scopes, fp, dg) {
+			return e
+		}
+	}
+	return nil
+}
+
+// insert adds an entry for the request unless another caller did first.
+// A new entry needs a slot of its key (WithMaxKeys).
+func (c *Client) insert(sh *shard, h uint64, r *Request, scopes []string, fp string, dg *[32]byte) (*entry, error) {
+	kc, err := c.admit(keyName(r, scopes))
+	if err != nil {
+		return nil, err
+	}
+	sh.mu.Lock()
+	if e := sh.find(h, r, scopes, fp, dg); e != nil {
+		sh.mu.Unlock()
+		c.release(kc)
+		return e, nil
+	}
+	e := &entry{hash: h, req: *r, class: kc, id: identity{
+		grant: r.grant(), scopes: append([]string(nil), scopes...), tenant: r.Tenant, zone: r.ZoneID,
+		user: r.Username, resource: r.Resource, appTID: r.AppTID, fp: fp, digest: *dg,
+	}}
+	e.req.Scopes = e.id.scopes
+	old := *sh.m.Load()
+	m := make(map[uint64][]*entry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[h] = append(append([]*entry(nil), old[h]...), e)
+	sh.m.Store(&m)
+	sh.mu.Unlock()
+	if c.count.Add(1) > int64(c.o.maxEntries) {
+		c.evict(e)
+	}
+	return e, nil
+}
+
+// evict drops entries until the cache is within its bound: first entries
+// without a valid token, then, by the CLOCK algorithm, entries not used
+// since the previous sweep (an approximation of least recently used that
+// costs the hit path nothing). Entries with a fetch in flight and keep are
+// spared.
+func (c *Client) evict(keep *entry) {
+	c.evictMu.Lock()
+	defer c.evictMu.Unlock()
+	now := c.o.clock.Now().UnixNano()
+	for c.count.Load() > int64(c.o.maxEntries) {
+		var victim, fallback *entry
+	scan:
+		for pass := 0; pass < 3 && victim == nil; pass++ {
+			for i := range c.shards {
+				for _, list := range *c.shards[i].m.Load() {
+					for _, e := range list {
+						if e == keep || e.busy.Load() {
+							continue
+						}
+						if fallback == nil {
+							fallback = e
+						}
+						switch {
+						case pass == 0 && !e.st.Load().validAt(now):
+							victim = e
+						case pass > 0 && !e.ref.Swap(false):
+							victim = e
+						}
+						if victim != nil {
+							break scan
+						}
+					}
+				}
+			}
+		}
+		if victim == nil {
+			victim = fallback
+		}
+		if victim == nil {
+			return
+		}
+		c.remove(victim)
+		if c.o.obs.Evict != nil {
+			c.o.obs.Evict()
+		}
+	}
+}
+
+func (c *Client) remove(victim *entry) {
+	sh := &c.shards[victim.hash%numShards]
+	sh.mu.Lock()
+	old := *sh.m.Load()
+	m := make(map[uint64][]*entry, len(old))
+	found := false
+	for k, v := range old {
+		if k != victim.hash {
+			m[k] = v
+			continue
+		}
+		var rest []*entry
+		for _, e := range v {
+			if e != victim {
+				rest = append(rest, e)
+			} else {
+				found = true
+			}
+		}
+		if len(rest) > 0 {
+			m[k] = rest
+		}
+	}
+	if !found { // removed already (by eviction and reclaim at once)
+		sh.mu.Unlock()
+		return
+	}
+	sh.m.Store(&m)
+	sh.mu.Unlock()
+	c.count.Add(-1)
+	if !victim.gone.Swap(true) {
+		c.release(victim.class)
+	}
+	victim.mu.Lock()
+	victim.stopTimers()
+	victim.mu.Unlock()
+}
+
+func (e *entry) stopTimers() {
+	for i, t := range e.timers {
+		if t != nil {
+			t.Stop()
+			e.timers[i] = nil
+		}
+	}
+}
