@@ -126,4 +126,21 @@ var _ = Describe("a token of credbroker mock on port 443", func() {
 		Entry("Node, jose", "node jose", "node", "node/validate.mjs"),
 		Entry("Python, PyJWT", "python pyjwt", "/usr/bin/python3", "python/validate.py"),
 	)
+
+	It("serves credbroker's own clients, which dial its names on port 443 to the role addresses", func() {
+		ca := filepath.Join(dir, "ca.crt")
+		for _, b := range []string{"xsuaa-secret", "xsuaa-x509"} {
+			t := harness.Start(bin, nil, "token", "--vcap-file", filepath.Join(dir, "vcap.json"), "--binding", b, "--ca-file", ca, "--json")
+			Eventually(t).WithTimeout(60*time.Second).Should(gexec.Exit(0), b)
+			var o map[string]any
+			Expect(json.Unmarshal(t.Out.Contents(), &o)).To(Succeed())
+			Expect(o["token_url"]).To(MatchRegexp(`^https://provider\.authentication(\.cert)?\.localhost/oauth/token$`), b)
+		}
+		certDir := filepath.Join(GinkgoT().TempDir(), "pair")
+		p := harness.Start(bin, nil, "pair", "--token-url-file", filepath.Join(dir, "pairing-url"), "--cert-dir", certDir, "--ca-file", ca)
+		Eventually(p).WithTimeout(60 * time.Second).Should(gexec.Exit(0))
+		raw, err := os.ReadFile(filepath.Join(certDir, "connection.json"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(raw)).To(ContainSubstring(`"https://gateway.localhost/`), "the gateway URLs carry no port")
+	})
 })
