@@ -116,9 +116,10 @@ var _ = Describe("credbroker mock", func() {
 		Expect(err).NotTo(HaveOccurred())
 		certURL, err := url.Parse(x509Creds["certurl"].(string))
 		Expect(err).NotTo(HaveOccurred())
+		port := certURL.Port() // "" on port 443
 		certURL.Host = "subscriber1." + info["cert_uaadomain"].(string)
-		if p := certURL.Port(); p != "" {
-			certURL.Host += ":" + p
+		if port != "" {
+			certURL.Host += ":" + port
 		}
 		resp, err = httpClient(roots, pair).PostForm(certURL.String()+"/oauth/token", url.Values{
 			"grant_type": {"client_credentials"}, "client_id": {x509Creds["clientid"].(string)},
