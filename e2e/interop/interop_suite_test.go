@@ -90,9 +90,11 @@ func startMock(dir string) {
 	}).WithTimeout(2 * time.Minute).WithPolling(500 * time.Millisecond).Should(Succeed())
 }
 
-var _ = Describe("a token of credbroker mock on port 443", func() {
+var _ = Describe("a token of credbroker mock on port 443", Ordered, func() {
+	// One mock for every spec: they only read from it (the one-time
+	// pairing URL is used once).
 	var dir string
-	BeforeEach(func() {
+	BeforeAll(func() {
 		dir = filepath.Join(GinkgoT().TempDir(), "mock")
 		startMock(dir)
 	})
