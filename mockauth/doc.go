@@ -7,16 +7,22 @@
 //	defer srv.Close()
 //	info := srv.Info()              // every URL: info.URL, info.CertURL, info.ConnectorURL, info.AdminURL, ...
 //	vcap := srv.VCAPServices()      // VCAP_SERVICES with "xsuaa-secret", "xsuaa-x509" and "ias" bindings
-//	client := srv.Client()          // trusts the mock's CA, dials *.localhost to 127.0.0.1
+//	client := srv.Client()          // trusts the mock's CA, dials *.localhost to loopback
 //	url, token, err := srv.NewPairingToken("app1") // one-time connector token
 //
 // # Hosts
 //
 // Every host name lives under .localhost (RFC 6761) so that tenant
 // subdomains work on one machine. Go does not resolve those names by itself:
-// dial through [DialContext] (or any override that maps *.localhost to
-// 127.0.0.1). TLS still verifies the name against the mock's server CA
-// ([Server.CACertPEM]).
+// dial through [DialContext] (or an override with the addresses of
+// [Server.HostAddrs]). TLS still verifies the name against the mock's
+// server CA ([Server.CACertPEM]).
+//
+// Each listener takes a random port of Options.Host by default. With
+// Options.Port443 the HTTPS listeners take port 443 of one loopback address
+// per role (127.0.0.2-6, [Port443Addr]) and the URLs carry no port, as the
+// real services' do; it needs root or CAP_NET_BIND_SERVICE and one such mock
+// per machine at a time.
 //
 //   - Token service, client secret: https://<subdomain>.authentication.localhost:PORT
 //     (POST /oauth/token, GET /token_keys; IAS: POST /oauth2/token,

@@ -1,7 +1,6 @@
 package mockauth
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -115,6 +114,11 @@ type Options struct {
 	// control API serves every credential without authentication: bind
 	// anything but loopback only on a machine nobody else can reach.
 	Host string
+	// Port443 serves the HTTPS hosts on port 443 of per-role loopback
+	// addresses (127.0.0.2-6), so that the URLs carry no port; default
+	// Port443Off. Only with Host 127.0.0.1 (or empty): Port443On with
+	// another Host is an error, Port443Auto falls back to ports.
+	Port443 Port443Mode
 }
 
 // Info describes a running mock: every URL and name a client needs, without
@@ -143,6 +147,13 @@ type Info struct {
 	Tenants             []Tenant `json:"tenants"`
 	Users               []string `json:"users"`
 	TwoPhase            bool     `json:"two_phase"`
+	// Port443 is true when the HTTPS hosts listen on port 443 of their
+	// role addresses and the URLs carry no port.
+	Port443 bool `json:"port443"`
+	// Resolve maps every host name to the address that serves it, as
+	// NAME=ADDR (the form of credbroker's --resolve), the same as
+	// `credbroker mock --hosts-file`.
+	Resolve []string `json:"resolve"`
 }
 
 // Server is a running mock. Its methods are safe for concurrent use.
@@ -162,6 +173,7 @@ type Server struct {
 	strictRevocation bool
 	uniqueSerials    bool
 	info             Info
+	listenAddr       string // the address of the listeners when not in port-443 mode
 
 	bindingCert    tls.Certificate
 	bindingCertPEM []byte
@@ -270,6 +282,7 @@ func (s *Server) Info() Info {
 	i := s.info
 	i.Tenants = append([]Tenant(nil), s.info.Tenants...)
 	i.Users = append([]string(nil), s.info.Users...)
+	i.Resolve = append([]string(nil), s.info.Resolve...)
 	return i
 }
 
@@ -303,9 +316,9 @@ func (s *Server) ClientSecret(clientID string) string {
 
 // Hosts returns every host name the mock serves (each tenant's token,
 // cert-token and IAS hosts, the tenant-agnostic ones, the connectors and
-// the gateway), sorted. They all live on 127.0.0.1; `credbroker mock
-// --hosts-file` writes them in hosts-file form for resolvers that do not map
-// *.localhost by themselves.
+// the gateway), sorted. [Server.HostAddrs] says which address serves each;
+// `credbroker mock --hosts-file` writes them in hosts-file form for
+// resolvers that do not map *.localhost by themselves.
 func (s *Server) Hosts() []string {
 	names := []string{UAADomain, CertUAADomain, IASDomain, connectorHost, gatewayHost}
 	if s.runtime != s.central {
@@ -319,19 +332,6 @@ func (s *Server) Hosts() []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// DialContext dials like net.Dialer, except that "localhost" and every name
-// under ".localhost" go to 127.0.0.1 (RFC 6761), so that clients reach the
-// mock's tenant hosts without touching /etc/hosts. TLS still verifies the
-// name. Use it as http.Transport.DialContext.
-func DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err == nil && isLocalhostName(host) {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, addr)
 }
 
 // Client returns an HTTP client that trusts the mock's server CA, dials

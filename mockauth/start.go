@@ -12,7 +12,9 @@ import (
 )
 
 // Start starts every listener of the mock on Options.Host (127.0.0.1 by
-// default) and returns when they accept connections. Call Close when done.
+// default), or in port-443 mode (Options.Port443) the HTTPS ones on port 443
+// of their role addresses, and returns when they accept connections. Call
+// Close when done.
 func Start(opts Options) (*Server, error) {
 	s, err := newServer(opts)
 	if err != nil {
@@ -26,10 +28,29 @@ func Start(opts Options) (*Server, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	l, err := listenAll(host, opts.TwoPhase)
-	if err != nil {
-		return nil, err
+	port443 := opts.Port443
+	if port443 != Port443Off && host != "127.0.0.1" {
+		if port443 == Port443On {
+			return nil, fmt.Errorf("mockauth: port 443 needs the role addresses 127.0.0.2-6: Host %s cannot be used with it", host)
+		}
+		port443 = Port443Off
 	}
+	var l listeners
+	if port443 != Port443Off {
+		l, err = listenAll(host, opts.TwoPhase, true)
+		if err != nil && port443 == Port443On {
+			return nil, err
+		}
+		if err != nil {
+			s.log.Info("mockauth: cannot listen on port 443, serving on random ports: URLs carry ports", "reason", err)
+		}
+	}
+	if l.secret.ln == nil {
+		if l, err = listenAll(host, opts.TwoPhase, false); err != nil {
+			return nil, err
+		}
+	}
+	s.listenAddr = adminHost(host)
 	s.describe(host, l, opts.TwoPhase)
 
 	s.serve(tls.NewListener(l.secret.ln, tc.secret), s.wrap(listenerToken, s.tokenHandler(false)))
@@ -200,23 +221,34 @@ func listenOn(host string) func() (net.Listener, int, error) {
 	}
 }
 
-// listenAll opens every listener on host, or none.
-func listenAll(host string, twoPhase bool) (listeners, error) {
+// listenAll opens every listener on a random port of host, or with port443
+// the HTTPS ones on port 443 of their role addresses (the control API stays
+// on a random port of host); it opens all or none.
+func listenAll(host string, twoPhase, port443 bool) (listeners, error) {
 	var l listeners
 	all := []*listener{&l.secret, &l.cert, &l.central, &l.gateway, &l.admin}
+	addrs := []string{host, host, host, host, host}
+	ports := []string{"0", "0", "0", "0", "0"}
+	if port443 {
+		addrs = []string{addrToken.String(), addrCert.String(), addrConnector.String(), addrGateway.String(), host}
+		ports = []string{"443", "443", "443", "443", "0"}
+	}
 	if twoPhase {
 		all = append(all, &l.runtime)
+		addrs, ports = append(addrs, host), append(ports, "0")
+		if port443 {
+			addrs[len(addrs)-1], ports[len(ports)-1] = addrRuntime.String(), "443"
+		}
 	}
-	listen := listenOn(host)
 	for i, dst := range all {
-		ln, port, err := listen()
+		ln, err := net.Listen("tcp", net.JoinHostPort(addrs[i], ports[i]))
 		if err != nil {
 			for _, opened := range all[:i] {
 				opened.ln.Close()
 			}
-			return listeners{}, err
+			return listeners{}, fmt.Errorf("mockauth: listen: %w", err)
 		}
-		*dst = listener{ln: ln, port: port}
+		*dst = listener{ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
 	}
 	return l, nil
 }
@@ -227,11 +259,11 @@ func (s *Server) describe(host string, l listeners, twoPhase bool) {
 	s.info = Info{
 		UAADomain:       UAADomain,
 		CertUAADomain:   CertUAADomain,
-		URL:             fmt.Sprintf("https://%s.%s:%d", provider, UAADomain, l.secret.port),
-		CertURL:         fmt.Sprintf("https://%s.%s:%d", provider, CertUAADomain, l.cert.port),
-		IASURL:          fmt.Sprintf("https://%s.%s:%d", provider, IASDomain, l.secret.port),
-		ConnectorURL:    fmt.Sprintf("https://%s:%d", connectorHost, l.central.port),
-		GatewayURL:      fmt.Sprintf("https://%s:%d", gatewayHost, l.gateway.port),
+		URL:             httpsURL(provider+"."+UAADomain, l.secret.port),
+		CertURL:         httpsURL(provider+"."+CertUAADomain, l.cert.port),
+		IASURL:          httpsURL(provider+"."+IASDomain, l.secret.port),
+		ConnectorURL:    httpsURL(connectorHost, l.central.port),
+		GatewayURL:      httpsURL(gatewayHost, l.gateway.port),
 		AdminURL:        "http://" + net.JoinHostPort(adminHost(host), strconv.Itoa(l.admin.port)),
 		TokenPort:       l.secret.port,
 		CertTokenPort:   l.cert.port,
@@ -245,6 +277,7 @@ func (s *Server) describe(host string, l listeners, twoPhase bool) {
 		X509XSAppName:   s.clients[X509ClientID].xsappname,
 		Tenants:         append([]Tenant(nil), s.tenants...),
 		TwoPhase:        twoPhase,
+		Port443:         l.secret.port == 443,
 	}
 	s.info.TokenKeysURL = s.info.URL + "/token_keys"
 	for _, u := range testUsers {
@@ -252,7 +285,10 @@ func (s *Server) describe(host string, l listeners, twoPhase bool) {
 	}
 	s.central.baseURL = s.info.ConnectorURL
 	if twoPhase {
-		s.info.RuntimeConnectorURL = fmt.Sprintf("https://%s:%d", runtimeHost, l.runtime.port)
+		s.info.RuntimeConnectorURL = httpsURL(runtimeHost, l.runtime.port)
 		s.runtime.baseURL = s.info.RuntimeConnectorURL
+	}
+	for _, h := range s.HostAddrs() {
+		s.info.Resolve = append(s.info.Resolve, h.Name+"="+h.Addr)
 	}
 }

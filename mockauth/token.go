@@ -483,11 +483,11 @@ func findUser(name string) *testUser {
 }
 
 func (s *Server) issuer(t Tenant) string {
-	return fmt.Sprintf("https://%s.%s:%d/oauth/token", t.Subdomain, UAADomain, s.info.TokenPort)
+	return httpsURL(t.Subdomain+"."+UAADomain, s.info.TokenPort) + "/oauth/token"
 }
 
 func (s *Server) jku(t Tenant) string {
-	return fmt.Sprintf("https://%s.%s:%d/token_keys", t.Subdomain, UAADomain, s.info.TokenPort)
+	return httpsURL(t.Subdomain+"."+UAADomain, s.info.TokenPort) + "/token_keys"
 }
 
 func audiences(c *client, scopes []string) []string {

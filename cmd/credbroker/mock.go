@@ -23,7 +23,8 @@ type MockOptions struct {
 	TwoPhase     bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
 	Application  string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
 	Destinations bool          `flag:"destinations" env:"CREDBROKER_MOCK_DESTINATIONS" usage:"also serve a Destination service and a Connectivity proxy (bindings destination and connectivity; seed with POST /mock/destinations, see docs/destinations.md)"`
-	HostsFile    string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write '127.0.0.1 NAME' lines for every host name the mock serves to this file (for /etc/hosts or Java's -Djdk.net.hosts.file)"`
+	HostsFile    string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write 'ADDRESS NAME' lines for every host name the mock serves to this file (for /etc/hosts, Java's -Djdk.net.hosts.file, or a client's own lookup)"`
+	Port443      string        `flag:"port443" env:"CREDBROKER_MOCK_PORT443" usage:"serve the HTTPS hosts on port 443 of 127.0.0.2-6 so that URLs and uaadomain carry no port: auto (when the process may bind them, else random ports), on (or fail), off" default:"auto"`
 	BindingTTL   time.Duration `flag:"binding-cert-ttl" env:"CREDBROKER_MOCK_BINDING_CERT_TTL" usage:"lifetime of the x509 binding's certificate, to test its expiry" default:"168h"`
 	ListenHost   string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
 	// AllowNonLoopback lets the mock listen beyond loopback: its control
@@ -46,7 +47,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--destinations] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--listen-host IP [--allow-non-loopback]]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--destinations] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--port443 auto|on|off] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
@@ -73,6 +74,9 @@ func (o *MockOptions) validate() error {
 			return badInputf("%s %s: must be at least 1s", d.name, d.v)
 		}
 	}
+	if _, err := mockauth.ParsePort443Mode(o.Port443); err != nil {
+		return badInputf("--port443: %v", err)
+	}
 	host := o.ListenHost
 	if host == "" {
 		host = "127.0.0.1"
@@ -97,7 +101,9 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	// Loud, first, on both streams: this server gives credentials away.
 	fmt.Fprintln(e.stdout, mockBanner)
 	e.log.Warn("test server — never expose: the mock's control API serves every credential without authentication", "listen_host", o.ListenHost)
+	port443, _ := mockauth.ParsePort443Mode(o.Port443) // checked by validate
 	srv, err := mockauth.Start(mockauth.Options{
+		Port443:         port443,
 		Host:            o.ListenHost,
 		TokenTTL:        o.TokenTTL,
 		CertTTL:         o.CertTTL,
@@ -121,7 +127,7 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 		}
 	}
 	if o.HostsFile != "" {
-		if err := writeHostsFile(o.HostsFile, srv.Hosts()); err != nil {
+		if err := writeHostsFile(o.HostsFile, srv.HostAddrs()); err != nil {
 			return badInputf("--hosts-file %s: %v", o.HostsFile, err)
 		}
 	}
@@ -163,13 +169,13 @@ func writeMockDir(dir string, srv *mockauth.Server, pairingURL string) error {
 	return nil
 }
 
-// writeHostsFile writes one "127.0.0.1 NAME" line per host name, in the
+// writeHostsFile writes one "ADDRESS NAME" line per host name, in the
 // format of /etc/hosts (and of Java's jdk.net.hosts.file).
-func writeHostsFile(path string, names []string) error {
+func writeHostsFile(path string, hosts []mockauth.HostAddr) error {
 	var b strings.Builder
-	b.WriteString("# credbroker mock: every host name it serves, on 127.0.0.1\n")
-	for _, n := range names {
-		b.WriteString("127.0.0.1 " + n + "\n")
+	b.WriteString("# credbroker mock: every host name it serves and the address that serves it\n")
+	for _, h := range hosts {
+		b.WriteString(h.Addr + " " + h.Name + "\n")
 	}
 	return writeFileAtomic(path, []byte(b.String()), 0o644)
 }
@@ -227,6 +233,12 @@ func printMockSummary(w io.Writer, info mockauth.Info, dir string) {
 		row("bindings:", info.AdminURL+"/mock/vcap (holds secrets)")
 		row("pairing url:", "POST "+info.AdminURL+`/mock/tokens {"application":"app1"}`)
 	}
-	fmt.Fprintln(w, "Host names under .localhost go to 127.0.0.1 through credbroker's dial override;")
-	fmt.Fprintln(w, "for curl use --resolve HOST:PORT:127.0.0.1 and --cacert with the server CA.")
+	if info.Port443 {
+		fmt.Fprintln(w, "Port 443: the HTTPS hosts listen on 127.0.0.2-6 and the URLs carry no port.")
+	} else {
+		fmt.Fprintln(w, "Random ports: the URLs carry ports (clients that build https://{uaadomain}/token_keys or")
+		fmt.Fprintln(w, "compare a token's jku host with uaadomain fail; run as root or with CAP_NET_BIND_SERVICE).")
+	}
+	fmt.Fprintln(w, "credbroker dials the mock's .localhost names by itself; other clients need the name -> address")
+	fmt.Fprintln(w, "map (--hosts-file, or \"resolve\" in mock.json) and the server CA (docs/testing.md).")
 }

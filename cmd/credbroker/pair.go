@@ -27,7 +27,7 @@ type pairOptions struct {
 	KeyType      string        `flag:"key-type" env:"CREDBROKER_KEY_TYPE" usage:"key algorithm: rsa2048, rsa4096 or ecdsa-p256 (default: the connector's key-algorithm, else rsa2048)"`
 	RSAFallback  bool          `flag:"rsa-fallback" env:"CREDBROKER_RSA_FALLBACK" usage:"when the connector refuses an ECDSA CSR with a 5xx (its CA signs with RSA), retry the same CSR token with an RSA 2048 key"`
 	CAFile       string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs trusted, in addition to the system roots, for the connector's server certificate (as token and run do)"`
-	Resolve      []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR, for example *.example.test=127.0.0.1 (names under .localhost always go to 127.0.0.1)"`
+	Resolve      []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR, for example *.example.test=127.0.0.1 (names under .localhost go to loopback: 127.0.0.1, or on port 443 the address of credbroker mock's role)"`
 	Timeout      time.Duration `flag:"timeout" env:"CREDBROKER_TIMEOUT" usage:"give up after this long" default:"1m"`
 }
 

@@ -23,7 +23,7 @@ type RunOptions struct {
 	Listen           string        `flag:"listen" env:"CREDBROKER_LISTEN" usage:"proxy and token API address, overrides listen: (default 127.0.0.1:8411)"`
 	AdminListen      string        `flag:"admin-listen" env:"CREDBROKER_ADMIN_LISTEN" usage:"admin address for /healthz /readyz /metrics /status, overrides admin_listen: (default 127.0.0.1:9411)"`
 	AllowNonLoopback bool          `flag:"allow-non-loopback" env:"CREDBROKER_ALLOW_NON_LOOPBACK" usage:"allow listen addresses beyond loopback (anyone who can reach the proxy can use its credentials)"`
-	Resolve          []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR for upstreams, auth servers and connectors, added to resolve: (names under .localhost always go to 127.0.0.1)"`
+	Resolve          []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR for upstreams, auth servers and connectors, added to resolve: (names under .localhost go to loopback: 127.0.0.1, or on port 443 the address of credbroker mock's role)"`
 	CAFile           string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs trusted (with the system roots) for upstreams, auth servers and connectors; overrides ca_file:"`
 	DrainTimeout     time.Duration `flag:"drain-timeout" env:"CREDBROKER_DRAIN_TIMEOUT" usage:"how long SIGTERM waits for in-flight requests; overrides drain_timeout: (default 20s)"`
 	PollInterval     time.Duration `flag:"poll-interval" env:"CREDBROKER_POLL_INTERVAL" usage:"how often the config, bindings and certificates are re-read in case a file event was missed" default:"30s"`

@@ -33,7 +33,7 @@ type TokenOptions struct {
 	Resource      string        `flag:"resource" env:"CREDBROKER_RESOURCE" usage:"IAS: resource parameter"`
 	AppTID        string        `flag:"app-tid" env:"CREDBROKER_APP_TID" usage:"IAS: app_tid parameter (the tenant)"`
 	JSON          bool          `flag:"json" env:"CREDBROKER_JSON" usage:"print the token response as JSON (with expires_at, token_url and auth) instead of the token alone"`
-	Resolve       []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR, for example *.example.test=127.0.0.1 (names under .localhost always go to 127.0.0.1)"`
+	Resolve       []string      `flag:"resolve" env:"CREDBROKER_RESOLVE" usage:"dial override PATTERN=ADDR, for example *.example.test=127.0.0.1 (names under .localhost go to loopback: 127.0.0.1, or on port 443 the address of credbroker mock's role)"`
 	CAFile        string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs trusted for the token service in addition to the system roots (for example the mock's ca.crt)"`
 	Timeout       time.Duration `flag:"timeout" env:"CREDBROKER_TIMEOUT" usage:"give up after this long, retries included" default:"30s"`
 

@@ -48,10 +48,27 @@ var _ = Describe("credbroker mock --hosts-file and --binding-cert-ttl", func() {
 			Expect(f).To(HaveLen(2), "one address and one name per line: %q", line)
 			hosts[f[1]] = f[0]
 		}
-		for _, k := range []string{"url", "certurl", "ias_url", "connector_url", "gateway_url", "token_keys_url"} {
+		// The same map as "resolve" in mock.json; on port 443 each role has
+		// its own address, on random ports all share 127.0.0.1.
+		resolve := map[string]string{}
+		for _, r := range info["resolve"].([]any) {
+			name, addr, ok := strings.Cut(r.(string), "=")
+			Expect(ok).To(BeTrue(), r)
+			resolve[name] = addr
+		}
+		Expect(hosts).To(Equal(resolve))
+		want := map[string]string{"url": "127.0.0.2", "certurl": "127.0.0.3", "ias_url": "127.0.0.2",
+			"connector_url": "127.0.0.4", "gateway_url": "127.0.0.5", "token_keys_url": "127.0.0.2"}
+		for k, addr := range want {
 			u, err := url.Parse(info[k].(string))
 			Expect(err).NotTo(HaveOccurred())
-			Expect(hosts).To(HaveKeyWithValue(u.Hostname(), "127.0.0.1"), k)
+			if info["port443"] == true {
+				Expect(u.Port()).To(BeEmpty(), k)
+			} else {
+				Expect(u.Port()).NotTo(BeEmpty(), k)
+				addr = "127.0.0.1"
+			}
+			Expect(hosts).To(HaveKeyWithValue(u.Hostname(), addr), k)
 		}
 		for _, t := range info["tenants"].([]any) {
 			sub := t.(map[string]any)["subdomain"].(string)

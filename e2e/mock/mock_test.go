@@ -2,7 +2,6 @@ package mock_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -12,7 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,17 +24,13 @@ import (
 	"github.com/onsi/gomega/gexec"
 
 	"github.com/credbroker/credbroker/e2e/harness"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
-// dial maps *.localhost to 127.0.0.1, as any client of the mock must.
-func dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err == nil && (host == "localhost" || strings.HasSuffix(host, ".localhost")) {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, addr)
-}
+// dial maps *.localhost to loopback, as any client of the mock must: on
+// port 443 a name of the mock to the address of its role (the mock serves on
+// 443 when it may), every other one to 127.0.0.1.
+var dial = mockauth.DialContext
 
 func httpClient(roots *x509.CertPool, certs ...tls.Certificate) *http.Client {
 	return &http.Client{
@@ -122,7 +116,11 @@ var _ = Describe("credbroker mock", func() {
 		Expect(err).NotTo(HaveOccurred())
 		certURL, err := url.Parse(x509Creds["certurl"].(string))
 		Expect(err).NotTo(HaveOccurred())
-		certURL.Host = "subscriber1." + info["cert_uaadomain"].(string) + ":" + certURL.Port()
+		port := certURL.Port() // "" on port 443
+		certURL.Host = "subscriber1." + info["cert_uaadomain"].(string)
+		if port != "" {
+			certURL.Host += ":" + port
+		}
 		resp, err = httpClient(roots, pair).PostForm(certURL.String()+"/oauth/token", url.Values{
 			"grant_type": {"client_credentials"}, "client_id": {x509Creds["clientid"].(string)},
 		})

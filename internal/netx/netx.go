@@ -68,6 +68,37 @@ func (r Rule) match(host string) bool {
 // configured rules.
 var Loopback = Rule{Pattern: "*.localhost", Addr: netip.MustParseAddr("127.0.0.1")}
 
+// mockPort443 are the addresses of `credbroker mock` in port-443 mode: each
+// host role listens on port 443 of its own loopback address, so that its
+// URLs carry no port. Names under these domains (the domain itself and every
+// name below it) dialed on port 443 go there; on any other port they go to
+// Loopback like every .localhost name. mockauth.Port443Addr is the mock's
+// side of this table; a test in cmd/credbroker keeps the two equal.
+var mockPort443 = []struct {
+	domain string
+	exact  bool // only the name itself, not the names below it
+	addr   netip.Addr
+}{
+	{"authentication.cert.localhost", false, netip.MustParseAddr("127.0.0.3")},
+	{"authentication.localhost", false, netip.MustParseAddr("127.0.0.2")},
+	{"accounts.localhost", false, netip.MustParseAddr("127.0.0.2")},
+	{"connector.localhost", true, netip.MustParseAddr("127.0.0.4")},
+	{"gateway.localhost", true, netip.MustParseAddr("127.0.0.5")},
+	{"runtime-connector.localhost", true, netip.MustParseAddr("127.0.0.6")},
+}
+
+// MockPort443Addr returns the loopback address of a host name of
+// `credbroker mock` in port-443 mode, and false for any other name.
+func MockPort443Addr(host string) (netip.Addr, bool) {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, m := range mockPort443 {
+		if h == m.domain || !m.exact && strings.HasSuffix(h, "."+m.domain) {
+			return m.addr, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
 // Resolver rewrites the host of a dial address by the first matching rule.
 // The zero value only applies Loopback. It is safe for concurrent use.
 type Resolver struct {
@@ -76,24 +107,41 @@ type Resolver struct {
 
 // Lookup returns the address for host, and false when no rule matches.
 func (r *Resolver) Lookup(host string) (netip.Addr, bool) {
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, rule := range r.Rules {
-		if rule.match(h) {
-			return rule.Addr, true
-		}
+	if a, ok := r.ruleLookup(host); ok {
+		return a, true
 	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
 	if h == "localhost" || Loopback.match(h) {
 		return Loopback.Addr, true
 	}
 	return netip.Addr{}, false
 }
 
+// ruleLookup returns the address of the first configured rule matching host.
+func (r *Resolver) ruleLookup(host string) (netip.Addr, bool) {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, rule := range r.Rules {
+		if rule.match(h) {
+			return rule.Addr, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
 // Rewrite returns address ("host:port") with the host replaced when a rule
-// matches. Addresses without a port are returned unchanged.
+// matches. Addresses without a port are returned unchanged. A host name of
+// `credbroker mock` on port 443 that no configured rule matches goes to the
+// mock's address for it (MockPort443Addr), not to 127.0.0.1.
 func (r *Resolver) Rewrite(address string) string {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
 		return address
+	}
+	if a, ok := r.ruleLookup(host); ok {
+		return net.JoinHostPort(a.String(), port)
+	}
+	if a, ok := MockPort443Addr(host); ok && port == "443" {
+		return net.JoinHostPort(a.String(), port)
 	}
 	if a, ok := r.Lookup(host); ok {
 		return net.JoinHostPort(a.String(), port)

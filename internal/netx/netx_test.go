@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -44,6 +45,9 @@ func TestRewrite(t *testing.T) {
 	rules, err := ParseRules([]string{"*.mock.test=127.0.0.2", "exact.test=10.1.2.3"})
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	r := &Resolver{Rules: rules}
+	// A configured rule wins over the mock's port-443 addresses.
+	own := &Resolver{Rules: []Rule{{Pattern: "*.authentication.localhost", Addr: netip.MustParseAddr("127.0.0.9")}}}
+	NewWithT(t).Expect(own.Rewrite("p.authentication.localhost:443")).To(Equal("127.0.0.9:443"))
 	for in, want := range map[string]string{
 		"sub.mock.test:443":                 "127.0.0.2:443",
 		"a.b.mock.test:8080":                "127.0.0.2:8080",
@@ -51,9 +55,21 @@ func TestRewrite(t *testing.T) {
 		"exact.test:1":                      "10.1.2.3:1",
 		"sub.exact.test:1":                  "sub.exact.test:1",
 		"tenant.authentication.localhost:9": "127.0.0.1:9",
-		"localhost:9":                       "127.0.0.1:9",
-		"example.com:443":                   "example.com:443",
-		"no-port":                           "no-port",
+		// credbroker mock in port-443 mode: each role on its own address.
+		"tenant.authentication.localhost:443":      "127.0.0.2:443",
+		"Authentication.localhost.:443":            "127.0.0.2:443",
+		"tenant.authentication.cert.localhost:443": "127.0.0.3:443",
+		"authentication.cert.localhost:443":        "127.0.0.3:443",
+		"p.accounts.localhost:443":                 "127.0.0.2:443",
+		"connector.localhost:443":                  "127.0.0.4:443",
+		"x.connector.localhost:443":                "127.0.0.1:443",
+		"gateway.localhost:443":                    "127.0.0.5:443",
+		"runtime-connector.localhost:443":          "127.0.0.6:443",
+		"other.localhost:443":                      "127.0.0.1:443",
+		"authentication.localhost.evil.test:443":   "authentication.localhost.evil.test:443",
+		"localhost:9":                              "127.0.0.1:9",
+		"example.com:443":                          "example.com:443",
+		"no-port":                                  "no-port",
 	} {
 		NewWithT(t).Expect(r.Rewrite(in)).To(Equal(want), in)
 	}
