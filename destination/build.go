@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/credbroker/credbroker/internal/httpx"
 )
 
 // maxServiceText bounds how much of an authToken error text is kept.
@@ -228,18 +230,8 @@ func applyCertificate(name string, d *Destination, cfg map[string]any, raw *find
 	return nil
 }
 
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0) {
-			return false
-		}
-	}
-	return true
-}
+// validHeaderName: an RFC 9110 token (internal/httpx).
+func validHeaderName(s string) bool { return httpx.IsToken(s) }
 
 func validHeaderValue(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/credbroker/credbroker/internal/httpx"
 	"github.com/credbroker/credbroker/internal/netx"
 	"github.com/credbroker/credbroker/sidecar/guard"
 )
@@ -706,18 +707,8 @@ func (c *Config) check() ConfigErrors {
 	return errs
 }
 
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0) {
-			return false
-		}
-	}
-	return true
-}
+// validHeaderName: an RFC 9110 token (internal/httpx).
+func validHeaderName(s string) bool { return httpx.IsToken(s) }
 
 func (c *Config) checkListen(errs ConfigErrors) ConfigErrors {
 	for _, l := range []struct{ field, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -81,25 +80,7 @@ func runConnFlood(o options, n int) (connResult, error) {
 	defer app.Close()
 	res.idle = vmRSS(pid)
 
-	var peak atomic.Int64
-	peak.Store(res.idle)
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if v := vmRSS(pid); v > peak.Load() {
-				peak.Store(v)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	stopSampling := samplePeak(pid, res.idle)
 
 	var mu sync.Mutex
 	var held []net.Conn
@@ -148,9 +129,7 @@ func runConnFlood(o options, n int) (connResult, error) {
 			res.appOK++
 		}
 	}
-	close(stop)
-	<-sampled
-	res.peak = peak.Load()
+	res.peak = stopSampling()
 	for _, c := range held {
 		c.Close()
 	}

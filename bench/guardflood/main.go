@@ -249,25 +249,7 @@ inbound:
 	}
 	res.idle = vmRSS(pid)
 
-	var peak atomic.Int64
-	peak.Store(res.idle)
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if v := vmRSS(pid); v > peak.Load() {
-				peak.Store(v)
-			}
-			select {
-			case <-stopSampling:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	stopSampling := samplePeak(pid, res.idle)
 
 	start := time.Now()
 	var mu sync.Mutex
@@ -291,9 +273,7 @@ inbound:
 	}
 	wg.Wait()
 	res.attackDur = time.Since(start)
-	close(stopSampling)
-	<-sampled
-	res.peak = peak.Load()
+	res.peak = stopSampling()
 	res.after = vmRSS(pid)
 	return res, nil
 }
@@ -336,6 +316,35 @@ func attack(hostport string, sc scenario, hold time.Duration) string {
 		}
 	}
 	return <-answer
+}
+
+// samplePeak reads the VmRSS of pid every 10 ms until the returned
+// function is called, which returns the highest value seen (at least from).
+func samplePeak(pid int, from int64) (stop func() int64) {
+	var peak atomic.Int64
+	peak.Store(from)
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := vmRSS(pid); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-sampled
+		return peak.Load()
+	}
 }
 
 var rssRE = regexp.MustCompile(`(?m)^VmRSS:\s+(\d+) kB`)
