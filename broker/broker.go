@@ -206,7 +206,7 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 		}
 		return nil, sidecar.Deps{}, err
 	}
-	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys}
+	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys, outageMargin: cfg.TokenOutageMargin}
 	deps := sidecar.Deps{Bindings: lookup, Close: g.release, Watch: c.watchPaths(cfg), Network: n}
 	if set != nil {
 		deps.Tokens = g
@@ -389,6 +389,8 @@ type genDeps struct {
 	set     *vcap.Set
 	net     *Network
 	maxKeys int // max_token_keys: distinct token keys per binding
+	// outageMargin is token_outage_margin (0: the token client's default).
+	outageMargin time.Duration
 
 	mu   sync.Mutex
 	held []func()

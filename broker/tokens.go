@@ -36,11 +36,14 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	if err != nil {
 		return failingSource{err: err}, nil
 	}
-	key := fmt.Sprintf("binding %s %s %s keys=%d", binding, g.net.key, g.c.bindingDigest(b), g.maxKeys)
+	key := fmt.Sprintf("binding %s %s %s keys=%d margin=%v", binding, g.net.key, g.c.bindingDigest(b), g.maxKeys, g.outageMargin)
 	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
 		opts := g.c.tokenOptions(binding, g.net)
 		if g.maxKeys > 0 {
 			opts = append(opts, tokenclient.WithMaxKeys(g.maxKeys))
+		}
+		if g.outageMargin > 0 {
+			opts = append(opts, tokenclient.WithOutageMargin(g.outageMargin))
 		}
 		cl, err := tokenclient.New(tcfg, opts...)
 		if err != nil {

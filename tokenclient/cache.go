@@ -50,6 +50,7 @@ type entryState struct {
 	tok        *Token
 	refreshAt  int64 // unix ns: start a background refresh from here
 	validUntil int64 // unix ns: serve tok until here
+	outageEnd  int64 // unix ns: once the service is unavailable, serve tok until here
 	neg        *TokenError
 	negUntil   int64
 	// fail is the last fetch's failure when the service was unavailable or

@@ -115,7 +115,7 @@ func defaultOptions() options {
 	return options{
 		clock:         realClock{},
 		log:           slog.New(slog.DiscardHandler),
-		pol:           policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, defaultLife: 5 * time.Minute},
+		pol:           policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, margin: DefaultOutageMargin, defaultLife: 5 * time.Minute},
 		retry:         RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},
 		maxEntries:    10000,
 		maxKeys:       DefaultMaxKeys,
@@ -206,6 +206,27 @@ func WithExpirySkew(d time.Duration) Option {
 			return
 		}
 		o.pol.skew = d
+	}
+}
+
+// DefaultOutageMargin is how long before its expiry a cached token stops
+// being served during an outage of the token service (WithOutageMargin).
+const DefaultOutageMargin = 5 * time.Second
+
+// WithOutageMargin sets the outage serving rule. Normally a token is served
+// until its expiry minus the skew (WithExpirySkew) and refreshed before.
+// Once a fetch for it failed because the service was unavailable (a network
+// error, 429, 5xx or a garbled answer), the token is served until its expiry
+// minus d instead, so an outage turns into errors only when no usable token
+// remains. d is capped at the skew applied to the token (default
+// DefaultOutageMargin); d equal to the skew turns the rule off.
+func WithOutageMargin(d time.Duration) Option {
+	return func(o *options) {
+		if d < 0 {
+			o.invalid(fmt.Errorf("%w: WithOutageMargin(%v)", ErrInvalidConfig, d))
+			return
+		}
+		o.pol.margin = d
 	}
 }
 
