@@ -199,8 +199,10 @@ func (c *Client) run(e *entry, cl *call, reason FetchReason) {
 	switch {
 	case err == nil:
 		log.Debug("token fetched", "token_url", tok.URL, "expiry", tok.Expiry)
+	case ns.tok != nil && reason == ReasonRefresh:
+		log.Warn("token refresh failed; serving the cached token", "until", time.Unix(0, ns.validUntil).UTC(), "status", status, "error", err)
 	case ns.tok != nil:
-		log.Warn("token fetch failed; serving the cached token", "until", time.Unix(0, ns.validUntil), "status", status, "error", err)
+		log.Warn("token fetch failed; serving the cached token", "until", time.Unix(0, ns.validUntil).UTC(), "status", status, "error", err)
 	default:
 		log.Warn("token fetch failed", "status", status, "error", err)
 	}
