@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/clock"
 	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
@@ -89,6 +90,9 @@ type Broker struct {
 	salt   []byte
 	tokens refPool[*tokenclient.Client]
 	certs  refPool[*liveCert]
+	// jumps signals wall-clock jumps to certificate renewal and heartbeats
+	// (token clients watch for themselves); Run runs it.
+	jumps *clock.JumpWatcher
 }
 
 // New returns a broker for o. It reads nothing yet: Load does.
@@ -117,7 +121,12 @@ func New(o Options, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	o.Resolve = slices.Clone(o.Resolve)
-	return &Broker{o: o, log: op.log, metrics: op.metrics, now: op.now, salt: salt}, nil
+	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.now, salt: salt}
+	c.jumps = clock.NewJumpWatcher(clock.System, 0, 0, func(d time.Duration) {
+		c.log.Warn("the wall clock jumped (suspend, pause or clock step); re-evaluating certificate renewal and heartbeats", "jump", d)
+		c.metrics.ClockJumped("certificates")
+	})
+	return c, nil
 }
 
 // Close stops every certificate lifecycle and token client the broker
@@ -134,6 +143,7 @@ func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
 	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
+	go func() { _ = c.jumps.Run(rctx) }()
 	go func() {
 		for {
 			select {

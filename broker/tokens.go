@@ -76,7 +76,8 @@ func (c *Broker) tokenOptions(binding string, n *Network) []tokenclient.Option {
 		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: 10 * time.Second}),
 		tokenclient.WithLogger(c.log.With("binding", binding)),
 		tokenclient.WithObserver(tokenclient.Observer{
-			Hit: hits.Inc,
+			Hit:       hits.Inc,
+			ClockJump: func(time.Duration) { c.metrics.ClockJumped("token_client") },
 			Fetch: func(ev tokenclient.FetchEvent) {
 				c.metrics.TokenFetched(binding, ev.Err, ev.Duration)
 				if ev.Reason == tokenclient.ReasonRefresh {

@@ -40,6 +40,7 @@ type Metrics struct {
 	inbound *prometheus.CounterVec
 	// events is what Metrics counts outside the hot path (observe.go).
 	events
+	selfheal selfheal // selfheal_metrics.go
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -122,6 +123,7 @@ func NewMetrics() *Metrics {
 	m.keyLimit = newKeyLimitCounter()
 	m.reg.MustRegister(m.keyLimit)
 	m.events = newEvents(m.reg)
+	m.selfheal = newSelfheal(m.reg)
 	return m
 }
 

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/clock"
 )
 
 // Clock is the client's source of time. Now stamps tokens and decides the
@@ -32,6 +34,10 @@ type Timer interface{ Stop() bool }
 type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
+
+// Monotonic implements clock.Monotonic: the client compares it with Now to
+// notice a host suspend or a step of the wall clock.
+func (realClock) Monotonic() time.Duration { return clock.System.(clock.Monotonic).Monotonic() }
 
 func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
@@ -87,6 +93,10 @@ type Observer struct {
 	Miss  func()           // a caller had to wait for a fetch (or a negative-cache replay)
 	Fetch func(FetchEvent) // a fetch finished
 	Evict func()           // an entry was dropped to keep the cache bounded
+	// ClockJump: the wall clock moved this much beside the monotonic clock
+	// (a suspend, a VM pause, a step of the system clock) and every
+	// token's refresh and expiry was evaluated again (WithClockCheck).
+	ClockJump func(time.Duration)
 }
 
 // Option configures a Client.
@@ -108,6 +118,8 @@ type options struct {
 	negativeTTL   time.Duration
 	timeout       time.Duration
 	idleConnsHost int
+	clockCheck    time.Duration
+	jumpThreshold time.Duration
 	err           error // the first invalid option; New returns it
 }
 
@@ -123,6 +135,8 @@ func defaultOptions() options {
 		negativeTTL:   10 * time.Second,
 		timeout:       10 * time.Second,
 		idleConnsHost: 4,
+		clockCheck:    clock.DefaultJumpCheck,
+		jumpThreshold: clock.DefaultJumpThreshold,
 	}
 }
 
@@ -206,6 +220,26 @@ func WithExpirySkew(d time.Duration) Option {
 			return
 		}
 		o.pol.skew = d
+	}
+}
+
+// WithClockCheck sets how often the client reads the wall clock for the
+// cache hit path (default 1s) and how far the wall clock may move beside
+// the monotonic clock between two reads before every token's refresh and
+// expiry is evaluated again (default 2s). A hit never serves a token whose
+// served time (validUntil) has passed on the wall clock as last read, so
+// after a host suspend a token may be served for at most one check
+// interval past it, which is still before its expiry by the skew or the
+// outage margin. The monotonic reading comes from the Clock when it
+// implements Monotonic() time.Duration (the system clock does); without it,
+// no jump is detected.
+func WithClockCheck(every, threshold time.Duration) Option {
+	return func(o *options) {
+		if every <= 0 || threshold <= 0 {
+			o.invalid(fmt.Errorf("%w: WithClockCheck(%v, %v)", ErrInvalidConfig, every, threshold))
+			return
+		}
+		o.clockCheck, o.jumpThreshold = every, threshold
 	}
 }
 
