@@ -51,6 +51,8 @@ type Options struct {
 	Bindings vcap.Sources
 	// KeyFile is the private key of self-managed X.509 bindings.
 	KeyFile string
+	// TokenCacheDir overrides token_cache_dir: when not empty.
+	TokenCacheDir string
 }
 
 // Option configures a Broker.
@@ -93,6 +95,28 @@ type Broker struct {
 	// jumps signals wall-clock jumps to certificate renewal and heartbeats
 	// (token clients watch for themselves); Run runs it.
 	jumps *clock.JumpWatcher
+
+	tokenDirsMu sync.Mutex
+	tokenDirs   map[string]*tokenDir // by token_cache_dir: one writer per directory
+}
+
+// tokenDir returns the token snapshot directory under root, opening it
+// once per run.
+func (c *Broker) tokenDir(root string) (*tokenDir, error) {
+	c.tokenDirsMu.Lock()
+	defer c.tokenDirsMu.Unlock()
+	if d := c.tokenDirs[root]; d != nil {
+		return d, nil
+	}
+	d, err := openTokenDir(root, c.log, c.metrics)
+	if err != nil {
+		return nil, err
+	}
+	if c.tokenDirs == nil {
+		c.tokenDirs = map[string]*tokenDir{}
+	}
+	c.tokenDirs[root] = d
+	return d, nil
 }
 
 // New returns a broker for o. It reads nothing yet: Load does.
@@ -186,6 +210,9 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	if c.o.DrainTimeout > 0 {
 		cfg.DrainTimeout = c.o.DrainTimeout
 	}
+	if c.o.TokenCacheDir != "" {
+		cfg.TokenCacheDir = c.o.TokenCacheDir
+	}
 
 	set, err := c.loadBindings(ctx)
 	if err != nil {
@@ -217,6 +244,13 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 		return nil, sidecar.Deps{}, err
 	}
 	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys, outageMargin: cfg.TokenOutageMargin}
+	if cfg.TokenCacheDir != "" {
+		td, err := c.tokenDir(cfg.TokenCacheDir)
+		if err != nil {
+			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: "token_cache_dir", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
+		}
+		g.tokenDir = td
+	}
 	deps := sidecar.Deps{Bindings: lookup, Close: g.release, Watch: c.watchPaths(cfg), Network: n}
 	if set != nil {
 		deps.Tokens = g
@@ -401,6 +435,8 @@ type genDeps struct {
 	maxKeys int // max_token_keys: distinct token keys per binding
 	// outageMargin is token_outage_margin (0: the token client's default).
 	outageMargin time.Duration
+	// tokenDir persists tokens (token_cache_dir); nil when off.
+	tokenDir *tokenDir
 
 	mu   sync.Mutex
 	held []func()

@@ -99,6 +99,10 @@ type Config struct {
 	// token is served until its expiry minus this margin (0: the default,
 	// tokenclient.DefaultOutageMargin; docs/reliability.md).
 	TokenOutageMargin time.Duration `yaml:"token_outage_margin"`
+	// TokenCacheDir, when set, keeps the tokens still valid in files under
+	// its credbroker-tokens subdirectory and loads them at start
+	// (docs/reliability.md; opt-in).
+	TokenCacheDir string `yaml:"token_cache_dir"`
 	// TokenAPI configures GET /.credbroker/v1/token.
 	TokenAPI TokenAPI `yaml:"token_api"`
 	// Routes are the egress routes.
