@@ -49,6 +49,9 @@ type Client struct {
 	lastRead clock.Sample // the previous tick's reading, only tick uses it
 	monoOK   bool         // the clock implements clock.Monotonic
 
+	invMu   sync.Mutex
+	invLast map[string]time.Time // tenant -> last invalidation (Invalidate's rate limit)
+
 	lifeMu sync.Mutex
 	closed chan struct{}
 	isDone atomic.Bool

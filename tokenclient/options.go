@@ -97,46 +97,51 @@ type Observer struct {
 	// (a suspend, a VM pause, a step of the system clock) and every
 	// token's refresh and expiry was evaluated again (WithClockCheck).
 	ClockJump func(time.Duration)
+	// Invalidate: Invalidate dropped a token an upstream rejected, or was
+	// refused by the rate limit (InvalidateEvent.Limited).
+	Invalidate func(InvalidateEvent)
 }
 
 // Option configures a Client.
 type Option func(*options)
 
 type options struct {
-	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
-	proxy         func(*http.Request) (*url.URL, error)
-	roots         *x509.CertPool
-	roundTripper  http.RoundTripper
-	clock         Clock
-	log           *slog.Logger
-	obs           Observer
-	pol           policy
-	retry         RetryPolicy
-	maxEntries    int
-	maxKeys       int
-	maxFetches    int
-	negativeTTL   time.Duration
-	timeout       time.Duration
-	idleConnsHost int
-	clockCheck    time.Duration
-	jumpThreshold time.Duration
-	err           error // the first invalid option; New returns it
+	dial            func(ctx context.Context, network, addr string) (net.Conn, error)
+	proxy           func(*http.Request) (*url.URL, error)
+	roots           *x509.CertPool
+	roundTripper    http.RoundTripper
+	clock           Clock
+	log             *slog.Logger
+	obs             Observer
+	pol             policy
+	retry           RetryPolicy
+	maxEntries      int
+	maxKeys         int
+	maxFetches      int
+	negativeTTL     time.Duration
+	timeout         time.Duration
+	idleConnsHost   int
+	clockCheck      time.Duration
+	jumpThreshold   time.Duration
+	invalidateEvery time.Duration
+	err             error // the first invalid option; New returns it
 }
 
 func defaultOptions() options {
 	return options{
-		clock:         realClock{},
-		log:           slog.New(slog.DiscardHandler),
-		pol:           policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, margin: DefaultOutageMargin, defaultLife: 5 * time.Minute},
-		retry:         RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},
-		maxEntries:    10000,
-		maxKeys:       DefaultMaxKeys,
-		maxFetches:    16,
-		negativeTTL:   10 * time.Second,
-		timeout:       10 * time.Second,
-		idleConnsHost: 4,
-		clockCheck:    clock.DefaultJumpCheck,
-		jumpThreshold: clock.DefaultJumpThreshold,
+		clock:           realClock{},
+		log:             slog.New(slog.DiscardHandler),
+		pol:             policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, margin: DefaultOutageMargin, defaultLife: 5 * time.Minute},
+		retry:           RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},
+		maxEntries:      10000,
+		maxKeys:         DefaultMaxKeys,
+		maxFetches:      16,
+		negativeTTL:     10 * time.Second,
+		timeout:         10 * time.Second,
+		idleConnsHost:   4,
+		clockCheck:      clock.DefaultJumpCheck,
+		jumpThreshold:   clock.DefaultJumpThreshold,
+		invalidateEvery: DefaultInvalidationInterval,
 	}
 }
 
