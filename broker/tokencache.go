@@ -136,6 +136,12 @@ func (d *tokenDir) save(binding string, cfg tokenclient.Config, cl *tokenclient.
 		snap.Tokens = []tokenclient.Saved{}
 	}
 	data, err := json.Marshal(snap)
+	// A snapshot must stay loadable (inputfile.MaxSize): with very many
+	// tenants, keep only part of the tokens.
+	for err == nil && len(data) > inputfile.MaxSize/2 && len(snap.Tokens) > 0 {
+		snap.Tokens = snap.Tokens[:len(snap.Tokens)/2]
+		data, err = json.Marshal(snap)
+	}
 	if err == nil {
 		err = atomicfile.WriteFile(context.Background(), d.file(cfg), data, 0o600)
 	}

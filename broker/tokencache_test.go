@@ -2,14 +2,17 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 
+	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/internal/syncbuf"
 	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/tokenclient"
@@ -107,4 +110,30 @@ func TestTokenDirSavesLoadsAndIgnoresForeignOrCorruptFiles(t *testing.T) {
 	g.Expect(logs.String()).To(ContainSubstring("corrupt"))
 	g.Expect(logs.String()).To(ContainSubstring("another binding's"))
 	g.Expect(logs.String()).NotTo(ContainSubstring("planted"))
+}
+
+// A binding with very many tenants still writes a snapshot that loads.
+func TestTokenDirSnapshotStaysLoadable(t *testing.T) {
+	g := NewWithT(t)
+	d, err := openTokenDir(t.TempDir(), slog.New(slog.DiscardHandler), sidecar.NewMetrics())
+	g.Expect(err).NotTo(HaveOccurred())
+	cfg := tokenclient.Config{ClientID: "c", ClientSecret: "s", TokenURL: "https://provider.authentication.invalid"}
+	a, err := tokenclient.New(cfg, tokenclient.WithMaxKeys(5000))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer a.Close()
+	big := strings.Repeat("a", 8<<10)
+	var saved []tokenclient.Saved
+	for i := range 1000 {
+		saved = append(saved, tokenclient.Saved{ZoneID: fmt.Sprintf("zone-%d", i), Token: "x" + big[:8<<10-1], IssuedAt: time.Now(), Expiry: time.Now().Add(time.Hour)})
+	}
+	g.Expect(a.Restore(saved)).To(Equal(1000))
+	d.save("b", cfg, a)
+	fi, err := os.Stat(d.file(cfg))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(fi.Size()).To(BeNumerically("<=", inputfile.MaxSize/2))
+	b, err := tokenclient.New(cfg, tokenclient.WithMaxKeys(5000))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer b.Close()
+	d.load("b", cfg, b)
+	g.Expect(len(b.Saved())).To(BeNumerically(">", 100))
 }
