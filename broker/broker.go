@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credbroker/credbroker/destination"
 	"github.com/credbroker/credbroker/internal/clock"
 	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/oauth1"
@@ -92,6 +93,7 @@ type Broker struct {
 	salt   []byte
 	tokens refPool[*tokenclient.Client]
 	certs  refPool[*liveCert]
+	dests  refPool[*destination.Cache] // destination.go: kept across reloads
 	// jumps signals wall-clock jumps to certificate renewal and heartbeats
 	// (token clients watch for themselves); Run runs it.
 	jumps *clock.JumpWatcher
@@ -158,6 +160,7 @@ func New(o Options, opts ...Option) (*Broker, error) {
 func (c *Broker) Close() error {
 	c.tokens.closeAll()
 	c.certs.closeAll()
+	c.dests.closeAll()
 	return nil
 }
 
@@ -283,6 +286,10 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 			return nil, sidecar.Deps{}, err
 		}
 		deps.Signers[r.Name] = s
+	}
+	if deps.Destinations, err = g.destinations(cfg); err != nil {
+		g.release()
+		return nil, sidecar.Deps{}, err
 	}
 	if cfg.Inbound != nil {
 		in, err := g.inbound(cfg, deps.Certificates)
@@ -419,6 +426,9 @@ func bindingLookup(set *vcap.Set) sidecar.BindingLookup {
 			return sidecar.BindingInfo{}, false
 		}
 		info := sidecar.BindingInfo{Auth: b.Auth != nil, Problems: b.Problems}
+		if svc, ok := vcap.ServiceOf(b); ok {
+			info.Service, info.Problems = svc.Kind, svc.Problems
+		}
 		if b.Auth != nil && b.Auth.Leaf() != nil && b.Auth.Key != nil {
 			info.Certificate = true
 		}

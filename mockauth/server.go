@@ -101,6 +101,10 @@ type Options struct {
 	// ClientCAs are extra CAs trusted on the cert host: a client certificate
 	// they issued authenticates as any client id of the mock.
 	ClientCAs *x509.CertPool
+	// Destinations starts a Destination service, a Connectivity proxy, an
+	// on-premise stand-in and an Internet backend stand-in, and adds the
+	// "destination" and "connectivity" bindings (destination.go).
+	Destinations bool
 	// Logger receives debug logs of requests (never secrets); silent when nil.
 	Logger *slog.Logger
 	// Now is the clock for token iat/exp, certificate validity, pairing
@@ -176,6 +180,8 @@ type Server struct {
 	faults     []*activeFault
 	stats      Stats
 	received   []Received
+
+	dest *destMock // nil unless Options.Destinations
 
 	servers []*http.Server
 	wg      sync.WaitGroup
@@ -304,6 +310,9 @@ func (s *Server) Hosts() []string {
 	names := []string{UAADomain, CertUAADomain, IASDomain, connectorHost, gatewayHost}
 	if s.runtime != s.central {
 		names = append(names, runtimeHost)
+	}
+	if s.dest != nil {
+		names = append(names, destinationHost, backendHost)
 	}
 	for _, t := range s.tenants {
 		names = append(names, t.Subdomain+"."+UAADomain, t.Subdomain+"."+CertUAADomain, t.Subdomain+"."+IASDomain)

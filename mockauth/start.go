@@ -40,6 +40,12 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.serve(tls.NewListener(l.gateway.ln, tc.gateway), s.wrap(listenerGateway, s.gatewayHandler()))
 	s.serve(l.admin.ln, noRedirect(s.adminHandler()))
+	if s.dest != nil {
+		if err := s.startDestinations(tc.base, listenOn(host)); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	s.log.Debug("mockauth: started", "url", s.info.URL, "certurl", s.info.CertURL,
 		"connector_url", s.info.ConnectorURL, "admin_url", s.info.AdminURL)
 	return s, nil
@@ -114,6 +120,10 @@ func newServer(opts Options) (*Server, error) {
 		X509ClientID:   {id: X509ClientID, xsappname: "xsuaa-x509!t1", x509: true},
 		IASClientID:    {id: IASClientID, secret: randomHex(16), xsappname: IASClientID, ias: true},
 	}
+	if opts.Destinations {
+		s.dest = newDestMock()
+		s.destinationClients()
+	}
 	s.bindingCert, s.bindingCertPEM, s.bindingKeyPEM, err = s.clientCA.clientCert(pkix.Name{
 		CommonName:         "4f1c2a8e-x509-binding",
 		OrganizationalUnit: []string{"mockauth xsuaa", s.tenants[0].ZoneID},
@@ -129,16 +139,17 @@ func newServer(opts Options) (*Server, error) {
 
 // tlsConfigs are the server sides of the mock's TLS listeners.
 type tlsConfigs struct {
-	secret    *tls.Config // token service, client secret
-	cert      *tls.Config // token service, client certificate required
-	connector *tls.Config // connector hosts: one-time tokens, no certificate
-	gateway   *tls.Config // the connector's mTLS gateway
+	base      func() *tls.Config // the server certificate, TLS 1.2+, the mock's clock
+	secret    *tls.Config        // token service, client secret
+	cert      *tls.Config        // token service, client certificate required
+	connector *tls.Config        // connector hosts: one-time tokens, no certificate
+	gateway   *tls.Config        // the connector's mTLS gateway
 }
 
 func (s *Server) tlsConfigs() (tlsConfigs, error) {
 	serverCert, err := s.serverCA.serverCert(s.now(), []string{
 		"*." + UAADomain, UAADomain, "*." + CertUAADomain, CertUAADomain, "*." + IASDomain, IASDomain,
-		connectorHost, runtimeHost, gatewayHost, "localhost",
+		connectorHost, runtimeHost, gatewayHost, destinationHost, backendHost, "localhost",
 	}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
 	if err != nil {
 		return tlsConfigs{}, err
@@ -157,7 +168,7 @@ func (s *Server) tlsConfigs() (tlsConfigs, error) {
 	connPool.AddCert(s.central.ca.cert)
 	connPool.AddCert(s.runtime.ca.cert)
 
-	tc := tlsConfigs{secret: base(), cert: base(), connector: base(), gateway: base()}
+	tc := tlsConfigs{base: base, secret: base(), cert: base(), connector: base(), gateway: base()}
 	tc.cert.ClientAuth = tls.RequireAndVerifyClientCert
 	tc.cert.ClientCAs = certPool
 	// The gateway requires a certificate in the handshake (a handshake
@@ -178,6 +189,17 @@ type listeners struct {
 	secret, cert, central, gateway, admin, runtime listener
 }
 
+// listenOn returns a function that opens a listener on host, on a free port.
+func listenOn(host string) func() (net.Listener, int, error) {
+	return func() (net.Listener, int, error) {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, 0, fmt.Errorf("mockauth: listen: %w", err)
+		}
+		return ln, ln.Addr().(*net.TCPAddr).Port, nil
+	}
+}
+
 // listenAll opens every listener on host, or none.
 func listenAll(host string, twoPhase bool) (listeners, error) {
 	var l listeners
@@ -185,15 +207,16 @@ func listenAll(host string, twoPhase bool) (listeners, error) {
 	if twoPhase {
 		all = append(all, &l.runtime)
 	}
+	listen := listenOn(host)
 	for i, dst := range all {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		ln, port, err := listen()
 		if err != nil {
 			for _, opened := range all[:i] {
 				opened.ln.Close()
 			}
-			return listeners{}, fmt.Errorf("mockauth: listen: %w", err)
+			return listeners{}, err
 		}
-		*dst = listener{ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
+		*dst = listener{ln: ln, port: port}
 	}
 	return l, nil
 }

@@ -503,9 +503,7 @@ func audiences(c *client, scopes []string) []string {
 }
 
 func (s *Server) xsuaaClaims(t Tenant, c *client, u *testUser, grant string, scopes []string, now time.Time) map[string]any {
-	s.mu.Lock()
-	ttl := s.tokenTTL
-	s.mu.Unlock()
+	ttl := s.ttlFor(c, false)
 	claims := map[string]any{
 		"jti":        randomHex(16),
 		"ext_attr":   map[string]any{"enhancer": "XSUAA", "subaccountid": t.ZoneID, "zdn": t.Subdomain},
@@ -543,9 +541,7 @@ func (s *Server) issueXSUAA(t Tenant, c *client, u *testUser, grant string, scop
 	if err != nil {
 		return nil, oauthErr(http.StatusInternalServerError, "server_error", "cannot sign token")
 	}
-	s.mu.Lock()
-	ttl := s.tokenTTL
-	s.mu.Unlock()
+	ttl := s.ttlFor(c, true)
 	resp := &tokenResponse{
 		AccessToken: tok,
 		TokenType:   "bearer",

@@ -77,6 +77,7 @@ func (s *Server) VCAPServices() []byte {
 		},
 		"identity": []any{binding(IASBindingName, "identity", "application", ias)},
 	}
+	s.destinationBindings(common, binding, v)
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return b
 }

@@ -511,7 +511,7 @@ func TestBeginBeforeBody(t *testing.T) {
 	g.Expect(err).To(MatchError(ErrBadSignature))
 
 	stale := sign(t, s, "GET", "https://a.example/x", "", "")
-	clock.Add(2 * time.Minute)
+	clock.Advance(2 * time.Minute)
 	_, err = v.Begin(stale.method, parse(stale), stale.auth, "")
 	g.Expect(err).To(MatchError(ErrStale))
 	_, err = v.Begin("GET", parse(stale), `OAuth oauth_consumer_key="k", oauth_signature_method="HMAC-SHA1", oauth_signature="x", oauth_timestamp="1800000120", oauth_nonce="a%0Ab"`, "")

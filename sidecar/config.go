@@ -115,6 +115,9 @@ type Config struct {
 	// sidecar/guard owns its format).
 	Inbound *guard.Config `yaml:"inbound"`
 
+	// Destinations configures the cache of destination routes.
+	Destinations DestinationsConfig `yaml:"destinations"`
+
 	// source names where the config came from, for messages.
 	source string
 	// lines maps field paths ("routes[1].auth") to their line.
@@ -217,6 +220,18 @@ type RouteAuth struct {
 	// that add no Authorization (none, mtls without binding) always pass the
 	// app's header through.
 	ReplaceAppCredentials *bool `yaml:"replace_app_credentials"`
+	// Destination routes (docs/destinations.md): the destination's name,
+	// the connectivity binding for OnPremise destinations, the header that
+	// carries the user's JWT (default Authorization: Bearer) and the tenant
+	// mode (subscriber-first, subscriber-only, provider-only).
+	Destination  string `yaml:"destination"`
+	Connectivity string `yaml:"connectivity"`
+	UserToken    string `yaml:"user_token"`
+	TenantMode   string `yaml:"tenant_mode"`
+	// PrincipalExchange names an xsuaa or IAS binding: for principal
+	// propagation the user's token is first exchanged (jwt-bearer) for a
+	// token of that binding. Default: the user's token is forwarded.
+	PrincipalExchange string `yaml:"principal_exchange"`
 }
 
 // Replace reports the effective replace_app_credentials.
@@ -260,7 +275,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, yamlError(source, err)
+			var root yaml.Node
+			_ = yaml.Unmarshal(data, &root) // best effort: names the key of a bad duration
+			return nil, yamlError(source, err, &root)
 		}
 		var extra yaml.Node
 		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -287,7 +304,7 @@ var (
 // yamlError turns yaml.v3 errors into ConfigErrors with lines and key names.
 // The YAML text itself is never quoted (a secret pasted into the wrong key
 // must not reach the log).
-func yamlError(source string, err error) error {
+func yamlError(source string, err error, root *yaml.Node) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		var out ConfigErrors
@@ -302,6 +319,10 @@ func yamlError(source string, err error) error {
 				line, _ = strconv.Atoi(m[1])
 				msg = m[2]
 			}
+			if m := reDuration.FindStringSubmatch(msg); m != nil {
+				out = append(out, durationError(source, line, m[1], root))
+				continue
+			}
 			out = append(out, &ConfigError{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrInvalidValue, redactYAMLValue(msg))})
 		}
 		return out
@@ -313,6 +334,57 @@ func yamlError(source string, err error) error {
 		msg = m[2]
 	}
 	return ConfigErrors{{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrConfigSyntax, msg)}}
+}
+
+var reDuration = regexp.MustCompile("^cannot unmarshal !!\\w+ `([^`]*)` into time.Duration$")
+
+// durationError names the key of a duration written without a unit
+// ("drain_timeout: 20") and shows the fix ("20s"). Durations are not
+// secrets, but only a number is echoed back.
+func durationError(source string, line int, value string, root *yaml.Node) *ConfigError {
+	field := scalarKeyAt(root, "", line, value)
+	want := "want a duration with a unit, such as 20s or 1m30s"
+	if _, err := strconv.ParseFloat(value, 64); err == nil {
+		want = fmt.Sprintf("want a duration with a unit: %ss, not %s", value, value)
+	}
+	return &ConfigError{Source: source, Line: line, Field: field, Err: fmt.Errorf("%w: %s", ErrInvalidValue, want)}
+}
+
+// scalarKeyAt returns the dotted path of the first mapping value on line
+// whose text is value ("" when none is).
+func scalarKeyAt(n *yaml.Node, path string, line int, value string) string {
+	if n == nil {
+		return ""
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := scalarKeyAt(c, path, line, value); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			v := n.Content[i+1]
+			if v.Kind == yaml.ScalarNode && v.Line == line && v.Value == value {
+				return p
+			}
+			if q := scalarKeyAt(v, p, line, value); q != "" {
+				return q
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if p := scalarKeyAt(c, fmt.Sprintf("%s[%d]", path, i), line, value); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // redactYAMLValue drops the quoted value from yaml.v3 messages such as
@@ -418,10 +490,22 @@ func (c *Config) applyDefaults() {
 		if c.Routes[i].Auth.Type == AuthBearer && c.Routes[i].Auth.Grant == "" {
 			c.Routes[i].Auth.Grant = GrantClientCredentials
 		}
-		if g := c.Routes[i].Auth.Grant; g == "jwt-bearer" {
-			c.Routes[i].Auth.Grant = GrantJWTBearer
-		}
+		c.Routes[i].Auth.Grant = canonicalGrant(c.Routes[i].Auth.Grant)
 	}
+}
+
+// canonicalGrant maps the spellings of a grant (client_credentials or
+// client-credentials, jwt-bearer, jwt_bearer or its URN, in any case) to
+// the names the sidecar uses; anything else is returned as given, for check
+// to refuse.
+func canonicalGrant(g string) string {
+	switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(g)), "_", "-") {
+	case "client-credentials":
+		return GrantClientCredentials
+	case "jwt-bearer", "urn:ietf:params:oauth:grant-type:jwt-bearer":
+		return GrantJWTBearer
+	}
+	return g
 }
 
 // Override sets the listen addresses and the non-loopback permission from
@@ -562,7 +646,9 @@ func (c *Config) check() ConfigErrors {
 			names[r.Name] = i
 		}
 		if r.Upstream == "" {
-			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrMissingValue, "a route needs an upstream URL"))
+			if r.Auth.Type != AuthDestination {
+				errs = append(errs, c.errorf(f+".upstream", r.Name, ErrMissingValue, "a route needs an upstream URL"))
+			}
 		} else if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
 			errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "want an http:// or https:// URL with a host (no user info, no fragment)"))
 		} else if u.Scheme == "http" && r.SendsCredential() && r.Auth.Type != AuthMTLS && !r.AllowPlainHTTP && !netx.LoopbackHost(u.Hostname()) {
@@ -578,27 +664,28 @@ func (c *Config) check() ConfigErrors {
 			needCert = true
 		case AuthOAuth1:
 			needOAuth1 = true
-		case AuthNone:
+		case AuthNone, AuthDestination:
 		case "":
-			errs = append(errs, c.errorf(af+".type", r.Name, ErrMissingValue, "want bearer, mtls, oauth1 or none"))
+			errs = append(errs, c.errorf(af+".type", r.Name, ErrMissingValue, "want bearer, mtls, oauth1, destination or none"))
 		default:
-			errs = append(errs, c.errorf(af+".type", r.Name, ErrInvalidValue, "%q: want bearer, mtls, oauth1 or none", a.Type))
+			errs = append(errs, c.errorf(af+".type", r.Name, ErrInvalidValue, "%q: want bearer, mtls, oauth1, destination or none", a.Type))
 		}
+		errs = c.checkDestinationRoute(errs, i, r)
 		if needBinding && a.Binding == "" {
 			errs = append(errs, c.errorf(af+".binding", r.Name, ErrMissingValue, "a bearer route needs a binding"))
 		}
-		tokens := a.Binding != "" && (a.Type == AuthBearer || a.Type == AuthMTLS)
+		tokens := a.Binding != "" && (a.Type == AuthBearer || a.Type == AuthMTLS || a.Type == AuthDestination)
 		if !tokens && (len(a.Scopes) > 0 || a.Grant != "" || a.Tenant != "" || a.TenantHeader != "") {
 			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "scopes, grant, tenant and tenant_header need a bearer route (or an mtls route with a binding)"))
 		}
 		if a.Binding != "" && !tokens {
 			errs = append(errs, c.errorf(af+".binding", r.Name, ErrInvalidValue, "binding is for bearer and mtls routes"))
 		}
-		if tokens {
+		if tokens && a.Type != AuthDestination {
 			switch a.Grant {
 			case "", GrantClientCredentials, GrantJWTBearer:
 			default:
-				errs = append(errs, c.errorf(af+".grant", r.Name, ErrInvalidValue, "%q: want client_credentials or jwt-bearer", a.Grant))
+				errs = append(errs, c.errorf(af+".grant", r.Name, ErrInvalidValue, "%q: want client_credentials or jwt-bearer (- and _ are alike; the jwt-bearer URN works too)", a.Grant))
 			}
 		}
 		if a.TenantHeader != "" && !validHeaderName(a.TenantHeader) {
@@ -680,6 +767,9 @@ type BindingInfo struct {
 	Certificate bool
 	// Problems say why the binding is not usable (empty when it is).
 	Problems []string
+	// Service is "destination" or "connectivity" for those BTP service
+	// bindings, "" otherwise.
+	Service string
 }
 
 // BindingLookup finds a binding by name for validation. ok is false when no
@@ -703,6 +793,10 @@ func (c *Config) Validate(lookup BindingLookup) error {
 		}
 	}
 	for i, r := range c.Routes {
+		if r.Auth.Type == AuthDestination {
+			errs = c.validateDestinationRoute(errs, i, r, lookup)
+			continue
+		}
 		if r.Auth.Binding != "" {
 			check(fmt.Sprintf("routes[%d].auth.binding", i), r.Name, r.Auth.Binding, true, false)
 		}

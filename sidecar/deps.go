@@ -94,6 +94,8 @@ type Deps struct {
 	Certificates map[string]ClientCertificate
 	// Signers by route name, for oauth1 routes.
 	Signers map[string]Signer
+	// Destinations by route name, for destination routes.
+	Destinations map[string]DestinationResolver
 	// Bindings describe the app's bindings for validation, /readyz and
 	// /status (nil when no route uses a binding).
 	Bindings BindingLookup

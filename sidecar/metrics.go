@@ -35,6 +35,9 @@ type Metrics struct {
 	connsRefused *prometheus.CounterVec
 	connsOpen    *prometheus.GaugeVec
 
+	destLookups *prometheus.CounterVec
+	destHits    *prometheus.CounterVec
+
 	reloads *prometheus.CounterVec
 	ready   prometheus.Gauge
 	inbound *prometheus.CounterVec
@@ -122,6 +125,8 @@ func NewMetrics() *Metrics {
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.keyLimit = newKeyLimitCounter()
 	m.reg.MustRegister(m.keyLimit)
+	m.destLookups, m.destHits = newDestinationMetrics()
+	m.reg.MustRegister(m.destLookups, m.destHits)
 	m.events = newEvents(m.reg)
 	m.selfheal = newSelfheal(m.reg)
 	return m

@@ -116,6 +116,8 @@ type route struct {
 	metrics     *routeMetrics
 	log         *slog.Logger
 
+	dest *destRoute // destination routes only
+
 	lastLeaf atomic.Pointer[x509.Certificate]
 	bearer   atomic.Pointer[bearerHeader]
 }
@@ -171,6 +173,7 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		return t
 	}
 
+	destTransport := newDestinationTransportFactory(cfg, dial, roots)
 	var errs ConfigErrors
 	for i, rc := range cfg.Routes {
 		field := fmt.Sprintf("routes[%d]", i)
@@ -197,6 +200,16 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		}
 		if rc.Auth.TenantHeader != "" {
 			r.tenantHdr = textproto.CanonicalMIMEHeaderKey(rc.Auth.TenantHeader)
+		}
+		if rc.Auth.Type == AuthDestination {
+			res := deps.Destinations[rc.Name]
+			if res == nil {
+				errs = append(errs, cfg.errorf(field+".auth", rc.Name, ErrMissingValue, "no destination resolver"))
+				continue
+			}
+			r.dest = newDestRoute(r, res, destTransport, bufs)
+			p.routes = append(p.routes, r)
+			continue
 		}
 		if rc.Auth.Binding != "" {
 			if deps.Tokens == nil {
@@ -256,6 +269,11 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 func (p *Proxy) Close() {
 	for _, t := range p.transports {
 		t.CloseIdleConnections()
+	}
+	for _, r := range p.routes {
+		if r.dest != nil {
+			r.dest.closeIdle()
+		}
 	}
 }
 
@@ -338,6 +356,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// The escaped first segment equals the route name, which has no
 		// escapes, so the decoded path starts with it too.
 		decRest := req.URL.Path[len(r.name)+1:]
+		if r.dest != nil {
+			r.dest.serve(w, req, decRest, rest)
+			return
+		}
 		req.URL.Scheme, req.URL.Host = r.target.Scheme, r.target.Host
 		req.URL.Path = joinPath(r.basePath, decRest)
 		if req.URL.RawPath != "" || r.baseRawPath != r.basePath {

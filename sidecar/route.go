@@ -79,6 +79,9 @@ func newRouter(routes []*route) *router {
 	rt := &router{byName: map[string]*route{}, byHost: map[string][]*route{}}
 	for _, r := range routes {
 		rt.byName[r.name] = r
+		if r.dest != nil {
+			continue // no fixed upstream: not reachable in forward-proxy mode
+		}
 		h := strings.ToLower(r.target.Hostname())
 		rt.byHost[h] = append(rt.byHost[h], r)
 	}

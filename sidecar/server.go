@@ -161,6 +161,11 @@ func (s *Server) Run(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
 	}
+	// Probes and scrapes open a connection each time; a keep-alive admin
+	// connection only lets a client that can reach admin_listen (0.0.0.0 in
+	// the chart) hold a slot of max_connections.admin while idle, until
+	// probes are refused. Every admin answer closes its connection.
+	adminSrv.SetKeepAlivesEnabled(false)
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	s.watchCtx = watchCtx

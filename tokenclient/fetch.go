@@ -9,9 +9,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,7 +31,13 @@ func (c *Client) fetch(ctx context.Context, r *Request) (tok *Token, attempts, s
 	p := c.o.retry
 	start := c.o.clock.Now()
 	for attempts = 1; ; attempts++ {
-		tok, status, err = c.attempt(ctx, ep, body, r)
+		// An attempt ends when the policy's MaxElapsed does: a hanging
+		// server then yields its URL and phase, not the caller's bare deadline.
+		timeout := c.o.timeout
+		if left := p.MaxElapsed - c.o.clock.Now().Sub(start); left > 0 && left < timeout {
+			timeout = left
+		}
+		tok, status, err = c.attempt(ctx, ep, body, r, timeout)
 		if err == nil || !retryable(err) || attempts >= p.MaxAttempts || ctx.Err() != nil {
 			break
 		}
@@ -119,12 +127,14 @@ func (c *Client) form(r *Request) url.Values {
 }
 
 // attempt makes one token request.
-func (c *Client) attempt(ctx context.Context, ep endpoint, body string, r *Request) (*Token, int, error) {
+func (c *Client) attempt(ctx context.Context, ep endpoint, body string, r *Request, timeout time.Duration) (*Token, int, error) {
 	if err := c.checkCertificate(ctx); err != nil {
 		return nil, 0, err
 	}
-	actx, cancel := context.WithTimeout(ctx, c.o.timeout)
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var ph phase
+	actx = httptrace.WithClientTrace(actx, ph.trace())
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, ep.url, strings.NewReader(body))
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", ep.url, err)
@@ -147,7 +157,7 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body string, r *Reque
 			err = ue.Err // its message repeats the URL
 		}
 		if ctx.Err() == nil && actx.Err() != nil {
-			err = fmt.Errorf("no answer within %v: %w", c.o.timeout, err)
+			err = fmt.Errorf("no answer within %v (timed out waiting for the %s): %w", timeout.Round(time.Millisecond), ph.String(), err)
 		}
 		return nil, 0, fmt.Errorf("POST %s: %w", ep.url, err)
 	}
@@ -161,6 +171,34 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body string, r *Reque
 	}
 	tok, err := c.parseToken(ep.url, raw)
 	return tok, resp.StatusCode, err
+}
+
+// phase is how far one request got, for the message of a timeout: a hanging
+// token server is told apart from an unreachable one.
+type phase struct{ n atomic.Int32 }
+
+const (
+	phaseDial int32 = iota
+	phaseTLS
+	phaseHeaders
+)
+
+func (p *phase) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		ConnectDone:       func(string, string, error) { p.n.Store(phaseTLS) },
+		TLSHandshakeStart: func() { p.n.Store(phaseTLS) },
+		GotConn:           func(httptrace.GotConnInfo) { p.n.Store(phaseHeaders) },
+	}
+}
+
+func (p *phase) String() string {
+	switch p.n.Load() {
+	case phaseTLS:
+		return "TLS handshake"
+	case phaseHeaders:
+		return "response headers"
+	}
+	return "connection (dial)"
 }
 
 func (c *Client) tokenError(u string, resp *http.Response, raw []byte) *TokenError {

@@ -42,6 +42,9 @@ type command struct {
 	// run executes the command. It returns an error wrapped with
 	// errBadInput for exit code 2, any other error for exit code 1.
 	run func(ctx context.Context, e *cmdEnv, opts any) error
+	// interspersed lets flags follow positional arguments
+	// (`credbroker destination NAME --tenant T`).
+	interspersed bool
 }
 
 // cmdEnv is what a command gets from the framework.
@@ -50,6 +53,9 @@ type cmdEnv struct {
 	stderr io.Writer
 	log    *slog.Logger
 	args   []string // positional arguments left after the flags
+	// setFlags holds the flags given on the command line (not those
+	// that only took a value from the environment).
+	setFlags map[string]bool
 }
 
 var commands = map[string]*command{}
@@ -112,7 +118,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "credbroker %s: environment: %v\n", c.name, err)
 		return exitInput
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	err := fs.Parse(args[1:])
+	var positional []string
+	for err == nil && c.interspersed && fs.NArg() > 0 && (len(args) < 2 || args[len(args)-fs.NArg()-1] != "--") {
+		rest := fs.Args()
+		positional = append(positional, rest[0])
+		err = fs.Parse(rest[1:])
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printCommandHelp(stdout, c, fs)
 			return exitOK
@@ -127,7 +140,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &cmdEnv{stdout: stdout, stderr: stderr, log: logger, args: fs.Args()}
+	e := &cmdEnv{stdout: stdout, stderr: stderr, log: logger, args: append(positional, fs.Args()...), setFlags: map[string]bool{}}
+	fs.Visit(func(f *flag.Flag) { e.setFlags[f.Name] = true })
 	if err := c.run(ctx, e, opts); err != nil {
 		fmt.Fprintf(stderr, "credbroker %s: %v\n", c.name, err)
 		return exitCode(err)
@@ -222,9 +236,70 @@ func bindFlags(fs *flag.FlagSet, opts any) {
 }
 
 // parseEnv reads the `env` tags of *opts. Variables that are not set leave the
-// field (its flag default) alone.
+// field (its flag default) alone. An error names the variable and what it
+// wants (`CREDBROKER_ALLOW_NON_LOOPBACK: want true/false, got "yes"`),
+// never the Go field.
 func parseEnv(opts any) error {
-	return env.ParseWithOptions(opts, env.Options{TagName: "env"})
+	err := env.ParseWithOptions(opts, env.Options{TagName: "env"})
+	if err == nil {
+		return nil
+	}
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	vars := envVars(reflect.TypeOf(opts).Elem())
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if !errors.As(e, &pe) || vars[pe.Name] == "" {
+			msgs = append(msgs, e.Error())
+			continue
+		}
+		msgs = append(msgs, envValueError(vars[pe.Name], pe.Type, os.Getenv(vars[pe.Name])))
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// envVars maps the Go field names of an option struct (and its embedded
+// option groups) to their variables.
+func envVars(t reflect.Type) map[string]string {
+	out := map[string]string{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			for k, v := range envVars(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if ev := f.Tag.Get("env"); ev != "" {
+			out[f.Name] = ev
+		}
+	}
+	return out
+}
+
+// envValueError says what a variable of type t wants. Only values of
+// booleans, numbers and durations reach here (strings cannot fail to parse),
+// so quoting the value shows no secret; it is cut short anyway.
+func envValueError(name string, t reflect.Type, value string) string {
+	if len(value) > 40 {
+		value = value[:40] + "…"
+	}
+	want := "a " + t.String()
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)):
+		want = "a duration with a unit, such as 20s or 1m30s"
+		if _, err := strconv.ParseFloat(value, 64); err == nil {
+			want = fmt.Sprintf("a duration with a unit, such as %ss", value)
+		}
+	case t.Kind() == reflect.Bool:
+		want = "true/false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		want = "an integer"
+	}
+	return fmt.Sprintf("%s: want %s, got %q", name, want, value)
 }
 
 // listFlag is a repeatable flag; the environment form is comma-separated.
@@ -265,10 +340,38 @@ func printMainHelp(w io.Writer) {
 	fmt.Fprintln(w, "Exit codes: 0 success, 1 runtime failure, 2 bad input or configuration.")
 }
 
+// printCommandHelp prints the synopsis and every flag in the form the
+// command line takes it (`--name VALUE`), with its variable and default.
+// The global flags (--log-level, --log-format) close the synopsis.
 func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: credbroker %s %s\n\n%s\n\nFlags:\n", c.name, c.usage, c.summary)
-	out := fs.Output()
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(out)
+	usage := strings.TrimSpace(c.usage + " " + globalSynopsis)
+	fmt.Fprintf(w, "Usage: credbroker %s %s\n\n%s\n\nFlags:\n", c.name, usage, c.summary)
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if isBoolFlag(f) {
+			arg = ""
+		} else if arg == "" {
+			arg = "value"
+		}
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && d != "[]" {
+			if arg == "string" {
+				d = strconv.Quote(d)
+			}
+			fmt.Fprintf(w, " (default %s)", d)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// globalSynopsis is the synopsis of the flags every command takes.
+const globalSynopsis = "[--log-level L] [--log-format text|json]"
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }

@@ -71,11 +71,14 @@ func runDemo(ctx context.Context, e *cmdEnv, o *DemoOptions) error {
 	defer os.RemoveAll(dir)
 
 	fmt.Fprintln(e.stdout, "credbroker demo: starting the mock auth server, a sample upstream and the sidecar…")
-	mock, err := mockauth.Start(mockauth.Options{})
+	mock, err := mockauth.Start(mockauth.Options{Destinations: true})
 	if err != nil {
 		return fmt.Errorf("starting the mock: %w", err)
 	}
 	defer mock.Close()
+	if err := seedDemoDestinations(mock); err != nil {
+		return err
+	}
 	pairingURL, _, err := mock.NewPairingToken("demo-app")
 	if err != nil {
 		return err
@@ -132,6 +135,7 @@ func runDemo(ctx context.Context, e *cmdEnv, o *DemoOptions) error {
 	proxy, admin := "http://"+srv.Addr(), "http://"+srv.AdminAddr()
 	fmt.Fprintf(e.stdout, "\n  proxy (routes, token API)  %s\n  admin (health, metrics)    %s\n  mock auth server           %s\n  sample upstream            %s\n\n", proxy, admin, mock.Info().URL, up.url)
 	failed := demoCalls(ctx, e.stdout, proxy, admin, up.url)
+	failed += demoDestinationCalls(ctx, e.stdout, proxy)
 
 	fmt.Fprintf(e.stdout, "\nTry it:\n")
 	for _, c := range []string{
@@ -140,6 +144,8 @@ func runDemo(ctx context.Context, e *cmdEnv, o *DemoOptions) error {
 		"curl -s " + proxy + "/events/topics | jq .                     # mtls: the certificate paired with the mock connector",
 		"curl -s -X POST -H 'Content-Type: application/json' -d '{\"n\":1}' " + proxy + "/controller/jobs | jq .   # oauth1",
 		"curl -s " + proxy + "/public/hello | jq .                      # none",
+		"curl -s " + proxy + "/s4/A_BusinessPartner | jq .              # destination (Internet): URL and token from the Destination service",
+		"curl -s " + proxy + "/erp/orders | jq .                        # destination (OnPremise): through the Connectivity proxy",
 		"curl -s -x " + proxy + " " + strings.Replace(up.url, "https://", "http://", 1) + "/orders/items | jq .   # as HTTP_PROXY",
 		"curl -s '" + proxy + sidecar.TokenAPIPath + "?binding=xsuaa-secret' | jq .   # the token API",
 		"curl -s -i " + proxy + "/admin                                 # not a route: 403",
@@ -205,7 +211,7 @@ routes:
   - name: public
     upstream: %[4]s/public
     auth: {type: none}
-`, dir, listen, admin, upstream)
+`+demoDestinationRoutes, dir, listen, admin, upstream)
 }
 
 // demoEcho is what the sample upstream answers: what it received, with the

@@ -16,15 +16,16 @@ import (
 
 // MockOptions are the flags of `credbroker mock`.
 type MockOptions struct {
-	Dir         string        `flag:"dir" env:"CREDBROKER_MOCK_DIR" usage:"directory to write vcap.json, ca.crt, pairing-url and mock.json to (created if missing)"`
-	TokenTTL    time.Duration `flag:"token-ttl" env:"CREDBROKER_MOCK_TOKEN_TTL" usage:"access-token lifetime (expires_in)" default:"12h"`
-	CertTTL     time.Duration `flag:"cert-ttl" env:"CREDBROKER_MOCK_CERT_TTL" usage:"lifetime of the connector's client certificates, down to seconds" default:"24h"`
-	PairingTTL  time.Duration `flag:"pairing-ttl" env:"CREDBROKER_MOCK_PAIRING_TTL" usage:"lifetime of one-time pairing tokens" default:"5m"`
-	TwoPhase    bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
-	Application string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
-	HostsFile   string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write '127.0.0.1 NAME' lines for every host name the mock serves to this file (for /etc/hosts or Java's -Djdk.net.hosts.file)"`
-	BindingTTL  time.Duration `flag:"binding-cert-ttl" env:"CREDBROKER_MOCK_BINDING_CERT_TTL" usage:"lifetime of the x509 binding's certificate, to test its expiry" default:"168h"`
-	ListenHost  string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
+	Dir          string        `flag:"dir" env:"CREDBROKER_MOCK_DIR" usage:"directory to write vcap.json, ca.crt, pairing-url and mock.json to (created if missing)"`
+	TokenTTL     time.Duration `flag:"token-ttl" env:"CREDBROKER_MOCK_TOKEN_TTL" usage:"access-token lifetime (expires_in)" default:"12h"`
+	CertTTL      time.Duration `flag:"cert-ttl" env:"CREDBROKER_MOCK_CERT_TTL" usage:"lifetime of the connector's client certificates, down to seconds" default:"24h"`
+	PairingTTL   time.Duration `flag:"pairing-ttl" env:"CREDBROKER_MOCK_PAIRING_TTL" usage:"lifetime of one-time pairing tokens" default:"5m"`
+	TwoPhase     bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
+	Application  string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
+	Destinations bool          `flag:"destinations" env:"CREDBROKER_MOCK_DESTINATIONS" usage:"also serve a Destination service and a Connectivity proxy (bindings destination and connectivity; seed with POST /mock/destinations, see docs/destinations.md)"`
+	HostsFile    string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write '127.0.0.1 NAME' lines for every host name the mock serves to this file (for /etc/hosts or Java's -Djdk.net.hosts.file)"`
+	BindingTTL   time.Duration `flag:"binding-cert-ttl" env:"CREDBROKER_MOCK_BINDING_CERT_TTL" usage:"lifetime of the x509 binding's certificate, to test its expiry" default:"168h"`
+	ListenHost   string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
 	// AllowNonLoopback lets the mock listen beyond loopback: its control
 	// API hands every credential to anyone who can reach it.
 	AllowNonLoopback bool `flag:"allow-non-loopback" env:"CREDBROKER_MOCK_ALLOW_NON_LOOPBACK" usage:"allow a --listen-host beyond loopback (the control API serves every credential without authentication)"`
@@ -45,7 +46,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--hosts-file F] [--listen-host IP [--allow-non-loopback]]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--destinations] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
@@ -103,6 +104,7 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 		PairingTokenTTL: o.PairingTTL,
 		TwoPhase:        o.TwoPhase,
 		BindingCertTTL:  o.BindingTTL,
+		Destinations:    o.Destinations,
 		Logger:          e.log,
 	})
 	if err != nil {
@@ -124,6 +126,10 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 		}
 	}
 	printMockSummary(e.stdout, srv.Info(), o.Dir)
+	if o.Destinations {
+		fmt.Fprintf(e.stdout, "  destination service  %s\n  connectivity proxy   http://%s\n  backend stand-in     %s\n",
+			srv.DestinationServiceURL(), srv.ConnectivityProxy(), srv.BackendURL())
+	}
 	e.log.Info("mock auth server running", "url", srv.Info().URL, "admin_url", srv.Info().AdminURL)
 	<-ctx.Done()
 	e.log.Info("mock auth server stopping")

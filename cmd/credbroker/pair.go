@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,7 @@ func init() {
 	register(&command{
 		name:       "pair",
 		summary:    "pair with a connector using a one-time token URL; writes the client certificate, key, CA and connection.json",
-		usage:      "--token-url URL | --token-url-file F --cert-dir DIR [--key-type rsa2048|rsa4096|ecdsa-p256] [--rsa-fallback] [--ca-file F] [--resolve PATTERN=ADDR]...",
+		usage:      "--token-url URL | --token-url-file F --cert-dir DIR [--key-type rsa2048|rsa4096|ecdsa-p256] [--rsa-fallback] [--ca-file F] [--resolve PATTERN=ADDR]... [--timeout D]",
 		newOptions: func() any { return &pairOptions{} },
 		run:        runPair,
 	})
@@ -156,6 +157,9 @@ func runPair(ctx context.Context, e *cmdEnv, o any) error {
 		RSAFallback: opts.RSAFallback,
 	}, in.net, e.log)
 	if err != nil {
+		if errors.As(err, new(x509.UnknownAuthorityError)) && opts.CAFile == "" {
+			return fmt.Errorf("%w (trust the connector's CA with --ca-file)", err)
+		}
 		return err
 	}
 	printPairSummary(e.stdout, in.dir, conn, time.Now())

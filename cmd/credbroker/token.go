@@ -47,7 +47,8 @@ func init() {
 		name:    "token",
 		summary: "fetch one access token for a binding and print it (or the JSON token response)",
 		usage: "[--binding N] [--tenant SUBDOMAIN | --zid ZONE] [--scope S]... [--grant G] [--assertion JWT | --assertion-file F] " +
-			"[--username U] [--json] [--resolve PATTERN=ADDR]... [--ca-file F] [--vcap-file F | --bindings-dir D] [--key-file K]",
+			"[--username U [--password-file F]] [--refresh-token-file F] [--resource R] [--app-tid T] [--timeout D] [--json] " +
+			"[--resolve PATTERN=ADDR]... [--ca-file F] [--vcap-file F | --bindings-dir D] [--key-file K]",
 		newOptions: func() any { return &TokenOptions{} },
 		run:        runToken,
 	})
@@ -162,7 +163,7 @@ func tokenRequest(o *TokenOptions) (tokenclient.Request, error) {
 			return r, badInputf("--grant password needs --username and a password (CREDBROKER_PASSWORD or --password-file)")
 		}
 		r.Username, r.Password = o.Username, tokenclient.Secret(pw)
-	case "jwt-bearer", string(tokenclient.GrantJWTBearer):
+	case "jwt-bearer", "jwt_bearer", string(tokenclient.GrantJWTBearer):
 		r.Grant = tokenclient.GrantJWTBearer
 		a, err := secretFrom("assertion", o.Assertion, "--assertion", o.AssertionFile, "--assertion-file")
 		if err != nil {
@@ -183,7 +184,7 @@ func tokenRequest(o *TokenOptions) (tokenclient.Request, error) {
 		}
 		r.RefreshToken = tokenclient.Secret(rt)
 	default:
-		return r, badInputf("--grant %q: want client_credentials, password, jwt-bearer or refresh_token", o.Grant)
+		return r, badInputf("--grant %q: want client_credentials, password, jwt-bearer or refresh_token (- and _ are alike; the jwt-bearer URN works too)", o.Grant)
 	}
 	if r.Grant != tokenclient.GrantJWTBearer && (o.Assertion != "" || o.AssertionFile != "") {
 		return r, badInputf("--assertion is only for --grant jwt-bearer")
@@ -220,7 +221,11 @@ func tokenNetOptions(o *TokenOptions) ([]tokenclient.Option, error) {
 	}
 	opts := []tokenclient.Option{
 		tokenclient.WithDialContext(n.Dialer(nil)),
-		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: o.Timeout}),
+		// Retries and each attempt end a little before --timeout, so that
+		// what timed out (the URL and the phase) is reported rather than
+		// the bare deadline.
+		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: o.Timeout * 9 / 10}),
+		tokenclient.WithTimeout(o.Timeout * 9 / 10),
 	}
 	if roots := n.RootCAs(); roots != nil {
 		opts = append(opts, tokenclient.WithRootCAs(roots))

@@ -213,6 +213,12 @@ inbound:
 			Entry("..; on a rule with allow_path_params", "/params/..;/jwt/secret"),
 			Entry("an encoded ; on a rule with allow_path_params", "/params/doc%3bjsessionid=1"),
 			Entry("a ; parameter that changes the rule (a servlet reads /params/a/b)", "/params/a;x=1/b"),
+			// Found by the re-review of issue 15: an app that decodes twice
+			// reads these as /jwt/secret, but the guard matched the catch-all.
+			Entry("a double-encoded letter (a twice-decoding app reads /jwt/secret)", "/%256Awt/secret"),
+			Entry("a triple-encoded letter", "/%25256Awt/secret"),
+			Entry("overlong UTF-8 dots (%c0%ae)", "/x/%c0%ae%c0%ae/jwt/secret"),
+			Entry("dots behind an escape that does not decode (..;%zz after two decodings)", "/params/%252e%252e;%25zz/jwt/secret"),
 		)
 
 		It("forwards ; parameters under a rule with allow_path_params, as sent", func() {
@@ -257,6 +263,25 @@ inbound:
 			Expect(seen).NotTo(HaveKey("X-Real-Ip"))
 			Expect(seen.Get("X-Forwarded-For")).To(Equal("127.0.0.1"))
 			Expect(seen.Get("X-Forwarded-Host")).To(Equal("app.example"))
+		})
+
+		It("strips the client-certificate headers other front proxies use (nginx, IIS ARR, AWS ALB)", func() {
+			resp, body := raw("/api/x", bearer(mint(nil)),
+				"SSL_CLIENT_CERT: MIIBfake",
+				"Ssl-Client-Cert: MIIBfake",
+				"Ssl-Client-Verify: SUCCESS",
+				"X-Client-Verify: SUCCESS",
+				"X-ARR-ClientCert: MIIBfake",
+				"X-Amzn-Mtls-Clientcert: MIIBfake",
+				"X-Amzn-Mtls-Clientcert-Leaf: MIIBfake",
+				"X.SSL.Client.Cert: MIIBfake",
+			)
+			Expect(resp.StatusCode).To(Equal(200), body)
+			for k := range app.last().Header {
+				f := fold(k)
+				Expect(f).NotTo(Or(HavePrefix("ssl-client-"), HavePrefix("x-ssl-client"), Equal("x-client-verify"),
+					Equal("x-arr-clientcert"), HavePrefix("x-amzn-mtls-clientcert")), k)
+			}
 		})
 
 		It("refuses a token issued in the future beyond the leeway", func() {

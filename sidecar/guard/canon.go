@@ -2,7 +2,6 @@ package guard
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -208,15 +207,84 @@ func segmentProblem(seg string) string {
 		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			return "the path has an encoded control character"
 		}
-		if round == maxDecodes || !strings.Contains(v, "%") {
+		if overlongUTF8(v) {
+			return "the path has an overlong UTF-8 sequence"
+		}
+		if round == maxDecodes {
 			return ""
 		}
-		d, err := url.PathUnescape(v)
-		if err != nil {
-			return "" // not an escape (a literal %): nothing more to decode
+		d := lenientUnescape(v)
+		if d == v {
+			return "" // nothing (more) to decode
 		}
 		v = d
 	}
+}
+
+// lenientUnescape decodes every valid %XX escape of s and keeps a "%" that
+// does not start one, as lenient decoders do: "%252e;%25zz" decodes to
+// "%2e;%zz" and then to ".;%zz", where a strict decoder stops at "%zz".
+func lenientUnescape(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// overlongUTF8 reports an overlong UTF-8 sequence (%c0%ae for ".", %c0%af
+// for "/", %e0%80%ae, …): never valid UTF-8, but old or lenient decoders
+// read them as the ASCII character they spell.
+func overlongUTF8(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		c, n := s[i], s[i+1]
+		switch {
+		case (c == 0xc0 || c == 0xc1) && n&0xc0 == 0x80,
+			c == 0xe0 && 0x80 <= n && n <= 0x9f,
+			c == 0xf0 && 0x80 <= n && n <= 0x8f:
+			return true
+		}
+	}
+	return false
+}
+
+// decodings are the path decoded once more, up to maxDecodes times in all
+// (leniently), as an app or a front proxy that decodes more than once
+// reads it; the first decoding (r.URL.Path) is not included.
+func decodings(raw string) []string {
+	var out []string
+	p := lenientUnescape(raw)
+	for range maxDecodes - 1 {
+		d := lenientUnescape(p)
+		if d == p {
+			break
+		}
+		out = append(out, d)
+		p = d
+	}
+	return out
 }
 
 // stripParams removes the ";" parameters from every segment of a decoded

@@ -375,3 +375,83 @@ func TestIdentitySetAfterHopByHopRemoval(t *testing.T) {
 	g.Expect(seen.Get(HeaderTenant)).To(Equal("t1"))
 	g.Expect(seen.Get(HeaderAuthMethod)).To(Equal("oauth1"))
 }
+
+// Found by the re-review of issue 15: an app that decodes the path twice
+// (or leniently, or with an old UTF-8 decoder) must not read a path of a
+// stricter rule than the one the guard matched.
+func TestRouteDecodedAgain(t *testing.T) {
+	g := &Guard{rules: []*rule{
+		{path: "/jwt/secret"},
+		{path: "/params/", params: true},
+		{path: "/"},
+	}}
+	for _, tc := range []struct {
+		target string
+		ok     bool
+	}{
+		{"/api/x", true},
+		{"/api/100%25", true},
+		{"/api/100%2525", true}, // %2525 -> %25 -> %: stays under /
+		{"/params/doc;jsessionid=1", true},
+		{"/%256Awt/secret", false},   // /%6Awt/secret to the guard, /jwt/secret decoded again
+		{"/%25256Awt/secret", false}, // three decodings
+		{"/%6Awt/secret", true},      // decoded once it is /jwt/secret: the guard matched that rule
+		{"/x/%c0%ae%c0%ae/jwt/secret", false},
+		{"/x/%e0%80%ae/y", false},
+		{"/params/%252e%252e;%25zz/jwt/secret", false}, // ..;%zz after two lenient decodings
+		{"/x/%252e%252e%25zz/y", true},                 // ..%zz is not a dot segment
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RequestURI = tc.target
+		u, err := url.ParseRequestURI(tc.target)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.target, err)
+		}
+		r.URL = u
+		ru, ref := g.route(r)
+		switch {
+		case tc.ok && ref != nil:
+			t.Errorf("%s: refused: %s", tc.target, ref.detail)
+		case !tc.ok && ref == nil:
+			t.Errorf("%s: accepted under rule %q", tc.target, ru.path)
+		case !tc.ok && ref.reason != ReasonPathNotCanonical:
+			t.Errorf("%s: reason %s", tc.target, ref.reason)
+		}
+	}
+}
+
+func TestLenientUnescape(t *testing.T) {
+	for in, want := range map[string]string{
+		"abc": "abc", "%2e%2E": "..", "%zz": "%zz", "%2": "%2", "%": "%", "%252e;%25zz": "%2e;%zz", "a%41%4": "aA%4",
+	} {
+		if got := lenientUnescape(in); got != want {
+			t.Errorf("lenientUnescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestClientCertHeaderNames(t *testing.T) {
+	for _, k := range []string{"X-Forwarded-Client-Cert", "SSL_CLIENT_CERT", "Ssl-Client-Verify", "X-SSL-Client-Cert",
+		"X.Ssl.Client.Cert", "X-Client-Verify", "X-ARR-ClientCert", "X-Amzn-Mtls-Clientcert-Leaf", "client_cert"} {
+		if !isClientCertHeader(k) {
+			t.Errorf("%s is not a client-certificate header", k)
+		}
+	}
+	for _, k := range []string{"Authorization", "X-Client-Id", "Ssl", "Accept"} {
+		if isClientCertHeader(k) {
+			t.Errorf("%s taken for a client-certificate header", k)
+		}
+	}
+}
+
+// A rule path ending in "/" also covers the path without it.
+func TestMatchWithoutTrailingSlash(t *testing.T) {
+	g := &Guard{rules: []*rule{{path: "/admin/"}, {path: "/api"}, {path: "/"}}}
+	for path, want := range map[string]string{
+		"/admin": "/admin/", "/admin/": "/admin/", "/admin/x": "/admin/", "/adminx": "/", "/api": "/api", "/apix": "/api", "/": "/",
+	} {
+		if ru := g.match(path); ru == nil || ru.path != want {
+			t.Errorf("match(%q) = %v, want rule %q", path, ru, want)
+		}
+	}
+}

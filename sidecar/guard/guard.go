@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -188,6 +189,14 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		Rewrite:   func(pr *httputil.ProxyRequest) { g.rewrite(pr, app) },
 		Transport: rt,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if br, ok := r.Context().Value(bodyErrKey{}).(*bodyErrReader); ok && br.readErr() != nil {
+				// The caller's body broke (a malformed chunk), not the app.
+				g.log.Info("inbound: bad request body", "path", r.URL.Path, "peer", r.RemoteAddr, "error", br.readErr())
+				w.Header().Set(HeaderError, ReasonBadRequestBody)
+				w.Header().Set("Connection", "close")
+				http.Error(w, "credbroker: bad request ("+ReasonBadRequestBody+")", http.StatusBadRequest)
+				return
+			}
 			g.log.Warn("inbound: app unreachable", "path", r.URL.Path, "error", err)
 			if eo, ok := g.obs.(EventObserver); ok {
 				eo.AppUnreachable()
@@ -229,9 +238,13 @@ func (g *Guard) Close() error {
 	return nil
 }
 
+// match returns the first rule whose path is a prefix of path. A rule path
+// ending in "/" also covers the path without it (/admin/ covers /admin):
+// many routers serve /admin with the /admin/ handler (Express, and Spring
+// before 6), which would otherwise fall to a weaker rule.
 func (g *Guard) match(path string) *rule {
 	for _, r := range g.rules {
-		if strings.HasPrefix(path, r.path) {
+		if strings.HasPrefix(path, r.path) || (len(r.path) > 1 && strings.HasSuffix(r.path, "/") && path == r.path[:len(r.path)-1]) {
 			return r
 		}
 	}
@@ -262,7 +275,54 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.obs.Accepted(id.method)
 	g.log.Debug("inbound: accepted", "path", r.URL.Path, "rule", ru.path, "method", string(id.method), "subject", id.subject)
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	ctx := context.WithValue(r.Context(), identityKey{}, id)
+	var br *bodyErrReader
+	if r.Body != nil && r.Body != http.NoBody {
+		// The proxy hands the error handler a copy of the request whose
+		// body it wrapped: the reader travels in the context.
+		br = &bodyErrReader{ReadCloser: r.Body}
+		ctx = context.WithValue(ctx, bodyErrKey{}, br)
+	}
+	r = r.WithContext(ctx)
+	if br != nil {
+		r.Body = br
+	}
+	g.proxy.ServeHTTP(w, r)
+}
+
+// ReasonBadRequestBody is the X-Credbroker-Error of a 400 for an accepted
+// request whose body could not be read (a malformed chunk): the caller's
+// fault, not the app's (that is app_unreachable).
+const ReasonBadRequestBody = "bad_request_body"
+
+type bodyErrKey struct{}
+
+// bodyErrReader remembers a read error of the caller's body other than
+// io.EOF, so the proxy's error handler can tell it from an unreachable app.
+// The transport may still be reading when the handler asks (a response
+// error while the body is being sent), hence the lock.
+type bodyErrReader struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *bodyErrReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *bodyErrReader) readErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // route checks that the raw path is canonical and picks the rule. A ";"
@@ -284,6 +344,13 @@ func (g *Guard) route(r *http.Request) (*rule, *refusal) {
 			return nil, notCanonical("the path has a ; parameter and the rule does not allow_path_params")
 		case g.match(stripParams(r.URL.Path)) != ru:
 			return nil, notCanonical("the path without its ; parameters matches another rule")
+		}
+	}
+	// An app that decodes the path again must not read a path of another
+	// rule: /%256Awt/ is /%6Awt/ to the guard and /jwt/ to it.
+	for _, d := range decodings(raw) {
+		if g.match(d) != ru || (ru != nil && ru.params && g.match(stripParams(d)) != ru) {
+			return nil, notCanonical("the path decoded once more matches another rule")
 		}
 	}
 	if ru == nil {
@@ -392,11 +459,12 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ru *rule, ref *re
 	w.Header().Set(HeaderError, ref.reason)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		// A refused request's body is never read: without this net/http
-		// would first try to drain it, as slowly as the caller sends it.
-		w.Header().Set("Connection", "close")
-	}
+	// A refused connection is closed (HTTP/2: GOAWAY once idle): a caller
+	// without a credential could otherwise park every slot of the inbound
+	// connection cap in keep-alive for client_idle_timeout, one refused
+	// request each. It also means a refused request's body is never read
+	// (net/http would first try to drain it, as slowly as the caller sends).
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(ref.status)
 	fmt.Fprintf(w, "credbroker: %s (%s)\n", strings.ToLower(http.StatusText(ref.status)), ref.reason)
 }

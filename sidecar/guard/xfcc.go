@@ -170,18 +170,29 @@ func newXFCCReader(x *XFCC) *xfccReader {
 // clientCertHeaders are the headers in which proxies pass client
 // certificates or facts about them: X-Forwarded-Client-Cert (Envoy, Cloud
 // Foundry), Client-Cert and Client-Cert-Chain (RFC 9440), X-Client-Cert,
-// and X-SSL-Client-* (HAProxy). Compared case-insensitively with '_' equal
-// to '-', as CGI-style environments fold them.
-var clientCertHeaders = []string{"x-forwarded-client-cert", "x-client-cert", "client-cert", "client-cert-chain"}
+// X-Client-Verify, X-ARR-ClientCert (IIS ARR) and the prefixes below.
+// Names are compared folded (foldName: case-insensitive, '_' and '.' equal
+// to '-'), as CGI-style environments fold them.
+var clientCertHeaders = []string{"x-forwarded-client-cert", "x-client-cert", "client-cert", "client-cert-chain",
+	"x-client-verify", "x-arr-clientcert"}
+
+// clientCertPrefixes: nginx's and Apache's SSL_CLIENT_* (often passed as
+// X-SSL-Client-* or SSL_CLIENT_CERT), and AWS ALB's X-Amzn-Mtls-Clientcert*.
+var clientCertPrefixes = []string{"x-ssl-client", "ssl-client-", "x-amzn-mtls-clientcert"}
 
 func isClientCertHeader(name string) bool {
-	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	n := foldName(name)
 	for _, h := range clientCertHeaders {
 		if n == h {
 			return true
 		}
 	}
-	return strings.HasPrefix(n, "x-ssl-client")
+	for _, p := range clientCertPrefixes {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // stripClientCertHeaders removes every client-certificate header from h

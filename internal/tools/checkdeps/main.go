@@ -28,7 +28,7 @@ type pkg struct {
 	XTestImports []string
 }
 
-var leaves = map[string]bool{"vcap": true, "tokenclient": true, "connector": true, "certwatch": true, "oauth1": true}
+var leaves = map[string]bool{"vcap": true, "tokenclient": true, "connector": true, "certwatch": true, "oauth1": true, "destination": true}
 
 // composition is the package that wires the leaves into sidecar's ports.
 const composition = "broker"

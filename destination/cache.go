@@ -1,0 +1,418 @@
+package destination
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Tenant selection modes: which Destination service instance a request for
+// a subscriber tenant asks.
+const (
+	// SubscriberFirst asks the subscriber's instance and, when it has no
+	// such destination, the provider's (what SAP's SDKs do).
+	SubscriberFirst = "subscriber-first"
+	// SubscriberOnly asks the subscriber's instance only.
+	SubscriberOnly = "subscriber-only"
+	// ProviderOnly always asks the provider's instance.
+	ProviderOnly = "provider-only"
+)
+
+// Defaults of CacheConfig.
+const (
+	DefaultTTL          = 5 * time.Minute
+	DefaultSkew         = 30 * time.Second
+	DefaultRefreshAhead = time.Minute
+	DefaultMaxEntries   = 10000
+	DefaultFetchTimeout = 30 * time.Second
+	// refreshRetry is the pause after a failed background refresh.
+	refreshRetry = 5 * time.Second
+)
+
+// CacheConfig configures a Cache. Zero values mean the defaults.
+type CacheConfig struct {
+	// TTL caps how long an entry lives (also for destinations whose auth
+	// token does not expire).
+	TTL time.Duration
+	// Skew is taken off every expiry.
+	Skew time.Duration
+	// RefreshAhead: a hit this close to the expiry (at most half the
+	// entry's lifetime) starts a background refresh.
+	RefreshAhead time.Duration
+	// MaxEntries bounds the cache.
+	MaxEntries int
+	// Selection is SubscriberFirst (default), SubscriberOnly or ProviderOnly.
+	Selection string
+	// FetchTimeout bounds one lookup that no caller waits on (background
+	// refresh) or that several callers share.
+	FetchTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Observer is told about hits and lookups (for metrics); optional.
+	Observer Observer
+}
+
+// Observer receives cache events. Its functions must be cheap and safe
+// for concurrent use; nil functions are skipped.
+type Observer struct {
+	// Hit is called for every request served from the cache.
+	Hit func()
+	// Lookup is called after every call of the service with its error
+	// (nil for success; use ReasonOf for a bounded label).
+	Lookup func(err error)
+}
+
+// Request is one resolution.
+type Request struct {
+	// Name is the destination name.
+	Name string
+	// Tenant is the subscriber subdomain ("" for the provider).
+	Tenant string
+	// UserToken is the user's JWT ("" for none).
+	UserToken string
+}
+
+// Entry is a cached resolution. It must not be modified.
+type Entry struct {
+	*Destination
+	// Expiry is when the cache stops serving the entry.
+	Expiry time.Time
+	// FromProvider is true when a subscriber request was answered by the
+	// provider's instance (subscriber-first fallback, provider-only).
+	FromProvider bool
+
+	memoOnce sync.Once
+	memo     any
+	// userBound: the user token's exp decides the expiry, so a refresh
+	// cannot extend it (and is not started).
+	userBound bool
+}
+
+// Memo returns what f returns, calling f once per entry: callers keep a
+// value derived from the entry (a prepared request template) as long as
+// the entry lives.
+func (e *Entry) Memo(f func() any) any {
+	e.memoOnce.Do(func() { e.memo = f() })
+	return e.memo
+}
+
+// Key identifies a cache entry. It holds no secret.
+type Key struct {
+	Tenant, User, Name string
+}
+
+// Stats are the cache's counters.
+type Stats struct {
+	Hits, Misses, Lookups, LookupErrors, Refreshes, Bypassed, Evictions, StaleServed int64
+	Entries                                                                          int
+}
+
+// Cache resolves destinations through a Finder and caches them. Safe for
+// concurrent use.
+type Cache struct {
+	f   Finder
+	cfg CacheConfig
+	mac []byte
+
+	macs sync.Pool // of hash.Hash (HMAC-SHA256 with mac)
+
+	mu       sync.Mutex
+	entries  map[Key]*entry
+	byToken  map[tokenKey]Key // user entries by the MAC of the token that fetched them
+	inflight map[string]*call
+
+	hits, misses, lookups, lookupErrs, refreshes, bypassed, evictions, stale atomic.Int64
+}
+
+// tokenKey finds a user entry from the request alone (no token parsing on
+// a hit).
+type tokenKey struct {
+	mac          [32]byte
+	tenant, name string
+}
+
+type entry struct {
+	e         *Entry
+	mac       [32]byte
+	hasMAC    bool
+	tk        tokenKey
+	refreshAt time.Time
+	retryAt   time.Time
+	busy      bool
+}
+
+type call struct {
+	done chan struct{}
+	e    *Entry
+	err  error
+}
+
+// NewCache returns a cache in front of f.
+func NewCache(f Finder, cfg CacheConfig) (*Cache, error) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Skew <= 0 {
+		cfg.Skew = DefaultSkew
+	}
+	if cfg.RefreshAhead <= 0 {
+		cfg.RefreshAhead = DefaultRefreshAhead
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = DefaultFetchTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	switch cfg.Selection {
+	case "":
+		cfg.Selection = SubscriberFirst
+	case SubscriberFirst, SubscriberOnly, ProviderOnly:
+	default:
+		return nil, fmt.Errorf("destination: selection %q: want %s, %s or %s", cfg.Selection, SubscriberFirst, SubscriberOnly, ProviderOnly)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	c := &Cache{f: f, cfg: cfg, mac: key, entries: map[Key]*entry{}, byToken: map[tokenKey]Key{}, inflight: map[string]*call{}}
+	c.macs.New = func() any { return hmac.New(sha256.New, c.mac) }
+	return c, nil
+}
+
+// macOf is the keyed MAC of a user token.
+func (c *Cache) macOf(token string) (out [32]byte) {
+	h := c.macs.Get().(hash.Hash)
+	h.Reset()
+	// The hash neither keeps nor changes its input: no copy of the token.
+	_, _ = h.Write(unsafe.Slice(unsafe.StringData(token), len(token)))
+	h.Sum(out[:0])
+	c.macs.Put(h)
+	return out
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	n := len(c.entries)
+	c.mu.Unlock()
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Lookups: c.lookups.Load(), LookupErrors: c.lookupErrs.Load(),
+		Refreshes: c.refreshes.Load(), Bypassed: c.bypassed.Load(), Evictions: c.evictions.Load(), StaleServed: c.stale.Load(), Entries: n}
+}
+
+// Get resolves req from the cache or the service.
+func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
+	var info UserInfo
+	var mac [32]byte
+	if req.UserToken != "" {
+		mac = c.macOf(req.UserToken)
+		tk := tokenKey{mac: mac, tenant: req.Tenant, name: req.Name}
+		now := c.cfg.Now()
+		c.mu.Lock()
+		if k, ok := c.byToken[tk]; ok {
+			if e, ok := c.hit(k, mac, true, now, req, UserInfo{}); ok {
+				c.mu.Unlock()
+				c.hits.Add(1)
+				if c.cfg.Observer.Hit != nil {
+					c.cfg.Observer.Hit()
+				}
+				return e, nil
+			}
+		}
+		c.mu.Unlock()
+		var ok bool
+		info, ok = ParseUserToken(req.UserToken)
+		if !ok || info.Key == "" {
+			// No user to key on: never shared with another token (SAP's
+			// SDK learnt this the hard way: cloud-sdk-js #1765). The entry
+			// belongs to this exact token (its MAC, never its text), so a
+			// flood with one such token still makes one lookup.
+			c.bypassed.Add(1)
+			info.Key = fmt.Sprintf("token|%x", mac[:16])
+		}
+	}
+	k := Key{Tenant: req.Tenant, User: info.Key, Name: req.Name}
+	now := c.cfg.Now()
+	c.mu.Lock()
+	if e, ok := c.hit(k, mac, req.UserToken != "", now, req, info); ok {
+		c.mu.Unlock()
+		c.hits.Add(1)
+		if c.cfg.Observer.Hit != nil {
+			c.cfg.Observer.Hit()
+		}
+		return e, nil
+	}
+	c.misses.Add(1)
+	ck := fmt.Sprintf("%d:%s|%d:%s|%d:%s|%x", len(k.Tenant), k.Tenant, len(k.User), k.User, len(k.Name), k.Name, mac)
+	cl := c.inflight[ck]
+	if cl == nil {
+		cl = &call{done: make(chan struct{})}
+		c.inflight[ck] = cl
+		go func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.FetchTimeout)
+			defer cancel()
+			cl.e, cl.err = c.fetch(fctx, req, info)
+			c.mu.Lock()
+			delete(c.inflight, ck)
+			if cl.err == nil {
+				c.store(k, mac, req.UserToken != "", cl.e)
+			}
+			c.mu.Unlock()
+			close(cl.done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-cl.done:
+		return cl.e, cl.err
+	case <-ctx.Done():
+		return nil, newError(req.Name, ErrUnavailable, "the request ended while the destination was being looked up")
+	}
+}
+
+// hit returns the valid entry of k for the token's MAC and starts a
+// refresh when it is due (c.mu held). info may be empty: the refresh then
+// parses the token itself.
+func (c *Cache) hit(k Key, mac [32]byte, hasMAC bool, now time.Time, req Request, info UserInfo) (*Entry, bool) {
+	ent := c.entries[k]
+	if ent == nil || ent.hasMAC != hasMAC || ent.mac != mac || !now.Before(ent.e.Expiry) {
+		return nil, false
+	}
+	if !now.Before(ent.refreshAt) && !ent.busy && !now.Before(ent.retryAt) {
+		ent.busy = true
+		if hasMAC && info.Key == "" {
+			info, _ = ParseUserToken(req.UserToken)
+		}
+		go c.refresh(k, mac, req, info)
+	}
+	return ent.e, true
+}
+
+// refresh looks an entry up again in the background.
+func (c *Cache) refresh(k Key, mac [32]byte, req Request, info UserInfo) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.FetchTimeout)
+	defer cancel()
+	c.refreshes.Add(1)
+	e, err := c.fetch(ctx, req, info)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.store(k, mac, req.UserToken != "", e)
+		return
+	}
+	if ent := c.entries[k]; ent != nil && ent.mac == mac {
+		ent.busy = false
+		ent.retryAt = c.cfg.Now().Add(refreshRetry)
+		c.stale.Add(1)
+	}
+}
+
+// store caches e (c.mu held). An entry whose expiry has already passed is
+// not stored.
+func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
+	now := c.cfg.Now()
+	if !now.Before(e.Expiry) {
+		return
+	}
+	if old, ok := c.entries[k]; ok {
+		c.drop(k, old)
+	} else if len(c.entries) >= c.cfg.MaxEntries {
+		c.evict(now)
+	}
+	life := e.Expiry.Sub(now)
+	ahead := c.cfg.RefreshAhead
+	if ahead > life/2 {
+		ahead = life / 2
+	}
+	ent := &entry{e: e, mac: mac, hasMAC: hasMAC, refreshAt: e.Expiry.Add(-ahead)}
+	if e.userBound {
+		ent.refreshAt = e.Expiry
+	}
+	if hasMAC {
+		ent.tk = tokenKey{mac: mac, tenant: k.Tenant, name: k.Name}
+		c.byToken[ent.tk] = k
+	}
+	c.entries[k] = ent
+}
+
+// drop removes an entry and its token index (c.mu held).
+func (c *Cache) drop(k Key, ent *entry) {
+	delete(c.entries, k)
+	if ent.hasMAC {
+		if c.byToken[ent.tk] == k {
+			delete(c.byToken, ent.tk)
+		}
+	}
+}
+
+// evict drops expired entries, or else the one that expires first
+// (c.mu held).
+func (c *Cache) evict(now time.Time) {
+	for k, ent := range c.entries {
+		if !now.Before(ent.e.Expiry) {
+			c.drop(k, ent)
+			c.evictions.Add(1)
+		}
+	}
+	if len(c.entries) < c.cfg.MaxEntries {
+		return
+	}
+	var victim Key
+	var first time.Time
+	for k, ent := range c.entries {
+		if first.IsZero() || ent.e.Expiry.Before(first) {
+			victim, first = k, ent.e.Expiry
+		}
+	}
+	c.drop(victim, c.entries[victim])
+	c.evictions.Add(1)
+}
+
+func (c *Cache) observeLookup(err error) {
+	if c.cfg.Observer.Lookup != nil {
+		c.cfg.Observer.Lookup(err)
+	}
+}
+
+// fetch asks the service, with the tenant selection applied, and computes
+// the entry's expiry.
+func (c *Cache) fetch(ctx context.Context, req Request, info UserInfo) (*Entry, error) {
+	tenant, fromProvider := req.Tenant, false
+	if c.cfg.Selection == ProviderOnly && tenant != "" {
+		tenant, fromProvider = "", true
+	}
+	c.lookups.Add(1)
+	d, err := c.f.Find(ctx, req.Name, tenant, req.UserToken)
+	c.observeLookup(err)
+	if err != nil && errors.Is(err, ErrNotFound) && c.cfg.Selection == SubscriberFirst && tenant != "" {
+		c.lookups.Add(1)
+		d, err = c.f.Find(ctx, req.Name, "", req.UserToken)
+		c.observeLookup(err)
+		fromProvider = true
+	}
+	if err != nil {
+		c.lookupErrs.Add(1)
+		return nil, err
+	}
+	now := c.cfg.Now()
+	exp := now.Add(c.cfg.TTL)
+	if !d.Expiry.IsZero() && d.Expiry.Before(exp) {
+		exp = d.Expiry
+	}
+	userBound := false
+	if !info.Expiry.IsZero() && info.Expiry.Before(exp) {
+		exp, userBound = info.Expiry, true
+	}
+	return &Entry{Destination: d, Expiry: exp.Add(-c.cfg.Skew), FromProvider: fromProvider, userBound: userBound}, nil
+}
