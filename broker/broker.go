@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/destination"
+	"github.com/credbroker/credbroker/internal/clock"
 	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
@@ -51,6 +52,8 @@ type Options struct {
 	Bindings vcap.Sources
 	// KeyFile is the private key of self-managed X.509 bindings.
 	KeyFile string
+	// TokenCacheDir overrides token_cache_dir: when not empty.
+	TokenCacheDir string
 }
 
 // Option configures a Broker.
@@ -91,6 +94,31 @@ type Broker struct {
 	tokens refPool[*tokenclient.Client]
 	certs  refPool[*liveCert]
 	dests  refPool[*destination.Cache] // destination.go: kept across reloads
+	// jumps signals wall-clock jumps to certificate renewal and heartbeats
+	// (token clients watch for themselves); Run runs it.
+	jumps *clock.JumpWatcher
+
+	tokenDirsMu sync.Mutex
+	tokenDirs   map[string]*tokenDir // by token_cache_dir: one writer per directory
+}
+
+// tokenDir returns the token snapshot directory under root, opening it
+// once per run.
+func (c *Broker) tokenDir(root string) (*tokenDir, error) {
+	c.tokenDirsMu.Lock()
+	defer c.tokenDirsMu.Unlock()
+	if d := c.tokenDirs[root]; d != nil {
+		return d, nil
+	}
+	d, err := openTokenDir(root, c.log, c.metrics)
+	if err != nil {
+		return nil, err
+	}
+	if c.tokenDirs == nil {
+		c.tokenDirs = map[string]*tokenDir{}
+	}
+	c.tokenDirs[root] = d
+	return d, nil
 }
 
 // New returns a broker for o. It reads nothing yet: Load does.
@@ -119,7 +147,12 @@ func New(o Options, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	o.Resolve = slices.Clone(o.Resolve)
-	return &Broker{o: o, log: op.log, metrics: op.metrics, now: op.now, salt: salt}, nil
+	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.now, salt: salt}
+	c.jumps = clock.NewJumpWatcher(clock.System, 0, 0, func(d time.Duration) {
+		c.log.Warn("the wall clock jumped (suspend, pause or clock step); re-evaluating certificate renewal and heartbeats", "jump", d)
+		c.metrics.ClockJumped("certificates")
+	})
+	return c, nil
 }
 
 // Close stops every certificate lifecycle and token client the broker
@@ -137,6 +170,7 @@ func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
 	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
+	go func() { _ = c.jumps.Run(rctx) }()
 	go func() {
 		for {
 			select {
@@ -179,6 +213,9 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	if c.o.DrainTimeout > 0 {
 		cfg.DrainTimeout = c.o.DrainTimeout
 	}
+	if c.o.TokenCacheDir != "" {
+		cfg.TokenCacheDir = c.o.TokenCacheDir
+	}
 
 	set, err := c.loadBindings(ctx)
 	if err != nil {
@@ -209,7 +246,14 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 		}
 		return nil, sidecar.Deps{}, err
 	}
-	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys}
+	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys, outageMargin: cfg.TokenOutageMargin}
+	if cfg.TokenCacheDir != "" {
+		td, err := c.tokenDir(cfg.TokenCacheDir)
+		if err != nil {
+			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: "token_cache_dir", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
+		}
+		g.tokenDir = td
+	}
 	deps := sidecar.Deps{Bindings: lookup, Close: g.release, Watch: c.watchPaths(cfg), Network: n}
 	if set != nil {
 		deps.Tokens = g
@@ -399,6 +443,10 @@ type genDeps struct {
 	set     *vcap.Set
 	net     *Network
 	maxKeys int // max_token_keys: distinct token keys per binding
+	// outageMargin is token_outage_margin (0: the token client's default).
+	outageMargin time.Duration
+	// tokenDir persists tokens (token_cache_dir); nil when off.
+	tokenDir *tokenDir
 
 	mu   sync.Mutex
 	held []func()

@@ -217,6 +217,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		certwatch.WithName(dc.name),
 		certwatch.WithLogger(c.log),
 		certwatch.WithPollInterval(c.o.PollInterval),
+		certwatch.WithClockJumps(c.jumps),
 	}
 	lc := &liveCert{name: dc.name}
 	var hb *connector.Heartbeat
@@ -246,6 +247,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		if ci.InfoURL != "" {
 			hb, err = connector.NewHeartbeat(client, ci.InfoURL,
 				connector.InitialInfo(ci.ManagementInfo()),
+				connector.HeartbeatJumps(c.jumps.Changed),
 				connector.OnResult(func(connector.HeartbeatResult) {
 					// Loud, every beat: a revoked certificate still works
 					// (the connector honours it until it expires), so

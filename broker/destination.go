@@ -147,7 +147,7 @@ func (g *genDeps) btpTokens(name, kind string) (*tokenclient.Client, *vcap.BTPSe
 	}
 	key := "btp " + name + " " + g.net.key + " " + g.c.bindingDigest(&tb)
 	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
-		cl, err := tokenclient.New(tcfg, g.c.tokenOptions(name, g.net)...)
+		cl, err := tokenclient.New(tcfg, g.c.tokenOptions(name, g.net, nil)...)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/credbroker/credbroker/sidecar"
@@ -36,15 +37,36 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	if err != nil {
 		return failingSource{err: err}, nil
 	}
-	key := fmt.Sprintf("binding %s %s %s keys=%d", binding, g.net.key, g.c.bindingDigest(b), g.maxKeys)
+	td := g.tokenDir
+	var dirKey string
+	if td != nil {
+		dirKey = td.path
+	}
+	key := fmt.Sprintf("binding %s %s %s keys=%d margin=%v dir=%q", binding, g.net.key, g.c.bindingDigest(b), g.maxKeys, g.outageMargin, dirKey)
 	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
-		opts := g.c.tokenOptions(binding, g.net)
+		var self atomic.Pointer[tokenclient.Client]
+		var persist func()
+		if td != nil {
+			persist = func() {
+				if cl := self.Load(); cl != nil {
+					td.save(binding, tcfg, cl)
+				}
+			}
+		}
+		opts := g.c.tokenOptions(binding, g.net, persist)
 		if g.maxKeys > 0 {
 			opts = append(opts, tokenclient.WithMaxKeys(g.maxKeys))
+		}
+		if g.outageMargin > 0 {
+			opts = append(opts, tokenclient.WithOutageMargin(g.outageMargin))
 		}
 		cl, err := tokenclient.New(tcfg, opts...)
 		if err != nil {
 			return nil, nil, err
+		}
+		self.Store(cl)
+		if td != nil {
+			td.load(binding, tcfg, cl)
 		}
 		return cl, func() { _ = cl.Close() }, nil
 	})
@@ -64,7 +86,9 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	return s, nil
 }
 
-func (c *Broker) tokenOptions(binding string, n *Network) []tokenclient.Option {
+// tokenOptions are the options of a binding's token client; persist, when
+// not nil, runs after every successful fetch (token_cache_dir).
+func (c *Broker) tokenOptions(binding string, n *Network, persist func()) []tokenclient.Option {
 	hits := c.metrics.TokenCacheHits(binding)
 	opts := []tokenclient.Option{
 		tokenclient.WithDialContext(n.resolver.Dialer(nil)),
@@ -73,9 +97,13 @@ func (c *Broker) tokenOptions(binding string, n *Network) []tokenclient.Option {
 		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: 10 * time.Second}),
 		tokenclient.WithLogger(c.log.With("binding", binding)),
 		tokenclient.WithObserver(tokenclient.Observer{
-			Hit: hits.Inc,
+			Hit:       hits.Inc,
+			ClockJump: func(time.Duration) { c.metrics.ClockJumped("token_client") },
 			Fetch: func(ev tokenclient.FetchEvent) {
 				c.metrics.TokenFetched(binding, ev.Err, ev.Duration)
+				if ev.Err == nil && persist != nil {
+					persist()
+				}
 				if ev.Reason == tokenclient.ReasonRefresh {
 					c.metrics.TokenRefreshed(binding, ev.Err)
 				}

@@ -25,6 +25,7 @@ type options struct {
 	noPersist    bool
 	allowMissing bool
 	random       func() float64
+	jumps        ClockJumps
 }
 
 // WithDir loads the pair from dir (CertFile, KeyFile, CAFile: the layout of
@@ -45,6 +46,16 @@ func WithPolicy(p Policy) Option { return func(o *options) { o.policy = p.withDe
 
 // WithClock sets the clock (default: the system clock).
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// ClockJumps signals that the wall clock jumped (a host suspend, a VM
+// pause, a step of the system clock): Changed returns a channel that is
+// closed at the next jump. *clock.JumpWatcher implements it.
+type ClockJumps interface{ Changed() <-chan struct{} }
+
+// WithClockJumps makes Run evaluate its renewal schedule again at every
+// jump j signals: waits run on the monotonic clock, which stops during a
+// suspend, so a renewal due during one would otherwise fire late.
+func WithClockJumps(j ClockJumps) Option { return func(o *options) { o.jumps = j } }
 
 // WithLogger sets the logger (default: discard everything).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }

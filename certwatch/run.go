@@ -74,9 +74,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if pollC == nil && w.poll > 0 && w.dir == "" {
 			pollC = w.clock.At(now.Add(w.poll))
 		}
+		var jumpC <-chan struct{}
+		if w.jumps != nil {
+			jumpC = w.jumps.Changed()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-jumpC: // the wall clock jumped: wait again from the new now
+			w.log.Info("the wall clock jumped; re-evaluating the renewal schedule", "certificate", w.name)
 		case <-w.kick:
 		case <-pollC:
 			pollC = nil

@@ -57,6 +57,7 @@ type heartbeatOptions struct {
 	onResult func(HeartbeatResult)
 	onChange func(ManagementInfo)
 	initial  *ManagementInfo
+	jumps    func() <-chan struct{}
 	err      error // the first invalid option
 }
 
@@ -81,6 +82,14 @@ func HeartbeatInterval(d time.Duration) HeartbeatOption {
 // interval (tests send on the channel to make it beat).
 func HeartbeatTicks(ticks <-chan time.Time) HeartbeatOption {
 	return func(o *heartbeatOptions) { o.ticks = ticks }
+}
+
+// HeartbeatJumps makes the heartbeat beat at once whenever the channel
+// changed returns is closed (a wall-clock jump: after a host suspend the
+// ticker, on the monotonic clock, would beat late); changed is called again
+// for the next one. *clock.JumpWatcher's Changed fits.
+func HeartbeatJumps(changed func() <-chan struct{}) HeartbeatOption {
+	return func(o *heartbeatOptions) { o.jumps = changed }
 }
 
 // HeartbeatClock sets the time source of results and status (default
@@ -149,10 +158,16 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	}
 	h.Beat(ctx)
 	for {
+		var jumpC <-chan struct{}
+		if h.jumps != nil {
+			jumpC = h.jumps()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticks:
+			h.Beat(ctx)
+		case <-jumpC:
 			h.Beat(ctx)
 		}
 	}

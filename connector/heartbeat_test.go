@@ -2,6 +2,7 @@ package connector_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,3 +133,35 @@ func TestHeartbeatOptions(t *testing.T) {
 }
 
 func first[A, B any](a A, _ B) A { return a }
+
+// A wall-clock jump makes the heartbeat beat at once, without waiting for
+// its ticker (which runs on the monotonic clock and stops during a suspend).
+func TestHeartbeatBeatsOnAClockJump(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(20 * time.Second)
+	f := newFake()
+	defer f.Close()
+	p := paired(t, f, "app")
+	c := f.client(connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
+	results := make(chan connector.HeartbeatResult, 16)
+	var mu sync.Mutex
+	jump := make(chan struct{})
+	changed := func() <-chan struct{} { mu.Lock(); defer mu.Unlock(); return jump }
+	signal := func() { mu.Lock(); close(jump); jump = make(chan struct{}); mu.Unlock() } // as clock.JumpWatcher does
+	hb, err := connector.NewHeartbeat(c, p.API.InfoURL,
+		connector.HeartbeatTicks(make(chan time.Time)), // never ticks
+		connector.HeartbeatJumps(changed),
+		connector.OnResult(func(r connector.HeartbeatResult) { results <- r }),
+	)
+	g.Expect(err).NotTo(HaveOccurred())
+	runCtx, cancel := context.WithCancel(ctx(t))
+	done := make(chan error, 1)
+	go func() { done <- hb.Run(runCtx) }()
+	g.Eventually(results).Should(Receive()) // the first beat, at start
+	g.Consistently(results, 100*time.Millisecond).ShouldNot(Receive())
+	signal()
+	g.Eventually(results).Should(Receive())
+	g.Consistently(results, 100*time.Millisecond).ShouldNot(Receive(), "one beat per jump")
+	cancel()
+	g.Eventually(done).Should(Receive(BeNil()))
+}

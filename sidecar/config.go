@@ -96,6 +96,14 @@ type Config struct {
 	// token-key-limit (token API and bearer routes), keys already cached
 	// keep working.
 	MaxTokenKeys int `yaml:"max_token_keys"`
+	// TokenOutageMargin: while the token service is unavailable a cached
+	// token is served until its expiry minus this margin (0: the default,
+	// tokenclient.DefaultOutageMargin; docs/reliability.md).
+	TokenOutageMargin time.Duration `yaml:"token_outage_margin"`
+	// TokenCacheDir, when set, keeps the tokens still valid in files under
+	// its credbroker-tokens subdirectory and loads them at start
+	// (docs/reliability.md; opt-in).
+	TokenCacheDir string `yaml:"token_cache_dir"`
 	// TokenAPI configures GET /.credbroker/v1/token.
 	TokenAPI TokenAPI `yaml:"token_api"`
 	// Routes are the egress routes.
@@ -557,6 +565,9 @@ func (c *Config) check() ConfigErrors {
 	}
 	if c.MaxTokenKeys < 0 {
 		errs = append(errs, c.errorf("max_token_keys", "", ErrInvalidValue, "must not be negative"))
+	}
+	if c.TokenOutageMargin < 0 {
+		errs = append(errs, c.errorf("token_outage_margin", "", ErrInvalidValue, "must not be negative"))
 	}
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {

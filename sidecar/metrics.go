@@ -43,6 +43,7 @@ type Metrics struct {
 	inbound *prometheus.CounterVec
 	// events is what Metrics counts outside the hot path (observe.go).
 	events
+	selfheal selfheal // selfheal_metrics.go
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -127,6 +128,7 @@ func NewMetrics() *Metrics {
 	m.destLookups, m.destHits = newDestinationMetrics()
 	m.reg.MustRegister(m.destLookups, m.destHits)
 	m.events = newEvents(m.reg)
+	m.selfheal = newSelfheal(m.reg)
 	return m
 }
 

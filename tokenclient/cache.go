@@ -50,6 +50,7 @@ type entryState struct {
 	tok        *Token
 	refreshAt  int64 // unix ns: start a background refresh from here
 	validUntil int64 // unix ns: serve tok until here
+	outageEnd  int64 // unix ns: once the service is unavailable, serve tok until here
 	neg        *TokenError
 	negUntil   int64
 	// fail is the last fetch's failure when the service was unavailable or
@@ -78,12 +79,14 @@ func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) (*
 	return c.insert(sh, h, r, scopes, fp, dg)
 }
 
-// cached returns e's token while its expiry timer has not fired, starting
-// a background refresh when its refresh timer has fired. It reads no clock
+// cached returns e's token while its expiry timer has not fired and the
+// wall clock as last read by tick is before its validUntil (timers run on
+// the monotonic clock, which stops during a host suspend), starting a
+// background refresh when its refresh timer has fired. It reads no clock
 // and allocates nothing.
 func (c *Client) cached(e *entry) *Token {
 	s := e.st.Load()
-	if s == nil || s.tok == nil || s.expired.Load() {
+	if s == nil || s.tok == nil || s.expired.Load() || c.wall.Load() >= s.validUntil {
 		return nil
 	}
 	if s.due.Load() && !e.busy.Load() {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/clock"
 )
 
 // Client fetches, caches and refreshes tokens for one OAuth client. It is
@@ -39,6 +41,16 @@ type Client struct {
 	sem       chan struct{} // bounds fetches across keys
 	sessions  *sessionCache
 	presented atomic.Pointer[string] // fingerprint of the last certificate the hook returned
+
+	// wall is the wall clock (unix ns) as last read by tick: the hit path
+	// compares it with a token's validUntil instead of reading the clock.
+	wall     atomic.Int64
+	ticker   Timer        // the next tick, under lifeMu
+	lastRead clock.Sample // the previous tick's reading, only tick uses it
+	monoOK   bool         // the clock implements clock.Monotonic
+
+	invMu   sync.Mutex
+	invLast map[string]time.Time // tenant -> last invalidation (Invalidate's rate limit)
 
 	lifeMu sync.Mutex
 	closed chan struct{}
@@ -108,7 +120,50 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		m := map[uint64][]*entry{}
 		c.shards[i].m.Store(&m)
 	}
+	c.lastRead, c.monoOK = clock.Read(o.clock)
+	c.wall.Store(c.lastRead.Wall.UnixNano())
+	c.ticker = o.clock.AfterFunc(o.clockCheck, c.tick)
 	return c, nil
+}
+
+// tick reads the wall clock for the hit path and, when it moved more than
+// the threshold beside the monotonic clock, evaluates every schedule again.
+func (c *Client) tick() {
+	now, _ := clock.Read(c.o.clock)
+	c.wall.Store(now.Wall.UnixNano())
+	if d := clock.Jump(c.lastRead, now); c.monoOK && clock.Jumped(d, c.o.jumpThreshold) {
+		c.o.log.Warn("the wall clock jumped (suspend, pause or clock step); re-evaluating token refresh and expiry", "jump", d)
+		c.reschedule()
+		if c.o.obs.ClockJump != nil {
+			c.o.obs.ClockJump(d)
+		}
+	}
+	c.lastRead = now
+	c.lifeMu.Lock()
+	if !c.isDone.Load() {
+		c.ticker = c.o.clock.AfterFunc(c.o.clockCheck, c.tick)
+	}
+	c.lifeMu.Unlock()
+}
+
+// reschedule re-arms the refresh and expiry timers of every entry from the
+// wall clock, and starts a fetch for a token in use that expired meanwhile,
+// so that it is back before the next request asks.
+func (c *Client) reschedule() {
+	for i := range c.shards {
+		for _, list := range *c.shards[i].m.Load() {
+			for _, e := range list {
+				e.mu.Lock()
+				if s := e.st.Load(); s != nil && s.tok != nil && !s.expired.Load() {
+					c.publish(e, s)
+					if s.expired.Load() && e.used.Load() && e.call == nil {
+						c.start(e, ReasonRefresh)
+					}
+				}
+				e.mu.Unlock()
+			}
+		}
+	}
 }
 
 // Token returns a valid access token for req.
@@ -210,6 +265,9 @@ func (c *Client) Close() error {
 	if !c.isDone.Load() {
 		c.isDone.Store(true)
 		close(c.closed)
+	}
+	if c.ticker != nil {
+		c.ticker.Stop()
 	}
 	c.lifeMu.Unlock()
 	for i := range c.shards {

@@ -224,7 +224,9 @@ func TestExpiryWhileServerDown(t *testing.T) {
 	g.Eventually(failed.Load).Should(BeEquivalentTo(1), "the background refresh ran and failed")
 	g.Expect(c.Token(bg, Request{})).To(BeIdenticalTo(tok), "the valid token is still served")
 
-	clk.Advance(3*time.Minute + 31*time.Second) // 9m31s: within the skew, no longer served
+	clk.Advance(3*time.Minute + 31*time.Second) // 9m31s: within the skew, served by the outage rule
+	g.Expect(c.Token(bg, Request{})).To(BeIdenticalTo(tok), "served until expiry minus the outage margin")
+	clk.Advance(25 * time.Second) // 9m56s: within the outage margin, no longer served
 	_, err = c.Token(bg, Request{})
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(errors.Is(err, ErrUnavailable)).To(BeTrue())

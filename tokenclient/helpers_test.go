@@ -29,6 +29,7 @@ var sprintf = fmt.Sprintf
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
+	mono   time.Duration // moves with Advance and Sleep, not with Jump
 	sleeps []time.Duration
 	timers []*fakeTimer
 }
@@ -66,8 +67,27 @@ func (f *fakeClock) AfterFunc(d time.Duration, fn func()) Timer {
 func (f *fakeClock) Advance(d time.Duration) {
 	f.mu.Lock()
 	f.now = f.now.Add(d)
+	f.mono += d
 	f.mu.Unlock()
 	f.fire()
+}
+
+func (f *fakeClock) Monotonic() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mono
+}
+
+// Jump moves the wall clock by d without moving the monotonic clock, as a
+// host suspend or a clock step does: timers (which run on the monotonic
+// clock) move with it, so none fires early or late because of the jump.
+func (f *fakeClock) Jump(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+	for _, t := range f.timers {
+		t.at = t.at.Add(d)
+	}
 }
 
 // fire runs due timers, earliest first, outside the lock.
@@ -97,6 +117,7 @@ func (f *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	f.mu.Lock()
 	f.sleeps = append(f.sleeps, d)
 	f.now = f.now.Add(d)
+	f.mono += d
 	f.mu.Unlock()
 	f.fire()
 	return ctx.Err()

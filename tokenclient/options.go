@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/clock"
 )
 
 // Clock is the client's source of time. Now stamps tokens and decides the
@@ -32,6 +34,10 @@ type Timer interface{ Stop() bool }
 type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
+
+// Monotonic implements clock.Monotonic: the client compares it with Now to
+// notice a host suspend or a step of the wall clock.
+func (realClock) Monotonic() time.Duration { return clock.System.(clock.Monotonic).Monotonic() }
 
 func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
@@ -87,42 +93,55 @@ type Observer struct {
 	Miss  func()           // a caller had to wait for a fetch (or a negative-cache replay)
 	Fetch func(FetchEvent) // a fetch finished
 	Evict func()           // an entry was dropped to keep the cache bounded
+	// ClockJump: the wall clock moved this much beside the monotonic clock
+	// (a suspend, a VM pause, a step of the system clock) and every
+	// token's refresh and expiry was evaluated again (WithClockCheck).
+	ClockJump func(time.Duration)
+	// Invalidate: Invalidate dropped a token an upstream rejected, or was
+	// refused by the rate limit (InvalidateEvent.Limited).
+	Invalidate func(InvalidateEvent)
 }
 
 // Option configures a Client.
 type Option func(*options)
 
 type options struct {
-	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
-	proxy         func(*http.Request) (*url.URL, error)
-	roots         *x509.CertPool
-	roundTripper  http.RoundTripper
-	clock         Clock
-	log           *slog.Logger
-	obs           Observer
-	pol           policy
-	retry         RetryPolicy
-	maxEntries    int
-	maxKeys       int
-	maxFetches    int
-	negativeTTL   time.Duration
-	timeout       time.Duration
-	idleConnsHost int
-	err           error // the first invalid option; New returns it
+	dial            func(ctx context.Context, network, addr string) (net.Conn, error)
+	proxy           func(*http.Request) (*url.URL, error)
+	roots           *x509.CertPool
+	roundTripper    http.RoundTripper
+	clock           Clock
+	log             *slog.Logger
+	obs             Observer
+	pol             policy
+	retry           RetryPolicy
+	maxEntries      int
+	maxKeys         int
+	maxFetches      int
+	negativeTTL     time.Duration
+	timeout         time.Duration
+	idleConnsHost   int
+	clockCheck      time.Duration
+	jumpThreshold   time.Duration
+	invalidateEvery time.Duration
+	err             error // the first invalid option; New returns it
 }
 
 func defaultOptions() options {
 	return options{
-		clock:         realClock{},
-		log:           slog.New(slog.DiscardHandler),
-		pol:           policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, defaultLife: 5 * time.Minute},
-		retry:         RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},
-		maxEntries:    10000,
-		maxKeys:       DefaultMaxKeys,
-		maxFetches:    16,
-		negativeTTL:   10 * time.Second,
-		timeout:       10 * time.Second,
-		idleConnsHost: 4,
+		clock:           realClock{},
+		log:             slog.New(slog.DiscardHandler),
+		pol:             policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, margin: DefaultOutageMargin, defaultLife: 5 * time.Minute},
+		retry:           RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},
+		maxEntries:      10000,
+		maxKeys:         DefaultMaxKeys,
+		maxFetches:      16,
+		negativeTTL:     10 * time.Second,
+		timeout:         10 * time.Second,
+		idleConnsHost:   4,
+		clockCheck:      clock.DefaultJumpCheck,
+		jumpThreshold:   clock.DefaultJumpThreshold,
+		invalidateEvery: DefaultInvalidationInterval,
 	}
 }
 
@@ -206,6 +225,47 @@ func WithExpirySkew(d time.Duration) Option {
 			return
 		}
 		o.pol.skew = d
+	}
+}
+
+// WithClockCheck sets how often the client reads the wall clock for the
+// cache hit path (default 1s) and how far the wall clock may move beside
+// the monotonic clock between two reads before every token's refresh and
+// expiry is evaluated again (default 2s). A hit never serves a token whose
+// served time (validUntil) has passed on the wall clock as last read, so
+// after a host suspend a token may be served for at most one check
+// interval past it, which is still before its expiry by the skew or the
+// outage margin. The monotonic reading comes from the Clock when it
+// implements Monotonic() time.Duration (the system clock does); without it,
+// no jump is detected.
+func WithClockCheck(every, threshold time.Duration) Option {
+	return func(o *options) {
+		if every <= 0 || threshold <= 0 {
+			o.invalid(fmt.Errorf("%w: WithClockCheck(%v, %v)", ErrInvalidConfig, every, threshold))
+			return
+		}
+		o.clockCheck, o.jumpThreshold = every, threshold
+	}
+}
+
+// DefaultOutageMargin is how long before its expiry a cached token stops
+// being served during an outage of the token service (WithOutageMargin).
+const DefaultOutageMargin = 5 * time.Second
+
+// WithOutageMargin sets the outage serving rule. Normally a token is served
+// until its expiry minus the skew (WithExpirySkew) and refreshed before.
+// Once a fetch for it failed because the service was unavailable (a network
+// error, 429, 5xx or a garbled answer), the token is served until its expiry
+// minus d instead, so an outage turns into errors only when no usable token
+// remains. d is capped at the skew applied to the token (default
+// DefaultOutageMargin); d equal to the skew turns the rule off.
+func WithOutageMargin(d time.Duration) Option {
+	return func(o *options) {
+		if d < 0 {
+			o.invalid(fmt.Errorf("%w: WithOutageMargin(%v)", ErrInvalidConfig, d))
+			return
+		}
+		o.pol.margin = d
 	}
 }
 

@@ -12,6 +12,7 @@ type policy struct {
 	refreshFraction float64       // refresh once this fraction of the life has passed
 	jitter          float64       // refresh up to this fraction of that point earlier
 	skew            time.Duration // a token counts as expired this long before its expiry
+	margin          time.Duration // during an outage, serve until this long before expiry
 	defaultLife     time.Duration // when the response has no expires_in and no JWT exp
 }
 
@@ -60,6 +61,19 @@ func schedule(issued, exp time.Time, p policy, u float64) (refreshAt, validUntil
 		refreshAt = validUntil
 	}
 	return refreshAt, validUntil
+}
+
+// outageUntil returns how long a token issued at issued and expiring at exp
+// may be served while the token service is unavailable: until exp minus the
+// outage margin. The margin is at most the skew schedule applies, so the
+// outage horizon is never before the normal one.
+func outageUntil(issued, exp time.Time, p policy) time.Time {
+	life := exp.Sub(issued)
+	if life <= 0 {
+		return issued
+	}
+	skew := min(p.skew, life/3)
+	return exp.Add(-min(p.margin, skew))
 }
 
 // valid reports whether a token may still be served at now.

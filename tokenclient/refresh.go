@@ -51,6 +51,13 @@ func (c *Client) wait(ctx context.Context, e *entry) (*Token, error) {
 	}
 	select {
 	case <-cl.done:
+		if cl.err != nil {
+			// The failed fetch may have left a token that is still served
+			// under the outage rule (WithOutageMargin).
+			if s := e.st.Load(); s.validAt(c.o.clock.Now().UnixNano()) {
+				return s.tok, nil
+			}
+		}
 		return cl.tok, cl.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("tokenclient: waiting for a token: %w", context.Cause(ctx))
@@ -147,10 +154,18 @@ func (c *Client) run(e *entry, cl *call, reason FetchReason) {
 	if err == nil {
 		refreshAt, validUntil := schedule(tok.IssuedAt, tok.Expiry, c.o.pol, rand.Float64())
 		ns.tok, ns.refreshAt, ns.validUntil = tok, refreshAt.UnixNano(), validUntil.UnixNano()
+		ns.outageEnd = outageUntil(tok.IssuedAt, tok.Expiry, c.o.pol).UnixNano()
 		e.used.Store(false)
 	} else {
-		if old.validAt(now.UnixNano()) { // keep serving the token we have
-			ns.tok, ns.validUntil = old.tok, old.validUntil
+		unavailable := errors.Is(err, ErrUnavailable) || errors.Is(err, ErrBadResponse)
+		switch {
+		case old == nil || old.tok == nil:
+		case unavailable && now.UnixNano() < old.outageEnd:
+			// The outage rule: serve the token until its expiry minus the
+			// margin rather than minus the skew.
+			ns.tok, ns.validUntil, ns.outageEnd = old.tok, old.outageEnd, old.outageEnd
+		case old.validAt(now.UnixNano()): // keep serving the token we have
+			ns.tok, ns.validUntil, ns.outageEnd = old.tok, old.validUntil, old.outageEnd
 		}
 		gap := c.o.retry.MaxDelay
 		var te *TokenError
@@ -164,7 +179,7 @@ func (c *Client) run(e *entry, cl *call, reason FetchReason) {
 		// without a valid token, waiting callers get the failure for that
 		// pause instead of starting fetch after fetch.
 		ns.refreshAt = now.Add(gap).UnixNano()
-		if ns.tok == nil && ns.neg == nil && (errors.Is(err, ErrUnavailable) || errors.Is(err, ErrBadResponse)) {
+		if ns.tok == nil && ns.neg == nil && unavailable {
 			ns.fail, ns.failUntil = err, now.Add(gap).UnixNano()
 		}
 	}
@@ -184,8 +199,10 @@ func (c *Client) run(e *entry, cl *call, reason FetchReason) {
 	switch {
 	case err == nil:
 		log.Debug("token fetched", "token_url", tok.URL, "expiry", tok.Expiry)
-	case reason == ReasonRefresh && old != nil && old.tok != nil && now.UnixNano() < old.validUntil:
-		log.Warn("token refresh failed; serving the cached token until it expires", "status", status, "error", err)
+	case ns.tok != nil && reason == ReasonRefresh:
+		log.Warn("token refresh failed; serving the cached token", "until", time.Unix(0, ns.validUntil).UTC(), "status", status, "error", err)
+	case ns.tok != nil:
+		log.Warn("token fetch failed; serving the cached token", "until", time.Unix(0, ns.validUntil).UTC(), "status", status, "error", err)
 	default:
 		log.Warn("token fetch failed", "status", status, "error", err)
 	}

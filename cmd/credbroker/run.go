@@ -27,6 +27,7 @@ type RunOptions struct {
 	CAFile           string        `flag:"ca-file" env:"CREDBROKER_CA_FILE" usage:"PEM CAs trusted (with the system roots) for upstreams, auth servers and connectors; overrides ca_file:"`
 	DrainTimeout     time.Duration `flag:"drain-timeout" env:"CREDBROKER_DRAIN_TIMEOUT" usage:"how long SIGTERM waits for in-flight requests; overrides drain_timeout: (default 20s)"`
 	PollInterval     time.Duration `flag:"poll-interval" env:"CREDBROKER_POLL_INTERVAL" usage:"how often the config, bindings and certificates are re-read in case a file event was missed" default:"30s"`
+	TokenCacheDir    string        `flag:"token-cache-dir" env:"CREDBROKER_TOKEN_CACHE_DIR" usage:"keep valid tokens in files under DIR/credbroker-tokens (0700) and load them at start; overrides token_cache_dir: (a memory-backed volume, e.g. an emptyDir with medium Memory)"`
 }
 
 func init() {
@@ -104,6 +105,7 @@ func (o *RunOptions) brokerOptions() broker.Options {
 		PollInterval:     o.PollInterval,
 		Bindings:         o.sources(),
 		KeyFile:          o.KeyFile,
+		TokenCacheDir:    o.TokenCacheDir,
 	}
 }
 

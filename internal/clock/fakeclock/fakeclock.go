@@ -11,6 +11,7 @@ import (
 type Clock struct {
 	mu      sync.Mutex
 	now     time.Time
+	mono    time.Duration // advances with Advance and Set, not with Jump
 	waiters []waiter
 }
 
@@ -54,8 +55,34 @@ func (c *Clock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t.After(c.now) {
+		c.mono += t.Sub(c.now)
 		c.now = t
 	}
+	c.fireLocked()
+}
+
+// Monotonic reads the clock's monotonic time (clock.Monotonic): it moves
+// with Advance and Set but not with Jump.
+func (c *Clock) Monotonic() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mono
+}
+
+// Jump moves the wall clock by d (either way) without moving the monotonic
+// clock, as a host suspend or a step of the system clock does. Waiters move
+// with it: the system clock's waits run on the monotonic clock, so a jump
+// neither fires nor delays them.
+func (c *Clock) Jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for i := range c.waiters {
+		c.waiters[i].at = c.waiters[i].at.Add(d)
+	}
+}
+
+func (c *Clock) fireLocked() {
 	kept := c.waiters[:0]
 	for _, w := range c.waiters {
 		if !w.at.After(c.now) {
