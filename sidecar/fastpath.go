@@ -350,6 +350,7 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 	start := time.Now()
 	status, keep := r.forwardFast(fc, h, rest, authLine)
 	r.metrics.count(status)
+	r.metrics.fast.Inc()
 	r.metrics.duration.Observe(time.Since(start).Seconds())
 	if !keep {
 		return fastClose
@@ -505,6 +506,14 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 			pc.close()
 			return 0, false, errors.New("sidecar: too many 1xx responses from upstream")
 		}
+		// Interim responses (103 Early Hints) go to the client at once, as
+		// net/http's ReverseProxy forwards them.
+		fc.out = fc.appendKept(appendStatusLine(fc.out[:0], rh.code), &rh)
+		fc.out = append(fc.out, "\r\n"...)
+		if _, err := fc.lc.Write(fc.out); err != nil {
+			pc.close()
+			return rh.code, false, errResponseCut
+		}
 	}
 	if t.headerTimeout > 0 {
 		_ = pc.conn.SetReadDeadline(time.Time{})
@@ -512,17 +521,7 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 	pc.limit = 1<<63 - 1
 
 	noBody := isHead || rh.code == http.StatusNoContent || rh.code == http.StatusNotModified
-	out := append(fc.out[:0], "HTTP/1.1 "...)
-	out = strconv.AppendInt(out, int64(rh.code), 10)
-	out = append(out, ' ')
-	if txt := http.StatusText(rh.code); txt != "" {
-		out = append(out, txt...)
-	} else {
-		out = append(out, "status code "...)
-		out = strconv.AppendInt(out, int64(rh.code), 10)
-	}
-	out = append(out, "\r\n"...)
-	out = fc.appendKept(out, &rh)
+	out := fc.appendKept(appendStatusLine(fc.out[:0], rh.code), &rh)
 	mode := bodyNone
 	switch {
 	case noBody:
@@ -561,6 +560,20 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 		return rh.code, false, errResponseCut
 	}
 	return rh.code, clientOK, nil
+}
+
+// appendStatusLine appends the status line net/http's server writes.
+func appendStatusLine(out []byte, code int) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(code), 10)
+	out = append(out, ' ')
+	if txt := http.StatusText(code); txt != "" {
+		out = append(out, txt...)
+	} else {
+		out = append(out, "status code "...)
+		out = strconv.AppendInt(out, int64(code), 10)
+	}
+	return append(out, "\r\n"...)
 }
 
 // respHead is what the fast path keeps of an upstream response head; the
