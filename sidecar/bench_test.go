@@ -71,11 +71,23 @@ func benchProxyOver(b *testing.B, auth string, deps Deps, kind upstreamKind) (*P
 
 // discardWriter is a ResponseWriter that keeps nothing, so the benchmark
 // measures the proxy (and the upstream round trip), not a recorder.
-type discardWriter struct{ h http.Header }
+type discardWriter struct {
+	h    http.Header
+	code int
+}
 
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (d *discardWriter) WriteHeader(int)             {}
+func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+
+// check fails the benchmark unless the proxy answered 200 (a benchmark of
+// a refusal measures nothing).
+func (d *discardWriter) check(b *testing.B) {
+	if d.code != 0 && d.code != http.StatusOK {
+		b.Fatalf("status %d (%s)", d.code, d.h.Get(HeaderError))
+	}
+	d.code = 0
+}
 
 func benchmarkRoute(b *testing.B, auth string, deps Deps) {
 	benchmarkRouteOver(b, auth, deps, upstreamH2)
@@ -90,8 +102,13 @@ func benchmarkRouteOver(b *testing.B, auth string, deps Deps, kind upstreamKind)
 		for pb.Next() {
 			req := httptest.NewRequest("GET", "/r/v1/items?x=1", nil)
 			req.RemoteAddr = "127.0.0.1:40000"
+			req.Host = "127.0.0.1" // the host policy refuses httptest's example.com
 			clear(w.h)
 			p.ServeHTTP(w, req)
+			if w.code != 0 && w.code != http.StatusOK {
+				b.Errorf("status %d (%s)", w.code, w.h.Get(HeaderError))
+				return
+			}
 		}
 	})
 }
@@ -164,6 +181,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 			w := &discardWriter{h: http.Header{}}
 			req := httptest.NewRequest("GET", "/r/v1/items?x=1", nil)
 			req.RemoteAddr = "127.0.0.1:40000"
+			req.Host = "127.0.0.1"
 			req.Header.Set("Accept", "application/json")
 			b.ReportAllocs()
 			for b.Loop() {
@@ -173,6 +191,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 				r.Header = http.Header{"Accept": req.Header["Accept"]}
 				clear(w.h)
 				p.ServeHTTP(w, &r)
+				w.check(b)
 			}
 		})
 	}
