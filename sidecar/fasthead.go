@@ -18,14 +18,13 @@ type fastReq struct {
 // fastField is one header line of a fastReq. drop marks the fields the
 // proxy never forwards (Forwarded, X-Forwarded-*: it sets its own).
 type fastField struct {
-	line []byte // "Name: value" without the line end
 	name []byte
 	val  []byte
 	drop bool
 	auth bool
 }
 
-const maxFastFields = 64
+const maxFastFields = 40
 
 // Verdicts of parseFastHead.
 const (
@@ -47,7 +46,7 @@ const (
 // before) by net/http. It returns the verdict and, for headFast, the
 // length of the head.
 func parseFastHead(b []byte, q *fastReq) (int, int) {
-	*q = fastReq{hdr: q.hdr}
+	q.method, q.path, q.query, q.host, q.auth, q.n = nil, nil, nil, nil, false, 0
 	i := 0
 	// Request line: method.
 	switch {
@@ -174,13 +173,13 @@ func parseFastHead(b []byte, q *fastReq) (int, int) {
 		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
 			ve--
 		}
-		line, val := b[ls:i], b[vs:ve]
+		val := b[vs:ve]
 		i += 2
 		if q.n == maxFastFields {
 			return headSlow, 0
 		}
 		f := &q.hdr[q.n]
-		*f = fastField{line: line, name: name, val: val}
+		*f = fastField{name: name, val: val}
 		switch fieldKind(name) {
 		case fkHost:
 			hosts++

@@ -174,14 +174,40 @@ type fastConn struct {
 	state atomic.Int32 // fcIdle, fcActive, fcClosed
 	rbuf  []byte       // request heads
 	r, w  int          // unread bytes are rbuf[r:w]
+	ip    []byte       // the client's IP address (X-Forwarded-For)
+	ctx   context.Context
+	stop  context.CancelFunc
+	// The buffers of one request, held only while there is one: an idle
+	// keep-alive connection keeps just rbuf.
+	*fastScratch
+}
+
+type fastScratch struct {
 	req   fastReq
 	out   []byte // the request upstream, then the response to the client
 	line  []byte // a response line longer than the upstream reader's buffer
 	hdrs  []byte // the response head's kept fields
 	connv []byte // the response's Connection values
-	ip    []byte // the client's IP address (X-Forwarded-For)
-	ctx   context.Context
-	stop  context.CancelFunc
+}
+
+var fastScratchPool = sync.Pool{New: func() any {
+	return &fastScratch{out: make([]byte, 0, 4<<10), hdrs: make([]byte, 0, 1<<10)}
+}}
+
+// releaseScratch returns the request buffers to the pool (unless one grew
+// large).
+func (fc *fastConn) releaseScratch() {
+	sc := fc.fastScratch
+	if sc == nil {
+		return
+	}
+	fc.fastScratch = nil
+	if cap(sc.out) > 64<<10 || cap(sc.line) > 64<<10 || cap(sc.hdrs) > 64<<10 {
+		return
+	}
+	sc.req = fastReq{}
+	sc.out, sc.line, sc.hdrs, sc.connv = sc.out[:0], sc.line[:0], sc.hdrs[:0], sc.connv[:0]
+	fastScratchPool.Put(sc)
 }
 
 const (
@@ -190,11 +216,11 @@ const (
 	fcClosed
 )
 
-const fastHeadBuf = 8 << 10
+// fastHeadBuf bounds the request heads the fast loop reads; a larger head
+// (up to net/http's 1 MiB) is handed over.
+const fastHeadBuf = 4 << 10
 
-var fastConnPool = sync.Pool{New: func() any {
-	return &fastConn{rbuf: make([]byte, fastHeadBuf), out: make([]byte, 0, 8<<10), hdrs: make([]byte, 0, 2<<10)}
-}}
+var fastConnPool = sync.Pool{New: func() any { return &fastConn{rbuf: make([]byte, fastHeadBuf)} }}
 
 func (fc *fastConn) serve() {
 	fs := fc.fs
@@ -211,12 +237,9 @@ func (fc *fastConn) serve() {
 	if !handedOff {
 		_ = fc.lc.Close()
 	}
+	fc.releaseScratch()
 	fc.lc, fc.fs, fc.ctx, fc.stop, fc.r, fc.w = nil, nil, nil, nil, 0, 0
-	fc.req = fastReq{}
-	if cap(fc.out) <= 64<<10 && cap(fc.line) <= 64<<10 && cap(fc.hdrs) <= 64<<10 {
-		fc.out, fc.line, fc.hdrs = fc.out[:0], fc.line[:0], fc.hdrs[:0]
-		fastConnPool.Put(fc)
-	}
+	fastConnPool.Put(fc)
 }
 
 // loop serves requests until the connection ends or is handed to net/http
@@ -224,10 +247,16 @@ func (fc *fastConn) serve() {
 func (fc *fastConn) loop() bool {
 	fs := fc.fs
 	for {
+		verdict, n := headMore, 0
 		if fc.r == fc.w {
 			fc.r, fc.w = 0, 0
+			fc.releaseScratch() // idle: keep no request buffers
+		} else {
+			if fc.fastScratch == nil {
+				fc.fastScratch = fastScratchPool.Get().(*fastScratch)
+			}
+			verdict, n = parseFastHead(fc.rbuf[fc.r:fc.w], &fc.req)
 		}
-		verdict, n := parseFastHead(fc.rbuf[fc.r:fc.w], &fc.req)
 		switch verdict {
 		case headMore:
 			if fc.w == len(fc.rbuf) {
