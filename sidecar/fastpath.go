@@ -740,7 +740,9 @@ func (fc *fastConn) readRespHead(pc *h1Conn, rh *respHead) error {
 // named (hop-by-hop, as net/http's ReverseProxy removes them).
 func (fc *fastConn) appendKept(out []byte, rh *respHead) []byte {
 	if rh.chunked && rh.cl >= 0 {
-		rh.cl = -1 // Transfer-Encoding wins (RFC 9112 §6.3)
+		// Transfer-Encoding wins (RFC 9112 §6.3), and a connection that
+		// framed a response both ways is not used again.
+		rh.cl, rh.close = -1, true
 	}
 	if len(fc.connv) == 0 {
 		return append(out, fc.hdrs...)
