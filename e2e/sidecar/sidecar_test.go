@@ -77,6 +77,30 @@ routes:
 			Expect(e.up.last("/keep/a").Header.Get("Authorization")).To(Equal("Bearer "+appToken), "replace_app_credentials: false keeps the app's")
 		})
 
+		It("serves bodyless requests of bearer and none routes on the fast path, with the credential, and the rest on net/http (issue 16)", func() {
+			appToken := e.secrets.Plant("app's own token")
+			for i := range 3 {
+				resp, _ := call("GET", sc.proxy+fmt.Sprintf("/x509/fast/%d?q=%d", i, i), nil, map[string]string{"Authorization": "Bearer " + appToken, "X-Forwarded-For": "6.6.6.6"})
+				Expect(resp.StatusCode).To(Equal(200))
+				r := e.up.last(fmt.Sprintf("/x509/fast/%d", i))
+				Expect(r.Query).To(Equal(fmt.Sprintf("q=%d", i)))
+				Expect(claims(r.Header.Get("Authorization"))["client_id"]).To(Equal(info.X509ClientID), "the route's token replaced the app's")
+				Expect(r.Header.Get("X-Forwarded-For")).To(Equal("127.0.0.1"))
+				Expect(r.Header.Get("X-Forwarded-Host")).To(Equal(sc.proxyHP))
+			}
+			resp, _ := call("HEAD", sc.proxy+"/public/fast", nil, nil)
+			Expect(resp.StatusCode).To(Equal(200))
+			Expect(e.up.last("/public/fast").Header.Get("Authorization")).To(BeEmpty())
+			// A tenant_header route stays on net/http.
+			resp, _ = call("GET", sc.proxy+"/orders/slow", nil, nil)
+			Expect(resp.StatusCode).To(Equal(200))
+			metrics := string(sc.get("/metrics"))
+			Expect(metrics).To(MatchRegexp(`credbroker_proxy_fast_path_requests_total\{route="x509"\} 3\n`))
+			Expect(metrics).To(MatchRegexp(`credbroker_proxy_fast_path_requests_total\{route="public"\} 1\n`))
+			Expect(metrics).NotTo(ContainSubstring(`credbroker_proxy_fast_path_requests_total{route="orders"}`))
+			Expect(metrics).To(MatchRegexp(`credbroker_proxy_requests_total\{code="200",route="orders"\} 1\n`))
+		})
+
 		It("presents the paired client certificate, signs with OAuth 1.0a, and adds nothing on a none route", func() {
 			resp, _ := call("GET", sc.proxy+"/events/topics", nil, nil)
 			Expect(resp.StatusCode).To(Equal(200))
