@@ -299,7 +299,11 @@ func (fc *fastConn) loop() bool {
 		res := g.proxy.serveFast(fc, fc.rbuf[fc.r:fc.r+n])
 		switch res {
 		case fastSlow:
-			return fc.handOff()
+			// A head of the fast subset for the net/http handler: served
+			// here, so the connection stays on the fast loop.
+			if !fc.serveHandler(fs.s, fc.rbuf[fc.r:fc.r+n]) {
+				return false
+			}
 		case fastClose:
 			return false
 		}

@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testpki"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -121,7 +124,8 @@ func TestFastPathMatchesNetHTTPPath(t *testing.T) {
 	up := plainUpstream(t)
 	routes := fmt.Sprintf("routes: [{name: open, upstream: '%s', auth: {type: none}},"+
 		" {name: tok, upstream: '%s/base?k=v', auth: {type: bearer, binding: b}},"+
-		" {name: keep, upstream: '%s', auth: {type: bearer, binding: b, replace_app_credentials: false}}]\n", up.URL, up.URL, up.URL)
+		" {name: keep, upstream: '%s', auth: {type: bearer, binding: b, replace_app_credentials: false}},"+
+		" {name: tenant, upstream: '%s', auth: {type: bearer, binding: b, tenant_header: X-T}}]\n", up.URL, up.URL, up.URL, up.URL)
 	deps := Deps{Tokens: staticTokens{}}
 	cfg, err := ParseConfig([]byte(routes), "old path")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -163,6 +167,43 @@ func TestFastPathMatchesNetHTTPPath(t *testing.T) {
 		}
 		g.Expect(fast).To(Equal(slow), "%q", req)
 	}
+	// Heads of the fast subset that are not for the fast path go to the
+	// net/http handler on the same connection, with the same answers.
+	for _, req := range []string{
+		"GET /tenant/x?y=2 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-T: t1\r\n\r\n",
+		"HEAD /tenant/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /tenant/chunked HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /tenant/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /tenant/nocontent HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /tenant/early HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /nothing/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /open/../x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /open/x HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+		"GET /.credbroker/v1/token?binding=b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+	} {
+		before := fastServed(m)
+		fast := rawRoundTrip(t, rs.s.Addr(), req)
+		slow := rawRoundTrip(t, old.Listener.Addr().String(), req)
+		g.Expect(fast).To(Equal(slow), "%q", req)
+		g.Expect(fastServed(m)).To(Equal(before), "not on the fast path: %q", req)
+	}
+	// A connection serves the fast path again after a request for the
+	// handler.
+	c0, err := net.Dial("tcp", rs.s.Addr())
+	g.Expect(err).NotTo(HaveOccurred())
+	defer c0.Close()
+	before := fastServed(m)
+	_, err = io.WriteString(c0, "GET /tenant/1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /open/2 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	br0 := bufio.NewReader(c0)
+	for range 2 {
+		resp, err := http.ReadResponse(br0, nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		_, _ = io.Copy(io.Discard, resp.Body)
+		g.Expect(resp.StatusCode).To(Equal(200))
+	}
+	g.Eventually(func() float64 { return fastServed(m) }).Should(Equal(before + 1))
+
 	// Pipelined requests on one connection, the second handed to net/http
 	// midway (it has a body), the third after it.
 	c, err := net.Dial("tcp", rs.s.Addr())
@@ -231,8 +272,39 @@ func TestFastPathHandsOverTheRest(t *testing.T) {
 // routes of these tests.
 func fastServed(m *Metrics) float64 {
 	sum := 0.0
-	for _, r := range []string{"open", "tok", "keep"} {
+	for _, r := range []string{"open", "tok", "keep", "tenant"} {
 		sum += testutil.ToFloat64(m.fastPath.WithLabelValues(r))
 	}
 	return sum
+}
+
+// An https:// upstream takes the fast path once it has answered net/http's
+// path in HTTP/1.1; one that speaks HTTP/2 stays on net/http.
+func TestFastPathLearnsHTTP1Upstreams(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	h1 := newUpstreamProto(t, ca, false)
+	h2 := newUpstreamProto(t, ca, true)
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	g.Expect(os.WriteFile(caFile, ca.CertPEM(), 0o600)).To(Succeed())
+	m := NewMetrics()
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nca_file: %s\nroutes: [{name: open, upstream: '%s', auth: {type: none}}, {name: keep, upstream: '%s', auth: {type: none}}]\n", caFile, h1.url, h2.url)), "t")
+		return c, Deps{}, err
+	}, WithMetrics(m))
+	for i := range 3 {
+		for _, route := range []string{"open", "keep"} {
+			res := rawRoundTrip(t, rs.s.Addr(), "GET /"+route+"/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			g.Expect(res.Status).To(Equal(200))
+			g.Expect(res.Upstream).NotTo(BeNil())
+			want := "HTTP/1.1"
+			if route == "keep" {
+				want = "HTTP/2.0"
+			}
+			g.Expect(res.Upstream.Proto).To(Equal(want))
+		}
+		_ = i
+	}
+	g.Expect(testutil.ToFloat64(m.fastPath.WithLabelValues("open"))).To(Equal(2.0), "the first request learns HTTP/1.1, the next two are fast")
+	g.Expect(testutil.ToFloat64(m.fastPath.WithLabelValues("keep"))).To(BeZero())
 }
