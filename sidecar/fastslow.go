@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,13 +35,12 @@ func (fc *fastConn) serveHandler(s *Server, head []byte) bool {
 		return true
 	}()
 	if !ok {
-		if len(w.fc.out) > 0 && !w.wrote {
-			w.fc.out = w.fc.out[:0]
-		}
 		return false
 	}
 	return w.finish()
 }
+
+var errClientGone = errors.New("sidecar: writing the response failed")
 
 // fastRW is the http.ResponseWriter of serveHandler: it writes HTTP/1.1
 // as net/http's server does (Date, Content-Length for a response that fits
@@ -122,7 +122,7 @@ func (w *fastRW) writeHead(length int64) {
 
 func (w *fastRW) Write(p []byte) (int, error) {
 	if w.failed {
-		return 0, http.ErrHandlerTimeout
+		return 0, errClientGone
 	}
 	if !w.wrote {
 		if len(w.buf)+len(p) <= 4<<10 {
