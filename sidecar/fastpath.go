@@ -359,7 +359,14 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 	}
 	h := r.fastUp.Load()
 	if h == nil {
-		h = r.transport.host(r.target.Scheme, r.target.Host)
+		if r.target.Scheme == "http" {
+			h = r.transport.host(r.target.Scheme, r.target.Host)
+		} else if h = (*r.transport.hosts.Load())[hostKey{r.target.Scheme, r.target.Host}]; h == nil {
+			// An https:// pool is made by the std transport's first answer
+			// in HTTP/1.1 (after that transport has set up its TLS
+			// configuration, which the pool clones).
+			return fastSlow
+		}
 		r.fastUp.Store(h)
 	}
 	if !h.h1.Load() {
