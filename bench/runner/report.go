@@ -207,7 +207,7 @@ func (r *report) write(path string) error {
 				refC = c
 			}
 		}
-		w("`credbroker run` under valgrind's callgrind (`GODEBUG=asyncpreemptoff=1`): counters zeroed after a warm-up, then requests on one keep-alive connection, every thread of credbroker counted (the Go runtime's included). Independent of what else the machine is doing, so a change can be judged by it without noise; the CPU time per request above is beside it.\n\n| route | instructions/request | requests counted | CPU µs/request at %d connections |\n|---|---:|---:|---:|\n", refC)
+		w("`credbroker run` under valgrind's callgrind (`GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1`): counters zeroed after a warm-up, then requests on four keep-alive connections at once, every thread of credbroker counted (the Go runtime's included). Independent of what else the machine is doing, so a change can be judged by it without noise; the CPU time per request above is beside it.\n\n| route | instructions/request | requests counted | CPU µs/request at %d connections |\n|---|---:|---:|---:|\n", refC)
 		for _, in := range r.instr {
 			w("| %s | %.0f | %d | %.1f |\n", in.route, in.perReq, in.requests, r.medianOf("credbroker-"+in.route, refC, cpuOf))
 		}
