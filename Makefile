@@ -9,7 +9,7 @@ FUZZTIME ?= 3s
 RELEASE := internal/tools/release
 STAMP = $(shell cd $(RELEASE) && $(GO) run ./cmd/stamp)
 
-.PHONY: help run test unit e2e e2e-bin docs lint check-deps fuzz fuzz-smoke chart-test release-test bench bench-smoke soak build stamp stamp-tag chart version dist image clean
+.PHONY: help run test unit e2e e2e-bin docs lint check-deps fuzz fuzz-smoke chart-test release-test bench bench-smoke pgo soak build stamp stamp-tag chart version dist image clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -87,6 +87,10 @@ bench: ## Go benchmarks and load runs against nginx; writes docs/benchmarks.md
 
 bench-smoke: ## a tiny run of the benchmark harness so it cannot rot
 	@if [ -x bench/run.sh ]; then bench/run.sh --smoke; else $(GO) test -run='^$$' -bench=. -benchtime=1x ./...; fi
+
+pgo: ## refresh cmd/credbroker/default.pgo (profile-guided optimisation) from the proxy benchmarks
+	$(GO) test -run '^$$' -bench 'ServerLoopback|ProxyNoneHTTP1/http$$|ProxyOverhead' -benchtime 3s \
+	  -o $${TMPDIR:-/tmp}/credbroker-pgo.test -cpuprofile $(CURDIR)/cmd/credbroker/default.pgo ./sidecar
 
 soak: e2e-bin ## long fault and rotation runs of the hardening suite
 	CREDBROKER_E2E_BIN=$(E2E_BIN) CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/...

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make bench / make bench-smoke: installs the load tools it needs (nginx, wrk
-# from Debian's packages), builds credbroker without the race detector and
+# make bench / make bench-smoke: installs the load tools it needs (nginx, wrk,
+# valgrind from Debian's packages), builds credbroker without the race detector and
 # runs bench/runner, which writes docs/benchmarks.md (or, with --smoke, a
 # throwaway report under $TMPDIR that proves the harness still works).
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind) # callgrind: instructions per request
 if [ ${#need[@]} -gt 0 ]; then
   echo "bench: installing ${need[*]} from Debian's packages"
   sudo_cmd=""

@@ -28,6 +28,15 @@ import (
 // methods, and https:// upstreams until one has answered in HTTP/1.1 (an
 // upstream that picks HTTP/2 stays on the std transport).
 //
+// Since the fast path (fastpath.go) serves the common bodyless request
+// without net/http at all, the in-line round trip here carries the
+// bodyless requests that stay on the net/http path (oauth1, jwt-bearer and
+// tenant_header routes, heads outside the fast subset); measured on that
+// path it still saves a fifth of the allocations (64 instead of 84 per
+// request) and about 15 % of the CPU over http.Transport. Its per-host
+// pools (h1Host: idle connections, liveness probe, TLS with http/1.1 only,
+// HTTP/1.1 learning) are the fast path's upstream connections too.
+//
 // Safe for concurrent use.
 type h1Transport struct {
 	std              *http.Transport

@@ -129,6 +129,9 @@ func headResponse(status int, text, reason, msg string) []byte {
 // with no allocation.
 type strictConn struct {
 	*limitConn
+	// pre holds bytes the fast loop read before handing the connection
+	// over; they are read (and checked) first.
+	pre []byte
 
 	st        int   // stHead, stBody, stUpgrade, stPass
 	remaining int64 // body bytes left (stBody)
@@ -170,10 +173,17 @@ func (c *strictConn) Read(p []byte) (int, error) {
 	if c.bad != "" {
 		return c.refuse(p)
 	}
-	if c.st == stPass {
+	if c.st == stPass && len(c.pre) == 0 {
 		return c.limitConn.Read(p)
 	}
-	n, err := c.limitConn.Read(p)
+	var n int
+	var err error
+	if len(c.pre) > 0 {
+		n = copy(p, c.pre)
+		c.pre = c.pre[n:]
+	} else {
+		n, err = c.limitConn.Read(p)
+	}
 	ok := c.scan(p[:n])
 	if ok < n {
 		// Return the bytes before the fault; the next Read answers 400.

@@ -20,6 +20,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	requests   *prometheus.CounterVec
+	fastPath   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	refused    *prometheus.CounterVec
 	credErrors *prometheus.CounterVec
@@ -59,6 +60,10 @@ func NewMetrics() *Metrics {
 			Name: "credbroker_proxy_requests_total",
 			Help: "Requests through the egress proxy by route and response status (499: the app went away).",
 		}, []string{"route", "code"}),
+		fastPath: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_proxy_fast_path_requests_total",
+			Help: "Requests of credbroker_proxy_requests_total served on the fast HTTP/1.1 path (the rest went through net/http), by route.",
+		}, []string{"route"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "credbroker_proxy_request_duration_seconds",
 			Help:    "Time from receiving a request to the end of its response, by route.",
@@ -120,7 +125,7 @@ func NewMetrics() *Metrics {
 		routes: map[string]*routeMetrics{},
 	}
 	m.reg.MustRegister(buildInfoGauge(buildinfo.Get()))
-	m.reg.MustRegister(m.requests, m.duration, m.refused, m.credErrors, m.tokenAPI, m.adminRefused, m.connsRefused, m.connsOpen,
+	m.reg.MustRegister(m.requests, m.fastPath, m.duration, m.refused, m.credErrors, m.tokenAPI, m.adminRefused, m.connsRefused, m.connsOpen,
 		m.tokenFetches, m.tokenFetchTime, m.tokenHits, m.tokenRefreshes, m.reloads, m.ready, m.inbound,
 		certCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.keyLimit = newKeyLimitCounter()
@@ -194,6 +199,7 @@ type routeMetrics struct {
 	m        *Metrics
 	name     string
 	duration prometheus.Observer
+	fast     prometheus.Counter
 	codes    [600]atomic.Pointer[prometheus.Counter]
 }
 
@@ -203,7 +209,7 @@ func (m *Metrics) route(name string) *routeMetrics {
 	if rm, ok := m.routes[name]; ok {
 		return rm
 	}
-	rm := &routeMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name)}
+	rm := &routeMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name), fast: m.fastPath.WithLabelValues(name)}
 	m.routes[name] = rm
 	return rm
 }

@@ -120,9 +120,19 @@ type route struct {
 
 	lastLeaf atomic.Pointer[x509.Certificate]
 	bearer   atomic.Pointer[bearerHeader]
+
+	// fast: requests to this route may take the fast path (fastpath.go).
+	fast   bool
+	fastUp atomic.Pointer[h1Host] // the upstream's connection pool
 }
 
-type bearerHeader struct{ token, value string }
+// bearerHeader is the Authorization value built for the last token, as a
+// string (net/http's path) and as a complete header line (the fast path).
+// A token with bytes a field value cannot hold has no line.
+type bearerHeader struct {
+	token, value string
+	line         []byte
+}
 
 // NewProxy prepares the routes of cfg with the providers in deps. cfg must
 // come from ParseConfig; deps must hold a source for every credential the
@@ -245,6 +255,8 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 			cert = r.cert
 		}
 		r.transport = transportFor(certName, cert)
+		r.fast = r.tenantHdr == "" && !r.jwtBearer && r.signer == nil && r.basePath == r.baseRawPath &&
+			(target.Scheme == "http" || target.Scheme == "https") && target.User == nil && fastQuery(target.RawQuery)
 		r.rp = &httputil.ReverseProxy{
 			Rewrite:        rewrite,
 			Transport:      r.transport,
@@ -455,12 +467,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 				r.fail(w, http.StatusServiceUnavailable, ReasonCertificateExpired, "the client certificate expired at "+c.Leaf.NotAfter.UTC().Format(time.RFC3339)+"; a new one-time token is needed")
 				return
 			}
-			if old := r.lastLeaf.Load(); old != c.Leaf {
-				if r.lastLeaf.CompareAndSwap(old, c.Leaf) && old != nil {
-					// Rotated: new connections present the new certificate.
-					r.transport.CloseIdleConnections()
-				}
-			}
+			r.noteLeaf(c)
 		}
 	}
 	if r.tokens != nil && inject {
@@ -513,15 +520,33 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 	r.rp.ServeHTTP(w, req)
 }
 
-// bearerValue returns "Bearer <token>", reusing the last string built.
-func (r *route) bearerValue(token string) string {
-	if c := r.bearer.Load(); c != nil && c.token == token {
-		return c.value
+// noteLeaf closes the idle upstream connections when the client
+// certificate has rotated, so that new connections present the new one.
+func (r *route) noteLeaf(c *tls.Certificate) {
+	if old := r.lastLeaf.Load(); old != c.Leaf {
+		if r.lastLeaf.CompareAndSwap(old, c.Leaf) && old != nil {
+			r.transport.CloseIdleConnections()
+		}
 	}
-	v := "Bearer " + token
-	r.bearer.Store(&bearerHeader{token: token, value: v})
-	return v
 }
+
+// bearer returns the header for token, built once per token and swapped in
+// atomically when the token changes: nothing is formatted or allocated per
+// request.
+func (r *route) bearerFor(token string) *bearerHeader {
+	if c := r.bearer.Load(); c != nil && c.token == token {
+		return c
+	}
+	c := &bearerHeader{token: token, value: "Bearer " + token}
+	if validFieldValue(token) {
+		c.line = []byte("Authorization: Bearer " + token + "\r\n")
+	}
+	r.bearer.Store(c)
+	return c
+}
+
+// bearerValue returns "Bearer <token>".
+func (r *route) bearerValue(token string) string { return r.bearerFor(token).value }
 
 func (r *route) fail(w http.ResponseWriter, status int, reason, msg string) {
 	if status == http.StatusServiceUnavailable {

@@ -145,7 +145,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addr, s.admin = ln.Addr().String(), aln.Addr().String()
 	s.limits[0] = newLimitListener(ln, g.cfg.MaxConnections.Proxy, s.o.metrics, "proxy", true)
 	s.limits[1] = newLimitListener(aln, g.cfg.MaxConnections.Admin, s.o.metrics, "admin", true)
-	ln, aln = s.limits[0], s.limits[1]
+	// The proxy listener's heads are checked by the fast loop, which hands
+	// every request it does not serve itself to proxySrv behind strictConn.
+	s.limits[0].strict = false
+	fast := newFastServer(s, s.limits[0], g.cfg.ClientIdleTimeout, 10*time.Second)
+	aln = s.limits[1]
 	errLog := slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug)
 	proxySrv := &http.Server{
 		Handler:           http.HandlerFunc(s.serveProxy),
@@ -177,8 +181,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 
-	serveErr := make(chan error, 3)
-	go func() { serveErr <- proxySrv.Serve(ln) }()
+	serveErr := make(chan error, 4)
+	go func() { serveErr <- fast.serve() }()
+	go func() { serveErr <- proxySrv.Serve(fast.slow) }()
 	go func() { serveErr <- adminSrv.Serve(aln) }()
 	var inSrv *http.Server
 	if inLn != nil {
@@ -232,6 +237,13 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := fast.Shutdown(dctx); err != nil {
+			s.o.log.Warn("drain grace period over; closing remaining connections", "err", err)
+		}
+	}()
 	wg.Wait()
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()

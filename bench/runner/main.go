@@ -92,6 +92,11 @@ type sample struct {
 	P50          int64 `json:"p50_us"`
 	P90          int64 `json:"p90_us"`
 	P99          int64 `json:"p99_us"`
+	// CPUus is the proxy's CPU time per request (all its processes,
+	// from /proc), Allocs credbroker's heap allocations per request (from
+	// go_memstats_mallocs_total); filled in by the runner.
+	CPUus  float64 `json:"-"`
+	Allocs float64 `json:"-"`
 }
 
 func (s sample) rps() float64 { return float64(s.Requests) / (float64(s.DurationUS) / 1e6) }
@@ -127,9 +132,18 @@ func run(o options) error {
 			n := len(env.targets)
 			for i := 0; i < n; i++ {
 				t := env.targets[(i+round)%n]
+				pids := env.proxyPIDs(t.name)
+				cpu0 := cpuNanos(pids)
+				m0 := env.mallocs(t.name)
 				s, err := wrk(ctx, t.url, c, o.duration)
 				if err != nil {
 					return fmt.Errorf("%s at %d connections: %w", t.name, c, err)
+				}
+				if len(pids) > 0 && s.Requests > 0 {
+					s.CPUus = float64(cpuNanos(pids)-cpu0) / 1e3 / float64(s.Requests)
+				}
+				if m1 := env.mallocs(t.name); m0 >= 0 && m1 >= m0 && s.Requests > 0 {
+					s.Allocs = float64(m1-m0) / float64(s.Requests)
 				}
 				if s.Non2xx > 0 || s.SocketErrors > 0 || s.Requests == 0 {
 					return fmt.Errorf("%s at %d connections: %d requests, %d non-2xx, %d socket errors", t.name, c, s.Requests, s.Non2xx, s.SocketErrors)
@@ -138,7 +152,7 @@ func run(o options) error {
 					rep.results[t.name] = map[int][]sample{}
 				}
 				rep.results[t.name][c] = append(rep.results[t.name][c], s)
-				logf("round %d/%d c=%d %-18s %8.0f req/s p50 %5dµs p99 %6dµs", round+1, o.rounds, c, t.name, s.rps(), s.P50, s.P99)
+				logf("round %d/%d c=%d %-18s %8.0f req/s p50 %5dµs p99 %6dµs cpu %5.1fµs/req", round+1, o.rounds, c, t.name, s.rps(), s.P50, s.P99, s.CPUus)
 			}
 		}
 	}
@@ -147,6 +161,7 @@ func run(o options) error {
 	if err := measureFootprint(ctx, o, env, rep); err != nil {
 		return err
 	}
+	rep.instr, rep.instrErr = measureInstructions(ctx, o, env)
 	if o.goBench {
 		rep.goBench, err = runGoBenchmarks(ctx, o)
 		if err != nil {
@@ -158,12 +173,15 @@ func run(o options) error {
 
 // env is what setUp started.
 type env struct {
-	targets    []target
-	runArgs    []string // how to start `credbroker run` again (for the ready-time measurement)
-	runEnv     []string
-	adminURL   string
-	sidecarPID func() int
-	restart    func(ctx context.Context) (time.Duration, error)
+	targets     []target
+	runArgs     []string // how to start `credbroker run` again (for the ready-time measurement)
+	runEnv      []string
+	adminURL    string
+	sidecarPID  func() int
+	nginxPIDs   func() []int
+	bin         string
+	stopSidecar func() error
+	restart     func(ctx context.Context) (time.Duration, error)
 }
 
 // procList stops the processes it started, in reverse order.

@@ -19,6 +19,27 @@ type report struct {
 	results   map[string]map[int][]sample // target -> conns -> samples
 	footprint *footprint
 	goBench   []goBenchResult
+	instr     []instrResult
+	instrErr  string
+}
+
+func (r *report) medianOf(t string, c int, pick func(sample) float64) float64 {
+	var xs []float64
+	for _, s := range r.results[t][c] {
+		xs = append(xs, pick(s))
+	}
+	return median(xs)
+}
+
+func cpuOf(s sample) float64    { return s.CPUus }
+func allocsOf(s sample) float64 { return s.Allocs }
+
+// baseline is the nginx target doing the same job as a credbroker route.
+func baseline(t string) string {
+	if t == "credbroker-mtls" {
+		return "nginx-mtls"
+	}
+	return "nginx"
 }
 
 func (r *report) medianRPS(t string, c int) float64 {
@@ -50,20 +71,34 @@ type verdict struct {
 
 func (r *report) verdicts() []verdict {
 	var vs []verdict
-	maxC := r.opts.conns[len(r.opts.conns)-1]
 	minC := r.opts.conns[0]
-	for _, route := range []string{"credbroker-bearer", "credbroker-mtls", "credbroker-oauth1"} {
-		ratio := r.medianRPS(route, maxC) / r.medianRPS("nginx", maxC)
-		vs = append(vs, verdict{
-			target:   fmt.Sprintf("%s: at least 90 %% of nginx's requests/s (%d connections)", route, maxC),
-			measured: fmt.Sprintf("%.0f %% (%.0f vs %.0f req/s)", 100*ratio, r.medianRPS(route, maxC), r.medianRPS("nginx", maxC)),
-			met:      ratio >= 0.9, known: true,
-		})
+	for _, t := range r.targets {
+		if !strings.HasPrefix(t.name, "credbroker-") {
+			continue
+		}
+		base := baseline(t.name)
+		for _, c := range r.opts.conns {
+			if c < 16 && len(r.opts.conns) > 1 {
+				continue // the goal is stated for 16 and 64 connections
+			}
+			cpu, ncpu := r.medianOf(t.name, c, cpuOf), r.medianOf(base, c, cpuOf)
+			vs = append(vs, verdict{
+				target:   fmt.Sprintf("%s: CPU per request at most %s's (%d connections)", t.name, base, c),
+				measured: fmt.Sprintf("%.1f vs %.1f µs (%.2f×)", cpu, ncpu, cpu/ncpu),
+				met:      cpu <= ncpu, known: true,
+			})
+			ratio := r.medianRPS(t.name, c) / r.medianRPS(base, c)
+			vs = append(vs, verdict{
+				target:   fmt.Sprintf("%s: requests/s at least %s's (%d connections)", t.name, base, c),
+				measured: fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio, r.medianRPS(t.name, c), r.medianRPS(base, c)),
+				met:      ratio >= 1, known: true,
+			})
+		}
 	}
 	added := (r.medianLatency("credbroker-bearer", minC, p99) - r.medianLatency("direct", minC, p99)) / 1000
 	vs = append(vs, verdict{
-		target:   fmt.Sprintf("p99 added latency under 1 ms (bearer route vs direct, %d connection(s))", minC),
-		measured: fmt.Sprintf("%.3f ms", added), met: added < 1, known: true,
+		target:   fmt.Sprintf("p99 added latency at most 0.3 ms (bearer route vs direct, %d connection(s))", minC),
+		measured: fmt.Sprintf("%.3f ms (p50 %+.3f ms)", added, (r.medianLatency("credbroker-bearer", minC, p50)-r.medianLatency("direct", minC, p50))/1000), met: added <= 0.3, known: true,
 	})
 	for _, b := range r.goBench {
 		lname := strings.ToLower(b.name)
@@ -95,11 +130,15 @@ func (r *report) verdicts() []verdict {
 		}
 	}
 	if fp := r.footprint; fp != nil {
-		mib := float64(fp.loadRSSKiB) / 1024
+		mib, idle := float64(fp.loadRSSKiB)/1024, float64(fp.idleRSSKiB)/1024
 		vs = append(vs, verdict{
-			target:   fmt.Sprintf("resident memory under 30 MiB at %d requests/s", fp.loadRate),
-			measured: fmt.Sprintf("%.1f MiB peak (idle %.1f MiB)", mib, float64(fp.idleRSSKiB)/1024),
-			met:      mib < 30, known: true,
+			target:   "resident memory at most 20 MiB idle",
+			measured: fmt.Sprintf("%.1f MiB", idle),
+			met:      idle <= 20, known: true,
+		}, verdict{
+			target:   fmt.Sprintf("resident memory at most 25 MiB at %d requests/s", fp.loadRate),
+			measured: fmt.Sprintf("%.1f MiB peak", mib),
+			met:      mib <= 25, known: true,
 		})
 		var ds []float64
 		for _, d := range fp.readyTimes {
@@ -126,7 +165,7 @@ func (r *report) write(path string) error {
 		r.started.UTC().Format("2006-01-02 15:04 MST"), r.cpus, versionsLine(r.versions))
 	w("Each wrk run lasts %s; the %d targets are interleaved in every one of %d rounds (order rotated each round), and every figure below is the median over the rounds. ",
 		r.opts.duration, len(r.targets), r.opts.rounds)
-	w("The upstream is a Go server returning a %d-byte body with keep-alive; nginx is a reverse proxy that adds a fixed `Authorization` header with an upstream keep-alive pool (the baseline a user would otherwise pick); credbroker runs with `GOMAXPROCS=2` and one route per kind, the bearer token cached. The load generator, the proxies and the upstream share the same %d cores, so absolute numbers are lower than on separate machines; the ratios are what to read.\n\n", len(body), r.cpus)
+	w("The upstream is a Go server returning a %d-byte body with keep-alive; nginx is a reverse proxy that adds a fixed `Authorization` header with an upstream keep-alive pool (the baseline a user would otherwise pick; `nginx-mtls` presents the paired client certificate to the TLS upstream with `proxy_ssl_certificate`, the mtls route's job); credbroker runs with `GOMAXPROCS=2` and one route per kind, the bearer token cached (the oauth1 route is compared with nginx adding a fixed header: its signing cost is the difference, and `BenchmarkSign` below). The load generator, the proxies and the upstream share the same %d cores, so absolute numbers are lower than on separate machines; the ratios are what to read. CPU per request is the proxy's own (every thread of credbroker, or nginx's master and workers, from /proc/PID/task/*/schedstat) divided by the requests wrk completed: it is the headline figure, stable on a shared machine where requests/s are not. Allocations per request are credbroker's `go_memstats_mallocs_total` over the run.\n\n", len(body), r.cpus)
 
 	w("## Targets\n\n| target (DESIGN.md) | measured | met |\n|---|---|---|\n")
 	for _, v := range r.verdicts() {
@@ -138,14 +177,39 @@ func (r *report) write(path string) error {
 	}
 
 	svgPath := strings.TrimSuffix(path, ".md") + ".svg"
-	w("\n## Proxy throughput and latency\n\n![requests per second](%s)\n\n", filepath.Base(svgPath))
-	w("| target | connections | req/s | vs nginx | p50 ms | p90 ms | p99 ms | p99 added vs direct, ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("\n## CPU per request, throughput and latency\n\n![CPU per request](%s)\n\n", filepath.Base(svgPath))
+	w("| target | connections | req/s | req/s vs its nginx | CPU µs/request | nginx CPU µs/request | p50 ms | p99 ms | p50 added vs direct, ms | p99 added vs direct, ms | allocs/request |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.opts.conns {
 		for _, t := range r.targets {
 			rps := r.medianRPS(t.name, c)
-			w("| %s | %d | %.0f | %.2f | %.3f | %.3f | %.3f | %+.3f |\n", t.name, c, rps, rps/r.medianRPS("nginx", c),
-				r.medianLatency(t.name, c, p50)/1000, r.medianLatency(t.name, c, p90)/1000, r.medianLatency(t.name, c, p99)/1000,
-				(r.medianLatency(t.name, c, p99)-r.medianLatency("direct", c, p99))/1000)
+			base := baseline(t.name)
+			cpu, ncpu, allocs := "–", "–", "–"
+			if t.name != "direct" {
+				cpu = fmt.Sprintf("%.1f", r.medianOf(t.name, c, cpuOf))
+				ncpu = fmt.Sprintf("%.1f", r.medianOf(base, c, cpuOf))
+			}
+			if strings.HasPrefix(t.name, "credbroker-") {
+				allocs = fmt.Sprintf("%.1f", r.medianOf(t.name, c, allocsOf))
+			}
+			w("| %s | %d | %.0f | %.2f | %s | %s | %.3f | %.3f | %+.3f | %+.3f | %s |\n", t.name, c, rps, rps/r.medianRPS(base, c), cpu, ncpu,
+				r.medianLatency(t.name, c, p50)/1000, r.medianLatency(t.name, c, p99)/1000,
+				(r.medianLatency(t.name, c, p50)-r.medianLatency("direct", c, p50))/1000,
+				(r.medianLatency(t.name, c, p99)-r.medianLatency("direct", c, p99))/1000, allocs)
+		}
+	}
+	w("\n## Instructions per request\n\n")
+	if r.instrErr != "" {
+		w("Not measured: %s.\n", r.instrErr)
+	} else {
+		refC := r.opts.conns[len(r.opts.conns)-1]
+		for _, c := range r.opts.conns {
+			if c == 16 {
+				refC = c
+			}
+		}
+		w("`credbroker run` under valgrind's callgrind (`GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1`): counters zeroed after a warm-up, then requests on four keep-alive connections at once, every thread of credbroker counted (the Go runtime's included). Independent of what else the machine is doing, so a change can be judged by it without noise; the CPU time per request above is beside it.\n\n| route | instructions/request | requests counted | CPU µs/request at %d connections |\n|---|---:|---:|---:|\n", refC)
+		for _, in := range r.instr {
+			w("| %s | %.0f | %d | %.1f |\n", in.route, in.perReq, in.requests, r.medianOf("credbroker-"+in.route, refC, cpuOf))
 		}
 	}
 
@@ -203,34 +267,40 @@ func versionsLine(v map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-// svg draws grouped horizontal bars: median req/s per target, one group per
-// connection count.
+// svg draws grouped horizontal bars: median CPU µs per request of each
+// proxy target, one group per connection count (lower is better).
 func (r *report) svg() string {
 	const width, left, barH, gap = 760.0, 170.0, 16.0, 4.0
-	maxRPS := 1.0
+	var targets []target
 	for _, t := range r.targets {
+		if t.name != "direct" {
+			targets = append(targets, t)
+		}
+	}
+	maxV := 1.0
+	for _, t := range targets {
 		for _, c := range r.opts.conns {
-			if v := r.medianRPS(t.name, c); v > maxRPS {
-				maxRPS = v
+			if v := r.medianOf(t.name, c, cpuOf); v > maxV {
+				maxV = v
 			}
 		}
 	}
-	colors := []string{"#7f7f7f", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#d62728"}
+	colors := []string{"#2ca02c", "#98df8a", "#7f7f7f", "#1f77b4", "#9467bd", "#ff7f0e", "#d62728"}
 	var b strings.Builder
 	y := 40.0
-	groupH := float64(len(r.targets))*(barH+gap) + 28
+	groupH := float64(len(targets))*(barH+gap) + 28
 	height := 40 + groupH*float64(len(r.opts.conns)) + 20
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", width, height)
-	fmt.Fprintf(&b, `<text x="10" y="22" font-size="15" font-weight="bold">Requests per second (median), higher is better</text>`+"\n")
+	fmt.Fprintf(&b, `<text x="10" y="22" font-size="15" font-weight="bold">Proxy CPU time per request, µs (median), lower is better</text>`+"\n")
 	for _, c := range r.opts.conns {
 		fmt.Fprintf(&b, `<text x="10" y="%.0f" font-weight="bold">%d connection(s)</text>`+"\n", y+12, c)
 		y += 20
-		for i, t := range r.targets {
-			v := r.medianRPS(t.name, c)
-			wbar := (width - left - 90) * v / maxRPS
+		for i, t := range targets {
+			v := r.medianOf(t.name, c, cpuOf)
+			wbar := (width - left - 90) * v / maxV
 			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%s</text>`, left-6, y+barH-4, html.EscapeString(t.name))
 			fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.1f" height="%.0f" fill="%s"/>`, left, y, wbar, barH, colors[i%len(colors)])
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f">%.0f</text>`+"\n", left+wbar+4, y+barH-4, v)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f">%.1f</text>`+"\n", left+wbar+4, y+barH-4, v)
 			y += barH + gap
 		}
 		y += 8

@@ -129,11 +129,18 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 	e := &env{adminURL: fmt.Sprintf("http://127.0.0.1:%d", admin)}
 	e.runArgs = []string{"run", "--config", cfgFile, "--vcap-file", filepath.Join(mockDir, "vcap.json"), "--log-level", "warn"}
 	var sidecar *exec.Cmd
-	startSidecar := func(ctx context.Context) (time.Duration, error) {
-		if sidecar != nil {
-			_ = sidecar.Process.Signal(os.Interrupt)
-			_ = sidecar.Wait()
+	e.bin = bin
+	e.stopSidecar = func() error {
+		if sidecar == nil {
+			return nil
 		}
+		_ = sidecar.Process.Signal(os.Interrupt)
+		err := sidecar.Wait()
+		sidecar = nil
+		return err
+	}
+	startSidecar := func(ctx context.Context) (time.Duration, error) {
+		_ = e.stopSidecar()
 		sidecar = exec.CommandContext(ctx, bin, e.runArgs...)
 		sidecar.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(2))
 		sidecar.Stderr, sidecar.Stdout = logWriter("credbroker"), logWriter("credbroker")
@@ -162,7 +169,12 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 		return nil, err
 	}
 	_ = os.Chmod(tmp, 0o755)
-	if err := os.WriteFile(filepath.Join(ngDir, "nginx.conf"), []byte(nginxConfig(ngDir, ngPort, plainAddr)), 0o644); err != nil {
+	ngTLSPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ngConf := nginxConfig(ngDir, ngPort, plainAddr, ngTLSPort, tlsAddr, certDir, caBundle)
+	if err := os.WriteFile(filepath.Join(ngDir, "nginx.conf"), []byte(ngConf), 0o644); err != nil {
 		return nil, err
 	}
 	ng := exec.CommandContext(ctx, "nginx", "-p", ngDir, "-c", filepath.Join(ngDir, "nginx.conf"))
@@ -174,11 +186,15 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 	if err := waitFor(ctx, "nginx", 10*time.Second, func() bool { return httpOK(ngURL) }); err != nil {
 		return nil, err
 	}
+	ngPID := ng.Process.Pid
+	e.nginxPIDs = func() []int { return append(childPIDs(ngPID), ngPID) }
 
 	cb := fmt.Sprintf("http://127.0.0.1:%d", listen)
 	e.targets = []target{
 		{"direct", "http://" + plainAddr + "/"},
 		{"nginx", ngURL},
+		{"nginx-mtls", fmt.Sprintf("http://127.0.0.1:%d/", ngTLSPort)},
+		{"credbroker-none", cb + "/none/"},
 		{"credbroker-bearer", cb + "/bearer/"},
 		{"credbroker-mtls", cb + "/mtls/"},
 		{"credbroker-oauth1", cb + "/oauth1/"},
@@ -194,26 +210,34 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 // sidecarConfig is the credbroker run configuration under test: one route of
 // each kind, all to the same upstream.
 func sidecarConfig(listen, admin int, plainAddr, tlsAddr, certDir, keyFile, secretFile, caBundle string) string {
-	return fmt.Sprintf(`listen: 127.0.0.1:%d
-admin_listen: 127.0.0.1:%d
-ca_file: %q
+	return fmt.Sprintf(`listen: 127.0.0.1:%[1]d
+admin_listen: 127.0.0.1:%[2]d
+ca_file: %[8]q
 routes:
+  - name: none
+    upstream: http://%[3]s
+    auth: {type: none}
   - name: bearer
-    upstream: http://%s
+    upstream: http://%[3]s
     auth: {type: bearer, binding: xsuaa-secret}
   - name: mtls
-    upstream: https://%s
+    upstream: https://%[4]s
     auth: {type: mtls, certificate: connector}
   - name: oauth1
-    upstream: http://%s
-    auth: {type: oauth1, key_file: %q, secret_file: %q}
+    upstream: http://%[3]s
+    auth: {type: oauth1, key_file: %[5]q, secret_file: %[6]q}
 certificates:
   - name: connector
-    dir: %q
-`, listen, admin, caBundle, plainAddr, tlsAddr, plainAddr, keyFile, secretFile, certDir)
+    dir: %[7]q
+`, listen, admin, plainAddr, tlsAddr, keyFile, secretFile, certDir, caBundle)
 }
 
-func nginxConfig(dir string, port int, upstream string) string {
+// nginxConfig is the baseline: on port, a reverse proxy to the plain
+// upstream adding a fixed Authorization header (the job of the none, bearer
+// and oauth1 routes); on tlsPort, the same to the TLS upstream presenting
+// the paired client certificate (the job of the mtls route). Both keep
+// upstream connections alive.
+func nginxConfig(dir string, port int, upstream string, tlsPort int, tlsUpstream, certDir, caBundle string) string {
 	return fmt.Sprintf(`worker_processes auto;
 daemon off;
 master_process on;
@@ -241,8 +265,26 @@ http {
       proxy_set_header Authorization "Bearer a-fixed-token-the-baseline-adds";
     }
   }
+  upstream uptls {
+    server %[4]s;
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:%[5]d;
+    location / {
+      proxy_pass https://uptls;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_certificate %[6]s/tls.crt;
+      proxy_ssl_certificate_key %[6]s/tls.key;
+      proxy_ssl_trusted_certificate %[7]s;
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;
+    }
+  }
 }
-`, dir, port, upstream)
+`, dir, port, upstream, tlsUpstream, tlsPort, certDir, caBundle)
 }
 
 // logWriter prefixes a child's lines and sends them to stderr only when

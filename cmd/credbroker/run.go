@@ -35,7 +35,7 @@ func init() {
 		name:    "run",
 		summary: "the sidecar: a loopback proxy that adds credentials to the app's outbound calls, a token API, health and metrics",
 		usage: "[--config FILE] [--listen ADDR] [--admin-listen ADDR] [--allow-non-loopback] [--resolve PATTERN=ADDR]... [--ca-file F] " +
-			"[--drain-timeout D] [--poll-interval D] [--vcap-file F | --bindings-dir D] [--key-file K]",
+			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--vcap-file F | --bindings-dir D] [--key-file K]",
 		newOptions: func() any { return &RunOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runRun(ctx, e, opts.(*RunOptions))

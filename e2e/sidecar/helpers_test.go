@@ -42,6 +42,10 @@ type env struct {
 	keyFile  string
 	secFile  string
 	secrets  *harness.Secrets
+	// upCA issued the upstream's certificate (the sidecar trusts it).
+	upCA      *testpki.CA
+	clientCAs []byte
+	oauthSec  string
 }
 
 const consumerKey = "e2e-consumer"
@@ -74,6 +78,7 @@ func newEnv(opts mockauth.Options) *env {
 	ca := testpki.NewCA()
 	clientCAs := append(append([]byte{}, m.ConnectorCAPEM()...), m.RuntimeConnectorCAPEM()...)
 	e.up = newUpstream(ca, clientCAs, oauthSecret, e.secrets)
+	e.upCA, e.clientCAs, e.oauthSec = ca, clientCAs, oauthSecret
 	e.vcapFile = e.write("vcap.json", m.VCAPServices())
 	e.caFile = e.write("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
 	e.keyFile = e.write("oauth1-key", []byte(consumerKey+"\n"))
@@ -126,6 +131,13 @@ type upstream struct {
 
 func newUpstream(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets *harness.Secrets) *upstream {
 	GinkgoHelper()
+	return newUpstreamProto(ca, clientCAPEM, oauthSecret, secrets, true)
+}
+
+// newUpstreamProto is newUpstream offering HTTP/2 or, with h2 false,
+// HTTP/1.1 only.
+func newUpstreamProto(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets *harness.Secrets, h2 bool) *upstream {
+	GinkgoHelper()
 	u := &upstream{}
 	verifier, err := oauth1.NewVerifier(oauth1.StaticSecret(consumerKey, oauthSecret))
 	Expect(err).NotTo(HaveOccurred())
@@ -166,7 +178,7 @@ func newUpstream(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets
 	u.srv.TLS = testpki.ServerTLSConfig(leaf, nil)
 	u.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven
 	u.srv.TLS.ClientCAs = pool
-	u.srv.EnableHTTP2 = true
+	u.srv.EnableHTTP2 = h2
 	u.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	u.srv.StartTLS()
 	DeferCleanup(u.srv.Close)

@@ -454,3 +454,41 @@ routes:
 		}
 	})
 })
+
+var _ = Describe("the fast path (issue 16)", func() {
+	It("serves bodyless requests of bearer and none routes to an HTTP/1.1 upstream without net/http, with the credential, and the rest with net/http", func() {
+		e := newEnv(mockauth.Options{})
+		info := e.mock.Info()
+		up := newUpstreamProto(e.upCA, e.clientCAs, e.oauthSec, e.secrets, false)
+		sc := e.startSidecar(fmt.Sprintf(`
+routes:
+  - {name: orders, upstream: %[1]s/orders, auth: {type: bearer, binding: xsuaa-secret, tenant_header: X-Tenant}}
+  - {name: x509, upstream: %[1]s/x509, auth: {type: bearer, binding: xsuaa-x509}}
+  - {name: public, upstream: %[1]s/public, auth: {type: none}}
+`, up.url))
+		Eventually(func() int { c, _ := httpGet(sc.admin + "/readyz"); return c }).WithTimeout(30 * time.Second).Should(Equal(200))
+		// A tenant_header route is served by the net/http handler; its
+		// request also tells the pool that this https:// upstream answers
+		// in HTTP/1.1. The client's keep-alive connection carries on.
+		resp, _ := call("GET", sc.proxy+"/orders/slow", nil, nil)
+		Expect(resp.StatusCode).To(Equal(200))
+		appToken := e.secrets.Plant("app's own token")
+		for i := range 3 {
+			resp, _ := call("GET", sc.proxy+fmt.Sprintf("/x509/fast/%d?q=%d", i, i), nil, map[string]string{"Authorization": "Bearer " + appToken, "X-Forwarded-For": "6.6.6.6"})
+			Expect(resp.StatusCode).To(Equal(200))
+			r := up.last(fmt.Sprintf("/x509/fast/%d", i))
+			Expect(r.Query).To(Equal(fmt.Sprintf("q=%d", i)))
+			Expect(claims(r.Header.Get("Authorization"))["client_id"]).To(Equal(info.X509ClientID), "the route's token replaced the app's")
+			Expect(r.Header.Get("X-Forwarded-For")).To(Equal("127.0.0.1"))
+			Expect(r.Header.Get("X-Forwarded-Host")).To(Equal(sc.proxyHP))
+		}
+		resp, _ = call("HEAD", sc.proxy+"/public/fast", nil, nil)
+		Expect(resp.StatusCode).To(Equal(200))
+		Expect(up.last("/public/fast").Header.Get("Authorization")).To(BeEmpty())
+		metrics := string(sc.get("/metrics"))
+		Expect(metrics).To(MatchRegexp(`credbroker_proxy_fast_path_requests_total\{route="x509"\} 3\n`))
+		Expect(metrics).To(MatchRegexp(`credbroker_proxy_fast_path_requests_total\{route="public"\} 1\n`))
+		Expect(metrics).To(ContainSubstring("credbroker_proxy_fast_path_requests_total{route=\"orders\"} 0\n"))
+		Expect(metrics).To(MatchRegexp(`credbroker_proxy_requests_total\{code="200",route="orders"\} 1\n`))
+	})
+})

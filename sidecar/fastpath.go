@@ -1,0 +1,1044 @@
+package sidecar
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The fast path serves the common egress request — a bodyless GET, HEAD or
+// OPTIONS in origin form to a none, bearer or mtls route with an HTTP/1.1
+// upstream — on the connection's own goroutine with no net/http machinery:
+// a strict head parser (fasthead.go), the request written upstream in one
+// write from the client's own header lines, the response head parsed and
+// forwarded, the body streamed. Profiles of the net/http path showed the
+// time going to allocation and GC (a Request, Header maps, URL, the
+// ReverseProxy's copies), textproto canonicalisation, and goroutine
+// hand-offs; this path allocates nothing per request.
+//
+// Everything else — any head outside the strict subset (parseFastHead),
+// the token API, refusals of every kind, routes that sign, exchange user
+// tokens or read a tenant header, HTTP/2 upstreams, bodies, upgrades — is
+// handed over, byte for byte from the start of its head, to the net/http
+// server behind strictConn, exactly as before: the same checks, answers
+// and reasons. A connection handed over stays with net/http.
+
+// fastServer accepts the proxy listener's connections and runs the fast
+// loop on each.
+type fastServer struct {
+	s             *Server
+	ln            *limitListener
+	slow          *handoffListener
+	idleTimeout   time.Duration
+	headerTimeout time.Duration
+
+	mu       sync.Mutex
+	conns    map[*fastConn]struct{}
+	closing  atomic.Bool
+	shutdown chan struct{}
+}
+
+func newFastServer(s *Server, ln *limitListener, idle, header time.Duration) *fastServer {
+	return &fastServer{
+		s:             s,
+		ln:            ln,
+		slow:          newHandoffListener(ln.Addr()),
+		idleTimeout:   idle,
+		headerTimeout: header,
+		conns:         map[*fastConn]struct{}{},
+		shutdown:      make(chan struct{}),
+	}
+}
+
+// serve accepts until the listener is closed.
+func (fs *fastServer) serve() error {
+	for {
+		c, err := fs.ln.Accept()
+		if err != nil {
+			if fs.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		lc, ok := c.(*limitConn)
+		if !ok { // not strict: cannot happen for the proxy listener
+			fs.slow.push(c)
+			continue
+		}
+		fc := fastConnPool.Get().(*fastConn)
+		fc.lc, fc.fs = lc, fs
+		fc.state.Store(fcIdle)
+		fs.mu.Lock()
+		fs.conns[fc] = struct{}{}
+		fs.mu.Unlock()
+		go fc.serve()
+	}
+}
+
+// Shutdown stops accepting, closes idle connections and waits for the
+// active ones to finish their request (until ctx is done, then it closes
+// them too).
+func (fs *fastServer) Shutdown(ctx context.Context) error {
+	if fs.closing.Swap(true) {
+		return nil
+	}
+	_ = fs.ln.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		fs.mu.Lock()
+		n := len(fs.conns)
+		for fc := range fs.conns {
+			if fc.state.CompareAndSwap(fcIdle, fcClosed) {
+				_ = fc.lc.Close()
+			}
+		}
+		fs.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			fs.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes every connection at once.
+func (fs *fastServer) Close() {
+	fs.closing.Store(true)
+	_ = fs.ln.Close()
+	fs.mu.Lock()
+	for fc := range fs.conns {
+		fc.state.Store(fcClosed)
+		_ = fc.lc.Close()
+	}
+	fs.mu.Unlock()
+}
+
+// handoffListener passes connections from the fast loop to the net/http
+// server.
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *handoffListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// fastConn is one client connection on the fast loop. Its buffers are
+// pooled.
+type fastConn struct {
+	fs    *fastServer
+	lc    *limitConn
+	state atomic.Int32 // fcIdle, fcActive, fcClosed
+	rbuf  []byte       // request heads
+	r, w  int          // unread bytes are rbuf[r:w]
+	ip    []byte       // the client's IP address (X-Forwarded-For)
+	ctx   context.Context
+	stop  context.CancelFunc
+	// The buffers of one request, held only while there is one: an idle
+	// keep-alive connection keeps just rbuf.
+	*fastScratch
+}
+
+type fastScratch struct {
+	req   fastReq
+	out   []byte // the request upstream, then the response to the client
+	line  []byte // a response line longer than the upstream reader's buffer
+	hdrs  []byte // the response head's kept fields
+	connv []byte // the response's Connection values
+}
+
+var fastScratchPool = sync.Pool{New: func() any {
+	return &fastScratch{out: make([]byte, 0, 4<<10), hdrs: make([]byte, 0, 1<<10)}
+}}
+
+// releaseScratch returns the request buffers to the pool (unless one grew
+// large).
+func (fc *fastConn) releaseScratch() {
+	sc := fc.fastScratch
+	if sc == nil {
+		return
+	}
+	fc.fastScratch = nil
+	if cap(sc.out) > 64<<10 || cap(sc.line) > 64<<10 || cap(sc.hdrs) > 64<<10 {
+		return
+	}
+	sc.req = fastReq{}
+	sc.out, sc.line, sc.hdrs, sc.connv = sc.out[:0], sc.line[:0], sc.hdrs[:0], sc.connv[:0]
+	fastScratchPool.Put(sc)
+}
+
+const (
+	fcIdle int32 = iota
+	fcActive
+	fcClosed
+)
+
+// fastHeadBuf bounds the request heads the fast loop reads; a larger head
+// (up to net/http's 1 MiB) is handed over.
+const fastHeadBuf = 4 << 10
+
+var fastConnPool = sync.Pool{New: func() any { return &fastConn{rbuf: make([]byte, fastHeadBuf)} }}
+
+func (fc *fastConn) serve() {
+	fs := fc.fs
+	fc.ctx, fc.stop = context.WithCancel(context.Background())
+	fc.ip = fc.ip[:0]
+	if host, _, err := net.SplitHostPort(fc.lc.RemoteAddr().String()); err == nil {
+		fc.ip = append(fc.ip, host...) // as rewrite does
+	}
+	handedOff := fc.loop()
+	fc.stop()
+	fs.mu.Lock()
+	delete(fs.conns, fc)
+	fs.mu.Unlock()
+	if !handedOff {
+		_ = fc.lc.Close()
+	}
+	fc.releaseScratch()
+	fc.lc, fc.fs, fc.ctx, fc.stop, fc.r, fc.w = nil, nil, nil, nil, 0, 0
+	fastConnPool.Put(fc)
+}
+
+// loop serves requests until the connection ends or is handed to net/http
+// (true).
+func (fc *fastConn) loop() bool {
+	fs := fc.fs
+	for {
+		verdict, n := headMore, 0
+		if fc.r == fc.w {
+			fc.r, fc.w = 0, 0
+			fc.releaseScratch() // idle: keep no request buffers
+		} else {
+			if fc.fastScratch == nil {
+				fc.fastScratch = fastScratchPool.Get().(*fastScratch)
+			}
+			verdict, n = parseFastHead(fc.rbuf[fc.r:fc.w], &fc.req)
+		}
+		switch verdict {
+		case headMore:
+			if fc.w == len(fc.rbuf) {
+				if fc.r == 0 {
+					return fc.handOff() // a head too big for the buffer
+				}
+				fc.w = copy(fc.rbuf, fc.rbuf[fc.r:fc.w])
+				fc.r = 0
+			}
+			d := fs.idleTimeout
+			if fc.w > fc.r || d <= 0 {
+				d = fs.headerTimeout
+			}
+			if d > 0 {
+				_ = fc.lc.SetReadDeadline(time.Now().Add(d))
+			}
+			m, err := fc.lc.Read(fc.rbuf[fc.w:])
+			fc.w += m
+			if err != nil && m == 0 {
+				if fc.w > fc.r {
+					return fc.handOff() // net/http answers a cut-off head as it did
+				}
+				return false
+			}
+			if fc.r == 0 && fc.w == m {
+				// The first bytes of a request: the connection is active.
+				if !fc.state.CompareAndSwap(fcIdle, fcActive) {
+					return false // shutting down
+				}
+			}
+			continue
+		case headSlow:
+			return fc.handOff()
+		}
+		fc.state.CompareAndSwap(fcIdle, fcActive)
+		g := fs.s.gen.Load()
+		if g == nil {
+			return fc.handOff()
+		}
+		res := g.proxy.serveFast(fc, fc.rbuf[fc.r:fc.r+n])
+		switch res {
+		case fastSlow:
+			// A head of the fast subset for the net/http handler: served
+			// here, so the connection stays on the fast loop.
+			if !fc.serveHandler(fs.s, fc.rbuf[fc.r:fc.r+n]) {
+				return false
+			}
+		case fastClose:
+			return false
+		}
+		fc.r += n
+		if fs.closing.Load() || !fc.state.CompareAndSwap(fcActive, fcIdle) {
+			return false
+		}
+		if fc.r < fc.w {
+			// Pipelined: the next head is (partly) here already.
+			fc.state.Store(fcActive)
+		}
+	}
+}
+
+// handOff gives the connection, with the bytes read from the start of the
+// current head, to the net/http server behind strictConn.
+func (fc *fastConn) handOff() bool {
+	_ = fc.lc.SetReadDeadline(time.Time{})
+	sc := &strictConn{limitConn: fc.lc}
+	if fc.w > fc.r {
+		sc.pre = append([]byte(nil), fc.rbuf[fc.r:fc.w]...)
+	}
+	fc.fs.slow.push(sc)
+	return true
+}
+
+// Outcomes of serveFast.
+const (
+	fastDone  = iota // answered; the connection carries on
+	fastSlow         // not for the fast path: hand the connection over
+	fastClose        // answered (or failed midway); close the connection
+)
+
+// serveFast serves one request head of the fast subset, or returns
+// fastSlow before anything was written or sent anywhere.
+func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
+	q := &fc.req
+	path := q.path
+	if hasPrefix(path, "/.credbroker/") || hasDotSegment(b2s(path)) {
+		return fastSlow
+	}
+	name := path[1:]
+	rest := path[len(path):]
+	for i, c := range name {
+		if c == '/' {
+			name, rest = name[:i], name[i:]
+			break
+		}
+	}
+	r := p.router.byName[b2s(name)]
+	if r == nil || !r.fast || !p.hosts.allowed(b2s(q.host)) {
+		return fastSlow
+	}
+	h := r.fastUp.Load()
+	if h == nil {
+		if r.target.Scheme == "http" {
+			h = r.transport.host(r.target.Scheme, r.target.Host)
+		} else if h = (*r.transport.hosts.Load())[hostKey{r.target.Scheme, r.target.Host}]; h == nil {
+			// An https:// pool is made by the std transport's first answer
+			// in HTTP/1.1 (after that transport has set up its TLS
+			// configuration, which the pool clones).
+			return fastSlow
+		}
+		r.fastUp.Store(h)
+	}
+	if !h.h1.Load() {
+		return fastSlow // an https upstream not (yet) known to speak HTTP/1.1
+	}
+	if r.cert != nil && !r.certReady(p.o.now) {
+		return fastSlow
+	}
+	var authLine []byte
+	inject := r.replace || !q.auth
+	if r.tokens != nil && inject {
+		tok, err := r.tokens.Token(fc.ctx, TokenRequest{Tenant: r.tenant})
+		if err != nil {
+			return fastSlow // net/http's path answers 503 token-unavailable
+		}
+		authLine = r.bearerFor(tok.AccessToken).line
+		if authLine == nil {
+			return fastSlow // a token no header can carry: net/http's path refuses it
+		}
+	}
+	start := time.Now()
+	status, keep := r.forwardFast(fc, h, rest, authLine)
+	r.metrics.count(status)
+	r.metrics.fast.Inc()
+	r.metrics.duration.Observe(time.Since(start).Seconds())
+	if !keep {
+		return fastClose
+	}
+	return fastDone
+}
+
+// certReady reports whether the route's client certificate is loaded and
+// valid (net/http's path answers 503 otherwise), noting a rotation.
+func (r *route) certReady(now func() time.Time) bool {
+	c := r.cert.Current()
+	if c == nil {
+		return false
+	}
+	if c.Leaf != nil {
+		if !now().Before(c.Leaf.NotAfter) {
+			return false
+		}
+		r.noteLeaf(c)
+	}
+	return true
+}
+
+// errResponseCut is an upstream failure after the response head was sent
+// to the client: the connection is closed (as net/http's ReverseProxy
+// aborts the handler).
+var errResponseCut = errors.New("sidecar: upstream response cut short")
+
+// forwardFast sends the request upstream and streams the response back.
+// It returns the status for the metrics and whether the client connection
+// may carry another request.
+func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int, bool) {
+	q := &fc.req
+	out := append(fc.out[:0], q.method...)
+	out = append(out, ' ')
+	out = append(out, r.baseRawPath...)
+	if len(rest) == 0 && r.baseRawPath == "" {
+		out = append(out, '/')
+	}
+	out = append(out, rest...)
+	switch {
+	case r.target.RawQuery != "":
+		out = append(out, '?')
+		out = append(out, r.target.RawQuery...)
+		if len(q.query) > 0 {
+			out = append(out, '&')
+			out = append(out, q.query...)
+		}
+	case len(q.query) > 0:
+		out = append(out, '?')
+		out = append(out, q.query...)
+	}
+	out = append(out, " HTTP/1.1\r\nHost: "...)
+	out = append(out, r.target.Host...)
+	out = append(out, "\r\n"...)
+	dropAuth := q.auth && authLine != nil
+	for i := range q.n {
+		f := &q.hdr[i]
+		if f.drop || f.auth && dropAuth {
+			continue
+		}
+		out = append(out, f.name...)
+		out = append(out, ": "...)
+		out = append(out, f.val...)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, authLine...)
+	if len(fc.ip) > 0 {
+		out = append(out, "X-Forwarded-For: "...)
+		out = append(out, fc.ip...)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "X-Forwarded-Host: "...)
+	out = append(out, q.host...)
+	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	fc.out = out
+	isHead := len(q.method) == 4 && q.method[0] == 'H'
+
+	for fresh := false; ; fresh = true {
+		pc, err := h.get(fc.ctx, fresh)
+		if err != nil {
+			return r.fastError(fc, err)
+		}
+		status, keep, err := fc.exchange(pc, isHead)
+		if err == nil {
+			return status, keep
+		}
+		if err == errResponseCut {
+			return status, false
+		}
+		if !fresh && pc.reused && pc.nread == 0 && fc.ctx.Err() == nil && !isTimeout(err) {
+			continue // the upstream closed the idle connection meanwhile
+		}
+		return r.fastError(fc, err)
+	}
+}
+
+// fastError answers an upstream failure before any byte of the response
+// was sent, as errorHandler does on net/http's path.
+func (r *route) fastError(fc *fastConn, err error) (int, bool) {
+	status, reason, msg := http.StatusBadGateway, ReasonUpstreamUnreachable, "upstream request failed"
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		status, reason, msg = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "upstream did not answer in time"
+	}
+	r.log.Debug("upstream failed", "err", err)
+	body := "credbroker: route " + r.name + ": " + msg + "\n"
+	b := append(fc.out[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"+HeaderError+": "...)
+	b = append(b, reason...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	fc.out = b
+	if _, werr := fc.lc.Write(b); werr != nil {
+		return status, false
+	}
+	return status, true
+}
+
+// exchange writes fc.out on pc and relays the response to the client. An
+// error before anything was written to the client leaves the client
+// connection usable (the caller may retry or answer 502); errResponseCut
+// means the client got part of a response.
+func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, err error) {
+	t := pc.host.t
+	pc.nread = 0
+	pc.limit = maxResponseHeaderBytes
+	if _, err := pc.conn.Write(fc.out); err != nil {
+		pc.close()
+		return 0, false, err
+	}
+	if t.headerTimeout > 0 {
+		_ = pc.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	}
+	var rh respHead
+	for n1xx := 0; ; n1xx++ {
+		if err := fc.readRespHead(pc, &rh); err != nil {
+			pc.close()
+			return 0, false, err
+		}
+		if rh.code == http.StatusSwitchingProtocols {
+			pc.close()
+			return 0, false, errors.New("sidecar: upstream switched protocols unasked")
+		}
+		if rh.code >= 200 {
+			break
+		}
+		if n1xx == max1xxResponses {
+			pc.close()
+			return 0, false, errors.New("sidecar: too many 1xx responses from upstream")
+		}
+		// Interim responses (103 Early Hints) go to the client at once, as
+		// net/http's ReverseProxy forwards them.
+		fc.out = fc.appendKept(appendStatusLine(fc.out[:0], rh.code), &rh)
+		fc.out = append(fc.out, "\r\n"...)
+		if _, err := fc.lc.Write(fc.out); err != nil {
+			pc.close()
+			return rh.code, false, errResponseCut
+		}
+	}
+	if t.headerTimeout > 0 {
+		_ = pc.conn.SetReadDeadline(time.Time{})
+	}
+	pc.limit = 1<<63 - 1
+
+	noBody := isHead || rh.code == http.StatusNoContent || rh.code == http.StatusNotModified
+	out := fc.appendKept(appendStatusLine(fc.out[:0], rh.code), &rh)
+	mode := bodyNone
+	switch {
+	case noBody:
+		if rh.cl >= 0 && rh.code != http.StatusNoContent {
+			out = append(out, "Content-Length: "...)
+			out = strconv.AppendInt(out, rh.cl, 10)
+			out = append(out, "\r\n"...)
+		}
+	case rh.chunked:
+		mode = bodyChunked
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	case rh.cl >= 0:
+		mode = bodyLength
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, rh.cl, 10)
+		out = append(out, "\r\n"...)
+	default:
+		mode = bodyUntilClose
+		rh.close = true
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	fc.out = out
+	ok, clientOK := fc.relayBody(pc, mode, rh.cl)
+	if ok {
+		if _, werr := fc.lc.Write(fc.out); werr != nil {
+			clientOK = false
+		}
+	}
+	if ok && !rh.close && pc.br.Buffered() == 0 && (pc.tlsState == nil || pc.tlsQuiet()) {
+		pc.host.put(pc)
+	} else {
+		pc.close()
+	}
+	if !ok {
+		return rh.code, false, errResponseCut
+	}
+	return rh.code, clientOK, nil
+}
+
+// appendStatusLine appends the status line net/http's server writes.
+func appendStatusLine(out []byte, code int) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(code), 10)
+	out = append(out, ' ')
+	if txt := http.StatusText(code); txt != "" {
+		out = append(out, txt...)
+	} else {
+		out = append(out, "status code "...)
+		out = strconv.AppendInt(out, int64(code), 10)
+	}
+	return append(out, "\r\n"...)
+}
+
+// respHead is what the fast path keeps of an upstream response head; the
+// fields to forward are in fastConn.hdrs.
+type respHead struct {
+	code    int
+	cl      int64 // -1: none
+	chunked bool
+	close   bool
+}
+
+const (
+	bodyNone = iota
+	bodyLength
+	bodyChunked
+	bodyUntilClose
+)
+
+// readLine returns the next line of pc's response without its line end
+// (CRLF, or LF as net/http's client accepts), valid until the next read.
+func (fc *fastConn) readLine(pc *h1Conn) ([]byte, error) {
+	line, err := pc.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		fc.line = append(fc.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = pc.br.ReadSlice('\n')
+			fc.line = append(fc.line, line...)
+		}
+		line = fc.line
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+var errBadResponse = errors.New("sidecar: malformed upstream response head")
+
+// readRespHead reads one response head: the status line and the fields,
+// keeping the end-to-end ones in fc.hdrs.
+func (fc *fastConn) readRespHead(pc *h1Conn, rh *respHead) error {
+	line, err := fc.readLine(pc)
+	if err != nil {
+		return err
+	}
+	// "HTTP/1.x SP 3DIGIT [SP reason]"
+	if len(line) < 12 || !hasPrefix(line, "HTTP/1.") || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
+		(len(line) > 12 && line[12] != ' ') {
+		return errBadResponse
+	}
+	code := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return errBadResponse
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 {
+		return errBadResponse
+	}
+	*rh = respHead{code: code, cl: -1, close: line[7] == '0'}
+	fc.hdrs, fc.connv = fc.hdrs[:0], fc.connv[:0]
+	for {
+		line, err := fc.readLine(pc)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return errBadResponse // obs-fold
+		}
+		i := 0
+		for i < len(line) && tokenByte[line[i]] {
+			i++
+		}
+		if i == 0 || i == len(line) || line[i] != ':' {
+			return errBadResponse
+		}
+		name := line[:i]
+		v := line[i+1:]
+		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+			v = v[1:]
+		}
+		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+			v = v[:len(v)-1]
+		}
+		for _, c := range v {
+			if !valueByte[c] {
+				return errBadResponse
+			}
+		}
+		switch respFieldKind(name) {
+		case rfContentLength:
+			n, ok := parseDigits(v)
+			if !ok || rh.cl >= 0 && rh.cl != n {
+				return errBadResponse
+			}
+			rh.cl = n
+			continue
+		case rfTransferEncoding:
+			if !equalFold(v, "chunked") || rh.chunked {
+				return errBadResponse
+			}
+			rh.chunked = true
+			continue
+		case rfConnection:
+			if hasToken(v, "close") {
+				rh.close = true
+			}
+			fc.connv = append(append(fc.connv, v...), ',')
+			continue
+		case rfHop:
+			continue
+		}
+		fc.hdrs = append(fc.hdrs, name...)
+		fc.hdrs = append(fc.hdrs, ": "...)
+		fc.hdrs = append(fc.hdrs, v...)
+		fc.hdrs = append(fc.hdrs, "\r\n"...)
+		if len(fc.hdrs) > maxResponseHeaderBytes {
+			return errBadResponse
+		}
+	}
+}
+
+// appendKept appends the kept fields, without those the Connection field
+// named (hop-by-hop, as net/http's ReverseProxy removes them).
+func (fc *fastConn) appendKept(out []byte, rh *respHead) []byte {
+	if rh.chunked && rh.cl >= 0 {
+		// Transfer-Encoding wins (RFC 9112 §6.3), and a connection that
+		// framed a response both ways is not used again.
+		rh.cl, rh.close = -1, true
+	}
+	if len(fc.connv) == 0 {
+		return append(out, fc.hdrs...)
+	}
+	b := fc.hdrs
+	for len(b) > 0 {
+		end := 0
+		for end+1 < len(b) && !(b[end] == '\r' && b[end+1] == '\n') {
+			end++
+		}
+		line := b[:end+2]
+		b = b[end+2:]
+		colon := 0
+		for line[colon] != ':' {
+			colon++
+		}
+		if !hasToken(fc.connv, b2s(lower(line[:colon], fc.line[:0]))) {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+// lower appends the ASCII lower case of b to dst.
+func lower(b, dst []byte) []byte {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// hasToken reports whether the comma-separated list v names tok (lower
+// case), ignoring case and spaces.
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		e := v[:i]
+		for len(e) > 0 && (e[0] == ' ' || e[0] == '\t') {
+			e = e[1:]
+		}
+		for len(e) > 0 && (e[len(e)-1] == ' ' || e[len(e)-1] == '\t') {
+			e = e[:len(e)-1]
+		}
+		if equalFold(e, tok) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
+// Response field kinds.
+const (
+	rfOther = iota
+	rfContentLength
+	rfTransferEncoding
+	rfConnection
+	rfHop // removed: Keep-Alive, Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, Te, Trailer, Upgrade
+)
+
+func respFieldKind(name []byte) int {
+	switch len(name) {
+	case 2:
+		if equalFold(name, "te") {
+			return rfHop
+		}
+	case 7:
+		if equalFold(name, "upgrade") || equalFold(name, "trailer") {
+			return rfHop
+		}
+	case 10:
+		if equalFold(name, "connection") {
+			return rfConnection
+		}
+		if equalFold(name, "keep-alive") {
+			return rfHop
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			return rfContentLength
+		}
+	case 16:
+		if equalFold(name, "proxy-connection") {
+			return rfHop
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			return rfTransferEncoding
+		}
+	case 18:
+		if equalFold(name, "proxy-authenticate") {
+			return rfHop
+		}
+	case 19:
+		if equalFold(name, "proxy-authorization") {
+			return rfHop
+		}
+	}
+	return rfOther
+}
+
+// relayBody streams the response body after the head in fc.out. ok is
+// false when the upstream failed midway; clientOK false when the client
+// did. The last bytes stay in fc.out for the caller to write.
+func (fc *fastConn) relayBody(pc *h1Conn, mode int, cl int64) (ok, clientOK bool) {
+	clientOK = true
+	// flush writes fc.out when it is large, or when the next upstream read
+	// would block (so that a streamed response is not held back).
+	flush := func(force bool) {
+		if len(fc.out) == 0 || !force && len(fc.out) < 32<<10 {
+			return
+		}
+		if clientOK {
+			if _, err := fc.lc.Write(fc.out); err != nil {
+				clientOK = false
+			}
+		}
+		fc.out = fc.out[:0]
+	}
+	// take appends up to n body bytes (n < 0: any) to fc.out.
+	take := func(n int64) (int64, error) {
+		if pc.br.Buffered() == 0 {
+			flush(true)
+		}
+		b, err := pc.br.Peek(1)
+		if len(b) == 0 {
+			return 0, err
+		}
+		avail := int64(pc.br.Buffered())
+		if n >= 0 && avail > n {
+			avail = n
+		}
+		b, _ = pc.br.Peek(int(avail))
+		fc.out = append(fc.out, b...)
+		_, _ = pc.br.Discard(int(avail))
+		flush(false)
+		return avail, nil
+	}
+	switch mode {
+	case bodyNone:
+		return true, true
+	case bodyLength:
+		for cl > 0 {
+			n, err := take(cl)
+			if err != nil {
+				return false, clientOK
+			}
+			cl -= n
+			if !clientOK {
+				return false, false
+			}
+		}
+		return true, clientOK
+	case bodyUntilClose:
+		for {
+			if pc.br.Buffered() == 0 {
+				flush(true)
+			}
+			if _, err := pc.br.Peek(1); err != nil {
+				if err != io.EOF {
+					return false, clientOK
+				}
+				fc.out = append(fc.out, "0\r\n\r\n"...)
+				return true, clientOK
+			}
+			n := pc.br.Buffered()
+			fc.out = appendChunkHeader(fc.out, int64(n))
+			if _, err := take(int64(n)); err != nil {
+				return false, clientOK
+			}
+			fc.out = append(fc.out, "\r\n"...)
+			if !clientOK {
+				return false, false
+			}
+		}
+	}
+	// bodyChunked: decode each chunk and encode it again (extensions are
+	// dropped, trailers too, as net/http's ReverseProxy does for trailers
+	// the upstream did not announce).
+	for {
+		if pc.br.Buffered() == 0 {
+			flush(true)
+		}
+		line, err := fc.readLine(pc)
+		if err != nil {
+			return false, clientOK
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return false, clientOK
+		}
+		if size == 0 {
+			for { // trailers
+				line, err := fc.readLine(pc)
+				if err != nil {
+					return false, clientOK
+				}
+				if len(line) == 0 {
+					break
+				}
+			}
+			fc.out = append(fc.out, "0\r\n\r\n"...)
+			return true, clientOK
+		}
+		fc.out = appendChunkHeader(fc.out, size)
+		for size > 0 {
+			n, err := take(size)
+			if err != nil {
+				return false, clientOK
+			}
+			size -= n
+		}
+		fc.out = append(fc.out, "\r\n"...)
+		line, err = fc.readLine(pc)
+		if err != nil || len(line) != 0 || !clientOK {
+			return false, clientOK
+		}
+	}
+}
+
+func appendChunkHeader(b []byte, n int64) []byte {
+	b = strconv.AppendInt(b, n, 16)
+	return append(b, "\r\n"...)
+}
+
+// parseChunkSize reads a chunk-size line: hex digits, then optional
+// extensions after ';'.
+func parseChunkSize(line []byte) (int64, bool) {
+	var n int64
+	i := 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			goto end
+		}
+		if i >= 15 {
+			return 0, false
+		}
+		n = n<<4 | int64(d)
+	}
+end:
+	if i == 0 {
+		return 0, false
+	}
+	rest := line[i:]
+	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+		rest = rest[1:]
+	}
+	if len(rest) > 0 && rest[0] != ';' {
+		return 0, false
+	}
+	return n, true
+}
+
+// fastQuery reports whether a route's own query is forwarded unchanged by
+// net/http's ReverseProxy (no ';', no bad escape), so the fast path may
+// join it as it is.
+func fastQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		switch c := q[i]; {
+		case c == '%':
+			if i+2 >= len(q) || !isHex(q[i+1]) || !isHex(q[i+2]) {
+				return false
+			}
+			i += 2
+		case !queryByte[c]:
+			return false
+		}
+	}
+	return true
+}
