@@ -73,7 +73,7 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 		return nil, err
 	}
 	pair := exec.CommandContext(ctx, bin, "pair", "--token-url", strings.TrimSpace(string(tokenURL)),
-		"--cert-dir", certDir, "--ca-file", filepath.Join(mockDir, "ca.crt"), "--key-type", "ecdsa-p256")
+		"--cert-dir", certDir, "--ca-file", filepath.Join(mockDir, "ca.crt")) // the key type the connector announces (RSA, as Kyma's)
 	if out, err := pair.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("credbroker pair: %v\n%s", err, out)
 	}
