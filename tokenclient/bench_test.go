@@ -80,7 +80,9 @@ func BenchmarkCacheHit(b *testing.B) {
 // iteration uses a new key. Reports token requests per burst (want 1).
 func BenchmarkColdBurst(b *testing.B) {
 	as := newFakeAS(b, nil)
-	c := newClient(b, as.secretConfig())
+	// A new key per burst: lift the bound on distinct keys (WithMaxKeys)
+	// above what a long run makes.
+	c := newClient(b, as.secretConfig(), WithMaxKeys(1<<30))
 	const callers = 1000
 	i := 0
 	for b.Loop() {
@@ -118,7 +120,7 @@ func BenchmarkFetchMTLS(b *testing.B) {
 	leaf := ca.Issue(testpki.WithCommonName("app"), testpki.ClientAuth())
 	cert := leaf.TLSCertificate()
 	c := newClient(b, mtlsConfig(as, func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }),
-		WithRootCAs(ca.Pool()), WithDialContext(loopbackDial))
+		WithRootCAs(ca.Pool()), WithDialContext(loopbackDial), WithMaxKeys(1<<30)) // a new key per fetch
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
