@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -48,17 +46,11 @@ func runConnFlood(o options, n int) (connResult, error) {
 	proxy := freePort()
 	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nadmin_listen: 127.0.0.1:%d\nroutes:\n  - {name: open, upstream: http://%s, auth: {type: none}}\n",
 		proxy, freePort(), upLn.Addr())
-	cfgFile := filepath.Join(dir, "credbroker.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+	pid, stop, err := startRun(o.credbroker, dir, cfg)
+	if err != nil {
 		return res, err
 	}
-	cmd := exec.Command(o.credbroker, "run", "--config", cfgFile)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	pid := cmd.Process.Pid
+	defer stop()
 	hostport := fmt.Sprintf("127.0.0.1:%d", proxy)
 
 	// The app's connection, opened before the flood and kept alive.

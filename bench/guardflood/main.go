@@ -195,17 +195,11 @@ inbound:
 %s  rules:
     - {path: /, accept: [oauth1], oauth1: {key_file: %s, secret_file: %s}}
 `, freePort(), freePort(), inbound, appLn.Addr(), limits, filepath.Join(dir, "key"), filepath.Join(dir, "secret"))
-	cfgFile := filepath.Join(dir, "credbroker.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+	pid, stop, err := startRun(o.credbroker, dir, cfg)
+	if err != nil {
 		return res, err
 	}
-	cmd := exec.Command(o.credbroker, "run", "--config", cfgFile)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	pid := cmd.Process.Pid
+	defer stop()
 	base := fmt.Sprintf("http://127.0.0.1:%d", inbound)
 	hostport := strings.TrimPrefix(base, "http://")
 	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
@@ -316,6 +310,21 @@ func attack(hostport string, sc scenario, hold time.Duration) string {
 		}
 	}
 	return <-answer
+}
+
+// startRun writes cfg to dir/credbroker.yaml and starts `credbroker run`
+// on it; stop kills the process and waits for it.
+func startRun(bin, dir, cfg string) (pid int, stop func(), err error) {
+	cfgFile := filepath.Join(dir, "credbroker.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.Command(bin, "run", "--config", cfgFile)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	return cmd.Process.Pid, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
 }
 
 // samplePeak reads the VmRSS of pid every 10 ms until the returned
