@@ -360,6 +360,10 @@ func newer(sp *storedPair, cur *x509.Certificate) bool {
 	return sp != nil && sp.pair.SHA256() != connector.Fingerprint(cur) && sp.pair.Leaf().NotAfter.After(cur.NotAfter)
 }
 
+// adoptOnlyKey marks the context of a renewal the poll starts to adopt a
+// pair from the Secret; its value cancels that context.
+type adoptOnlyKey struct{}
+
 // persistRenewer renews through the shared Secret: see identityStore.renew.
 type persistRenewer struct {
 	inner certwatch.Renewer
@@ -394,6 +398,13 @@ func (s *identityStore) renew(ctx context.Context, cur tls.Certificate, inner ce
 	if newer(offered, curLeaf) {
 		s.adopted(offered)
 		return offered, nil
+	}
+	if stop, ok := ctx.Value(adoptOnlyKey{}).(context.CancelFunc); ok {
+		// The poll asked to adopt a pair, and a renewal that ran before
+		// it took that pair already: never renew from here. A cancelled
+		// context is what the watcher does not count as a failure.
+		stop()
+		return nil, ctx.Err()
 	}
 	waited := false
 	var last error
@@ -638,7 +649,9 @@ func (s *identityStore) pollOnce(ctx context.Context, w *certwatch.Watcher, canR
 		s.mu.Lock()
 		s.offered = offer
 		s.mu.Unlock()
-		if err := w.Renew(ctx); err != nil && ctx.Err() == nil {
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if err := w.Renew(context.WithValue(rctx, adoptOnlyKey{}, cancel)); err != nil && rctx.Err() == nil {
 			s.log.Warn("taking the pair from the Kubernetes Secret failed", "certificate", s.name, "error", err.Error())
 		}
 		return
