@@ -165,9 +165,13 @@ func (e *env) start(name, pairingFile string, persist bool) *replica {
 		p = fmt.Sprintf(", persist: {kubernetes_secret: {name: %s, poll_interval: 1s, request_timeout: 2s, lock_duration: 30s, start_timeout: 20s}}", secretName)
 	}
 	host, port := e.api.HostPort()
+	var args []string
+	if persist {
+		args = []string{"--service-account-dir", e.saDir}
+	}
 	sc := harness.StartSidecar(bin, harness.SidecarOptions{
 		Dir: e.dir, CAFile: e.caFile, VCAPFile: e.vcapFile,
-		Args: []string{"--service-account-dir", e.saDir},
+		Args: args,
 		Env:  harness.Env{"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
 		AfterExit: func(s *harness.Sidecar) {
 			e.secretSHA256() // plants the Secret's key
