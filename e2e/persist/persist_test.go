@@ -363,7 +363,7 @@ var _ = Describe("a paired identity kept in a Kubernetes Secret", func() {
 		Expect(e.lastSeen("a")).To(Equal(first), "no replica presents a pair the Secret does not hold")
 		e.api.SetDown(false)
 
-		Eventually(func() string { return e.lastSeen("a") }).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).ShouldNot(Equal(first))
+		Eventually(func() string { return e.lastSeen("a") }).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).ShouldNot(Equal(first))
 		Expect(e.secretSHA256()).To(Equal(e.lastSeen("a")), "the renewed pair is in the Secret")
 		l.finish()
 		Expect(a.metric(persistEvent("saved"))).To(BeNumerically(">=", 2))
