@@ -127,7 +127,7 @@ func (c *Broker) newIdentityStore(name, dir string, ks sidecar.KubernetesSecret)
 		Namespace: ks.Namespace, Name: ks.Name, Timeout: ks.RequestTimeout, MaxResponseBytes: ks.MaxResponseBytes,
 	})
 	if err != nil {
-		return nil, configErrorf("certificate %q: persist.kubernetes_secret: %v", name, err)
+		return nil, configErrorf("persist.kubernetes_secret: %v", err)
 	}
 	host, _ := os.Hostname() // the pod name: shows who holds the renewal
 	b := make([]byte, 4)
