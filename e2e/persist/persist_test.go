@@ -316,6 +316,25 @@ var _ = Describe("a paired identity kept in a Kubernetes Secret", func() {
 		Expect(b.sc.Session.ExitCode()).NotTo(BeZero())
 	})
 
+	It("has two replicas that start at once with one one-time token share the identity one of them paired", func() {
+		e := newEnv(0)
+		pairing := e.pairingURLFile("together")
+		signed := e.mock.Stats().CSRSigned
+		a := e.start("pod-a", pairing, true)
+		b := e.start("pod-b", pairing, true)
+		a.ready()
+		b.ready()
+		for _, who := range []string{"a", "b"} {
+			r := map[string]*replica{"a": a, "b": b}[who]
+			code, _ := get(r.sc.Proxy + "/events/" + who + "/x")
+			Expect(code).To(Equal(200))
+		}
+		Expect(e.lastSeen("a")).To(MatchRegexp(hex64.String()))
+		Expect(e.lastSeen("b")).To(Equal(e.lastSeen("a")), "one identity")
+		Expect(e.secretSHA256()).To(Equal(e.lastSeen("a")))
+		Expect(e.mock.Stats().CSRSigned - signed).To(Equal(1), "the token was spent once")
+	})
+
 	It("has two replicas that renew at the same moment make one renewal at the connector and present the same new certificate", func() {
 		e := newEnv(12 * time.Second)
 		pairing := e.pairingURLFile("replicas")
