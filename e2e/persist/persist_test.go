@@ -332,7 +332,7 @@ var _ = Describe("a paired identity kept in a Kubernetes Secret", func() {
 		Expect(e.lastSeen("a")).To(MatchRegexp(hex64.String()))
 		Expect(e.lastSeen("b")).To(Equal(e.lastSeen("a")), "one identity")
 		Expect(e.secretSHA256()).To(Equal(e.lastSeen("a")))
-		Expect(e.mock.Stats().CSRSigned - signed).To(Equal(1), "the token was spent once")
+		Expect(e.mock.Stats().CSRSigned-signed).To(Equal(1), "the token was spent once")
 	})
 
 	It("has two replicas that renew at the same moment make one renewal at the connector and present the same new certificate", func() {
