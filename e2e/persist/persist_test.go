@@ -304,6 +304,29 @@ var _ = Describe("a paired identity kept in a Kubernetes Secret", func() {
 		Expect(string(b.sc.Session.Err.Contents())).To(ContainSubstring("paired identity loaded from the Kubernetes Secret"))
 	})
 
+	It("waits for an API server that is down when a rescheduled pod starts, then loads the identity", func() {
+		e := newEnv(0)
+		pairing := e.pairingURLFile("restart-outage")
+		a := e.start("pod-a", pairing, true)
+		a.ready()
+		Eventually(e.secretSHA256).WithTimeout(20 * time.Second).ShouldNot(BeEmpty())
+		first := e.secretSHA256()
+		a.sc.Session.Terminate()
+		Eventually(a.sc.Session).WithTimeout(40 * time.Second).Should(gexec.Exit())
+
+		e.api.SetDown(true)
+		b := e.start("pod-b", pairing, true)
+		Eventually(func() int { return e.api.Counts().Refused }).WithTimeout(20*time.Second).Should(BeNumerically(">=", 2), "retried with backoff")
+		Consistently(func() int { c, _ := get(b.sc.Admin + "/readyz"); return c }).WithTimeout(time.Second).ShouldNot(Equal(200))
+		e.api.SetDown(false)
+		b.ready()
+		code, _ := get(b.sc.Proxy + "/events/b/x")
+		Expect(code).To(Equal(200))
+		Expect(e.lastSeen("b")).To(Equal(first))
+		Expect(b.metric(persistEvent("error"))).To(BeNumerically(">=", 2))
+		Expect(b.metric(persistEvent("loaded"))).To(Equal(1.0))
+	})
+
 	It("without persistence, the same rescheduled pod cannot start: its one-time token is used up", func() {
 		e := newEnv(0)
 		pairing := e.pairingURLFile("restart-baseline")
