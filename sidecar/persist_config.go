@@ -13,6 +13,9 @@ const (
 	DefaultPersistLockDuration     = 2 * time.Minute
 	DefaultPersistStartTimeout     = 60 * time.Second
 	DefaultPersistMaxResponseBytes = 4 << 20
+	// MinPersistLockDuration is the shortest lock_duration: a renewal
+	// attempt takes up to a minute.
+	MinPersistLockDuration = time.Minute
 )
 
 // CertificatePersist keeps a paired certificate somewhere that outlives
@@ -99,8 +102,10 @@ func (c *Config) checkPersist(errs ConfigErrors, f string, ct *Certificate) Conf
 	case ks.MaxResponseBytes < 4096:
 		errs = append(errs, c.errorf(f+".max_response_bytes", ct.Name, ErrInvalidValue, "%d: want at least 4096", ks.MaxResponseBytes))
 	}
-	if ks.LockDuration > 0 && ks.RequestTimeout > 0 && ks.LockDuration < 3*ks.RequestTimeout {
-		errs = append(errs, c.errorf(f+".lock_duration", ct.Name, ErrInvalidValue, "%v: want at least three request timeouts (%v)", ks.LockDuration, 3*ks.RequestTimeout))
+	// A claim must outlast the renewal it guards: one attempt takes up to
+	// a minute (certwatch's renewal timeout), plus the writes around it.
+	if minLock := max(MinPersistLockDuration, 3*ks.RequestTimeout); ks.LockDuration > 0 && ks.LockDuration < minLock {
+		errs = append(errs, c.errorf(f+".lock_duration", ct.Name, ErrInvalidValue, "%v: want at least %v (a renewal attempt's minute, and three request timeouts)", ks.LockDuration, minLock))
 	}
 	return errs
 }

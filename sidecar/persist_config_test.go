@@ -31,7 +31,7 @@ certificates:
 		`{name: c, dir: /d, persist: {kubernetes_secret: {name: "../x"}}}`:                    "DNS subdomain",
 		`{name: c, dir: /d, persist: {kubernetes_secret: {name: s, namespace: "A"}}}`:         "DNS label",
 		`{name: c, dir: /d, persist: {kubernetes_secret: {name: s, poll_interval: -1s}}}`:     "poll_interval",
-		`{name: c, dir: /d, persist: {kubernetes_secret: {name: s, lock_duration: 5s}}}`:      "three request timeouts",
+		`{name: c, dir: /d, persist: {kubernetes_secret: {name: s, lock_duration: 5s}}}`:      "at least 1m0s",
 		`{name: c, dir: /d, persist: {kubernetes_secret: {name: s, max_response_bytes: 10}}}`: "at least 4096",
 		`{name: c, dir: /d, persist: {kubernetes_secret: {name: s, unknown_key: 1}}}`:         "unknown_key",
 	} {

@@ -162,7 +162,7 @@ func (e *env) start(name, pairingFile string, persist bool) *replica {
 	dir := filepath.Join(e.dir, name, "connector")
 	p := ""
 	if persist {
-		p = fmt.Sprintf(", persist: {kubernetes_secret: {name: %s, poll_interval: 1s, request_timeout: 2s, lock_duration: 30s, start_timeout: 20s}}", secretName)
+		p = fmt.Sprintf(", persist: {kubernetes_secret: {name: %s, poll_interval: 1s, request_timeout: 2s, lock_duration: 90s, start_timeout: 20s}}", secretName)
 	}
 	host, port := e.api.HostPort()
 	var args []string
