@@ -54,6 +54,11 @@ type Options struct {
 	KeyFile string
 	// TokenCacheDir overrides token_cache_dir: when not empty.
 	TokenCacheDir string
+	// Kubernetes is the API server of certificates[].persist.kubernetes_secret.
+	Kubernetes KubernetesAPI
+	// PersistSecret, "[NAMESPACE/]NAME", sets persist.kubernetes_secret of
+	// the one certificate that pairs at start (pairing_url_file).
+	PersistSecret string
 }
 
 // Option configures a Broker.
@@ -215,6 +220,9 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	}
 	if c.o.TokenCacheDir != "" {
 		cfg.TokenCacheDir = c.o.TokenCacheDir
+	}
+	if err := applyPersistSecret(cfg, c.o.PersistSecret); err != nil {
+		return nil, sidecar.Deps{}, err
 	}
 
 	set, err := c.loadBindings(ctx)

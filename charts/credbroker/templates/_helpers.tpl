@@ -113,6 +113,9 @@ rest comes from .Values.sidecar.config as it is.
 {{- if get . "twoPhase" -}}
 {{- $_ := set $c "runtime_dir" (printf "%s/%s-runtime" (trimSuffix "/" $s.certificateRoot) .name) -}}
 {{- end -}}
+{{- if include "credbroker.persisted" . -}}
+{{- $_ := set $c "persist" (dict "kubernetes_secret" (dict "name" (include "credbroker.identitySecret" (list $ .)))) -}}
+{{- end -}}
 {{- else -}}
 {{- $_ := set $c "renew" false -}}
 {{- end -}}
@@ -169,6 +172,10 @@ rest comes from .Values.sidecar.config as it is.
     - run
     - --config
     - {{ include "credbroker.configDir" . }}/config.yaml
+    {{- if include "credbroker.anyPersisted" . }}
+    - --service-account-dir
+    - {{ include "credbroker.kubeAPIDir" . }}
+    {{- end }}
     {{- range $s.extraArgs }}
     - {{ . | quote }}
     {{- end }}
@@ -240,6 +247,11 @@ rest comes from .Values.sidecar.config as it is.
       readOnly: true
     {{- end }}
     {{- end }}
+    {{- if include "credbroker.anyPersisted" . }}
+    - name: credbroker-kube-api
+      mountPath: {{ include "credbroker.kubeAPIDir" . }}
+      readOnly: true
+    {{- end }}
     {{- with $s.volumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -251,6 +263,26 @@ rest comes from .Values.sidecar.config as it is.
 - name: credbroker-config
   configMap:
     name: {{ include "credbroker.configMapName" . }}
+{{- if include "credbroker.anyPersisted" . }}
+{{- /* Only the sidecar mounts the API token (the app gets none): a projected, rotated token, the cluster CA and the namespace. */}}
+- name: credbroker-kube-api
+  projected:
+    defaultMode: {{ $s.secretDefaultMode }}
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3600
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
+{{- end }}
 {{- range $i, $b := $s.bindings }}
 - name: credbroker-binding-{{ $i }}
   secret:
@@ -284,3 +316,27 @@ rest comes from .Values.sidecar.config as it is.
 {{- end }}
 {{- end }}
 {{- end -}}
+
+
+{{/* "true" when a certificates entry keeps its paired identity in a Secret. */}}
+{{- define "credbroker.persisted" -}}
+{{- if and (get . "pairing") (get . "persist") -}}
+{{- if get (get . "persist") "enabled" -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when any certificates entry is persisted. */}}
+{{- define "credbroker.anyPersisted" -}}
+{{- range .Values.sidecar.certificates -}}
+{{- if include "credbroker.persisted" . -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret a persisted certificate is kept in: (list $ certificate). */}}
+{{- define "credbroker.identitySecret" -}}
+{{- $root := index . 0 -}}
+{{- $c := index . 1 -}}
+{{- get (get $c "persist") "secretName" | default (printf "%s-%s-identity" (include "credbroker.fullname" $root) $c.name | trunc 253 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "credbroker.kubeAPIDir" -}}/var/run/secrets/credbroker/kube-api{{- end -}}

