@@ -108,6 +108,24 @@ type DestinationResolver interface {
 	Resolve(ctx context.Context, req DestinationRequest) (*ResolvedDestination, error)
 }
 
+// DestinationCredentialChecker is implemented by resolvers that can say,
+// for /readyz and /status, whether the credentials of their route's
+// bindings can be had now: a token of the destination binding and, on a
+// route that names a connectivity binding (it may serve OnPremise
+// destinations), a token of that binding — the Connectivity proxy's
+// credential — for tenant ("" for the provider). It does not look a
+// destination up. Safe for concurrent use; it returns when ctx ends.
+type DestinationCredentialChecker interface {
+	CheckCredentials(ctx context.Context, tenant string) []CredentialCheck
+}
+
+// CredentialCheck is the outcome of one token check of a binding.
+type CredentialCheck struct {
+	Binding string
+	Token   Token
+	Err     error
+}
+
 // DestinationError is implemented by resolver errors that know the status
 // and reason the proxy answers with.
 type DestinationError interface {
