@@ -361,14 +361,9 @@ func (d *destRoute) serve(w http.ResponseWriter, req *http.Request, decRest, res
 	start := time.Now()
 	defer func() { r.metrics.duration.Observe(time.Since(start).Seconds()) }()
 
-	tenant := r.tenant
-	if r.tenantHdr != "" {
-		if v := req.Header[r.tenantHdr]; len(v) > 0 {
-			if v[0] != "" {
-				tenant = v[0]
-			}
-			delete(req.Header, r.tenantHdr)
-		}
+	tenant, ok := r.requestTenant(w, req)
+	if !ok {
+		return
 	}
 	var user string
 	if v := req.Header[d.userHdr]; len(v) > 0 {

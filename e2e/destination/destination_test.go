@@ -511,6 +511,54 @@ var _ = Describe("destination routes", func() {
 		Expect(a.status).To(Equal(200), a.body)
 	})
 
+	It("treats a hostile tenant header the same on a bearer route and a destination route: 400 tenant-invalid, nothing fetched or looked up", func() {
+		e := newEnv()
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "web", "URL": e.mock.BackendURL(), "Authentication": "NoAuthentication"}}, "provider", "subscriber1")
+		sc := e.start(routeYAML("web") + fmt.Sprintf("  - name: orders\n    upstream: %s\n    auth: {type: bearer, binding: xsuaa-secret, tenant_header: X-Tenant}\n", e.mock.BackendURL()))
+		send := func(route string, tenants ...string) (int, string, string) {
+			req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, sc.Proxy+"/"+route+"/x", nil)
+			Expect(err).NotTo(HaveOccurred())
+			req.Header["X-Tenant"] = tenants
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, resp.Header.Get("X-Credbroker-Error"), string(b)
+		}
+		// A subdomain, in any case, is that tenant on both routes.
+		for _, route := range []string{"web", "orders"} {
+			code, reason, body := send(route, "SUBSCRIBER1")
+			Expect(code).To(Equal(200), "%s: %s %s", route, reason, body)
+		}
+		Expect(e.mock.DestinationStats().LookupsByTenantName).To(HaveKeyWithValue("subscriber1/web", 1))
+		tokensBefore, lookupsBefore := e.mock.Stats().TokenRequests, e.mock.DestinationStats().Lookups
+
+		hostile := [][]string{
+			{"subscriber1.evil.example"}, {"evil.example/"}, {"subscriber1/../provider"}, {"a b"}, {"-subscriber1"}, {"subscriber1-"},
+			{strings.Repeat("a", 64)}, {"subscriber%31"}, {"sub\u00fcscriber"}, {"subscriber1", "provider"},
+		}
+		for _, h := range hostile {
+			var answers []string
+			for _, route := range []string{"web", "orders"} {
+				code, reason, body := send(route, h...)
+				Expect(code).To(Equal(400), "%q on %s", h, route)
+				Expect(reason).To(Equal("tenant-invalid"), "%q on %s", h, route)
+				for _, v := range h {
+					Expect(body).NotTo(ContainSubstring(v), "the value is not echoed")
+				}
+				answers = append(answers, strings.Replace(body, "route "+route+":", "route R:", 1))
+			}
+			Expect(answers[0]).To(Equal(answers[1]), "%q: one rule, one refusal", h)
+		}
+		Expect(e.mock.Stats().TokenRequests).To(Equal(tokensBefore), "no token was fetched for a hostile tenant")
+		Expect(e.mock.DestinationStats().Lookups).To(Equal(lookupsBefore), "no destination was looked up for a hostile tenant")
+		resp, err := http.Get(sc.Admin + "/metrics")
+		Expect(err).NotTo(HaveOccurred())
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		Expect(string(m)).To(ContainSubstring(fmt.Sprintf(`credbroker_proxy_refused_total{reason="tenant-invalid"} %d`, 2*len(hostile))))
+	})
+
 	It("keeps cached destinations across a configuration reload", func() {
 		e := newEnv()
 		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "cc", "URL": e.mock.BackendURL(), "Authentication": "OAuth2ClientCredentials"}}, "provider")
