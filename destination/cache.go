@@ -263,10 +263,14 @@ func (c *Cache) Stats() Stats {
 func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 	// The hit path: no parsing, no MAC, no allocation.
 	now := c.cfg.Now()
+	var h uint64
+	if req.UserToken != "" {
+		h = c.fastHash(req.UserToken) // outside the lock
+	}
 	c.mu.Lock()
 	var ent *entry
 	if req.UserToken != "" {
-		ent = c.byToken[tokenKey{h: c.fastHash(req.UserToken), tenant: req.Tenant, name: req.Name}]
+		ent = c.byToken[tokenKey{h: h, tenant: req.Tenant, name: req.Name}]
 	} else {
 		ent = c.entries[Key{Tenant: req.Tenant, Name: req.Name}]
 	}
