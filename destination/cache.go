@@ -307,13 +307,20 @@ func (c *Cache) get(ctx context.Context, req Request) (*Entry, error) {
 	k := Key{Tenant: req.Tenant, User: info.Key, Name: req.Name}
 	now := c.cfg.Now()
 	c.mu.Lock()
-	if e, ok := c.hit(c.entries[k], now, req, info); ok {
-		c.mu.Unlock()
-		c.hits.Add(1)
-		if c.cfg.Observer.Hit != nil {
-			c.cfg.Observer.Hit()
+	if ent := c.entries[k]; ent != nil {
+		if e, ok := c.hit(ent, now, req, info); ok {
+			if ent.token != "" {
+				// Found past a fast-hash collision: the index points at
+				// the entry in use again.
+				c.byToken[ent.tk] = ent
+			}
+			c.mu.Unlock()
+			c.hits.Add(1)
+			if c.cfg.Observer.Hit != nil {
+				c.cfg.Observer.Hit()
+			}
+			return e, nil
 		}
-		return e, nil
 	}
 	c.misses.Add(1)
 	ck := fmt.Sprintf("%d:%s|%d:%s|%d:%s|%x", len(k.Tenant), k.Tenant, len(k.User), k.User, len(k.Name), k.Name, mac)

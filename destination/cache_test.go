@@ -337,6 +337,9 @@ func TestCacheFastHashCollisionNeverServesAnotherToken(t *testing.T) {
 			e, err := c.Get(ctx, Request{Name: "d", Tenant: "t1", UserToken: tok})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(e.Header.Get("Authorization")).To(Equal("Bearer for-t1-"+tok), "round %d", round)
+			c.mu.Lock()
+			g.Expect(c.byToken[tokenKey{h: 42, tenant: "t1", name: "d"}].token).To(Equal(tok), "the index points at the entry last used")
+			c.mu.Unlock()
 		}
 	}
 	// alice and bob keep their entries across rounds; the forged token
