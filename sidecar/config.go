@@ -829,6 +829,8 @@ func (c *Config) usedBindings() []string {
 	}
 	for _, r := range c.Routes {
 		add(r.Auth.Binding)
+		add(r.Auth.Connectivity)      // destination routes
+		add(r.Auth.PrincipalExchange) // destination routes
 	}
 	for _, b := range c.TokenAPI.Bindings {
 		add(b)

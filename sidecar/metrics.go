@@ -72,7 +72,7 @@ func NewMetrics() *Metrics {
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_refused_total",
-			Help: "Requests the proxy listener refused itself, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body).",
+			Help: "Requests the proxy listener refused itself, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body, tenant-invalid).",
 		}, []string{"reason"}),
 		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_admin_refused_total",

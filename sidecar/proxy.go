@@ -431,14 +431,9 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 	start := time.Now()
 	defer func() { r.metrics.duration.Observe(time.Since(start).Seconds()) }()
 
-	tenant := r.tenant
-	if r.tenantHdr != "" {
-		if v := req.Header[r.tenantHdr]; len(v) > 0 {
-			if v[0] != "" {
-				tenant = v[0]
-			}
-			delete(req.Header, r.tenantHdr)
-		}
+	tenant, ok := r.requestTenant(w, req)
+	if !ok {
+		return
 	}
 	appAuth := req.Header["Authorization"]
 	var assertion string

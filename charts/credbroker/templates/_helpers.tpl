@@ -89,8 +89,9 @@ app.kubernetes.io/version: {{ .AppVersion | quote }}
 {{- end -}}
 
 {{/*
-The credbroker config file. The chart owns listen, admin_listen, certificates and inbound; the
-rest comes from .Values.sidecar.config as it is.
+The credbroker config file. The chart owns listen, admin_listen, certificates, inbound and
+destinations (plus the destination routes it appends to routes); the rest comes from
+.Values.sidecar.config as it is.
 */}}
 {{- define "credbroker.config" -}}
 {{- $s := .Values.sidecar -}}
@@ -133,6 +134,35 @@ rest comes from .Values.sidecar.config as it is.
 {{- fail (printf "sidecar.config.routes: certificate %q is not in sidecar.certificates" .) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- $d := $s.destinations | default dict -}}
+{{- if $d.routes -}}
+{{- $routes := get $cfg "routes" | default list -}}
+{{- range $r := $d.routes -}}
+{{- $auth := dict "type" "destination" -}}
+{{- range $k := list "destination" "binding" "connectivity" "tenant" "tenant_header" "user_token" "tenant_mode" "principal_exchange" -}}
+{{- if hasKey $r $k -}}
+{{- $_ := set $auth $k (get $r $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $route := dict "name" $r.name "auth" $auth -}}
+{{- if hasKey $r "allow_plain_http" -}}
+{{- $_ := set $route "allow_plain_http" (get $r "allow_plain_http") -}}
+{{- end -}}
+{{- $routes = append $routes $route -}}
+{{- end -}}
+{{- include "credbroker.uniqueNames" (list "config.routes and sidecar.destinations.routes" $routes) -}}
+{{- $_ := set $cfg "routes" $routes -}}
+{{- end -}}
+{{- $dc := deepCopy ($d.cache | default dict) -}}
+{{- with $d.connectivityProxy -}}
+{{- if .host -}}
+{{- $host := ternary (printf "[%s]" .host) .host (contains ":" .host) -}}
+{{- $_ := set $dc "connectivity_proxy" (printf "%s:%d" $host (int (.port | default 20003))) -}}
+{{- end -}}
+{{- end -}}
+{{- if $dc -}}
+{{- $_ := set $cfg "destinations" $dc -}}
 {{- end -}}
 {{- if and $s.inbound.enabled $s.inbound.tlsCertificate (not (hasKey $certNames $s.inbound.tlsCertificate)) -}}
 {{- fail (printf "sidecar.inbound.tlsCertificate: %q is not in sidecar.certificates" $s.inbound.tlsCertificate) -}}

@@ -79,6 +79,16 @@ sidecar:
     rules:
       - {path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read]}
 `,
+	"destinations": `
+sidecar:
+  bindings:
+    - {name: my-destination, secretName: destination-binding}
+    - {name: my-connectivity, secretName: connectivity-binding}
+  destinations:
+    routes:
+      - {name: erp, destination: S4HANA, binding: my-destination, connectivity: my-connectivity, tenant_header: X-Tenant}
+    connectivityProxy: {host: connectivity-proxy.kyma-system.svc.cluster.local, port: 20004}
+`,
 	"several-bindings": `
 sidecar:
   bindingRoot: /var/run/bindings
