@@ -102,7 +102,12 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	fmt.Fprintln(e.stdout, mockBanner)
 	e.log.Warn("test server — never expose: the mock's control API serves every credential without authentication", "listen_host", o.ListenHost)
 	port443, _ := mockauth.ParsePort443Mode(o.Port443) // checked by validate
+	clk, err := processClock()
+	if err != nil {
+		return err
+	}
 	srv, err := mockauth.Start(mockauth.Options{
+		Now:             clk.Now,
 		Port443:         port443,
 		Host:            o.ListenHost,
 		TokenTTL:        o.TokenTTL,
