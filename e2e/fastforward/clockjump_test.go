@@ -64,7 +64,7 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 				Expect(s.Token).NotTo(Equal(first[0]), "the old token after the jump")
 			}
 		}
-		Expect(r.mock.Stats().TokenRequests - fetches0).To(BeNumerically("<=", 2), "one refetch, not a storm")
+		Expect(r.mock.Stats().TokenRequests-fetches0).To(BeNumerically("<=", 2), "one refetch, not a storm")
 	})
 
 	It("renews the certificate when a jump passes its renewal point, with zero failed requests", func() {
@@ -87,11 +87,11 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 		l2 := startLoad(urls, 4, nil)
 		Eventually(func() int { return r.mock.Stats().Renewals }).WithTimeout(60*time.Second).Should(BeNumerically(">", renewals0), "renewed after the jump")
 		Eventually(func() []string { return r.up.distinct("/events/", func(s seen) string { return s.Cert }) }).
-			WithTimeout(60 * time.Second).Should(HaveLen(2), "the renewed certificate in use")
+			WithTimeout(60*time.Second).Should(HaveLen(2), "the renewed certificate in use")
 		l2.expectSteady(20)
 		l2.halt()
 		Expect(l.failed.Load()+l2.failed.Load()).To(BeZero(), "failed app requests: %s %s", l.failures(), l2.failures())
-		Expect(r.mock.Stats().Renewals - renewals0).To(Equal(1), "one renewal, not a storm")
+		Expect(r.mock.Stats().Renewals-renewals0).To(Equal(1), "one renewal, not a storm")
 		Expect(counter(p, `credbroker_certificate_renewals_total{certificate="connector"}`)).To(BeNumerically(">=", 1))
 	})
 })
