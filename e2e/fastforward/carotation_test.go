@@ -73,7 +73,7 @@ certificates:
 		Eventually(func() string { return issuerCN(filepath.Join(dir, "tls.crt")) }).WithTimeout(30*time.Second).
 			ShouldNot(Equal(oldIssuer), "the renewed certificate is issued by the new CA")
 		Eventually(func() []string { return r.up.distinct("/events/", func(s seen) string { return s.Cert }) }).
-			WithTimeout(60 * time.Second).Should(HaveLen(2), "the new certificate in use")
+			WithTimeout(60*time.Second).Should(HaveLen(2), "the new certificate in use")
 		l.expectSteady(20)
 
 		By("removing the old CA")
@@ -170,7 +170,7 @@ inbound:
 		By("removing the old CA from the bundle")
 		n = reloads()
 		swapFile(bundle, newCA.CertPEM())
-		Eventually(reloads).WithTimeout(30*time.Second).Should(BeNumerically(">", n))
+		Eventually(reloads).WithTimeout(30 * time.Second).Should(BeNumerically(">", n))
 		l.expectSteady(20)
 		l.halt()
 		Expect(l.failed.Load()).To(BeZero(), "failed caller requests: %s", l.failures())
