@@ -150,6 +150,7 @@ func (w *waiter) Stop() bool { return !w.done.Swap(true) }
 var (
 	_ clock.Clock     = (*Clock)(nil)
 	_ clock.Monotonic = (*Clock)(nil)
+	_ clock.Sampler   = (*Clock)(nil)
 )
 
 // DefaultCheck is how often (real time) a Clock looks for due waits.
@@ -177,6 +178,15 @@ func (c *Clock) Now() time.Time {
 
 // Monotonic reads the real monotonic clock moved by advance only.
 func (c *Clock) Monotonic() time.Duration { return time.Since(c.start) + c.s.advance() }
+
+// Sample reads the wall and the monotonic clock with one reading of the
+// offsets (clock.Sampler): an Advance between two separate reads would
+// look like a jump.
+func (c *Clock) Sample() clock.Sample {
+	adv := c.s.advance()
+	now := time.Now()
+	return clock.Sample{Wall: now.Add(adv + c.s.jump()).Round(0), Mono: now.Sub(c.start) + adv}
+}
 
 // At returns a channel that receives when the clock reads t; the wait runs
 // on the monotonic reading (as the system clock's does).
