@@ -186,6 +186,19 @@ func (u *upstream) distinct(prefix string, f func(seen) string) []string {
 	return out
 }
 
+// lastExp returns the expiry of the token of the latest request under
+// prefix.
+func (u *upstream) lastExp(prefix string) time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i := len(u.got) - 1; i >= 0; i-- {
+		if strings.HasPrefix(u.got[i].Path, prefix) && u.got[i].Token != "" {
+			return u.got[i].Exp
+		}
+	}
+	return time.Time{}
+}
+
 func (u *upstream) expired() int {
 	n := 0
 	for _, s := range u.all() {
