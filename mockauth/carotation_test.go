@@ -2,8 +2,11 @@ package mockauth
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"net/http"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -43,4 +46,32 @@ func TestConnectorCARotationSteps(t *testing.T) {
 	g.Expect(s.RotateConnectorCA(CARemoveOld)).To(Succeed())
 	g.Expect(pemCount(s.ConnectorCAsPEM())).To(Equal(1))
 	g.Expect(bytes.Contains(s.ConnectorCAsPEM(), old)).To(BeFalse())
+}
+
+func TestConnectorCARotationControlEndpoint(t *testing.T) {
+	g := NewWithT(t)
+	post := func(s *Server, body string) (int, map[string]string) {
+		resp, err := http.Post(s.Info().AdminURL+"/mock/connector-ca", "application/json", strings.NewReader(body))
+		g.Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		var out map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	code, _ := post(startMock(t, Options{}), `{"step":"add"}`)
+	g.Expect(code).To(Equal(http.StatusNotFound), "no endpoint unless asked for")
+
+	s := startMock(t, Options{ConnectorCARotation: true})
+	code, out := post(s, `{"step":"add"}`)
+	g.Expect(code).To(Equal(http.StatusOK))
+	g.Expect(pemCount([]byte(out["trusted"]))).To(Equal(2))
+	code, _ = post(s, `{"step":"sideways"}`)
+	g.Expect(code).To(Equal(http.StatusConflict))
+	code, _ = post(s, `{"step":"add","extra":1}`)
+	g.Expect(code).To(Equal(http.StatusBadRequest))
+	code, _ = post(s, `{"step":"switch"}`)
+	g.Expect(code).To(Equal(http.StatusOK))
+	code, out = post(s, `{"step":"remove-old"}`)
+	g.Expect(code).To(Equal(http.StatusOK))
+	g.Expect(pemCount([]byte(out["trusted"]))).To(Equal(1))
 }
