@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,5 +70,39 @@ var _ = Describe("the test clock build tag", func() {
 		ctl.Jump(48 * time.Hour)
 		Expect(mockTokenIAT(bin, ctl.Path())).To(BeTemporally("~", ctl.Now(), time.Minute), "the test build's mock issues on the test clock")
 		Expect(mockTokenIAT(plain, ctl.Path())).To(BeTemporally("~", time.Now(), time.Minute), "a build without the tag ignores it")
+	})
+})
+
+var _ = Describe("credbroker mock --connector-ca-rotation", func() {
+	It("serves the rotation control only when asked to", func() {
+		for _, on := range []bool{false, true} {
+			dir := GinkgoT().TempDir()
+			args := []string{"mock", "--dir", dir}
+			if on {
+				args = append(args, "--connector-ca-rotation")
+			}
+			m := harness.Start(bin, nil, args...)
+			DeferCleanup(func() { m.Terminate(); Eventually(m).WithTimeout(30 * time.Second).Should(gexec.Exit()) })
+			var info struct {
+				AdminURL string `json:"admin_url"`
+			}
+			Eventually(func() error {
+				b, err := os.ReadFile(filepath.Join(dir, "mock.json"))
+				if err != nil {
+					return err
+				}
+				return json.Unmarshal(b, &info)
+			}).WithTimeout(60 * time.Second).Should(Succeed())
+			resp, err := client.Post(info.AdminURL+"/mock/connector-ca", "application/json", strings.NewReader(`{"step":"add"}`))
+			Expect(err).NotTo(HaveOccurred())
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !on {
+				Expect(resp.StatusCode).To(Equal(http.StatusNotFound))
+				continue
+			}
+			Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
+			Expect(bytes.Count(body, []byte("BEGIN CERTIFICATE"))).To(Equal(2), "old and new CA trusted")
+		}
 	})
 })
