@@ -219,7 +219,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		if err != nil {
 			return nil, nil, err
 		}
-		req := PairRequest{Name: dc.name, TokenURL: u, Dir: dc.dir}
+		req := PairRequest{Name: dc.name, TokenURL: u, Dir: dc.dir, Now: c.now}
 		if dc.keyType != "" {
 			kt, err := connector.ParseKeyType(dc.keyType)
 			if err != nil {
@@ -248,6 +248,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		certwatch.WithLogger(c.log),
 		certwatch.WithPollInterval(c.o.PollInterval),
 		certwatch.WithClockJumps(c.jumps),
+		certwatch.WithClock(c.clock),
 	}
 	lc := &liveCert{name: dc.name}
 	var hb *connector.Heartbeat
@@ -265,7 +266,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		}
 		// The connector's mTLS calls present the watcher's live
 		// certificate (none until the watcher below exists).
-		client, err := n.connectorClient(c.log, connector.WithGetClientCertificate(lc.GetClientCertificate))
+		client, err := n.connectorClient(c.log, connector.WithGetClientCertificate(lc.GetClientCertificate), connector.WithClock(c.now))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -282,6 +283,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 			hb, err = connector.NewHeartbeat(client, ci.InfoURL,
 				connector.InitialInfo(ci.ManagementInfo()),
 				connector.HeartbeatJumps(c.jumps.Changed),
+				connector.HeartbeatClock(c.clock),
 				connector.OnResult(func(connector.HeartbeatResult) {
 					// Loud, every beat: a revoked certificate still works
 					// (the connector honours it until it expires), so

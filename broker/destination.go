@@ -178,7 +178,7 @@ func (g *genDeps) serviceHTTPClient() *http.Client {
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
 			DialContext:         g.net.resolver.Dialer(nil),
-			TLSClientConfig:     &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12},
+			TLSClientConfig:     &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12, Time: g.c.now},
 			ForceAttemptHTTP2:   true,
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     90 * time.Second,

@@ -480,9 +480,9 @@ func (m *Metrics) DestinationCacheHits(binding string) prometheus.Counter {
 }
 
 // newDestinationTransport builds the transports of destination routes.
-func newDestinationTransportFactory(cfg *Config, dial func(ctx context.Context, network, addr string) (net.Conn, error), roots *x509.CertPool) func(*tls.Certificate, bool) *http.Transport {
+func newDestinationTransportFactory(cfg *Config, dial func(ctx context.Context, network, addr string) (net.Conn, error), roots *x509.CertPool, now func() time.Time) func(*tls.Certificate, bool) *http.Transport {
 	return func(cert *tls.Certificate, onPremise bool) *http.Transport {
-		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, Time: now}
 		if cert != nil {
 			c := cert
 			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c, nil }

@@ -153,7 +153,7 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		if t, ok := transports[certName]; ok {
 			return t
 		}
-		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, Time: o.now}
 		if cert != nil {
 			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 				if c := cert.Current(); c != nil {
@@ -183,7 +183,7 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		return t
 	}
 
-	destTransport := newDestinationTransportFactory(cfg, dial, roots)
+	destTransport := newDestinationTransportFactory(cfg, dial, roots, o.now)
 	var errs ConfigErrors
 	for i, rc := range cfg.Routes {
 		field := fmt.Sprintf("routes[%d]", i)

@@ -61,7 +61,11 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 			e.log.Warn("binding sources: the first one set wins, others are ignored", "source", display, "ignored", strings.Join(ign, ","))
 		}
 	}
-	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log))
+	clk, err := processClock()
+	if err != nil {
+		return err
+	}
+	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log), broker.WithClock(clk))
 	if err != nil {
 		return err
 	}
