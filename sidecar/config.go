@@ -327,7 +327,7 @@ func ParseConfigAll(data []byte, source string) (*Config, ConfigErrors) {
 	}
 	cfg.applyDefaults()
 	for _, e := range cfg.check() {
-		if underAny(e.Field, bad) || (suggested[e.Field] && errors.Is(e, ErrMissingValue)) {
+		if underAny(e.Field, bad) || suggested[e.Field] {
 			continue
 		}
 		errs = append(errs, e)
@@ -795,7 +795,7 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(af+".binding", r.Name, ErrMissingValue, "a bearer route needs a binding"))
 		}
 		tokens := a.Binding != "" && (a.Type == AuthBearer || a.Type == AuthMTLS || a.Type == AuthDestination)
-		if !tokens && (len(a.Scopes) > 0 || a.Grant != "" || a.Tenant != "" || a.TenantHeader != "") {
+		if !tokens && a.Type != AuthBearer && (len(a.Scopes) > 0 || a.Grant != "" || a.Tenant != "" || a.TenantHeader != "") {
 			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "scopes, grant, tenant and tenant_header need a bearer route (or an mtls route with a binding)"))
 		}
 		if a.Binding != "" && !tokens {

@@ -86,8 +86,9 @@ func hint(name, what string, known []string) string {
 // unknownKeys walks the YAML tree along the Go type t and reports every
 // mapping key the type does not have, with its dotted path, its line, a
 // "did you mean" and the keys that exist there. suggested records, for each
-// unknown key with a suggestion, the path the suggestion stands for (a
-// "missing value" there is the same mistake and is not reported twice).
+// unknown key with a suggestion that is not also present, the path the
+// suggestion stands for (a problem there, such as a missing value, is the
+// same mistake and is not reported twice).
 func unknownKeys(n *yaml.Node, t reflect.Type, path, source string, suggested map[string]bool) ConfigErrors {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -118,6 +119,10 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path, source string, suggested ma
 			known = append(known, k)
 		}
 		sort.Strings(known)
+		present := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			present[n.Content[i].Value] = true
+		}
 		var out ConfigErrors
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
@@ -145,7 +150,9 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path, source string, suggested ma
 					if path != "" {
 						sp = path + "." + s
 					}
-					suggested[sp] = true
+					if !present[s] {
+						suggested[sp] = true
+					}
 				}
 				field := name
 				if path != "" {
