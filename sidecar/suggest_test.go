@@ -102,7 +102,9 @@ func TestValidateBindingsSuggests(t *testing.T) {
 	g := NewWithT(t)
 	cfg, err := ParseConfig([]byte("routes:\n  - {name: o, upstream: https://o.example, auth: {type: bearer, binding: my-xsuaaa}}\n"), "config c.yaml")
 	g.Expect(err).NotTo(HaveOccurred())
-	lookup := func(name string) (BindingInfo, bool) { return BindingInfo{Auth: true}, name == "my-xsuaa" || name == "ias" }
+	lookup := func(name string) (BindingInfo, bool) {
+		return BindingInfo{Auth: true}, name == "my-xsuaa" || name == "ias"
+	}
 	err = cfg.ValidateBindings(lookup, []string{"ias", "my-xsuaa"})
 	g.Expect(err).To(MatchError(`sidecar: config c.yaml line 2: routes[0].auth.binding ("o"): unknown binding: "my-xsuaaa"; did you mean "my-xsuaa"? (bindings: ias, my-xsuaa)`))
 	err = cfg.ValidateBindings(lookup, []string{})
