@@ -194,16 +194,16 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	if err != nil {
 		return nil, sidecar.Deps{}, err
 	}
+	if err := p.Err(); err != nil {
+		return nil, sidecar.Deps{}, err // the errors alone: this generation is not used
+	}
 	for _, w := range p.Warnings {
-		if errors.Is(w, errPlainHTTPRoutes) && ck != nil {
+		if errors.Is(w, errPlainHTTPRoutes) {
 			// One structured line: log collectors pick the routes out.
 			c.log.Warn(errPlainHTTPRoutes.Error(), "routes", ck.cfg.PlainHTTPRoutes())
 			continue
 		}
 		c.log.Warn("configuration warning", "warning", w.Error())
-	}
-	if err := p.Err(); err != nil {
-		return nil, sidecar.Deps{}, err
 	}
 	cfg, set, n := ck.cfg, ck.set, ck.net
 	lookup := bindingLookup(set)
