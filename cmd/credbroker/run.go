@@ -48,8 +48,10 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	if err := o.check(e); err != nil {
 		return err
 	}
-	if w := o.ignoredSources(); w != "" {
-		e.log.Warn(w)
+	if kind, display := o.sources().Chosen(); kind != "" {
+		if ign := o.ignored(); len(ign) > 0 {
+			e.log.Warn("binding sources: the first one set wins, others are ignored", "source", display, "ignored", strings.Join(ign, ","))
+		}
 	}
 	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log))
 	if err != nil {
@@ -99,8 +101,8 @@ func (o *RunOptions) check(e *cmdEnv) error {
 	return nil
 }
 
-// ignoredSources is the warning that more than one binding source is set
-// ("" when not): the first one wins.
+// ignoredSources is validate's warning that more than one binding source
+// is set ("" when not): the first one wins (run logs the same with attributes).
 func (o *RunOptions) ignoredSources() string {
 	if kind, display := o.sources().Chosen(); kind != "" {
 		if ign := o.ignored(); len(ign) > 0 {
