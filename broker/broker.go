@@ -211,7 +211,7 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	if cfg.TokenCacheDir != "" {
 		td, err := c.tokenDir(cfg.TokenCacheDir)
 		if err != nil {
-			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: "token_cache_dir", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
+			return nil, sidecar.Deps{}, cfg.Problem("token_cache_dir", "", fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err))
 		}
 		g.tokenDir = td
 	}

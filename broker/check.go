@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/credbroker/credbroker/certwatch"
 	"github.com/credbroker/credbroker/connector"
@@ -174,6 +176,11 @@ func (c *Broker) check(ctx context.Context) (*checked, *Problems, error) {
 		}
 		p.addErr(e)
 	}
+	if cfg.TokenCacheDir != "" {
+		if err := checkTokenDir(cfg.TokenCacheDir); err != nil {
+			p.addErr(cfg.Problem("token_cache_dir", "", fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)))
+		}
+	}
 	for i, ce := range cfg.Certificates {
 		if ce.Dir != "" {
 			c.checkDirCertificate(ctx, p, cfg, i, ce)
@@ -212,6 +219,33 @@ func sortProblems(list sidecar.ConfigErrors) {
 		}
 		return a < b
 	})
+}
+
+// checkTokenDir checks what openTokenDir needs without creating or
+// changing anything: root is a directory, and its credbroker-tokens
+// subdirectory, when there, is a directory (not a symlink) of this user.
+func checkTokenDir(root string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: not a directory", root)
+	}
+	sub := filepath.Join(root, TokenCacheSubdir)
+	fi, err = os.Lstat(sub)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // created at start
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("%s: not a directory (a symlink?)", sub)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s: owned by uid %d, not by credbroker (uid %d)", sub, st.Uid, os.Geteuid())
+	}
+	return nil
 }
 
 // bindingNames are the distinct names of set, sorted.

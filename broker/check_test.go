@@ -208,3 +208,24 @@ func TestCheckExpiredCertificateDirIsAnError(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.Err()).To(MatchError(And(ContainSubstring(`certificates[0].dir ("c")`), ContainSubstring("expired at"))))
 }
+
+// TestCheckTokenCacheDir: validate checks token_cache_dir without creating
+// anything; run refuses the same directory with the same message.
+func TestCheckTokenCacheDir(t *testing.T) {
+	g := NewWithT(t)
+	w := newCheckWorld(t)
+	notDir := filepath.Join(w.dir, "oauth.key")
+	b := w.broker(t, "token_cache_dir: "+notDir+"\nroutes: [{name: o, upstream: https://o.example, auth: {type: none}}]\n", nil)
+	p, err := b.Check(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.Err()).To(MatchError(ContainSubstring("line 1: token_cache_dir: invalid value: " + notDir + ": not a directory")))
+	_, _, lerr := b.Load(context.Background())
+	g.Expect(lerr).To(MatchError(p.Err().Error()))
+
+	fresh := filepath.Join(w.dir, "tokens")
+	g.Expect(os.Mkdir(fresh, 0o700)).To(Succeed())
+	p, err = w.broker(t, "token_cache_dir: "+fresh+"\nroutes: [{name: o, upstream: https://o.example, auth: {type: none}}]\n", nil).Check(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.Err()).NotTo(HaveOccurred())
+	g.Expect(filepath.Join(fresh, TokenCacheSubdir)).NotTo(BeAnExistingFile(), "validate creates nothing")
+}
