@@ -206,7 +206,9 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 			}
 			req.KeyType = kt
 		}
-		conn, err := Pair(ctx, req, n, c.log)
+		pctx, endPair := c.pairSpan(ctx, dc.name)
+		conn, err := Pair(pctx, req, n, c.log)
+		endPair(err)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -243,11 +245,16 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		if err != nil {
 			return nil, nil, err
 		}
-		opts = append(opts, certwatch.WithRenewer(renewer))
+		var rn certwatch.Renewer = renewer
+		if t := c.tracer(); t != nil {
+			rn = tracedRenewer{Renewer: renewer, tracer: t, name: dc.name}
+		}
+		opts = append(opts, certwatch.WithRenewer(rn))
 		if ci.InfoURL != "" {
 			hb, err = connector.NewHeartbeat(client, ci.InfoURL,
 				connector.InitialInfo(ci.ManagementInfo()),
 				connector.HeartbeatJumps(c.jumps.Changed),
+				connector.HeartbeatTracerProvider(c.tp),
 				connector.OnResult(func(connector.HeartbeatResult) {
 					// Loud, every beat: a revoked certificate still works
 					// (the connector honours it until it expires), so

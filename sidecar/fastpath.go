@@ -340,6 +340,9 @@ const (
 // serveFast serves one request head of the fast subset, or returns
 // fastSlow before anything was written or sent anywhere.
 func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
+	if p.o.tracer != nil {
+		return fastSlow // a traced request takes net/http's path (tracing.go)
+	}
 	q := &fc.req
 	path := q.path
 	if hasPrefix(path, "/.credbroker/") || hasDotSegment(b2s(path)) {

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/credbroker/credbroker/internal/clock"
 )
 
@@ -124,6 +126,7 @@ type options struct {
 	clockCheck      time.Duration
 	jumpThreshold   time.Duration
 	invalidateEvery time.Duration
+	tracer          trace.Tracer // nil: no spans (WithTracerProvider)
 	err             error // the first invalid option; New returns it
 }
 

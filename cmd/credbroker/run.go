@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/tracing"
 	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/vcap"
 )
@@ -58,7 +59,14 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 			e.log.Warn("binding sources: the first one set wins, others are ignored", "source", display, "ignored", strings.Join(ign, ","))
 		}
 	}
-	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log))
+	bo := o.brokerOptions()
+	// Tracing follows the standard OTEL_* variables (docs/observability.md).
+	ts, err := tracing.FromEnv(os.LookupEnv)
+	if err != nil {
+		return badInputf("%v", err)
+	}
+	bo.Tracing = ts
+	b, err := broker.New(bo, broker.WithLogger(e.log))
 	if err != nil {
 		return err
 	}
