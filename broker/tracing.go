@@ -89,4 +89,3 @@ func (c *Broker) pairSpan(ctx context.Context, name string) (context.Context, fu
 		span.End()
 	}
 }
-

@@ -127,7 +127,7 @@ type options struct {
 	jumpThreshold   time.Duration
 	invalidateEvery time.Duration
 	tracer          trace.Tracer // nil: no spans (WithTracerProvider)
-	err             error // the first invalid option; New returns it
+	err             error        // the first invalid option; New returns it
 }
 
 func defaultOptions() options {
