@@ -1,0 +1,176 @@
+package sidecar_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/credbroker/credbroker/e2e/harness"
+	"github.com/credbroker/credbroker/mockauth"
+)
+
+// otlpReceiver is an in-process OTLP/HTTP trace receiver: it decodes every
+// ExportTraceServiceRequest and keeps the spans and the raw bodies.
+type otlpReceiver struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	spans []*tracepb.Span
+	res   []string // service.name of each export's resources
+	raw   [][]byte
+}
+
+func newOTLPReceiver() *otlpReceiver {
+	r := &otlpReceiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(req.Body, 16<<20))
+		if err != nil || req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		var ex coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(body, &ex); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		r.raw = append(r.raw, body)
+		for _, rs := range ex.ResourceSpans {
+			for _, kv := range rs.GetResource().GetAttributes() {
+				if kv.Key == "service.name" {
+					r.res = append(r.res, kv.GetValue().GetStringValue())
+				}
+			}
+			for _, ss := range rs.ScopeSpans {
+				r.spans = append(r.spans, ss.Spans...)
+			}
+		}
+		r.mu.Unlock()
+		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
+	}))
+	DeferCleanup(r.srv.Close)
+	return r
+}
+
+// find returns the spans named name in the trace traceID (hex; "" any).
+func (r *otlpReceiver) find(name, traceID string) []*tracepb.Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*tracepb.Span
+	for _, s := range r.spans {
+		if s.Name == name && (traceID == "" || fmt.Sprintf("%x", s.TraceId) == traceID) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *otlpReceiver) bodies() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.raw...)
+}
+
+func spanAttrs(s *tracepb.Span) map[string]string {
+	m := map[string]string{}
+	for _, kv := range s.Attributes {
+		v := kv.GetValue()
+		switch {
+		case v.GetStringValue() != "":
+			m[kv.Key] = v.GetStringValue()
+		default:
+			m[kv.Key] = fmt.Sprint(v.GetIntValue())
+		}
+	}
+	return m
+}
+
+var _ = Describe("tracing (OpenTelemetry over OTLP/HTTP)", func() {
+	It("exports the span tree of a cold request and of a refused one, with no secret in any span", func() {
+		e := newEnv(mockauth.Options{})
+		info := e.mock.Info()
+		recv := newOTLPReceiver()
+		r := harness.StartSidecar(bin, harness.SidecarOptions{
+			Dir: e.dir, CAFile: e.caFile, VCAPFile: e.vcapFile,
+			Env: harness.Env{
+				"OTEL_EXPORTER_OTLP_ENDPOINT": recv.srv.URL,
+				"OTEL_SERVICE_NAME":           "e2e-credbroker",
+				"OTEL_BSP_SCHEDULE_DELAY":     "100",
+			},
+			AfterExit: func(r *harness.Sidecar) { e.secrets.ExpectNotIn(r.Session.Out.Contents(), r.Session.Err.Contents()) },
+		}, fmt.Sprintf(`
+certificates:
+  - {name: connector, dir: %[2]s, pairing_url_file: %[3]s, renew: true}
+routes:
+  - {name: orders, upstream: %[1]s/orders, auth: {type: bearer, binding: xsuaa-secret, tenant_header: X-Tenant}}
+`, e.up.url, filepath.Join(e.dir, "connector"), e.pairingURLFile("app-trace")))
+		Eventually(func() int { c, _ := httpGet(r.Admin + "/readyz"); return c }).WithTimeout(60 * time.Second).Should(Equal(200))
+
+		// A cold request: the tenant's token is not cached yet, so this
+		// request's token fetch is a child of its span.
+		const traceID = "5bf92f3577b34da6a3ce929d0e0e4736"
+		const parent = "10f067aa0ba902b7"
+		querySecret := e.secrets.Plant("query string secret")
+		appToken := e.secrets.Plant("app's own token")
+		resp, _ := call("GET", r.Proxy+"/orders/items?sig="+querySecret, nil, map[string]string{
+			"X-Tenant": info.Tenants[1].Subdomain, "Authorization": "Bearer " + appToken,
+			"traceparent": "00-" + traceID + "-" + parent + "-01", "tracestate": "e2e=1",
+		})
+		Expect(resp.StatusCode).To(Equal(200))
+		up := e.up.last("/orders/items")
+		e.secrets.Add("access token issued", strings.TrimPrefix(up.Header.Get("Authorization"), "Bearer "))
+
+		upHost, _, err := net.SplitHostPort(e.up.host)
+		Expect(err).NotTo(HaveOccurred())
+		var req *tracepb.Span
+		Eventually(func() []*tracepb.Span { return recv.find("credbroker.proxy", traceID) }).WithTimeout(30 * time.Second).Should(HaveLen(1))
+		req = recv.find("credbroker.proxy", traceID)[0]
+		Expect(fmt.Sprintf("%x", req.ParentSpanId)).To(Equal(parent), "a child of the app's span")
+		Expect(req.Kind).To(Equal(tracepb.Span_SPAN_KIND_SERVER))
+		Expect(spanAttrs(req)).To(Equal(map[string]string{
+			"credbroker.route": "orders", "http.request.method": "GET", "credbroker.auth": "bearer",
+			"server.address": upHost, "http.response.status_code": "200",
+		}))
+		Expect(up.Header.Get("Traceparent")).To(Equal(fmt.Sprintf("00-%s-%x-01", traceID, req.SpanId)), "the upstream is a child of the request's span")
+		Expect(up.Header.Get("Tracestate")).To(Equal("e2e=1"))
+
+		Eventually(func() []*tracepb.Span { return recv.find("credbroker.token.fetch", traceID) }).WithTimeout(30 * time.Second).Should(HaveLen(1))
+		fetch := recv.find("credbroker.token.fetch", traceID)[0]
+		Expect(fetch.ParentSpanId).To(Equal(req.SpanId), "the token fetch is a child of the request that needed it")
+		Expect(fetch.Kind).To(Equal(tracepb.Span_SPAN_KIND_CLIENT))
+		Expect(spanAttrs(fetch)).To(HaveKeyWithValue("credbroker.token.fetch_reason", "miss"))
+		Expect(spanAttrs(fetch)).To(HaveKeyWithValue("http.response.status_code", "200"))
+
+		// A refused request: its span carries the reason, nothing reaches
+		// the upstream.
+		const refusedTrace = "6bf92f3577b34da6a3ce929d0e0e4736"
+		resp, _ = call("GET", r.Proxy+"/nowhere/x?sig="+querySecret, nil, map[string]string{"traceparent": "00-" + refusedTrace + "-" + parent + "-01"})
+		Expect(resp.StatusCode).To(Equal(http.StatusForbidden))
+		Eventually(func() []*tracepb.Span { return recv.find("credbroker.proxy", refusedTrace) }).WithTimeout(30 * time.Second).Should(HaveLen(1))
+		refused := recv.find("credbroker.proxy", refusedTrace)[0]
+		Expect(spanAttrs(refused)).To(HaveKeyWithValue("credbroker.refusal_reason", "not-a-route"))
+		Expect(spanAttrs(refused)).To(HaveKeyWithValue("http.response.status_code", "403"))
+		Expect(recv.find("credbroker.token.fetch", refusedTrace)).To(BeEmpty())
+
+		// Pairing at start made a span too; every export names the service.
+		Expect(recv.find("credbroker.connector.pair", "")).NotTo(BeEmpty())
+		recv.mu.Lock()
+		Expect(recv.res).To(HaveEach("e2e-credbroker"))
+		recv.mu.Unlock()
+
+		e.secrets.ExpectNotIn(recv.bodies()...)
+	})
+})
