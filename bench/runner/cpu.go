@@ -163,7 +163,7 @@ func measureInstructions(ctx context.Context, o options, e *env) ([]instrResult,
 	var res []instrResult
 	for _, t := range e.targets {
 		route, ok := strings.CutPrefix(t.name, "credbroker-")
-		if !ok {
+		if !ok || t.name == tracedTarget { // another process: not the one under callgrind
 			continue
 		}
 		addr, path := splitURL(t.url)
