@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -55,6 +56,7 @@ type options struct {
 	poll    time.Duration // Server: the file watcher's backstop (WithPollInterval)
 	tp      trace.TracerProvider
 	tracer  trace.Tracer // nil: tracing off (WithTracerProvider)
+	sampler sdktrace.Sampler
 }
 
 func buildOptions(opts []Option) options {

@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -78,7 +79,7 @@ func (c *ctxTokens) Token(ctx context.Context, _ TokenRequest) (Token, error) {
 func newRecorder(t *testing.T, sampler string) (*tracetest.SpanRecorder, trace.TracerProvider) {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
-	p, err := tracing.NewWithProcessor(tracing.Settings{Sampler: sampler, SamplerArg: "0"}, "test", rec)
+	p, err := tracing.NewWithProcessor(tracing.Settings{Sampler: sampler, SamplerArg: "0"}, "test", rec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,22 +181,133 @@ func TestProxySpans(t *testing.T) {
 	}
 }
 
-// TestProxyUnsampledStillPropagates: a request the sampler drops records
-// nothing but still sends a traceparent in the app's trace upstream.
-func TestProxyUnsampledStillPropagates(t *testing.T) {
+// TestProxyUnsampled: a request the sampler drops records nothing, stays
+// on the fast path, and still sends upstream the traceparent the SDK sends
+// for an unrecorded span (the app's trace, a new span id, not sampled;
+// tracestate untouched) — the same as net/http's path sends.
+func TestProxyUnsampled(t *testing.T) {
 	g := NewWithT(t)
-	rec, tp := newRecorder(t, tracing.SamplerTraceIDRatio) // ratio 0: nothing sampled
+	rec, tp := newRecorder(t, tracing.SamplerParentTraceIDRatio) // ratio 0: no root sampled
+	up := plainUpstream(t)
+	routes := fmt.Sprintf("routes: [{name: open, upstream: '%s', auth: {type: none}}, {name: tenant, upstream: '%s', auth: {type: bearer, binding: b, tenant_header: X-T}}]\n", up.URL, up.URL)
+	m := NewMetrics()
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"+routes), "unsampled")
+		return c, Deps{Tokens: staticTokens{}}, err
+	}, WithTracerProvider(tp), WithMetrics(m))
+	for _, tc := range []struct {
+		route, traceparent, tracestate, wantTrace, wantFlags string
+	}{
+		{"open", "00-" + testTraceID + "-" + testParentSpan + "-00", testTracestate, testTraceID, "00"},
+		{"open", "00-" + testTraceID + "-" + testParentSpan + "-02", "", testTraceID, "02"}, // random flag kept
+		{"open", "", "", "", "00"},
+		{"tenant", "00-" + testTraceID + "-" + testParentSpan + "-00", testTracestate, testTraceID, "00"},
+		{"tenant", "", "", "", "00"},
+	} {
+		hdr := ""
+		if tc.traceparent != "" {
+			hdr += "traceparent: " + tc.traceparent + "\r\n"
+		}
+		if tc.tracestate != "" {
+			hdr += "tracestate: " + tc.tracestate + "\r\n"
+		}
+		before := fastServed(m)
+		res := rawRoundTrip(t, rs.s.Addr(), "GET /"+tc.route+"/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"+hdr+"\r\n")
+		g.Expect(res.Status).To(Equal(200))
+		got := res.Upstream.Header.Values("Traceparent")
+		g.Expect(got).To(HaveLen(1), "%+v", tc)
+		parts := strings.Split(got[0], "-")
+		g.Expect(parts).To(HaveLen(4))
+		g.Expect(parts[0]).To(Equal("00"))
+		if tc.wantTrace != "" {
+			g.Expect(parts[1]).To(Equal(tc.wantTrace))
+		} else {
+			g.Expect(parts[1]).To(MatchRegexp("^[0-9a-f]{32}$"))
+			g.Expect(parts[1]).NotTo(Equal(strings.Repeat("0", 32)))
+		}
+		g.Expect(parts[2]).To(MatchRegexp("^[0-9a-f]{16}$"))
+		g.Expect(parts[2]).NotTo(Equal(testParentSpan), "a span id of its own")
+		g.Expect(parts[3]).To(Equal(tc.wantFlags))
+		if tc.tracestate != "" {
+			g.Expect(res.Upstream.Header.Values("Tracestate")).To(Equal([]string{tc.tracestate}))
+		}
+		if tc.route == "open" {
+			g.Eventually(func() float64 { return fastServed(m) }).Should(Equal(before+1), "an unsampled request stays on the fast path")
+		} else {
+			g.Expect(fastServed(m)).To(Equal(before))
+		}
+	}
+	g.Expect(rec.Ended()).To(BeEmpty())
+}
+
+// recordingSampler records every trace id it is asked about and samples
+// every one.
+type recordingSampler struct {
+	mu  sync.Mutex
+	ids []trace.TraceID
+}
+
+func (s *recordingSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	s.mu.Lock()
+	s.ids = append(s.ids, p.TraceID)
+	s.mu.Unlock()
+	return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
+}
+func (s *recordingSampler) Description() string { return "recording" }
+
+// TestProxySampledRootKeepsItsTraceID: a root request the fast path finds
+// sampled is recorded on net/http's path with the trace id it was sampled
+// on (the sampler decides once per request, so a ratio is the ratio).
+func TestProxySampledRootKeepsItsTraceID(t *testing.T) {
+	g := NewWithT(t)
+	rec := tracetest.NewSpanRecorder()
+	s := &recordingSampler{}
+	tp, err := tracing.NewWithProcessor(tracing.Settings{}, "test", rec, s)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	up := plainUpstream(t)
 	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
-		c, err := ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroutes: [{name: open, upstream: '%s', auth: {type: none}}]\n", up.URL)), "unsampled")
+		c, err := ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroutes: [{name: open, upstream: '%s', auth: {type: none}}]\n", up.URL)), "pinned")
 		return c, Deps{}, err
 	}, WithTracerProvider(tp))
-	res := rawRoundTrip(t, rs.s.Addr(), "GET /open/x HTTP/1.1\r\nHost: 127.0.0.1\r\ntraceparent: 00-"+testTraceID+"-"+testParentSpan+"-00\r\n\r\n")
+	res := rawRoundTrip(t, rs.s.Addr(), "GET /open/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	g.Expect(res.Status).To(Equal(200))
-	g.Expect(rec.Ended()).To(BeEmpty())
-	tp0 := res.Upstream.Header.Get("Traceparent")
-	g.Expect(tp0).To(HavePrefix("00-" + testTraceID + "-"))
-	g.Expect(tp0).To(HaveSuffix("-00"))
+	spans := spansNamed(rec, tracing.SpanProxy)
+	g.Expect(spans).To(HaveLen(1))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g.Expect(s.ids).To(HaveLen(2), "asked on the fast path, then by the span on net/http's path")
+	g.Expect(s.ids[1]).To(Equal(s.ids[0]), "the same trace id both times")
+	g.Expect(spans[0].SpanContext().TraceID()).To(Equal(s.ids[0]))
+}
+
+// TestParseTraceparent agrees with the W3C propagator of the SDK on what
+// a valid version-00 traceparent is.
+func TestParseTraceparent(t *testing.T) {
+	g := NewWithT(t)
+	for _, v := range []string{
+		testTraceparent,
+		"00-" + testTraceID + "-" + testParentSpan + "-00",
+		"00-" + testTraceID + "-" + testParentSpan + "-03",
+		"00-" + testTraceID + "-" + testParentSpan + "-04",
+		"00-" + strings.ToUpper(testTraceID) + "-" + testParentSpan + "-01",
+		"00-" + strings.Repeat("0", 32) + "-" + testParentSpan + "-01",
+		"00-" + testTraceID + "-" + strings.Repeat("0", 16) + "-01",
+		"00-" + testTraceID + "-" + testParentSpan + "-01-extra",
+		"01-" + testTraceID + "-" + testParentSpan + "-01",
+		"00-" + testTraceID + "x" + testParentSpan + "-01",
+		"00-" + testTraceID[:31] + "g-" + testParentSpan + "-01",
+		"",
+	} {
+		ours, ok := parseTraceparent([]byte(v))
+		sdk := trace.SpanContextFromContext(tracing.Propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": v}))
+		if ok {
+			g.Expect(ours.Equal(sdk)).To(BeTrue(), v)
+			g.Expect(string(appendTraceparent(nil, ours))).To(Equal(v))
+		} else if strings.HasPrefix(v, "00-") && len(v) == 55 {
+			g.Expect(sdk.IsValid()).To(BeFalse(), "refused here, valid for the SDK: %q", v)
+		}
+	}
 }
 
 // splitTokens hands each binding its own source.

@@ -312,7 +312,17 @@ func parseResourceAttributes(v string) (map[string]string, error) {
 // Provider is a running tracer provider; Shutdown flushes it.
 type Provider struct {
 	trace.TracerProvider
-	sdk *sdktrace.TracerProvider
+	sdk     *sdktrace.TracerProvider
+	sampler sdktrace.Sampler
+}
+
+// Sampler is the provider's sampler (nil when tracing is off): the proxy's
+// fast path asks it whether a request would be recorded.
+func (p *Provider) Sampler() sdktrace.Sampler {
+	if p == nil {
+		return nil
+	}
+	return p.sampler
 }
 
 // Shutdown exports what is buffered and stops the exporter (bounded by
@@ -353,24 +363,31 @@ func New(ctx context.Context, s Settings, version string, log *slog.Logger, opts
 	if err != nil {
 		return nil, err
 	}
+	sampler := s.sampler()
 	all := append([]sdktrace.TracerProviderOption{
 		sdktrace.WithBatcher(exp),
-		sdktrace.WithSampler(s.sampler()),
+		sdktrace.WithSampler(sampler),
 		sdktrace.WithResource(res),
+		sdktrace.WithIDGenerator(idGenerator{}),
 	}, opts...)
 	sdk := sdktrace.NewTracerProvider(all...)
-	return &Provider{TracerProvider: sdk, sdk: sdk}, nil
+	return &Provider{TracerProvider: sdk, sdk: sdk, sampler: sampler}, nil
 }
 
 // NewWithProcessor builds an enabled provider that hands spans to sp (tests:
-// tracetest.SpanRecorder) with s's sampler and resource.
-func NewWithProcessor(s Settings, version string, sp sdktrace.SpanProcessor) (*Provider, error) {
+// tracetest.SpanRecorder) with s's resource and sampler, or sampler when
+// not nil.
+func NewWithProcessor(s Settings, version string, sp sdktrace.SpanProcessor, sampler sdktrace.Sampler) (*Provider, error) {
 	res, err := s.resource(version)
 	if err != nil {
 		return nil, err
 	}
-	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sp), sdktrace.WithSampler(s.sampler()), sdktrace.WithResource(res))
-	return &Provider{TracerProvider: sdk, sdk: sdk}, nil
+	if sampler == nil {
+		sampler = s.sampler()
+	}
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sp), sdktrace.WithSampler(sampler), sdktrace.WithResource(res),
+		sdktrace.WithIDGenerator(idGenerator{}))
+	return &Provider{TracerProvider: sdk, sdk: sdk, sampler: sampler}, nil
 }
 
 func newExporter(ctx context.Context, s Settings) (sdktrace.SpanExporter, error) {
