@@ -86,7 +86,7 @@ func (r *report) writeTracing(w func(string, ...any)) {
 		return
 	}
 	w("\n## Tracing on at 1 %% sampling\n\n")
-	w("A second `credbroker run` with the same routes and `OTEL_EXPORTER_OTLP_ENDPOINT` set (an OTLP/HTTP sink in the runner that discards), `OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.01`; wrk sends no traceparent, so 1 %% of the requests are recorded and exported. With tracing on, requests take net/http's path (the fast path carries no span): the added CPU includes that. Interleaved with the other targets in every round.\n\n")
+	w("A second `credbroker run` with the same routes and `OTEL_EXPORTER_OTLP_ENDPOINT` set (an OTLP/HTTP sink in the runner that discards), `OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.01`; wrk sends no traceparent, so 1 %% of the requests are recorded and exported. The requests the sampler records take net/http's path (the fast path carries no span); the others stay on the fast path with the traceparent of an unrecorded span. Interleaved with the other targets in every round.\n\n")
 	w("| connections | bearer CPU µs/request | traced CPU µs/request | added CPU µs/request | allocs/request (traced) |\n|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.opts.conns {
 		base, traced := r.medianOf("credbroker-bearer", c, cpuOf), r.medianOf(tracedTarget, c, cpuOf)
