@@ -377,6 +377,9 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 	if r.cert != nil && !r.certReady(p.o.now) {
 		return fastSlow
 	}
+	// tctx is the request's context: with tracing on it carries the span
+	// context the upstream gets (trace.SpanContextFromContext), as the
+	// request's context does on net/http's path.
 	tctx := fc.ctx
 	if p.o.tracer != nil {
 		// The sampler drops it: served here with the traceparent of an
