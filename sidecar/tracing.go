@@ -127,7 +127,10 @@ func noteReason(w http.ResponseWriter, reason string) {
 
 // serveTraced serves a request inside a span whose parent is the app's
 // traceparent, and sends the span's context upstream in its place. The
-// token API is not traced (its token fetches are).
+// request serveHTTP gets carries the span in its context: everything below
+// it (route.serve, refusals, the ReverseProxy's hooks, an access log)
+// reads its trace and span id with trace.SpanContextFromContext, sampled
+// or not. The token API is not traced (its token fetches are).
 func (p *Proxy) serveTraced(w http.ResponseWriter, req *http.Request) {
 	if !req.URL.IsAbs() && req.URL.Host == "" && strings.HasPrefix(req.URL.EscapedPath(), "/.credbroker/") {
 		p.serveHTTP(w, req)
