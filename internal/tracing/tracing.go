@@ -46,18 +46,26 @@ const (
 
 // Samplers (OTEL_TRACES_SAMPLER values).
 const (
-	SamplerAlwaysOn               = "always_on"
-	SamplerAlwaysOff              = "always_off"
-	SamplerTraceIDRatio           = "traceidratio"
-	SamplerParentAlwaysOn         = "parentbased_always_on"
-	SamplerParentAlwaysOff        = "parentbased_always_off"
-	SamplerParentTraceIDRatio     = "parentbased_traceidratio"
-	DefaultSampler                = SamplerParentAlwaysOn
-	DefaultServiceName            = "credbroker"
-	ScopeName                     = "github.com/credbroker/credbroker"
-	defaultShutdownFlush          = 5 * time.Second
+	SamplerAlwaysOn           = "always_on"
+	SamplerAlwaysOff          = "always_off"
+	SamplerTraceIDRatio       = "traceidratio"
+	SamplerParentAlwaysOn     = "parentbased_always_on"
+	SamplerParentAlwaysOff    = "parentbased_always_off"
+	SamplerParentTraceIDRatio = "parentbased_traceidratio"
+	DefaultSampler            = SamplerParentAlwaysOn
+)
+
+// DefaultServiceName is service.name unless configured.
+const DefaultServiceName = "credbroker"
+
+// ScopeName names the tracer of every span credbroker makes.
+const ScopeName = "github.com/credbroker/credbroker"
+
+// Flush bounds the export of buffered spans when a run ends.
+const Flush = 5 * time.Second
+
+const (
 	otlpHTTPTracesPath            = "/v1/traces"
-	envPrefixExporterOTLP         = "OTEL_EXPORTER_OTLP_"
 	envSDKDisabled                = "OTEL_SDK_DISABLED"
 	envTracesExporter             = "OTEL_TRACES_EXPORTER"
 	envEndpoint                   = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -447,6 +455,3 @@ var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 
 // Noop returns a provider that records nothing.
 func Noop() trace.TracerProvider { return noopProvider }
-
-// Flush bounds Shutdown at the end of a run.
-const Flush = defaultShutdownFlush
