@@ -99,6 +99,30 @@ func spanAttrs(s *tracepb.Span) map[string]string {
 }
 
 var _ = Describe("tracing (OpenTelemetry over OTLP/HTTP)", func() {
+	It("forwards the app's traceparent and tracestate unchanged when tracing is off", func() {
+		e := newEnv(mockauth.Options{})
+		up := newUpstreamProto(e.upCA, e.clientCAs, e.oauthSec, e.secrets, false) // HTTP/1.1: the fast path's
+		sc := e.startSidecar(fmt.Sprintf(`
+routes:
+  - {name: public, upstream: %[1]s/public, auth: {type: none}}
+  - {name: orders, upstream: %[1]s/orders, auth: {type: bearer, binding: xsuaa-secret, tenant_header: X-Tenant}}
+`, up.url))
+		Eventually(func() int { c, _ := httpGet(sc.admin + "/readyz"); return c }).WithTimeout(60 * time.Second).Should(Equal(200))
+		const traceparent = "00-8bf92f3577b34da6a3ce929d0e0e4736-30f067aa0ba902b7-01"
+		const tracestate = "a=1,b=2"
+		// orders: net/http's path, whose answer also tells the pool that the
+		// upstream speaks HTTP/1.1; then public: the fast path.
+		for _, path := range []string{"/orders/x", "/public/x"} {
+			resp, _ := call("GET", sc.proxy+path, nil, map[string]string{"traceparent": traceparent, "tracestate": tracestate})
+			Expect(resp.StatusCode).To(Equal(200))
+			r := up.last(path)
+			Expect(r.Header.Values("Traceparent")).To(Equal([]string{traceparent}), path)
+			Expect(r.Header.Values("Tracestate")).To(Equal([]string{tracestate}), path)
+		}
+		Eventually(func() string { return string(sc.get("/metrics")) }).Should(ContainSubstring(`credbroker_proxy_fast_path_requests_total{route="public"} 1`), "the public route's request took the fast path")
+		Expect(string(sc.get("/metrics"))).To(ContainSubstring(`credbroker_proxy_fast_path_requests_total{route="orders"} 0`), "the orders route's took net/http's")
+	})
+
 	It("exports the span tree of a cold request and of a refused one, with no secret in any span", func() {
 		e := newEnv(mockauth.Options{})
 		info := e.mock.Info()
