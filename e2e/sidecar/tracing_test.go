@@ -189,12 +189,24 @@ routes:
 		Expect(spanAttrs(refused)).To(HaveKeyWithValue("http.response.status_code", "403"))
 		Expect(recv.find("credbroker.token.fetch", refusedTrace)).To(BeEmpty())
 
+		// A request whose caller did not sample its trace: nothing is
+		// recorded (parentbased_always_on), the trace goes on upstream.
+		const unsampledTrace = "9bf92f3577b34da6a3ce929d0e0e4736"
+		resp, _ = call("GET", r.Proxy+"/orders/unsampled", nil, map[string]string{
+			"X-Tenant": info.Tenants[1].Subdomain, "traceparent": "00-" + unsampledTrace + "-" + parent + "-00",
+		})
+		Expect(resp.StatusCode).To(Equal(200))
+		sent := e.up.last("/orders/unsampled").Header.Get("Traceparent")
+		Expect(sent).To(MatchRegexp("^00-" + unsampledTrace + "-[0-9a-f]{16}-00$"))
+		Expect(sent).NotTo(ContainSubstring(parent))
+
 		// Pairing at start made a span too; every export names the service.
 		Expect(recv.find("credbroker.connector.pair", "")).NotTo(BeEmpty())
 		recv.mu.Lock()
 		Expect(recv.res).To(HaveEach("e2e-credbroker"))
 		recv.mu.Unlock()
 
+		Consistently(func() []*tracepb.Span { return recv.find("credbroker.proxy", unsampledTrace) }).WithTimeout(time.Second).Should(BeEmpty(), "an unsampled request is not exported (spans go out every 100 ms)")
 		e.secrets.ExpectNotIn(recv.bodies()...)
 	})
 })
