@@ -13,9 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/credbroker/credbroker/destination"
 	"github.com/credbroker/credbroker/internal/clock"
 	"github.com/credbroker/credbroker/internal/inputfile"
+	"github.com/credbroker/credbroker/internal/tracing"
 	"github.com/credbroker/credbroker/oauth1"
 	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/sidecar/guard"
@@ -59,6 +62,9 @@ type Options struct {
 	// PersistSecret, "[NAMESPACE/]NAME", sets persist.kubernetes_secret of
 	// the one certificate that pairs at start (pairing_url_file).
 	PersistSecret string
+	// Tracing are the OTEL_* variables (tracing.FromEnv); they win over
+	// the config file's tracing: block (tracing.go).
+	Tracing tracing.Settings
 }
 
 // Option configures a Broker.
@@ -68,6 +74,7 @@ type options struct {
 	log     *slog.Logger
 	metrics *sidecar.Metrics
 	clock   clock.Clock
+	tp      trace.TracerProvider
 }
 
 // WithLogger sets the logger of the broker and of everything it builds
@@ -108,6 +115,8 @@ type Broker struct {
 	tokens refPool[*tokenclient.Client]
 	certs  refPool[*liveCert]
 	dests  refPool[*destination.Cache] // destination.go: kept across reloads
+	// tp makes the spans; nil when tracing is off (tracing.go).
+	tp trace.TracerProvider
 	// jumps signals wall-clock jumps to certificate renewal and heartbeats
 	// (token clients watch for themselves); Run runs it.
 	jumps *clock.JumpWatcher
@@ -161,7 +170,7 @@ func New(o Options, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	o.Resolve = slices.Clone(o.Resolve)
-	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.clock.Now, clock: op.clock, salt: salt}
+	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.clock.Now, clock: op.clock, salt: salt, tp: op.tp}
 	c.jumps = clock.NewJumpWatcher(c.clock, 0, 0, func(d time.Duration) {
 		c.log.Warn("the wall clock jumped (suspend, pause or clock step); re-evaluating certificate renewal and heartbeats", "jump", d)
 		c.metrics.ClockJumped("certificates")
@@ -181,7 +190,21 @@ func (c *Broker) Close() error {
 // Run serves the sidecar until ctx ends (SIGTERM: in-flight requests
 // drain). A value on reload re-reads the config and the bindings (SIGHUP).
 func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
-	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithClock(c.now), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
+	if c.tp == nil {
+		p, err := c.startTracing(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.Background(), tracing.Flush)
+			defer cancel()
+			_ = p.Shutdown(fctx)
+		}()
+		if p.Enabled() {
+			c.tp = p
+		}
+	}
+	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithClock(c.now), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval), sidecar.WithTracerProvider(c.tp))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = c.jumps.Run(rctx) }()
@@ -321,6 +344,7 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		guard.WithClock(g.c.now),
 		guard.WithObserver(g.c.metrics.InboundObserver()),
 		guard.WithResync(g.c.o.PollInterval),
+		guard.WithTracerProvider(g.c.tp),
 	}
 	if t := cfg.Inbound.TLS; t != nil && t.Certificate != "" {
 		lc, ok := certs[t.Certificate].(*liveCert)

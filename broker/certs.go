@@ -227,7 +227,9 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 			}
 			req.KeyType = kt
 		}
-		conn, err := Pair(ctx, req, n, c.log)
+		pctx, endPair := c.pairSpan(ctx, dc.name)
+		conn, err := Pair(pctx, req, n, c.log)
+		endPair(err)
 		switch {
 		case err == nil:
 			c.log.Info("paired", "certificate", dc.name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
@@ -274,16 +276,20 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		if err != nil {
 			return nil, nil, err
 		}
-		if store != nil {
-			opts = append(opts, certwatch.WithRenewer(&persistRenewer{inner: renewer, s: store}))
-		} else {
-			opts = append(opts, certwatch.WithRenewer(renewer))
+		var rn certwatch.Renewer = renewer
+		if t := c.tracer(); t != nil {
+			rn = tracedRenewer{Renewer: renewer, tracer: t, name: dc.name}
 		}
+		if store != nil {
+			rn = &persistRenewer{inner: rn, s: store}
+		}
+		opts = append(opts, certwatch.WithRenewer(rn))
 		if ci.InfoURL != "" {
 			hb, err = connector.NewHeartbeat(client, ci.InfoURL,
 				connector.InitialInfo(ci.ManagementInfo()),
 				connector.HeartbeatJumps(c.jumps.Changed),
 				connector.HeartbeatClock(c.clock),
+				connector.HeartbeatTracerProvider(c.tp),
 				connector.OnResult(func(connector.HeartbeatResult) {
 					// Loud, every beat: a revoked certificate still works
 					// (the connector honours it until it expires), so

@@ -114,6 +114,9 @@ func (c *Broker) tokenOptions(binding string, n *Network, persist func()) []toke
 	if n.roots != nil {
 		opts = append(opts, tokenclient.WithRootCAs(n.roots))
 	}
+	if c.tp != nil {
+		opts = append(opts, tokenclient.WithTracerProvider(c.tp))
+	}
 	return opts
 }
 

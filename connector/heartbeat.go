@@ -6,7 +6,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/credbroker/credbroker/internal/clock"
+	"github.com/credbroker/credbroker/internal/tracing"
 )
 
 // HeartbeatResult is the outcome of one management info call.
@@ -60,7 +63,8 @@ type heartbeatOptions struct {
 	onChange func(ManagementInfo)
 	initial  *ManagementInfo
 	jumps    func() <-chan struct{}
-	err      error // the first invalid option
+	tracer   trace.Tracer // nil: no spans (HeartbeatTracerProvider)
+	err      error        // the first invalid option
 }
 
 func (o *heartbeatOptions) invalid(err error) {
@@ -178,6 +182,11 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 func (h *Heartbeat) Beat(ctx context.Context) HeartbeatResult {
 	h.runMu.Lock()
 	defer h.runMu.Unlock()
+	if h.tracer != nil {
+		var span trace.Span
+		ctx, span = h.tracer.Start(ctx, tracing.SpanHeartbeat, trace.WithSpanKind(trace.SpanKindClient))
+		defer func() { endHeartbeatSpan(span, h.st) }()
+	}
 	info, err := h.client.Info(ctx, h.infoURL)
 	res := HeartbeatResult{Time: h.clock.Now(), Info: info, Err: err}
 	h.mu.Lock()

@@ -121,6 +121,10 @@ type Config struct {
 	// Destinations configures the cache of destination routes.
 	Destinations DestinationsConfig `yaml:"destinations"`
 
+	// Tracing mirrors the OTEL_* variables, which win over its keys
+	// (docs/observability.md); read at start, not on reload.
+	Tracing TracingConfig `yaml:"tracing"`
+
 	// source names where the config came from, for messages.
 	source string
 	// lines maps field paths ("routes[1].auth") to their line.
@@ -660,6 +664,7 @@ var routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~-]*$`)
 func (c *Config) check() ConfigErrors {
 	var errs ConfigErrors
 	errs = c.checkListen(errs)
+	errs = c.checkTracing(errs)
 	if c.DrainTimeout < 0 {
 		errs = append(errs, c.errorf("drain_timeout", "", ErrInvalidValue, "must not be negative"))
 	}

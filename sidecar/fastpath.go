@@ -188,6 +188,7 @@ type fastScratch struct {
 	line  []byte // a response line longer than the upstream reader's buffer
 	hdrs  []byte // the response head's kept fields
 	connv []byte // the response's Connection values
+	fastTraceState
 }
 
 var fastScratchPool = sync.Pool{New: func() any {
@@ -207,6 +208,7 @@ func (fc *fastConn) releaseScratch() {
 	}
 	sc.req = fastReq{}
 	sc.out, sc.line, sc.hdrs, sc.connv = sc.out[:0], sc.line[:0], sc.hdrs[:0], sc.connv[:0]
+	sc.fastTraceState = fastTraceState{traceLine: sc.traceLine[:0]}
 	fastScratchPool.Put(sc)
 }
 
@@ -375,10 +377,22 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 	if r.cert != nil && !r.certReady(p.o.now) {
 		return fastSlow
 	}
+	// tctx is the request's context: with tracing on it carries the span
+	// context the upstream gets (trace.SpanContextFromContext), as the
+	// request's context does on net/http's path.
+	tctx := fc.ctx
+	if p.o.tracer != nil {
+		// The sampler drops it: served here with the traceparent of an
+		// unrecorded span; it records it: net/http's path (tracing.go).
+		var ok bool
+		if tctx, ok = p.fastTrace(fc); !ok {
+			return fastSlow
+		}
+	}
 	var authLine []byte
 	inject := r.replace || !q.auth
 	if r.tokens != nil && inject {
-		tok, err := r.tokens.Token(fc.ctx, TokenRequest{Tenant: r.tenant})
+		tok, err := r.tokens.Token(tctx, TokenRequest{Tenant: r.tenant})
 		if err != nil {
 			return fastSlow // net/http's path answers 503 token-unavailable
 		}
@@ -458,6 +472,7 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, authLine...)
+	out = append(out, fc.traceLine...) // empty unless traced (tracing.go)
 	if len(fc.ip) > 0 {
 		out = append(out, "X-Forwarded-For: "...)
 		out = append(out, fc.ip...)

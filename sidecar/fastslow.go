@@ -23,7 +23,7 @@ func (fc *fastConn) serveHandler(s *Server, head []byte) bool {
 		return false // cannot happen for a head parseFastHead took
 	}
 	req.RemoteAddr = fc.lc.RemoteAddr().String()
-	req = req.WithContext(fc.ctx)
+	req = req.WithContext(fc.handlerContext())
 	w := &fastRW{fc: fc, h: http.Header{}, isHead: req.Method == http.MethodHead}
 	ok := func() (ok bool) {
 		defer func() {

@@ -18,6 +18,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HeaderError is the response header that carries the reason when the
@@ -51,6 +54,9 @@ type options struct {
 	now     func() time.Time
 	metrics *Metrics
 	poll    time.Duration // Server: the file watcher's backstop (WithPollInterval)
+	tp      trace.TracerProvider
+	tracer  trace.Tracer // nil: tracing off (WithTracerProvider)
+	sampler sdktrace.Sampler
 }
 
 func buildOptions(opts []Option) options {
@@ -318,6 +324,14 @@ func rewrite(pr *httputil.ProxyRequest) {
 // absolute-form http:// requests) a route by upstream host. Anything else is
 // refused with 403.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if p.o.tracer != nil {
+		p.serveTraced(w, req)
+		return
+	}
+	p.serveHTTP(w, req)
+}
+
+func (p *Proxy) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method == http.MethodConnect {
 		p.refuse(w, http.StatusForbidden, ReasonConnectRefused, "CONNECT is refused: credbroker is not an open proxy; use http:// URLs of a configured route")
 		return
@@ -338,6 +352,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			p.refuse(w, http.StatusForbidden, ReasonNotARoute, "host is not the upstream of a configured route")
 			return
 		}
+		noteRoute(w, r)
 		if p.refuseBrowser(w, req, r) {
 			return
 		}
@@ -358,6 +373,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			p.refuse(w, http.StatusForbidden, ReasonNotARoute, "not a configured route")
 			return
 		}
+		noteRoute(w, r)
 		if !p.hosts.allowed(req.Host) {
 			p.refuse(w, http.StatusForbidden, ReasonHostNotAllowed, "the Host header names neither localhost, an IP address nor a name in allowed_hosts (a route is called as http://127.0.0.1:PORT/"+r.name+"/ or http://localhost:PORT/"+r.name+"/)")
 			return
@@ -418,6 +434,7 @@ func (p *Proxy) refuse(w http.ResponseWriter, status int, reason, msg string) {
 }
 
 func writeError(w http.ResponseWriter, status int, reason, msg string) {
+	noteReason(w, reason)
 	h := w.Header()
 	h.Set(HeaderError, reason)
 	h.Set("Content-Type", "text/plain; charset=utf-8")

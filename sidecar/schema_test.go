@@ -77,6 +77,15 @@ func compareSchema(t reflect.Type, s map[string]any, path string) []string {
 		want = "array"
 	case t.Kind() == reflect.Struct:
 		want = "object"
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String:
+		if got, _ := s["type"].(string); got != "object" {
+			return []string{name + ": schema type " + got + ", Go type " + t.String() + " wants object"}
+		}
+		vs, ok := s["additionalProperties"].(map[string]any)
+		if !ok {
+			return []string{name + ": a map without additionalProperties"}
+		}
+		return compareSchema(t.Elem(), vs, path+".*")
 	default:
 		return []string{name + ": no schema type for Go type " + t.String()}
 	}
@@ -166,6 +175,8 @@ func schemaFor(t reflect.Type, docs map[string]string) map[string]any {
 		return map[string]any{"type": "number"}
 	case t.Kind() == reflect.Slice:
 		return map[string]any{"type": "array", "items": schemaFor(t.Elem(), docs)}
+	case t.Kind() == reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": schemaFor(t.Elem(), docs)}
 	}
 	props := map[string]any{}
 	for i := 0; i < t.NumField(); i++ {

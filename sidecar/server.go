@@ -291,7 +291,7 @@ func (s *Server) build(ctx context.Context) (*generation, error) {
 		}
 		return nil, errors.New("sidecar: loader returned no configuration")
 	}
-	p, err := NewProxy(cfg, deps, WithLogger(s.o.log), WithClock(s.o.now), WithMetrics(s.o.metrics))
+	p, err := NewProxy(cfg, deps, WithLogger(s.o.log), WithClock(s.o.now), WithMetrics(s.o.metrics), WithTracerProvider(s.o.tp))
 	if err != nil {
 		if deps.Close != nil {
 			deps.Close()

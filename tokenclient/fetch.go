@@ -146,6 +146,9 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body string, r *Reque
 	if ep.zoneID != "" {
 		req.Header.Set("X-zid", ep.zoneID)
 	}
+	if c.o.tracer != nil {
+		injectTrace(ctx, req)
+	}
 	if !c.cfg.x509() && c.cfg.authStyle() == AuthStyleInHeader {
 		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(string(c.cfg.ClientSecret)))
 	}

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/credbroker/credbroker/internal/clock"
 )
 
@@ -100,7 +102,8 @@ type options struct {
 	clockCheck      time.Duration
 	jumpThreshold   time.Duration
 	invalidateEvery time.Duration
-	err             error // the first invalid option; New returns it
+	tracer          trace.Tracer // nil: no spans (WithTracerProvider)
+	err             error        // the first invalid option; New returns it
 }
 
 func defaultOptions() options {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 type call struct {
 	done chan struct{}
 	tok  *Token
 	err  error
+	span trace.Span // the fetch's span; nil when tracing is off (tracing.go)
 }
 
 // wait returns a valid token for e, joining or starting its fetch.
@@ -40,7 +43,9 @@ func (c *Client) wait(ctx context.Context, e *entry) (*Token, error) {
 	}
 	cl := e.call
 	if cl == nil {
-		cl = c.start(e, ReasonMiss)
+		cl = c.startFor(ctx, e, ReasonMiss)
+	} else if cl.span != nil {
+		linkJoined(ctx, cl.span)
 	}
 	e.mu.Unlock()
 	if cl == nil {
@@ -101,6 +106,12 @@ func (c *Client) publish(e *entry, ns *entryState) {
 // start launches a fetch for e; e.mu must be held. It returns nil once the
 // client is closed.
 func (c *Client) start(e *entry, reason FetchReason) *call {
+	return c.startFor(context.Background(), e, reason)
+}
+
+// startFor is start for a fetch the caller with ctx waits for: its span
+// (when tracing) is a child of the caller's.
+func (c *Client) startFor(parent context.Context, e *entry, reason FetchReason) *call {
 	c.lifeMu.Lock()
 	if c.isDone.Load() {
 		c.lifeMu.Unlock()
@@ -109,6 +120,9 @@ func (c *Client) start(e *entry, reason FetchReason) *call {
 	c.wg.Add(1)
 	c.lifeMu.Unlock()
 	cl := &call{done: make(chan struct{})}
+	if c.o.tracer != nil {
+		cl.span = c.startSpan(parent, e, reason)
+	}
 	e.call = cl
 	e.busy.Store(true)
 	go c.run(e, cl, reason)
@@ -120,6 +134,9 @@ func (c *Client) run(e *entry, cl *call, reason FetchReason) {
 	defer c.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if cl.span != nil {
+		ctx = trace.ContextWithSpan(ctx, cl.span)
+	}
 	go func() {
 		select {
 		case <-c.closed:
@@ -188,6 +205,9 @@ func (c *Client) run(e *entry, cl *call, reason FetchReason) {
 	e.busy.Store(false)
 	e.mu.Unlock()
 	cl.tok, cl.err = tok, err
+	if cl.span != nil {
+		endSpan(cl.span, attempts, status, err)
+	}
 	close(cl.done)
 
 	if c.o.obs.Fetch != nil {

@@ -64,6 +64,8 @@ func childPIDs(pid int) []int {
 // for the nginx targets, credbroker's for its routes, none for direct.
 func (e *env) proxyPIDs(target string) []int {
 	switch {
+	case target == tracedTarget:
+		return []int{e.traced.pid()}
 	case strings.HasPrefix(target, "nginx"):
 		return e.nginxPIDs()
 	case strings.HasPrefix(target, "credbroker"):
@@ -78,8 +80,12 @@ func (e *env) mallocs(target string) int64 {
 	if !strings.HasPrefix(target, "credbroker") {
 		return -1
 	}
+	admin := e.adminURL
+	if target == tracedTarget {
+		admin = e.traced.admin
+	}
 	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(e.adminURL + "/metrics")
+	resp, err := c.Get(admin + "/metrics")
 	if err != nil {
 		return -1
 	}
@@ -157,7 +163,7 @@ func measureInstructions(ctx context.Context, o options, e *env) ([]instrResult,
 	var res []instrResult
 	for _, t := range e.targets {
 		route, ok := strings.CutPrefix(t.name, "credbroker-")
-		if !ok {
+		if !ok || t.name == tracedTarget { // another process: not the one under callgrind
 			continue
 		}
 		addr, path := splitURL(t.url)

@@ -182,6 +182,7 @@ type env struct {
 	bin         string
 	stopSidecar func() error
 	restart     func(ctx context.Context) (time.Duration, error)
+	traced      *tracedSidecar // tracing.go
 }
 
 // procList stops the processes it started, in reverse order.

@@ -73,8 +73,8 @@ func (r *report) verdicts() []verdict {
 	var vs []verdict
 	minC := r.opts.conns[0]
 	for _, t := range r.targets {
-		if !strings.HasPrefix(t.name, "credbroker-") {
-			continue
+		if !strings.HasPrefix(t.name, "credbroker-") || t.name == tracedTarget {
+			continue // DESIGN.md's targets are for the proxy without tracing
 		}
 		base := baseline(t.name)
 		for _, c := range r.opts.conns {
@@ -227,6 +227,7 @@ func (r *report) write(path string) error {
 				(r.medianLatency(t.name, c, p99)-r.medianLatency("direct", c, p99))/1000, allocs)
 		}
 	}
+	r.writeTracing(w)
 	w("\n## Instructions per request\n\n")
 	if r.instrErr != "" {
 		w("Not measured: %s.\n", r.instrErr)

@@ -159,6 +159,15 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 	e.restart = startSidecar
 	e.sidecarPID = func() int { return sidecar.Process.Pid }
 
+	// 5b. The same configuration with tracing on at 1 % sampling
+	// (parentbased_traceidratio), exporting over OTLP/HTTP to a sink that
+	// discards: the bearer route through it is the tracing row.
+	traced, err := startTraced(ctx, tmp, bin, plainAddr, tlsAddr, certDir, keyFile, secretFile, caBundle, filepath.Join(mockDir, "vcap.json"), procs)
+	if err != nil {
+		return nil, err
+	}
+	e.traced = traced
+
 	// 6. nginx: reverse proxy with a fixed Authorization header, keep-alive to the upstream.
 	ngPort, err := freePort()
 	if err != nil {
@@ -198,6 +207,7 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 		{"credbroker-bearer", cb + "/bearer/"},
 		{"credbroker-mtls", cb + "/mtls/"},
 		{"credbroker-oauth1", cb + "/oauth1/"},
+		{tracedTarget, traced.url + "/bearer/"},
 	}
 	for _, t := range e.targets {
 		if !httpOK(t.url) {

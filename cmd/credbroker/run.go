@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/tracing"
 	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/vcap"
 )
@@ -60,7 +61,14 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	if err != nil {
 		return err
 	}
-	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log), broker.WithClock(clk))
+	bo := o.brokerOptions()
+	// Tracing follows the standard OTEL_* variables (docs/observability.md).
+	ts, err := tracing.FromEnv(os.LookupEnv)
+	if err != nil {
+		return badInputf("%v", err)
+	}
+	bo.Tracing = ts
+	b, err := broker.New(bo, broker.WithLogger(e.log), broker.WithClock(clk))
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func Build() string {
 }
 
 // Env is extra environment for a process. The process does not inherit
-// CREDBROKER_*, VCAP_* or SERVICE_BINDING_ROOT from the test's environment.
+// CREDBROKER_*, VCAP_*, OTEL_* or SERVICE_BINDING_ROOT from the test's environment.
 type Env map[string]string
 
 // Command prepares the binary with args and env, output captured by Start.
@@ -46,7 +46,7 @@ func Command(bin string, env Env, args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
 	for _, kv := range os.Environ() {
 		k := kv[:strings.IndexByte(kv, '=')]
-		if strings.HasPrefix(k, "CREDBROKER_") || strings.HasPrefix(k, "VCAP_") || k == "SERVICE_BINDING_ROOT" {
+		if strings.HasPrefix(k, "CREDBROKER_") || strings.HasPrefix(k, "VCAP_") || strings.HasPrefix(k, "OTEL_") || k == "SERVICE_BINDING_ROOT" {
 			continue
 		}
 		cmd.Env = append(cmd.Env, kv)

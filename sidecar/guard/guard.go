@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/credbroker/credbroker/oauth1"
 )
 
@@ -62,6 +64,7 @@ type Guard struct {
 	prints   map[source][32]byte // fingerprints of what each source last loaded
 	resync   time.Duration
 	now      func() time.Time
+	tracer   trace.Tracer // nil: tracing off (tracing.go)
 }
 
 type rule struct {
@@ -120,12 +123,13 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 	setupErr := func(field string, err error) error {
 		return &FieldError{Field: field, Err: fmt.Errorf("%w: %w", ErrSetup, err)}
 	}
-	g := &Guard{log: s.log, obs: s.obs, resync: s.resync, now: s.now, prints: map[source][32]byte{}}
+	g := &Guard{log: s.log, obs: s.obs, resync: s.resync, now: s.now, prints: map[source][32]byte{}, tracer: s.tracer}
 	for _, p := range cfg.TrustedProxies {
 		pfx, _ := parsePrefix(p) // checked by Validate
 		g.trusted = append(g.trusted, pfx)
 	}
 	g.keys = newKeyCache(s.jwksClient, s.now, s.log, s.keyRefresh, s.keyMinInterval, lim)
+	g.keys.tracer = s.tracer
 	bodies := &bodyReader{max: lim.MaxBody, timeout: lim.BodyTimeout, budget: &bodyBudget{max: lim.BodyMemory}}
 	if eo, ok := s.obs.(EventObserver); ok {
 		g.keys.fetched = eo.JWKSFetched
@@ -257,6 +261,14 @@ type identityKey struct{}
 
 // ServeHTTP authenticates r and forwards it to the app, or refuses it.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.tracer != nil {
+		g.serveTraced(w, r)
+		return
+	}
+	g.serveHTTP(w, r)
+}
+
+func (g *Guard) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	stripCallerHeaders(r.Header)
 	stripCallerHeaders(r.Trailer)
 	stripClientCertHeaders(r.Trailer)
@@ -275,6 +287,9 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.obs.Accepted(id.method)
+	if g.tracer != nil {
+		noteDecision(r.Context(), ru, id.method, "")
+	}
 	g.log.Debug("inbound: accepted", "path", r.URL.Path, "rule", ru.path, "method", string(id.method), "subject", id.subject)
 	ctx := context.WithValue(r.Context(), identityKey{}, id)
 	var br *bodyErrReader
@@ -450,6 +465,9 @@ func sanitizeHeader(v string) string {
 
 func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ru *rule, ref *refusal) {
 	g.obs.Refused(ref.method, ref.reason)
+	if g.tracer != nil {
+		noteDecision(r.Context(), ru, ref.method, ref.reason)
+	}
 	g.log.Info("inbound: refused", "path", r.URL.Path, "method", string(ref.method), "reason", ref.reason,
 		"status", ref.status, "peer", r.RemoteAddr, "detail", ref.detail)
 	if ref.status == http.StatusUnauthorized || ref.bearerError == "insufficient_scope" {

@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the key cache.
@@ -65,7 +67,8 @@ type keyCache struct {
 	client       *http.Client
 	now          func() time.Time
 	log          *slog.Logger
-	fetched      func(error) // counts each fetch's outcome; nil: none
+	fetched      func(error)  // counts each fetch's outcome; nil: none
+	tracer       trace.Tracer // nil: no spans
 	refreshAfter time.Duration
 	minInterval  time.Duration
 	lim          Limits
@@ -277,7 +280,7 @@ func (c *keyCache) takeLocked(now time.Time, repeat bool) bool {
 // failed.
 func (c *keyCache) fetchNew(ctx context.Context, url string, done chan struct{}) {
 	fctx, cancel := c.fetchContext(ctx)
-	keys, err := fetchJWKS(fctx, c.client, url)
+	keys, err := c.fetchKeys(fctx, url)
 	cancel()
 	c.mu.Lock()
 	delete(c.inflight, url)
@@ -334,7 +337,7 @@ func (c *keyCache) startLocked(ks *keySet, url string, background bool) chan str
 // run refetches a cached set; on failure its keys stay as they were.
 func (c *keyCache) run(ctx context.Context, ks *keySet, url string, done chan struct{}) {
 	fctx, cancel := c.fetchContext(ctx)
-	keys, err := fetchJWKS(fctx, c.client, url)
+	keys, err := c.fetchKeys(fctx, url)
 	cancel()
 	c.mu.Lock()
 	if err == nil {

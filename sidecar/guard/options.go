@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures New.
@@ -24,6 +26,7 @@ type settings struct {
 	oauthWindow    time.Duration
 	maxBody        int64
 	resync         time.Duration
+	tracer         trace.Tracer
 }
 
 // WithBindings gives the guard the bindings jwt rules name (required when a
