@@ -44,7 +44,8 @@ type Metrics struct {
 	inbound *prometheus.CounterVec
 	// events is what Metrics counts outside the hot path (observe.go).
 	events
-	selfheal selfheal // selfheal_metrics.go
+	selfheal selfheal      // selfheal_metrics.go
+	reauth   reauthMetrics // reauth.go
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -134,6 +135,7 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.destLookups, m.destHits)
 	m.events = newEvents(m.reg)
 	m.selfheal = newSelfheal(m.reg)
+	m.reauth = newReauthMetrics(m.reg)
 	return m
 }
 

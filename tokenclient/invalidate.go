@@ -127,7 +127,9 @@ func (c *Client) invalidate(e *entry, sent string) (bool, error) {
 func (c *Client) reportInvalidation(ev InvalidateEvent) {
 	log := c.o.log.With("grant", string(ev.Grant), "tenant", ev.Tenant, "zone_id", ev.ZoneID)
 	if ev.Limited {
-		log.Warn("an upstream rejected the token again within the invalidation interval; keeping it")
+		// Debug: an upstream that rejects every token would otherwise
+		// write a line per request (Observer.Invalidate counts them).
+		log.Debug("an upstream rejected the token again within the invalidation interval; keeping it")
 	} else {
 		log.Warn("an upstream rejected the token; dropped it and fetching a new one")
 	}
