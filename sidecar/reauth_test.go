@@ -44,7 +44,7 @@ func TestInvalidTokenChallenge(t *testing.T) {
 		{`Bearer error_description="error=invalid_token"`, false},
 		{`Bearer realm="x\", error=\"invalid_token"`, false},
 		{`Bearer error="invalid_token`, false}, // unterminated
-		{`error="invalid_token"`, false},      // no scheme
+		{`error="invalid_token"`, false},       // no scheme
 		{`Basic realm="a" error="invalid_token"`, false},
 		{`Bearer abc==`, false},
 		{`Bearer error=`, false},
