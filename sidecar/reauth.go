@@ -293,8 +293,8 @@ func (ra *reauth) RoundTrip(req *http.Request) (*http.Response, error) {
 		again.Body = body
 	}
 	again.Header["Authorization"] = []string{ra.r.bearerValue(tok)}
-	// Let the first answer's connection be reused when its body is short.
-	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	// The first answer's body is not read: an upstream that trickles it
+	// must not hold the retry up (its connection is closed instead).
 	_ = resp.Body.Close()
 	resp, err = ra.next.RoundTrip(again)
 	switch {
