@@ -62,7 +62,7 @@ func FuzzInvalidTokenChallenge(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		got := invalidTokenChallenge(v)
 		// Whatever precedes a complete challenge, a match needs the words.
-		if got && !strings.Contains(strings.ToLower(v), "invalid_token") {
+		if got && !strings.Contains(strings.ToLower(strings.ReplaceAll(v, `\`, "")), "invalid_token") {
 			t.Fatalf("%q matched", v)
 		}
 		if got != fastInvalidToken([]byte("WWW-Authenticate: "+v+"\r\n")) && !strings.ContainsAny(v, "\r\n") {
