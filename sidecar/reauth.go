@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -137,8 +138,26 @@ type reauth struct {
 	maxBody int64
 	next    http.RoundTripper // the route's transport (net/http's path)
 
-	invalidations [4]prometheus.Counter // by outcome: dropped, stale, limited, error
-	retries       [4]prometheus.Counter // by outcome: ok, rejected, failed, not_replayable
+	invalidations [4]lazyCounter // by outcome: dropped, stale, limited, error
+	retries       [4]lazyCounter // by outcome: ok, rejected, failed, not_replayable
+}
+
+// lazyCounter is a series created on its first increment, so that routes
+// that never see a rejected token add no series to /metrics.
+type lazyCounter struct {
+	vec    *prometheus.CounterVec
+	labels [2]string
+	c      atomic.Pointer[prometheus.Counter]
+}
+
+func (l *lazyCounter) Inc() {
+	p := l.c.Load()
+	if p == nil {
+		c := l.vec.WithLabelValues(l.labels[0], l.labels[1])
+		p = &c
+		l.c.Store(p)
+	}
+	(*p).Inc()
 }
 
 // Outcomes of credbroker_proxy_token_retries_total.
@@ -169,10 +188,10 @@ func newReauth(r *route, m *Metrics) *reauth {
 		ra.maxBody = DefaultMaxReplayBody
 	}
 	for i, o := range invalidationOutcomes {
-		ra.invalidations[i] = m.reauth.invalidations.WithLabelValues(r.name, string(o))
+		ra.invalidations[i].vec, ra.invalidations[i].labels = m.reauth.invalidations, [2]string{r.name, string(o)}
 	}
 	for i, o := range retryOutcomes {
-		ra.retries[i] = m.reauth.retries.WithLabelValues(r.name, o)
+		ra.retries[i].vec, ra.retries[i].labels = m.reauth.retries, [2]string{r.name, o}
 	}
 	return ra
 }
