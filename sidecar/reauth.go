@@ -229,12 +229,9 @@ func (ra *reauth) invalidate(tenant, sent string) (reason string, ok bool) {
 	ra.invalidations[i].Inc()
 	r := ra.r
 	switch i {
-	case 0:
-		// The token client logs the drop itself (binding, tenant); this
-		// line names the route.
-		r.log.Debug("the upstream rejected the route's token; dropped it", "binding", r.cfg.Auth.Binding, "tenant", tenant)
-		return "", true
-	case 1:
+	case 0, 1:
+		// The token client logs each drop once (binding, tenant, never
+		// the token); the metric names the route.
 		return "", true
 	case 2:
 		return ReasonTokenRejectedLimited, false

@@ -36,6 +36,7 @@ routes:
 	AfterEach(func() {
 		out := string(sc.s.Out.Contents()) + string(sc.s.Err.Contents())
 		Expect(out).NotTo(ContainSubstring("eyJhbGciOiJSUzI1NiIs"), "no access token in the log")
+		Expect(out).NotTo(ContainSubstring("DATA RACE"), "the binary is built with -race")
 	})
 	tokenRequests := func() int { return e.mock.Stats().TokenRequests }
 	resource := func() mockauth.ResourceStats { return e.mock.ResourceStats() }
