@@ -18,7 +18,9 @@ import (
 // cached one, limited within the interval.
 func TestTokenSourceInvalidate(t *testing.T) {
 	g := NewWithT(t)
-	refuse := func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no token service here") }
+	refuse := func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no token service here")
+	}
 	c, err := tokenclient.New(tokenclient.Config{ClientID: "sb-app!t1", ClientSecret: "s", TokenURL: "https://provider.authentication.invalid"},
 		tokenclient.WithDialContext(refuse), tokenclient.WithRetry(tokenclient.RetryPolicy{MaxAttempts: 1}), tokenclient.WithInvalidationInterval(time.Hour))
 	g.Expect(err).NotTo(HaveOccurred())
