@@ -311,3 +311,51 @@ routes:
 	g.Expect(tokens.fetches.Load()).To(Equal(fetches))
 	g.Expect(metric("inv", "tok", "limited")).To(Equal(5.0))
 }
+
+// on_401: any reacts to a 401 without a Bearer challenge; a token source
+// that fails to drop passes the 401 on with its reason.
+func TestReauthAnyRuleAndFailures(t *testing.T) {
+	g := NewWithT(t)
+	up := &guardedUpstream{}
+	srv := httptest.NewServer(up)
+	t.Cleanup(srv.Close)
+	tokens := newRevocable(1)
+	m := NewMetrics()
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte(fmt.Sprintf(`listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+routes:
+  - {name: any, upstream: '%[1]s', auth: {type: bearer, binding: b}, reauth: {on_401: any}}
+  - {name: broken, upstream: '%[1]s', auth: {type: bearer, binding: broken}}
+`, srv.URL)), "t")
+		return c, Deps{Tokens: failingInvalidator{tokens}}, err
+	}, WithMetrics(m))
+	for _, tc := range []struct{ path, reason string }{
+		{"/any/basic", ReasonTokenRejectedAgain},   // dropped, sent again, 401 again
+		{"/any/basic", ReasonTokenRejectedLimited}, // the one drop allowed is used
+		{"/broken/hostile", ReasonTokenRejectedNoToken},
+		{"/broken/x", ""}, // a 200: nothing to do
+	} {
+		res := rawRoundTrip(t, rs.s.Addr(), "GET "+tc.path+" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		g.Expect(res.Header.Get(HeaderError)).To(Equal(tc.reason), tc.path)
+	}
+	g.Expect(tokens.fetches.Load()).To(Equal(int64(1)))
+	g.Expect(testutil.ToFloat64(m.reauth.retries.WithLabelValues("any", "rejected"))).To(Equal(1.0))
+	g.Expect(testutil.ToFloat64(m.reauth.invalidations.WithLabelValues("broken", "error"))).To(Equal(1.0))
+}
+
+// failingInvalidator fails to drop the tokens of binding "broken".
+type failingInvalidator struct{ *revocable }
+
+func (f failingInvalidator) Source(binding string, _ []string, _ string) (TokenSource, error) {
+	if binding == "broken" {
+		return brokenSource{f.revocable}, nil
+	}
+	return f.revocable, nil
+}
+
+type brokenSource struct{ *revocable }
+
+func (brokenSource) Invalidate(TokenRequest, string) (Invalidation, error) {
+	return "", errors.New("the token cache is closed")
+}
