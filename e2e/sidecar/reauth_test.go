@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -77,9 +78,9 @@ routes:
 
 	It("retries the GETs of the app transparently when the token is revoked while they flow", func() {
 		stop := make(chan struct{})
-		done := make(chan []int)
+		done := make(chan []int, 1)
+		var made atomic.Int64
 		go func() {
-			defer GinkgoRecover()
 			var codes []int
 			for i := 0; ; i++ {
 				select {
@@ -88,17 +89,28 @@ routes:
 					return
 				default:
 				}
-				resp, _ := call("GET", fmt.Sprintf("%s/api/steady/%d", sc.proxy, i), nil, nil)
-				codes = append(codes, resp.StatusCode)
+				code := 0 // a transport error
+				if resp, err := client.Get(fmt.Sprintf("%s/api/steady/%d", sc.proxy, i)); err == nil {
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				codes = append(codes, code)
+				made.Add(1)
 			}
 		}()
-		Eventually(func() int { return resource().Accepted }).Should(BeNumerically(">=", 5))
+		var once sync.Once
+		halt := func() []int {
+			var codes []int
+			once.Do(func() { close(stop); codes = <-done })
+			return codes
+		}
+		DeferCleanup(halt) // also when the spec fails half way
+		Eventually(func() int { return resource().Accepted }).WithTimeout(30 * time.Second).Should(BeNumerically(">=", 5))
 		Expect(e.mock.RevokeClientTokens(e.mock.Info().SecretClientID)).To(Succeed())
-		Eventually(func() int { return resource().Rejected }).Should(BeNumerically(">=", 1), "the upstream refused the revoked token")
-		accepted := resource().Accepted
-		Eventually(func() int { return resource().Accepted }).Should(BeNumerically(">=", accepted+5))
-		close(stop)
-		codes := <-done
+		Eventually(func() int { return resource().Rejected }).WithTimeout(30*time.Second).Should(BeNumerically(">=", 1), "the upstream refused the revoked token")
+		after := made.Load()
+		Eventually(made.Load).WithTimeout(30*time.Second).Should(BeNumerically(">=", after+5), "the app goes on")
+		codes := halt()
 		Expect(codes).NotTo(BeEmpty())
 		Expect(codes).To(HaveEach(200), "zero failed requests for the app")
 		Expect(resource().Rejected).To(Equal(1), "one request met the revoked token; later ones had the new one")
