@@ -44,8 +44,9 @@ type Metrics struct {
 	inbound *prometheus.CounterVec
 	// events is what Metrics counts outside the hot path (observe.go).
 	events
-	selfheal selfheal      // selfheal_metrics.go
-	reauth   reauthMetrics // reauth.go
+	selfheal selfheal               // selfheal_metrics.go
+	persist  *prometheus.CounterVec // persist_metrics.go
+	reauth   reauthMetrics          // reauth.go
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -72,7 +73,7 @@ func NewMetrics() *Metrics {
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_refused_total",
-			Help: "Requests the proxy listener refused itself, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body).",
+			Help: "Requests the proxy listener refused itself, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body, tenant-invalid).",
 		}, []string{"reason"}),
 		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_admin_refused_total",
@@ -135,6 +136,7 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.destLookups, m.destHits)
 	m.events = newEvents(m.reg)
 	m.selfheal = newSelfheal(m.reg)
+	m.persist = newPersistMetrics(m.reg)
 	m.reauth = newReauthMetrics(m.reg)
 	return m
 }
