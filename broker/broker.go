@@ -244,7 +244,8 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	}
 	cfg, set, n := ck.cfg, ck.set, ck.net
 	lookup := bindingLookup(set)
-	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys, outageMargin: cfg.TokenOutageMargin}
+	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys, outageMargin: cfg.TokenOutageMargin,
+		invalidationInterval: cfg.TokenInvalidationInterval}
 	if cfg.TokenCacheDir != "" {
 		td, err := c.tokenDir(cfg.TokenCacheDir)
 		if err != nil {
@@ -449,6 +450,9 @@ type genDeps struct {
 	maxKeys int // max_token_keys: distinct token keys per binding
 	// outageMargin is token_outage_margin (0: the token client's default).
 	outageMargin time.Duration
+	// invalidationInterval is token_invalidation_interval (0: the token
+	// client's default).
+	invalidationInterval time.Duration
 	// tokenDir persists tokens (token_cache_dir); nil when off.
 	tokenDir *tokenDir
 

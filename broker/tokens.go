@@ -42,7 +42,7 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 	if td != nil {
 		dirKey = td.path
 	}
-	key := fmt.Sprintf("binding %s %s %s keys=%d margin=%v dir=%q", binding, g.net.key, g.c.bindingDigest(b), g.maxKeys, g.outageMargin, dirKey)
+	key := fmt.Sprintf("binding %s %s %s keys=%d margin=%v inv=%v dir=%q", binding, g.net.key, g.c.bindingDigest(b), g.maxKeys, g.outageMargin, g.invalidationInterval, dirKey)
 	client, release, err := g.c.tokens.acquire(key, func() (*tokenclient.Client, func(), error) {
 		var self atomic.Pointer[tokenclient.Client]
 		var persist func()
@@ -59,6 +59,9 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 		}
 		if g.outageMargin > 0 {
 			opts = append(opts, tokenclient.WithOutageMargin(g.outageMargin))
+		}
+		if g.invalidationInterval > 0 {
+			opts = append(opts, tokenclient.WithInvalidationInterval(g.invalidationInterval))
 		}
 		cl, err := tokenclient.New(tcfg, opts...)
 		if err != nil {
@@ -165,4 +168,31 @@ func (s *tokenSource) Token(ctx context.Context, req sidecar.TokenRequest) (side
 		return sidecar.Token{}, err
 	}
 	return sidecar.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresAt: t.Expiry, Scope: t.Scope}, nil
+}
+
+// Invalidate implements sidecar.TokenInvalidator: it drops the cached
+// token of req when it is still sent (docs/reliability.md). A jwt-bearer
+// source (a token per user) drops nothing.
+func (s *tokenSource) Invalidate(req sidecar.TokenRequest, sent string) (sidecar.Invalidation, error) {
+	var dropped bool
+	var err error
+	switch {
+	case s.jwt:
+		return sidecar.InvalidationStale, nil
+	case req.Scopes != nil:
+		dropped, err = s.c.Invalidate(tokenclient.Request{Scopes: req.Scopes, Tenant: req.Tenant}, sent)
+	case req.Tenant == "":
+		dropped, err = s.h.Invalidate(sent)
+	default:
+		dropped, err = s.c.Invalidate(tokenclient.Request{Scopes: s.scopes, Tenant: req.Tenant}, sent)
+	}
+	switch {
+	case errors.Is(err, tokenclient.ErrInvalidationLimited):
+		return sidecar.InvalidationLimited, nil
+	case err != nil:
+		return "", err
+	case dropped:
+		return sidecar.InvalidationDropped, nil
+	}
+	return sidecar.InvalidationStale, nil
 }

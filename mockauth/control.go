@@ -140,8 +140,12 @@ type Stats struct {
 	MetadataReceived      int            `json:"metadata_received"`
 	EventsReceived        int            `json:"events_received"`
 	FaultsApplied         int            `json:"faults_applied"`
-	Errors                map[string]int `json:"errors"`
-	LastRequests          []RequestLog   `json:"last_requests"`
+	// TokensRevoked counts RevokeToken and RevokeClientTokens calls.
+	TokensRevoked int `json:"tokens_revoked"`
+	// Resource counts the resource server's answers (Options.ResourceServer).
+	Resource     ResourceStats  `json:"resource"`
+	Errors       map[string]int `json:"errors"`
+	LastRequests []RequestLog   `json:"last_requests"`
 }
 
 // RequestLog is one request the mock saw, secrets redacted.
@@ -179,6 +183,7 @@ func (s *Server) Stats() Stats {
 	st.TokenRequestsByHost = maps.Clone(s.stats.TokenRequestsByHost)
 	st.Errors = maps.Clone(s.stats.Errors)
 	st.LastRequests = slices.Clone(s.stats.LastRequests)
+	st.Resource = s.resource.stats
 	return st
 }
 
@@ -533,6 +538,46 @@ func (s *Server) adminHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": req.SHA256 + req.Serial})
+	})
+	mux.HandleFunc("POST /mock/revoke-tokens", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			JTI      string `json:"jti"`
+			ClientID string `json:"client_id"`
+		}
+		if err := decodeStrict(r, &req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		var err error
+		switch {
+		case (req.JTI == "") == (req.ClientID == ""):
+			adminError(w, http.StatusBadRequest, fmt.Errorf("give one of \"jti\" (one token) and \"client_id\" (every token issued to it so far)"))
+			return
+		case req.JTI != "":
+			err = s.RevokeToken(req.JTI)
+		default:
+			err = s.RevokeClientTokens(req.ClientID)
+		}
+		if err != nil {
+			adminError(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": req.JTI + req.ClientID})
+	})
+	mux.HandleFunc("POST /mock/resource", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Mode      string `json:"mode"`
+			Challenge string `json:"challenge"`
+		}
+		if err := decodeStrict(r, &req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := s.SetResourceMode(req.Mode, req.Challenge); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"mode": req.Mode})
 	})
 	mux.HandleFunc("POST /mock/rotate-keys", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.RotateKeys(); err != nil {

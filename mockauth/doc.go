@@ -73,15 +73,21 @@
 //
 // credbroker's extensions are explicit options: [Options.TwoPhase]
 // (runtime.tokenUrl; the central identity then names group and tenant),
-// [Options.ECDSAConnectorCA], [Options.StrictRevocation] and
-// [Options.UniqueSerials].
+// [Options.ECDSAConnectorCA], [Options.StrictRevocation],
+// [Options.UniqueSerials] and [Options.ResourceServer] (an upstream on
+// https://api.localhost:PORT that validates the mock's tokens: 401 with
+// WWW-Authenticate: Bearer error="invalid_token" for a revoked, expired or
+// unknown token, 403 or 401 to everything when told to).
 //
 // # Breaking it on purpose
 //
 // [Server.AddFault] injects status codes (with Retry-After), latency,
 // dropped connections or bodies for the next N requests or a time window;
 // [Server.SetTTL], [Server.RotateKeys], [Server.RevokeSHA256] and
-// [Server.MintToken] change what it issues; [Server.Stats] counts what it
+// [Server.MintToken] change what it issues; [Server.RevokeToken] and
+// [Server.RevokeClientTokens] revoke access tokens (by jti, or every token
+// of a client so far, through its rev_sig claim) and
+// [Server.SetResourceMode] makes the resource server refuse everything; [Server.Stats] counts what it
 // saw. The same controls exist over HTTP on Info().AdminURL.
 //
 // mockauth imports no production package of credbroker: a fake must not

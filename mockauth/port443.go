@@ -103,9 +103,8 @@ func (s *Server) HostAddrs() []HostAddr {
 	var out []HostAddr
 	for _, n := range s.Hosts() {
 		a := s.listenAddr
-		if s.info.Port443 {
-			ip, _ := Port443Addr(n)
-			a = ip.String()
+		if ip, ok := Port443Addr(n); ok && s.info.Port443 {
+			a = ip.String() // the other hosts listen on random ports of the host
 		}
 		out = append(out, HostAddr{Name: n, Addr: a})
 	}

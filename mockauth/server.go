@@ -109,6 +109,14 @@ type Options struct {
 	// switch issuance to it, remove the old one (a credbroker extension
 	// for rotation tests).
 	ConnectorCARotation bool
+	// ResourceServer starts a resource server on https://api.localhost:PORT
+	// (Info.ResourceURL, a credbroker extension): an upstream that
+	// validates the mock's tokens as a real one does, answering 401 with
+	// WWW-Authenticate: Bearer error="invalid_token" to revoked
+	// ([Server.RevokeToken], [Server.RevokeClientTokens]), expired or
+	// unknown tokens, and 403 or 401 to everything when told to
+	// ([Server.SetResourceMode]).
+	ResourceServer bool
 	// Logger receives debug logs of requests (never secrets); silent when nil.
 	Logger *slog.Logger
 	// Now is the clock for token iat/exp, certificate validity, pairing
@@ -129,29 +137,31 @@ type Options struct {
 // Info describes a running mock: every URL and name a client needs, without
 // secrets. `credbroker mock --dir` writes it as mock.json.
 type Info struct {
-	UAADomain           string   `json:"uaadomain"`
-	CertUAADomain       string   `json:"cert_uaadomain"`
-	URL                 string   `json:"url"`
-	CertURL             string   `json:"certurl"`
-	TokenKeysURL        string   `json:"token_keys_url"`
-	IASURL              string   `json:"ias_url"`
-	ConnectorURL        string   `json:"connector_url"`
-	RuntimeConnectorURL string   `json:"runtime_connector_url,omitempty"`
-	GatewayURL          string   `json:"gateway_url"`
-	AdminURL            string   `json:"admin_url"`
-	TokenPort           int      `json:"token_port"`
-	CertTokenPort       int      `json:"cert_token_port"`
-	SecretBinding       string   `json:"secret_binding"`
-	X509Binding         string   `json:"x509_binding"`
-	IASBinding          string   `json:"ias_binding"`
-	SecretClientID      string   `json:"secret_client_id"`
-	X509ClientID        string   `json:"x509_client_id"`
-	IASClientID         string   `json:"ias_client_id"`
-	SecretXSAppName     string   `json:"secret_xsappname"`
-	X509XSAppName       string   `json:"x509_xsappname"`
-	Tenants             []Tenant `json:"tenants"`
-	Users               []string `json:"users"`
-	TwoPhase            bool     `json:"two_phase"`
+	UAADomain           string `json:"uaadomain"`
+	CertUAADomain       string `json:"cert_uaadomain"`
+	URL                 string `json:"url"`
+	CertURL             string `json:"certurl"`
+	TokenKeysURL        string `json:"token_keys_url"`
+	IASURL              string `json:"ias_url"`
+	ConnectorURL        string `json:"connector_url"`
+	RuntimeConnectorURL string `json:"runtime_connector_url,omitempty"`
+	// ResourceURL is the resource server's URL (Options.ResourceServer).
+	ResourceURL     string   `json:"resource_url,omitempty"`
+	GatewayURL      string   `json:"gateway_url"`
+	AdminURL        string   `json:"admin_url"`
+	TokenPort       int      `json:"token_port"`
+	CertTokenPort   int      `json:"cert_token_port"`
+	SecretBinding   string   `json:"secret_binding"`
+	X509Binding     string   `json:"x509_binding"`
+	IASBinding      string   `json:"ias_binding"`
+	SecretClientID  string   `json:"secret_client_id"`
+	X509ClientID    string   `json:"x509_client_id"`
+	IASClientID     string   `json:"ias_client_id"`
+	SecretXSAppName string   `json:"secret_xsappname"`
+	X509XSAppName   string   `json:"x509_xsappname"`
+	Tenants         []Tenant `json:"tenants"`
+	Users           []string `json:"users"`
+	TwoPhase        bool     `json:"two_phase"`
 	// Port443 is true when the HTTPS hosts listen on port 443 of their
 	// role addresses and the URLs carry no port.
 	Port443 bool `json:"port443"`
@@ -197,10 +207,15 @@ type Server struct {
 	refresh    map[string]*refreshGrant
 	pairing    map[string]*pairingToken
 	revoked    map[string]bool // SHA-256 fingerprint (hex) -> revoked
-	issued     []*issuedCert
-	faults     []*activeFault
-	stats      Stats
-	received   []Received
+	// revokedTokens are access tokens revoked by jti; revSig is each
+	// client's current rev_sig (RevokeClientTokens changes it).
+	revokedTokens map[string]bool
+	revSig        map[string]string
+	resource      resourceState
+	issued        []*issuedCert
+	faults        []*activeFault
+	stats         Stats
+	received      []Received
 
 	dest *destMock // nil unless Options.Destinations
 
@@ -337,6 +352,9 @@ func (s *Server) Hosts() []string {
 	}
 	if s.dest != nil {
 		names = append(names, destinationHost, backendHost)
+	}
+	if s.info.ResourceURL != "" {
+		names = append(names, resourceHost)
 	}
 	for _, t := range s.tenants {
 		names = append(names, t.Subdomain+"."+UAADomain, t.Subdomain+"."+CertUAADomain, t.Subdomain+"."+IASDomain)

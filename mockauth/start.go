@@ -60,6 +60,16 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.serve(tls.NewListener(l.gateway.ln, tc.gateway), s.wrap(listenerGateway, s.gatewayHandler()))
 	s.serve(l.admin.ln, noRedirect(s.adminHandler()))
+	if opts.ResourceServer {
+		ln, port, err := listenOn(host)()
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		s.info.ResourceURL = httpsURL(resourceHost, port)
+		s.info.Resolve = append(s.info.Resolve, resourceHost+"="+s.listenAddr)
+		s.serve(tls.NewListener(ln, tc.base()), s.wrap(listenerResource, s.resourceHandler()))
+	}
 	if s.dest != nil {
 		if err := s.startDestinations(tc.base, listenOn(host)); err != nil {
 			_ = s.Close()
@@ -87,6 +97,9 @@ func newServer(opts Options) (*Server, error) {
 		uniqueSerials:    opts.UniqueSerials,
 		pairing:          map[string]*pairingToken{},
 		revoked:          map[string]bool{},
+		revokedTokens:    map[string]bool{},
+		revSig:           map[string]string{},
+		resource:         resourceState{mode: ResourceValidate, challenge: DefaultResourceChallenge},
 		stats:            newStats(),
 		extraCAs:         opts.ClientCAs,
 	}
@@ -170,7 +183,7 @@ type tlsConfigs struct {
 func (s *Server) tlsConfigs() (tlsConfigs, error) {
 	serverCert, err := s.serverCA.serverCert(s.now(), []string{
 		"*." + UAADomain, UAADomain, "*." + CertUAADomain, CertUAADomain, "*." + IASDomain, IASDomain,
-		connectorHost, runtimeHost, gatewayHost, destinationHost, backendHost, "localhost",
+		connectorHost, runtimeHost, gatewayHost, destinationHost, backendHost, resourceHost, "localhost",
 	}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
 	if err != nil {
 		return tlsConfigs{}, err

@@ -513,7 +513,7 @@ func (s *Server) xsuaaClaims(t Tenant, c *client, u *testUser, grant string, sco
 		"cid":        c.id,
 		"azp":        c.id,
 		"grant_type": grant,
-		"rev_sig":    randomHex(4),
+		"rev_sig":    s.clientRevSig(c.id),
 		"iat":        now.Unix(),
 		"exp":        now.Add(ttl).Unix(),
 		"iss":        s.issuer(t),

@@ -157,6 +157,13 @@ func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 type staticTokens struct{}
 
 func (staticTokens) Source(string, []string, string) (TokenSource, error) { return staticTokens{}, nil }
+
+// Invalidate makes the routes of the benchmarks carry their reauth hook
+// (reauth.go), as every route of a binding does.
+func (staticTokens) Invalidate(TokenRequest, string) (Invalidation, error) {
+	return InvalidationStale, nil
+}
+
 func (staticTokens) Token(context.Context, TokenRequest) (Token, error) {
 	return Token{AccessToken: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", TokenType: "bearer"}, nil
 }

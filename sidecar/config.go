@@ -102,6 +102,10 @@ type Config struct {
 	// token is served until its expiry minus this margin (0: the default,
 	// tokenclient.DefaultOutageMargin; docs/reliability.md).
 	TokenOutageMargin time.Duration `yaml:"token_outage_margin"`
+	// TokenInvalidationInterval is the least time between two drops of a
+	// token an upstream rejected, per binding and tenant (0: the default,
+	// tokenclient.DefaultInvalidationInterval; routes' reauth:).
+	TokenInvalidationInterval time.Duration `yaml:"token_invalidation_interval"`
 	// TokenCacheDir, when set, keeps the tokens still valid in files under
 	// its credbroker-tokens subdirectory and loads them at start
 	// (docs/reliability.md; opt-in).
@@ -183,6 +187,9 @@ type Route struct {
 	// that is not loopback (an in-cluster service such as the Connectivity
 	// proxy); without it such a route is refused.
 	AllowPlainHTTP bool `yaml:"allow_plain_http"`
+	// Reauth says what the route does when the upstream rejects its token
+	// (docs/reliability.md).
+	Reauth RouteReauth `yaml:"reauth"`
 }
 
 // SendsCredential reports whether the route adds a credential to what it
@@ -696,6 +703,9 @@ func (c *Config) check() ConfigErrors {
 	if c.TokenOutageMargin < 0 {
 		errs = append(errs, c.errorf("token_outage_margin", "", ErrInvalidValue, "must not be negative"))
 	}
+	if c.TokenInvalidationInterval < 0 {
+		errs = append(errs, c.errorf("token_invalidation_interval", "", ErrInvalidValue, "must not be negative"))
+	}
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {
 			errs = append(errs, c.errorf("resolve", "", ErrInvalidValue, "%q: want PATTERN=ADDR", r))
@@ -800,6 +810,7 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(af+".type", r.Name, ErrInvalidValue, "%q: want bearer, mtls, oauth1, destination or none", a.Type))
 		}
 		errs = c.checkDestinationRoute(errs, i, r)
+		errs = c.checkReauth(errs, i, r)
 		if needBinding && a.Binding == "" {
 			errs = append(errs, c.errorf(af+".binding", r.Name, ErrMissingValue, "a bearer route needs a binding"))
 		}

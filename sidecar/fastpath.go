@@ -189,6 +189,16 @@ type fastScratch struct {
 	hdrs  []byte // the response head's kept fields
 	connv []byte // the response's Connection values
 	fastTraceState
+
+	// A 401 to the route's token (reauth.go): ra is the route's reauth
+	// while the request carries the token sent; retried is set on the
+	// second attempt; again is the header line to send it with; why the
+	// reason added to a 401 passed on.
+	ra      *reauth
+	sent    string
+	retried bool
+	again   []byte
+	why     string
 }
 
 var fastScratchPool = sync.Pool{New: func() any {
@@ -207,6 +217,7 @@ func (fc *fastConn) releaseScratch() {
 		return
 	}
 	sc.req = fastReq{}
+	sc.ra, sc.sent, sc.retried, sc.again, sc.why = nil, "", false, nil, ""
 	sc.out, sc.line, sc.hdrs, sc.connv = sc.out[:0], sc.line[:0], sc.hdrs[:0], sc.connv[:0]
 	sc.fastTraceState = fastTraceState{traceLine: sc.traceLine[:0]}
 	fastScratchPool.Put(sc)
@@ -391,18 +402,28 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 	}
 	var authLine []byte
 	inject := r.replace || !q.auth
+	fc.ra, fc.sent, fc.retried, fc.why = nil, "", false, ""
 	if r.tokens != nil && inject {
 		tok, err := r.tokens.Token(tctx, TokenRequest{Tenant: r.tenant})
 		if err != nil {
 			return fastSlow // net/http's path answers 503 token-unavailable
 		}
-		authLine = r.bearerFor(tok.AccessToken).line
+		bh := r.bearerFor(tok.AccessToken)
+		authLine = bh.line
 		if authLine == nil {
 			return fastSlow // a token no header can carry: net/http's path refuses it
+		}
+		if r.reauth != nil {
+			fc.ra, fc.sent = r.reauth, bh.token
 		}
 	}
 	start := time.Now()
 	status, keep := r.forwardFast(fc, h, rest, authLine)
+	for fc.again != nil {
+		// The upstream rejected the token: once more with the new one.
+		authLine, fc.again, fc.retried = fc.again, nil, true
+		status, keep = r.forwardFast(fc, h, rest, authLine)
+	}
 	r.metrics.count(status)
 	r.metrics.fast.Inc()
 	r.metrics.duration.Observe(time.Since(start).Seconds())
@@ -432,6 +453,10 @@ func (r *route) certReady(now func() time.Time) bool {
 // to the client: the connection is closed (as net/http's ReverseProxy
 // aborts the handler).
 var errResponseCut = errors.New("sidecar: upstream response cut short")
+
+// errReauth: the upstream rejected the route's token and the request is to
+// be sent again with fastConn.again (nothing was written to the client).
+var errReauth = errors.New("sidecar: token rejected, sending again")
 
 // forwardFast sends the request upstream and streams the response back.
 // It returns the status for the metrics and whether the client connection
@@ -493,6 +518,9 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 		if err == nil {
 			return status, keep
 		}
+		if err == errReauth {
+			return status, true // nothing was written: serveFast sends it again
+		}
 		if err == errResponseCut {
 			return status, false
 		}
@@ -506,6 +534,9 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 // fastError answers an upstream failure before any byte of the response
 // was sent, as errorHandler does on net/http's path.
 func (r *route) fastError(fc *fastConn, err error) (int, bool) {
+	if fc.retried {
+		fc.ra.retries[retryFailed].Inc()
+	}
 	status, reason, msg := http.StatusBadGateway, ReasonUpstreamUnreachable, "upstream request failed"
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		status, reason, msg = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "upstream did not answer in time"
@@ -555,6 +586,19 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 			return 0, false, errors.New("sidecar: upstream switched protocols unasked")
 		}
 		if rh.code >= 200 {
+			if rh.code == http.StatusUnauthorized && fc.ra != nil && !fc.retried {
+				if fc.again, fc.why = fc.ra.reauthFast(fc, fc.sent, fc.req.method); fc.again != nil {
+					pc.close() // the 401's body is not read
+					return rh.code, false, errReauth
+				}
+			} else if fc.retried {
+				if rh.code == http.StatusUnauthorized {
+					fc.ra.retries[retryRejected].Inc()
+					fc.why = ReasonTokenRejectedAgain
+				} else {
+					fc.ra.retries[retryOK].Inc()
+				}
+			}
 			break
 		}
 		if n1xx == max1xxResponses {
@@ -577,6 +621,11 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 
 	noBody := isHead || rh.code == http.StatusNoContent || rh.code == http.StatusNotModified
 	out := fc.appendKept(appendStatusLine(fc.out[:0], rh.code), &rh)
+	if fc.why != "" {
+		out = append(out, HeaderError+": "...)
+		out = append(out, fc.why...)
+		out = append(out, "\r\n"...)
+	}
 	mode := bodyNone
 	switch {
 	case noBody:

@@ -46,6 +46,7 @@ type Metrics struct {
 	events
 	selfheal selfheal               // selfheal_metrics.go
 	persist  *prometheus.CounterVec // persist_metrics.go
+	reauth   reauthMetrics          // reauth.go
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -136,6 +137,7 @@ func NewMetrics() *Metrics {
 	m.events = newEvents(m.reg)
 	m.selfheal = newSelfheal(m.reg)
 	m.persist = newPersistMetrics(m.reg)
+	m.reauth = newReauthMetrics(m.reg)
 	return m
 }
 

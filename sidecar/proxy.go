@@ -124,6 +124,10 @@ type route struct {
 
 	dest *destRoute // destination routes only
 
+	// reauth drops a token the upstream rejected and sends the request
+	// again (reauth.go); nil when the route's token cannot be dropped.
+	reauth *reauth
+
 	lastLeaf atomic.Pointer[x509.Certificate]
 	bearer   atomic.Pointer[bearerHeader]
 
@@ -263,9 +267,16 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		r.transport = transportFor(certName, cert)
 		r.fast = r.tenantHdr == "" && !r.jwtBearer && r.signer == nil && r.basePath == r.baseRawPath &&
 			(target.Scheme == "http" || target.Scheme == "https") && target.User == nil && fastQuery(target.RawQuery)
+		var rt http.RoundTripper = r.transport
+		if r.tokens != nil {
+			if r.reauth = newReauth(r, o.metrics); r.reauth != nil {
+				r.reauth.next = r.transport
+				rt = r.reauth
+			}
+		}
 		r.rp = &httputil.ReverseProxy{
 			Rewrite:        rewrite,
-			Transport:      r.transport,
+			Transport:      rt,
 			BufferPool:     bufs,
 			ModifyResponse: r.modifyResponse,
 			ErrorHandler:   r.errorHandler,
@@ -495,6 +506,22 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 			return
 		}
 		req.Header["Authorization"] = []string{r.bearerValue(tok.AccessToken)}
+	}
+	if ra := r.reauth; ra != nil {
+		switch {
+		case !inject:
+			// The app's own Authorization goes upstream: a 401 is its.
+			req = req.WithContext(context.WithValue(req.Context(), reauthCallKey{}, &reauthCall{skip: true}))
+		case r.tenantHdr != "":
+			req = req.WithContext(context.WithValue(req.Context(), reauthCallKey{}, &reauthCall{tenant: tenant}))
+		}
+		if inject {
+			if err := ra.prepareBody(req); err != nil {
+				r.metrics.m.refused.WithLabelValues(ReasonBadRequestBody).Inc()
+				r.fail(w, http.StatusBadRequest, ReasonBadRequestBody, "the request body could not be read (malformed chunked encoding or cut short)")
+				return
+			}
+		}
 	}
 	if r.signer != nil && inject {
 		var body []byte

@@ -54,7 +54,9 @@ type InvalidateEvent struct {
 // a different token or none (a fetch in flight) and get dropped == false;
 // all of them then call Token, which waits for the fetch. A token that
 // was already replaced is never dropped (dropped == false, nil): retry
-// with Token's current one.
+// with Token's current one. When a refresh of the rejected token is
+// already on its way, the token is dropped and no second fetch starts:
+// callers wait for that refresh.
 //
 // Invalidations are rate-limited per tenant (Tenant or ZoneID) of the
 // client, which is one binding: within WithInvalidationInterval of the
@@ -101,9 +103,9 @@ func (h *Handle) Invalidate(sent string) (dropped bool, err error) {
 func (c *Client) invalidate(e *entry, sent string) (bool, error) {
 	e.mu.Lock()
 	s := e.st.Load()
-	if s == nil || s.tok == nil || s.tok.AccessToken != sent || e.call != nil {
+	if s == nil || s.tok == nil || s.tok.AccessToken != sent {
 		e.mu.Unlock()
-		return false, nil // replaced already, or a fetch is on its way
+		return false, nil // replaced already, or dropped and a fetch is on its way
 	}
 	ev := InvalidateEvent{Grant: e.id.grant, Tenant: e.id.tenant, ZoneID: e.id.zone}
 	if !c.allowInvalidation(e.id.tenant + "\x00" + e.id.zone) {
@@ -115,7 +117,10 @@ func (c *Client) invalidate(e *entry, sent string) (bool, error) {
 	// The rejected token is never served again, not even by the outage
 	// rule: callers wait for the fetch.
 	c.publish(e, &entryState{})
-	cl := c.start(e, ReasonInvalidated)
+	cl := e.call // a refresh already on its way serves the callers
+	if cl == nil {
+		cl = c.start(e, ReasonInvalidated)
+	}
 	e.mu.Unlock()
 	c.reportInvalidation(ev)
 	if cl == nil {
@@ -127,7 +132,9 @@ func (c *Client) invalidate(e *entry, sent string) (bool, error) {
 func (c *Client) reportInvalidation(ev InvalidateEvent) {
 	log := c.o.log.With("grant", string(ev.Grant), "tenant", ev.Tenant, "zone_id", ev.ZoneID)
 	if ev.Limited {
-		log.Warn("an upstream rejected the token again within the invalidation interval; keeping it")
+		// Debug: an upstream that rejects every token would otherwise
+		// write a line per request (Observer.Invalidate counts them).
+		log.Debug("an upstream rejected the token again within the invalidation interval; keeping it")
 	} else {
 		log.Warn("an upstream rejected the token; dropped it and fetching a new one")
 	}

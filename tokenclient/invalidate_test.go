@@ -112,3 +112,53 @@ func TestInvalidationLimitIsPerTenant(t *testing.T) {
 	c.invMu.Unlock()
 	g.Expect(n).To(BeNumerically("<=", maxInvalidationTenants), "bounded")
 }
+
+// A rejected token whose refresh is already on its way is dropped all the
+// same (it is not served again), and callers wait for that refresh: no
+// second fetch.
+func TestInvalidateDuringARefresh(t *testing.T) {
+	g := NewWithT(t)
+	as := newFakeAS(t, nil)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // a failure must not leave the fake server blocked
+	var hold atomic.Bool
+	as.setPlan(func(int, seen) reply {
+		if hold.Load() {
+			return reply{ExpiresIn: 600, Block: release}
+		}
+		return reply{ExpiresIn: 600}
+	})
+	clk := newFakeClock()
+	c := newClient(t, as.secretConfig(), WithClock(clk))
+	h, err := c.Handle(Request{})
+	g.Expect(err).NotTo(HaveOccurred())
+	t1, err := h.Token(bg)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = h.Token(bg) // a hit: the token is in use, so it is refreshed ahead
+	g.Expect(err).NotTo(HaveOccurred())
+	hold.Store(true)
+	clk.Advance(500 * time.Second) // past the refresh point, before the served time ends
+	g.Eventually(as.count).Should(Equal(2), "the refresh is on its way")
+
+	d, err := h.Invalidate(t1.AccessToken)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(d).To(BeTrue())
+	got := make(chan string, 1)
+	go func() {
+		tok, err := h.Token(bg)
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- tok.AccessToken
+	}()
+	g.Consistently(got).ShouldNot(Receive(), "the rejected token is not served while the refresh runs")
+	free()
+	var t2 string
+	g.Eventually(got).Should(Receive(&t2))
+	g.Expect(t2).NotTo(Equal(t1.AccessToken))
+	g.Expect(t2).NotTo(HavePrefix("error"))
+	g.Expect(as.count()).To(Equal(2), "no second fetch")
+}

@@ -24,10 +24,12 @@ type MockOptions struct {
 	CARotation   bool          `flag:"connector-ca-rotation" env:"CREDBROKER_MOCK_CONNECTOR_CA_ROTATION" usage:"enable POST /mock/connector-ca {\"step\": \"add\"|\"switch\"|\"remove-old\"} to rotate the central connector's CA (docs/testing.md)"`
 	Application  string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
 	Destinations bool          `flag:"destinations" env:"CREDBROKER_MOCK_DESTINATIONS" usage:"also serve a Destination service and a Connectivity proxy (bindings destination and connectivity; seed with POST /mock/destinations, see docs/destinations.md)"`
-	HostsFile    string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write 'ADDRESS NAME' lines for every host name the mock serves to this file (for /etc/hosts, Java's -Djdk.net.hosts.file, or a client's own lookup)"`
-	Port443      string        `flag:"port443" env:"CREDBROKER_MOCK_PORT443" usage:"serve the HTTPS hosts on port 443 of 127.0.0.2-6 so that URLs and uaadomain carry no port: auto (when the process may bind them, else random ports), on (or fail), off" default:"auto"`
-	BindingTTL   time.Duration `flag:"binding-cert-ttl" env:"CREDBROKER_MOCK_BINDING_CERT_TTL" usage:"lifetime of the x509 binding's certificate, to test its expiry" default:"168h"`
-	ListenHost   string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
+	// ResourceServer serves an upstream that validates the mock's tokens.
+	ResourceServer bool          `flag:"resource-server" env:"CREDBROKER_MOCK_RESOURCE_SERVER" usage:"also serve a resource server on https://api.localhost:PORT that validates the mock's tokens (401 Bearer error=\"invalid_token\" once revoked with POST /mock/revoke-tokens; POST /mock/resource makes it answer 403 or 401 to everything)"`
+	HostsFile      string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write 'ADDRESS NAME' lines for every host name the mock serves to this file (for /etc/hosts, Java's -Djdk.net.hosts.file, or a client's own lookup)"`
+	Port443        string        `flag:"port443" env:"CREDBROKER_MOCK_PORT443" usage:"serve the HTTPS hosts on port 443 of 127.0.0.2-6 so that URLs and uaadomain carry no port: auto (when the process may bind them, else random ports), on (or fail), off" default:"auto"`
+	BindingTTL     time.Duration `flag:"binding-cert-ttl" env:"CREDBROKER_MOCK_BINDING_CERT_TTL" usage:"lifetime of the x509 binding's certificate, to test its expiry" default:"168h"`
+	ListenHost     string        `flag:"listen-host" env:"CREDBROKER_MOCK_LISTEN_HOST" usage:"IP address every listener binds (loopback only unless --allow-non-loopback)" default:"127.0.0.1"`
 	// AllowNonLoopback lets the mock listen beyond loopback: its control
 	// API hands every credential to anyone who can reach it.
 	AllowNonLoopback bool `flag:"allow-non-loopback" env:"CREDBROKER_MOCK_ALLOW_NON_LOOPBACK" usage:"allow a --listen-host beyond loopback (the control API serves every credential without authentication)"`
@@ -48,7 +50,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--connector-ca-rotation] [--destinations] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--port443 auto|on|off] [--listen-host IP [--allow-non-loopback]]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--connector-ca-rotation] [--destinations] [--resource-server] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--port443 auto|on|off] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
@@ -118,6 +120,7 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 		ConnectorCARotation: o.CARotation,
 		BindingCertTTL:      o.BindingTTL,
 		Destinations:        o.Destinations,
+		ResourceServer:      o.ResourceServer,
 		Logger:              e.log,
 	})
 	if err != nil {
@@ -142,6 +145,9 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	if o.Destinations {
 		fmt.Fprintf(e.stdout, "  destination service  %s\n  connectivity proxy   http://%s\n  backend stand-in     %s\n",
 			srv.DestinationServiceURL(), srv.ConnectivityProxy(), srv.BackendURL())
+	}
+	if u := srv.Info().ResourceURL; u != "" {
+		fmt.Fprintf(e.stdout, "  resource server      %s\n", u)
 	}
 	e.log.Info("mock auth server running", "url", srv.Info().URL, "admin_url", srv.Info().AdminURL)
 	<-ctx.Done()

@@ -268,12 +268,15 @@ inbound:
 			"binding":     func(v string) bool { return slices.Contains([]string{"xsuaa-secret", "xsuaa-x509", "-"}, v) },
 			"certificate": func(v string) bool { return v == "connector" },
 			"listener":    func(v string) bool { return slices.Contains([]string{"proxy", "admin", "inbound"}, v) },
-			"outcome":     func(v string) bool { return slices.Contains([]string{"ok", "error", "refused", "accepted"}, v) },
-			"method":      func(v string) bool { return slices.Contains([]string{"jwt", "mtls", "oauth1", "none"}, v) },
-			"via":         func(v string) bool { return slices.Contains([]string{"route", "token_api"}, v) },
-			"code":        regexp.MustCompile(`^[1-5][0-9][0-9]$`).MatchString,
-			"reason":      func(v string) bool { return reasons.MatchString(v) && !strings.Contains(v, "evil") },
-			"le":          func(string) bool { return true }, // histogram buckets
+			"outcome": func(v string) bool {
+				return slices.Contains([]string{"ok", "error", "refused", "accepted",
+					"dropped", "stale", "limited", "rejected", "failed", "not_replayable"}, v) // the last six: reauth (reauth_test.go)
+			},
+			"method": func(v string) bool { return slices.Contains([]string{"jwt", "mtls", "oauth1", "none"}, v) },
+			"via":    func(v string) bool { return slices.Contains([]string{"route", "token_api"}, v) },
+			"code":   regexp.MustCompile(`^[1-5][0-9][0-9]$`).MatchString,
+			"reason": func(v string) bool { return reasons.MatchString(v) && !strings.Contains(v, "evil") },
+			"le":     func(string) bool { return true }, // histogram buckets
 			// credbroker_build_info: constants of the build.
 			"version":   func(v string) bool { return v != "" && !strings.Contains(v, "evil") },
 			"commit":    func(v string) bool { return !strings.Contains(v, "evil") },
