@@ -1,15 +1,9 @@
 package tokenclient
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
-
-// ErrInvalidationLimited: Invalidate was called for a tenant of this
-// client again within the invalidation interval (WithInvalidationInterval).
-// The cached token is kept; do not retry the request with it.
-var ErrInvalidationLimited = errors.New("tokenclient: token invalidation rate-limited")
 
 // ReasonInvalidated: a fetch after Invalidate dropped a token an upstream
 // rejected.
