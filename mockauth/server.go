@@ -179,19 +179,21 @@ type Server struct {
 	bindingCertPEM []byte
 	bindingKeyPEM  []byte
 
-	mu         sync.Mutex
-	tokenTTL   time.Duration
-	certTTL    time.Duration
-	pairingTTL time.Duration
-	keys       []*signingKey // keys[0] signs
-	keySeq     int
-	refresh    map[string]*refreshGrant
-	pairing    map[string]*pairingToken
-	revoked    map[string]bool // SHA-256 fingerprint (hex) -> revoked
-	issued     []*issuedCert
-	faults     []*activeFault
-	stats      Stats
-	received   []Received
+	mu           sync.Mutex
+	tokenTTL     time.Duration
+	certTTL      time.Duration
+	pairingTTL   time.Duration
+	keys         []*signingKey // keys[0] signs
+	keySeq       int
+	refresh      map[string]*refreshGrant
+	pairing      map[string]*pairingToken
+	revoked      map[string]bool // SHA-256 fingerprint (hex) -> revoked
+	issued       []*issuedCert
+	faults       []*activeFault
+	keyAlgorithm string // announced certificate.key-algorithm
+	eventsURL    string // announced eventsUrl; "" for the gateway's
+	stats        Stats
+	received     []Received
 
 	dest *destMock // nil unless Options.Destinations
 
