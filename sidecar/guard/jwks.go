@@ -128,42 +128,16 @@ func (c *keyCache) key(ctx context.Context, url, kid string) (*rsa.PublicKey, er
 		c.mu.Lock()
 		now := c.now()
 		if ks, ok := c.proven.get(url); ok {
-			k, wait, refetch, err := c.lookupLocked(ks, kid, now, attempt, true, url)
-			if refetch {
-				done := c.startLocked(ks, url, false)
-				c.mu.Unlock()
-				c.run(ctx, ks, url, done)
-				continue
+			if k, again, err := c.cachedLocked(ctx, ks, url, kid, now, attempt, true); !again {
+				return k, err
 			}
-			c.mu.Unlock()
-			if wait != nil {
-				if err := waitFor(ctx, wait); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			return k, err
+			continue
 		}
 		if ks, ok := c.unproven.get(url); ok {
-			k, wait, refetch, err := c.lookupLocked(ks, kid, now, attempt, false, url)
-			if refetch {
-				if !c.takeLocked(now, true) {
-					c.mu.Unlock()
-					return nil, errFetchLimited
-				}
-				done := c.startLocked(ks, url, false)
-				c.mu.Unlock()
-				c.run(ctx, ks, url, done)
-				continue
+			if k, again, err := c.cachedLocked(ctx, ks, url, kid, now, attempt, false); !again {
+				return k, err
 			}
-			c.mu.Unlock()
-			if wait != nil {
-				if err := waitFor(ctx, wait); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			return k, err
+			continue
 		}
 		if wait := c.inflight[url]; wait != nil {
 			c.mu.Unlock()
@@ -193,6 +167,32 @@ func (c *keyCache) key(ctx context.Context, url, kid string) (*rsa.PublicKey, er
 		c.mu.Unlock()
 		c.fetchNew(ctx, url, done)
 	}
+}
+
+// cachedLocked answers key from ks, the cached set of url (proven: it has
+// verified a token). c.mu is held and is released. again: the set was
+// fetched anew or waited for, look again; else the key or the error. An
+// unproven set is refetched only within the fetch limit.
+func (c *keyCache) cachedLocked(ctx context.Context, ks *keySet, url, kid string, now time.Time, attempt int, proven bool) (k *rsa.PublicKey, again bool, err error) {
+	k, wait, refetch, err := c.lookupLocked(ks, kid, now, attempt, proven, url)
+	if refetch {
+		if !proven && !c.takeLocked(now, true) {
+			c.mu.Unlock()
+			return nil, false, errFetchLimited
+		}
+		done := c.startLocked(ks, url, false)
+		c.mu.Unlock()
+		c.run(ctx, ks, url, done)
+		return nil, true, nil
+	}
+	c.mu.Unlock()
+	if wait != nil {
+		if err := waitFor(ctx, wait); err != nil {
+			return nil, false, err
+		}
+		return nil, true, nil
+	}
+	return k, false, err
 }
 
 // lookupLocked finds kid in ks. It returns the key, or a channel to wait
