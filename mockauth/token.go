@@ -426,11 +426,7 @@ func (s *Server) grant(r *http.Request, t Tenant, c *client, grant string) (*tok
 		if u == nil || subtle.ConstantTimeCompare([]byte(u.password), []byte(r.PostForm.Get("password"))) != 1 {
 			return nil, oauthErr(http.StatusUnauthorized, "unauthorized", "Bad credentials")
 		}
-		scopes, e := narrowScopes(userScopes(c, u), r.PostForm.Get("scope"))
-		if e != nil {
-			return nil, e
-		}
-		return s.issueXSUAA(t, c, u, grant, scopes, now, true)
+		return s.issueForUser(r, t, c, u, grant, now)
 	case GrantJWTBearer:
 		assertion := r.PostForm.Get("assertion")
 		if assertion == "" {
@@ -448,11 +444,7 @@ func (s *Server) grant(r *http.Request, t Tenant, c *client, grant string) (*tok
 		if u == nil {
 			return nil, oauthErr(http.StatusUnauthorized, "invalid_grant", "assertion is not a user token")
 		}
-		scopes, e := narrowScopes(userScopes(c, u), r.PostForm.Get("scope"))
-		if e != nil {
-			return nil, e
-		}
-		return s.issueXSUAA(t, c, u, grant, scopes, now, true)
+		return s.issueForUser(r, t, c, u, grant, now)
 	case GrantRefreshToken:
 		rt := r.PostForm.Get("refresh_token")
 		s.mu.Lock()
@@ -480,6 +472,16 @@ func findUser(name string) *testUser {
 		}
 	}
 	return nil
+}
+
+// issueForUser issues a user's token (password and jwt-bearer grants) with
+// the scopes the request narrows the user's to, and a refresh token.
+func (s *Server) issueForUser(r *http.Request, t Tenant, c *client, u *testUser, grant string, now time.Time) (*tokenResponse, *errorResponse) {
+	scopes, e := narrowScopes(userScopes(c, u), r.PostForm.Get("scope"))
+	if e != nil {
+		return nil, e
+	}
+	return s.issueXSUAA(t, c, u, grant, scopes, now, true)
 }
 
 func (s *Server) issuer(t Tenant) string {
