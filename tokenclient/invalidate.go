@@ -56,20 +56,9 @@ type InvalidateEvent struct {
 // A 403 (forbidden: the token is valid, the permission is missing) must
 // not lead here. Invalidate never logs or returns a token.
 func (c *Client) Invalidate(req Request, sent string) (dropped bool, err error) {
-	if c.isDone.Load() {
-		return false, ErrClosed
-	}
-	if err := req.check(); err != nil {
+	scopes, fp, dg, err := c.requestKey(&req)
+	if err != nil {
 		return false, err
-	}
-	scopes := canonicalScopes(req.Scopes)
-	var fp string
-	if c.fpFunc != nil {
-		fp = c.fpFunc()
-	}
-	var dg [32]byte
-	if req.grant() != GrantClientCredentials {
-		dg = req.digest()
 	}
 	h := c.hash(&req, scopes, fp, &dg)
 	e := c.shards[h%numShards].find(h, &req, scopes, fp, &dg)
