@@ -290,14 +290,7 @@ func (c *keyCache) fetchNew(ctx context.Context, url string, done chan struct{})
 	}
 	close(done)
 	c.mu.Unlock()
-	if c.fetched != nil {
-		c.fetched(err)
-	}
-	if err != nil {
-		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
-		return
-	}
-	c.log.Debug("inbound: verification keys fetched", "url", url, "keys", len(keys))
+	c.reportFetch(url, len(keys), err)
 }
 
 // fetchContext bounds a fetch by fetchTimeout and by close, not by the
@@ -344,14 +337,7 @@ func (c *keyCache) run(ctx context.Context, ks *keySet, url string, done chan st
 	ks.inflight = nil
 	close(done)
 	c.mu.Unlock()
-	if c.fetched != nil {
-		c.fetched(err)
-	}
-	if err != nil {
-		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
-		return
-	}
-	c.log.Debug("inbound: verification keys fetched", "url", url, "keys", len(keys))
+	c.reportFetch(url, len(keys), err)
 }
 
 func (c *keyCache) fetches() int {
@@ -473,4 +459,17 @@ func parseJWKS(body []byte) (map[string]*rsa.PublicKey, error) {
 		return nil, errors.New("key set holds no usable RSA key")
 	}
 	return keys, nil
+}
+
+// reportFetch tells the fetched hook and the log how a fetch of url ended
+// (n keys, or err); c.mu is not held.
+func (c *keyCache) reportFetch(url string, n int, err error) {
+	if c.fetched != nil {
+		c.fetched(err)
+	}
+	if err != nil {
+		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
+		return
+	}
+	c.log.Debug("inbound: verification keys fetched", "url", url, "keys", n)
 }
