@@ -22,12 +22,18 @@ import (
 func startMock(t *testing.T, twoPhase bool) (*mockauth.Server, *fakeclock.Clock) {
 	t.Helper()
 	clock := fakeclock.New(time.Now())
-	srv, err := mockauth.Start(mockauth.Options{CertTTL: 3 * time.Second, TwoPhase: twoPhase, Now: clock.Now})
+	return start(t, mockauth.Options{CertTTL: 3 * time.Second, TwoPhase: twoPhase, Now: clock.Now}), clock
+}
+
+// start runs mockauth for one test.
+func start(t *testing.T, opts mockauth.Options) *mockauth.Server {
+	t.Helper()
+	srv, err := mockauth.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return srv, clock
+	return srv
 }
 
 func mockClient(t *testing.T, srv *mockauth.Server, clock *fakeclock.Clock, opts ...connector.Option) *connector.Client {
@@ -291,12 +297,7 @@ const (
 func startConnector(t *testing.T, opts mockauth.Options) *mockauth.Server {
 	t.Helper()
 	opts.ECDSAConnectorCA = true
-	srv, err := mockauth.Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return start(t, opts)
 }
 
 // ecClient is a client that trusts the mock and pairs with ECDSA keys, with
