@@ -517,7 +517,7 @@ func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bo
 	})
 	s.mu.Unlock()
 	if a := answerOf(r); a != "" {
-		return s.malformedCertificate(a, c, csr, tmpl, cert.Raw)
+		return s.malformedCertificate(a, c.ca, csr, tmpl, cert.Raw)
 	}
 	leaf := pemCert(cert.Raw)
 	enc := base64.StdEncoding.EncodeToString

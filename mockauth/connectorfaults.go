@@ -78,8 +78,9 @@ func answerOf(r *http.Request) string {
 }
 
 // malformedCertificate answers a CSR with the certificate Answer a asks for,
-// signed for csr by c (or by a stranger CA for AnswerOtherCA).
-func (s *Server) malformedCertificate(a string, c *connectorCA, csr *x509.CertificateRequest, tmpl *x509.Certificate, leafDER []byte) (map[string]string, *connectorError) {
+// signed for csr by issuer, the connector's CA (or by a stranger CA for
+// AnswerOtherCA); tmpl and leafDER are the right certificate's.
+func (s *Server) malformedCertificate(a string, issuer *authority, csr *x509.CertificateRequest, tmpl *x509.Certificate, leafDER []byte) (map[string]string, *connectorError) {
 	enc := base64.StdEncoding.EncodeToString
 	resign := func(signer *authority, mod func(t *x509.Certificate), pub any) []byte {
 		t := *tmpl
@@ -93,7 +94,7 @@ func (s *Server) malformedCertificate(a string, c *connectorCA, csr *x509.Certif
 		}
 		return pemCert(cert.Raw)
 	}
-	leaf, ca := pemCert(leafDER), c.ca.pem
+	leaf, ca := pemCert(leafDER), issuer.pem
 	chain := func(l []byte) string { return enc(append(slices.Clone(l), ca...)) }
 	switch a {
 	case AnswerOtherKey:
@@ -101,7 +102,7 @@ func (s *Server) malformedCertificate(a string, c *connectorCA, csr *x509.Certif
 		if err != nil {
 			panic(err)
 		}
-		return map[string]string{"crt": chain(resign(c.ca, nil, k.Public())), "caCrt": enc(ca)}, nil
+		return map[string]string{"crt": chain(resign(issuer, nil, k.Public())), "caCrt": enc(ca)}, nil
 	case AnswerOtherCA:
 		stranger, err := newAuthority("mockauth stranger CA", s.now())
 		if err != nil {
@@ -110,10 +111,10 @@ func (s *Server) malformedCertificate(a string, c *connectorCA, csr *x509.Certif
 		return map[string]string{"crt": enc(append(resign(stranger, nil, csr.PublicKey), stranger.pem...)), "caCrt": enc(ca)}, nil
 	case AnswerExpired:
 		now := s.now()
-		l := resign(c.ca, func(t *x509.Certificate) { t.NotBefore, t.NotAfter = now.Add(-2*time.Hour), now.Add(-time.Hour) }, csr.PublicKey)
+		l := resign(issuer, func(t *x509.Certificate) { t.NotBefore, t.NotAfter = now.Add(-2*time.Hour), now.Add(-time.Hour) }, csr.PublicKey)
 		return map[string]string{"crt": chain(l), "caCrt": enc(ca)}, nil
 	case AnswerOtherSubject:
-		l := resign(c.ca, func(t *x509.Certificate) { t.Subject.CommonName = "someone-else" }, csr.PublicKey)
+		l := resign(issuer, func(t *x509.Certificate) { t.Subject.CommonName = "someone-else" }, csr.PublicKey)
 		return map[string]string{"crt": chain(l), "caCrt": enc(ca)}, nil
 	case AnswerCrtNotBase64:
 		return map[string]string{"crt": "%%%", "caCrt": enc(ca)}, nil
@@ -124,7 +125,7 @@ func (s *Server) malformedCertificate(a string, c *connectorCA, csr *x509.Certif
 	case AnswerNoCA:
 		return map[string]string{"crt": chain(leaf), "clientCrt": enc(leaf)}, nil
 	case AnswerClientCrtDiffer:
-		return map[string]string{"crt": chain(leaf), "clientCrt": enc(resign(c.ca, nil, csr.PublicKey)), "caCrt": enc(ca)}, nil
+		return map[string]string{"crt": chain(leaf), "clientCrt": enc(resign(issuer, nil, csr.PublicKey)), "caCrt": enc(ca)}, nil
 	case AnswerClientCrtOnly:
 		return map[string]string{"clientCrt": enc(leaf), "caCrt": enc(ca)}, nil
 	}
