@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -277,7 +278,8 @@ func redactQuery(q url.Values) string {
 
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status      int
+	beforeClose func() // run before a fault closes the hijacked connection
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -345,20 +347,27 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			XZid:     r.Header.Get("X-zid"),
 		}
 		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			if r.PostForm != nil {
-				rec.Form = redactValues(r.PostForm)
-			}
-			rec.Status = sw.status
-			s.log.Debug("mockauth: request", "listener", listener, "method", r.Method, "host", r.Host,
-				"path", r.URL.Path, "status", sw.status, "fault", rec.Fault)
-			s.mu.Lock()
-			s.stats.LastRequests = append(s.stats.LastRequests, rec)
-			if n := len(s.stats.LastRequests); n > lastRequestsKept {
-				s.stats.LastRequests = slices.Delete(s.stats.LastRequests, 0, n-lastRequestsKept)
-			}
-			s.mu.Unlock()
-		}()
+		var once sync.Once
+		record := func() {
+			once.Do(func() {
+				if r.PostForm != nil {
+					rec.Form = redactValues(r.PostForm)
+				}
+				rec.Status = sw.status
+				s.log.Debug("mockauth: request", "listener", listener, "method", r.Method, "host", r.Host,
+					"path", r.URL.Path, "status", sw.status, "fault", rec.Fault)
+				s.mu.Lock()
+				s.stats.LastRequests = append(s.stats.LastRequests, rec)
+				if n := len(s.stats.LastRequests); n > lastRequestsKept {
+					s.stats.LastRequests = slices.Delete(s.stats.LastRequests, 0, n-lastRequestsKept)
+				}
+				s.mu.Unlock()
+			})
+		}
+		defer record()
+		// A fault that closes the connection records the request first: the
+		// client may look at the stats as soon as it sees the connection end.
+		sw.beforeClose = record
 		if f := s.takeFault(false, targets...); f != nil {
 			rec.Fault = true
 			if isToken {
@@ -403,6 +412,9 @@ func (s *Server) applyFault(w *statusWriter, r *http.Request, listener string, f
 			panic(http.ErrAbortHandler)
 		}
 		w.status = -1
+		if w.beforeClose != nil {
+			w.beforeClose()
+		}
 		if f.Hangup {
 			_ = conn.Close()
 			return true
