@@ -261,6 +261,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// refuseToken answers a refused token request with e, counted by grant,
+// tenant and cause.
+func (s *Server) refuseToken(w http.ResponseWriter, grant, tenant string, e *errorResponse) {
+	s.countToken(grant, tenant, false)
+	s.countError(e.code)
+	writeOAuthError(w, e)
+}
+
 func writeOAuthError(w http.ResponseWriter, e *errorResponse) {
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mockauth", error="`+e.code+`"`)
@@ -378,11 +386,7 @@ func narrowScopes(granted []string, requested string) ([]string, *errorResponse)
 func (s *Server) handleXSUAAToken(w http.ResponseWriter, r *http.Request, cert bool, domain string) {
 	grant := ""
 	tenantLabel := "unknown"
-	fail := func(e *errorResponse) {
-		s.countToken(grant, tenantLabel, false)
-		s.countError(e.code)
-		writeOAuthError(w, e)
-	}
+	fail := func(e *errorResponse) { s.refuseToken(w, grant, tenantLabel, e) }
 	if e := s.parseTokenForm(r); e != nil {
 		fail(e)
 		return
@@ -650,11 +654,7 @@ func (s *Server) handleOpenIDConfig(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleIASToken(w http.ResponseWriter, r *http.Request, cert bool) {
 	grant := ""
 	tenantLabel := "unknown"
-	fail := func(e *errorResponse) {
-		s.countToken("ias:"+grant, tenantLabel, false)
-		s.countError(e.code)
-		writeOAuthError(w, e)
-	}
+	fail := func(e *errorResponse) { s.refuseToken(w, "ias:"+grant, tenantLabel, e) }
 	if e := s.parseTokenForm(r); e != nil {
 		fail(e)
 		return
