@@ -81,55 +81,68 @@ func answerOf(r *http.Request) string {
 // signed for csr by issuer, the connector's CA (or by a stranger CA for
 // AnswerOtherCA); tmpl and leafDER are the right certificate's.
 func (s *Server) malformedCertificate(a string, issuer *authority, csr *x509.CertificateRequest, tmpl *x509.Certificate, leafDER []byte) (map[string]string, *connectorError) {
-	enc := base64.StdEncoding.EncodeToString
+	var failed error
+	// resign signs a variant of the right certificate; a stranger signs
+	// with its own key's algorithm.
 	resign := func(signer *authority, mod func(t *x509.Certificate), pub any) []byte {
 		t := *tmpl
 		t.SerialNumber = nil
+		if signer != issuer {
+			t.SignatureAlgorithm = 0
+		}
 		if mod != nil {
 			mod(&t)
 		}
 		cert, err := signer.sign(&t, pub)
 		if err != nil {
-			panic("mockauth: signing a malformed answer: " + err.Error())
+			failed = err
+			return nil
 		}
 		return pemCert(cert.Raw)
 	}
+	enc := base64.StdEncoding.EncodeToString
 	leaf, ca := pemCert(leafDER), issuer.pem
 	chain := func(l []byte) string { return enc(append(slices.Clone(l), ca...)) }
+	var answer map[string]string
 	switch a {
 	case AnswerOtherKey:
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
-			panic(err)
+			failed = err
+			break
 		}
-		return map[string]string{"crt": chain(resign(issuer, nil, k.Public())), "caCrt": enc(ca)}, nil
+		answer = map[string]string{"crt": chain(resign(issuer, nil, k.Public())), "caCrt": enc(ca)}
 	case AnswerOtherCA:
 		stranger, err := newAuthority("mockauth stranger CA", s.now())
 		if err != nil {
-			return nil, connErr(http.StatusInternalServerError, "sign_failed", "Error while creating certificate: %s", err)
+			failed = err
+			break
 		}
-		return map[string]string{"crt": enc(append(resign(stranger, nil, csr.PublicKey), stranger.pem...)), "caCrt": enc(ca)}, nil
+		answer = map[string]string{"crt": enc(append(resign(stranger, nil, csr.PublicKey), stranger.pem...)), "caCrt": enc(ca)}
 	case AnswerExpired:
 		now := s.now()
 		l := resign(issuer, func(t *x509.Certificate) { t.NotBefore, t.NotAfter = now.Add(-2*time.Hour), now.Add(-time.Hour) }, csr.PublicKey)
-		return map[string]string{"crt": chain(l), "caCrt": enc(ca)}, nil
+		answer = map[string]string{"crt": chain(l), "caCrt": enc(ca)}
 	case AnswerOtherSubject:
 		l := resign(issuer, func(t *x509.Certificate) { t.Subject.CommonName = "someone-else" }, csr.PublicKey)
-		return map[string]string{"crt": chain(l), "caCrt": enc(ca)}, nil
+		answer = map[string]string{"crt": chain(l), "caCrt": enc(ca)}
 	case AnswerCrtNotBase64:
-		return map[string]string{"crt": "%%%", "caCrt": enc(ca)}, nil
+		answer = map[string]string{"crt": "%%%", "caCrt": enc(ca)}
 	case AnswerCrtNotPEM:
-		return map[string]string{"crt": enc([]byte("hello")), "caCrt": enc(ca)}, nil
+		answer = map[string]string{"crt": enc([]byte("hello")), "caCrt": enc(ca)}
 	case AnswerNoCrt:
-		return map[string]string{"caCrt": enc(ca)}, nil
+		answer = map[string]string{"caCrt": enc(ca)}
 	case AnswerNoCA:
-		return map[string]string{"crt": chain(leaf), "clientCrt": enc(leaf)}, nil
+		answer = map[string]string{"crt": chain(leaf), "clientCrt": enc(leaf)}
 	case AnswerClientCrtDiffer:
-		return map[string]string{"crt": chain(leaf), "clientCrt": enc(resign(issuer, nil, csr.PublicKey)), "caCrt": enc(ca)}, nil
+		answer = map[string]string{"crt": chain(leaf), "clientCrt": enc(resign(issuer, nil, csr.PublicKey)), "caCrt": enc(ca)}
 	case AnswerClientCrtOnly:
-		return map[string]string{"clientCrt": enc(leaf), "caCrt": enc(ca)}, nil
+		answer = map[string]string{"clientCrt": enc(leaf), "caCrt": enc(ca)}
 	}
-	return nil, nil
+	if failed != nil {
+		return nil, connErr(http.StatusInternalServerError, "sign_failed", "Error while creating certificate: %s", failed)
+	}
+	return answer, nil
 }
 
 // SetKeyAlgorithm sets the certificate.key-algorithm the connectors announce
