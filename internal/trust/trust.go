@@ -27,7 +27,7 @@ import (
 // The errors of a CA bundle Bundle refuses; the error wraps one of them.
 var (
 	// ErrNoCertificate: the bundle holds no PEM CERTIFICATE block.
-	ErrNoCertificate = errors.New("holds no PEM CERTIFICATE block")
+	ErrNoCertificate = errors.New("holds no PEM certificate")
 	// ErrBadCertificate: a CERTIFICATE block does not parse.
 	ErrBadCertificate = errors.New("holds a certificate that does not parse")
 	// ErrNotCA: a certificate of the bundle is not a CA.
