@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -48,10 +46,7 @@ func newGuardRig() *guardRig {
 // and returns its path.
 func (r *guardRig) write(name string, data []byte) string {
 	GinkgoHelper()
-	p := filepath.Join(r.dir, name)
-	Expect(os.MkdirAll(filepath.Dir(p), 0o700)).To(Succeed())
-	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-	return p
+	return harness.WriteFile(r.dir, name, data)
 }
 
 // sidecarOptions runs `credbroker run` in the rig's directory with the
