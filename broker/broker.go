@@ -54,6 +54,11 @@ type Options struct {
 	KeyFile string
 	// TokenCacheDir overrides token_cache_dir: when not empty.
 	TokenCacheDir string
+	// Kubernetes is the API server of certificates[].persist.kubernetes_secret.
+	Kubernetes KubernetesAPI
+	// PersistSecret, "[NAMESPACE/]NAME", sets persist.kubernetes_secret of
+	// the one certificate that pairs at start (pairing_url_file).
+	PersistSecret string
 }
 
 // Option configures a Broker.
@@ -62,7 +67,7 @@ type Option func(*options)
 type options struct {
 	log     *slog.Logger
 	metrics *sidecar.Metrics
-	now     func() time.Time
+	clock   clock.Clock
 }
 
 // WithLogger sets the logger of the broker and of everything it builds
@@ -73,9 +78,17 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // to sidecar.WithMetrics (default: a fresh sidecar.NewMetrics).
 func WithMetrics(m *sidecar.Metrics) Option { return func(o *options) { o.metrics = m } }
 
-// WithClock sets the time source of certificate decisions (whether a pair
-// on disk is still valid, connection.json's dates) (default time.Now).
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+// Clock is the broker's time source, the module's one clock abstraction
+// (the same as tokenclient.Clock).
+type Clock = clock.Clock
+
+// WithClock sets the clock of every time decision of the broker and what
+// it builds: token expiry and refresh, certificate validity and renewal,
+// heartbeats, the clock-jump check, the guard's token, signature and
+// certificate checks and tls.Config.Time of every client and listener
+// (default: the system clock). The end-to-end suites pass a test clock
+// here (docs/testing.md).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
 
 // Broker composes the sidecar: its Load method reads the config and the
 // bindings and builds every credential provider of a configuration
@@ -88,6 +101,7 @@ type Broker struct {
 	log     *slog.Logger
 	metrics *sidecar.Metrics
 	now     func() time.Time
+	clock   clock.Clock
 	// salt keys the digests of credentials in pool keys: they identify a
 	// binding's credentials within this process and nowhere else.
 	salt   []byte
@@ -123,7 +137,7 @@ func (c *Broker) tokenDir(root string) (*tokenDir, error) {
 
 // New returns a broker for o. It reads nothing yet: Load does.
 func New(o Options, opts ...Option) (*Broker, error) {
-	op := options{now: time.Now}
+	op := options{clock: clock.System}
 	for _, f := range opts {
 		f(&op)
 	}
@@ -133,7 +147,7 @@ func New(o Options, opts ...Option) (*Broker, error) {
 	if op.metrics == nil {
 		op.metrics = sidecar.NewMetrics()
 	}
-	if op.now == nil {
+	if op.clock == nil {
 		return nil, configErrorf("broker: nil clock")
 	}
 	if o.PollInterval < 0 || o.DrainTimeout < 0 {
@@ -147,8 +161,8 @@ func New(o Options, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	o.Resolve = slices.Clone(o.Resolve)
-	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.now, salt: salt}
-	c.jumps = clock.NewJumpWatcher(clock.System, 0, 0, func(d time.Duration) {
+	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.clock.Now, clock: op.clock, salt: salt}
+	c.jumps = clock.NewJumpWatcher(c.clock, 0, 0, func(d time.Duration) {
 		c.log.Warn("the wall clock jumped (suspend, pause or clock step); re-evaluating certificate renewal and heartbeats", "jump", d)
 		c.metrics.ClockJumped("certificates")
 	})
@@ -167,7 +181,7 @@ func (c *Broker) Close() error {
 // Run serves the sidecar until ctx ends (SIGTERM: in-flight requests
 // drain). A value on reload re-reads the config and the bindings (SIGHUP).
 func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
-	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
+	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithClock(c.now), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = c.jumps.Run(rctx) }()
@@ -215,6 +229,9 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	}
 	if c.o.TokenCacheDir != "" {
 		cfg.TokenCacheDir = c.o.TokenCacheDir
+	}
+	if err := applyPersistSecret(cfg, c.o.PersistSecret); err != nil {
+		return nil, sidecar.Deps{}, err
 	}
 
 	set, err := c.loadBindings(ctx)
@@ -341,7 +358,7 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 	}
 	tr := &http.Transport{Proxy: nil, DialContext: g.net.resolver.Dialer(nil), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
 	if g.net.roots != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12, Time: g.c.now}
 	}
 	jwks := &http.Client{
 		Transport: tr,
@@ -354,6 +371,7 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		guard.WithBindings(lookup),
 		guard.WithJWKSClient(jwks),
 		guard.WithLogger(g.c.log),
+		guard.WithClock(g.c.now),
 		guard.WithObserver(g.c.metrics.InboundObserver()),
 		guard.WithResync(g.c.o.PollInterval),
 	}

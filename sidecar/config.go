@@ -258,6 +258,9 @@ type Certificate struct {
 	// pair) and keeps that certificate alive too, under the name
 	// RuntimeName() ("<name>-runtime").
 	RuntimeDir string `yaml:"runtime_dir"`
+	// Persist keeps the pair and connection.json in a Kubernetes Secret as
+	// well, shared by replicas (persist_config.go); nil: off.
+	Persist *CertificatePersist `yaml:"persist"`
 }
 
 // RuntimeName is the name routes use for the second-phase certificate.
@@ -604,6 +607,7 @@ func (c *Config) check() ConfigErrors {
 		if ct.KeyType != "" && ct.PairingURLFile == "" && ct.RuntimeDir == "" {
 			errs = append(errs, c.errorf(f+".key_type", ct.Name, ErrInvalidValue, "key_type is for pairing: set pairing_url_file or runtime_dir"))
 		}
+		errs = c.checkPersist(errs, f, &c.Certificates[i])
 		if ct.RuntimeDir != "" && ct.Name != "" {
 			if j, dup := certs[ct.RuntimeName()]; dup {
 				errs = append(errs, c.errorf(f+".runtime_dir", ct.Name, ErrDuplicateName, "%q is also certificates[%d]", ct.RuntimeName(), j))
@@ -825,6 +829,8 @@ func (c *Config) usedBindings() []string {
 	}
 	for _, r := range c.Routes {
 		add(r.Auth.Binding)
+		add(r.Auth.Connectivity)      // destination routes
+		add(r.Auth.PrincipalExchange) // destination routes
 	}
 	for _, b := range c.TokenAPI.Bindings {
 		add(b)

@@ -96,6 +96,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 			MinVersion:         tls.VersionTLS12,
 			RootCAs:            o.roots,
 			ClientSessionCache: c.sessions,
+			Time:               o.clock.Now, // certificate validity on the client's clock
 		}
 		if cfg.x509() {
 			tlsCfg.GetClientCertificate = cfg.GetClientCertificate

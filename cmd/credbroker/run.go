@@ -28,6 +28,8 @@ type RunOptions struct {
 	DrainTimeout     time.Duration `flag:"drain-timeout" env:"CREDBROKER_DRAIN_TIMEOUT" usage:"how long SIGTERM waits for in-flight requests; overrides drain_timeout: (default 20s)"`
 	PollInterval     time.Duration `flag:"poll-interval" env:"CREDBROKER_POLL_INTERVAL" usage:"how often the config, bindings and certificates are re-read in case a file event was missed" default:"30s"`
 	TokenCacheDir    string        `flag:"token-cache-dir" env:"CREDBROKER_TOKEN_CACHE_DIR" usage:"keep valid tokens in files under DIR/credbroker-tokens (0700) and load them at start; overrides token_cache_dir: (a memory-backed volume, e.g. an emptyDir with medium Memory)"`
+	PersistSecret    string        `flag:"persist-kubernetes-secret" env:"CREDBROKER_PERSIST_KUBERNETES_SECRET" usage:"keep the pair of the certificate that pairs at start (pairing_url_file) in the Kubernetes Secret [NAMESPACE/]NAME, shared by replicas; sets its persist.kubernetes_secret: (the API server from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT)"`
+	ServiceAccount   string        `flag:"service-account-dir" env:"CREDBROKER_SERVICE_ACCOUNT_DIR" usage:"the service account's token, ca.crt and namespace for persist.kubernetes_secret: (the token is read again before every request)" default:"/var/run/secrets/kubernetes.io/serviceaccount"`
 }
 
 func init() {
@@ -35,7 +37,8 @@ func init() {
 		name:    "run",
 		summary: "the sidecar: a loopback proxy that adds credentials to the app's outbound calls, a token API, health and metrics",
 		usage: "[--config FILE] [--listen ADDR] [--admin-listen ADDR] [--allow-non-loopback] [--resolve PATTERN=ADDR]... [--ca-file F] " +
-			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--vcap-file F | --bindings-dir D] [--key-file K]",
+			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--persist-kubernetes-secret [NS/]NAME] [--service-account-dir DIR] " +
+			"[--vcap-file F | --bindings-dir D] [--key-file K]",
 		newOptions: func() any { return &RunOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runRun(ctx, e, opts.(*RunOptions))
@@ -58,7 +61,11 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 			e.log.Warn("binding sources: the first one set wins, others are ignored", "source", display, "ignored", strings.Join(ign, ","))
 		}
 	}
-	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log))
+	clk, err := processClock()
+	if err != nil {
+		return err
+	}
+	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log), broker.WithClock(clk))
 	if err != nil {
 		return err
 	}
@@ -106,6 +113,12 @@ func (o *RunOptions) brokerOptions() broker.Options {
 		Bindings:         o.sources(),
 		KeyFile:          o.KeyFile,
 		TokenCacheDir:    o.TokenCacheDir,
+		PersistSecret:    o.PersistSecret,
+		Kubernetes: broker.KubernetesAPI{
+			Host:              os.Getenv("KUBERNETES_SERVICE_HOST"),
+			Port:              os.Getenv("KUBERNETES_SERVICE_PORT"),
+			ServiceAccountDir: o.ServiceAccount,
+		},
 	}
 }
 
