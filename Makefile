@@ -52,15 +52,18 @@ e2e-bin:
 	$(GO) build -race -o $(E2E_BIN) ./cmd/credbroker
 	$(GO) build -race -tags credbroker_testclock -o $(E2E_TESTCLOCK_BIN) ./cmd/credbroker
 
-unit: e2e-bin interop-deps ## unit tests and Ginkgo e2e suites, with the race detector
+unit: e2e-bin interop-deps shell-deps ## unit tests and Ginkgo e2e suites, with the race detector
 	CREDBROKER_INTEROP=1 $(E2E_ENV) $(GO) test -race -count=1 -timeout 12m ./...
 
-e2e: e2e-bin interop-deps ## only the Ginkgo e2e suites against the real binary
+e2e: e2e-bin interop-deps shell-deps ## only the Ginkgo e2e suites against the real binary
 	CREDBROKER_INTEROP=1 $(E2E_ENV) $(GO) test -race -count=1 -timeout 10m ./e2e/...
 
-.PHONY: interop-deps
+.PHONY: interop-deps shell-deps
 interop-deps: ## the Node (jose, npm ci) and Python (Debian's python3-jwt, python3-requests) clients of the interop test e2e/interop
 	scripts/interop-deps.sh
+
+shell-deps: ## zsh and fish (Debian's packages), for the test of the zsh and fish completion scripts
+	scripts/shell-deps.sh
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

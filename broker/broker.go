@@ -204,70 +204,28 @@ func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
 // Errors that are bad configuration match ErrConfig, *sidecar.ConfigError
 // or *vcap.Error.
 func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error) {
-	var data []byte
-	source := "config (defaults: no --config)"
-	if c.o.ConfigFile != "" {
-		b, err := inputfile.Read(c.o.ConfigFile)
-		if err != nil {
-			return nil, sidecar.Deps{}, configErrorf("--config %s: %v", c.o.ConfigFile, errors.Unwrap(err))
+	ck, p, err := c.check(ctx)
+	if err != nil {
+		return nil, sidecar.Deps{}, err
+	}
+	if err := p.Err(); err != nil {
+		return nil, sidecar.Deps{}, err // the errors alone: this generation is not used
+	}
+	for _, w := range p.Warnings {
+		if errors.Is(w, errPlainHTTPRoutes) {
+			// One structured line: log collectors pick the routes out.
+			c.log.Warn(errPlainHTTPRoutes.Error(), "routes", ck.cfg.PlainHTTPRoutes())
+			continue
 		}
-		data, source = b, "config "+c.o.ConfigFile
+		c.log.Warn("configuration warning", "warning", w.Error())
 	}
-	cfg, err := sidecar.ParseConfig(data, source)
-	if err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-	if err := cfg.Override(c.o.Listen, c.o.AdminListen, c.o.AllowNonLoopback); err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-	cfg.Resolve = append(cfg.Resolve, c.o.Resolve...)
-	if c.o.CAFile != "" {
-		cfg.CAFile = c.o.CAFile
-	}
-	if c.o.DrainTimeout > 0 {
-		cfg.DrainTimeout = c.o.DrainTimeout
-	}
-	if c.o.TokenCacheDir != "" {
-		cfg.TokenCacheDir = c.o.TokenCacheDir
-	}
-	if err := applyPersistSecret(cfg, c.o.PersistSecret); err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-
-	set, err := c.loadBindings(ctx)
-	if err != nil {
-		return nil, sidecar.Deps{}, err
-	}
+	cfg, set, n := ck.cfg, ck.set, ck.net
 	lookup := bindingLookup(set)
-	if err := cfg.Validate(lookup); err != nil {
-		if set == nil {
-			return nil, sidecar.Deps{}, fmt.Errorf("%w (no bindings were read: set --vcap-file, VCAP_SERVICES, VCAP_SERVICES_FILE_PATH, --bindings-dir or SERVICE_BINDING_ROOT)", err)
-		}
-		return nil, sidecar.Deps{}, err
-	}
-	if err := checkPlainHTTP(cfg, set, c.log); err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-
-	// Trust and dial overrides: read once per generation, shared by every
-	// client of it (the proxy included).
-	n, err := NewNetwork(cfg.CAFile, cfg.Resolve)
-	if err != nil {
-		var ne *NetworkError
-		if errors.As(err, &ne) {
-			msg := ne.Err.Error()
-			if ne.Path != "" {
-				msg = ne.Path + ": " + msg
-			}
-			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: ne.Field, Err: fmt.Errorf("%w: %s", sidecar.ErrInvalidValue, msg)}
-		}
-		return nil, sidecar.Deps{}, err
-	}
 	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys, outageMargin: cfg.TokenOutageMargin}
 	if cfg.TokenCacheDir != "" {
 		td, err := c.tokenDir(cfg.TokenCacheDir)
 		if err != nil {
-			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: "token_cache_dir", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
+			return nil, sidecar.Deps{}, cfg.Problem("token_cache_dir", "", fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err))
 		}
 		g.tokenDir = td
 	}
@@ -344,18 +302,7 @@ func (c *Broker) loadBindings(ctx context.Context) (*vcap.Set, error) {
 // inbound builds the inbound guard of the config's inbound: section and
 // runs its file watcher until the generation is released.
 func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCertificate) (*guard.Guard, error) {
-	set := g.set
-	lookup := func(name string) (guard.Binding, bool) {
-		if set == nil {
-			return guard.Binding{}, false
-		}
-		b, err := set.ByName(name)
-		if err != nil {
-			return guard.Binding{}, false
-		}
-		gb, err := guard.BindingFromVCAP(b)
-		return gb, err == nil
-	}
+	lookup := guardBindings(g.set)
 	tr := &http.Transport{Proxy: nil, DialContext: g.net.resolver.Dialer(nil), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
 	if g.net.roots != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12, Time: g.c.now}
@@ -399,6 +346,21 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		tr.CloseIdleConnections()
 	})
 	return gd, nil
+}
+
+// guardBindings is the inbound guard's view of the bindings.
+func guardBindings(set *vcap.Set) func(name string) (guard.Binding, bool) {
+	return func(name string) (guard.Binding, bool) {
+		if set == nil {
+			return guard.Binding{}, false
+		}
+		b, err := set.ByName(name)
+		if err != nil {
+			return guard.Binding{}, false
+		}
+		gb, err := guard.BindingFromVCAP(b)
+		return gb, err == nil
+	}
 }
 
 // watchPaths are the files whose change reloads the sidecar.
@@ -499,28 +461,32 @@ func (o oauth1Signer) Sign(req *http.Request, body []byte) error {
 }
 
 func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signer, error) {
-	read := func(field, path string) (string, error) {
-		b, err := inputfile.Read(path)
-		if err != nil {
-			return "", &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth.%s", i, field), Name: r.Name, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth.%s", i, field), Name: r.Name, Err: fmt.Errorf("%w: %s is empty", sidecar.ErrMissingValue, path)}
-		}
-		return s, nil
+	key, cerr := readOAuth1File(cfg, i, r, "key_file", r.Auth.KeyFile)
+	if cerr != nil {
+		return nil, cerr
 	}
-	key, err := read("key_file", r.Auth.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := read("secret_file", r.Auth.SecretFile)
-	if err != nil {
-		return nil, err
+	secret, cerr := readOAuth1File(cfg, i, r, "secret_file", r.Auth.SecretFile)
+	if cerr != nil {
+		return nil, cerr
 	}
 	s, err := oauth1.NewSigner(key, secret, oauth1.WithMaxBody(cfg.MaxSignedBody))
 	if err != nil {
-		return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth", i), Name: r.Name, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
+		return nil, cfg.Problem(fmt.Sprintf("routes[%d].auth", i), r.Name, fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err))
 	}
 	return oauth1Signer{s: s}, nil
+}
+
+// readOAuth1File reads an OAuth 1.0a consumer key or secret file of route
+// i. The error names the file, never its content.
+func readOAuth1File(cfg *sidecar.Config, i int, r sidecar.Route, field, path string) (string, *sidecar.ConfigError) {
+	f := fmt.Sprintf("routes[%d].auth.%s", i, field)
+	b, err := inputfile.Read(path)
+	if err != nil {
+		return "", cfg.Problem(f, r.Name, fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err))
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", cfg.Problem(f, r.Name, fmt.Errorf("%w: %s is empty", sidecar.ErrMissingValue, path))
+	}
+	return s, nil
 }

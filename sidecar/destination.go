@@ -185,7 +185,7 @@ func (c *Config) validateDestinationRoute(errs ConfigErrors, i int, r Route, loo
 		info, ok := lookup(b)
 		switch {
 		case !ok:
-			errs = append(errs, c.errorf(field, r.Name, ErrUnknownBinding, "%q", b))
+			errs = append(errs, c.unknownBinding(field, r.Name, b))
 		case !info.Auth:
 			errs = append(errs, c.errorf(field, r.Name, ErrInvalidValue, "binding %q is not an xsuaa or identity binding", b))
 		}
@@ -198,7 +198,7 @@ func (c *Config) validateDestinationRoute(errs ConfigErrors, i int, r Route, loo
 		info, ok := lookup(b.name)
 		switch {
 		case !ok:
-			errs = append(errs, c.errorf(field, r.Name, ErrUnknownBinding, "%q", b.name))
+			errs = append(errs, c.unknownBinding(field, r.Name, b.name))
 		case info.Service != b.kind:
 			errs = append(errs, c.errorf(field, r.Name, ErrInvalidValue, "binding %q is not a %s service binding", b.name, b.kind))
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -47,14 +48,8 @@ func init() {
 }
 
 func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
-	if len(e.args) > 0 {
-		return badInputf("unexpected argument %q", e.args[0])
-	}
-	if o.PollInterval <= 0 {
-		return badInputf("--poll-interval %v: want a positive duration", o.PollInterval)
-	}
-	if o.DrainTimeout < 0 {
-		return badInputf("--drain-timeout %v: must not be negative", o.DrainTimeout)
+	if err := o.check(e); err != nil {
+		return err
 	}
 	if kind, display := o.sources().Chosen(); kind != "" {
 		if ign := o.ignored(); len(ign) > 0 {
@@ -97,6 +92,31 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 		return badInput(err)
 	}
 	return err
+}
+
+// check refuses arguments and flag values run and validate cannot use.
+func (o *RunOptions) check(e *cmdEnv) error {
+	if len(e.args) > 0 {
+		return badInputf("unexpected argument %q", e.args[0])
+	}
+	if o.PollInterval <= 0 {
+		return badInputf("--poll-interval %v: want a positive duration", o.PollInterval)
+	}
+	if o.DrainTimeout < 0 {
+		return badInputf("--drain-timeout %v: must not be negative", o.DrainTimeout)
+	}
+	return nil
+}
+
+// ignoredSources is validate's warning that more than one binding source
+// is set ("" when not): the first one wins (run logs the same with attributes).
+func (o *RunOptions) ignoredSources() string {
+	if kind, display := o.sources().Chosen(); kind != "" {
+		if ign := o.ignored(); len(ign) > 0 {
+			return fmt.Sprintf("binding sources: the first one set wins, others are ignored: using %s, ignoring %s", display, strings.Join(ign, ", "))
+		}
+	}
+	return ""
 }
 
 // brokerOptions are the settings the flags lay over the config file.
