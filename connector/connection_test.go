@@ -1,6 +1,9 @@
 package connector_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,25 +13,26 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/connector"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
 func TestConnectWritesAConnectionInfoWithoutSecrets(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	u, tok := f.NewToken("app1")
-	conn, err := f.client().Connect(ctx(t), u)
+	srv := startConnector(t, mockauth.Options{})
+	gw := srv.Info().GatewayURL
+	u, tok := mockToken(t, srv, "app1")
+	conn, err := ecClient(t, srv).Connect(ctx(t), u)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(conn.InfoErr).NotTo(HaveOccurred())
 	ci := conn.ConnectionInfo
 	g.Expect(ci.Version).To(Equal(1))
-	g.Expect(ci.ConnectorURL).To(Equal(f.URL))
-	g.Expect(ci.InfoURL).To(Equal(f.URL + "/v1/applications/management/info"))
-	g.Expect(ci.RenewCertURL).To(Equal(f.URL + "/v1/applications/certificates/renewals"))
-	g.Expect(ci.RevokeCertURL).To(Equal(f.URL + "/v1/applications/certificates/revocations"))
-	g.Expect(ci.EventsURL).To(Equal(f.URL + "/app/v1/events"))
+	g.Expect(ci.ConnectorURL).To(Equal(srv.Info().ConnectorURL))
+	g.Expect(ci.InfoURL).To(Equal(gw + pathMgmtInfo))
+	g.Expect(ci.RenewCertURL).To(Equal(gw + pathRenewals))
+	g.Expect(ci.RevokeCertURL).To(Equal(gw + pathRevocations))
+	g.Expect(ci.EventsURL).To(Equal(gw + "/app1/v1/events"))
 	g.Expect(ci.Identity.Application).To(Equal("app1"))
-	g.Expect(ci.Subject).To(Equal("O=Org,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=app1"))
+	g.Expect(ci.Subject).To(Equal("O=Organization,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=app1"))
 	g.Expect(ci.Serial).To(Equal(conn.Pairing.Leaf().SerialNumber.String()))
 	g.Expect(ci.NotAfter).To(Equal(conn.Pairing.Leaf().NotAfter.UTC()))
 
@@ -47,43 +51,41 @@ func TestConnectWritesAConnectionInfoWithoutSecrets(t *testing.T) {
 
 func TestConnectKeepsThePairingWhenInfoFails(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	f.Set(func(f *fakeConnector) {
-		f.Fault = func(op string) (int, string) {
-			if op == "info" {
-				return 500, `{"code":500,"error":"later"}`
-			}
-			return 0, ""
-		}
-	})
-	conn, err := f.client().Connect(ctx(t), first(f.NewToken("app")))
+	srv := startConnector(t, mockauth.Options{})
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetInfo, Status: 500, Body: `{"code":500,"error":"later"}`})
+	conn, err := ecClient(t, srv).Connect(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(conn.Info).To(BeNil())
 	g.Expect(conn.InfoErr).To(MatchError(ContainSubstring("later")))
 	g.Expect(conn.Pairing.Key).NotTo(BeNil())
-	g.Expect(conn.InfoURL).To(Equal(f.URL + "/v1/applications/management/info"))
+	g.Expect(conn.InfoURL).To(Equal(srv.Info().GatewayURL + pathMgmtInfo))
 	g.Expect(conn.RenewCertURL).To(BeEmpty())
 }
 
 func TestTwoPhases(t *testing.T) {
 	g := NewWithT(t)
-	central, runtime := newFake(), newFake()
-	defer central.Close()
-	defer runtime.Close()
-	rt, _ := runtime.NewToken("app1-runtime")
-	central.Set(func(f *fakeConnector) { f.RuntimeTokenURL = rt })
+	srv := startConnector(t, mockauth.Options{TwoPhase: true})
+	c := ecClient(t, srv)
 
-	phase1, err := central.client().Connect(ctx(t), first(central.NewToken("app1")))
+	phase1, err := c.Connect(ctx(t), first(mockToken(t, srv, "app1")))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(phase1.Info.RuntimeTokenURL()).To(Equal(rt))
+	rt := phase1.Info.RuntimeTokenURL()
+	g.Expect(rt).To(HavePrefix(srv.Info().RuntimeConnectorURL + pathSigningInfo + "?token="))
+	u, err := url.Parse(rt)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(phase1.Info.Runtime.String()).NotTo(ContainSubstring(u.Query().Get("token")))
 	g.Expect(phase1.ConnectionInfo.Marshal()).NotTo(ContainSubstring("token="))
+	g.Expect(phase1.Identity).To(Equal(connector.ClientIdentity{Application: "app1", Group: "default", Tenant: srv.Info().Tenants[0].ZoneID}))
 
-	phase2, err := runtime.client().Connect(ctx(t), phase1.Info.RuntimeTokenURL())
+	phase2, err := c.Connect(ctx(t), rt)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(phase2.Identity.Application).To(Equal("app1-runtime"))
-	g.Expect(phase2.ConnectorURL).To(Equal(runtime.URL))
-	g.Expect(phase2.Pairing.CA[0].Equal(runtime.CA.Cert)).To(BeTrue())
+	g.Expect(phase2.Identity.Application).To(Equal("app1"))
+	g.Expect(phase2.ConnectorURL).To(Equal(srv.Info().RuntimeConnectorURL))
+	b, _ := pem.Decode(srv.RuntimeConnectorCAPEM())
+	runtimeCA, err := x509.ParseCertificate(b.Bytes)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(phase2.Pairing.CA[0].Equal(runtimeCA)).To(BeTrue())
+	g.Expect(phase2.Pairing.CA[0].Equal(connectorCA(t, srv))).To(BeFalse(), "the runtime connector has its own CA")
 }
 
 func TestParseConnectionInfoErrors(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"reflect"
 	"strings"
 )
 
@@ -147,17 +149,8 @@ func (e *transportError) Unwrap() error { return e.err }
 // tlsRefusal maps a TLS alert sent by the server (it refused our client
 // certificate during or right after the handshake) to a sentinel.
 func tlsRefusal(err error) error {
-	var alert tls.AlertError
-	if !errors.As(err, &alert) {
-		// Older paths report alerts only as text.
-		s := err.Error()
-		switch {
-		case strings.Contains(s, "tls: revoked certificate"):
-			return ErrRevoked
-		case strings.Contains(s, "tls: bad certificate"), strings.Contains(s, "tls: unknown certificate authority"),
-			strings.Contains(s, "tls: expired certificate"), strings.Contains(s, "tls: certificate required"):
-			return ErrUnauthorized
-		}
+	alert, ok := remoteAlert(err)
+	if !ok {
 		return nil
 	}
 	switch alert {
@@ -167,6 +160,24 @@ func tlsRefusal(err error) error {
 		return ErrUnauthorized
 	}
 	return nil
+}
+
+// remoteAlert returns the TLS alert in err, by type, never by message:
+// crypto/tls reports an alert the peer sent as a *net.OpError with Op
+// "remote error" whose Err is its unexported alert type (a uint8), and
+// QUIC and some paths as a tls.AlertError.
+func remoteAlert(err error) (uint8, bool) {
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return uint8(ae), true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil {
+		if v := reflect.ValueOf(oe.Err); v.Kind() == reflect.Uint8 {
+			return uint8(v.Uint()), true
+		}
+	}
+	return 0, false
 }
 
 // refusedError is a TLS-level refusal of the client certificate.

@@ -6,18 +6,25 @@ import (
 	"fmt"
 
 	"github.com/credbroker/credbroker/connector"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
-// Pair with a connector (here a scripted one on 127.0.0.1) and read the
+// Pair with a connector (here mockauth's, on 127.0.0.1) and read the
 // management info with the new certificate.
 func Example() {
-	fake := newFake() // https://connector.localhost:PORT with its own CA
-	defer fake.Close()
-	tokenURL, _ := fake.NewToken("orders")
+	mock, err := mockauth.Start(mockauth.Options{ECDSAConnectorCA: true})
+	if err != nil {
+		panic(err)
+	}
+	defer mock.Close()
+	tokenURL, _, err := mock.NewPairingToken("orders")
+	if err != nil {
+		panic(err)
+	}
 
 	c, err := connector.New(
-		connector.WithRootCAs(fake.CA.Pool()),
-		connector.WithDialContext(loopbackDial()),
+		connector.WithRootCAs(mock.CAPool()),
+		connector.WithDialContext(mockauth.DialContext), // *.localhost on loopback
 		connector.WithKeyType(connector.ECDSAP256),
 	)
 	if err != nil {
@@ -35,7 +42,7 @@ func Example() {
 	_, err = c.Connect(context.Background(), tokenURL)
 	fmt.Println("again:", errors.Is(err, connector.ErrTokenInvalid))
 	// Output:
-	// subject: O=Org,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=orders
+	// subject: O=Organization,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=orders
 	// application: orders
 	// renewal and revocation known: true true
 	// again: true

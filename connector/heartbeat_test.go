@@ -10,15 +10,16 @@ import (
 
 	"github.com/credbroker/credbroker/connector"
 	"github.com/credbroker/credbroker/internal/clock/fakeclock"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
 func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(20 * time.Second) // mTLS calls on a loaded machine under -race
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app")
-	c := f.client(connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
+	srv := startConnector(t, mockauth.Options{TwoPhase: true})
+	gw := srv.Info().GatewayURL
+	p := paired(t, srv, "app")
+	c := ecClient(t, srv, connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
 
 	ticks := make(chan time.Time)
 	results := make(chan connector.HeartbeatResult, 16)
@@ -36,7 +37,8 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- hb.Run(runCtx) }()
 
-	// First beat at once: a change (nothing was known).
+	// First beat at once: a change (nothing was known), with a token URL
+	// for the second phase.
 	var r connector.HeartbeatResult
 	g.Eventually(results).Should(Receive(&r))
 	g.Expect(r.Err).NotTo(HaveOccurred())
@@ -44,16 +46,21 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	g.Expect(r.Time).To(Equal(now))
 	var changed connector.ManagementInfo
 	g.Expect(changes).To(Receive(&changed))
-	g.Expect(changed.URLs.EventsURL).To(Equal(f.URL + "/app/v1/events"))
+	g.Expect(changed.URLs.EventsURL).To(Equal(gw + "/app/v1/events"))
+	rt := changed.RuntimeTokenURL()
+	g.Expect(rt).To(HavePrefix(srv.Info().RuntimeConnectorURL))
 
-	// Same answer: reported, not published.
+	// Same answer but a fresh token for the same runtime connector:
+	// reported and carried in the result, not published.
 	ticks <- now
 	g.Eventually(results).Should(Receive(&r))
 	g.Expect(r.Changed).To(BeFalse())
+	g.Expect(r.Info.RuntimeTokenURL()).To(HavePrefix(srv.Info().RuntimeConnectorURL))
+	g.Expect(r.Info.RuntimeTokenURL()).NotTo(Equal(rt))
 	g.Expect(changes).NotTo(Receive())
 
 	// A new events URL: published.
-	f.Set(func(f *fakeConnector) { f.EventsURL = "https://gateway.localhost/app/v2/events" })
+	srv.SetEventsURL("https://gateway.localhost/app/v2/events")
 	ticks <- now
 	g.Eventually(results).Should(Receive(&r))
 	g.Expect(r.Changed).To(BeTrue())
@@ -61,9 +68,7 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	g.Expect(changed.URLs.EventsURL).To(Equal("https://gateway.localhost/app/v2/events"))
 
 	// The connector fails: reported, counted, nothing published.
-	f.Set(func(f *fakeConnector) {
-		f.Fault = func(string) (int, string) { return 503, `{"code":503,"error":"down"}` }
-	})
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetConnector, Status: 503, Body: `{"code":503,"error":"down"}`})
 	for i := 1; i <= 2; i++ {
 		now = now.Add(time.Minute)
 		clk.Set(now)
@@ -81,26 +86,16 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	g.Expect(st.Failures).To(Equal(2))
 	g.Expect(st.Successes).To(Equal(3))
 
-	// Back, with a runtime token URL for the second phase: published.
-	rt, _ := f.NewToken("runtime")
-	f.Set(func(f *fakeConnector) { f.Fault = nil; f.RuntimeTokenURL = rt })
+	// Back, with the events URL of before: published.
+	srv.ClearFaults()
+	srv.SetEventsURL("")
 	ticks <- now
 	g.Eventually(results).Should(Receive(&r))
 	g.Expect(r.Err).NotTo(HaveOccurred())
 	g.Expect(changes).To(Receive(&changed))
-	g.Expect(changed.RuntimeTokenURL()).To(Equal(rt))
+	g.Expect(changed.URLs.EventsURL).To(Equal(gw + "/app/v1/events"))
 	g.Expect(hb.Status().ConsecutiveFailures).To(Equal(0))
-	g.Expect(hb.Status().Info.RuntimeTokenURL()).To(Equal(rt))
-
-	// A fresh token for the same runtime connector is not a change, but the
-	// result carries it.
-	rt2, _ := f.NewToken("runtime")
-	f.Set(func(f *fakeConnector) { f.RuntimeTokenURL = rt2 })
-	ticks <- now
-	g.Eventually(results).Should(Receive(&r))
-	g.Expect(r.Changed).To(BeFalse())
-	g.Expect(r.Info.RuntimeTokenURL()).To(Equal(rt2))
-	g.Expect(changes).NotTo(Receive())
+	g.Expect(hb.Status().Info.RuntimeTokenURL()).To(HavePrefix(srv.Info().RuntimeConnectorURL))
 
 	cancel()
 	g.Eventually(done).Should(Receive(BeNil()))
@@ -108,11 +103,10 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 
 func TestHeartbeatWithKnownInfoPublishesOnlyChanges(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	conn, err := f.client().Connect(ctx(t), first(f.NewToken("app")))
+	srv := startConnector(t, mockauth.Options{})
+	conn, err := ecClient(t, srv).Connect(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).NotTo(HaveOccurred())
-	c := f.client(connector.WithCertificate(conn.Pairing.TLSCertificate()))
+	c := ecClient(t, srv, connector.WithCertificate(conn.Pairing.TLSCertificate()))
 	var published int
 	hb, err := connector.NewHeartbeat(c, conn.InfoURL,
 		connector.InitialInfo(conn.ConnectionInfo.ManagementInfo()),
@@ -142,10 +136,9 @@ func first[A, B any](a A, _ B) A { return a }
 func TestHeartbeatBeatsOnAClockJump(t *testing.T) {
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(20 * time.Second)
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app")
-	c := f.client(connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
+	srv := startConnector(t, mockauth.Options{})
+	p := paired(t, srv, "app")
+	c := ecClient(t, srv, connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
 	results := make(chan connector.HeartbeatResult, 16)
 	var mu sync.Mutex
 	jump := make(chan struct{})
@@ -175,10 +168,9 @@ func TestHeartbeatBeatsOnAClockJump(t *testing.T) {
 func TestHeartbeatBeatsOnItsClock(t *testing.T) {
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(20 * time.Second)
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app")
-	c := f.client(connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
+	srv := startConnector(t, mockauth.Options{})
+	p := paired(t, srv, "app")
+	c := ecClient(t, srv, connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
 	clk := fakeclock.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	results := make(chan connector.HeartbeatResult, 16)
 	hb, err := connector.NewHeartbeat(c, p.API.InfoURL, connector.HeartbeatClock(clk), connector.HeartbeatInterval(time.Hour),

@@ -1,8 +1,11 @@
 package connector_test
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"testing"
 	"time"
@@ -19,12 +22,18 @@ import (
 func startMock(t *testing.T, twoPhase bool) (*mockauth.Server, *fakeclock.Clock) {
 	t.Helper()
 	clock := fakeclock.New(time.Now())
-	srv, err := mockauth.Start(mockauth.Options{CertTTL: 3 * time.Second, TwoPhase: twoPhase, Now: clock.Now})
+	return start(t, mockauth.Options{CertTTL: 3 * time.Second, TwoPhase: twoPhase, Now: clock.Now}), clock
+}
+
+// start runs mockauth for one test.
+func start(t *testing.T, opts mockauth.Options) *mockauth.Server {
+	t.Helper()
+	srv, err := mockauth.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return srv, clock
+	return srv
 }
 
 func mockClient(t *testing.T, srv *mockauth.Server, clock *fakeclock.Clock, opts ...connector.Option) *connector.Client {
@@ -272,4 +281,83 @@ func TestMockauthTwoPhases(t *testing.T) {
 		g.Expect(res.Info.RuntimeTokenURL()).NotTo(BeEmpty())
 	}
 	g.Expect(changes).To(Equal(1))
+}
+
+// The connector's paths, as mockauth serves them.
+const (
+	pathSigningInfo  = "/v1/applications/signingRequests/info"
+	pathCertificates = "/v1/applications/certificates"
+	pathMgmtInfo     = "/v1/applications/management/info"
+	pathRenewals     = "/v1/applications/certificates/renewals"
+	pathRevocations  = "/v1/applications/certificates/revocations"
+)
+
+// startConnector runs mockauth with ECDSA connector CAs, so that tests pair
+// with quick ECDSA keys, on the real clock.
+func startConnector(t *testing.T, opts mockauth.Options) *mockauth.Server {
+	t.Helper()
+	opts.ECDSAConnectorCA = true
+	return start(t, opts)
+}
+
+// ecClient is a client that trusts the mock and pairs with ECDSA keys, with
+// quick retries.
+func ecClient(t *testing.T, srv *mockauth.Server, opts ...connector.Option) *connector.Client {
+	t.Helper()
+	base := []connector.Option{
+		connector.WithRootCAs(srv.CAPool()),
+		connector.WithDialContext(mockauth.DialContext),
+		connector.WithKeyType(connector.ECDSAP256),
+		connector.WithRetry(3, time.Millisecond),
+	}
+	c, err := connector.New(append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// paired pairs app with the mock and returns the certificate.
+func paired(t *testing.T, srv *mockauth.Server, app string) *connector.Pairing {
+	t.Helper()
+	p, err := ecClient(t, srv).Pair(ctx(t), first(mockToken(t, srv, app)))
+	if err != nil {
+		t.Fatalf("pairing: %v", err)
+	}
+	return p
+}
+
+func addFault(t *testing.T, srv *mockauth.Server, f mockauth.Fault) {
+	t.Helper()
+	if err := srv.AddFault(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// requests counts the requests the mock saw for method and path, faulted
+// ones included (of its last 50).
+func requests(srv *mockauth.Server, method, path string) int {
+	n := 0
+	for _, r := range srv.Stats().LastRequests {
+		if r.Method == method && r.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+// connectorCA is the mock's central connector CA.
+func connectorCA(t *testing.T, srv *mockauth.Server) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(srv.ConnectorCAPEM())
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func sha256Hex(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }

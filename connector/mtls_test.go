@@ -12,70 +12,55 @@ import (
 
 	"github.com/credbroker/credbroker/connector"
 	"github.com/credbroker/credbroker/internal/testpki"
+	"github.com/credbroker/credbroker/mockauth"
 )
-
-// paired pairs app with f and returns the certificate.
-func paired(t *testing.T, f *fakeConnector, app string) *connector.Pairing {
-	t.Helper()
-	u, _ := f.NewToken(app)
-	p, err := f.client().Pair(ctx(t), u)
-	if err != nil {
-		t.Fatalf("pairing: %v", err)
-	}
-	return p
-}
 
 func TestInfoOverMTLS(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app1")
-	c := f.client(connector.WithCertificate(p.TLSCertificate()))
+	srv := startConnector(t, mockauth.Options{})
+	p := paired(t, srv, "app1")
+	c := ecClient(t, srv, connector.WithCertificate(p.TLSCertificate()))
 
 	info, err := c.Info(ctx(t), p.API.InfoURL)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(info.ClientIdentity).To(Equal(connector.ClientIdentity{Application: "app1", Group: "g1", Tenant: "t1"}))
-	g.Expect(info.URLs.RenewCertURL).To(Equal(f.URL + "/v1/applications/certificates/renewals"))
-	g.Expect(info.URLs.RevokeCertURL).To(Equal(f.URL + "/v1/applications/certificates/revocations"))
-	g.Expect(info.URLs.EventsURL).To(Equal(f.URL + "/app/v1/events"))
-	g.Expect(info.URLs.MetadataURL).To(Equal(f.URL + "/app/v1/metadata/services"))
-	g.Expect(info.URLs.EventsInfoURL).To(Equal(f.URL + "/app/v1/subscribed"))
+	gw := srv.Info().GatewayURL
+	g.Expect(info.ClientIdentity).To(Equal(connector.ClientIdentity{Application: "app1"}))
+	g.Expect(info.URLs.RenewCertURL).To(Equal(gw + pathRenewals))
+	g.Expect(info.URLs.RevokeCertURL).To(Equal(gw + pathRevocations))
+	g.Expect(info.URLs.EventsURL).To(Equal(gw + "/app1/v1/events"))
+	g.Expect(info.URLs.MetadataURL).To(Equal(gw + "/app1/v1/metadata/services"))
+	g.Expect(info.URLs.EventsInfoURL).To(Equal(gw + "/app1/v1/events/subscribed"))
 	g.Expect(info.Certificate.Subject).To(ContainSubstring("CN=app1"))
 	g.Expect(info.Runtime).To(BeNil())
 	g.Expect(info.RuntimeTokenURL()).To(BeEmpty())
 
-	// The older spelling of the revocation URL and the runtime token URL.
-	rt, rtok := f.NewToken("runtime")
-	f.Set(func(f *fakeConnector) { f.OldRevokeSpelling = true; f.RuntimeTokenURL = rt })
+	// The older spelling of the revocation URL (the runtime token URL:
+	// TestTwoPhases).
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetInfo, Answer: mockauth.AnswerOldRevokeURL, Count: 1})
 	info, err = c.Info(ctx(t), p.API.InfoURL)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(info.URLs.RevokeCertURL).To(Equal(f.URL + "/v1/applications/certificates/revocations"))
-	g.Expect(info.RuntimeTokenURL()).To(Equal(rt))
-	g.Expect(info.Runtime.String()).NotTo(ContainSubstring(rtok))
-	g.Expect(f.lis.accepted.Load()).To(BeEquivalentTo(2), "one connection for pairing, one reused for both info calls")
+	g.Expect(info.URLs.RevokeCertURL).To(Equal(gw + pathRevocations))
+	g.Expect(srv.Stats().Connections["gateway"]).To(Equal(1), "one connection reused for both info calls")
 }
 
 func TestInfoWithoutCertificateIsRefused(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	_, err := f.client().Info(ctx(t), f.URL+"/v1/applications/management/info")
+	srv := startConnector(t, mockauth.Options{})
+	_, err := ecClient(t, srv).Info(ctx(t), srv.Info().GatewayURL+pathMgmtInfo)
 	g.Expect(err).To(MatchError(connector.ErrUnauthorized))
 	g.Expect(err).NotTo(MatchError(connector.ErrRevoked))
-	var ce *connector.Error
-	g.Expect(errors.As(err, &ce)).To(BeTrue())
-	g.Expect(ce.Op).To(Equal("info"))
+	g.Expect(err.Error()).To(HavePrefix("connector: info "))
+	g.Expect(srv.Stats().InfoRequests).To(Equal(0), "the gateway refuses the handshake")
 }
 
 func TestInfoWithACertificateFromAnotherCAIsRefusedInTheHandshake(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
+	srv := startConnector(t, mockauth.Options{})
 	stranger := testpki.NewCA().Issue(testpki.ClientAuth(), testpki.WithCommonName("stranger"))
-	c := f.client(connector.WithCertificate(stranger.TLSCertificate()))
-	_, err := c.Info(ctx(t), f.URL+"/v1/applications/management/info")
+	c := ecClient(t, srv, connector.WithCertificate(stranger.TLSCertificate()))
+	_, err := c.Info(ctx(t), srv.Info().GatewayURL+pathMgmtInfo)
 	g.Expect(err).To(MatchError(connector.ErrUnauthorized))
-	g.Expect(f.Count("info")).To(Equal(0))
+	g.Expect(srv.Stats().InfoRequests).To(Equal(0))
 	var nt interface{ NeedsToken() bool }
 	g.Expect(errors.As(err, &nt)).To(BeTrue())
 	g.Expect(nt.NeedsToken()).To(BeTrue())
@@ -83,13 +68,12 @@ func TestInfoWithACertificateFromAnotherCAIsRefusedInTheHandshake(t *testing.T) 
 
 func TestTheHookCertificateIsUsedOnTheNextHandshake(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	a, b := paired(t, f, "app"), paired(t, f, "app")
+	srv := startConnector(t, mockauth.Options{})
+	a, b := paired(t, srv, "app"), paired(t, srv, "app")
 	var cur atomic.Pointer[tls.Certificate]
 	ca := a.TLSCertificate()
 	cur.Store(&ca)
-	c := f.client(connector.WithGetClientCertificate(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	c := ecClient(t, srv, connector.WithGetClientCertificate(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		return cur.Load(), nil
 	}))
 	_, err := c.Info(ctx(t), a.API.InfoURL)
@@ -99,19 +83,22 @@ func TestTheHookCertificateIsUsedOnTheNextHandshake(t *testing.T) {
 	c.CloseIdleConnections()
 	_, err = c.Info(ctx(t), a.API.InfoURL)
 	g.Expect(err).NotTo(HaveOccurred())
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	g.Expect(f.peerSerial).To(Equal([]string{a.Leaf().SerialNumber.Text(16), b.Leaf().SerialNumber.Text(16)}))
+	var presented []string
+	for _, r := range srv.Received() {
+		if r.Kind == "info" {
+			presented = append(presented, r.CertSHA256)
+		}
+	}
+	g.Expect(presented).To(Equal([]string{sha256Hex(a.Leaf().Raw), sha256Hex(b.Leaf().Raw)}))
 }
 
 func TestRenewSeveralTimesInARow(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app1")
+	srv := startConnector(t, mockauth.Options{UniqueSerials: true})
+	p := paired(t, srv, "app1")
 	logOpt, logs := debugLogger()
-	c := f.client(logOpt)
-	r, err := connector.NewRenewer(c, f.URL+"/v1/applications/certificates/renewals")
+	c := ecClient(t, srv, logOpt)
+	r, err := connector.NewRenewer(c, srv.Info().GatewayURL+pathRenewals)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	current := p.TLSCertificate()
@@ -122,7 +109,7 @@ func TestRenewSeveralTimesInARow(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		next, err := tls.X509KeyPair(certPEM, keyPEM)
 		g.Expect(err).NotTo(HaveOccurred(), "renewed key and certificate match")
-		g.Expect(string(caPEM)).To(Equal(string(f.CA.CertPEM())))
+		g.Expect(string(caPEM)).To(Equal(string(srv.ConnectorCAPEM())))
 		leaf, err := x509.ParseCertificate(next.Certificate[0])
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(seen[leaf.SerialNumber.String()]).To(BeFalse(), "a new certificate each time")
@@ -132,13 +119,13 @@ func TestRenewSeveralTimesInARow(t *testing.T) {
 		g.Expect(keys).NotTo(ContainElement(keyPEM), "a fresh key each time")
 		keys = append(keys, keyPEM)
 		// The certificate that was renewed still works until it expires.
-		_, err = f.client(connector.WithCertificate(current)).Info(ctx(t), p.API.InfoURL)
+		_, err = ecClient(t, srv, connector.WithCertificate(current)).Info(ctx(t), p.API.InfoURL)
 		g.Expect(err).NotTo(HaveOccurred())
 		current = next
 	}
-	g.Expect(f.Count("renew")).To(Equal(3))
+	g.Expect(srv.Stats().Renewals).To(Equal(3))
 	// The first certificate still works too.
-	_, err = f.client(connector.WithCertificate(p.TLSCertificate())).Info(ctx(t), p.API.InfoURL)
+	_, err = ecClient(t, srv, connector.WithCertificate(p.TLSCertificate())).Info(ctx(t), p.API.InfoURL)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(logs.String()).To(ContainSubstring("connector renewing"))
 	for _, k := range keys {
@@ -148,15 +135,12 @@ func TestRenewSeveralTimesInARow(t *testing.T) {
 
 func TestRenewWhileTheConnectorIsDown(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app")
-	r, err := connector.NewRenewer(f.client(), f.URL+"/v1/applications/certificates/renewals")
+	srv := startConnector(t, mockauth.Options{})
+	p := paired(t, srv, "app")
+	r, err := connector.NewRenewer(ecClient(t, srv), srv.Info().GatewayURL+pathRenewals)
 	g.Expect(err).NotTo(HaveOccurred())
 
-	f.Set(func(f *fakeConnector) {
-		f.Fault = func(op string) (int, string) { return 503, `{"code":503,"error":"maintenance"}` }
-	})
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetConnector, Status: 503, Body: `{"code":503,"error":"maintenance"}`})
 	_, _, _, err = r.Renew(ctx(t), p.TLSCertificate())
 	var ce *connector.Error
 	g.Expect(errors.As(err, &ce)).To(BeTrue())
@@ -164,13 +148,13 @@ func TestRenewWhileTheConnectorIsDown(t *testing.T) {
 	g.Expect(ce.Temporary()).To(BeTrue())
 	g.Expect(ce.NeedsToken()).To(BeFalse(), "certwatch keeps retrying")
 
-	f.Set(func(f *fakeConnector) { f.Fault = nil })
-	f.lis.Drop.Store(100) // nothing gets through
+	srv.ClearFaults()
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetConnector, Refuse: true}) // nothing gets through
 	_, _, _, err = r.Renew(ctx(t), p.TLSCertificate())
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(errors.As(err, &ce)).To(BeFalse(), "no answer, no *Error")
 
-	f.lis.Drop.Store(0) // back
+	srv.ClearFaults() // back
 	certPEM, keyPEM, _, err := r.Renew(ctx(t), p.TLSCertificate())
 	g.Expect(err).NotTo(HaveOccurred())
 	_, err = tls.X509KeyPair(certPEM, keyPEM)
@@ -179,41 +163,33 @@ func TestRenewWhileTheConnectorIsDown(t *testing.T) {
 
 func TestRenewRefusedWhenTheSubjectIsWrong(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app")
-	// A certificate of the same CA with another subject asks to renew a
-	// subject the connector does not accept for it.
-	f.Set(func(f *fakeConnector) {
-		f.Issue = func(csr *x509.CertificateRequest) (string, string, string) {
-			other := *csr
-			other.Subject.CommonName = "else"
-			return b64(testpki.EncodeCerts(f.CA.SignCSR(&other, 3600e9))), "", b64(f.CA.CertPEM())
-		}
-	})
-	r, _ := connector.NewRenewer(f.client(), f.URL+"/v1/applications/certificates/renewals")
+	srv := startConnector(t, mockauth.Options{})
+	p := paired(t, srv, "app")
+	// The connector renews into a certificate for another subject.
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetCSR, Answer: mockauth.AnswerOtherSubject, Count: 1})
+	r, _ := connector.NewRenewer(ecClient(t, srv), srv.Info().GatewayURL+pathRenewals)
 	_, _, _, err := r.Renew(ctx(t), p.TLSCertificate())
 	g.Expect(err).To(MatchError(connector.ErrSubjectMismatch))
+	g.Expect(err.Error()).To(ContainSubstring("someone-else"))
 }
 
 func TestRevoke(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app")
-	c := f.client(connector.WithCertificate(p.TLSCertificate()))
+	srv := startConnector(t, mockauth.Options{StrictRevocation: true})
+	p := paired(t, srv, "app")
+	c := ecClient(t, srv, connector.WithCertificate(p.TLSCertificate()))
 	info, err := c.Info(ctx(t), p.API.InfoURL)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	g.Expect(c.Revoke(ctx(t), info.URLs.RevokeCertURL)).To(Succeed())
-	g.Expect(f.Count("revoke")).To(Equal(1))
+	g.Expect(srv.Stats().Revocations).To(Equal(1))
 
 	_, err = c.Info(ctx(t), p.API.InfoURL)
 	g.Expect(err).To(MatchError(connector.ErrRevoked))
 	g.Expect(err).To(MatchError(connector.ErrUnauthorized))
 	g.Expect(err.Error()).To(ContainSubstring("a new one-time token is needed"))
 
-	r, _ := connector.NewRenewer(f.client(), info.URLs.RenewCertURL)
+	r, _ := connector.NewRenewer(ecClient(t, srv), info.URLs.RenewCertURL)
 	_, _, _, err = r.Renew(ctx(t), p.TLSCertificate())
 	g.Expect(err).To(MatchError(connector.ErrRevoked))
 	var nt interface{ NeedsToken() bool }

@@ -19,7 +19,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/connector"
-	"github.com/credbroker/credbroker/internal/testpki"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
 func ctx(t *testing.T) context.Context {
@@ -36,44 +36,45 @@ func debugLogger() (connector.Option, *syncbuf.Buffer) {
 
 func TestPairIssuesAVerifiedCertificateWithTheAnnouncedSubject(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
+	srv := startConnector(t, mockauth.Options{})
 	logOpt, logs := debugLogger()
-	c := f.client(logOpt)
-	tokenURL, tok := f.NewToken("app1")
+	c := ecClient(t, srv, logOpt)
+	tokenURL, tok := mockToken(t, srv, "app1")
 
 	p, err := c.Pair(ctx(t), tokenURL)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	// The CSR carried the subject in the connector's order.
+	issued := srv.Issued()
+	g.Expect(issued).To(HaveLen(1))
+	csr, err := x509.ParseCertificateRequest(issued[0].CSR)
+	g.Expect(err).NotTo(HaveOccurred())
 	var seq pkix.RDNSequence
-	f.mu.Lock()
-	raw := f.lastCSR.RawSubject
-	f.mu.Unlock()
-	_, err = asn1.Unmarshal(raw, &seq)
+	_, err = asn1.Unmarshal(csr.RawSubject, &seq)
 	g.Expect(err).NotTo(HaveOccurred())
 	var order []string
 	for _, rdn := range seq {
 		order = append(order, rdn[0].Type.String()+"="+rdn[0].Value.(string))
 	}
-	g.Expect(order).To(Equal([]string{"2.5.4.10=Org", "2.5.4.11=OrgUnit", "2.5.4.7=Waldorf", "2.5.4.8=Waldorf", "2.5.4.6=DE", "2.5.4.3=app1"}))
+	g.Expect(order).To(Equal([]string{"2.5.4.10=Organization", "2.5.4.11=OrgUnit", "2.5.4.7=Waldorf", "2.5.4.8=Waldorf", "2.5.4.6=DE", "2.5.4.3=app1"}))
 
-	g.Expect(p.Subject.String()).To(Equal("O=Org,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=app1"))
+	g.Expect(p.Subject.String()).To(Equal("O=Organization,OU=OrgUnit,L=Waldorf,ST=Waldorf,C=DE,CN=app1"))
 	g.Expect(p.Leaf().Subject.CommonName).To(Equal("app1"))
 	g.Expect(p.Chain).To(HaveLen(2))
-	g.Expect(p.CA[0].Equal(f.CA.Cert)).To(BeTrue())
+	g.Expect(p.CA[0].Equal(connectorCA(t, srv))).To(BeTrue())
 	g.Expect(p.Key).To(BeAssignableToTypeOf(&ecdsa.PrivateKey{}))
 	pair, err := tls.X509KeyPair(p.ChainPEM, p.KeyPEM)
 	g.Expect(err).NotTo(HaveOccurred(), "the key PEM matches the chain PEM")
 	g.Expect(pair.Certificate).To(HaveLen(2))
 	g.Expect(string(p.KeyPEM)).To(HavePrefix("-----BEGIN PRIVATE KEY-----"))
-	g.Expect(p.API.InfoURL).To(Equal(f.URL + "/v1/applications/management/info"))
-	g.Expect(p.API.EventsURL).To(Equal(f.URL + "/app/v1/events"))
-	g.Expect(p.API.EventsInfoURL).To(Equal(f.URL + "/app/v1/subscribed"))
-	g.Expect(p.TokenURL).To(Equal(f.URL + "/v1/applications/signingRequests/info"))
+	gw := srv.Info().GatewayURL
+	g.Expect(p.API.InfoURL).To(Equal(gw + pathMgmtInfo))
+	g.Expect(p.API.EventsURL).To(Equal(gw + "/app1/v1/events"))
+	g.Expect(p.API.EventsInfoURL).To(Equal(gw + "/app1/v1/events/subscribed"))
+	g.Expect(p.TokenURL).To(Equal(srv.Info().ConnectorURL + pathSigningInfo))
 	g.Expect(p.KeyAlgorithm).To(Equal("rsa2048"))
-	g.Expect(f.Count("pair")).To(Equal(1))
-	g.Expect(f.Count("csr")).To(Equal(1))
+	g.Expect(requests(srv, "GET", pathSigningInfo)).To(Equal(1))
+	g.Expect(requests(srv, "POST", pathCertificates)).To(Equal(1))
 	// The issued certificate works for mTLS against the connector.
 	_, err = x509.ParseCertificate(pair.Certificate[0])
 	g.Expect(err).NotTo(HaveOccurred())
@@ -84,26 +85,23 @@ func TestPairIssuesAVerifiedCertificateWithTheAnnouncedSubject(t *testing.T) {
 
 func TestPairFollowsTheConnectorKeyAlgorithmByDefault(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	c, err := connector.New(connector.WithRootCAs(f.CA.Pool()), connector.WithDialContext(loopbackDial()))
+	srv := startConnector(t, mockauth.Options{})
+	c, err := connector.New(connector.WithRootCAs(srv.CAPool()), connector.WithDialContext(mockauth.DialContext))
 	g.Expect(err).NotTo(HaveOccurred())
 
-	f.Set(func(f *fakeConnector) { f.KeyAlgorithm = "ecdsa-p256" })
-	u, _ := f.NewToken("app")
-	p, err := c.Pair(ctx(t), u)
+	srv.SetKeyAlgorithm("ecdsa-p256")
+	p, err := c.Pair(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.Key).To(BeAssignableToTypeOf(&ecdsa.PrivateKey{}))
 
-	f.Set(func(f *fakeConnector) { f.KeyAlgorithm = "" }) // unknown: RSA 2048
-	u, _ = f.NewToken("app")
-	p, err = c.Pair(ctx(t), u)
+	srv.SetKeyAlgorithm("") // unknown: RSA 2048
+	p, err = c.Pair(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.Key).To(BeAssignableToTypeOf(&rsa.PrivateKey{}))
 	g.Expect(p.Key.(*rsa.PrivateKey).N.BitLen()).To(Equal(2048))
 
 	// Renewal keeps the algorithm of the current key, whatever the client's default.
-	r, err := connector.NewRenewer(f.client(connector.WithKeyType(connector.ECDSAP256)), f.URL+"/v1/applications/certificates/renewals")
+	r, err := connector.NewRenewer(ecClient(t, srv), srv.Info().GatewayURL+pathRenewals)
 	g.Expect(err).NotTo(HaveOccurred())
 	certPEM, keyPEM, _, err := r.Renew(ctx(t), p.TLSCertificate())
 	g.Expect(err).NotTo(HaveOccurred())
@@ -141,11 +139,10 @@ func TestKeyTypes(t *testing.T) {
 
 func TestPairRefusesAUsedOrUnknownTokenAndSaysANewOneIsNeeded(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
+	srv := startConnector(t, mockauth.Options{})
 	logOpt, logs := debugLogger()
-	c := f.client(logOpt)
-	u, tok := f.NewToken("app")
+	c := ecClient(t, srv, logOpt)
+	u, tok := mockToken(t, srv, "app")
 	_, err := c.Pair(ctx(t), u)
 	g.Expect(err).NotTo(HaveOccurred())
 
@@ -159,9 +156,9 @@ func TestPairRefusesAUsedOrUnknownTokenAndSaysANewOneIsNeeded(t *testing.T) {
 	g.Expect(ce.StatusCode).To(Equal(403))
 	g.Expect(ce.Code).To(Equal(403))
 	g.Expect(ce.Op).To(Equal("pair"))
-	g.Expect(f.Count("pair")).To(Equal(2), "a refused token is not retried")
+	g.Expect(requests(srv, "GET", pathSigningInfo)).To(Equal(2), "a refused token is not retried")
 
-	_, err = c.Pair(ctx(t), f.URL+"/v1/applications/signingRequests/info?token=neverissued12345")
+	_, err = c.Pair(ctx(t), srv.Info().ConnectorURL+pathSigningInfo+"?token=neverissued12345")
 	g.Expect(err).To(MatchError(connector.ErrTokenInvalid))
 	g.Expect(err.Error()).NotTo(ContainSubstring("neverissued12345"))
 	g.Expect(logs.String()).NotTo(ContainSubstring(tok))
@@ -170,16 +167,10 @@ func TestPairRefusesAUsedOrUnknownTokenAndSaysANewOneIsNeeded(t *testing.T) {
 
 func TestPairRedactsATokenTheServerEchoes(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	c := f.client()
-	u, tok := f.NewToken("app")
-	f.Set(func(f *fakeConnector) {
-		f.Fault = func(op string) (int, string) {
-			return 403, `{"code":403,"error":"token ` + tok + ` expired"}`
-		}
-	})
-	_, err := c.Pair(ctx(t), u)
+	srv := startConnector(t, mockauth.Options{})
+	u, tok := mockToken(t, srv, "app")
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetPairing, Status: 403, Body: `{"code":403,"error":"token ` + tok + ` expired"}`})
+	_, err := ecClient(t, srv).Pair(ctx(t), u)
 	g.Expect(err).To(MatchError(connector.ErrTokenInvalid))
 	g.Expect(err.Error()).NotTo(ContainSubstring(tok))
 	g.Expect(err.Error()).To(ContainSubstring("token [redacted] expired"))
@@ -187,82 +178,45 @@ func TestPairRedactsATokenTheServerEchoes(t *testing.T) {
 
 func TestPairSubjectMismatch(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	c := f.client()
+	srv := startConnector(t, mockauth.Options{})
+	c := ecClient(t, srv)
 
 	// The connector wants another subject than it announced: 400.
-	f.Set(func(f *fakeConnector) { f.WantSubject = "O=Other,CN=%s" })
-	u, _ := f.NewToken("app")
-	_, err := c.Pair(ctx(t), u)
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetPairing, Answer: mockauth.AnswerAnnounceOtherSubject, Count: 1})
+	_, err := c.Pair(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).To(MatchError(connector.ErrSubjectMismatch))
 	var ce *connector.Error
 	g.Expect(errors.As(err, &ce)).To(BeTrue())
 	g.Expect(ce.StatusCode).To(Equal(400))
-	g.Expect(ce.Message).To(Equal("CSR: Invalid subject."))
+	g.Expect(ce.Message).To(Equal("CSR: Invalid organization provided."))
 
 	// The connector issues a certificate for another subject: refused locally.
-	f.Set(func(f *fakeConnector) {
-		f.WantSubject = ""
-		f.Issue = func(csr *x509.CertificateRequest) (string, string, string) {
-			other := *csr
-			other.Subject.CommonName = "someone-else"
-			leaf := f.CA.SignCSR(&other, time.Hour)
-			return b64(testpki.EncodeCerts(leaf)), "", b64(f.CA.CertPEM())
-		}
-	})
-	u, _ = f.NewToken("app")
-	_, err = c.Pair(ctx(t), u)
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetCSR, Answer: mockauth.AnswerOtherSubject, Count: 1})
+	_, err = c.Pair(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).To(MatchError(connector.ErrSubjectMismatch))
 	g.Expect(err.Error()).To(ContainSubstring("someone-else"))
 }
 
 func TestPairRefusesUnusableCertificates(t *testing.T) {
-	other := testpki.NewCA()
-	cases := []struct {
-		name  string
-		issue func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string)
-		want  string
+	srv := startConnector(t, mockauth.Options{})
+	for _, tc := range []struct {
+		answer string
+		want   string
 	}{
-		{"certificate for another key", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			leaf := f.CA.Issue(testpki.WithSubject(csr.Subject), testpki.ClientAuth())
-			return b64(leaf.CertPEM()), "", b64(f.CA.CertPEM())
-		}, "does not match the key"},
-		{"chain from another CA", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			leaf := other.SignCSR(csr, time.Hour)
-			return b64(testpki.EncodeCerts(leaf)), "", b64(f.CA.CertPEM())
-		}, "does not verify"},
-		{"expired certificate", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			leaf := f.CA.SignCSR(csr, -30*time.Second)
-			return b64(testpki.EncodeCerts(leaf)), "", b64(f.CA.CertPEM())
-		}, "does not verify"},
-		{"crt not base64", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			return "%%%", "", b64(f.CA.CertPEM())
-		}, `"crt" is not base64`},
-		{"crt not PEM", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			return b64([]byte("hello")), "", b64(f.CA.CertPEM())
-		}, `"crt": no certificate`},
-		{"no certificate", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			return "", "", b64(f.CA.CertPEM())
-		}, `no "crt" and no "clientCrt"`},
-		{"no CA", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			return b64(testpki.EncodeCerts(f.CA.SignCSR(csr, time.Hour))), "", ""
-		}, `no "caCrt"`},
-		{"clientCrt differs from crt", func(f *fakeConnector, csr *x509.CertificateRequest) (string, string, string) {
-			a, b := f.CA.SignCSR(csr, time.Hour), f.CA.SignCSR(csr, time.Hour)
-			return b64(testpki.EncodeCerts(a)), b64(testpki.EncodeCerts(b)), b64(f.CA.CertPEM())
-		}, `"clientCrt" is not the first certificate`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+		{mockauth.AnswerOtherKey, "does not match the key"},
+		{mockauth.AnswerOtherCA, "does not verify"},
+		{mockauth.AnswerExpired, "does not verify"},
+		{mockauth.AnswerCrtNotBase64, `"crt" is not base64`},
+		{mockauth.AnswerCrtNotPEM, `"crt": no certificate`},
+		{mockauth.AnswerNoCrt, `no "crt" and no "clientCrt"`},
+		{mockauth.AnswerNoCA, `no "caCrt"`},
+		{mockauth.AnswerClientCrtDiffer, `"clientCrt" is not the first certificate`},
+	} {
+		t.Run(tc.answer, func(t *testing.T) {
 			g := NewWithT(t)
-			f := newFake()
-			defer f.Close()
-			f.Set(func(f *fakeConnector) {
-				f.Issue = func(csr *x509.CertificateRequest) (string, string, string) { return tc.issue(f, csr) }
-			})
-			u, tok := f.NewToken("app")
-			_, err := f.client().Pair(ctx(t), u)
+			addFault(t, srv, mockauth.Fault{Target: mockauth.TargetCSR, Answer: tc.answer, Count: 1})
+			u, tok := mockToken(t, srv, "app")
+			_, err := ecClient(t, srv).Pair(ctx(t), u)
 			g.Expect(err).To(MatchError(connector.ErrInvalidResponse))
 			g.Expect(err.Error()).To(ContainSubstring(tc.want))
 			g.Expect(err.Error()).NotTo(ContainSubstring(tok))
@@ -273,57 +227,51 @@ func TestPairRefusesUnusableCertificates(t *testing.T) {
 
 func TestPairAcceptsPlainClientCrtWithoutChain(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	f.Set(func(f *fakeConnector) {
-		f.Issue = func(csr *x509.CertificateRequest) (string, string, string) {
-			return "", b64(testpki.EncodeCerts(f.CA.SignCSR(csr, time.Hour))), b64(f.CA.CertPEM())
-		}
-	})
-	u, _ := f.NewToken("app")
-	p, err := f.client().Pair(ctx(t), u)
+	srv := startConnector(t, mockauth.Options{})
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetCSR, Answer: mockauth.AnswerClientCrtOnly, Count: 1})
+	p, err := ecClient(t, srv).Pair(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.Chain).To(HaveLen(1))
 }
 
 func TestPairRetriesFailuresBeforeTheTokenWasSent(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	f.lis.Drop.Store(2) // the first two connections die in the TLS handshake
-	u, _ := f.NewToken("app")
-	_, err := f.client().Pair(ctx(t), u)
+	srv := startConnector(t, mockauth.Options{})
+	// The first two connections die before the TLS handshake.
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetConnector, Refuse: true, Count: 2})
+	_, err := ecClient(t, srv).Pair(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(f.Count("pair")).To(Equal(1))
-	g.Expect(f.lis.accepted.Load()).To(BeEquivalentTo(3), "two failed connections, then one reused for GET and POST")
+	g.Expect(requests(srv, "GET", pathSigningInfo)).To(Equal(1))
+	g.Expect(srv.Stats().Connections["connector"]).To(Equal(3), "two failed connections, then one reused for GET and POST")
 }
 
 func TestPairRetriesAreBounded(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	f.lis.Drop.Store(100)
-	u, tok := f.NewToken("app")
-	_, err := f.client().Pair(ctx(t), u) // WithRetry(3, …)
+	srv := startConnector(t, mockauth.Options{})
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetConnector, Refuse: true})
+	u, tok := mockToken(t, srv, "app")
+	_, err := ecClient(t, srv).Pair(ctx(t), u) // WithRetry(3, …)
 	g.Expect(err).To(HaveOccurred())
-	g.Expect(f.lis.accepted.Load()).To(BeEquivalentTo(3))
-	g.Expect(err.Error()).To(HavePrefix("connector: pair " + f.URL + "/v1/applications/signingRequests/info: "))
+	g.Expect(srv.Stats().Connections["connector"]).To(Equal(3))
+	g.Expect(err.Error()).To(HavePrefix("connector: pair " + srv.Info().ConnectorURL + pathSigningInfo + ": "))
 	g.Expect(err.Error()).NotTo(ContainSubstring(tok))
-	g.Expect(f.Count("pair")).To(Equal(0))
+	g.Expect(requests(srv, "GET", pathSigningInfo)).To(Equal(0))
 }
 
 func TestPairNeverResendsATokenThatMayHaveArrived(t *testing.T) {
-	for _, op := range []string{"pair", "csr"} {
-		t.Run(op, func(t *testing.T) {
+	for _, tc := range []struct{ target, method, path string }{
+		{mockauth.TargetPairing, "GET", pathSigningInfo},
+		{mockauth.TargetCSR, "POST", pathCertificates},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
 			g := NewWithT(t)
-			f := newFake()
-			defer f.Close()
-			f.Set(func(f *fakeConnector) { f.Hangup[op] = true })
+			srv := startConnector(t, mockauth.Options{})
+			addFault(t, srv, mockauth.Fault{Target: tc.target, Hangup: true})
 			logOpt, logs := debugLogger()
-			u, tok := f.NewToken("app")
-			_, err := f.client(logOpt).Pair(ctx(t), u)
+			u, tok := mockToken(t, srv, "app")
+			_, err := ecClient(t, srv, logOpt).Pair(ctx(t), u)
 			g.Expect(err).To(MatchError(connector.ErrTokenMaybeUsed))
-			g.Expect(f.Count(op)).To(Equal(1), "sent once, never again")
+			g.Expect(requests(srv, tc.method, tc.path)).To(Equal(1), "sent once, never again")
 			g.Expect(err.Error()).NotTo(ContainSubstring(tok))
 			g.Expect(err.Error()).NotTo(ContainSubstring("token="))
 			g.Expect(logs.String()).NotTo(ContainSubstring("token="))
@@ -333,25 +281,21 @@ func TestPairNeverResendsATokenThatMayHaveArrived(t *testing.T) {
 
 func TestPairServerErrorIsTyped(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	f.Set(func(f *fakeConnector) {
-		f.Fault = func(op string) (int, string) { return 500, `{"code":500,"error":"database unavailable"}` }
-	})
-	u, _ := f.NewToken("app")
-	_, err := f.client().Pair(ctx(t), u)
+	srv := startConnector(t, mockauth.Options{})
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetPairing, Status: 500, Body: `{"code":500,"error":"database unavailable"}`, Count: 1})
+	u, _ := mockToken(t, srv, "app")
+	_, err := ecClient(t, srv).Pair(ctx(t), u)
 	var ce *connector.Error
 	g.Expect(errors.As(err, &ce)).To(BeTrue())
 	g.Expect(ce.StatusCode).To(Equal(500))
 	g.Expect(ce.Message).To(Equal("database unavailable"))
 	g.Expect(ce.Temporary()).To(BeTrue())
 	g.Expect(err).NotTo(MatchError(connector.ErrTokenInvalid))
-	g.Expect(f.Count("pair")).To(Equal(1), "an answer means the token may be consumed: no retry")
+	g.Expect(requests(srv, "GET", pathSigningInfo)).To(Equal(1), "an answer means the token may be consumed: no retry")
 
-	f.Set(func(f *fakeConnector) {
-		f.Fault = func(op string) (int, string) { return 502, "<html>bad gateway</html>" }
-	})
-	_, err = f.client().Pair(ctx(t), u)
+	// A proxy's HTML error page, with its own content type.
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetPairing, Status: 502, Body: "<html>bad gateway</html>", ContentType: "text/html", Count: 1})
+	_, err = ecClient(t, srv).Pair(ctx(t), u)
 	g.Expect(errors.As(err, &ce)).To(BeTrue())
 	g.Expect(ce.StatusCode).To(Equal(502))
 	g.Expect(ce.Message).To(Equal("<html>bad gateway</html>"))
@@ -377,14 +321,12 @@ func TestPairRefusesBadTokenURLs(t *testing.T) {
 
 func TestPairRejectsAnUnparsableSubject(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	f.Set(func(f *fakeConnector) { f.Subject = "O=Org,CN" })
-	u, _ := f.NewToken("app")
-	_, err := f.client().Pair(ctx(t), u)
+	srv := startConnector(t, mockauth.Options{})
+	addFault(t, srv, mockauth.Fault{Target: mockauth.TargetPairing, Answer: mockauth.AnswerBadSubject})
+	_, err := ecClient(t, srv).Pair(ctx(t), first(mockToken(t, srv, "app")))
 	g.Expect(err).To(MatchError(connector.ErrInvalidResponse))
 	g.Expect(err.Error()).To(ContainSubstring("certificate.subject"))
-	g.Expect(f.Count("csr")).To(Equal(0))
+	g.Expect(requests(srv, "POST", pathCertificates)).To(Equal(0))
 }
 
 func TestRedactURL(t *testing.T) {
@@ -397,14 +339,13 @@ func TestRedactURL(t *testing.T) {
 
 func TestAnUntrustedServerIsNotRetried(t *testing.T) {
 	g := NewWithT(t)
-	f := newFake()
-	defer f.Close()
-	c, err := connector.New(connector.WithDialContext(loopbackDial()), connector.WithRetry(4, time.Millisecond)) // system roots
+	srv := startConnector(t, mockauth.Options{})
+	c, err := connector.New(connector.WithDialContext(mockauth.DialContext), connector.WithRetry(4, time.Millisecond)) // system roots
 	g.Expect(err).NotTo(HaveOccurred())
-	u, tok := f.NewToken("app")
+	u, tok := mockToken(t, srv, "app")
 	_, err = c.Pair(ctx(t), u)
 	g.Expect(err).To(MatchError(ContainSubstring("certificate signed by unknown authority")))
 	g.Expect(err.Error()).NotTo(ContainSubstring(tok))
-	g.Expect(f.lis.accepted.Load()).To(BeEquivalentTo(1), "one handshake, no retries")
-	g.Expect(f.Count("pair")).To(Equal(0))
+	g.Expect(srv.Stats().Connections["connector"]).To(Equal(1), "one handshake, no retries")
+	g.Expect(requests(srv, "GET", pathSigningInfo)).To(Equal(0))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/credbroker/credbroker/connector"
 	"github.com/credbroker/credbroker/internal/testpki"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
 // handshakeRecorder is a TLS server (certificates from testpki) that requires
@@ -86,7 +87,7 @@ func (h *handshakeRecorder) clientCert(cn string) tls.Certificate {
 func (h *handshakeRecorder) client(hook *hookCert) *connector.Client {
 	c, err := connector.New(
 		connector.WithRootCAs(h.ca.Pool()),
-		connector.WithDialContext(loopbackDial()),
+		connector.WithDialContext(mockauth.DialContext),
 		connector.WithGetClientCertificate(hook.get),
 		connector.WithRetry(1, time.Millisecond),
 	)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/credbroker/credbroker/connector"
 	"github.com/credbroker/credbroker/internal/tracing"
+	"github.com/credbroker/credbroker/mockauth"
 )
 
 // TestHeartbeatSpans: with a tracer provider every beat is a span; a
@@ -20,17 +21,17 @@ func TestHeartbeatSpans(t *testing.T) {
 	g := NewWithT(t)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	f := newFake()
-	defer f.Close()
-	p := paired(t, f, "app")
+	srv := startConnector(t, mockauth.Options{})
+	conn, err := ecClient(t, srv).Connect(ctx(t), first(mockToken(t, srv, "app")))
+	g.Expect(err).NotTo(HaveOccurred())
 
-	ok := f.client(connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
-	hb, err := connector.NewHeartbeat(ok, p.API.InfoURL, connector.HeartbeatTracerProvider(tp))
+	ok := ecClient(t, srv, connector.WithCertificate(conn.Pairing.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
+	hb, err := connector.NewHeartbeat(ok, conn.InfoURL, connector.HeartbeatTracerProvider(tp))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(hb.Beat(ctx(t)).Err).NotTo(HaveOccurred())
 
-	noCert := f.client(connector.WithRetry(1, time.Millisecond))
-	bad, err := connector.NewHeartbeat(noCert, p.API.InfoURL, connector.HeartbeatTracerProvider(tp))
+	noCert := ecClient(t, srv, connector.WithRetry(1, time.Millisecond))
+	bad, err := connector.NewHeartbeat(noCert, conn.InfoURL, connector.HeartbeatTracerProvider(tp))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(bad.Beat(ctx(t)).Err).To(HaveOccurred())
 
@@ -43,6 +44,6 @@ func TestHeartbeatSpans(t *testing.T) {
 	g.Expect(spans[1].Status().Code).To(Equal(codes.Error))
 	g.Expect(spans[1].Status().Description).To(Equal("info-failed"))
 	dump := fmt.Sprint(spans[0].Attributes(), spans[1].Attributes(), spans[1].Status(), spans[1].Events())
-	g.Expect(dump).NotTo(ContainSubstring(f.URL))
+	g.Expect(dump).NotTo(ContainSubstring(srv.Info().GatewayURL))
 	g.Expect(dump).NotTo(ContainSubstring("/v1/"))
 }

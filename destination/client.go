@@ -43,8 +43,12 @@ type Finder interface {
 
 // Client calls the Destination service's find-destination API.
 type Client struct {
-	base    string
-	tokens  TokenSource
+	base   string
+	tokens TokenSource
+	options
+}
+
+type options struct {
 	hc      *http.Client
 	now     func() time.Time
 	maxBody int64
@@ -52,20 +56,20 @@ type Client struct {
 }
 
 // Option configures a Client.
-type Option func(*Client)
+type Option func(*options)
 
 // WithHTTPClient sets the client used for the service (default: a client
 // with a 30 s timeout that follows no redirect).
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.hc = hc } }
 
 // WithClock sets the clock that turns expires_in into an expiry.
-func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithMaxResponse bounds the response body (default 1 MiB).
-func WithMaxResponse(n int64) Option { return func(c *Client) { c.maxBody = n } }
+func WithMaxResponse(n int64) Option { return func(o *options) { o.maxBody = n } }
 
 // WithLogger sets the logger (silent by default; nothing secret is logged).
-func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // DefaultMaxResponse bounds a find-destination response.
 const DefaultMaxResponse = 1 << 20
@@ -80,9 +84,12 @@ func NewClient(serviceURL string, tokens TokenSource, opts ...Option) (*Client, 
 	if tokens == nil {
 		return nil, errors.New("destination: no token source")
 	}
-	c := &Client{base: strings.TrimRight(serviceURL, "/"), tokens: tokens, now: time.Now, maxBody: DefaultMaxResponse}
+	c := &Client{base: strings.TrimRight(serviceURL, "/"), tokens: tokens, options: options{now: time.Now, maxBody: DefaultMaxResponse}}
 	for _, o := range opts {
-		o(c)
+		o(&c.options)
+	}
+	if c.now == nil || c.maxBody <= 0 {
+		return nil, errors.New("destination: WithClock needs a clock and WithMaxResponse a positive size")
 	}
 	if c.hc == nil {
 		c.hc = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -2,7 +2,6 @@ package mockauth
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -38,11 +37,6 @@ func (s *Server) connectorPool() *x509.CertPool {
 	}
 	return p
 }
-
-// ErrCARotation is returned by the connector CA rotation methods when the
-// mock was started without Options.ConnectorCARotation, or when a step
-// does not apply (nothing to switch to, nothing to remove).
-var ErrCARotation = errors.New("mockauth: connector CA rotation")
 
 // ConnectorCAStep is one step of a connector CA rotation, in the order a
 // real rotation takes them.

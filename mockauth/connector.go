@@ -63,6 +63,7 @@ type issuedCert struct {
 	notBefore   time.Time
 	notAfter    time.Time
 	renewal     bool
+	csr         []byte
 }
 
 // IssuedCert describes a client certificate the connector signed.
@@ -76,6 +77,9 @@ type IssuedCert struct {
 	NotBefore   time.Time `json:"not_before"`
 	NotAfter    time.Time `json:"not_after"`
 	Revoked     bool      `json:"revoked"`
+	// CSR is the DER of the request it was signed from, as the client sent
+	// it (the order of its subject's attributes included).
+	CSR []byte `json:"csr"`
 }
 
 // Received is one request the gateway accepted and recorded.
@@ -239,10 +243,6 @@ func (s *Server) apiURLs(c *connectorCA, app string) map[string]string {
 	}
 }
 
-func (c *connectorCA) certificateInfo(app string) map[string]string {
-	return map[string]string{"subject": c.subjectString(app), "extensions": "", "key-algorithm": "rsa2048"}
-}
-
 // connectorHandler serves the connector host: the token-protected pairing
 // calls. The mTLS calls (management info, renewal, revocation) are on the
 // gateway host (managementRoutes).
@@ -260,10 +260,17 @@ func (s *Server) connectorHandler(c *connectorCA) http.Handler {
 			return
 		}
 		csrTok := s.mintPairing(c, p.application, true)
+		cert := s.certificateInfo(c, p.application)
+		switch answerOf(r) {
+		case AnswerBadSubject:
+			cert["subject"] = "O=Org,CN"
+		case AnswerAnnounceOtherSubject:
+			cert["subject"] = strings.Replace(cert["subject"], "O="+c.organization+",", "O=Other,", 1)
+		}
 		writeConnJSON(w, http.StatusOK, map[string]any{
 			"csrUrl":      c.baseURL + pathCertificates + "?token=" + csrTok,
 			"api":         s.apiURLs(c, p.application),
-			"certificate": c.certificateInfo(p.application),
+			"certificate": cert,
 		})
 	})
 	mux.HandleFunc("POST "+pathCertificates, func(w http.ResponseWriter, r *http.Request) {
@@ -309,16 +316,26 @@ func (s *Server) managementRoutes(mux *http.ServeMux) {
 			// credbroker's two-phase extension names group and tenant too.
 			identity["group"], identity["tenant"] = "default", s.tenants[0].ZoneID
 		}
+		urls := map[string]string{
+			"metadataUrl":   api["metadataUrl"],
+			"eventsUrl":     api["eventsUrl"],
+			"eventsInfoUrl": api["eventsInfoUrl"],
+			"renewCertUrl":  s.info.GatewayURL + pathRenewals,
+			"revokeCertUrl": s.info.GatewayURL + pathRevocations,
+		}
+		s.mu.Lock()
+		if s.eventsURL != "" {
+			urls["eventsUrl"] = s.eventsURL
+		}
+		s.mu.Unlock()
+		if answerOf(r) == AnswerOldRevokeURL {
+			urls["revocationCertUrl"] = urls["revokeCertUrl"]
+			delete(urls, "revokeCertUrl")
+		}
 		body := map[string]any{
 			"clientIdentity": identity,
-			"urls": map[string]string{
-				"metadataUrl":   api["metadataUrl"],
-				"eventsUrl":     api["eventsUrl"],
-				"eventsInfoUrl": api["eventsInfoUrl"],
-				"renewCertUrl":  s.info.GatewayURL + pathRenewals,
-				"revokeCertUrl": s.info.GatewayURL + pathRevocations,
-			},
-			"certificate": c.certificateInfo(id.app),
+			"urls":           urls,
+			"certificate":    s.certificateInfo(c, id.app),
 		}
 		if c == s.central && s.runtime != s.central {
 			tok := s.mintPairing(s.runtime, id.app, false)
@@ -504,9 +521,12 @@ func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bo
 	s.mu.Lock()
 	s.issued = append(s.issued, &issuedCert{
 		serial: cert.SerialNumber.String(), sha256: fingerprint(cert.Raw), application: app, subject: c.subjectString(app), conn: c,
-		notBefore: cert.NotBefore, notAfter: cert.NotAfter, renewal: renewal,
+		notBefore: cert.NotBefore, notAfter: cert.NotAfter, renewal: renewal, csr: csr.Raw,
 	})
 	s.mu.Unlock()
+	if a := answerOf(r); a != "" {
+		return s.malformedCertificate(a, issuer, csr, tmpl, cert.Raw)
+	}
 	leaf := pemCert(cert.Raw)
 	enc := base64.StdEncoding.EncodeToString
 	return map[string]string{
@@ -572,7 +592,7 @@ func (s *Server) Issued() []IssuedCert {
 	for _, c := range s.issued {
 		out = append(out, IssuedCert{
 			Serial: c.serial, SHA256: c.sha256, Application: c.application, Subject: c.subject, Runtime: c.conn.runtime,
-			Renewal: c.renewal, NotBefore: c.notBefore, NotAfter: c.notAfter, Revoked: s.revoked[c.sha256],
+			Renewal: c.renewal, NotBefore: c.notBefore, NotAfter: c.notAfter, Revoked: s.revoked[c.sha256], CSR: c.csr,
 		})
 	}
 	return out

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,6 +20,8 @@ const (
 	TargetCertToken = "certtoken" // the mTLS cert token host
 	TargetConnector = "connector" // every connector endpoint (central and runtime)
 	TargetCSR       = "csr"       // only the CSR endpoints (certificates, renewals): refused CSRs
+	TargetPairing   = "pairing"   // only the signing-request info (the one-time token's first call)
+	TargetInfo      = "info"      // only the management info
 	TargetEvents    = "events"    // the gateway (metadata and events)
 )
 
@@ -42,8 +45,24 @@ type Fault struct {
 	// it is added; 0 means unbounded.
 	Duration time.Duration
 	// Body replaces the response body; with Status 0 it is served with 200
-	// (for example invalid JSON).
+	// (for example invalid JSON, or a body larger than a client reads).
 	Body string
+	// ContentType is sent with Status or Body instead of JSON's (for
+	// example an HTML error page of a proxy).
+	ContentType string
+	// Hangup closes the connection once the request has arrived, without
+	// any answer.
+	Hangup bool
+	// Refuse closes new connections to the target's host as they are
+	// accepted, before the TLS handshake (a host that is down); Count
+	// counts connections. Only on TargetToken, TargetCertToken,
+	// TargetConnector (the connector hosts and the gateway, where the
+	// connector's mTLS calls live) and TargetEvents (the gateway).
+	Refuse bool
+	// Answer makes the connector answer a request of the target with a
+	// malformed answer (one of the Answer constants, each on its target)
+	// instead of the right one.
+	Answer string
 }
 
 type activeFault struct {
@@ -52,7 +71,7 @@ type activeFault struct {
 	left  int
 }
 
-var faultTargets = []string{TargetToken, TargetCertToken, TargetConnector, TargetCSR, TargetEvents}
+var faultTargets = []string{TargetToken, TargetCertToken, TargetConnector, TargetCSR, TargetPairing, TargetInfo, TargetEvents}
 
 // AddFault adds a fault. It fails on an unknown target or a fault that does
 // nothing.
@@ -60,8 +79,11 @@ func (s *Server) AddFault(f Fault) error {
 	if !slices.Contains(faultTargets, f.Target) {
 		return fmt.Errorf("mockauth: fault target %q: want one of %s", f.Target, strings.Join(faultTargets, ", "))
 	}
-	if f.Status == 0 && f.Latency <= 0 && !f.Drop && f.Body == "" {
-		return fmt.Errorf("mockauth: fault for %q does nothing: set status, latency, drop or body", f.Target)
+	if f.Status == 0 && f.Latency <= 0 && !f.Drop && f.Body == "" && !f.Hangup && !f.Refuse && f.Answer == "" {
+		return fmt.Errorf("mockauth: fault for %q does nothing: set status, latency, drop, hangup, refuse, answer or body", f.Target)
+	}
+	if err := checkFaultShape(f); err != nil {
+		return err
 	}
 	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
 		return fmt.Errorf("mockauth: fault status %d out of range", f.Status)
@@ -86,9 +108,10 @@ func (s *Server) ClearFaults() {
 	s.mu.Unlock()
 }
 
-// takeFault returns the fault to apply to a request of the given targets,
-// using one of its count.
-func (s *Server) takeFault(targets ...string) *Fault {
+// takeFault returns the fault to apply to a request (refuse false) or a new
+// connection (refuse true: the Refuse faults) of the given targets, using
+// one of its count.
+func (s *Server) takeFault(refuse bool, targets ...string) *Fault {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,7 +121,7 @@ func (s *Server) takeFault(targets ...string) *Fault {
 		if !f.until.IsZero() && !now.Before(f.until) {
 			continue
 		}
-		if hit == nil && slices.Contains(targets, f.Target) {
+		if hit == nil && f.Refuse == refuse && slices.Contains(targets, f.Target) {
 			c := f.Fault
 			hit = &c
 			if f.Count > 0 {
@@ -143,7 +166,10 @@ type Stats struct {
 	// TokensRevoked counts RevokeToken and RevokeClientTokens calls.
 	TokensRevoked int `json:"tokens_revoked"`
 	// Resource counts the resource server's answers (Options.ResourceServer).
-	Resource     ResourceStats  `json:"resource"`
+	Resource ResourceStats `json:"resource"`
+	// Connections counts the connections each listener (token, certtoken,
+	// connector, gateway) accepted, refused ones included.
+	Connections  map[string]int `json:"connections"`
 	Errors       map[string]int `json:"errors"`
 	LastRequests []RequestLog   `json:"last_requests"`
 }
@@ -170,6 +196,7 @@ func newStats() Stats {
 		TokenRequestsByTenant: map[string]int{},
 		TokenRequestsByHost:   map[string]int{},
 		Errors:                map[string]int{},
+		Connections:           map[string]int{},
 	}
 }
 
@@ -182,6 +209,7 @@ func (s *Server) Stats() Stats {
 	st.TokenRequestsByTenant = maps.Clone(s.stats.TokenRequestsByTenant)
 	st.TokenRequestsByHost = maps.Clone(s.stats.TokenRequestsByHost)
 	st.Errors = maps.Clone(s.stats.Errors)
+	st.Connections = maps.Clone(s.stats.Connections)
 	st.LastRequests = slices.Clone(s.stats.LastRequests)
 	st.Resource = s.resource.stats
 	return st
@@ -255,7 +283,8 @@ func redactQuery(q url.Values) string {
 
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status      int
+	beforeClose func() // run before a fault closes the hijacked connection
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -291,6 +320,9 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			if r.Method == http.MethodPost && (r.URL.Path == pathCertificates || r.URL.Path == pathRenewals) {
 				targets = append(targets, TargetCSR)
 			}
+			if r.URL.Path == pathSigningInfo {
+				targets = append(targets, TargetPairing)
+			}
 		case listenerGateway:
 			targets = []string{TargetEvents}
 			if strings.HasPrefix(r.URL.Path, "/v1/applications/") {
@@ -298,6 +330,9 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 				targets = []string{TargetConnector}
 				if r.Method == http.MethodPost && r.URL.Path == pathRenewals {
 					targets = append(targets, TargetCSR)
+				}
+				if r.URL.Path == pathMgmtInfo {
+					targets = append(targets, TargetInfo)
 				}
 			}
 		}
@@ -317,21 +352,28 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 			XZid:     r.Header.Get("X-zid"),
 		}
 		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			if r.PostForm != nil {
-				rec.Form = redactValues(r.PostForm)
-			}
-			rec.Status = sw.status
-			s.log.Debug("mockauth: request", "listener", listener, "method", r.Method, "host", r.Host,
-				"path", r.URL.Path, "status", sw.status, "fault", rec.Fault)
-			s.mu.Lock()
-			s.stats.LastRequests = append(s.stats.LastRequests, rec)
-			if n := len(s.stats.LastRequests); n > lastRequestsKept {
-				s.stats.LastRequests = slices.Delete(s.stats.LastRequests, 0, n-lastRequestsKept)
-			}
-			s.mu.Unlock()
-		}()
-		if f := s.takeFault(targets...); f != nil {
+		var once sync.Once
+		record := func() {
+			once.Do(func() {
+				if r.PostForm != nil {
+					rec.Form = redactValues(r.PostForm)
+				}
+				rec.Status = sw.status
+				s.log.Debug("mockauth: request", "listener", listener, "method", r.Method, "host", r.Host,
+					"path", r.URL.Path, "status", sw.status, "fault", rec.Fault)
+				s.mu.Lock()
+				s.stats.LastRequests = append(s.stats.LastRequests, rec)
+				if n := len(s.stats.LastRequests); n > lastRequestsKept {
+					s.stats.LastRequests = slices.Delete(s.stats.LastRequests, 0, n-lastRequestsKept)
+				}
+				s.mu.Unlock()
+			})
+		}
+		defer record()
+		// A fault that closes the connection records the request first: the
+		// client may look at the stats as soon as it sees the connection end.
+		sw.beforeClose = record
+		if f := s.takeFault(false, targets...); f != nil {
 			rec.Fault = true
 			if isToken {
 				// Read the form before the fault delays or answers the request:
@@ -344,6 +386,9 @@ func (s *Server) wrap(listener string, h http.Handler) http.Handler {
 					s.countToken(s.grantLabel(r), s.tenantLabel(r, listener), false)
 				}
 				return
+			}
+			if f.Answer != "" {
+				r = withAnswer(r, f.Answer)
 			}
 		}
 		h.ServeHTTP(sw, r)
@@ -362,7 +407,7 @@ func (s *Server) applyFault(w *statusWriter, r *http.Request, listener string, f
 			return true
 		}
 	}
-	if f.Drop {
+	if f.Drop || f.Hangup {
 		hj, ok := w.ResponseWriter.(http.Hijacker)
 		if !ok {
 			panic(http.ErrAbortHandler)
@@ -372,6 +417,13 @@ func (s *Server) applyFault(w *statusWriter, r *http.Request, listener string, f
 			panic(http.ErrAbortHandler)
 		}
 		w.status = -1
+		if w.beforeClose != nil {
+			w.beforeClose()
+		}
+		if f.Hangup {
+			_ = conn.Close()
+			return true
+		}
 		// Promise a body and close the connection half way through it.
 		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{\"access_tok")
 		_ = buf.Flush()
@@ -389,7 +441,11 @@ func (s *Server) applyFault(w *statusWriter, r *http.Request, listener string, f
 		secs := int((f.RetryAfter + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	ct := f.ContentType
+	if ct == "" {
+		ct = "application/json;charset=UTF-8"
+	}
+	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(status)
 	if f.Body != "" {
 		_, _ = w.Write([]byte(f.Body))
@@ -434,14 +490,18 @@ func (d *flexDuration) UnmarshalJSON(b []byte) error {
 
 // FaultRequest is the JSON body of POST /mock/faults.
 type faultRequest struct {
-	Target     string       `json:"target"`
-	Status     int          `json:"status"`
-	RetryAfter flexDuration `json:"retry_after"`
-	Latency    flexDuration `json:"latency"`
-	Drop       bool         `json:"drop"`
-	Count      int          `json:"count"`
-	Duration   flexDuration `json:"duration"`
-	Body       string       `json:"body"`
+	Target      string       `json:"target"`
+	Status      int          `json:"status"`
+	RetryAfter  flexDuration `json:"retry_after"`
+	Latency     flexDuration `json:"latency"`
+	Drop        bool         `json:"drop"`
+	Count       int          `json:"count"`
+	Duration    flexDuration `json:"duration"`
+	Body        string       `json:"body"`
+	ContentType string       `json:"content_type"`
+	Hangup      bool         `json:"hangup"`
+	Refuse      bool         `json:"refuse"`
+	Answer      string       `json:"answer"`
 }
 
 func decodeStrict(r *http.Request, v any) error {
@@ -488,7 +548,8 @@ func (s *Server) adminHandler() http.Handler {
 			return
 		}
 		f := Fault{Target: fr.Target, Status: fr.Status, RetryAfter: time.Duration(fr.RetryAfter), Latency: time.Duration(fr.Latency),
-			Drop: fr.Drop, Count: fr.Count, Duration: time.Duration(fr.Duration), Body: fr.Body}
+			Drop: fr.Drop, Count: fr.Count, Duration: time.Duration(fr.Duration), Body: fr.Body,
+			ContentType: fr.ContentType, Hangup: fr.Hangup, Refuse: fr.Refuse, Answer: fr.Answer}
 		if err := s.AddFault(f); err != nil {
 			adminError(w, http.StatusBadRequest, err)
 			return

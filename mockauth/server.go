@@ -213,6 +213,8 @@ type Server struct {
 	revSig        map[string]string
 	resource      resourceState
 	issued        []*issuedCert
+	keyAlgorithm  string // announced certificate.key-algorithm
+	eventsURL     string // announced eventsUrl; "" for the gateway's
 	faults        []*activeFault
 	stats         Stats
 	received      []Received

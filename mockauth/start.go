@@ -52,13 +52,13 @@ func Start(opts Options) (*Server, error) {
 	s.listenAddr = adminHost(host)
 	s.describe(host, l, opts.TwoPhase)
 
-	s.serve(tls.NewListener(l.secret.ln, tc.secret), s.wrap(listenerToken, s.tokenHandler(false)))
-	s.serve(tls.NewListener(l.cert.ln, tc.cert), s.wrap(listenerCertToken, s.tokenHandler(true)))
-	s.serve(tls.NewListener(l.central.ln, tc.connector), s.wrap(listenerConnector, s.connectorHandler(s.central)))
+	s.serve(tls.NewListener(s.counting(listenerToken, l.secret.ln), tc.secret), s.wrap(listenerToken, s.tokenHandler(false)))
+	s.serve(tls.NewListener(s.counting(listenerCertToken, l.cert.ln), tc.cert), s.wrap(listenerCertToken, s.tokenHandler(true)))
+	s.serve(tls.NewListener(s.counting(listenerConnector, l.central.ln), tc.connector), s.wrap(listenerConnector, s.connectorHandler(s.central)))
 	if opts.TwoPhase {
-		s.serve(tls.NewListener(l.runtime.ln, tc.connector), s.wrap(listenerConnector, s.connectorHandler(s.runtime)))
+		s.serve(tls.NewListener(s.counting(listenerConnector, l.runtime.ln), tc.connector), s.wrap(listenerConnector, s.connectorHandler(s.runtime)))
 	}
-	s.serve(tls.NewListener(l.gateway.ln, tc.gateway), s.wrap(listenerGateway, s.gatewayHandler()))
+	s.serve(tls.NewListener(s.counting(listenerGateway, l.gateway.ln), tc.gateway), s.wrap(listenerGateway, s.gatewayHandler()))
 	s.serve(l.admin.ln, noRedirect(s.adminHandler()))
 	if opts.ResourceServer {
 		ln, port, err := listenOn(host)()
@@ -96,6 +96,7 @@ func newServer(opts Options) (*Server, error) {
 		caRotation:       opts.ConnectorCARotation,
 		uniqueSerials:    opts.UniqueSerials,
 		pairing:          map[string]*pairingToken{},
+		keyAlgorithm:     "rsa2048",
 		revoked:          map[string]bool{},
 		revokedTokens:    map[string]bool{},
 		revSig:           map[string]string{},

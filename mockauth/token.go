@@ -1,24 +1,15 @@
 package mockauth
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/subtle"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Grant types the token service understands.
@@ -60,11 +51,6 @@ func Users() []User {
 	return us
 }
 
-type signingKey struct {
-	kid string
-	key *rsa.PrivateKey
-}
-
 type refreshGrant struct {
 	clientID string
 	zoneID   string
@@ -72,36 +58,6 @@ type refreshGrant struct {
 	scopes   []string
 	expires  time.Time
 }
-
-func (s *Server) addKey() error {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return fmt.Errorf("mockauth: signing key: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keySeq++
-	k := &signingKey{kid: "key-id-" + strconv.Itoa(s.keySeq), key: key}
-	// The previous key stays published so that tokens it signed still verify.
-	s.keys = append([]*signingKey{k}, s.keys...)
-	if len(s.keys) > 2 {
-		s.keys = s.keys[:2]
-	}
-	return nil
-}
-
-// RotateKeys makes a fresh RSA key the signing key. The previous key stays
-// in the JWKS (tokens it signed still verify); the one before is dropped.
-func (s *Server) RotateKeys() error { return s.addKey() }
-
-func (s *Server) signer() *signingKey {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.keys[0]
-}
-
-// KeyID returns the kid of the current signing key.
-func (s *Server) KeyID() string { return s.signer().kid }
 
 // SetTTL changes the access-token lifetime and the connector certificate
 // lifetime for what is issued from now on; a zero value leaves one unchanged.
@@ -114,53 +70,6 @@ func (s *Server) SetTTL(token, cert time.Duration) {
 	if cert > 0 {
 		s.certTTL = cert
 	}
-}
-
-// MintOption changes how [Server.MintToken] signs.
-type MintOption func(*mintConfig)
-
-type mintConfig struct {
-	kid     string
-	jku     string
-	foreign bool
-}
-
-// WithKeyID sets the kid header to an arbitrary value.
-func WithKeyID(kid string) MintOption { return func(c *mintConfig) { c.kid = kid } }
-
-// WithJKU sets the jku header (default: the provider's token_keys URL).
-func WithJKU(jku string) MintOption { return func(c *mintConfig) { c.jku = jku } }
-
-// WithForeignKey signs with a fresh key that is not in the JWKS (the kid
-// stays the current one unless WithKeyID says otherwise).
-func WithForeignKey() MintOption { return func(c *mintConfig) { c.foreign = true } }
-
-// MintToken signs exactly the given claims as an RS256 JWT with the current
-// signing key (header kid and jku), for tests of token verification: wrong
-// audience, expired, wrong issuer, unknown key, and so on.
-func (s *Server) MintToken(claims map[string]any, opts ...MintOption) (string, error) {
-	k := s.signer()
-	cfg := mintConfig{kid: k.kid, jku: s.info.TokenKeysURL}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	key := k.key
-	if cfg.foreign {
-		var err error
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			return "", fmt.Errorf("mockauth: foreign key: %w", err)
-		}
-	}
-	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims(claims))
-	t.Header["kid"] = cfg.kid
-	if cfg.jku != "" {
-		t.Header["jku"] = cfg.jku
-	}
-	out, err := t.SignedString(key)
-	if err != nil {
-		return "", fmt.Errorf("mockauth: sign token: %w", err)
-	}
-	return out, nil
 }
 
 // Claims returns the claims the mock would put in a client_credentials
@@ -259,6 +168,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// refuseToken answers a refused token request with e, counted by grant,
+// tenant and cause.
+func (s *Server) refuseToken(w http.ResponseWriter, grant, tenant string, e *errorResponse) {
+	s.countToken(grant, tenant, false)
+	s.countError(e.code)
+	writeOAuthError(w, e)
 }
 
 func writeOAuthError(w http.ResponseWriter, e *errorResponse) {
@@ -378,11 +295,7 @@ func narrowScopes(granted []string, requested string) ([]string, *errorResponse)
 func (s *Server) handleXSUAAToken(w http.ResponseWriter, r *http.Request, cert bool, domain string) {
 	grant := ""
 	tenantLabel := "unknown"
-	fail := func(e *errorResponse) {
-		s.countToken(grant, tenantLabel, false)
-		s.countError(e.code)
-		writeOAuthError(w, e)
-	}
+	fail := func(e *errorResponse) { s.refuseToken(w, grant, tenantLabel, e) }
 	if e := s.parseTokenForm(r); e != nil {
 		fail(e)
 		return
@@ -426,11 +339,7 @@ func (s *Server) grant(r *http.Request, t Tenant, c *client, grant string) (*tok
 		if u == nil || subtle.ConstantTimeCompare([]byte(u.password), []byte(r.PostForm.Get("password"))) != 1 {
 			return nil, oauthErr(http.StatusUnauthorized, "unauthorized", "Bad credentials")
 		}
-		scopes, e := narrowScopes(userScopes(c, u), r.PostForm.Get("scope"))
-		if e != nil {
-			return nil, e
-		}
-		return s.issueXSUAA(t, c, u, grant, scopes, now, true)
+		return s.issueForUser(r, t, c, u, grant, now)
 	case GrantJWTBearer:
 		assertion := r.PostForm.Get("assertion")
 		if assertion == "" {
@@ -448,11 +357,7 @@ func (s *Server) grant(r *http.Request, t Tenant, c *client, grant string) (*tok
 		if u == nil {
 			return nil, oauthErr(http.StatusUnauthorized, "invalid_grant", "assertion is not a user token")
 		}
-		scopes, e := narrowScopes(userScopes(c, u), r.PostForm.Get("scope"))
-		if e != nil {
-			return nil, e
-		}
-		return s.issueXSUAA(t, c, u, grant, scopes, now, true)
+		return s.issueForUser(r, t, c, u, grant, now)
 	case GrantRefreshToken:
 		rt := r.PostForm.Get("refresh_token")
 		s.mu.Lock()
@@ -480,6 +385,16 @@ func findUser(name string) *testUser {
 		}
 	}
 	return nil
+}
+
+// issueForUser issues a user's token (password and jwt-bearer grants) with
+// the scopes the request narrows the user's to, and a refresh token.
+func (s *Server) issueForUser(r *http.Request, t Tenant, c *client, u *testUser, grant string, now time.Time) (*tokenResponse, *errorResponse) {
+	scopes, e := narrowScopes(userScopes(c, u), r.PostForm.Get("scope"))
+	if e != nil {
+		return nil, e
+	}
+	return s.issueXSUAA(t, c, u, grant, scopes, now, true)
 }
 
 func (s *Server) issuer(t Tenant) string {
@@ -557,166 +472,4 @@ func (s *Server) issueXSUAA(t Tenant, c *client, u *testUser, grant string, scop
 		resp.RefreshToken = rt
 	}
 	return resp, nil
-}
-
-// verify checks a JWT the mock issued: signature with a published key,
-// RS256, exp against the mock's clock.
-func (s *Server) verify(token string, now time.Time) (jwt.MapClaims, error) {
-	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, k := range s.keys {
-			if k.kid == kid {
-				return &k.key.PublicKey, nil
-			}
-		}
-		return nil, errors.New("unknown kid")
-	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithTimeFunc(func() time.Time { return now }), jwt.WithExpirationRequired())
-	if err != nil {
-		return nil, errors.New("signature or expiry check failed")
-	}
-	return claims, nil
-}
-
-type jwk struct {
-	Kty   string `json:"kty"`
-	Use   string `json:"use"`
-	Alg   string `json:"alg"`
-	Kid   string `json:"kid"`
-	N     string `json:"n"`
-	E     string `json:"e"`
-	Value string `json:"value"`
-}
-
-// JWKS returns the published verification keys as the JSON of /token_keys.
-func (s *Server) JWKS() []byte {
-	s.mu.Lock()
-	keys := slices.Clone(s.keys)
-	s.mu.Unlock()
-	set := struct {
-		Keys []jwk `json:"keys"`
-	}{}
-	for _, k := range keys {
-		der, _ := x509.MarshalPKIXPublicKey(&k.key.PublicKey)
-		set.Keys = append(set.Keys, jwk{
-			Kty:   "RSA",
-			Use:   "sig",
-			Alg:   "RS256",
-			Kid:   k.kid,
-			N:     base64.RawURLEncoding.EncodeToString(k.key.N.Bytes()),
-			E:     base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.key.E)).Bytes()),
-			Value: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
-		})
-	}
-	b, _ := json.Marshal(set)
-	return b
-}
-
-func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		writeOAuthError(w, oauthErr(http.StatusMethodNotAllowed, "method_not_allowed", "Request method %q not supported", r.Method))
-		return
-	}
-	s.countJWKS()
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	_, _ = w.Write(s.JWKS())
-}
-
-func (s *Server) iasBase(r *http.Request) string {
-	return "https://" + r.Host
-}
-
-func (s *Server) handleOpenIDConfig(w http.ResponseWriter, r *http.Request) {
-	base := s.iasBase(r)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                base,
-		"token_endpoint":                        base + "/oauth2/token",
-		"jwks_uri":                              base + "/oauth2/certs",
-		"authorization_endpoint":                base + "/oauth2/authorize",
-		"grant_types_supported":                 []string{GrantClientCredentials, GrantPassword, GrantJWTBearer, GrantRefreshToken},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "tls_client_auth"},
-		"response_types_supported":              []string{"code", "id_token", "token"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-	})
-}
-
-// handleIASToken serves the IAS flavour: /oauth2/token, client secret by
-// HTTP Basic (or form), tenant by app_tid (default: the provider).
-func (s *Server) handleIASToken(w http.ResponseWriter, r *http.Request, cert bool) {
-	grant := ""
-	tenantLabel := "unknown"
-	fail := func(e *errorResponse) {
-		s.countToken("ias:"+grant, tenantLabel, false)
-		s.countError(e.code)
-		writeOAuthError(w, e)
-	}
-	if e := s.parseTokenForm(r); e != nil {
-		fail(e)
-		return
-	}
-	grant = r.PostForm.Get("grant_type")
-	t := s.tenants[0]
-	if tid := r.PostForm.Get("app_tid"); tid != "" {
-		var ok bool
-		if t, ok = s.tenantByZone(tid); !ok {
-			fail(oauthErr(http.StatusBadRequest, "invalid_request", "unknown app_tid %q", tid))
-			return
-		}
-	}
-	tenantLabel = t.Subdomain
-	c, e := s.authenticateClient(r, cert)
-	if e != nil {
-		fail(e)
-		return
-	}
-	now := s.now()
-	var u *testUser
-	switch grant {
-	case GrantClientCredentials:
-	case GrantPassword:
-		u = findUser(r.PostForm.Get("username"))
-		if u == nil || subtle.ConstantTimeCompare([]byte(u.password), []byte(r.PostForm.Get("password"))) != 1 {
-			fail(oauthErr(http.StatusUnauthorized, "invalid_grant", "Bad credentials"))
-			return
-		}
-	case "":
-		fail(oauthErr(http.StatusBadRequest, "invalid_request", "missing grant_type"))
-		return
-	default:
-		fail(oauthErr(http.StatusBadRequest, "unsupported_grant_type", "Unsupported grant type: %s", grant))
-		return
-	}
-	s.mu.Lock()
-	ttl := s.tokenTTL
-	s.mu.Unlock()
-	aud := []string{c.id}
-	aud = append(aud, r.PostForm["resource"]...)
-	claims := map[string]any{
-		"iss":       s.iasBase(r),
-		"sub":       c.id,
-		"aud":       aud,
-		"azp":       c.id,
-		"app_tid":   t.ZoneID,
-		"zone_uuid": t.ZoneID,
-		"iat":       now.Unix(),
-		"exp":       now.Add(ttl).Unix(),
-		"jti":       randomHex(16),
-	}
-	if u != nil {
-		claims["sub"] = u.id
-		claims["user_uuid"] = u.id
-		claims["email"] = u.email
-		claims["given_name"] = u.given
-		claims["family_name"] = u.family
-	}
-	tok, err := s.MintToken(claims, WithJKU(""))
-	if err != nil {
-		fail(oauthErr(http.StatusInternalServerError, "server_error", "cannot sign token"))
-		return
-	}
-	s.countToken("ias:"+grant, tenantLabel, true)
-	writeJSON(w, http.StatusOK, tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(ttl / time.Second)})
 }

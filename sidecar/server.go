@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -463,25 +464,11 @@ func (s *Server) adminMux() *http.ServeMux {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		if st.Ready {
-			var b strings.Builder
-			b.WriteString("ready\n")
-			for _, r := range st.Warnings {
-				b.WriteString("warning: ")
-				b.WriteString(r)
-				b.WriteByte('\n')
-			}
-			_, _ = w.Write([]byte(b.String()))
+			_, _ = io.WriteString(w, textList("ready", "warning: ", st.Warnings))
 			return
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
-		var b strings.Builder
-		b.WriteString("not ready:\n")
-		for _, r := range st.Reasons {
-			b.WriteString("- ")
-			b.WriteString(r)
-			b.WriteByte('\n')
-		}
-		_, _ = w.Write([]byte(b.String()))
+		_, _ = io.WriteString(w, textList("not ready:", "- ", st.Reasons))
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st := s.Status(r.Context())
@@ -493,4 +480,18 @@ func (s *Server) adminMux() *http.ServeMux {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// textList is head and then each line with prefix, one a line: the plain
+// text of /readyz.
+func textList(head, prefix string, lines []string) string {
+	var b strings.Builder
+	b.WriteString(head)
+	b.WriteByte('\n')
+	for _, l := range lines {
+		b.WriteString(prefix)
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }

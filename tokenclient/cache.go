@@ -68,6 +68,26 @@ func (s *entryState) validAt(now int64) bool {
 	return s != nil && s.tok != nil && !s.expired.Load() && now < s.validUntil
 }
 
+// requestKey checks r and returns what its cache key is made of: the
+// canonical scopes, the fingerprint of the client's credential and the
+// digest of the grant's secrets (zero for client credentials). Token and
+// Invalidate both take it from here: they must find the same entry.
+func (c *Client) requestKey(r *Request) (scopes []string, fp string, dg [32]byte, err error) {
+	if c.isDone.Load() {
+		return nil, "", dg, ErrClosed
+	}
+	if err := r.check(); err != nil {
+		return nil, "", dg, err
+	}
+	if c.fpFunc != nil {
+		fp = c.fpFunc()
+	}
+	if r.grant() != GrantClientCredentials {
+		dg = r.digest()
+	}
+	return canonicalScopes(r.Scopes), fp, dg, nil
+}
+
 // lookup finds or creates the cache entry for a checked request. Creating
 // one may fail with ErrTooManyKeys.
 func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) (*entry, error) {

@@ -188,20 +188,9 @@ func (c *Client) reschedule() {
 // within the retry budget; ErrBadResponse, ErrRedirect, ErrCertificate,
 // ErrClosed, or ctx's error.
 func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
-	if c.isDone.Load() {
-		return nil, ErrClosed
-	}
-	if err := req.check(); err != nil {
+	scopes, fp, dg, err := c.requestKey(&req)
+	if err != nil {
 		return nil, err
-	}
-	scopes := canonicalScopes(req.Scopes)
-	var fp string
-	if c.fpFunc != nil {
-		fp = c.fpFunc()
-	}
-	var dg [32]byte
-	if req.grant() != GrantClientCredentials {
-		dg = req.digest()
 	}
 	e, err := c.lookup(&req, scopes, fp, &dg)
 	if err != nil {

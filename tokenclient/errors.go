@@ -33,6 +33,10 @@ var (
 	// already holds WithMaxKeys of them. Keys already cached keep working;
 	// a slot frees when all entries of a key have expired.
 	ErrTooManyKeys = errors.New("tokenclient: too many distinct token keys (scope sets, tenants) for this client")
+	// ErrInvalidationLimited: Invalidate was called for a tenant of this
+	// client again within the invalidation interval (WithInvalidationInterval).
+	// The cached token is kept; do not retry the request with it.
+	ErrInvalidationLimited = errors.New("tokenclient: token invalidation rate-limited")
 )
 
 // isOwn reports whether err already carries this package's identity (a

@@ -1,15 +1,9 @@
 package tokenclient
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
-
-// ErrInvalidationLimited: Invalidate was called for a tenant of this
-// client again within the invalidation interval (WithInvalidationInterval).
-// The cached token is kept; do not retry the request with it.
-var ErrInvalidationLimited = errors.New("tokenclient: token invalidation rate-limited")
 
 // ReasonInvalidated: a fetch after Invalidate dropped a token an upstream
 // rejected.
@@ -64,20 +58,9 @@ type InvalidateEvent struct {
 // A 403 (forbidden: the token is valid, the permission is missing) must
 // not lead here. Invalidate never logs or returns a token.
 func (c *Client) Invalidate(req Request, sent string) (dropped bool, err error) {
-	if c.isDone.Load() {
-		return false, ErrClosed
-	}
-	if err := req.check(); err != nil {
+	scopes, fp, dg, err := c.requestKey(&req)
+	if err != nil {
 		return false, err
-	}
-	scopes := canonicalScopes(req.Scopes)
-	var fp string
-	if c.fpFunc != nil {
-		fp = c.fpFunc()
-	}
-	var dg [32]byte
-	if req.grant() != GrantClientCredentials {
-		dg = req.digest()
 	}
 	h := c.hash(&req, scopes, fp, &dg)
 	e := c.shards[h%numShards].find(h, &req, scopes, fp, &dg)

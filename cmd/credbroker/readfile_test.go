@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/internal/inputfile"
+	"github.com/credbroker/credbroker/internal/testenv"
 )
 
 // Flags that name a file refuse a FIFO at once (opening it would block until
@@ -22,7 +23,7 @@ func TestInputFilesRefuseFIFOsAndHugeFiles(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		testenv.SkipOrFail(t, "mkfifo: %v", err)
 	}
 	huge := filepath.Join(dir, "huge")
 	g.Expect(os.WriteFile(huge, make([]byte, inputfile.MaxSize+1), 0o600)).To(Succeed())
@@ -83,7 +84,7 @@ func TestRunConfigMustBeASmallRegularFile(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "config.fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		testenv.SkipOrFail(t, "mkfifo: %v", err)
 	}
 	huge := filepath.Join(dir, "huge.yaml")
 	g.Expect(os.WriteFile(huge, append([]byte("routes: []\n#"), make([]byte, inputfile.MaxSize)...), 0o600)).To(Succeed())

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,9 +52,7 @@ func newEnv() *env {
 
 func (e *env) write(name string, data []byte) string {
 	GinkgoHelper()
-	p := filepath.Join(e.dir, name)
-	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-	return p
+	return harness.WriteFile(e.dir, name, data)
 }
 
 // seed adds one destination to each of the tenants.

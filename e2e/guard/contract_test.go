@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -103,22 +100,10 @@ var _ = Describe("the inbound guard's request contract", Ordered, func() {
 	}
 
 	BeforeAll(func() {
-		var err error
-		srv, err = mockauth.Start(mockauth.Options{})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(srv.Close)
+		rig := newGuardRig()
+		srv, app = rig.srv, rig.app
 		secrets = &harness.Secrets{}
 		secrets.Add("client secret", srv.ClientSecret(srv.Info().SecretClientID))
-
-		app = &recorder{}
-		appSrv := httptest.NewServer(app)
-		DeferCleanup(appSrv.Close)
-
-		dir := GinkgoT().TempDir()
-		vcap := filepath.Join(dir, "vcap.json")
-		Expect(os.WriteFile(vcap, srv.VCAPServices(), 0o600)).To(Succeed())
-		mockCA := filepath.Join(dir, "mock-ca.crt")
-		Expect(os.WriteFile(mockCA, srv.CACertPEM(), 0o600)).To(Succeed())
 
 		// /jwt/secret and /params/a/b need the admin scope, which the minted
 		// tokens lack; everything else needs read. A path the app would read
@@ -126,12 +111,11 @@ var _ = Describe("the inbound guard's request contract", Ordered, func() {
 		// escalation the path checks prevent.
 		inboundHP = fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
 		b := mockauth.SecretBindingName
-		sc = harness.StartSidecar(bin, harness.SidecarOptions{
-			Dir: dir, CAFile: mockCA, VCAPFile: vcap,
-			AfterExit: func(sc *harness.Sidecar) {
-				secrets.ExpectNotIn(sc.Session.Out.Contents(), sc.Session.Err.Contents())
-			},
-		}, fmt.Sprintf(`
+		opts := rig.sidecarOptions()
+		opts.AfterExit = func(sc *harness.Sidecar) {
+			secrets.ExpectNotIn(sc.Session.Out.Contents(), sc.Session.Err.Contents())
+		}
+		sc = harness.StartSidecar(bin, opts, fmt.Sprintf(`
 inbound:
   listen: %s
   app: %s
@@ -140,14 +124,8 @@ inbound:
     - {path: /params/a/b, accept: [jwt], binding: %s, scopes: [admin]}
     - {path: /params/, accept: [jwt], binding: %s, scopes: [read], allow_path_params: true}
     - {path: /, accept: [jwt], binding: %s, scopes: [read]}
-`, inboundHP, appSrv.URL, b, b, b, b))
-		Eventually(func() error {
-			c, err := net.Dial("tcp", inboundHP)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		}, 30*time.Second, 100*time.Millisecond).Should(Succeed(), "the inbound listener did not come up")
+`, inboundHP, rig.appURL, b, b, b, b))
+		waitListening(inboundHP)
 	})
 
 	Describe("identity headers (item 1)", func() {

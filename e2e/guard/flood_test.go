@@ -9,9 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -119,7 +117,6 @@ func metricSum(adminURL string, labels ...string) float64 {
 var _ = Describe("the inbound guard under a flood (issue 15 items 2 and 3)", func() {
 	var (
 		srv      *mockauth.Server
-		app      *recorder
 		sc       *harness.Sidecar
 		guardURL string
 		apsKey   = "aps-flood"
@@ -130,22 +127,11 @@ var _ = Describe("the inbound guard under a flood (issue 15 items 2 and 3)", fun
 	// start runs a mock, an app and `credbroker run` with a plain-HTTP
 	// inbound listener and the given inbound limits.
 	start := func(limits string) {
-		var err error
-		srv, err = mockauth.Start(mockauth.Options{})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(srv.Close)
+		rig := newGuardRig()
+		srv = rig.srv
 		secrets = &harness.Secrets{}
-		app = &recorder{}
-		appSrv := httptest.NewServer(app)
-		DeferCleanup(appSrv.Close)
-		dir := GinkgoT().TempDir()
-		write := func(name string, data []byte) string {
-			p := filepath.Join(dir, name)
-			Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-			return p
-		}
 		apsSec = secrets.Plant("oauth1 consumer secret")
-		keyFile, secretFile := write("key", []byte(apsKey)), write("secret", []byte(apsSec))
+		keyFile, secretFile := rig.write("key", []byte(apsKey)), rig.write("secret", []byte(apsSec))
 		inbound := harness.FreePort()
 		guardURL = fmt.Sprintf("http://127.0.0.1:%d", inbound)
 		cfg := fmt.Sprintf(`
@@ -156,13 +142,12 @@ inbound:
   rules:
     - {path: /api/, accept: [jwt], binding: %s}
     - {path: /aps/, accept: [oauth1], oauth1: {key_file: %s, secret_file: %s}}
-`, inbound, appSrv.URL, limits, mockauth.SecretBindingName, keyFile, secretFile)
-		sc = harness.StartSidecar(bin, harness.SidecarOptions{
-			Dir: dir, CAFile: write("mock-ca.crt", srv.CACertPEM()), VCAPFile: write("vcap.json", srv.VCAPServices()),
-			AfterExit: func(s *harness.Sidecar) {
-				secrets.ExpectNotIn(s.Session.Out.Contents(), s.Session.Err.Contents())
-			},
-		}, cfg)
+`, inbound, rig.appURL, limits, mockauth.SecretBindingName, keyFile, secretFile)
+		opts := rig.sidecarOptions()
+		opts.AfterExit = func(s *harness.Sidecar) {
+			secrets.ExpectNotIn(s.Session.Out.Contents(), s.Session.Err.Contents())
+		}
+		sc = harness.StartSidecar(bin, opts, cfg)
 		// Wait for this process's own listener (another process on the
 		// machine could answer on a port that was free a moment ago).
 		Eventually(func() string { return string(sc.Session.Out.Contents()) + string(sc.Session.Err.Contents()) }, 60*time.Second, 100*time.Millisecond).
@@ -175,19 +160,7 @@ inbound:
 		GinkgoHelper()
 		info := srv.Info()
 		u := strings.Replace(info.URL, "://"+info.Tenants[0].Subdomain+".", "://"+subdomain+".", 1)
-		resp, err := srv.Client().PostForm(u+"/oauth/token", map[string][]string{
-			"grant_type": {"client_credentials"}, "client_id": {info.SecretClientID},
-			"client_secret": {srv.ClientSecret(info.SecretClientID)},
-		})
-		Expect(err).NotTo(HaveOccurred())
-		defer resp.Body.Close()
-		var tr struct {
-			AccessToken string `json:"access_token"`
-		}
-		Expect(json.NewDecoder(resp.Body).Decode(&tr)).To(Succeed())
-		Expect(tr.AccessToken).NotTo(BeEmpty())
-		secrets.Add("access token", tr.AccessToken)
-		return tr.AccessToken
+		return clientToken(srv.Client(), u+"/oauth/token", secretGrant(srv), secrets)
 	}
 
 	// client is a keep-alive client for the guard.

@@ -7,14 +7,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,23 +115,8 @@ var _ = Describe("credbroker run with an inbound: section", Ordered, func() {
 		}
 		return send(nil, req)
 	}
-	tokenFrom := func(c *http.Client, tokenURL, form string) string {
-		GinkgoHelper()
-		resp, err := c.Post(tokenURL, "application/x-www-form-urlencoded", strings.NewReader(form))
-		Expect(err).NotTo(HaveOccurred())
-		defer resp.Body.Close()
-		var tr struct {
-			AccessToken string `json:"access_token"`
-		}
-		Expect(json.NewDecoder(resp.Body).Decode(&tr)).To(Succeed())
-		Expect(tr.AccessToken).NotTo(BeEmpty())
-		secrets.Add("access token", tr.AccessToken)
-		return tr.AccessToken
-	}
 	secretToken := func() string {
-		info := srv.Info()
-		return tokenFrom(srv.Client(), info.URL+"/oauth/token",
-			"grant_type=client_credentials&client_id="+info.SecretClientID+"&client_secret="+srv.ClientSecret(info.SecretClientID))
+		return clientToken(srv.Client(), srv.Info().URL+"/oauth/token", secretGrant(srv), secrets)
 	}
 	mint := func(mutate func(c map[string]any), opts ...mockauth.MintOption) string {
 		GinkgoHelper()
@@ -184,24 +168,11 @@ var _ = Describe("credbroker run with an inbound: section", Ordered, func() {
 	}
 
 	BeforeAll(func() {
-		var err error
-		srv, err = mockauth.Start(mockauth.Options{})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(srv.Close)
+		rig := newGuardRig()
+		srv, app = rig.srv, rig.app
 		secrets = &harness.Secrets{}
 		secrets.Add("client secret", srv.ClientSecret(srv.Info().SecretClientID))
-
-		app = &recorder{}
-		appSrv := httptest.NewServer(app)
-		DeferCleanup(appSrv.Close)
-
-		dir := GinkgoT().TempDir()
-		write := func(name string, data []byte) string {
-			p := filepath.Join(dir, name)
-			Expect(os.MkdirAll(filepath.Dir(p), 0o700)).To(Succeed())
-			Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-			return p
-		}
+		dir, write := rig.dir, rig.write
 		serverCA, clientCA = testpki.NewCA(), testpki.NewCA()
 		leaf := serverCA.Issue(testpki.ServerAuth(), testpki.WithDNSNames("guard.localhost"), testpki.WithIPs("127.0.0.1"))
 		write("server/tls.crt", leaf.CertPEM())
@@ -213,8 +184,7 @@ var _ = Describe("credbroker run with an inbound: section", Ordered, func() {
 		apsSecret = secrets.Plant("oauth1 consumer secret")
 		keyFile := write("aps/key", []byte(apsKey+"\n"))
 		secretFile := write("aps/secret", []byte(apsSecret+"\n"))
-		vcap := write("vcap.json", srv.VCAPServices())
-		mockCA := write("mock-ca.crt", srv.CACertPEM())
+		vcap, mockCA := rig.vcap, rig.mockCA
 
 		inbound := harness.FreePort()
 		admin := harness.FreePort()
@@ -237,7 +207,7 @@ inbound:
     - {path: /admin/, accept: [jwt], binding: %s, scopes: [admin]}
     - {path: /aps/, accept: [oauth1], oauth1: {key_file: %s, secret_file: %s}}
     - {path: /callbacks/, accept: [mtls], ca_file: %s, crl_file: %s, subjects: ["CN=controller,O=Acme"]}
-`, harness.FreePort(), admin, mockCA, filepath.Join(dir, "server"), inbound, appSrv.URL,
+`, harness.FreePort(), admin, mockCA, filepath.Join(dir, "server"), inbound, rig.appURL,
 			mockauth.SecretBindingName, mockauth.SecretBindingName, keyFile, secretFile, caFile, crlFile)
 		cfgFile := write("credbroker.yaml", []byte(cfg))
 
@@ -290,7 +260,7 @@ inbound:
 			Entry("a token of another instance", "/api/x", func() string {
 				info := srv.Info()
 				c := srv.Client(srv.BindingCertificate())
-				return tokenFrom(c, info.CertURL+"/oauth/token", "grant_type=client_credentials&client_id="+info.X509ClientID)
+				return clientToken(c, info.CertURL+"/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {info.X509ClientID}}, secrets)
 			}, 401, "wrong_audience"),
 			Entry("expired", "/api/x", func() string {
 				return mint(func(c map[string]any) {

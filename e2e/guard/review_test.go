@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,37 +21,21 @@ import (
 // listener.
 func startGuardRig(extra string, rules ...string) (*mockauth.Server, string) {
 	GinkgoHelper()
-	srv, err := mockauth.Start(mockauth.Options{})
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(srv.Close)
-	app := &recorder{}
-	appSrv := httptest.NewServer(app)
-	DeferCleanup(appSrv.Close)
-	dir := GinkgoT().TempDir()
-	vcap := filepath.Join(dir, "vcap.json")
-	Expect(os.WriteFile(vcap, srv.VCAPServices(), 0o600)).To(Succeed())
-	mockCA := filepath.Join(dir, "mock-ca.crt")
-	Expect(os.WriteFile(mockCA, srv.CACertPEM(), 0o600)).To(Succeed())
+	rig := newGuardRig()
 	inboundHP := fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
 	var more strings.Builder
 	for _, r := range rules {
 		fmt.Fprintf(&more, "    - %s\n", strings.ReplaceAll(r, "BINDING", mockauth.SecretBindingName))
 	}
-	harness.StartSidecar(bin, harness.SidecarOptions{Dir: dir, CAFile: mockCA, VCAPFile: vcap}, fmt.Sprintf(`%s
+	harness.StartSidecar(bin, rig.sidecarOptions(), fmt.Sprintf(`%s
 inbound:
   listen: %s
   app: %s
   rules:
 %s    - {path: /, accept: [jwt], binding: %s}
-`, extra, inboundHP, appSrv.URL, more.String(), mockauth.SecretBindingName))
-	Eventually(func() error {
-		c, err := net.Dial("tcp", inboundHP)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}, 30*time.Second, 100*time.Millisecond).Should(Succeed(), "the inbound listener did not come up")
-	return srv, inboundHP
+`, extra, inboundHP, rig.appURL, more.String(), mockauth.SecretBindingName))
+	waitListening(inboundHP)
+	return rig.srv, inboundHP
 }
 
 func mintFor(srv *mockauth.Server) string {

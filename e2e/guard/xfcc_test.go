@@ -5,13 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -66,7 +63,7 @@ var _ = Describe("credbroker run: inbound mtls from a front proxy's X-Forwarded-
 		app               *recorder
 		clientCA, proxyCA *testpki.CA
 		serverCA          *testpki.CA
-		dir, vcap, mockCA string
+		dir               string
 		caFile            string
 		plain             *harness.Sidecar // plain HTTP behind a router: xfcc from 127.0.0.1, format auto
 		plainURL, tlsURL  string
@@ -125,21 +122,9 @@ var _ = Describe("credbroker run: inbound mtls from a front proxy's X-Forwarded-
 	}
 
 	BeforeAll(func() {
-		var err error
-		srv, err = mockauth.Start(mockauth.Options{})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(srv.Close)
-		app = &recorder{}
-		appSrv := httptest.NewServer(app)
-		DeferCleanup(appSrv.Close)
-
-		dir = GinkgoT().TempDir()
-		write := func(name string, data []byte) string {
-			p := filepath.Join(dir, name)
-			Expect(os.MkdirAll(filepath.Dir(p), 0o700)).To(Succeed())
-			Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-			return p
-		}
+		rig := newGuardRig()
+		srv, app, dir = rig.srv, rig.app, rig.dir
+		write := rig.write
 		serverCA, clientCA, proxyCA = testpki.NewCA(), testpki.NewCA(), testpki.NewCA()
 		ctrl = clientCA.Issue(testpki.ClientAuth(), testpki.WithSubject(controller))
 		leaf := serverCA.Issue(testpki.ServerAuth(), testpki.WithDNSNames("guard.localhost"))
@@ -148,9 +133,7 @@ var _ = Describe("credbroker run: inbound mtls from a front proxy's X-Forwarded-
 		write("server/ca.crt", serverCA.CertPEM())
 		caFile = write("controller/ca.crt", clientCA.CertPEM())
 		proxyCAFile := write("gateway/ca.crt", proxyCA.CertPEM())
-		vcap = write("vcap.json", srv.VCAPServices())
-		mockCA = write("mock-ca.crt", srv.CACertPEM())
-		opts := harness.SidecarOptions{Dir: dir, CAFile: mockCA, VCAPFile: vcap}
+		opts := rig.sidecarOptions()
 
 		// Cloud Foundry: the router terminates TLS and speaks plain HTTP to
 		// the container; the guard believes XFCC from the router only.
@@ -164,7 +147,7 @@ inbound:
   rules:
     - {path: /api/, accept: [jwt], binding: %s}
     - {path: /callbacks/, accept: [mtls], ca_file: %s, subjects: ["CN=controller,O=Acme"]}
-`, pp, appSrv.URL, mockauth.SecretBindingName, caFile))
+`, pp, rig.appURL, mockauth.SecretBindingName, caFile))
 
 		// Kyma/Istio: the ingress gateway (SANITIZE_SET) and the pod's
 		// sidecar (APPEND_FORWARD) each add an element; the sidecar talks
@@ -188,7 +171,7 @@ inbound:
     proxy_uris: [%s]
   rules:
     - {path: /callbacks/, accept: [mtls], ca_file: %s, subjects: ["CN=controller,O=Acme"]}
-`, filepath.Join(dir, "server"), tp, appSrv.URL, proxyCAFile, gatewayURI, caFile))
+`, filepath.Join(dir, "server"), tp, rig.appURL, proxyCAFile, gatewayURI, caFile))
 
 		waitUp(plain, dial("127.0.0.1"), plainURL)
 		waitUp(tlsSC, dial("127.0.0.1"), tlsURL)
@@ -236,18 +219,10 @@ inbound:
 		)
 
 		It("never passes a caller's client-certificate headers to the app, trusted peer or not", func() {
-			info := srv.Info()
-			resp, err := srv.Client().Post(info.URL+"/oauth/token", "application/x-www-form-urlencoded", strings.NewReader(
-				"grant_type=client_credentials&client_id="+info.SecretClientID+"&client_secret="+srv.ClientSecret(info.SecretClientID)))
-			Expect(err).NotTo(HaveOccurred())
-			var tr struct {
-				AccessToken string `json:"access_token"`
-			}
-			Expect(json.NewDecoder(resp.Body).Decode(&tr)).To(Succeed())
-			resp.Body.Close()
+			token := clientToken(srv.Client(), srv.Info().URL+"/oauth/token", secretGrant(srv), nil)
 			for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
 				code, body := call(dial(from), plainURL, "/api/orders", []string{cfXFCC(ctrl)}, map[string]string{
-					"Authorization": "Bearer " + tr.AccessToken, "Client-Cert": ":" + cfXFCC(ctrl) + ":"})
+					"Authorization": "Bearer " + token, "Client-Cert": ":" + cfXFCC(ctrl) + ":"})
 				Expect(code).To(Equal(200), body)
 				Expect(app.last().Header.Get("X-Credbroker-Auth-Method")).To(Equal("jwt"))
 				Expect(clientCertHeaderSeen(app.last().Header)).To(BeEmpty(), "from %s a client-certificate header reached the app", from)

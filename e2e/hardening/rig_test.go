@@ -86,9 +86,7 @@ func newRig(opts mockauth.Options) *rig {
 
 func (r *rig) input(name string, data []byte) string {
 	GinkgoHelper()
-	p := filepath.Join(r.in, name)
-	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-	return p
+	return harness.WriteFile(r.in, name, data)
 }
 
 // pairingURLFile mints a one-time token for app and writes its URL to a file.

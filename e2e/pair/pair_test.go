@@ -176,6 +176,32 @@ var _ = Describe("credbroker pair", func() {
 		Expect(filepath.Join(dir, "tls.key")).NotTo(BeAnExistingFile())
 	})
 
+	// The connector's malformed answers (mockauth's Answer faults, which
+	// replaced the connector package's own fake): each is refused with
+	// exit 1 and the reason, nothing is written, the token is not printed.
+	DescribeTable("refuses a malformed certificate answer with exit 1 and writes nothing",
+		func(answer, want string) {
+			Expect(srv.AddFault(mockauth.Fault{Target: mockauth.TargetCSR, Answer: answer, Count: 1})).To(Succeed())
+			s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile)
+			Expect(s.ExitCode()).To(Equal(1), string(s.Err.Contents()))
+			Expect(string(s.Err.Contents())).To(ContainSubstring(want))
+			Expect(filepath.Join(dir, "tls.key")).NotTo(BeAnExistingFile())
+		},
+		Entry("a certificate for another key", mockauth.AnswerOtherKey, "does not match the key"),
+		Entry("a certificate from another CA", mockauth.AnswerOtherCA, "does not verify"),
+		Entry("an expired certificate", mockauth.AnswerExpired, "does not verify"),
+		Entry("a certificate for another subject", mockauth.AnswerOtherSubject, "someone-else"),
+		Entry("no CA", mockauth.AnswerNoCA, `no "caCrt"`),
+	)
+
+	It("says the token may be spent when the connector hangs up after the CSR arrived (exit 1)", func() {
+		Expect(srv.AddFault(mockauth.Fault{Target: mockauth.TargetCSR, Hangup: true, Count: 1})).To(Succeed())
+		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--ca-file", caFile)
+		Expect(s.ExitCode()).To(Equal(1), string(s.Err.Contents()))
+		Expect(string(s.Err.Contents())).To(ContainSubstring("the token may be used up"))
+		Expect(filepath.Join(dir, "tls.key")).NotTo(BeAnExistingFile())
+	})
+
 	It("fails TLS verification without the mock's CA (exit 1) and never switches it off", func() {
 		s := pair(nil, "--token-url", tokURL, "--cert-dir", dir, "--key-type", "ecdsa-p256")
 		Expect(s.ExitCode()).To(Equal(1))

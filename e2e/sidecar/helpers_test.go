@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,9 +87,7 @@ func newEnv(opts mockauth.Options) *env {
 
 func (e *env) write(name string, data []byte) string {
 	GinkgoHelper()
-	p := filepath.Join(e.dir, name)
-	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-	return p
+	return harness.WriteFile(e.dir, name, data)
 }
 
 // pairingURLFile mints a one-time token and writes its URL to a file.

@@ -37,4 +37,25 @@ var _ = Describe("credbroker token: trust roots", func() {
 		s = harness.Start(bin, env, "token", "--ca-file", other)
 		Eventually(s).WithTimeout(60*time.Second).Should(gexec.Exit(1), "no root for the mock anywhere")
 	})
+	// A CA file is judged by the rules of the inbound guard's ca_file
+	// (internal/trust.Bundle): a bundle holding a leaf beside the mock's CA,
+	// or a block that does not parse, is refused with exit 2 naming the file
+	// and the block, where it used to be taken as long as one block parsed.
+	It("refuses a --ca-file with a leaf or a broken block, naming the file and the block", func() {
+		tmp := GinkgoT().TempDir()
+		mockCA, err := os.ReadFile(filepath.Join(mockDir, "ca.crt"))
+		Expect(err).NotTo(HaveOccurred())
+		leaf := testpki.NewCA().Issue(testpki.WithCommonName("not a CA"))
+		broken := "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+		for name, bundle := range map[string]string{
+			"with-leaf.pem": string(mockCA) + string(leaf.CertPEM()),
+			"broken.pem":    string(mockCA) + broken,
+		} {
+			file := filepath.Join(tmp, name)
+			Expect(os.WriteFile(file, []byte(bundle), 0o644)).To(Succeed())
+			s := harness.Start(bin, harness.Env{"CREDBROKER_VCAP_FILE": filepath.Join(mockDir, "vcap.json")}, "token", "--ca-file", file)
+			Eventually(s).WithTimeout(60*time.Second).Should(gexec.Exit(2), name)
+			Expect(string(s.Err.Contents())).To(And(ContainSubstring(file), ContainSubstring("certificate 2")), name)
+		}
+	})
 })

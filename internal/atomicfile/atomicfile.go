@@ -433,14 +433,7 @@ func writeSyncedIn(root *os.Root, dir, name string, data []byte, mode fs.FileMod
 
 func syncRoot(root *os.Root, dir string) error {
 	d, err := root.Open(".")
-	if err != nil {
-		return &Error{"open", dir, err}
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return &Error{"fsync", dir, err}
-	}
-	return nil
+	return syncOpened(d, err, dir)
 }
 
 func writeSynced(path string, data []byte, mode fs.FileMode) error {
@@ -475,6 +468,12 @@ func finishSynced(f *os.File, path string, data []byte, mode fs.FileMode) error 
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
+	return syncOpened(d, err, dir)
+}
+
+// syncOpened fsyncs and closes the directory d, opened with err; dir names
+// it in errors.
+func syncOpened(d *os.File, err error, dir string) error {
 	if err != nil {
 		return &Error{"open", dir, err}
 	}

@@ -187,10 +187,9 @@ type CA struct {
 	Chain []*x509.Certificate
 }
 
-// NewCA makes a self-signed root CA.
-func NewCA(opts ...Option) *CA {
-	s := build(opts, true)
-	tmpl := &x509.Certificate{
+// caTemplate is the certificate of a CA made from s.
+func (s *spec) caTemplate() *x509.Certificate {
+	return &x509.Certificate{
 		SerialNumber:          s.serial,
 		Subject:               s.subject,
 		NotBefore:             s.notBefore,
@@ -199,6 +198,12 @@ func NewCA(opts ...Option) *CA {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
+}
+
+// NewCA makes a self-signed root CA.
+func NewCA(opts ...Option) *CA {
+	s := build(opts, true)
+	tmpl := s.caTemplate()
 	cert := sign(tmpl, tmpl, s.key.Public(), s.key)
 	return &CA{Cert: cert, Key: s.key}
 }
@@ -209,15 +214,7 @@ func (ca *CA) NewIntermediate(opts ...Option) *CA {
 	if s.subject.CommonName == "testpki CA" {
 		s.subject.CommonName = "testpki intermediate"
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          s.serial,
-		Subject:               s.subject,
-		NotBefore:             s.notBefore,
-		NotAfter:              s.notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl := s.caTemplate()
 	cert := sign(tmpl, ca.Cert, s.key.Public(), ca.Key)
 	return &CA{Cert: cert, Key: s.key, Chain: append([]*x509.Certificate{ca.Cert}, ca.Chain...)}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -46,4 +47,22 @@ func TestRootsAddTheFileToTheSystemRoots(t *testing.T) {
 
 	_, err = trust.Roots(filepath.Join(dir, "missing.pem"))
 	g.Expect(errors.Is(err, os.ErrNotExist)).To(BeTrue())
+}
+
+// Bundle names the file and the block that is wrong, never the content.
+func TestBundleNamesTheFileAndTheBlock(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	leaf := ca.Issue(testpki.WithCommonName("a leaf"))
+	_, err := trust.Bundle("/etc/ca.pem", append(ca.CertPEM(), leaf.CertPEM()...))
+	g.Expect(errors.Is(err, trust.ErrNotCA)).To(BeTrue())
+	g.Expect(err.Error()).To(Equal("/etc/ca.pem holds a certificate that is not a CA: certificate 2 (CN=a leaf)"))
+	_, err = trust.Bundle("/etc/ca.pem", append(ca.CertPEM(), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"...))
+	g.Expect(errors.Is(err, trust.ErrBadCertificate)).To(BeTrue())
+	g.Expect(err.Error()).To(HavePrefix("/etc/ca.pem holds a certificate that does not parse: certificate 2: "))
+	_, err = trust.Bundle("", nil)
+	g.Expect(err).To(MatchError(trust.ErrNoCertificate))
+	cas, err := trust.Bundle("x", []byte(`"`+strings.ReplaceAll(string(ca.CertPEM()), "\n", `\n`)+`"`))
+	g.Expect(err).NotTo(HaveOccurred(), "PEM as bindings carry it is repaired by pemx")
+	g.Expect(cas).To(HaveLen(1))
 }

@@ -131,42 +131,16 @@ func (c *keyCache) key(ctx context.Context, url, kid string) (*rsa.PublicKey, er
 		c.mu.Lock()
 		now := c.now()
 		if ks, ok := c.proven.get(url); ok {
-			k, wait, refetch, err := c.lookupLocked(ks, kid, now, attempt, true, url)
-			if refetch {
-				done := c.startLocked(ks, url, false)
-				c.mu.Unlock()
-				c.run(ctx, ks, url, done)
-				continue
+			if k, again, err := c.cachedLocked(ctx, ks, url, kid, now, attempt, true); !again {
+				return k, err
 			}
-			c.mu.Unlock()
-			if wait != nil {
-				if err := waitFor(ctx, wait); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			return k, err
+			continue
 		}
 		if ks, ok := c.unproven.get(url); ok {
-			k, wait, refetch, err := c.lookupLocked(ks, kid, now, attempt, false, url)
-			if refetch {
-				if !c.takeLocked(now, true) {
-					c.mu.Unlock()
-					return nil, errFetchLimited
-				}
-				done := c.startLocked(ks, url, false)
-				c.mu.Unlock()
-				c.run(ctx, ks, url, done)
-				continue
+			if k, again, err := c.cachedLocked(ctx, ks, url, kid, now, attempt, false); !again {
+				return k, err
 			}
-			c.mu.Unlock()
-			if wait != nil {
-				if err := waitFor(ctx, wait); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			return k, err
+			continue
 		}
 		if wait := c.inflight[url]; wait != nil {
 			c.mu.Unlock()
@@ -196,6 +170,32 @@ func (c *keyCache) key(ctx context.Context, url, kid string) (*rsa.PublicKey, er
 		c.mu.Unlock()
 		c.fetchNew(ctx, url, done)
 	}
+}
+
+// cachedLocked answers key from ks, the cached set of url (proven: it has
+// verified a token). c.mu is held and is released. again: the set was
+// fetched anew or waited for, look again; else the key or the error. An
+// unproven set is refetched only within the fetch limit.
+func (c *keyCache) cachedLocked(ctx context.Context, ks *keySet, url, kid string, now time.Time, attempt int, proven bool) (k *rsa.PublicKey, again bool, err error) {
+	k, wait, refetch, err := c.lookupLocked(ks, kid, now, attempt, proven, url)
+	if refetch {
+		if !proven && !c.takeLocked(now, true) {
+			c.mu.Unlock()
+			return nil, false, errFetchLimited
+		}
+		done := c.startLocked(ks, url, false)
+		c.mu.Unlock()
+		c.run(ctx, ks, url, done)
+		return nil, true, nil
+	}
+	c.mu.Unlock()
+	if wait != nil {
+		if err := waitFor(ctx, wait); err != nil {
+			return nil, false, err
+		}
+		return nil, true, nil
+	}
+	return k, false, err
 }
 
 // lookupLocked finds kid in ks. It returns the key, or a channel to wait
@@ -293,14 +293,7 @@ func (c *keyCache) fetchNew(ctx context.Context, url string, done chan struct{})
 	}
 	close(done)
 	c.mu.Unlock()
-	if c.fetched != nil {
-		c.fetched(err)
-	}
-	if err != nil {
-		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
-		return
-	}
-	c.log.Debug("inbound: verification keys fetched", "url", url, "keys", len(keys))
+	c.reportFetch(url, len(keys), err)
 }
 
 // fetchContext bounds a fetch by fetchTimeout and by close, not by the
@@ -347,14 +340,7 @@ func (c *keyCache) run(ctx context.Context, ks *keySet, url string, done chan st
 	ks.inflight = nil
 	close(done)
 	c.mu.Unlock()
-	if c.fetched != nil {
-		c.fetched(err)
-	}
-	if err != nil {
-		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
-		return
-	}
-	c.log.Debug("inbound: verification keys fetched", "url", url, "keys", len(keys))
+	c.reportFetch(url, len(keys), err)
 }
 
 func (c *keyCache) fetches() int {
@@ -476,4 +462,17 @@ func parseJWKS(body []byte) (map[string]*rsa.PublicKey, error) {
 		return nil, errors.New("key set holds no usable RSA key")
 	}
 	return keys, nil
+}
+
+// reportFetch tells the fetched hook and the log how a fetch of url ended
+// (n keys, or err); c.mu is not held.
+func (c *keyCache) reportFetch(url string, n int, err error) {
+	if c.fetched != nil {
+		c.fetched(err)
+	}
+	if err != nil {
+		c.log.Warn("inbound: fetching verification keys failed", "url", url, "error", err)
+		return
+	}
+	c.log.Debug("inbound: verification keys fetched", "url", url, "keys", n)
 }

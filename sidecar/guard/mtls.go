@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/inputfile"
 	"github.com/credbroker/credbroker/internal/pemx"
+	"github.com/credbroker/credbroker/internal/trust"
 )
 
 // caMaterial is what one mtls rule verifies against: the CA bundle and the
@@ -48,29 +49,23 @@ func (s *caSource) load(now time.Time) error {
 }
 
 func loadCAMaterial(caFile, crlFile string, now time.Time) (*caMaterial, error) {
-	data, err := os.ReadFile(caFile)
+	data, err := inputfile.Read(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("ca_file: %w", err)
 	}
-	m := &caMaterial{roots: x509.NewCertPool()}
-	certs, err := pemx.Certificates(data)
+	// One set of rules for every CA bundle: the guard's and the trust roots'.
+	cas, err := trust.Bundle(caFile, data)
 	if err != nil {
-		return nil, fmt.Errorf("ca_file %s: %w", caFile, err)
+		return nil, fmt.Errorf("ca_file %w", err)
 	}
-	for i, c := range certs {
-		if !c.IsCA {
-			return nil, fmt.Errorf("ca_file %s: certificate %d (%s) is not a CA", caFile, i+1, c.Subject)
-		}
+	m := &caMaterial{roots: x509.NewCertPool(), cas: cas}
+	for _, c := range cas {
 		m.roots.AddCert(c)
-		m.cas = append(m.cas, c)
-	}
-	if len(m.cas) == 0 {
-		return nil, fmt.Errorf("ca_file %s: no PEM CERTIFICATE block", caFile)
 	}
 	if crlFile == "" {
 		return m, nil
 	}
-	crlData, err := os.ReadFile(crlFile)
+	crlData, err := inputfile.Read(crlFile)
 	if err != nil {
 		return nil, fmt.Errorf("crl_file: %w", err)
 	}

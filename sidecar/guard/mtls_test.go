@@ -229,7 +229,7 @@ func TestNewRefusesBadFiles(t *testing.T) {
 		want string
 	}{
 		{"missing CA file", Rule{Path: "/", Accept: []Method{MethodMTLS}, CAFile: filepath.Join(dir, "nope")}, "rules[0]: "},
-		{"empty CA file", Rule{Path: "/", Accept: []Method{MethodMTLS}, CAFile: tempFile(t, dir, "empty", nil)}, "no PEM CERTIFICATE"},
+		{"empty CA file", Rule{Path: "/", Accept: []Method{MethodMTLS}, CAFile: tempFile(t, dir, "empty", nil)}, "holds no PEM certificate"},
 		{"leaf as CA", Rule{Path: "/", Accept: []Method{MethodMTLS}, CAFile: tempFile(t, dir, "leaf", leaf.CertPEM()[:len(leaf.CertPEM())])}, "is not a CA"},
 		{"CRL garbage", Rule{Path: "/", Accept: []Method{MethodMTLS}, CAFile: caFile, CRLFile: tempFile(t, dir, "crl", []byte("garbage"))}, "crl_file"},
 		{"missing key file", Rule{Path: "/", Accept: []Method{MethodOAuth1}, OAuth1: &OAuth1{KeyFile: filepath.Join(dir, "nokey"), SecretFile: caFile}}, "oauth1.key_file"},

@@ -29,11 +29,7 @@ import (
 // runs gave the same bytes, and that the binary inside says the version,
 // commit and commit time of this source tree.
 func TestDistHostArchive(t *testing.T) {
-	root, err := stamp.Root(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := stamp.Of(root)
+	root, s, err := stamp.Here(".")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,11 +39,7 @@ var wantFiles = []string{
 // the same index digest. Then it pushes the index to an in-process registry
 // and pulls it back.
 func TestImage(t *testing.T) {
-	root, err := stamp.Root(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := stamp.Of(root)
+	root, s, err := stamp.Here(".")
 	if err != nil {
 		t.Fatal(err)
 	}

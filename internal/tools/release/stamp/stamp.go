@@ -94,6 +94,16 @@ func Root(dir string) (string, error) {
 	}
 }
 
+// Here finds the main module's directory from dir (Root) and returns it
+// with its stamp (Of): what every release command starts with.
+func Here(dir string) (root string, s Stamp, err error) {
+	if root, err = Root(dir); err != nil {
+		return "", Stamp{}, err
+	}
+	s, err = Of(root)
+	return root, s, err
+}
+
 // Of returns the stamp of the source tree at root.
 func Of(root string) (Stamp, error) {
 	git := func(args ...string) (string, error) {

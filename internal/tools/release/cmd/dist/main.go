@@ -30,11 +30,7 @@ func run(out, targets string, sbom bool) error {
 	if err != nil {
 		return err
 	}
-	root, err := stamp.Root(".")
-	if err != nil {
-		return err
-	}
-	s, err := stamp.Of(root)
+	root, s, err := stamp.Here(".")
 	if err != nil {
 		return err
 	}

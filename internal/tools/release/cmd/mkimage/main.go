@@ -36,11 +36,7 @@ func run(out, archive, platforms, ca, push string) error {
 	if err != nil {
 		return err
 	}
-	root, err := stamp.Root(".")
-	if err != nil {
-		return err
-	}
-	s, err := stamp.Of(root)
+	root, s, err := stamp.Here(".")
 	if err != nil {
 		return err
 	}

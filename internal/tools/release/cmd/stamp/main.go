@@ -16,21 +16,17 @@ func main() {
 	onlyVersion := flag.Bool("version", false, "print only the version")
 	tag := flag.Bool("tag", false, "print the image tag (and chart appVersion) of the version")
 	flag.Parse()
-	root, err := stamp.Root(".")
-	if err == nil {
-		var s stamp.Stamp
-		if s, err = stamp.Of(root); err == nil {
-			switch {
-			case *tag:
-				fmt.Println(stamp.Tag(s.Version))
-			case *onlyVersion:
-				fmt.Println(s.Version)
-			default:
-				fmt.Println(s.LDFlags())
-			}
-			return
-		}
+	_, s, err := stamp.Here(".")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stamp:", err)
+		os.Exit(1)
 	}
-	fmt.Fprintln(os.Stderr, "stamp:", err)
-	os.Exit(1)
+	switch {
+	case *tag:
+		fmt.Println(stamp.Tag(s.Version))
+	case *onlyVersion:
+		fmt.Println(s.Version)
+	default:
+		fmt.Println(s.LDFlags())
+	}
 }
