@@ -131,6 +131,7 @@ func (c *Broker) startBindingCert(ctx context.Context, ce sidecar.Certificate, b
 		certwatch.WithLoader(func(context.Context) ([]byte, []byte, []byte, error) { return certPEM, keyPEM, nil, nil }),
 		certwatch.WithPollInterval(0),
 		certwatch.WithLogger(c.log),
+		certwatch.WithObserver(c.certObserver()),
 	)
 	if err != nil {
 		return nil, nil, err
@@ -207,6 +208,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 			req.KeyType = kt
 		}
 		conn, err := Pair(ctx, req, n, c.log)
+		c.metrics.Paired(dc.name, err)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -218,6 +220,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		certwatch.WithLogger(c.log),
 		certwatch.WithPollInterval(c.o.PollInterval),
 		certwatch.WithClockJumps(c.jumps),
+		certwatch.WithObserver(c.certObserver()),
 	}
 	lc := &liveCert{name: dc.name}
 	var hb *connector.Heartbeat
@@ -248,7 +251,8 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 			hb, err = connector.NewHeartbeat(client, ci.InfoURL,
 				connector.InitialInfo(ci.ManagementInfo()),
 				connector.HeartbeatJumps(c.jumps.Changed),
-				connector.OnResult(func(connector.HeartbeatResult) {
+				connector.OnResult(func(r connector.HeartbeatResult) {
+					c.metrics.HeartbeatDone(dc.name, r.Err)
 					// Loud, every beat: a revoked certificate still works
 					// (the connector honours it until it expires), so
 					// nothing else would remind anyone before it runs out.
@@ -353,4 +357,17 @@ func (c *Broker) runtimeTokenURL(central *liveCert, centralDir string, n *Networ
 		}
 		return u, nil
 	}
+}
+
+// certObserver counts the loads of certificate files (at start and after
+// every rotation) and the refused ones.
+func (c *Broker) certObserver() certwatch.Observer {
+	return certwatch.ObserverFunc(func(e certwatch.Event) {
+		switch e.Kind {
+		case certwatch.EventLoaded:
+			c.metrics.CertificateReloaded(e.Name, nil)
+		case certwatch.EventReloadFailed:
+			c.metrics.CertificateReloaded(e.Name, e.Err)
+		}
+	})
 }
