@@ -54,6 +54,12 @@ type Options struct {
 	KeyFile string
 	// TokenCacheDir overrides token_cache_dir: when not empty.
 	TokenCacheDir string
+	// AccessLog, when not empty, turns access_log: on and names its file
+	// ("-": standard output); AccessLogFormat and AccessLogSample, when
+	// set, override access_log.format and access_log.sample.
+	AccessLog       string
+	AccessLogFormat string
+	AccessLogSample *float64
 }
 
 // Option configures a Broker.
@@ -215,6 +221,9 @@ func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error
 	}
 	if c.o.TokenCacheDir != "" {
 		cfg.TokenCacheDir = c.o.TokenCacheDir
+	}
+	if err := cfg.OverrideAccessLog(c.o.AccessLog, c.o.AccessLogFormat, c.o.AccessLogSample); err != nil {
+		return nil, sidecar.Deps{}, err
 	}
 
 	set, err := c.loadBindings(ctx)

@@ -119,6 +119,10 @@ type Config struct {
 	// Destinations configures the cache of destination routes.
 	Destinations DestinationsConfig `yaml:"destinations"`
 
+	// AccessLog configures the per-request access log, separate from the
+	// diagnostic log (docs/observability.md).
+	AccessLog AccessLog `yaml:"access_log"`
+
 	// source names where the config came from, for messages.
 	source string
 	// lines maps field paths ("routes[1].auth") to their line.
@@ -569,6 +573,7 @@ func (c *Config) check() ConfigErrors {
 	if c.TokenOutageMargin < 0 {
 		errs = append(errs, c.errorf("token_outage_margin", "", ErrInvalidValue, "must not be negative"))
 	}
+	errs = c.checkAccessLog(errs)
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {
 			errs = append(errs, c.errorf("resolve", "", ErrInvalidValue, "%q: want PATTERN=ADDR", r))

@@ -290,7 +290,7 @@ func (s *Server) build(ctx context.Context) (*generation, error) {
 		}
 		return nil, errors.New("sidecar: loader returned no configuration")
 	}
-	p, err := NewProxy(cfg, deps, WithLogger(s.o.log), WithClock(s.o.now), WithMetrics(s.o.metrics))
+	p, err := NewProxy(cfg, deps, WithLogger(s.o.log), WithClock(s.o.now), WithMetrics(s.o.metrics), WithAccessLogOutput(s.o.accessOut))
 	if err != nil {
 		if deps.Close != nil {
 			deps.Close()
@@ -382,7 +382,12 @@ func (s *Server) Reload(ctx context.Context) error {
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	closeAfterChunked(w, r)
-	s.gen.Load().proxy.ServeHTTP(w, r)
+	p := s.gen.Load().proxy
+	if p.access != nil {
+		p.serveLogged(w, r)
+		return
+	}
+	p.ServeHTTP(w, r)
 }
 
 func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
