@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -490,6 +491,7 @@ func requestTraceID(ctx context.Context, h http.Header) [32]byte {
 type accessRW struct {
 	http.ResponseWriter
 	e       accessEntry
+	in      atomic.Int64
 	upStart time.Time
 	wrote   bool
 }
@@ -558,15 +560,16 @@ func SetAccessTraceID(w http.ResponseWriter, id string) {
 	copy(a.e.trace[:], id)
 }
 
-// countBody counts the request body bytes read.
+// countBody counts the request body bytes read (atomically: the
+// transport may still be sending the body when the handler returns).
 type countBody struct {
 	io.ReadCloser
-	n *int64
+	n *atomic.Int64
 }
 
 func (c countBody) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
-	*c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -580,10 +583,11 @@ func (p *Proxy) serveLogged(w http.ResponseWriter, req *http.Request) {
 	a.e.path = accessPath(req.URL.EscapedPath())
 	a.e.trace = requestTraceID(req.Context(), req.Header)
 	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = countBody{req.Body, &a.e.in}
+		req.Body = countBody{req.Body, &a.in}
 	}
 	defer func() {
 		a.e.dur = time.Since(a.e.start)
+		a.e.in = a.in.Load()
 		if a.e.status == 0 {
 			a.e.status = http.StatusOK
 			if req.Context().Err() != nil {
