@@ -290,3 +290,17 @@ func TestAccessLogThroughTheServer(t *testing.T) {
 	}
 	g.Expect(testutil.ToFloat64(m.fastPath.WithLabelValues("tok"))).To(Equal(1.0), "the GET took the fast path")
 }
+
+// The hook for tracing middleware sets a valid trace id and ignores
+// anything else.
+func TestSetAccessTraceID(t *testing.T) {
+	g := NewWithT(t)
+	a := &accessRW{ResponseWriter: &discardWriter{h: http.Header{}}}
+	for _, bad := range []string{"", "4BF92F3577B34DA6A3CE929D0E0E4736", "00000000000000000000000000000000", "4bf92f3577b34da6a3ce929d0e0e473", "4bf92f3577b34da6a3ce929d0e0e4736\n"} {
+		SetAccessTraceID(a, bad)
+		g.Expect(a.e.traceID()).To(BeEmpty(), "%q", bad)
+	}
+	SetAccessTraceID(a, "4bf92f3577b34da6a3ce929d0e0e4736")
+	g.Expect(a.e.traceID()).To(Equal("4bf92f3577b34da6a3ce929d0e0e4736"))
+	SetAccessTraceID(&discardWriter{h: http.Header{}}, "4bf92f3577b34da6a3ce929d0e0e4736") // not logged: nothing happens
+}
