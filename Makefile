@@ -41,21 +41,29 @@ run: ## the demo on the embedded mock: mock auth server, sample upstream and the
 
 test: lint check-deps unit fuzz-smoke chart-test release-test observability-test bench-smoke ## everything CI runs: lint, import rules, unit + e2e (race), fuzz smoke, chart, release artefacts, bench smoke
 
-# The e2e suites share one race-enabled binary instead of building seven.
+# The e2e suites share one race-enabled binary instead of building seven,
+# and e2e/fastforward a second one with the test clock (build tag
+# credbroker_testclock, docs/testing.md); release builds never set the tag.
 E2E_BIN := $(CURDIR)/bin/credbroker-race
+E2E_TESTCLOCK_BIN := $(CURDIR)/bin/credbroker-race-testclock
+E2E_ENV = CREDBROKER_E2E_BIN=$(E2E_BIN) CREDBROKER_E2E_TESTCLOCK_BIN=$(E2E_TESTCLOCK_BIN)
 
 e2e-bin:
 	$(GO) build -race -o $(E2E_BIN) ./cmd/credbroker
+	$(GO) build -race -tags credbroker_testclock -o $(E2E_TESTCLOCK_BIN) ./cmd/credbroker
 
-unit: e2e-bin interop-deps ## unit tests and Ginkgo e2e suites, with the race detector
-	CREDBROKER_INTEROP=1 CREDBROKER_E2E_BIN=$(E2E_BIN) $(GO) test -race -count=1 -timeout 12m ./...
+unit: e2e-bin interop-deps shell-deps ## unit tests and Ginkgo e2e suites, with the race detector
+	CREDBROKER_INTEROP=1 $(E2E_ENV) $(GO) test -race -count=1 -timeout 12m ./...
 
-e2e: e2e-bin interop-deps ## only the Ginkgo e2e suites against the real binary
-	CREDBROKER_INTEROP=1 CREDBROKER_E2E_BIN=$(E2E_BIN) $(GO) test -race -count=1 -timeout 10m ./e2e/...
+e2e: e2e-bin interop-deps shell-deps ## only the Ginkgo e2e suites against the real binary
+	CREDBROKER_INTEROP=1 $(E2E_ENV) $(GO) test -race -count=1 -timeout 10m ./e2e/...
 
-.PHONY: interop-deps
+.PHONY: interop-deps shell-deps
 interop-deps: ## the Node (jose, npm ci) and Python (Debian's python3-jwt, python3-requests) clients of the interop test e2e/interop
 	scripts/interop-deps.sh
+
+shell-deps: ## zsh and fish (Debian's packages), for the test of the zsh and fish completion scripts
+	scripts/shell-deps.sh
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -92,8 +100,8 @@ pgo: ## refresh cmd/credbroker/default.pgo (profile-guided optimisation) from th
 	$(GO) test -run '^$$' -bench 'ServerLoopback|ProxyNoneHTTP1/http$$|ProxyOverhead' -benchtime 3s \
 	  -o $${TMPDIR:-/tmp}/credbroker-pgo.test -cpuprofile $(CURDIR)/cmd/credbroker/default.pgo ./sidecar
 
-soak: e2e-bin ## long fault and rotation runs of the hardening suite
-	CREDBROKER_E2E_BIN=$(E2E_BIN) CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/...
+soak: e2e-bin ## long fault and rotation runs of the hardening suite, and 30 simulated days on the test clock (e2e/fastforward)
+	$(E2E_ENV) CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/... ./e2e/fastforward/...
 
 docs: ## regenerate docs/cli.md from --help
 	UPDATE_CLI_DOC=1 $(GO) test -count=1 -run '^TestCLIDocIsCurrent$$' ./cmd/credbroker

@@ -60,6 +60,11 @@ type Options struct {
 	AccessLog       string
 	AccessLogFormat string
 	AccessLogSample *float64
+	// Kubernetes is the API server of certificates[].persist.kubernetes_secret.
+	Kubernetes KubernetesAPI
+	// PersistSecret, "[NAMESPACE/]NAME", sets persist.kubernetes_secret of
+	// the one certificate that pairs at start (pairing_url_file).
+	PersistSecret string
 }
 
 // Option configures a Broker.
@@ -68,7 +73,7 @@ type Option func(*options)
 type options struct {
 	log     *slog.Logger
 	metrics *sidecar.Metrics
-	now     func() time.Time
+	clock   clock.Clock
 }
 
 // WithLogger sets the logger of the broker and of everything it builds
@@ -79,9 +84,17 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // to sidecar.WithMetrics (default: a fresh sidecar.NewMetrics).
 func WithMetrics(m *sidecar.Metrics) Option { return func(o *options) { o.metrics = m } }
 
-// WithClock sets the time source of certificate decisions (whether a pair
-// on disk is still valid, connection.json's dates) (default time.Now).
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+// Clock is the broker's time source, the module's one clock abstraction
+// (the same as tokenclient.Clock).
+type Clock = clock.Clock
+
+// WithClock sets the clock of every time decision of the broker and what
+// it builds: token expiry and refresh, certificate validity and renewal,
+// heartbeats, the clock-jump check, the guard's token, signature and
+// certificate checks and tls.Config.Time of every client and listener
+// (default: the system clock). The end-to-end suites pass a test clock
+// here (docs/testing.md).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
 
 // Broker composes the sidecar: its Load method reads the config and the
 // bindings and builds every credential provider of a configuration
@@ -94,6 +107,7 @@ type Broker struct {
 	log     *slog.Logger
 	metrics *sidecar.Metrics
 	now     func() time.Time
+	clock   clock.Clock
 	// salt keys the digests of credentials in pool keys: they identify a
 	// binding's credentials within this process and nowhere else.
 	salt   []byte
@@ -129,7 +143,7 @@ func (c *Broker) tokenDir(root string) (*tokenDir, error) {
 
 // New returns a broker for o. It reads nothing yet: Load does.
 func New(o Options, opts ...Option) (*Broker, error) {
-	op := options{now: time.Now}
+	op := options{clock: clock.System}
 	for _, f := range opts {
 		f(&op)
 	}
@@ -139,7 +153,7 @@ func New(o Options, opts ...Option) (*Broker, error) {
 	if op.metrics == nil {
 		op.metrics = sidecar.NewMetrics()
 	}
-	if op.now == nil {
+	if op.clock == nil {
 		return nil, configErrorf("broker: nil clock")
 	}
 	if o.PollInterval < 0 || o.DrainTimeout < 0 {
@@ -153,8 +167,8 @@ func New(o Options, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	o.Resolve = slices.Clone(o.Resolve)
-	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.now, salt: salt}
-	c.jumps = clock.NewJumpWatcher(clock.System, 0, 0, func(d time.Duration) {
+	c := &Broker{o: o, log: op.log, metrics: op.metrics, now: op.clock.Now, clock: op.clock, salt: salt}
+	c.jumps = clock.NewJumpWatcher(c.clock, 0, 0, func(d time.Duration) {
 		c.log.Warn("the wall clock jumped (suspend, pause or clock step); re-evaluating certificate renewal and heartbeats", "jump", d)
 		c.metrics.ClockJumped("certificates")
 	})
@@ -173,7 +187,7 @@ func (c *Broker) Close() error {
 // Run serves the sidecar until ctx ends (SIGTERM: in-flight requests
 // drain). A value on reload re-reads the config and the bindings (SIGHUP).
 func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
-	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
+	srv := sidecar.NewServer(c.Load, sidecar.WithLogger(c.log), sidecar.WithClock(c.now), sidecar.WithMetrics(c.metrics), sidecar.WithPollInterval(c.o.PollInterval))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = c.jumps.Run(rctx) }()
@@ -196,70 +210,28 @@ func (c *Broker) Run(ctx context.Context, reload <-chan struct{}) error {
 // Errors that are bad configuration match ErrConfig, *sidecar.ConfigError
 // or *vcap.Error.
 func (c *Broker) Load(ctx context.Context) (*sidecar.Config, sidecar.Deps, error) {
-	var data []byte
-	source := "config (defaults: no --config)"
-	if c.o.ConfigFile != "" {
-		b, err := inputfile.Read(c.o.ConfigFile)
-		if err != nil {
-			return nil, sidecar.Deps{}, configErrorf("--config %s: %v", c.o.ConfigFile, errors.Unwrap(err))
+	ck, p, err := c.check(ctx)
+	if err != nil {
+		return nil, sidecar.Deps{}, err
+	}
+	if err := p.Err(); err != nil {
+		return nil, sidecar.Deps{}, err // the errors alone: this generation is not used
+	}
+	for _, w := range p.Warnings {
+		if errors.Is(w, errPlainHTTPRoutes) {
+			// One structured line: log collectors pick the routes out.
+			c.log.Warn(errPlainHTTPRoutes.Error(), "routes", ck.cfg.PlainHTTPRoutes())
+			continue
 		}
-		data, source = b, "config "+c.o.ConfigFile
+		c.log.Warn("configuration warning", "warning", w.Error())
 	}
-	cfg, err := sidecar.ParseConfig(data, source)
-	if err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-	if err := cfg.Override(c.o.Listen, c.o.AdminListen, c.o.AllowNonLoopback); err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-	cfg.Resolve = append(cfg.Resolve, c.o.Resolve...)
-	if c.o.CAFile != "" {
-		cfg.CAFile = c.o.CAFile
-	}
-	if c.o.DrainTimeout > 0 {
-		cfg.DrainTimeout = c.o.DrainTimeout
-	}
-	if c.o.TokenCacheDir != "" {
-		cfg.TokenCacheDir = c.o.TokenCacheDir
-	}
-	if err := cfg.OverrideAccessLog(c.o.AccessLog, c.o.AccessLogFormat, c.o.AccessLogSample); err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-
-	set, err := c.loadBindings(ctx)
-	if err != nil {
-		return nil, sidecar.Deps{}, err
-	}
+	cfg, set, n := ck.cfg, ck.set, ck.net
 	lookup := bindingLookup(set)
-	if err := cfg.Validate(lookup); err != nil {
-		if set == nil {
-			return nil, sidecar.Deps{}, fmt.Errorf("%w (no bindings were read: set --vcap-file, VCAP_SERVICES, VCAP_SERVICES_FILE_PATH, --bindings-dir or SERVICE_BINDING_ROOT)", err)
-		}
-		return nil, sidecar.Deps{}, err
-	}
-	if err := checkPlainHTTP(cfg, set, c.log); err != nil {
-		return nil, sidecar.Deps{}, err
-	}
-
-	// Trust and dial overrides: read once per generation, shared by every
-	// client of it (the proxy included).
-	n, err := NewNetwork(cfg.CAFile, cfg.Resolve)
-	if err != nil {
-		var ne *NetworkError
-		if errors.As(err, &ne) {
-			msg := ne.Err.Error()
-			if ne.Path != "" {
-				msg = ne.Path + ": " + msg
-			}
-			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: ne.Field, Err: fmt.Errorf("%w: %s", sidecar.ErrInvalidValue, msg)}
-		}
-		return nil, sidecar.Deps{}, err
-	}
 	g := &genDeps{c: c, set: set, net: n, maxKeys: cfg.MaxTokenKeys, outageMargin: cfg.TokenOutageMargin}
 	if cfg.TokenCacheDir != "" {
 		td, err := c.tokenDir(cfg.TokenCacheDir)
 		if err != nil {
-			return nil, sidecar.Deps{}, &sidecar.ConfigError{Source: cfg.Source(), Field: "token_cache_dir", Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
+			return nil, sidecar.Deps{}, cfg.Problem("token_cache_dir", "", fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err))
 		}
 		g.tokenDir = td
 	}
@@ -336,21 +308,10 @@ func (c *Broker) loadBindings(ctx context.Context) (*vcap.Set, error) {
 // inbound builds the inbound guard of the config's inbound: section and
 // runs its file watcher until the generation is released.
 func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCertificate) (*guard.Guard, error) {
-	set := g.set
-	lookup := func(name string) (guard.Binding, bool) {
-		if set == nil {
-			return guard.Binding{}, false
-		}
-		b, err := set.ByName(name)
-		if err != nil {
-			return guard.Binding{}, false
-		}
-		gb, err := guard.BindingFromVCAP(b)
-		return gb, err == nil
-	}
+	lookup := guardBindings(g.set)
 	tr := &http.Transport{Proxy: nil, DialContext: g.net.resolver.Dialer(nil), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
 	if g.net.roots != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12, Time: g.c.now}
 	}
 	jwks := &http.Client{
 		Transport: tr,
@@ -363,6 +324,7 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		guard.WithBindings(lookup),
 		guard.WithJWKSClient(jwks),
 		guard.WithLogger(g.c.log),
+		guard.WithClock(g.c.now),
 		guard.WithObserver(g.c.metrics.InboundObserver()),
 		guard.WithResync(g.c.o.PollInterval),
 	}
@@ -390,6 +352,21 @@ func (g *genDeps) inbound(cfg *sidecar.Config, certs map[string]sidecar.ClientCe
 		tr.CloseIdleConnections()
 	})
 	return gd, nil
+}
+
+// guardBindings is the inbound guard's view of the bindings.
+func guardBindings(set *vcap.Set) func(name string) (guard.Binding, bool) {
+	return func(name string) (guard.Binding, bool) {
+		if set == nil {
+			return guard.Binding{}, false
+		}
+		b, err := set.ByName(name)
+		if err != nil {
+			return guard.Binding{}, false
+		}
+		gb, err := guard.BindingFromVCAP(b)
+		return gb, err == nil
+	}
 }
 
 // watchPaths are the files whose change reloads the sidecar.
@@ -490,28 +467,32 @@ func (o oauth1Signer) Sign(req *http.Request, body []byte) error {
 }
 
 func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signer, error) {
-	read := func(field, path string) (string, error) {
-		b, err := inputfile.Read(path)
-		if err != nil {
-			return "", &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth.%s", i, field), Name: r.Name, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth.%s", i, field), Name: r.Name, Err: fmt.Errorf("%w: %s is empty", sidecar.ErrMissingValue, path)}
-		}
-		return s, nil
+	key, cerr := readOAuth1File(cfg, i, r, "key_file", r.Auth.KeyFile)
+	if cerr != nil {
+		return nil, cerr
 	}
-	key, err := read("key_file", r.Auth.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := read("secret_file", r.Auth.SecretFile)
-	if err != nil {
-		return nil, err
+	secret, cerr := readOAuth1File(cfg, i, r, "secret_file", r.Auth.SecretFile)
+	if cerr != nil {
+		return nil, cerr
 	}
 	s, err := oauth1.NewSigner(key, secret, oauth1.WithMaxBody(cfg.MaxSignedBody))
 	if err != nil {
-		return nil, &sidecar.ConfigError{Source: cfg.Source(), Field: fmt.Sprintf("routes[%d].auth", i), Name: r.Name, Err: fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err)}
+		return nil, cfg.Problem(fmt.Sprintf("routes[%d].auth", i), r.Name, fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err))
 	}
 	return oauth1Signer{s: s}, nil
+}
+
+// readOAuth1File reads an OAuth 1.0a consumer key or secret file of route
+// i. The error names the file, never its content.
+func readOAuth1File(cfg *sidecar.Config, i int, r sidecar.Route, field, path string) (string, *sidecar.ConfigError) {
+	f := fmt.Sprintf("routes[%d].auth.%s", i, field)
+	b, err := inputfile.Read(path)
+	if err != nil {
+		return "", cfg.Problem(f, r.Name, fmt.Errorf("%w: %v", sidecar.ErrInvalidValue, err))
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", cfg.Problem(f, r.Name, fmt.Errorf("%w: %s is empty", sidecar.ErrMissingValue, path))
+	}
+	return s, nil
 }

@@ -93,6 +93,11 @@ func (g *genDeps) certificate(ctx context.Context, i int, ce sidecar.Certificate
 	} else {
 		key = fmt.Sprintf("dir %s %s renew=%v pairing=%s key=%s %s", ce.Name, filepath.Clean(ce.Dir), ce.Renew, ce.PairingURLFile, ce.KeyType, g.net.key)
 		dc := dirCert{name: ce.Name, dir: ce.Dir, renew: ce.Renew, keyType: ce.KeyType}
+		if ce.Persist != nil && ce.Persist.KubernetesSecret != nil {
+			ks := *ce.Persist.KubernetesSecret
+			dc.persist = &ks
+			key += fmt.Sprintf(" persist=%+v", ks)
+		}
 		if ce.PairingURLFile != "" {
 			dc.pairingURL = pairingURLFile(ce.PairingURLFile)
 		}
@@ -185,6 +190,9 @@ type dirCert struct {
 	// pairingURL returns the one-time token URL to pair with when dir holds
 	// no valid pair; nil when pairing is not configured.
 	pairingURL func(ctx context.Context) (string, error)
+	// persist keeps the pair in a Kubernetes Secret too (persist.go); nil:
+	// off.
+	persist *sidecar.KubernetesSecret
 }
 
 // startDirCert pairs the directory when it holds no valid pair and a
@@ -192,6 +200,19 @@ type dirCert struct {
 // through the connector named in connection.json and heartbeats its info
 // endpoint.
 func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liveCert, func(), error) {
+	var store *identityStore
+	if dc.persist != nil {
+		var err error
+		if store, err = c.newIdentityStore(dc.name, dc.dir, *dc.persist); err != nil {
+			return nil, nil, err
+		}
+		if err := checkCertDir(c.log, fmt.Sprintf("certificate %q: dir", dc.name), dc.dir); err != nil {
+			return nil, nil, err
+		}
+		if err := store.load(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
 	pair, err := certwatch.LoadDir(ctx, dc.dir)
 	valid := err == nil && pair.Verify(c.now()) == nil
 	if !valid && dc.pairingURL != nil {
@@ -199,7 +220,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		if err != nil {
 			return nil, nil, err
 		}
-		req := PairRequest{Name: dc.name, TokenURL: u, Dir: dc.dir}
+		req := PairRequest{Name: dc.name, TokenURL: u, Dir: dc.dir, Now: c.now}
 		if dc.keyType != "" {
 			kt, err := connector.ParseKeyType(dc.keyType)
 			if err != nil {
@@ -209,10 +230,19 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		}
 		conn, err := Pair(ctx, req, n, c.log)
 		c.metrics.Paired(dc.name, err)
-		if err != nil {
+		switch {
+		case err == nil:
+			c.log.Info("paired", "certificate", dc.name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
+		case store != nil && !errors.Is(err, ErrConfig) && store.waitForPair(ctx):
+			// Another replica spent the one-time token and shared the pair.
+		default:
 			return nil, nil, err
 		}
-		c.log.Info("paired", "certificate", dc.name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
+	}
+	if store != nil {
+		if err := store.publish(ctx); err != nil {
+			return nil, nil, err
+		}
 	}
 	opts := []certwatch.Option{
 		certwatch.WithDir(dc.dir),
@@ -221,6 +251,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		certwatch.WithPollInterval(c.o.PollInterval),
 		certwatch.WithClockJumps(c.jumps),
 		certwatch.WithObserver(c.certObserver()),
+		certwatch.WithClock(c.clock),
 	}
 	lc := &liveCert{name: dc.name}
 	var hb *connector.Heartbeat
@@ -238,7 +269,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		}
 		// The connector's mTLS calls present the watcher's live
 		// certificate (none until the watcher below exists).
-		client, err := n.connectorClient(c.log, connector.WithGetClientCertificate(lc.GetClientCertificate))
+		client, err := n.connectorClient(c.log, connector.WithGetClientCertificate(lc.GetClientCertificate), connector.WithClock(c.now))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -246,11 +277,16 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		if err != nil {
 			return nil, nil, err
 		}
-		opts = append(opts, certwatch.WithRenewer(renewer))
+		if store != nil {
+			opts = append(opts, certwatch.WithRenewer(&persistRenewer{inner: renewer, s: store}))
+		} else {
+			opts = append(opts, certwatch.WithRenewer(renewer))
+		}
 		if ci.InfoURL != "" {
 			hb, err = connector.NewHeartbeat(client, ci.InfoURL,
 				connector.InitialInfo(ci.ManagementInfo()),
 				connector.HeartbeatJumps(c.jumps.Changed),
+				connector.HeartbeatClock(c.clock),
 				connector.OnResult(func(r connector.HeartbeatResult) {
 					c.metrics.HeartbeatDone(dc.name, r.Err)
 					// Loud, every beat: a revoked certificate still works
@@ -315,7 +351,15 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 			}
 		}
 	}
-	return lc, c.runInBackground(w, hb, onUpdate), nil
+	release := c.runInBackground(w, hb, onUpdate)
+	if store != nil {
+		pctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); store.poll(pctx, w, dc.renew) }()
+		inner := release
+		release = func() { cancel(); <-done; inner() }
+	}
+	return lc, release, nil
 }
 
 // pairingURLFile reads a one-time token URL from a file.

@@ -27,7 +27,7 @@ const (
 // so the Connectivity token cache survives reloads).
 func (g *genDeps) destinations(cfg *sidecar.Config) (map[string]sidecar.DestinationResolver, error) {
 	out := map[string]sidecar.DestinationResolver{}
-	caches := map[string]*destination.Cache{}
+	caches := map[string]destCache{}
 	for _, r := range cfg.Routes {
 		if r.Auth.Type != sidecar.AuthDestination {
 			continue
@@ -41,12 +41,23 @@ func (g *genDeps) destinations(cfg *sidecar.Config) (map[string]sidecar.Destinat
 	return out, nil
 }
 
-func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, caches map[string]*destination.Cache) (*destResolver, error) {
-	dr := &destResolver{name: r.Auth.Destination}
+// destCache is the cache of one (destination binding, tenant mode) and the
+// token client of that binding.
+type destCache struct {
+	cache  *destination.Cache
+	tokens *tokenclient.Client
+}
+
+func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, caches map[string]destCache) (*destResolver, error) {
+	dr := &destResolver{name: r.Auth.Destination, binding: r.Auth.Binding, connBinding: r.Auth.Connectivity}
 	mode := r.Auth.TenantMode
+	if mode == sidecar.TenantProviderOnly {
+		dr.providerOnly = true
+	}
 	key := r.Auth.Binding + "\x00" + mode
-	dr.cache = caches[key]
-	if dr.cache == nil {
+	dc, ok := caches[key]
+	dr.cache, dr.destTokens = dc.cache, dc.tokens
+	if !ok {
 		tc, svc, err := g.btpTokens(r.Auth.Binding, vcap.KindDestination)
 		if err != nil {
 			return nil, err
@@ -63,8 +74,8 @@ func (g *genDeps) destinationResolver(cfg *sidecar.Config, r sidecar.Route, cach
 			return nil, err
 		}
 		g.hold(release)
-		dr.cache = cache
-		caches[key] = dr.cache
+		dr.cache, dr.destTokens = cache, tc
+		caches[key] = destCache{cache: cache, tokens: tc}
 	}
 	if r.Auth.Connectivity != "" {
 		tc, svc, err := g.btpTokens(r.Auth.Connectivity, vcap.KindConnectivity)
@@ -167,7 +178,7 @@ func (g *genDeps) serviceHTTPClient() *http.Client {
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
 			DialContext:         g.net.resolver.Dialer(nil),
-			TLSClientConfig:     &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12},
+			TLSClientConfig:     &tls.Config{RootCAs: g.net.roots, MinVersion: tls.VersionTLS12, Time: g.c.now},
 			ForceAttemptHTTP2:   true,
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     90 * time.Second,
@@ -176,12 +187,19 @@ func (g *genDeps) serviceHTTPClient() *http.Client {
 	}
 }
 
-// destResolver implements sidecar.DestinationResolver for one route.
+// destResolver implements sidecar.DestinationResolver (and
+// sidecar.DestinationCredentialChecker) for one route.
 type destResolver struct {
 	name  string
 	cache *destination.Cache
-	conn  *tokenclient.Client // nil without a connectivity binding
-	proxy *url.URL
+	// destTokens fetches tokens of the destination binding (binding); the
+	// cache's client uses the same client.
+	destTokens   *tokenclient.Client
+	binding      string
+	providerOnly bool                // tenant_mode provider-only
+	conn         *tokenclient.Client // nil without a connectivity binding
+	connBinding  string
+	proxy        *url.URL
 	// exchange turns the user's token into the principal token
 	// (principal_exchange); nil: the user's token is forwarded.
 	exchange sidecar.TokenSource
@@ -204,6 +222,32 @@ func (e connError) Error() string {
 }
 func (e connError) HTTPStatus() int    { return http.StatusServiceUnavailable }
 func (e connError) ReasonCode() string { return reasonConnectivityToken }
+
+// CheckCredentials asks for a token of the destination binding and, on a
+// route with a connectivity binding, one of the connectivity binding (the
+// Connectivity proxy's credential), for tenant ("" for the provider; the
+// provider's for a provider-only route). Both come from the token clients'
+// caches while valid: a readiness probe costs no token request then.
+func (r *destResolver) CheckCredentials(ctx context.Context, tenant string) []sidecar.CredentialCheck {
+	if r.providerOnly {
+		tenant = ""
+	}
+	check := func(binding string, tc *tokenclient.Client) sidecar.CredentialCheck {
+		t, err := tc.Token(ctx, tokenclient.Request{Tenant: tenant})
+		if err != nil {
+			return sidecar.CredentialCheck{Binding: binding, Err: err}
+		}
+		return sidecar.CredentialCheck{Binding: binding, Token: sidecar.Token{AccessToken: t.AccessToken, ExpiresAt: t.Expiry}}
+	}
+	var out []sidecar.CredentialCheck
+	if r.destTokens != nil {
+		out = append(out, check(r.binding, r.destTokens))
+	}
+	if r.conn != nil {
+		out = append(out, check(r.connBinding, r.conn))
+	}
+	return out
+}
 
 func (r *destResolver) Resolve(ctx context.Context, req sidecar.DestinationRequest) (*sidecar.ResolvedDestination, error) {
 	e, err := r.cache.Get(ctx, destination.Request{Name: r.name, Tenant: req.Tenant, UserToken: req.UserToken})
@@ -260,7 +304,7 @@ type DestinationLookup struct {
 func (c *Broker) LookupDestination(ctx context.Context, set *vcap.Set, n *Network, cfg *sidecar.Config, route sidecar.Route, req destination.Request) (*DestinationLookup, error) {
 	g := &genDeps{c: c, set: set, net: n}
 	defer g.release()
-	r, err := g.destinationResolver(cfg, route, map[string]*destination.Cache{})
+	r, err := g.destinationResolver(cfg, route, map[string]destCache{})
 	if err != nil {
 		return nil, err
 	}

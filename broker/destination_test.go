@@ -5,7 +5,6 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/credbroker/credbroker/destination"
 	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/vcap"
 )
@@ -47,7 +46,7 @@ func TestDestinationResolverProxyAddress(t *testing.T) {
 			gd := &genDeps{c: c, set: set, net: n}
 			defer gd.release()
 			r := sidecar.Route{Name: "r", Auth: sidecar.RouteAuth{Type: sidecar.AuthDestination, Destination: "d", Binding: "dest", Connectivity: tc.conn}}
-			dr, err := gd.destinationResolver(cfg, r, map[string]*destination.Cache{})
+			dr, err := gd.destinationResolver(cfg, r, map[string]destCache{})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(dr.proxy.Host).To(Equal(tc.want))
 		})
@@ -59,7 +58,7 @@ func TestDestinationResolverProxyAddress(t *testing.T) {
 	defer c.Close()
 	gd := &genDeps{c: c, set: set, net: n}
 	defer gd.release()
-	_, err = gd.destinationResolver(&sidecar.Config{}, sidecar.Route{Name: "r", Auth: sidecar.RouteAuth{Type: sidecar.AuthDestination, Destination: "d", Binding: "conn-cf"}}, map[string]*destination.Cache{})
+	_, err = gd.destinationResolver(&sidecar.Config{}, sidecar.Route{Name: "r", Auth: sidecar.RouteAuth{Type: sidecar.AuthDestination, Destination: "d", Binding: "conn-cf"}}, map[string]destCache{})
 	g.Expect(err).To(MatchError(ContainSubstring("not a destination service binding")))
 	g.Expect(err.Error()).NotTo(ContainSubstring("secret-0001"))
 }

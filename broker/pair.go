@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/credbroker/credbroker/certwatch"
 	"github.com/credbroker/credbroker/connector"
@@ -30,6 +31,9 @@ type PairRequest struct {
 	// Name is the certificate's name in the config; "" for `credbroker
 	// pair`, whose messages name its flags instead.
 	Name string
+	// Now is the clock that checks the issued certificate (nil: the
+	// system clock); the broker passes its own.
+	Now func() time.Time
 }
 
 // Pair redeems a one-time token URL with the connector and persists the
@@ -56,6 +60,9 @@ func Pair(ctx context.Context, req PairRequest, n *Network, log *slog.Logger) (*
 	}
 	if req.RSAFallback {
 		opts = append(opts, connector.WithRSAFallback())
+	}
+	if req.Now != nil {
+		opts = append(opts, connector.WithClock(req.Now))
 	}
 	client, err := n.connectorClient(log, opts...)
 	if err != nil {

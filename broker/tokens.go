@@ -93,6 +93,7 @@ func (c *Broker) tokenOptions(binding string, n *Network, persist func()) []toke
 	replayRefused, replayUnavailable := c.metrics.TokenReplays(binding)
 	opts := []tokenclient.Option{
 		tokenclient.WithDialContext(n.resolver.Dialer(nil)),
+		tokenclient.WithClock(c.clock),
 		// A proxied request waits at most this long for a token the cache
 		// does not have before the proxy answers 503.
 		tokenclient.WithRetry(tokenclient.RetryPolicy{MaxElapsed: 10 * time.Second}),

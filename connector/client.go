@@ -201,7 +201,7 @@ func New(opts ...Option) (*Client, error) {
 func (c *Client) httpClient(getCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *http.Client {
 	tr := &http.Transport{
 		DialContext:         c.dial,
-		TLSClientConfig:     &tls.Config{RootCAs: c.roots, GetClientCertificate: getCert, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     &tls.Config{RootCAs: c.roots, GetClientCertificate: getCert, MinVersion: tls.VersionTLS12, Time: c.now},
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,

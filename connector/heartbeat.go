@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/clock"
 )
 
 // HeartbeatResult is the outcome of one management info call.
@@ -53,7 +55,7 @@ type HeartbeatOption func(*heartbeatOptions)
 type heartbeatOptions struct {
 	interval time.Duration
 	ticks    <-chan time.Time
-	now      func() time.Time
+	clock    clock.Clock
 	onResult func(HeartbeatResult)
 	onChange func(ManagementInfo)
 	initial  *ManagementInfo
@@ -92,15 +94,16 @@ func HeartbeatJumps(changed func() <-chan struct{}) HeartbeatOption {
 	return func(o *heartbeatOptions) { o.jumps = changed }
 }
 
-// HeartbeatClock sets the time source of results and status (default
-// time.Now).
-func HeartbeatClock(now func() time.Time) HeartbeatOption {
+// HeartbeatClock sets the clock of the beats (every interval on it,
+// unless HeartbeatTicks drives them) and the time of results and status
+// (default: the system clock).
+func HeartbeatClock(c clock.Clock) HeartbeatOption {
 	return func(o *heartbeatOptions) {
-		if now == nil {
+		if c == nil {
 			o.invalid(fmt.Errorf("%w: nil clock", ErrInvalidInput))
 			return
 		}
-		o.now = now
+		o.clock = c
 	}
 }
 
@@ -129,7 +132,7 @@ func NewHeartbeat(c *Client, infoURL string, opts ...HeartbeatOption) (*Heartbea
 	if _, err := checkURL("infoUrl", infoURL); err != nil {
 		return nil, err
 	}
-	h := &Heartbeat{client: c, infoURL: infoURL, heartbeatOptions: heartbeatOptions{interval: time.Minute, now: time.Now}}
+	h := &Heartbeat{client: c, infoURL: infoURL, heartbeatOptions: heartbeatOptions{interval: time.Minute, clock: clock.System}}
 	for _, o := range opts {
 		o(&h.heartbeatOptions)
 	}
@@ -150,17 +153,15 @@ func (h *Heartbeat) Status() HeartbeatStatus {
 // Run beats once at once and then on every tick until ctx ends; it returns
 // nil then. Failures do not stop it: they are reported.
 func (h *Heartbeat) Run(ctx context.Context) error {
-	ticks := h.ticks
-	if ticks == nil {
-		t := time.NewTicker(h.interval)
-		defer t.Stop()
-		ticks = t.C
-	}
 	h.Beat(ctx)
 	for {
 		var jumpC <-chan struct{}
 		if h.jumps != nil {
 			jumpC = h.jumps()
+		}
+		ticks := h.ticks
+		if ticks == nil {
+			ticks = h.clock.At(h.clock.Now().Add(h.interval))
 		}
 		select {
 		case <-ctx.Done():
@@ -178,7 +179,7 @@ func (h *Heartbeat) Beat(ctx context.Context) HeartbeatResult {
 	h.runMu.Lock()
 	defer h.runMu.Unlock()
 	info, err := h.client.Info(ctx, h.infoURL)
-	res := HeartbeatResult{Time: h.now(), Info: info, Err: err}
+	res := HeartbeatResult{Time: h.clock.Now(), Info: info, Err: err}
 	h.mu.Lock()
 	h.st.LastAttempt = res.Time
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/credbroker/credbroker/connector"
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 )
 
 func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
@@ -23,9 +24,10 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	results := make(chan connector.HeartbeatResult, 16)
 	changes := make(chan connector.ManagementInfo, 16)
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	clk := fakeclock.New(now)
 	hb, err := connector.NewHeartbeat(c, p.API.InfoURL,
 		connector.HeartbeatTicks(ticks),
-		connector.HeartbeatClock(func() time.Time { return now }),
+		connector.HeartbeatClock(clk),
 		connector.OnResult(func(r connector.HeartbeatResult) { results <- r }),
 		connector.OnChange(func(i connector.ManagementInfo) { changes <- i }),
 	)
@@ -64,6 +66,7 @@ func TestHeartbeatReportsAndPublishesChanges(t *testing.T) {
 	})
 	for i := 1; i <= 2; i++ {
 		now = now.Add(time.Minute)
+		clk.Set(now)
 		ticks <- now
 		g.Eventually(results).Should(Receive(&r))
 		g.Expect(r.Err).To(HaveOccurred())
@@ -164,4 +167,31 @@ func TestHeartbeatBeatsOnAClockJump(t *testing.T) {
 	g.Consistently(results, 100*time.Millisecond).ShouldNot(Receive(), "one beat per jump")
 	cancel()
 	g.Eventually(done).Should(Receive(BeNil()))
+}
+
+// Without HeartbeatTicks the beats follow the heartbeat's clock: a test
+// clock that advances by the interval makes it beat (the end-to-end suites
+// fast-forward the binary this way).
+func TestHeartbeatBeatsOnItsClock(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(20 * time.Second)
+	f := newFake()
+	defer f.Close()
+	p := paired(t, f, "app")
+	c := f.client(connector.WithCertificate(p.TLSCertificate()), connector.WithRetry(1, time.Millisecond))
+	clk := fakeclock.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	results := make(chan connector.HeartbeatResult, 16)
+	hb, err := connector.NewHeartbeat(c, p.API.InfoURL, connector.HeartbeatClock(clk), connector.HeartbeatInterval(time.Hour),
+		connector.OnResult(func(r connector.HeartbeatResult) { results <- r }))
+	g.Expect(err).NotTo(HaveOccurred())
+	runCtx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	go func() { _ = hb.Run(runCtx) }()
+	g.Eventually(results).Should(Receive())
+	g.Eventually(clk.Waiters).Should(Equal(1))
+	g.Consistently(results, 50*time.Millisecond).ShouldNot(Receive(), "no beat before the interval passed on the clock")
+	clk.Advance(time.Hour)
+	var r connector.HeartbeatResult
+	g.Eventually(results).Should(Receive(&r))
+	g.Expect(r.Time).To(Equal(clk.Now()))
 }

@@ -5,9 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
+	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,33 +120,50 @@ type Stats struct {
 
 // Cache resolves destinations through a Finder and caches them. Safe for
 // concurrent use.
+//
+// A user-dependent entry belongs to the exact user token that fetched it
+// (the Destination service checked that token; the cache does not check
+// signatures), so it is never served to another token, even one that
+// claims the same user. A hit finds the entry by a fast hash of the token
+// (maphash, a random seed per cache) and then compares the token with the
+// entry's own copy in constant time: a hash collision costs a slower
+// lookup, never another user's entry. The copy lives as long as the entry
+// (at most until the token's exp); see docs/destinations.md for the threat
+// model.
 type Cache struct {
-	f   Finder
-	cfg CacheConfig
-	mac []byte
+	f    Finder
+	cfg  CacheConfig
+	mac  []byte
+	seed maphash.Seed
+	// fastHash is maphash.String with seed (a seam for tests that force
+	// collisions).
+	fastHash func(string) uint64
 
 	macs sync.Pool // of hash.Hash (HMAC-SHA256 with mac)
 
 	mu       sync.Mutex
 	entries  map[Key]*entry
-	byToken  map[tokenKey]Key // user entries by the MAC of the token that fetched them
+	byToken  map[tokenKey]*entry // user entries by the fast hash of the token that fetched them
 	inflight map[string]*call
 
 	hits, misses, lookups, lookupErrs, refreshes, bypassed, evictions, stale atomic.Int64
 }
 
-// tokenKey finds a user entry from the request alone (no token parsing on
-// a hit).
+// tokenKey finds a user entry from the request alone (no token parsing or
+// MAC on a hit). h is the fast hash of the token: the entry's token is
+// compared before it is served.
 type tokenKey struct {
-	mac          [32]byte
+	h            uint64
 	tenant, name string
 }
 
 type entry struct {
-	e         *Entry
-	mac       [32]byte
-	hasMAC    bool
+	e *Entry
+	// token is the user token that fetched the entry ("" for none): the
+	// entry is served to this token only.
+	token     string
 	tk        tokenKey
+	k         Key
 	refreshAt time.Time
 	retryAt   time.Time
 	busy      bool
@@ -186,9 +206,37 @@ func NewCache(f Finder, cfg CacheConfig) (*Cache, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	c := &Cache{f: f, cfg: cfg, mac: key, entries: map[Key]*entry{}, byToken: map[tokenKey]Key{}, inflight: map[string]*call{}}
+	c := &Cache{f: f, cfg: cfg, mac: key, seed: maphash.MakeSeed(), entries: map[Key]*entry{}, byToken: map[tokenKey]*entry{}, inflight: map[string]*call{}}
+	c.fastHash = func(s string) uint64 { return maphash.String(c.seed, s) }
 	c.macs.New = func() any { return hmac.New(sha256.New, c.mac) }
 	return c, nil
+}
+
+// sameToken reports whether a and b are the same token, in a time that
+// depends on their lengths only (never on where they differ): 32 bytes a
+// round, in four independent words.
+func sameToken(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x := unsafe.Slice(unsafe.StringData(a), len(a))
+	y := unsafe.Slice(unsafe.StringData(b), len(b))
+	var v0, v1, v2, v3 uint64
+	for len(x) >= 32 && len(y) >= 32 {
+		v0 |= binary.LittleEndian.Uint64(x[0:8]) ^ binary.LittleEndian.Uint64(y[0:8])
+		v1 |= binary.LittleEndian.Uint64(x[8:16]) ^ binary.LittleEndian.Uint64(y[8:16])
+		v2 |= binary.LittleEndian.Uint64(x[16:24]) ^ binary.LittleEndian.Uint64(y[16:24])
+		v3 |= binary.LittleEndian.Uint64(x[24:32]) ^ binary.LittleEndian.Uint64(y[24:32])
+		x, y = x[32:], y[32:]
+	}
+	for len(x) >= 8 && len(y) >= 8 {
+		v0 |= binary.LittleEndian.Uint64(x) ^ binary.LittleEndian.Uint64(y)
+		x, y = x[8:], y[8:]
+	}
+	for i := 0; i < len(x) && i < len(y); i++ {
+		v1 |= uint64(x[i] ^ y[i])
+	}
+	return v0|v1|v2|v3 == 0
 }
 
 // macOf is the keyed MAC of a user token.
@@ -213,24 +261,38 @@ func (c *Cache) Stats() Stats {
 
 // Get resolves req from the cache or the service.
 func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
+	// The hit path: no parsing, no MAC, no allocation.
+	now := c.cfg.Now()
+	var h uint64
+	if req.UserToken != "" {
+		h = c.fastHash(req.UserToken) // outside the lock
+	}
+	c.mu.Lock()
+	var ent *entry
+	if req.UserToken != "" {
+		ent = c.byToken[tokenKey{h: h, tenant: req.Tenant, name: req.Name}]
+	} else {
+		ent = c.entries[Key{Tenant: req.Tenant, Name: req.Name}]
+	}
+	if e, ok := c.hit(ent, now, req, UserInfo{}); ok {
+		c.mu.Unlock()
+		c.hits.Add(1)
+		if c.cfg.Observer.Hit != nil {
+			c.cfg.Observer.Hit()
+		}
+		return e, nil
+	}
+	c.mu.Unlock()
+	return c.get(ctx, req)
+}
+
+// get is Get after a miss of the token index: a miss, or a fast-hash
+// collision (the token is then found by its user key).
+func (c *Cache) get(ctx context.Context, req Request) (*Entry, error) {
 	var info UserInfo
 	var mac [32]byte
 	if req.UserToken != "" {
 		mac = c.macOf(req.UserToken)
-		tk := tokenKey{mac: mac, tenant: req.Tenant, name: req.Name}
-		now := c.cfg.Now()
-		c.mu.Lock()
-		if k, ok := c.byToken[tk]; ok {
-			if e, ok := c.hit(k, mac, true, now, req, UserInfo{}); ok {
-				c.mu.Unlock()
-				c.hits.Add(1)
-				if c.cfg.Observer.Hit != nil {
-					c.cfg.Observer.Hit()
-				}
-				return e, nil
-			}
-		}
-		c.mu.Unlock()
 		var ok bool
 		info, ok = ParseUserToken(req.UserToken)
 		if !ok || info.Key == "" {
@@ -245,13 +307,20 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 	k := Key{Tenant: req.Tenant, User: info.Key, Name: req.Name}
 	now := c.cfg.Now()
 	c.mu.Lock()
-	if e, ok := c.hit(k, mac, req.UserToken != "", now, req, info); ok {
-		c.mu.Unlock()
-		c.hits.Add(1)
-		if c.cfg.Observer.Hit != nil {
-			c.cfg.Observer.Hit()
+	if ent := c.entries[k]; ent != nil {
+		if e, ok := c.hit(ent, now, req, info); ok {
+			if ent.token != "" {
+				// Found past a fast-hash collision: the index points at
+				// the entry in use again.
+				c.byToken[ent.tk] = ent
+			}
+			c.mu.Unlock()
+			c.hits.Add(1)
+			if c.cfg.Observer.Hit != nil {
+				c.cfg.Observer.Hit()
+			}
+			return e, nil
 		}
-		return e, nil
 	}
 	c.misses.Add(1)
 	ck := fmt.Sprintf("%d:%s|%d:%s|%d:%s|%x", len(k.Tenant), k.Tenant, len(k.User), k.User, len(k.Name), k.Name, mac)
@@ -266,7 +335,7 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 			c.mu.Lock()
 			delete(c.inflight, ck)
 			if cl.err == nil {
-				c.store(k, mac, req.UserToken != "", cl.e)
+				c.store(k, req.UserToken, cl.e)
 			}
 			c.mu.Unlock()
 			close(cl.done)
@@ -281,26 +350,26 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Entry, error) {
 	}
 }
 
-// hit returns the valid entry of k for the token's MAC and starts a
-// refresh when it is due (c.mu held). info may be empty: the refresh then
-// parses the token itself.
-func (c *Cache) hit(k Key, mac [32]byte, hasMAC bool, now time.Time, req Request, info UserInfo) (*Entry, bool) {
-	ent := c.entries[k]
-	if ent == nil || ent.hasMAC != hasMAC || ent.mac != mac || !now.Before(ent.e.Expiry) {
+// hit returns ent's Entry when it is valid and belongs to the request's
+// user token (compared in constant time), and starts a refresh when one is
+// due (c.mu held). info may be empty: the refresh then parses the token
+// itself.
+func (c *Cache) hit(ent *entry, now time.Time, req Request, info UserInfo) (*Entry, bool) {
+	if ent == nil || ent.k.Tenant != req.Tenant || ent.k.Name != req.Name || !sameToken(ent.token, req.UserToken) || !now.Before(ent.e.Expiry) {
 		return nil, false
 	}
 	if !now.Before(ent.refreshAt) && !ent.busy && !now.Before(ent.retryAt) {
 		ent.busy = true
-		if hasMAC && info.Key == "" {
+		if req.UserToken != "" && info.Key == "" {
 			info, _ = ParseUserToken(req.UserToken)
 		}
-		go c.refresh(k, mac, req, info)
+		go c.refresh(ent.k, req, info)
 	}
 	return ent.e, true
 }
 
 // refresh looks an entry up again in the background.
-func (c *Cache) refresh(k Key, mac [32]byte, req Request, info UserInfo) {
+func (c *Cache) refresh(k Key, req Request, info UserInfo) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.FetchTimeout)
 	defer cancel()
 	c.refreshes.Add(1)
@@ -308,19 +377,19 @@ func (c *Cache) refresh(k Key, mac [32]byte, req Request, info UserInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err == nil {
-		c.store(k, mac, req.UserToken != "", e)
+		c.store(k, req.UserToken, e)
 		return
 	}
-	if ent := c.entries[k]; ent != nil && ent.mac == mac {
+	if ent := c.entries[k]; ent != nil && sameToken(ent.token, req.UserToken) {
 		ent.busy = false
 		ent.retryAt = c.cfg.Now().Add(refreshRetry)
 		c.stale.Add(1)
 	}
 }
 
-// store caches e (c.mu held). An entry whose expiry has already passed is
-// not stored.
-func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
+// store caches e for the user token that fetched it (c.mu held). An entry
+// whose expiry has already passed is not stored.
+func (c *Cache) store(k Key, token string, e *Entry) {
 	now := c.cfg.Now()
 	if !now.Before(e.Expiry) {
 		return
@@ -335,13 +404,16 @@ func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
 	if ahead > life/2 {
 		ahead = life / 2
 	}
-	ent := &entry{e: e, mac: mac, hasMAC: hasMAC, refreshAt: e.Expiry.Add(-ahead)}
+	// A copy: the request's header must not be kept alive by the entry.
+	ent := &entry{e: e, token: strings.Clone(token), k: k, refreshAt: e.Expiry.Add(-ahead)}
 	if e.userBound {
 		ent.refreshAt = e.Expiry
 	}
-	if hasMAC {
-		ent.tk = tokenKey{mac: mac, tenant: k.Tenant, name: k.Name}
-		c.byToken[ent.tk] = k
+	if token != "" {
+		// On a fast-hash collision the later entry takes the index; the
+		// other is still found by its user key.
+		ent.tk = tokenKey{h: c.fastHash(token), tenant: k.Tenant, name: k.Name}
+		c.byToken[ent.tk] = ent
 	}
 	c.entries[k] = ent
 }
@@ -349,10 +421,8 @@ func (c *Cache) store(k Key, mac [32]byte, hasMAC bool, e *Entry) {
 // drop removes an entry and its token index (c.mu held).
 func (c *Cache) drop(k Key, ent *entry) {
 	delete(c.entries, k)
-	if ent.hasMAC {
-		if c.byToken[ent.tk] == k {
-			delete(c.byToken, ent.tk)
-		}
+	if ent.token != "" && c.byToken[ent.tk] == ent {
+		delete(c.byToken, ent.tk)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -297,5 +298,71 @@ func TestCacheNoRefreshPastTheUserToken(t *testing.T) {
 	g.Expect(c.Stats().Refreshes).To(BeZero())
 	clk.add(10 * time.Second) // expired: the next request is a lookup
 	_, _ = c.Get(context.Background(), Request{Name: "d", UserToken: user})
+	g.Expect(f.calls.Load()).To(BeEquivalentTo(2))
+}
+
+func TestSameToken(t *testing.T) {
+	g := NewWithT(t)
+	base := strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789", 40) // 1440 bytes
+	g.Expect(sameToken("", "")).To(BeTrue())
+	g.Expect(sameToken("a", "")).To(BeFalse())
+	for _, n := range []int{1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 1439, 1440} {
+		a := base[:n]
+		g.Expect(sameToken(a, strings.Clone(a))).To(BeTrue(), "length %d", n)
+		g.Expect(sameToken(a, base[:n-1])).To(BeFalse(), "length %d vs %d", n, n-1)
+		for _, i := range []int{0, n / 2, n - 1} {
+			b := []byte(a)
+			b[i] ^= 0x01
+			g.Expect(sameToken(a, string(b))).To(BeFalse(), "length %d, differs at %d", n, i)
+		}
+	}
+}
+
+// TestCacheFastHashCollisionNeverServesAnotherToken forces every token to
+// one fast hash: each token still gets its own entry (found by its user
+// key after the comparison fails), never another's.
+func TestCacheFastHashCollisionNeverServesAnotherToken(t *testing.T) {
+	g := NewWithT(t)
+	f := &fakeFinder{answer: echoFinder(time.Time{})}
+	c, _ := NewCache(f, CacheConfig{})
+	c.fastHash = func(string) uint64 { return 42 }
+	ctx := context.Background()
+	// One length for all three: only the bytes tell them apart.
+	alice := jwt(map[string]any{"iss": "https://x", "zid": "z", "user_id": "alice"})
+	bob := jwt(map[string]any{"iss": "https://x", "zid": "z", "user_id": "bobby"})
+	forged := strings.TrimSuffix(alice, "c2ln") + "c2lo" // alice's claims, another signature
+	g.Expect(len(bob)).To(Equal(len(alice)))
+	for round := 0; round < 3; round++ {
+		for _, tok := range []string{alice, bob, alice, forged, bob} {
+			e, err := c.Get(ctx, Request{Name: "d", Tenant: "t1", UserToken: tok})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(e.Header.Get("Authorization")).To(Equal("Bearer for-t1-"+tok), "round %d", round)
+			c.mu.Lock()
+			g.Expect(c.byToken[tokenKey{h: 42, tenant: "t1", name: "d"}].token).To(Equal(tok), "the index points at the entry last used")
+			c.mu.Unlock()
+		}
+	}
+	// alice and bob keep their entries across rounds; the forged token
+	// (alice's user key, other bytes) replaces alice's entry each time it
+	// comes and is replaced again by alice: never shared.
+	g.Expect(c.Stats().Entries).To(Equal(2))
+}
+
+// TestCacheHitChecksTheEntryExpiry: a hit through the token index still
+// honours the user token's exp (the entry's expiry).
+func TestCacheHitChecksTheEntryExpiry(t *testing.T) {
+	g := NewWithT(t)
+	clk := newClock()
+	f := &fakeFinder{answer: echoFinder(time.Time{})}
+	c, _ := NewCache(f, CacheConfig{Now: clk.now, Skew: time.Second})
+	tok := jwt(map[string]any{"iss": "https://x", "zid": "z", "user_id": "u", "exp": clk.now().Add(time.Minute).Unix()})
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		_, err := c.Get(ctx, Request{Name: "d", UserToken: tok})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	g.Expect(f.calls.Load()).To(BeEquivalentTo(1))
+	clk.add(59 * time.Second) // within the skew of exp
+	_, _ = c.Get(ctx, Request{Name: "d", UserToken: tok})
 	g.Expect(f.calls.Load()).To(BeEquivalentTo(2))
 }

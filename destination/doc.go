@@ -11,9 +11,11 @@
 // Cache rules (see Cache):
 //   - the key is (tenant, user key, destination name); the user key is
 //     issuer + zone + user claim of the user token (user_id, else sub, for
-//     XSUAA; user_uuid for IAS), never the token text; an entry also keeps
-//     a keyed MAC of the token that fetched it, so a different token (even
-//     one that claims the same user) never reads it;
+//     XSUAA; user_uuid for IAS), never the token text; an entry is served
+//     only to the token that fetched it (a hit finds it by a seeded fast
+//     hash of the token and compares the token with the entry's copy in
+//     constant time), so a different token (even one that claims the same
+//     user) never reads it;
 //   - an entry expires at the earliest of the auth token's expiry, the user
 //     token's exp and the configured TTL, minus the skew;
 //   - a hit in the refresh-ahead window starts one background refresh;

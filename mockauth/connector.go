@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,7 +39,7 @@ const (
 
 // connectorCA is one connector: its CA and where it is served.
 type connectorCA struct {
-	ca           *authority
+	cas          atomic.Pointer[caSet] // the issuer and every CA trusted (carotation.go)
 	organization string
 	baseURL      string
 	runtime      bool // the phase-2 connector of a two-phase setup
@@ -90,15 +91,21 @@ type Received struct {
 }
 
 func newConnectorCA(cn, org string, now time.Time, ecdsaCA bool) (*connectorCA, error) {
-	newCA := newRSAAuthority
-	if ecdsaCA {
-		newCA = newAuthority
-	}
-	a, err := newCA(cn, now)
+	a, err := newConnectorAuthority(cn, now, ecdsaCA)
 	if err != nil {
 		return nil, err
 	}
-	return &connectorCA{ca: a, organization: org, ecdsa: ecdsaCA}, nil
+	c := &connectorCA{organization: org, ecdsa: ecdsaCA}
+	c.cas.Store(&caSet{issuer: a, trusted: []*authority{a}})
+	return c, nil
+}
+
+// newConnectorAuthority is a connector CA: RSA as Kyma's, or ECDSA.
+func newConnectorAuthority(cn string, now time.Time, ecdsaCA bool) (*authority, error) {
+	if ecdsaCA {
+		return newAuthority(cn, now)
+	}
+	return newRSAAuthority(cn, now)
 }
 
 func (c *connectorCA) subject(app string) pkix.Name {
@@ -382,7 +389,7 @@ func (s *Server) clientIdentity(r *http.Request, checkRevoked bool) (peerIdentit
 	chain := r.TLS.VerifiedChains[0]
 	leaf := chain[0]
 	id := peerIdentity{app: leaf.Subject.CommonName, serial: leaf.SerialNumber.String(), sha256: fingerprint(leaf.Raw), conn: s.central, leaf: leaf}
-	if chain[len(chain)-1].Equal(s.runtime.ca.cert) {
+	if s.runtime != s.central && s.runtime.trusts(chain[len(chain)-1]) {
 		id.conn = s.runtime
 	}
 	if checkRevoked {
@@ -489,7 +496,8 @@ func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bo
 	if !c.ecdsa {
 		tmpl.SignatureAlgorithm = csr.SignatureAlgorithm
 	}
-	cert, err := c.ca.sign(tmpl, csr.PublicKey)
+	issuer := c.issuer()
+	cert, err := issuer.sign(tmpl, csr.PublicKey)
 	if err != nil {
 		return nil, connErr(http.StatusInternalServerError, "sign_failed", "Error while creating certificate: %s", err)
 	}
@@ -502,9 +510,9 @@ func (s *Server) signCSR(r *http.Request, c *connectorCA, app string, renewal bo
 	leaf := pemCert(cert.Raw)
 	enc := base64.StdEncoding.EncodeToString
 	return map[string]string{
-		"crt":       enc(append(slices.Clone(leaf), c.ca.pem...)),
+		"crt":       enc(append(slices.Clone(leaf), issuer.pem...)),
 		"clientCrt": enc(leaf),
-		"caCrt":     enc(c.ca.pem),
+		"caCrt":     enc(issuer.pem),
 	}, nil
 }
 
@@ -596,7 +604,7 @@ func (s *Server) gatewayHandler() http.Handler {
 		if e == nil && id.app != r.PathValue("app") {
 			e = connErr(http.StatusForbidden, "wrong_application", "Certificate does not belong to application %q.", r.PathValue("app"))
 		}
-		if e == nil && need != nil && !r.TLS.VerifiedChains[0][len(r.TLS.VerifiedChains[0])-1].Equal(need.ca.cert) {
+		if e == nil && need != nil && !need.trusts(r.TLS.VerifiedChains[0][len(r.TLS.VerifiedChains[0])-1]) {
 			phase := "central (phase-1)"
 			if need.runtime {
 				phase = "runtime (phase-2)"

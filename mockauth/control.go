@@ -561,6 +561,7 @@ func (s *Server) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"token": tok.String(), "cert": cert.String()})
 	})
 	s.destinationAdmin(mux)
+	s.caRotationAdmin(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusNotFound, fmt.Errorf("mockauth: no such control endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -104,6 +104,11 @@ type Options struct {
 	// on-premise stand-in and an Internet backend stand-in, and adds the
 	// "destination" and "connectivity" bindings (destination.go).
 	Destinations bool
+	// ConnectorCARotation enables RotateConnectorCA and the control
+	// endpoint POST /mock/connector-ca: add a new central connector CA,
+	// switch issuance to it, remove the old one (a credbroker extension
+	// for rotation tests).
+	ConnectorCARotation bool
 	// Logger receives debug logs of requests (never secrets); silent when nil.
 	Logger *slog.Logger
 	// Now is the clock for token iat/exp, certificate validity, pairing
@@ -165,7 +170,11 @@ type Server struct {
 	clientCA *authority // signs the x509 binding's certificate
 	extraCAs *x509.CertPool
 	central  *connectorCA
-	runtime  *connectorCA // == central when not two-phase
+	// caRotation is Options.ConnectorCARotation; caMu orders the steps.
+	caRotation   bool
+	caMu         sync.Mutex
+	caGeneration int
+	runtime      *connectorCA // == central when not two-phase
 
 	tenants []Tenant
 	clients map[string]*client
@@ -299,11 +308,13 @@ func (s *Server) BindingCertificate() tls.Certificate { return s.bindingCert }
 
 // ConnectorCAPEM returns the PEM of the central connector's CA (the caCrt of
 // its certificate responses).
-func (s *Server) ConnectorCAPEM() []byte { return append([]byte(nil), s.central.ca.pem...) }
+func (s *Server) ConnectorCAPEM() []byte { return append([]byte(nil), s.central.issuer().pem...) }
 
 // RuntimeConnectorCAPEM returns the PEM of the runtime connector's CA; the
 // same as ConnectorCAPEM when not two-phase.
-func (s *Server) RuntimeConnectorCAPEM() []byte { return append([]byte(nil), s.runtime.ca.pem...) }
+func (s *Server) RuntimeConnectorCAPEM() []byte {
+	return append([]byte(nil), s.runtime.issuer().pem...)
+}
 
 // ClientSecret returns the client secret of a client id of the mock, "" for
 // the x509 client or an unknown id. It is a secret: never log it.

@@ -2,7 +2,6 @@ package mockauth
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"log/slog"
@@ -84,6 +83,7 @@ func newServer(opts Options) (*Server, error) {
 		pairingTTL:       opts.PairingTokenTTL,
 		refresh:          map[string]*refreshGrant{},
 		strictRevocation: opts.StrictRevocation,
+		caRotation:       opts.ConnectorCARotation,
 		uniqueSerials:    opts.UniqueSerials,
 		pairing:          map[string]*pairingToken{},
 		revoked:          map[string]bool{},
@@ -185,9 +185,6 @@ func (s *Server) tlsConfigs() (tlsConfigs, error) {
 		certPool = s.extraCAs.Clone()
 		certPool.AddCert(s.clientCA.cert)
 	}
-	connPool := x509.NewCertPool()
-	connPool.AddCert(s.central.ca.cert)
-	connPool.AddCert(s.runtime.ca.cert)
 
 	tc := tlsConfigs{base: base, secret: base(), cert: base(), connector: base(), gateway: base()}
 	tc.cert.ClientAuth = tls.RequireAndVerifyClientCert
@@ -196,7 +193,16 @@ func (s *Server) tlsConfigs() (tlsConfigs, error) {
 	// without one ends with the TLS alert "certificate required", as in
 	// Kyma).
 	tc.gateway.ClientAuth = tls.RequireAndVerifyClientCert
-	tc.gateway.ClientCAs = connPool
+	tc.gateway.ClientCAs = s.connectorPool()
+	// The CAs the gateway trusts change with a connector CA rotation
+	// (carotation.go): every handshake takes the current pool.
+	gw := tc.gateway
+	tc.gateway = base()
+	tc.gateway.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := gw.Clone()
+		c.ClientCAs = s.connectorPool()
+		return c, nil
+	}
 	return tc, nil
 }
 

@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -127,6 +129,9 @@ type Config struct {
 	source string
 	// lines maps field paths ("routes[1].auth") to their line.
 	lines map[string]int
+	// bindingNames are the bindings that exist, for "did you mean" (set by
+	// ValidateBindings).
+	bindingNames []string
 }
 
 // Timeouts of upstream calls. Zero means the default.
@@ -262,6 +267,9 @@ type Certificate struct {
 	// pair) and keeps that certificate alive too, under the name
 	// RuntimeName() ("<name>-runtime").
 	RuntimeDir string `yaml:"runtime_dir"`
+	// Persist keeps the pair and connection.json in a Kubernetes Secret as
+	// well, shared by replicas (persist_config.go); nil: off.
+	Persist *CertificatePersist `yaml:"persist"`
 }
 
 // RuntimeName is the name routes use for the second-phase certificate.
@@ -273,43 +281,105 @@ func (c *Config) Source() string { return c.source }
 // ParseConfig decodes a YAML configuration strictly (an unknown key is an
 // error naming the key and its line), applies defaults and checks what can
 // be checked without bindings (Validate checks the rest). source names the
-// file in messages ("config /etc/credbroker.yaml").
+// file in messages ("config /etc/credbroker.yaml"). The error, when not nil,
+// is ConfigErrors holding every problem found (see ParseConfigAll).
 func ParseConfig(data []byte, source string) (*Config, error) {
-	cfg := &Config{source: source}
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			var root yaml.Node
-			_ = yaml.Unmarshal(data, &root) // best effort: names the key of a bad duration
-			return nil, yamlError(source, err, &root)
-		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-			return nil, ConfigErrors{{Source: source, Line: extra.Line, Err: fmt.Errorf("%w: more than one YAML document", ErrConfigSyntax)}}
-		}
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err == nil {
-			cfg.lines = map[string]int{}
-			indexLines(&root, "", cfg.lines)
-		}
-	}
-	cfg.applyDefaults()
-	if errs := cfg.check(); len(errs) > 0 {
+	cfg, errs := ParseConfigAll(data, source)
+	if len(errs) > 0 {
 		return nil, errs
 	}
 	return cfg, nil
 }
 
+// ParseConfigAll is ParseConfig that keeps going: it returns every problem
+// of the file at once — unknown keys (with the key it probably meant and the
+// keys that exist there), values of the wrong type, and everything the
+// checks find in what did decode — sorted by line. The configuration is
+// returned as far as it decoded (nil only for malformed YAML), so that the
+// bindings, files and CA bundles it names can be checked too (credbroker
+// validate); it must not be served when errs is not empty.
+func ParseConfigAll(data []byte, source string) (*Config, ConfigErrors) {
+	cfg := &Config{source: source}
+	var errs ConfigErrors
+	// Paths that had a type error (their checks would only repeat it), and
+	// the keys an unknown key probably meant (a "missing value" there is
+	// the same mistake).
+	bad := map[string]bool{}
+	suggested := map[string]bool{}
+	if len(bytes.TrimSpace(data)) > 0 {
+		var root yaml.Node
+		if err := yaml.Unmarshal(data, &root); err != nil {
+			return nil, yamlError(source, err, nil)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, yamlError(source, err, &root)
+			}
+			for _, e := range yamlError(source, err, &root) {
+				if e.Field != "" {
+					bad[e.Field] = true
+				}
+				errs = append(errs, e)
+			}
+		}
+		var extra yaml.Node
+		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			errs = append(errs, &ConfigError{Source: source, Line: extra.Line, Err: fmt.Errorf("%w: more than one YAML document", ErrConfigSyntax)})
+		}
+		cfg.lines = map[string]int{}
+		indexLines(&root, "", cfg.lines)
+		errs = append(errs, unknownKeys(&root, reflect.TypeOf(*cfg), "", source, suggested)...)
+	}
+	cfg.applyDefaults()
+	for _, e := range cfg.check() {
+		if underAny(e.Field, bad) || suggested[e.Field] {
+			continue
+		}
+		errs = append(errs, e)
+	}
+	sortByLine(errs)
+	return cfg, errs
+}
+
+// underAny reports whether field is one of paths or inside one of them.
+func underAny(field string, paths map[string]bool) bool {
+	for f := field; f != ""; {
+		if paths[f] {
+			return true
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			return false
+		}
+		f = f[:i]
+	}
+	return false
+}
+
+// sortByLine orders problems by line; those without a line keep their
+// order after the others.
+func sortByLine(errs ConfigErrors) {
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, b := errs[i].Line, errs[j].Line
+		if a == 0 || b == 0 {
+			return a != 0 && b == 0
+		}
+		return a < b
+	})
+}
+
 var (
 	reUnknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
 	reYAMLLine     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	reTypeValue    = regexp.MustCompile("^cannot unmarshal !!\\w+ `([^`]*)` into ")
 )
 
 // yamlError turns yaml.v3 errors into ConfigErrors with lines and key names.
 // The YAML text itself is never quoted (a secret pasted into the wrong key
 // must not reach the log).
-func yamlError(source string, err error, root *yaml.Node) error {
+func yamlError(source string, err error, root *yaml.Node) ConfigErrors {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		var out ConfigErrors
@@ -328,7 +398,13 @@ func yamlError(source string, err error, root *yaml.Node) error {
 				out = append(out, durationError(source, line, m[1], root))
 				continue
 			}
-			out = append(out, &ConfigError{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrInvalidValue, redactYAMLValue(msg))})
+			field := ""
+			if m := reTypeValue.FindStringSubmatch(msg); m != nil {
+				field = scalarKeyAt(root, "", line, m[1])
+			} else if line > 0 {
+				field = collectionKeyAt(root, "", line)
+			}
+			out = append(out, &ConfigError{Source: source, Line: line, Field: field, Err: fmt.Errorf("%w: %s", ErrInvalidValue, redactYAMLValue(msg))})
 		}
 		return out
 	}
@@ -339,6 +415,44 @@ func yamlError(source string, err error, root *yaml.Node) error {
 		msg = m[2]
 	}
 	return ConfigErrors{{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrConfigSyntax, msg)}}
+}
+
+// collectionKeyAt returns the dotted path of the first mapping value on
+// line that is a mapping or a sequence ("" when none is): where a value of
+// the wrong kind ("auth: [bearer]") stands.
+func collectionKeyAt(n *yaml.Node, path string, line int) string {
+	if n == nil {
+		return ""
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := collectionKeyAt(c, path, line); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			v := n.Content[i+1]
+			if (v.Kind == yaml.MappingNode || v.Kind == yaml.SequenceNode) && v.Line == line {
+				return p
+			}
+			if q := collectionKeyAt(v, p, line); q != "" {
+				return q
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if p := collectionKeyAt(c, fmt.Sprintf("%s[%d]", path, i), line); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 var reDuration = regexp.MustCompile("^cannot unmarshal !!\\w+ `([^`]*)` into time.Duration$")
@@ -442,6 +556,14 @@ func (c *Config) line(field string) int {
 		f = f[:i]
 	}
 	return 0
+}
+
+// Problem returns a *ConfigError about field (a dotted path such as
+// "certificates[0].dir") of the route or certificate name, with the line
+// of the field (or of its closest parent) in the file. err must carry no
+// secret.
+func (c *Config) Problem(field, name string, err error) *ConfigError {
+	return &ConfigError{Source: c.source, Line: c.line(field), Field: field, Name: name, Err: err}
 }
 
 func (c *Config) errorf(field, name string, sentinel error, format string, a ...any) *ConfigError {
@@ -609,6 +731,7 @@ func (c *Config) check() ConfigErrors {
 		if ct.KeyType != "" && ct.PairingURLFile == "" && ct.RuntimeDir == "" {
 			errs = append(errs, c.errorf(f+".key_type", ct.Name, ErrInvalidValue, "key_type is for pairing: set pairing_url_file or runtime_dir"))
 		}
+		errs = c.checkPersist(errs, f, &c.Certificates[i])
 		if ct.RuntimeDir != "" && ct.Name != "" {
 			if j, dup := certs[ct.RuntimeName()]; dup {
 				errs = append(errs, c.errorf(f+".runtime_dir", ct.Name, ErrDuplicateName, "%q is also certificates[%d]", ct.RuntimeName(), j))
@@ -633,7 +756,7 @@ func (c *Config) check() ConfigErrors {
 		}
 		if t := c.Inbound.TLS; t != nil && t.Certificate != "" {
 			if _, ok := certs[t.Certificate]; !ok {
-				errs = append(errs, c.errorf("inbound.tls.certificate", "", ErrUnknownCertificate, "%q is not in certificates", t.Certificate))
+				errs = append(errs, c.errorf("inbound.tls.certificate", "", ErrUnknownCertificate, "%q is not in certificates%s", t.Certificate, hint(t.Certificate, "certificates", sortedKeys(certs))))
 			}
 		}
 	}
@@ -681,7 +804,7 @@ func (c *Config) check() ConfigErrors {
 			errs = append(errs, c.errorf(af+".binding", r.Name, ErrMissingValue, "a bearer route needs a binding"))
 		}
 		tokens := a.Binding != "" && (a.Type == AuthBearer || a.Type == AuthMTLS || a.Type == AuthDestination)
-		if !tokens && (len(a.Scopes) > 0 || a.Grant != "" || a.Tenant != "" || a.TenantHeader != "") {
+		if !tokens && a.Type != AuthBearer && (len(a.Scopes) > 0 || a.Grant != "" || a.Tenant != "" || a.TenantHeader != "") {
 			errs = append(errs, c.errorf(af, r.Name, ErrInvalidValue, "scopes, grant, tenant and tenant_header need a bearer route (or an mtls route with a binding)"))
 		}
 		if a.Binding != "" && !tokens {
@@ -701,7 +824,7 @@ func (c *Config) check() ConfigErrors {
 			if a.Certificate == "" {
 				errs = append(errs, c.errorf(af+".certificate", r.Name, ErrMissingValue, "an mtls route needs a certificate (a name from certificates)"))
 			} else if _, ok := certs[a.Certificate]; !ok {
-				errs = append(errs, c.errorf(af+".certificate", r.Name, ErrUnknownCertificate, "%q is not in certificates", a.Certificate))
+				errs = append(errs, c.errorf(af+".certificate", r.Name, ErrUnknownCertificate, "%q is not in certificates%s", a.Certificate, hint(a.Certificate, "certificates", sortedKeys(certs))))
 			}
 			if u, err := url.Parse(r.Upstream); err == nil && u.Scheme == "http" {
 				errs = append(errs, c.errorf(f+".upstream", r.Name, ErrInvalidValue, "an mtls route needs an https:// upstream"))
@@ -772,6 +895,31 @@ type BindingInfo struct {
 // binding of that name exists.
 type BindingLookup func(name string) (info BindingInfo, ok bool)
 
+// ValidateBindings is Validate with the names of the bindings that exist:
+// an unknown binding's message then lists them and suggests the closest.
+func (c *Config) ValidateBindings(lookup BindingLookup, names []string) error {
+	c.bindingNames = names
+	return c.Validate(lookup)
+}
+
+// unknownBinding is the error of a reference to a binding that does not
+// exist: `unknown binding: "my-xsuaaa"; did you mean "my-xsuaa"? (bindings: …)`.
+func (c *Config) unknownBinding(field, name, binding string) *ConfigError {
+	if c.bindingNames == nil {
+		return c.errorf(field, name, ErrUnknownBinding, "%q", binding)
+	}
+	return c.errorf(field, name, ErrUnknownBinding, "%q%s", binding, hint(binding, "bindings", c.bindingNames))
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Validate checks the references from routes, certificates and the token
 // API to bindings. Call it after ParseConfig with the bindings the sidecar
 // will use.
@@ -781,7 +929,7 @@ func (c *Config) Validate(lookup BindingLookup) error {
 		info, ok := lookup(binding)
 		switch {
 		case !ok:
-			errs = append(errs, c.errorf(field, name, ErrUnknownBinding, "%q", binding))
+			errs = append(errs, c.unknownBinding(field, name, binding))
 		case wantAuth && !info.Auth:
 			errs = append(errs, c.errorf(field, name, ErrInvalidValue, "binding %q is not an xsuaa or identity binding", binding))
 		case wantCert && !info.Certificate:
@@ -830,6 +978,8 @@ func (c *Config) usedBindings() []string {
 	}
 	for _, r := range c.Routes {
 		add(r.Auth.Binding)
+		add(r.Auth.Connectivity)      // destination routes
+		add(r.Auth.PrincipalExchange) // destination routes
 	}
 	for _, b := range c.TokenAPI.Bindings {
 		add(b)

@@ -108,6 +108,24 @@ type DestinationResolver interface {
 	Resolve(ctx context.Context, req DestinationRequest) (*ResolvedDestination, error)
 }
 
+// DestinationCredentialChecker is implemented by resolvers that can say,
+// for /readyz and /status, whether the credentials of their route's
+// bindings can be had now: a token of the destination binding and, on a
+// route that names a connectivity binding (it may serve OnPremise
+// destinations), a token of that binding — the Connectivity proxy's
+// credential — for tenant ("" for the provider). It does not look a
+// destination up. Safe for concurrent use; it returns when ctx ends.
+type DestinationCredentialChecker interface {
+	CheckCredentials(ctx context.Context, tenant string) []CredentialCheck
+}
+
+// CredentialCheck is the outcome of one token check of a binding.
+type CredentialCheck struct {
+	Binding string
+	Token   Token
+	Err     error
+}
+
 // DestinationError is implemented by resolver errors that know the status
 // and reason the proxy answers with.
 type DestinationError interface {
@@ -167,7 +185,7 @@ func (c *Config) validateDestinationRoute(errs ConfigErrors, i int, r Route, loo
 		info, ok := lookup(b)
 		switch {
 		case !ok:
-			errs = append(errs, c.errorf(field, r.Name, ErrUnknownBinding, "%q", b))
+			errs = append(errs, c.unknownBinding(field, r.Name, b))
 		case !info.Auth:
 			errs = append(errs, c.errorf(field, r.Name, ErrInvalidValue, "binding %q is not an xsuaa or identity binding", b))
 		}
@@ -180,7 +198,7 @@ func (c *Config) validateDestinationRoute(errs ConfigErrors, i int, r Route, loo
 		info, ok := lookup(b.name)
 		switch {
 		case !ok:
-			errs = append(errs, c.errorf(field, r.Name, ErrUnknownBinding, "%q", b.name))
+			errs = append(errs, c.unknownBinding(field, r.Name, b.name))
 		case info.Service != b.kind:
 			errs = append(errs, c.errorf(field, r.Name, ErrInvalidValue, "binding %q is not a %s service binding", b.name, b.kind))
 		}
@@ -343,14 +361,9 @@ func (d *destRoute) serve(w http.ResponseWriter, req *http.Request, decRest, res
 	start := time.Now()
 	defer func() { r.metrics.duration.Observe(time.Since(start).Seconds()) }()
 
-	tenant := r.tenant
-	if r.tenantHdr != "" {
-		if v := req.Header[r.tenantHdr]; len(v) > 0 {
-			if v[0] != "" {
-				tenant = v[0]
-			}
-			delete(req.Header, r.tenantHdr)
-		}
+	tenant, ok := r.requestTenant(w, req)
+	if !ok {
+		return
 	}
 	var user string
 	if v := req.Header[d.userHdr]; len(v) > 0 {
@@ -464,9 +477,9 @@ func (m *Metrics) DestinationCacheHits(binding string) prometheus.Counter {
 }
 
 // newDestinationTransport builds the transports of destination routes.
-func newDestinationTransportFactory(cfg *Config, dial func(ctx context.Context, network, addr string) (net.Conn, error), roots *x509.CertPool) func(*tls.Certificate, bool) *http.Transport {
+func newDestinationTransportFactory(cfg *Config, dial func(ctx context.Context, network, addr string) (net.Conn, error), roots *x509.CertPool, now func() time.Time) func(*tls.Certificate, bool) *http.Transport {
 	return func(cert *tls.Certificate, onPremise bool) *http.Transport {
-		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, Time: now}
 		if cert != nil {
 			c := cert
 			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c, nil }

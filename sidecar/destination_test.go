@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/credbroker/credbroker/internal/testpki"
 	. "github.com/onsi/gomega"
@@ -226,4 +227,77 @@ func TestDestinationRouteOnPremiseHTTPS(t *testing.T) {
 	g.Expect(connectHdr.Get("Proxy-Authorization")).To(Equal("Bearer conn-token"))
 	g.Expect(connectHdr.Get(HeaderConnectivityLocation)).To(Equal("loc1"))
 	g.Expect(connectHdr.Get(HeaderConnectivityPrincipal)).To(Equal("Bearer bob-jwt"))
+}
+
+// checkingResolver is a fakeResolver that also answers credential checks.
+type checkingResolver struct {
+	fakeResolver
+	checks  []CredentialCheck
+	tenants []string
+}
+
+func (c *checkingResolver) CheckCredentials(_ context.Context, tenant string) []CredentialCheck {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tenants = append(c.tenants, tenant)
+	return c.checks
+}
+
+// TestDestinationRouteReadiness: a destination route is ready when its
+// bindings are usable and their tokens can be had; a failed connectivity
+// token makes the proxy unready with the binding named, once per binding
+// however many routes share it; an unusable connectivity binding is a
+// reason of its own (and is not asked for a token).
+func TestDestinationRouteReadiness(t *testing.T) {
+	exp := time.Now().Add(time.Hour)
+	ok := CredentialCheck{Binding: "dest", Token: Token{AccessToken: "t", ExpiresAt: exp}}
+	connOK := CredentialCheck{Binding: "conn", Token: Token{AccessToken: "c", ExpiresAt: exp}}
+	connFail := CredentialCheck{Binding: "conn", Err: errors.New("tokenclient: 401 invalid_client")}
+	twoRoutes := destYAML + "  - name: erp2\n    auth: {type: destination, destination: d2, binding: dest, connectivity: conn, tenant: acme}\n"
+	lookup := func(problems map[string][]string) BindingLookup {
+		return func(name string) (BindingInfo, bool) {
+			switch name {
+			case "dest":
+				return BindingInfo{Service: "destination", Problems: problems[name]}, true
+			case "conn":
+				return BindingInfo{Service: "connectivity", Problems: problems[name]}, true
+			}
+			return BindingInfo{}, false
+		}
+	}
+	for _, tc := range []struct {
+		name        string
+		yaml        string
+		checks      []CredentialCheck
+		problems    map[string][]string
+		wantReasons []string
+		wantAsked   bool
+	}{
+		{"both tokens", destYAML, []CredentialCheck{ok, connOK}, nil, []string{}, true},
+		{"no connectivity token", twoRoutes, []CredentialCheck{ok, connFail}, nil,
+			[]string{`binding "conn": no valid token: tokenclient: 401 invalid_client`}, true},
+		{"connectivity binding unusable", destYAML, []CredentialCheck{ok, connOK}, map[string][]string{"conn": {"the binding has no usable client credential"}},
+			[]string{`binding "conn" is unusable: the binding has no usable client credential`}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			cr := &checkingResolver{checks: tc.checks}
+			deps := Deps{Bindings: lookup(tc.problems), Destinations: map[string]DestinationResolver{"erp": cr, "erp2": cr}}
+			tp := newTestProxy(t, testpki.NewCA(), tc.yaml, deps)
+			st := tp.p.status(context.Background(), time.Now())
+			g.Expect(st.Reasons).To(Equal(tc.wantReasons))
+			g.Expect(st.Ready).To(Equal(len(tc.wantReasons) == 0))
+			if tc.wantAsked {
+				g.Expect(cr.tenants).To(ContainElement(""), "the route's tenant: the provider")
+			} else {
+				g.Expect(cr.tenants).To(BeEmpty())
+			}
+			for _, b := range st.Bindings {
+				if b.Name == "conn" && len(tc.wantReasons) == 0 {
+					g.Expect(b.TokenExpiresAt).NotTo(BeNil())
+				}
+			}
+			g.Expect(st.Bindings).To(ContainElement(HaveField("Name", "conn")), "the connectivity binding is listed")
+		})
+	}
 }

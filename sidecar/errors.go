@@ -15,6 +15,7 @@ var (
 	ErrMissingValue       = errors.New("missing value")
 	ErrDuplicateName      = errors.New("duplicate name")
 	ErrUnknownBinding     = errors.New("unknown binding")
+	ErrUnusableBinding    = errors.New("unusable binding")
 	ErrUnknownCertificate = errors.New("unknown certificate")
 	ErrNonLoopback        = errors.New("listen address is not loopback; set allow_non_loopback (or --allow-non-loopback) to allow it")
 	ErrReloadListen       = errors.New("listen addresses cannot change on reload; restart credbroker")

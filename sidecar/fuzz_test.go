@@ -24,11 +24,31 @@ func FuzzParseConfig(f *testing.F) {
 		"? [a]\n: b\n",
 		"&a [*a]\n",
 		"---\n---\n",
+		"drain_timout: 5s\nroutes: [{name: a, upstream: https://a.example, auth: {type: mtls, certificate: c, bindng: b}}]\n",
+		"routes: [{name: a, upstream: https://a.example, auth: [none]}]\nmax_token_keys: x\n",
+		"routes:\n  - name: a\n    auth:\n      <<: {type: none}\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The validate path: every problem at once, the partial config
+		// checked against bindings, never a panic.
+		all, errs := ParseConfigAll(data, "fuzz")
+		if all == nil && len(errs) == 0 {
+			t.Fatal("ParseConfigAll: neither a config nor a problem")
+		}
+		for _, e := range errs {
+			if e == nil || e.Err == nil {
+				t.Fatalf("ParseConfigAll: empty problem in %v", errs)
+			}
+		}
+		if all != nil {
+			_ = all.ValidateBindings(func(n string) (BindingInfo, bool) { return BindingInfo{Auth: true}, n == "b" }, []string{"b", "my-xsuaa"})
+		}
 		cfg, err := ParseConfig(data, "fuzz")
+		if (err == nil) != (len(errs) == 0) {
+			t.Fatalf("ParseConfig and ParseConfigAll disagree: %v / %v", err, errs)
+		}
 		if err != nil {
 			var ce *ConfigError
 			if !errors.As(err, &ce) {

@@ -165,7 +165,7 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		if t, ok := transports[certName]; ok {
 			return t
 		}
-		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, Time: o.now}
 		if cert != nil {
 			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 				if c := cert.Current(); c != nil {
@@ -195,7 +195,7 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		return t
 	}
 
-	destTransport := newDestinationTransportFactory(cfg, dial, roots)
+	destTransport := newDestinationTransportFactory(cfg, dial, roots, o.now)
 	var errs ConfigErrors
 	for i, rc := range cfg.Routes {
 		field := fmt.Sprintf("routes[%d]", i)
@@ -451,14 +451,9 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 	start := time.Now()
 	defer func() { r.metrics.duration.Observe(time.Since(start).Seconds()) }()
 
-	tenant := r.tenant
-	if r.tenantHdr != "" {
-		if v := req.Header[r.tenantHdr]; len(v) > 0 {
-			if v[0] != "" {
-				tenant = v[0]
-			}
-			delete(req.Header, r.tenantHdr)
-		}
+	tenant, ok := r.requestTenant(w, req)
+	if !ok {
+		return
 	}
 	appAuth := req.Header["Authorization"]
 	var assertion string

@@ -135,6 +135,7 @@ func (s *Server) Run(ctx context.Context) error {
 			// rotates, a reload replaces the guard).
 			inLn = tls.NewListener(inLn, &tls.Config{
 				MinVersion: tls.VersionTLS12,
+				Time:       s.o.now,
 				GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 					return s.gen.Load().deps.Inbound.TLSConfig(), nil
 				},

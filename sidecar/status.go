@@ -227,10 +227,24 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 		r   *route
 		tok Token
 		err error
+		// destination routes: the checks of their bindings
+		checker DestinationCredentialChecker
+		checks  []CredentialCheck
 	}
 	var probes []*probe
 	seen := map[TokenSource]bool{}
 	for _, r := range p.routes {
+		if r.dest != nil {
+			// A destination route: its destination binding's token and, if
+			// it names one, its connectivity binding's (the proxy's
+			// credential). Destinations themselves are not looked up.
+			ch, ok := r.dest.resolver.(DestinationCredentialChecker)
+			if !ok || !usable(byName, r.cfg.Auth.Binding) || !usable(byName, r.cfg.Auth.Connectivity) {
+				continue
+			}
+			probes = append(probes, &probe{r: r, checker: ch})
+			continue
+		}
 		if r.tokens == nil || r.jwtBearer || seen[r.tokens] {
 			continue
 		}
@@ -246,26 +260,45 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if pr.checker != nil {
+				pr.checks = pr.checker.CheckCredentials(tctx, pr.r.tenant)
+				return
+			}
 			pr.tok, pr.err = pr.r.tokens.Token(tctx, TokenRequest{Tenant: pr.r.tenant})
 		}()
 	}
 	wg.Wait()
 	cancel()
-	for _, pr := range probes {
-		r, tok, err := pr.r, pr.tok, pr.err
-		bs := byName[r.cfg.Auth.Binding]
-		if ok, why := judgeToken(r.cfg.Auth.Binding, tok, err, now); !ok {
-			st.Reasons = append(st.Reasons, why)
+	reasons := map[string]bool{} // one line per binding and cause, however many routes share it
+	judge := func(binding string, tok Token, err error) {
+		bs := byName[binding]
+		if bs == nil {
+			return
+		}
+		if ok, why := judgeToken(binding, tok, err, now); !ok {
+			if !reasons[why] {
+				reasons[why] = true
+				st.Reasons = append(st.Reasons, why)
+			}
 			if err != nil {
 				bs.LastError = err.Error()
 			} else {
 				bs.LastError = why
 			}
-			continue
+			return
 		}
 		if bs.TokenExpiresAt == nil || tok.ExpiresAt.Before(*bs.TokenExpiresAt) {
 			bs.TokenExpiresAt = timePtr(tok.ExpiresAt)
 		}
+	}
+	for _, pr := range probes {
+		if pr.checker != nil {
+			for _, c := range pr.checks {
+				judge(c.Binding, c.Token, c.Err)
+			}
+			continue
+		}
+		judge(pr.r.cfg.Auth.Binding, pr.tok, pr.err)
 	}
 	bnames := make([]string, 0, len(byName))
 	for n := range byName {
@@ -277,6 +310,16 @@ func (p *Proxy) status(ctx context.Context, now time.Time) Status {
 	}
 	st.Ready = len(st.Reasons) == 0
 	return st
+}
+
+// usable reports whether binding b ("" for none) is not known to be
+// unusable.
+func usable(byName map[string]*BindingStatus, b string) bool {
+	if b == "" {
+		return true
+	}
+	bs := byName[b]
+	return bs != nil && bs.Usable
 }
 
 // certificateStates reports every certificate's state for the metrics.

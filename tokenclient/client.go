@@ -96,6 +96,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 			MinVersion:         tls.VersionTLS12,
 			RootCAs:            o.roots,
 			ClientSessionCache: c.sessions,
+			Time:               o.clock.Now, // certificate validity on the client's clock
 		}
 		if cfg.x509() {
 			tlsCfg.GetClientCertificate = cfg.GetClientCertificate
@@ -122,7 +123,12 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	}
 	c.lastRead, c.monoOK = clock.Read(o.clock)
 	c.wall.Store(c.lastRead.Wall.UnixNano())
+	// Under lifeMu: tick re-arms c.ticker under it, and the first tick may
+	// run before this assignment is seen without the lock (a race the
+	// detector reported with a short clockCheck).
+	c.lifeMu.Lock()
 	c.ticker = o.clock.AfterFunc(o.clockCheck, c.tick)
+	c.lifeMu.Unlock()
 	return c, nil
 }
 

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/clock"
 )
 
 const maxBody = 1 << 20
@@ -51,7 +53,7 @@ func (c *Client) fetch(ctx context.Context, r *Request) (tok *Token, attempts, s
 		}
 		c.o.log.Debug("token request failed; retrying", "token_url", ep.url, "attempt", attempts,
 			"status", status, "wait", wait, "error", err)
-		if c.o.clock.Sleep(ctx, wait) != nil {
+		if clock.Sleep(ctx, c.o.clock, wait) != nil {
 			break
 		}
 	}

@@ -64,6 +64,13 @@ func (f *fakeClock) AfterFunc(d time.Duration, fn func()) Timer {
 	return t
 }
 
+// At is AfterFunc with a channel (clock.Clock).
+func (f *fakeClock) At(t time.Time) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	f.AfterFunc(t.Sub(f.Now()), func() { ch <- f.Now() })
+	return ch
+}
+
 func (f *fakeClock) Advance(d time.Duration) {
 	f.mu.Lock()
 	f.now = f.now.Add(d)

@@ -13,44 +13,20 @@ import (
 	"github.com/credbroker/credbroker/internal/clock"
 )
 
-// Clock is the client's source of time. Now stamps tokens and decides the
-// negative cache; AfterFunc schedules refresh-ahead and expiry (the cache
-// hit path reads flags those timers set, so it never reads the clock);
-// Sleep waits between retries. A fake clock makes all three deterministic
-// in tests. Implementations must be safe for concurrent use.
-type Clock interface {
-	Now() time.Time
-	// AfterFunc calls f (in its own goroutine, or synchronously from the
-	// call that advances a fake clock) once d has passed.
-	AfterFunc(d time.Duration, f func()) Timer
-	// Sleep waits for d, or returns ctx.Err() when ctx ends first.
-	Sleep(ctx context.Context, d time.Duration) error
-}
+// Clock is the client's source of time, the module's one clock
+// abstraction (internal/clock). Now stamps tokens and decides the negative
+// cache; AfterFunc schedules refresh-ahead and expiry (the cache hit path
+// reads flags those timers set, so it never reads the clock); waits between
+// retries use the clock's Sleep when it has one (clock.Sleeper), else At.
+// When the clock also implements clock.Monotonic, the client compares the
+// two to notice a host suspend or a step of the wall clock. A fake clock
+// makes all of it deterministic in tests. Implementations must be safe for
+// concurrent use.
+type Clock = clock.Clock
 
 // Timer is a scheduled call; Stop cancels it if it has not run.
 // *time.Timer implements it.
-type Timer interface{ Stop() bool }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
-// Monotonic implements clock.Monotonic: the client compares it with Now to
-// notice a host suspend or a step of the wall clock.
-func (realClock) Monotonic() time.Duration { return clock.System.(clock.Monotonic).Monotonic() }
-
-func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-
-func (realClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+type Timer = clock.Timer
 
 // RetryPolicy bounds the retries of one fetch. Network errors, 408, 429 and
 // 5xx are retried with full-jitter exponential backoff (a random wait in
@@ -134,7 +110,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		clock:           realClock{},
+		clock:           clock.System,
 		log:             slog.New(slog.DiscardHandler),
 		pol:             policy{refreshFraction: 2.0 / 3, jitter: 0.1, skew: 30 * time.Second, margin: DefaultOutageMargin, defaultLife: 5 * time.Minute},
 		retry:           RetryPolicy{MaxAttempts: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second, MaxElapsed: 30 * time.Second},

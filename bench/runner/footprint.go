@@ -155,7 +155,7 @@ func runGoBenchmarks(ctx context.Context, o options) ([]goBenchResult, error) {
 	if o.smoke {
 		count, benchtime = "1", "100x"
 	}
-	pkgs := []string{"./tokenclient/", "./sidecar/...", "./oauth1/", "./vcap/"}
+	pkgs := []string{"./tokenclient/", "./sidecar/...", "./oauth1/", "./vcap/", "./broker/", "./destination/"}
 	args := append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", count, "-benchtime", benchtime}, pkgs...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	out, err := cmd.CombinedOutput()

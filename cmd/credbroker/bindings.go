@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/credbroker/credbroker/sidecar"
 	"github.com/credbroker/credbroker/vcap"
 )
 
@@ -30,7 +32,9 @@ func init() {
 }
 
 // bindingView is one element of `bindings --json` (DESIGN.md). It holds no
-// secret: only names, URLs, dates and problem texts.
+// secret: only names, URLs, dates and problem texts. Kind, ServiceURL and
+// Proxy are set for destination and connectivity bindings only (whose Auth
+// is the OAuth client credbroker fetches their tokens with).
 type bindingView struct {
 	Name           string   `json:"name"`
 	Label          string   `json:"label"`
@@ -40,6 +44,9 @@ type bindingView struct {
 	Auth           string   `json:"auth"`
 	TokenURL       string   `json:"token_url"`
 	CertNotAfter   string   `json:"cert_not_after,omitempty"`
+	Kind           string   `json:"kind,omitempty"`
+	ServiceURL     string   `json:"service_url,omitempty"`
+	Proxy          string   `json:"proxy,omitempty"`
 	Problems       []string `json:"problems"`
 }
 
@@ -48,9 +55,23 @@ func viewOf(b *vcap.Binding) bindingView {
 		Name: b.Name, Label: b.Label, Plan: b.Plan, InstanceName: b.InstanceName,
 		Auth: string(vcap.AuthNone), Problems: append([]string{}, b.Problems...),
 	}
-	if a := b.Auth; a != nil {
+	a := b.Auth
+	if svc, ok := vcap.ServiceOf(b); ok {
+		// A destination or connectivity binding: not an auth binding, but
+		// an OAuth client all the same (tokens per tenant for the service).
+		v.Kind, v.ServiceURL, a = svc.Kind, svc.URI, svc.Auth
+		if svc.ProxyHost != "" && svc.ProxyPort != "" {
+			v.Proxy = net.JoinHostPort(svc.ProxyHost, svc.ProxyPort)
+		}
+		v.Problems = append([]string{}, svc.Problems...)
+	}
+	if a != nil {
 		v.CredentialType = a.CredentialType
 		v.Auth = string(a.Auth)
+		if a.Auth == vcap.AuthNone {
+			v.TokenURL = ""
+			return v
+		}
 		v.TokenURL = a.TokenURL
 		if !a.CertificateExpiresAt.IsZero() {
 			v.CertNotAfter = a.CertificateExpiresAt.UTC().Format(time.RFC3339)
@@ -81,7 +102,31 @@ func runBindings(ctx context.Context, e *cmdEnv, o any) error {
 	} else {
 		printBindingsTable(e, set.Source, views)
 	}
-	return problemsError(set)
+	if err := problemsError(set); err != nil {
+		return err
+	}
+	return serviceProblemsError(views)
+}
+
+// serviceProblemsError is exit 2 for destination and connectivity
+// bindings that credbroker could not use (their problems are the service
+// view's, beyond the binding's own).
+func serviceProblemsError(views []bindingView) error {
+	var lines []string
+	n := 0
+	for _, v := range views {
+		if v.Kind == "" || len(v.Problems) == 0 {
+			continue
+		}
+		n++
+		for _, p := range v.Problems {
+			lines = append(lines, fmt.Sprintf("  binding %q (%s): %s", v.Name, v.Kind, p))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return badInputf("%d of %d bindings have problems:\n%s", n, len(views), strings.Join(lines, "\n"))
 }
 
 func printBindingsTable(e *cmdEnv, source string, views []bindingView) {
@@ -98,6 +143,7 @@ func printBindingsTable(e *cmdEnv, source string, views []bindingView) {
 			v.Auth, dash(v.TokenURL), dash(v.CertNotAfter), status)
 	}
 	_ = tw.Flush()
+	printServicesTable(e, views)
 	var probs []string
 	for _, v := range views {
 		probs = append(probs, v.Problems...)
@@ -105,6 +151,29 @@ func printBindingsTable(e *cmdEnv, source string, views []bindingView) {
 	if len(probs) > 0 {
 		fmt.Fprintf(e.stdout, "\nProblems:\n  %s\n", strings.Join(probs, "\n  "))
 	}
+}
+
+// printServicesTable lists what the destination and connectivity
+// bindings point at.
+func printServicesTable(e *cmdEnv, views []bindingView) {
+	header := false
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	for _, v := range views {
+		if v.Kind == "" {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(e.stdout, "\nDestination and connectivity services:\n\n")
+			fmt.Fprintln(tw, "NAME\tKIND\tSERVICE-URL\tPROXY")
+			header = true
+		}
+		proxy := dash(v.Proxy)
+		if v.Kind == vcap.KindConnectivity && v.Proxy == "" {
+			proxy = "- (the binding names none: destinations.connectivity_proxy, by default " + sidecar.DefaultConnectivityProxy + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", dash(v.Name), v.Kind, dash(v.ServiceURL), proxy)
+	}
+	_ = tw.Flush()
 }
 
 func dash(s string) string {

@@ -95,7 +95,10 @@ func writeZshCompletion(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "    %s\n", zshQuote(n+":"+commands[n].summary))
 	}
-	fmt.Fprintf(w, "  )\n  if (( CURRENT == 2 )); then\n    _describe 'command' cmds\n    return\n  fi\n  case ${words[2]} in\n")
+	// _arguments sees the words after the command (else it takes the
+	// command for a positional argument it has no spec for and completes
+	// nothing).
+	fmt.Fprintf(w, "  )\n  if (( CURRENT == 2 )); then\n    _describe 'command' cmds\n    return\n  fi\n  local cmd=${words[2]}\n  shift words\n  (( CURRENT-- ))\n  case $cmd in\n")
 	for _, n := range names {
 		fmt.Fprintf(w, "    %s)\n      _arguments", n)
 		for _, f := range flags[n] {

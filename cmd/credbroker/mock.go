@@ -21,6 +21,7 @@ type MockOptions struct {
 	CertTTL      time.Duration `flag:"cert-ttl" env:"CREDBROKER_MOCK_CERT_TTL" usage:"lifetime of the connector's client certificates, down to seconds" default:"24h"`
 	PairingTTL   time.Duration `flag:"pairing-ttl" env:"CREDBROKER_MOCK_PAIRING_TTL" usage:"lifetime of one-time pairing tokens" default:"5m"`
 	TwoPhase     bool          `flag:"two-phase" env:"CREDBROKER_MOCK_TWO_PHASE" usage:"serve a central and a runtime connector, each with its own CA"`
+	CARotation   bool          `flag:"connector-ca-rotation" env:"CREDBROKER_MOCK_CONNECTOR_CA_ROTATION" usage:"enable POST /mock/connector-ca {\"step\": \"add\"|\"switch\"|\"remove-old\"} to rotate the central connector's CA (docs/testing.md)"`
 	Application  string        `flag:"application" env:"CREDBROKER_MOCK_APPLICATION" usage:"application name of the pairing-url token" default:"app1"`
 	Destinations bool          `flag:"destinations" env:"CREDBROKER_MOCK_DESTINATIONS" usage:"also serve a Destination service and a Connectivity proxy (bindings destination and connectivity; seed with POST /mock/destinations, see docs/destinations.md)"`
 	HostsFile    string        `flag:"hosts-file" env:"CREDBROKER_MOCK_HOSTS_FILE" usage:"write 'ADDRESS NAME' lines for every host name the mock serves to this file (for /etc/hosts, Java's -Djdk.net.hosts.file, or a client's own lookup)"`
@@ -47,7 +48,7 @@ func init() {
 	register(&command{
 		name:       "mock",
 		summary:    "run the mock auth server (XSUAA-style token service and connector) until SIGTERM",
-		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--destinations] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--port443 auto|on|off] [--listen-host IP [--allow-non-loopback]]",
+		usage:      "[--dir DIR] [--cert-ttl D] [--token-ttl D] [--binding-cert-ttl D] [--two-phase] [--connector-ca-rotation] [--destinations] [--application NAME] [--pairing-ttl D] [--hosts-file F] [--port443 auto|on|off] [--listen-host IP [--allow-non-loopback]]",
 		newOptions: func() any { return &MockOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
 			return runMock(ctx, e, opts.(*MockOptions))
@@ -102,16 +103,22 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	fmt.Fprintln(e.stdout, mockBanner)
 	e.log.Warn("test server — never expose: the mock's control API serves every credential without authentication", "listen_host", o.ListenHost)
 	port443, _ := mockauth.ParsePort443Mode(o.Port443) // checked by validate
+	clk, err := processClock()
+	if err != nil {
+		return err
+	}
 	srv, err := mockauth.Start(mockauth.Options{
-		Port443:         port443,
-		Host:            o.ListenHost,
-		TokenTTL:        o.TokenTTL,
-		CertTTL:         o.CertTTL,
-		PairingTokenTTL: o.PairingTTL,
-		TwoPhase:        o.TwoPhase,
-		BindingCertTTL:  o.BindingTTL,
-		Destinations:    o.Destinations,
-		Logger:          e.log,
+		Now:                 clk.Now,
+		Port443:             port443,
+		Host:                o.ListenHost,
+		TokenTTL:            o.TokenTTL,
+		CertTTL:             o.CertTTL,
+		PairingTokenTTL:     o.PairingTTL,
+		TwoPhase:            o.TwoPhase,
+		ConnectorCARotation: o.CARotation,
+		BindingCertTTL:      o.BindingTTL,
+		Destinations:        o.Destinations,
+		Logger:              e.log,
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
@@ -32,6 +33,8 @@ type RunOptions struct {
 	AccessLog        string        `flag:"access-log" env:"CREDBROKER_ACCESS_LOG" usage:"turn the per-request access log on and append it to FILE (- for standard output); overrides access_log.enabled and access_log.path"`
 	AccessLogFormat  string        `flag:"access-log-format" env:"CREDBROKER_ACCESS_LOG_FORMAT" usage:"access log format, json or text; overrides access_log.format (default json)"`
 	AccessLogSample  string        `flag:"access-log-sample" env:"CREDBROKER_ACCESS_LOG_SAMPLE" usage:"share of successful requests the access log records, 0 to 1 (refusals and errors are always recorded); overrides access_log.sample (default 1)"`
+	PersistSecret    string        `flag:"persist-kubernetes-secret" env:"CREDBROKER_PERSIST_KUBERNETES_SECRET" usage:"keep the pair of the certificate that pairs at start (pairing_url_file) in the Kubernetes Secret [NAMESPACE/]NAME, shared by replicas; sets its persist.kubernetes_secret: (the API server from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT)"`
+	ServiceAccount   string        `flag:"service-account-dir" env:"CREDBROKER_SERVICE_ACCOUNT_DIR" usage:"the service account's token, ca.crt and namespace for persist.kubernetes_secret: (the token is read again before every request)" default:"/var/run/secrets/kubernetes.io/serviceaccount"`
 }
 
 func init() {
@@ -39,7 +42,8 @@ func init() {
 		name:    "run",
 		summary: "the sidecar: a loopback proxy that adds credentials to the app's outbound calls, a token API, health and metrics",
 		usage: "[--config FILE] [--listen ADDR] [--admin-listen ADDR] [--allow-non-loopback] [--resolve PATTERN=ADDR]... [--ca-file F] " +
-			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--access-log FILE] [--access-log-format json|text] [--access-log-sample F] " +
+			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--persist-kubernetes-secret [NS/]NAME] [--service-account-dir DIR] " +
+			"[--access-log FILE] [--access-log-format json|text] [--access-log-sample F] " +
 			"[--vcap-file F | --bindings-dir D] [--key-file K]",
 		newOptions: func() any { return &RunOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
@@ -49,16 +53,7 @@ func init() {
 }
 
 func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
-	if len(e.args) > 0 {
-		return badInputf("unexpected argument %q", e.args[0])
-	}
-	if o.PollInterval <= 0 {
-		return badInputf("--poll-interval %v: want a positive duration", o.PollInterval)
-	}
-	if o.DrainTimeout < 0 {
-		return badInputf("--drain-timeout %v: must not be negative", o.DrainTimeout)
-	}
-	if _, err := o.accessLogSample(); err != nil {
+	if err := o.check(e); err != nil {
 		return err
 	}
 	if kind, display := o.sources().Chosen(); kind != "" {
@@ -66,7 +61,11 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 			e.log.Warn("binding sources: the first one set wins, others are ignored", "source", display, "ignored", strings.Join(ign, ","))
 		}
 	}
-	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log))
+	clk, err := processClock()
+	if err != nil {
+		return err
+	}
+	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log), broker.WithClock(clk))
 	if err != nil {
 		return err
 	}
@@ -100,9 +99,37 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	return err
 }
 
+// check refuses arguments and flag values run and validate cannot use.
+func (o *RunOptions) check(e *cmdEnv) error {
+	if len(e.args) > 0 {
+		return badInputf("unexpected argument %q", e.args[0])
+	}
+	if o.PollInterval <= 0 {
+		return badInputf("--poll-interval %v: want a positive duration", o.PollInterval)
+	}
+	if o.DrainTimeout < 0 {
+		return badInputf("--drain-timeout %v: must not be negative", o.DrainTimeout)
+	}
+	if _, err := o.accessLogSample(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ignoredSources is validate's warning that more than one binding source
+// is set ("" when not): the first one wins (run logs the same with attributes).
+func (o *RunOptions) ignoredSources() string {
+	if kind, display := o.sources().Chosen(); kind != "" {
+		if ign := o.ignored(); len(ign) > 0 {
+			return fmt.Sprintf("binding sources: the first one set wins, others are ignored: using %s, ignoring %s", display, strings.Join(ign, ", "))
+		}
+	}
+	return ""
+}
+
 // brokerOptions are the settings the flags lay over the config file.
 func (o *RunOptions) brokerOptions() broker.Options {
-	sample, _ := o.accessLogSample() // runRun refused a bad value
+	sample, _ := o.accessLogSample() // check refused a bad value
 	return broker.Options{
 		ConfigFile:       o.Config,
 		Listen:           o.Listen,
@@ -118,6 +145,12 @@ func (o *RunOptions) brokerOptions() broker.Options {
 		AccessLog:        o.AccessLog,
 		AccessLogFormat:  o.AccessLogFormat,
 		AccessLogSample:  sample,
+		PersistSecret:    o.PersistSecret,
+		Kubernetes: broker.KubernetesAPI{
+			Host:              os.Getenv("KUBERNETES_SERVICE_HOST"),
+			Port:              os.Getenv("KUBERNETES_SERVICE_PORT"),
+			ServiceAccountDir: o.ServiceAccount,
+		},
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -39,10 +40,34 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 				g.Expect(errOut).To(ContainSubstring(w))
 			}
 			g.Expect(out + errOut).NotTo(ContainSubstring("planted-run-secret-9f8e7d"))
+
+			// validate judges the same input the same way, in the same words.
+			args[0] = "validate"
+			vcode, vout, verrOut := runCmd(args...)
+			g.Expect(vcode).To(Equal(exitInput), "stdout %s\nstderr %s", vout, verrOut)
+			g.Expect(problems(errOut, "run")).NotTo(BeEmpty())
+			g.Expect(problems(verrOut, "validate")).To(Equal(problems(errOut, "run")))
+			g.Expect(vout + verrOut).NotTo(ContainSubstring("planted-run-secret-9f8e7d"))
 		})
 	}
 	g := NewWithT(t)
 	code, _, errOut := runCmd("run", "--config", filepath.Join(dir, "missing.yaml"))
 	g.Expect(code).To(Equal(exitInput))
 	g.Expect(errOut).To(ContainSubstring("--config " + filepath.Join(dir, "missing.yaml")))
+	code, _, verrOut := runCmd("validate", "--config", filepath.Join(dir, "missing.yaml"))
+	g.Expect(code).To(Equal(exitInput))
+	g.Expect(problems(verrOut, "validate")).To(Equal(problems(errOut, "run")))
+}
+
+// problems is the error output of a command without its log lines and
+// with the command's name taken out.
+func problems(stderr, cmd string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "time=") || strings.HasPrefix(l, "credbroker validate: warning: ") || l == "" {
+			continue
+		}
+		out = append(out, strings.Replace(l, "credbroker "+cmd+": ", "credbroker CMD: ", 1))
+	}
+	return out
 }

@@ -1,7 +1,8 @@
 // Package bindings_test drives the built credbroker binary's `bindings`
 // command against every binding source, checks its table and JSON output,
 // its exit code 2 on each kind of bad input, and that no planted secret ever
-// reaches stdout or stderr.
+// reaches stdout or stderr; and the commands that need no mock: `validate`
+// (against `run` on the same input) and the shell completion scripts.
 package bindings_test
 
 import (

@@ -26,6 +26,9 @@ type view struct {
 	Auth           string   `json:"auth"`
 	TokenURL       string   `json:"token_url"`
 	CertNotAfter   string   `json:"cert_not_after"`
+	Kind           string   `json:"kind"`
+	ServiceURL     string   `json:"service_url"`
+	Proxy          string   `json:"proxy"`
 	Problems       []string `json:"problems"`
 }
 
@@ -243,6 +246,98 @@ var _ = Describe("credbroker bindings", func() {
 			Expect(string(s.Err.Contents())).To(Or(ContainSubstring("level=DEBUG"), ContainSubstring(`"level":"DEBUG"`)))
 			w.secrets.ExpectNotIn(s.Out.Contents(), s.Err.Contents())
 		}
+	})
+
+	Describe("destination and connectivity bindings", func() {
+		var (
+			svcVCAP, svcRoot, destSecret string
+			connLeaf                     *testpki.Leaf
+		)
+		BeforeEach(func() {
+			destSecret = w.secrets.Plant("destination client secret")
+			connLeaf = w.ca.Issue(testpki.ClientAuth(), testpki.WithCommonName("connectivity-client"))
+			connKey := connLeaf.KeyPEM(testpki.PKCS8)
+			w.secrets.Add("connectivity key", string(connKey))
+			doc := map[string]any{
+				"destination": []any{map[string]any{"name": "my-destination", "label": "destination", "plan": "lite", "instance_name": "dest-inst",
+					"credentials": map[string]any{"clientid": "sb-dest!b1", "clientsecret": destSecret, "url": "https://provider.authentication.localhost:8443",
+						"uaadomain": "authentication.localhost", "uri": "https://destination-configuration.cfapps.localhost"}}},
+				"connectivity": []any{map[string]any{"name": "my-connectivity", "label": "connectivity", "plan": "lite", "instance_name": "conn-inst",
+					"credentials": map[string]any{"clientid": "sb-conn!b2", "credential-type": "x509", "url": "https://provider.authentication.localhost:8443",
+						"certificate": string(connLeaf.CertPEM()), "key": string(connKey),
+						"onpremise_proxy_host": "connectivityproxy.internal.cf.localhost", "onpremise_proxy_http_port": "20003", "onpremise_proxy_port": "20004"}}},
+			}
+			b, err := json.Marshal(doc)
+			Expect(err).NotTo(HaveOccurred())
+			svcVCAP = filepath.Join(w.dir, "services.json")
+			Expect(os.WriteFile(svcVCAP, b, 0o600)).To(Succeed())
+			// Kyma: the connectivity binding has token_service_url and no
+			// proxy host.
+			svcRoot = filepath.Join(w.dir, "svcroot")
+			Expect(testpki.WriteKubernetesDir(filepath.Join(svcRoot, "my-destination"), map[string][]byte{
+				"type": []byte("destination"), "plan": []byte("lite"), "instance_name": []byte("dest-inst"),
+				"clientid": []byte("sb-dest!b1"), "clientsecret": []byte(destSecret), "url": []byte("https://provider.authentication.localhost:8443"),
+				"uri": []byte("https://destination-configuration.cfapps.localhost"),
+			})).To(Succeed())
+			Expect(testpki.WriteKubernetesDir(filepath.Join(svcRoot, "my-connectivity"), map[string][]byte{
+				"type": []byte("connectivity"), "plan": []byte("connectivity_proxy"), "instance_name": []byte("conn-inst"),
+				"clientid": []byte("sb-conn!b2"), "credential-type": []byte("x509"), "token_service_url": []byte("https://provider.authentication.localhost:8443/oauth/token"),
+				"certificate": connLeaf.CertPEM(), "key": connKey,
+			})).To(Succeed())
+		})
+
+		It("shows what they are — kind, credential, token URL, service URL or proxy — with no secret, from VCAP and from a binding directory", func() {
+			s := run(nil, "bindings", "--json", "--vcap-file", svcVCAP)
+			Expect(s).To(gexec.Exit(0), string(s.Err.Contents()))
+			m := byName(parseJSON(s))
+			Expect(m).To(HaveLen(2))
+			Expect(m["my-destination"]).To(Equal(view{Name: "my-destination", Label: "destination", Plan: "lite", InstanceName: "dest-inst",
+				Auth: "secret", TokenURL: "https://provider.authentication.localhost:8443/oauth/token",
+				Kind: "destination", ServiceURL: "https://destination-configuration.cfapps.localhost", Problems: []string{}}))
+			Expect(m["my-connectivity"]).To(Equal(view{Name: "my-connectivity", Label: "connectivity", Plan: "lite", InstanceName: "conn-inst",
+				CredentialType: "x509", Auth: "mtls", TokenURL: "https://provider.authentication.cert.localhost:8443/oauth/token",
+				CertNotAfter: connLeaf.Cert.NotAfter.UTC().Format(time.RFC3339), Kind: "connectivity",
+				Proxy: "connectivityproxy.internal.cf.localhost:20003", Problems: []string{}}))
+			w.secrets.ExpectNotIn(s.Out.Contents(), s.Err.Contents())
+
+			t := run(nil, "bindings", "--vcap-file", svcVCAP)
+			Expect(t).To(gexec.Exit(0))
+			out := string(t.Out.Contents())
+			Expect(out).To(MatchRegexp(`(?m)^my-destination\s+destination\s+lite\s+dest-inst\s+-\s+secret\s+https://provider\.authentication\.localhost:8443/oauth/token\s+-\s+ok$`))
+			Expect(out).To(MatchRegexp(`(?m)^my-connectivity\s+connectivity\s+lite\s+conn-inst\s+x509\s+mtls\s+https://provider\.authentication\.cert\.localhost:8443/oauth/token\s+\S+Z\s+ok$`))
+			Expect(out).To(MatchRegexp(`(?m)^NAME\s+KIND\s+SERVICE-URL\s+PROXY$`))
+			Expect(out).To(MatchRegexp(`(?m)^my-destination\s+destination\s+https://destination-configuration\.cfapps\.localhost\s+-$`))
+			Expect(out).To(MatchRegexp(`(?m)^my-connectivity\s+connectivity\s+-\s+connectivityproxy\.internal\.cf\.localhost:20003$`))
+			w.secrets.ExpectNotIn(t.Out.Contents(), t.Err.Contents())
+
+			// Kyma's layout: the proxy comes from the sidecar's config.
+			s = run(nil, "bindings", "--json", "--log-level", "debug", "--bindings-dir", svcRoot)
+			Expect(s).To(gexec.Exit(0), string(s.Err.Contents()))
+			m = byName(parseJSON(s))
+			Expect(m["my-destination"].Kind).To(Equal("destination"))
+			Expect(m["my-destination"].Auth).To(Equal("secret"))
+			Expect(m["my-connectivity"]).To(Equal(view{Name: "my-connectivity", Label: "connectivity", Plan: "connectivity_proxy", InstanceName: "conn-inst",
+				CredentialType: "x509", Auth: "mtls", TokenURL: "https://provider.authentication.cert.localhost:8443/oauth/token",
+				CertNotAfter: connLeaf.Cert.NotAfter.UTC().Format(time.RFC3339), Kind: "connectivity", Problems: []string{}}))
+			w.secrets.ExpectNotIn(s.Out.Contents(), s.Err.Contents())
+			t = run(nil, "bindings", "--bindings-dir", svcRoot)
+			Expect(t).To(gexec.Exit(0))
+			Expect(string(t.Out.Contents())).To(MatchRegexp(`(?m)^my-connectivity\s+connectivity\s+-\s+- \(the binding names none: destinations\.connectivity_proxy, by default connectivity-proxy\.kyma-system\.svc\.cluster\.local:20003\)$`))
+			w.secrets.ExpectNotIn(t.Out.Contents(), t.Err.Contents())
+		})
+
+		It("names the problem of a destination binding it could not use, and exits 2", func() {
+			f := filepath.Join(w.dir, "nouri.json")
+			Expect(os.WriteFile(f, []byte(`{"destination":[{"name":"no-uri","label":"destination","credentials":{"clientid":"c","clientsecret":"`+destSecret+`","url":"https://p.authentication.localhost"}}]}`), 0o600)).To(Succeed())
+			s := run(nil, "bindings", "--json", "--vcap-file", f)
+			Expect(s).To(gexec.Exit(2))
+			vs := parseJSON(s)
+			Expect(vs).To(HaveLen(1))
+			Expect(vs[0].Kind).To(Equal("destination"))
+			Expect(vs[0].Problems).To(ConsistOf(ContainSubstring(`field "uri": missing field`)))
+			Expect(string(s.Err.Contents())).To(ContainSubstring(`binding "no-uri" (destination): field "uri": missing field`))
+			w.secrets.ExpectNotIn(s.Out.Contents(), s.Err.Contents())
+		})
 	})
 
 	Describe("bad input: exit 2, a message naming source, binding and field, no secret", func() {

@@ -431,6 +431,134 @@ var _ = Describe("destination routes", func() {
 		Expect(a.seen.PrincipalClient).To(Equal(mockauth.X509ClientID), "exchanged for a token of xsuaa-x509")
 	})
 
+	It("is ready only while the connectivity binding of an on-premise route gets a token, says why in /readyz and /status, and recovers", func() {
+		e := newEnv()
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "erp", "URL": onpremURL, "Authentication": "NoAuthentication", "ProxyType": "OnPremise"}}, "provider")
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "web", "URL": e.mock.BackendURL(), "Authentication": "NoAuthentication"}}, "provider")
+		good, err := os.ReadFile(e.vcapFile)
+		Expect(err).NotTo(HaveOccurred())
+		secret := e.mock.ClientSecret(mockauth.ConnectivityClientID)
+		Expect(strings.Count(string(good), secret)).To(Equal(1))
+		wrong := e.secrets.Plant("wrong connectivity client secret")
+		e.write("vcap.json", []byte(strings.Replace(string(good), secret, wrong, 1)))
+
+		readyz := func(sc *harness.Sidecar) string {
+			resp, err := http.Get(sc.Admin + "/readyz")
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}
+		bindingStatus := func(sc *harness.Sidecar, name string) map[string]any {
+			resp, err := http.Get(sc.Admin + "/status")
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			var st struct {
+				Bindings []map[string]any `json:"bindings"`
+			}
+			Expect(json.NewDecoder(resp.Body).Decode(&st)).To(Succeed())
+			for _, b := range st.Bindings {
+				if b["name"] == name {
+					return b
+				}
+			}
+			return nil
+		}
+		setRoutes := func(sc *harness.Sidecar, routes string) {
+			cfg, err := os.ReadFile(sc.Config)
+			Expect(err).NotTo(HaveOccurred())
+			head, _, ok := strings.Cut(string(cfg), "routes:")
+			Expect(ok).To(BeTrue())
+			before := reloads(sc)
+			tmp := sc.Config + ".new"
+			Expect(os.WriteFile(tmp, []byte(head+routes), 0o600)).To(Succeed())
+			Expect(os.Rename(tmp, sc.Config)).To(Succeed())
+			sc.Session.Signal(syscall.SIGHUP)
+			Eventually(func() int { return reloads(sc) }).WithTimeout(30 * time.Second).Should(BeNumerically(">", before))
+		}
+
+		// An on-premise route whose connectivity binding gets no token:
+		// not ready, and the reason names the binding.
+		sc := e.start(routeYAML("erp"))
+		Eventually(func() string { return readyz(sc) }).WithTimeout(30 * time.Second).Should(And(
+			HavePrefix("503 "), ContainSubstring(`binding "connectivity": no valid token`)))
+		Expect(readyz(sc)).NotTo(ContainSubstring(`binding "destination"`), "the destination binding's token is had")
+		conn := bindingStatus(sc, "connectivity")
+		Expect(conn).To(HaveKeyWithValue("usable", true))
+		Expect(conn).To(HaveKeyWithValue("last_error", ContainSubstring("401")))
+		Expect(bindingStatus(sc, "destination")).To(HaveKey("token_expires_at"))
+		a := call(sc, "/erp/x", "", "")
+		Expect([]any{a.status, a.reason}).To(Equal([]any{503, "connectivity-token-unavailable"}))
+
+		// The rule is per route: a destination route that names no
+		// connectivity binding is not judged on it.
+		setRoutes(sc, "routes:\n  - name: web\n    auth: {type: destination, destination: web, binding: destination}\n")
+		Eventually(func() string { return readyz(sc) }).WithTimeout(30 * time.Second).Should(Equal("200 ready\n"))
+		Expect(call(sc, "/web/x", "", "").status).To(Equal(200))
+
+		// The on-premise route again, then the platform rotates the binding
+		// to a good secret: ready, and the route works.
+		setRoutes(sc, routeYAML("erp"))
+		Eventually(func() string { return readyz(sc) }).WithTimeout(30 * time.Second).Should(HavePrefix("503 "))
+		tmp := e.vcapFile + ".new"
+		Expect(os.WriteFile(tmp, good, 0o600)).To(Succeed())
+		Expect(os.Rename(tmp, e.vcapFile)).To(Succeed())
+		Eventually(func() string { return readyz(sc) }).WithTimeout(30 * time.Second).Should(Equal("200 ready\n"))
+		Expect(bindingStatus(sc, "connectivity")).To(HaveKey("token_expires_at"))
+		a = call(sc, "/erp/x", "", "")
+		Expect(a.status).To(Equal(200), a.body)
+	})
+
+	It("treats a hostile tenant header the same on a bearer route and a destination route: 400 tenant-invalid, nothing fetched or looked up", func() {
+		e := newEnv()
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "web", "URL": e.mock.BackendURL(), "Authentication": "NoAuthentication"}}, "provider", "subscriber1")
+		sc := e.start(routeYAML("web") + fmt.Sprintf("  - name: orders\n    upstream: %s\n    auth: {type: bearer, binding: xsuaa-secret, tenant_header: X-Tenant}\n", e.mock.BackendURL()))
+		send := func(route string, tenants ...string) (int, string, string) {
+			req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, sc.Proxy+"/"+route+"/x", nil)
+			Expect(err).NotTo(HaveOccurred())
+			req.Header["X-Tenant"] = tenants
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, resp.Header.Get("X-Credbroker-Error"), string(b)
+		}
+		// A subdomain, in any case, is that tenant on both routes.
+		for _, route := range []string{"web", "orders"} {
+			code, reason, body := send(route, "SUBSCRIBER1")
+			Expect(code).To(Equal(200), "%s: %s %s", route, reason, body)
+		}
+		Expect(e.mock.DestinationStats().LookupsByTenantName).To(HaveKeyWithValue("subscriber1/web", 1))
+		tokensBefore, lookupsBefore := e.mock.Stats().TokenRequests, e.mock.DestinationStats().Lookups
+
+		hostile := [][]string{
+			{"subscriber1.evil.example"}, {"evil.example/"}, {"subscriber1/../provider"}, {"a b"}, {"-subscriber1"}, {"subscriber1-"},
+			{strings.Repeat("a", 64)}, {"subscriber%31"}, {"sub\u00fcscriber"}, {"subscriber1", "provider"},
+		}
+		for _, h := range hostile {
+			var answers []string
+			for _, route := range []string{"web", "orders"} {
+				code, reason, body := send(route, h...)
+				Expect(code).To(Equal(400), "%q on %s", h, route)
+				Expect(reason).To(Equal("tenant-invalid"), "%q on %s", h, route)
+				for _, v := range h {
+					Expect(body).NotTo(ContainSubstring(v), "the value is not echoed")
+				}
+				answers = append(answers, strings.Replace(body, "route "+route+":", "route R:", 1))
+			}
+			Expect(answers[0]).To(Equal(answers[1]), "%q: one rule, one refusal", h)
+		}
+		Expect(e.mock.Stats().TokenRequests).To(Equal(tokensBefore), "no token was fetched for a hostile tenant")
+		Expect(e.mock.DestinationStats().Lookups).To(Equal(lookupsBefore), "no destination was looked up for a hostile tenant")
+		resp, err := http.Get(sc.Admin + "/metrics")
+		Expect(err).NotTo(HaveOccurred())
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		Expect(string(m)).To(ContainSubstring(fmt.Sprintf(`credbroker_proxy_refused_total{reason="tenant-invalid"} %d`, 2*len(hostile))))
+	})
+
 	It("keeps cached destinations across a configuration reload", func() {
 		e := newEnv()
 		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "cc", "URL": e.mock.BackendURL(), "Authentication": "OAuth2ClientCredentials"}}, "provider")

@@ -152,3 +152,23 @@ func ReadTree(dir string, skip ...string) [][]byte {
 	})
 	return out
 }
+
+// TestClockBinEnv names a credbroker binary built with the race detector
+// and the build tag credbroker_testclock (`make e2e-bin` builds it beside
+// the plain one) for the suites that move the clock of the binary.
+const TestClockBinEnv = "CREDBROKER_E2E_TESTCLOCK_BIN"
+
+// BuildTestClock returns the binary named by $CREDBROKER_E2E_TESTCLOCK_BIN,
+// or else compiles cmd/credbroker with the race detector and the
+// credbroker_testclock tag (internal/clock/testclock, docs/testing.md).
+func BuildTestClock() string {
+	if p := os.Getenv(TestClockBinEnv); p != "" {
+		fi, err := os.Stat(p)
+		Expect(err).NotTo(HaveOccurred(), "%s names a binary that is not there", TestClockBinEnv)
+		Expect(fi.Mode().IsRegular()).To(BeTrue(), "%s=%s is not a file", TestClockBinEnv, p)
+		return p
+	}
+	bin, err := gexec.Build("github.com/credbroker/credbroker/cmd/credbroker", "-race", "-tags", "credbroker_testclock")
+	Expect(err).NotTo(HaveOccurred(), "building credbroker with the test clock")
+	return bin
+}

@@ -211,6 +211,7 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 		}
 		g.tls = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
+			Time:           s.now, // the guard verifies client certificates itself, on the same clock
 			GetCertificate: s.getCertificate,
 			NextProtos:     []string{"h2", "http/1.1"},
 		}

@@ -89,8 +89,9 @@ app.kubernetes.io/version: {{ .AppVersion | quote }}
 {{- end -}}
 
 {{/*
-The credbroker config file. The chart owns listen, admin_listen, certificates and inbound; the
-rest comes from .Values.sidecar.config as it is.
+The credbroker config file. The chart owns listen, admin_listen, certificates, inbound and
+destinations (plus the destination routes it appends to routes); the rest comes from
+.Values.sidecar.config as it is.
 */}}
 {{- define "credbroker.config" -}}
 {{- $s := .Values.sidecar -}}
@@ -113,6 +114,9 @@ rest comes from .Values.sidecar.config as it is.
 {{- if get . "twoPhase" -}}
 {{- $_ := set $c "runtime_dir" (printf "%s/%s-runtime" (trimSuffix "/" $s.certificateRoot) .name) -}}
 {{- end -}}
+{{- if include "credbroker.persisted" . -}}
+{{- $_ := set $c "persist" (dict "kubernetes_secret" (dict "name" (include "credbroker.identitySecret" (list $ .)))) -}}
+{{- end -}}
 {{- else -}}
 {{- $_ := set $c "renew" false -}}
 {{- end -}}
@@ -130,6 +134,35 @@ rest comes from .Values.sidecar.config as it is.
 {{- fail (printf "sidecar.config.routes: certificate %q is not in sidecar.certificates" .) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- $d := $s.destinations | default dict -}}
+{{- if $d.routes -}}
+{{- $routes := get $cfg "routes" | default list -}}
+{{- range $r := $d.routes -}}
+{{- $auth := dict "type" "destination" -}}
+{{- range $k := list "destination" "binding" "connectivity" "tenant" "tenant_header" "user_token" "tenant_mode" "principal_exchange" -}}
+{{- if hasKey $r $k -}}
+{{- $_ := set $auth $k (get $r $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $route := dict "name" $r.name "auth" $auth -}}
+{{- if hasKey $r "allow_plain_http" -}}
+{{- $_ := set $route "allow_plain_http" (get $r "allow_plain_http") -}}
+{{- end -}}
+{{- $routes = append $routes $route -}}
+{{- end -}}
+{{- include "credbroker.uniqueNames" (list "config.routes and sidecar.destinations.routes" $routes) -}}
+{{- $_ := set $cfg "routes" $routes -}}
+{{- end -}}
+{{- $dc := deepCopy ($d.cache | default dict) -}}
+{{- with $d.connectivityProxy -}}
+{{- if .host -}}
+{{- $host := ternary (printf "[%s]" .host) .host (contains ":" .host) -}}
+{{- $_ := set $dc "connectivity_proxy" (printf "%s:%d" $host (int (.port | default 20003))) -}}
+{{- end -}}
+{{- end -}}
+{{- if $dc -}}
+{{- $_ := set $cfg "destinations" $dc -}}
 {{- end -}}
 {{- if and $s.inbound.enabled $s.inbound.tlsCertificate (not (hasKey $certNames $s.inbound.tlsCertificate)) -}}
 {{- fail (printf "sidecar.inbound.tlsCertificate: %q is not in sidecar.certificates" $s.inbound.tlsCertificate) -}}
@@ -169,6 +202,10 @@ rest comes from .Values.sidecar.config as it is.
     - run
     - --config
     - {{ include "credbroker.configDir" . }}/config.yaml
+    {{- if include "credbroker.anyPersisted" . }}
+    - --service-account-dir
+    - {{ include "credbroker.kubeAPIDir" . }}
+    {{- end }}
     {{- range $s.extraArgs }}
     - {{ . | quote }}
     {{- end }}
@@ -240,6 +277,11 @@ rest comes from .Values.sidecar.config as it is.
       readOnly: true
     {{- end }}
     {{- end }}
+    {{- if include "credbroker.anyPersisted" . }}
+    - name: credbroker-kube-api
+      mountPath: {{ include "credbroker.kubeAPIDir" . }}
+      readOnly: true
+    {{- end }}
     {{- with $s.volumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -251,6 +293,26 @@ rest comes from .Values.sidecar.config as it is.
 - name: credbroker-config
   configMap:
     name: {{ include "credbroker.configMapName" . }}
+{{- if include "credbroker.anyPersisted" . }}
+{{- /* Only the sidecar mounts the API token (the app gets none): a projected, rotated token, the cluster CA and the namespace. */}}
+- name: credbroker-kube-api
+  projected:
+    defaultMode: {{ $s.secretDefaultMode }}
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3600
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
+{{- end }}
 {{- range $i, $b := $s.bindings }}
 - name: credbroker-binding-{{ $i }}
   secret:
@@ -284,3 +346,27 @@ rest comes from .Values.sidecar.config as it is.
 {{- end }}
 {{- end }}
 {{- end -}}
+
+
+{{/* "true" when a certificates entry keeps its paired identity in a Secret. */}}
+{{- define "credbroker.persisted" -}}
+{{- if and (get . "pairing") (get . "persist") -}}
+{{- if get (get . "persist") "enabled" -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when any certificates entry is persisted. */}}
+{{- define "credbroker.anyPersisted" -}}
+{{- range .Values.sidecar.certificates -}}
+{{- if include "credbroker.persisted" . -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret a persisted certificate is kept in: (list $ certificate). */}}
+{{- define "credbroker.identitySecret" -}}
+{{- $root := index . 0 -}}
+{{- $c := index . 1 -}}
+{{- get (get $c "persist") "secretName" | default (printf "%s-%s-identity" (include "credbroker.fullname" $root) $c.name | trunc 253 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "credbroker.kubeAPIDir" -}}/var/run/secrets/credbroker/kube-api{{- end -}}

@@ -23,6 +23,16 @@ const (
 // each mode of the chart.
 var modes = map[string]string{
 	"defaults": ``,
+	"pairing-persisted": `
+workload:
+  replicas: 3
+sidecar:
+  certificates:
+    - {name: connector, pairing: {secretName: pairing-token}, persist: {enabled: true}}
+  config:
+    routes:
+      - {name: events, upstream: "https://gateway.example.com", auth: {type: mtls, certificate: connector}}
+`,
 	"native": `
 sidecar:
   mode: native
@@ -68,6 +78,16 @@ sidecar:
     appPort: 8080
     rules:
       - {path: /api/, accept: [jwt], binding: my-xsuaa, scopes: [read]}
+`,
+	"destinations": `
+sidecar:
+  bindings:
+    - {name: my-destination, secretName: destination-binding}
+    - {name: my-connectivity, secretName: connectivity-binding}
+  destinations:
+    routes:
+      - {name: erp, destination: S4HANA, binding: my-destination, connectivity: my-connectivity, tenant_header: X-Tenant}
+    connectivityProxy: {host: connectivity-proxy.kyma-system.svc.cluster.local, port: 20004}
 `,
 	"several-bindings": `
 sidecar:
@@ -137,7 +157,7 @@ func TestEveryModeRendersValidManifests(t *testing.T) {
 			}
 			g.Expect(containerByName(pod.Containers, appName)).NotTo(BeNil())
 
-			g.Expect(sc.Args).To(Equal([]string{"run", "--config", "/etc/credbroker/config/config.yaml"}))
+			g.Expect(sc.Args[:3]).To(Equal([]string{"run", "--config", "/etc/credbroker/config/config.yaml"}))
 			g.Expect(sc.Image).To(Equal("ghcr.io/credbroker/credbroker:0.1.0"), "the tag defaults to the chart's appVersion")
 
 			// Probes: startup and readiness on /readyz, liveness on /healthz, all on the admin port.

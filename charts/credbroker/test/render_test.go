@@ -17,6 +17,7 @@ import (
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -87,6 +88,9 @@ type manifests struct {
 	services        []*corev1.Service
 	configMaps      []*corev1.ConfigMap
 	serviceAccounts []*corev1.ServiceAccount
+	secrets         []*corev1.Secret
+	roles           []*rbacv1.Role
+	roleBindings    []*rbacv1.RoleBinding
 }
 
 func (m *manifests) deployment(t testing.TB) *appsv1.Deployment {
@@ -160,6 +164,15 @@ func decodeStrict(files map[string]string) (*manifests, error) {
 			case "v1 ServiceAccount":
 				s := &corev1.ServiceAccount{}
 				m.serviceAccounts, obj = append(m.serviceAccounts, s), s
+			case "v1 Secret":
+				s := &corev1.Secret{}
+				m.secrets, obj = append(m.secrets, s), s
+			case "rbac.authorization.k8s.io/v1 Role":
+				r := &rbacv1.Role{}
+				m.roles, obj = append(m.roles, r), r
+			case "rbac.authorization.k8s.io/v1 RoleBinding":
+				r := &rbacv1.RoleBinding{}
+				m.roleBindings, obj = append(m.roleBindings, r), r
 			default:
 				return nil, fmt.Errorf("%s doc %d: unexpected kind %q %q", name, i, meta.APIVersion, meta.Kind)
 			}

@@ -8,11 +8,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"debug/elf"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -391,6 +394,56 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 			g.Expect(filepath.Join(certRoot, d, "tls.crt")).To(BeARegularFile())
 			g.Expect(filepath.Join(certRoot, d, "tls.key")).To(BeARegularFile())
 		}
+		s.Signal(syscall.SIGTERM)
+		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
+	})
+
+	t.Run("destination routes against the mock's Destination service and Connectivity proxy: ready and serving", func(t *testing.T) {
+		g := NewWithT(t)
+		mockDir := t.TempDir()
+		mock, err := gexec.Start(exec.Command(bin, "mock", "--destinations", "--dir", mockDir), gexec.NewPrefixedWriter("[mock] ", os.Stderr), gexec.NewPrefixedWriter("[mock] ", os.Stderr))
+		g.Expect(err).NotTo(HaveOccurred())
+		t.Cleanup(func() {
+			mock.Kill()
+			<-mock.Exited
+		})
+		g.Eventually(func() error { _, err := os.Stat(filepath.Join(mockDir, "mock.json")); return err }, 30*time.Second, 50*time.Millisecond).Should(Succeed())
+		var info struct {
+			AdminURL string `json:"admin_url"`
+		}
+		raw, err := os.ReadFile(filepath.Join(mockDir, "mock.json"))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(json.Unmarshal(raw, &info)).To(Succeed())
+
+		// The destination's target: a plain-HTTP server on loopback.
+		seen := make(chan string, 4)
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen <- r.URL.Path
+			_, _ = io.WriteString(w, "ok")
+		}))
+		t.Cleanup(up.Close)
+		seed := `{"tenant": "provider", "properties": {"Name": "web", "URL": "` + up.URL + `/base", "Authentication": "NoAuthentication"}}`
+		resp, err := http.Post(info.AdminURL+"/mock/destinations", "application/json", strings.NewReader(seed))
+		g.Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		g.Expect(resp.StatusCode).To(Equal(http.StatusCreated))
+
+		sc, cfg, listen, admin := render(t, fmt.Sprintf(`
+  extraArgs: [--vcap-file, %q]
+  config:
+    ca_file: %q
+  destinations:
+    routes:
+      - {name: web, destination: web, binding: destination, connectivity: connectivity, tenant_header: X-Tenant, tenant_mode: subscriber-first}
+    connectivityProxy: {host: 127.0.0.1, port: 1}
+    cache: {ttl: 2m, skew: 10s, refresh_ahead: 30s, max_entries: 100}
+`, filepath.Join(mockDir, "vcap.json"), filepath.Join(mockDir, "ca.crt")))
+		g.Expect(cfg).To(ContainSubstring("type: destination"))
+		s := startSidecar(t, bin, sc, cfg, "")
+		// Ready: tokens of the destination and the connectivity binding were had.
+		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 30*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
+		g.Expect(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/web/hello", listen))()).To(Equal(http.StatusOK))
+		g.Expect(<-seen).To(Equal("/base/hello"))
 		s.Signal(syscall.SIGTERM)
 		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
 	})

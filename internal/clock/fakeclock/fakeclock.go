@@ -4,7 +4,10 @@ package fakeclock
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/clock"
 )
 
 // Clock is a fake clock. It is safe for concurrent use.
@@ -18,7 +21,17 @@ type Clock struct {
 type waiter struct {
 	at time.Time
 	c  chan time.Time
+	f  *timer // an AfterFunc when not nil
 }
+
+type timer struct {
+	f    func()
+	done atomic.Bool
+}
+
+func (t *timer) Stop() bool { return !t.done.Swap(true) }
+
+var _ clock.Clock = (*Clock)(nil)
 
 // New returns a clock that reads t until moved.
 func New(t time.Time) *Clock { return &Clock{now: t} }
@@ -42,6 +55,30 @@ func (c *Clock) At(t time.Time) <-chan time.Time {
 	}
 	c.waiters = append(c.waiters, waiter{at: t, c: ch})
 	return ch
+}
+
+// AfterFunc calls f in its own goroutine when the clock reaches now+d.
+func (c *Clock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &timer{f: f}
+	w := waiter{at: c.now.Add(d), f: t}
+	if d <= 0 {
+		c.fire(w)
+		return t
+	}
+	c.waiters = append(c.waiters, w)
+	return t
+}
+
+func (c *Clock) fire(w waiter) {
+	if w.f == nil {
+		w.c <- c.now
+		return
+	}
+	if !w.f.done.Swap(true) {
+		go w.f.f()
+	}
 }
 
 // After returns a channel that receives when the clock reaches now+d.
@@ -86,7 +123,7 @@ func (c *Clock) fireLocked() {
 	kept := c.waiters[:0]
 	for _, w := range c.waiters {
 		if !w.at.After(c.now) {
-			w.c <- c.now
+			c.fire(w)
 			continue
 		}
 		kept = append(kept, w)
@@ -94,7 +131,8 @@ func (c *Clock) fireLocked() {
 	c.waiters = kept
 }
 
-// Waiters returns how many At channels have not fired yet.
+// Waiters returns how many At channels and AfterFunc calls have not fired
+// yet (a stopped AfterFunc counts until its time).
 func (c *Clock) Waiters() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

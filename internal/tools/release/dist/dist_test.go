@@ -187,6 +187,18 @@ func TestDistHostArchive(t *testing.T) {
 	if settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
 		t.Errorf("build settings %v: want CGO_ENABLED=0 and -trimpath=true", settings)
 	}
+	// The test clock of the end-to-end suites (build tag
+	// credbroker_testclock, docs/testing.md) is never in a release: no tag,
+	// no package, not even the name of its variable (function names stay
+	// in a stripped Go binary, so a linked package would show).
+	if strings.Contains(settings["-tags"], "credbroker_testclock") {
+		t.Errorf("make dist builds with -tags %q", settings["-tags"])
+	}
+	for _, trace := range []string{"internal/clock/testclock", "CREDBROKER_TESTCLOCK"} {
+		if bytes.Contains(bin, []byte(trace)) {
+			t.Errorf("the release binary contains %q: the test clock is linked in", trace)
+		}
+	}
 	got, err := exec.Command(path, "version").Output()
 	if err != nil {
 		t.Fatal(err)
