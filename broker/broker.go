@@ -57,6 +57,12 @@ type Options struct {
 	KeyFile string
 	// TokenCacheDir overrides token_cache_dir: when not empty.
 	TokenCacheDir string
+	// AccessLog, when not empty, turns access_log: on and names its file
+	// ("-": standard output); AccessLogFormat and AccessLogSample, when
+	// set, override access_log.format and access_log.sample.
+	AccessLog       string
+	AccessLogFormat string
+	AccessLogSample *float64
 	// Kubernetes is the API server of certificates[].persist.kubernetes_secret.
 	Kubernetes KubernetesAPI
 	// PersistSecret, "[NAMESPACE/]NAME", sets persist.kubernetes_secret of

@@ -136,6 +136,7 @@ func (c *Broker) startBindingCert(ctx context.Context, ce sidecar.Certificate, b
 		certwatch.WithLoader(func(context.Context) ([]byte, []byte, []byte, error) { return certPEM, keyPEM, nil, nil }),
 		certwatch.WithPollInterval(0),
 		certwatch.WithLogger(c.log),
+		certwatch.WithObserver(c.certObserver()),
 	)
 	if err != nil {
 		return nil, nil, err
@@ -230,6 +231,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		pctx, endPair := c.pairSpan(ctx, dc.name)
 		conn, err := Pair(pctx, req, n, c.log)
 		endPair(err)
+		c.metrics.Paired(dc.name, err)
 		switch {
 		case err == nil:
 			c.log.Info("paired", "certificate", dc.name, "subject", conn.ConnectionInfo.Subject, "sha256", conn.ConnectionInfo.SHA256, "not_after", conn.ConnectionInfo.NotAfter)
@@ -250,6 +252,7 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 		certwatch.WithLogger(c.log),
 		certwatch.WithPollInterval(c.o.PollInterval),
 		certwatch.WithClockJumps(c.jumps),
+		certwatch.WithObserver(c.certObserver()),
 		certwatch.WithClock(c.clock),
 	}
 	lc := &liveCert{name: dc.name}
@@ -290,7 +293,8 @@ func (c *Broker) startDirCert(ctx context.Context, dc dirCert, n *Network) (*liv
 				connector.HeartbeatJumps(c.jumps.Changed),
 				connector.HeartbeatClock(c.clock),
 				connector.HeartbeatTracerProvider(c.tp),
-				connector.OnResult(func(connector.HeartbeatResult) {
+				connector.OnResult(func(r connector.HeartbeatResult) {
+					c.metrics.HeartbeatDone(dc.name, r.Err)
 					// Loud, every beat: a revoked certificate still works
 					// (the connector honours it until it expires), so
 					// nothing else would remind anyone before it runs out.
@@ -403,4 +407,17 @@ func (c *Broker) runtimeTokenURL(central *liveCert, centralDir string, n *Networ
 		}
 		return u, nil
 	}
+}
+
+// certObserver counts the loads of certificate files (at start and after
+// every rotation) and the refused ones.
+func (c *Broker) certObserver() certwatch.Observer {
+	return certwatch.ObserverFunc(func(e certwatch.Event) {
+		switch e.Kind {
+		case certwatch.EventLoaded:
+			c.metrics.CertificateReloaded(e.Name, nil)
+		case certwatch.EventReloadFailed:
+			c.metrics.CertificateReloaded(e.Name, e.Err)
+		}
+	})
 }

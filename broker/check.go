@@ -133,6 +133,7 @@ func (c *Broker) check(ctx context.Context) (*checked, *Problems, error) {
 		cfg.TokenCacheDir = c.o.TokenCacheDir
 	}
 	p.addErrs(applyPersistSecret(cfg, c.o.PersistSecret))
+	p.addErrs(cfg.OverrideAccessLog(c.o.AccessLog, c.o.AccessLogFormat, c.o.AccessLogSample))
 
 	set, err := c.loadBindings(ctx)
 	bindingsFailed := false

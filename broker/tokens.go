@@ -93,6 +93,7 @@ func (g *genDeps) Source(binding string, scopes []string, grant string) (sidecar
 // not nil, runs after every successful fetch (token_cache_dir).
 func (c *Broker) tokenOptions(binding string, n *Network, persist func()) []tokenclient.Option {
 	hits := c.metrics.TokenCacheHits(binding)
+	replayRefused, replayUnavailable := c.metrics.TokenReplays(binding)
 	opts := []tokenclient.Option{
 		tokenclient.WithDialContext(n.resolver.Dialer(nil)),
 		tokenclient.WithClock(c.clock),
@@ -110,6 +111,13 @@ func (c *Broker) tokenOptions(binding string, n *Network, persist func()) []toke
 				}
 				if ev.Reason == tokenclient.ReasonRefresh {
 					c.metrics.TokenRefreshed(binding, ev.Err)
+				}
+			},
+			Replay: func(refused bool) {
+				if refused {
+					replayRefused.Inc()
+				} else {
+					replayUnavailable.Inc()
 				}
 			},
 		}),

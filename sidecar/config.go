@@ -128,6 +128,9 @@ type Config struct {
 	// Tracing mirrors the OTEL_* variables, which win over its keys
 	// (docs/observability.md); read at start, not on reload.
 	Tracing TracingConfig `yaml:"tracing"`
+	// AccessLog configures the per-request access log, separate from the
+	// diagnostic log (docs/observability.md).
+	AccessLog AccessLog `yaml:"access_log"`
 
 	// source names where the config came from, for messages.
 	source string
@@ -706,6 +709,7 @@ func (c *Config) check() ConfigErrors {
 	if c.TokenInvalidationInterval < 0 {
 		errs = append(errs, c.errorf("token_invalidation_interval", "", ErrInvalidValue, "must not be negative"))
 	}
+	errs = c.checkAccessLog(errs)
 	for _, r := range c.Resolve {
 		if _, _, ok := strings.Cut(r, "="); !ok {
 			errs = append(errs, c.errorf("resolve", "", ErrInvalidValue, "%q: want PATTERN=ADDR", r))

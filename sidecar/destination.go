@@ -394,15 +394,11 @@ func (d *destRoute) serve(w http.ResponseWriter, req *http.Request, decRest, res
 			status, reason = de.HTTPStatus(), de.ReasonCode()
 		}
 		r.log.Debug("destination unavailable", "destination", r.cfg.Auth.Destination, "tenant", tenant, "err", err)
-		if status != http.StatusServiceUnavailable {
-			r.metrics.m.credErrors.WithLabelValues(r.name, reason).Inc()
-		}
-		r.fail(w, status, reason, err.Error())
+		r.failCred(w, status, reason, err.Error())
 		return
 	}
 	if !res.OnPremise && res.Credential && res.URL.Scheme == "http" && !r.cfg.AllowPlainHTTP && !netx.LoopbackHost(res.URL.Hostname()) {
-		r.metrics.m.credErrors.WithLabelValues(r.name, ReasonDestinationPlainHTTP).Inc()
-		r.fail(w, http.StatusBadGateway, ReasonDestinationPlainHTTP, "destination "+r.cfg.Auth.Destination+" has an http:// URL: its credential would travel in clear (use https://, or allow_plain_http: true on the route for a trusted service)")
+		r.failCred(w, http.StatusBadGateway, ReasonDestinationPlainHTTP, "destination "+r.cfg.Auth.Destination+" has an http:// URL: its credential would travel in clear (use https://, or allow_plain_http: true on the route for a trusted service)")
 		return
 	}
 	if res.OnPremise && res.ProxyURL == nil {
@@ -414,6 +410,7 @@ func (d *destRoute) serve(w http.ResponseWriter, req *http.Request, decRest, res
 	if req.ContentLength != 0 && req.ProtoMajor == 1 {
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
+	noteUpstream(w)
 	d.rp.ServeHTTP(w, req)
 }
 

@@ -199,6 +199,7 @@ type fastScratch struct {
 	retried bool
 	again   []byte
 	why     string
+	acc     fastAccess
 }
 
 var fastScratchPool = sync.Pool{New: func() any {
@@ -216,7 +217,7 @@ func (fc *fastConn) releaseScratch() {
 	if cap(sc.out) > 64<<10 || cap(sc.line) > 64<<10 || cap(sc.hdrs) > 64<<10 {
 		return
 	}
-	sc.req = fastReq{}
+	sc.req, sc.acc = fastReq{}, fastAccess{}
 	sc.ra, sc.sent, sc.retried, sc.again, sc.why = nil, "", false, nil, ""
 	sc.out, sc.line, sc.hdrs, sc.connv = sc.out[:0], sc.line[:0], sc.hdrs[:0], sc.connv[:0]
 	sc.fastTraceState = fastTraceState{traceLine: sc.traceLine[:0]}
@@ -418,6 +419,10 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 		}
 	}
 	start := time.Now()
+	al := p.access
+	if al != nil {
+		fc.acc = fastAccess{on: true}
+	}
 	status, keep := r.forwardFast(fc, h, rest, authLine)
 	for fc.again != nil {
 		// The upstream rejected the token: once more with the new one.
@@ -426,7 +431,11 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 	}
 	r.metrics.count(status)
 	r.metrics.fast.Inc()
-	r.metrics.duration.Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	r.metrics.duration.Observe(d.Seconds())
+	if al != nil {
+		al.logFast(fc, r, status, start, d)
+	}
 	if !keep {
 		return fastClose
 	}
@@ -508,6 +517,9 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	fc.out = out
 	isHead := len(q.method) == 4 && q.method[0] == 'H'
+	if fc.acc.on {
+		fc.acc.upStart = time.Now()
+	}
 
 	for fresh := false; ; fresh = true {
 		pc, err := h.get(fc.ctx, fresh)
@@ -541,8 +553,13 @@ func (r *route) fastError(fc *fastConn, err error) (int, bool) {
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		status, reason, msg = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "upstream did not answer in time"
 	}
+	r.metrics.m.refused.WithLabelValues(reason).Inc()
 	r.log.Debug("upstream failed", "err", err)
 	body := "credbroker: route " + r.name + ": " + msg + "\n"
+	fc.acc.reason, fc.acc.nOut = reason, int64(len(body))
+	if fc.acc.on {
+		fc.acc.upDur = time.Since(fc.acc.upStart)
+	}
 	b := append(fc.out[:0], "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
@@ -616,6 +633,9 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 	}
 	if t.headerTimeout > 0 {
 		_ = pc.conn.SetReadDeadline(time.Time{})
+	}
+	if fc.acc.on {
+		fc.acc.upDur = time.Since(fc.acc.upStart)
 	}
 	pc.limit = 1<<63 - 1
 
@@ -961,6 +981,7 @@ func (fc *fastConn) relayBody(pc *h1Conn, mode int, cl int64) (ok, clientOK bool
 		}
 		b, _ = pc.br.Peek(int(avail))
 		fc.out = append(fc.out, b...)
+		fc.acc.nOut += avail
 		_, _ = pc.br.Discard(int(avail))
 		flush(false)
 		return avail, nil

@@ -73,7 +73,7 @@ func NewMetrics() *Metrics {
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_refused_total",
-			Help: "Requests the proxy listener refused itself, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body, tenant-invalid).",
+			Help: "Requests the proxy listener answered itself other than with a credential error, by reason (not-a-route, connect-refused, dot-segment, scheme-refused, host-not-allowed, cross-site, origin-refused, hop-by-hop-credential, bad-request-body, tenant-invalid; of a route: no-user-token, body-too-large, signing-failed, token-key-limit, upstream-unreachable, upstream-timeout, destination-no-connectivity).",
 		}, []string{"reason"}),
 		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_admin_refused_total",
@@ -89,7 +89,7 @@ func NewMetrics() *Metrics {
 		}, []string{"listener"}),
 		credErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_proxy_credential_errors_total",
-			Help: "Requests answered 503 because no valid credential could be had, by route and reason.",
+			Help: "Requests a route answered (503, or a destination route's status) because no valid credential could be had, by route and reason.",
 		}, []string{"route", "reason"}),
 		tokenAPI: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_token_api_requests_total",

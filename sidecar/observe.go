@@ -15,6 +15,15 @@ type events struct {
 	apiRefused  *prometheus.CounterVec
 	appErrors   prometheus.Counter
 	jwks        *prometheus.CounterVec
+
+	// The access log's lines that were not written (accesslog.go).
+	accessDropped prometheus.Counter
+	// Credential events of the composition (broker): pairing at start,
+	// heartbeats, certificate loads from disk, token failures replayed.
+	pairings     *prometheus.CounterVec
+	heartbeats   *prometheus.CounterVec
+	certReloads  *prometheus.CounterVec
+	tokenReplays *prometheus.CounterVec
 }
 
 func newEvents(reg *prometheus.Registry) events {
@@ -35,9 +44,56 @@ func newEvents(reg *prometheus.Registry) events {
 			Name: "credbroker_inbound_jwks_fetches_total",
 			Help: "Fetches of JWKS verification keys by the inbound guard, by outcome (ok, error).",
 		}, []string{"outcome"}),
+		accessDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "credbroker_access_log_dropped_total",
+			Help: "Access log lines dropped because the writer's queue was full (access_log.buffer) or writing failed.",
+		}),
+		pairings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_connector_pairings_total",
+			Help: "Pairings with a one-time token at start (pairing_url_file, runtime_dir), by certificate and outcome (ok, error).",
+		}, []string{"certificate", "outcome"}),
+		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_connector_heartbeat_results_total",
+			Help: "Heartbeats (management info calls) to the connector, by certificate and outcome (ok, error).",
+		}, []string{"certificate", "outcome"}),
+		certReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_certificate_reloads_total",
+			Help: "Certificate files read from disk or a binding and swapped in (ok: at start and after every rotation) or refused (the current pair stays), by certificate.",
+		}, []string{"certificate", "outcome"}),
+		tokenReplays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_token_negative_cache_replays_total",
+			Help: "Token requests answered with a cached failure instead of a new fetch, by binding and cause (refused: a 4xx of the auth server; unavailable: an outage, until the retry pause ends).",
+		}, []string{"binding", "cause"}),
 	}
-	reg.MustRegister(e.headRefused, e.apiRefused, e.appErrors, e.jwks)
+	reg.MustRegister(e.headRefused, e.apiRefused, e.appErrors, e.jwks, e.accessDropped, e.pairings, e.heartbeats, e.certReloads, e.tokenReplays)
 	return e
+}
+
+// Paired records one pairing with a one-time token at start.
+func (m *Metrics) Paired(certificate string, err error) {
+	m.pairings.WithLabelValues(certificate, outcome(err)).Inc()
+}
+
+// HeartbeatDone records one heartbeat to the connector.
+func (m *Metrics) HeartbeatDone(certificate string, err error) {
+	m.heartbeats.WithLabelValues(certificate, outcome(err)).Inc()
+}
+
+// CertificateReloaded records a certificate load: a new pair swapped in
+// (err nil) or refused.
+func (m *Metrics) CertificateReloaded(certificate string, err error) {
+	o := "ok"
+	if err != nil {
+		o = "refused"
+	}
+	m.certReloads.WithLabelValues(certificate, o).Inc()
+}
+
+// TokenReplays returns the counters of a binding's cached failures: token
+// requests answered with a refusal the auth server gave (refused) or with
+// an outage's failure (unavailable). Look them up once per binding.
+func (m *Metrics) TokenReplays(binding string) (refused, unavailable prometheus.Counter) {
+	return m.tokenReplays.WithLabelValues(binding, "refused"), m.tokenReplays.WithLabelValues(binding, "unavailable")
 }
 
 // AppUnreachable implements guard.EventObserver.

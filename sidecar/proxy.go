@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ type options struct {
 	tp      trace.TracerProvider
 	tracer  trace.Tracer // nil: tracing off (WithTracerProvider)
 	sampler sdktrace.Sampler
+	// accessOut is where an access log without a path goes (default
+	// standard output).
+	accessOut io.Writer
 }
 
 func buildOptions(opts []Option) options {
@@ -73,8 +77,15 @@ func buildOptions(opts []Option) options {
 	if o.metrics == nil {
 		o.metrics = NewMetrics()
 	}
+	if o.accessOut == nil {
+		o.accessOut = os.Stdout
+	}
 	return o
 }
+
+// WithAccessLogOutput sets where an access log without a path is written
+// (default standard output).
+func WithAccessLogOutput(w io.Writer) Option { return func(o *options) { o.accessOut = w } }
 
 // WithLogger sets the logger (silent by default). Nothing secret is logged,
 // and nothing per request at info level.
@@ -97,6 +108,7 @@ type Proxy struct {
 	transports []*h1Transport
 	tokenAPI   *tokenAPI
 	hosts      *hostPolicy
+	access     *accessLog // nil: access log off
 }
 
 // route is one configured route, prepared for the hot path.
@@ -291,6 +303,10 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 	p.hosts = newHostPolicy(cfg.AllowedHosts)
 	p.tokenAPI = newTokenAPI(cfg.TokenAPI, deps.Tokens, o)
 	p.tokenAPI.hosts = p.hosts
+	if p.access, err = openAccessLog(cfg.AccessLog, o.accessOut, o.metrics, o.log); err != nil {
+		p.Close()
+		return nil, ConfigErrors{cfg.errorf("access_log.path", "", ErrInvalidValue, "%v", err)}
+	}
 	return p, nil
 }
 
@@ -304,6 +320,7 @@ func (p *Proxy) Close() {
 			r.dest.closeIdle()
 		}
 	}
+	p.access.close()
 }
 
 // Config returns the configuration the proxy serves.
@@ -556,6 +573,7 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 		// writes the response).
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
+	noteUpstream(w)
 	r.rp.ServeHTTP(w, req)
 }
 
@@ -587,10 +605,22 @@ func (r *route) bearerFor(token string) *bearerHeader {
 // bearerValue returns "Bearer <token>".
 func (r *route) bearerValue(token string) string { return r.bearerFor(token).value }
 
+// fail answers a request of the route itself: a 503 is a credential error
+// (credbroker_proxy_credential_errors_total), any other status a refusal
+// (credbroker_proxy_refused_total), both by reason.
 func (r *route) fail(w http.ResponseWriter, status int, reason, msg string) {
 	if status == http.StatusServiceUnavailable {
-		r.metrics.m.credErrors.WithLabelValues(r.name, reason).Inc()
+		r.failCred(w, status, reason, msg)
+		return
 	}
+	r.metrics.m.refused.WithLabelValues(reason).Inc()
+	r.metrics.count(status)
+	writeError(w, status, reason, "route "+r.name+": "+msg)
+}
+
+// failCred answers with a credential error of any status.
+func (r *route) failCred(w http.ResponseWriter, status int, reason, msg string) {
+	r.metrics.m.credErrors.WithLabelValues(r.name, reason).Inc()
 	r.metrics.count(status)
 	writeError(w, status, reason, "route "+r.name+": "+msg)
 }
@@ -613,10 +643,10 @@ func (r *route) errorHandler(w http.ResponseWriter, req *http.Request, err error
 		// encoding, a body cut short): the client's fault, not the
 		// upstream's.
 		status, reason, msg = http.StatusBadRequest, ReasonBadRequestBody, "the request body could not be read (malformed chunked encoding or cut short)"
-		r.metrics.m.refused.WithLabelValues(reason).Inc()
 	} else if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		status, reason, msg = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "upstream did not answer in time"
 	}
+	r.metrics.m.refused.WithLabelValues(reason).Inc()
 	r.log.Debug("upstream failed", "err", err)
 	r.metrics.count(status)
 	writeError(w, status, reason, "route "+r.name+": "+msg)

@@ -292,7 +292,7 @@ func (s *Server) build(ctx context.Context) (*generation, error) {
 		}
 		return nil, errors.New("sidecar: loader returned no configuration")
 	}
-	p, err := NewProxy(cfg, deps, WithLogger(s.o.log), WithClock(s.o.now), WithMetrics(s.o.metrics), WithTracerProvider(s.o.tp))
+	p, err := NewProxy(cfg, deps, WithLogger(s.o.log), WithClock(s.o.now), WithMetrics(s.o.metrics), WithTracerProvider(s.o.tp), WithAccessLogOutput(s.o.accessOut))
 	if err != nil {
 		if deps.Close != nil {
 			deps.Close()
@@ -384,7 +384,12 @@ func (s *Server) Reload(ctx context.Context) error {
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	closeAfterChunked(w, r)
-	s.gen.Load().proxy.ServeHTTP(w, r)
+	p := s.gen.Load().proxy
+	if p.access != nil {
+		p.serveLogged(w, r)
+		return
+	}
+	p.ServeHTTP(w, r)
 }
 
 func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {

@@ -145,6 +145,7 @@ func (t *tokenAPI) serve(w http.ResponseWriter, req *http.Request, binding strin
 }
 
 func jsonError(w http.ResponseWriter, status int, reason, msg string) int {
+	noteReason(w, reason)
 	h := w.Header()
 	h.Set(HeaderError, reason)
 	h.Set("Content-Type", "application/json")

@@ -115,14 +115,18 @@ func (w *tracedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func noteRoute(w http.ResponseWriter, r *route) {
 	if tw, ok := w.(*tracedWriter); ok {
 		tw.route = r
+		w = tw.ResponseWriter
 	}
+	accessNoteRoute(w, r)
 }
 
 // noteReason tells the span the reason of an answer the proxy wrote.
 func noteReason(w http.ResponseWriter, reason string) {
 	if tw, ok := w.(*tracedWriter); ok {
 		tw.reason = reason
+		w = tw.ResponseWriter
 	}
+	accessNoteReason(w, reason)
 }
 
 // serveTraced serves a request inside a span whose parent is the app's
@@ -142,6 +146,7 @@ func (p *Proxy) serveTraced(w http.ResponseWriter, req *http.Request) {
 		trace.WithAttributes(tracing.AttrMethod.String(tracing.Method(req.Method))))
 	defer span.End()
 	tracing.Propagator.Inject(ctx, carrier)
+	setAccessTraceID(w, span.SpanContext().TraceID()) // a root request's trace id is the span's
 	tw := &tracedWriter{ResponseWriter: w}
 	p.serveHTTP(tw, req.WithContext(ctx))
 	if !span.IsRecording() {
@@ -202,8 +207,9 @@ func (p *Proxy) fastTrace(fc *fastConn) (ctx context.Context, ok bool) {
 	params := sdktrace.SamplingParameters{ParentContext: context.Background(), Name: tracing.SpanProxy, Kind: trace.SpanKindServer}
 	var parent trace.SpanContext
 	if idx >= 0 {
+		var ver byte
 		var valid bool
-		if parent, valid = parseTraceparent(q.hdr[idx].val); !valid {
+		if parent, ver, valid = parseTraceparent(q.hdr[idx].val); !valid || ver != 0 {
 			return nil, false // net/http's path: the SDK decides what it is
 		}
 		params.ParentContext = trace.ContextWithRemoteSpanContext(context.Background(), parent)
@@ -259,25 +265,32 @@ func appendTraceparent(b []byte, sc trace.SpanContext) []byte {
 	return append(b, '-', hexDigits[f>>4], hexDigits[f&0xf])
 }
 
-// parseTraceparent reads a version-00 traceparent as the W3C propagator
-// does (lower-case hex, flags at most 03, ids not zero). Anything else —
-// another version, extra fields — is not valid here: net/http's path
-// leaves it to the SDK.
-func parseTraceparent(v []byte) (trace.SpanContext, bool) {
-	if len(v) != 55 || v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-' {
-		return trace.SpanContext{}, false
+// parseTraceparent reads a traceparent as the SDK's W3C propagator does
+// (https://www.w3.org/TR/trace-context/#traceparent-header): version,
+// trace id, parent id and flags in lower-case hex separated by '-';
+// version ff is invalid, version 00 is exactly 55 bytes with flags at most
+// 03, a later version may add fields after a '-'; neither id may be zero.
+// It is the one reader of the header: the fast path's sampling (version 00
+// only; anything else is left to the SDK on net/http's path) and the
+// access log's trace id.
+func parseTraceparent(v []byte) (sc trace.SpanContext, version byte, ok bool) {
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return trace.SpanContext{}, 0, false
+	}
+	var ver, fl [1]byte
+	if !unhex(ver[:], v[0:2]) || ver[0] == 0xff || !unhex(fl[:], v[53:55]) {
+		return trace.SpanContext{}, 0, false
+	}
+	if ver[0] == 0 && (len(v) != 55 || fl[0] > 3) || len(v) > 55 && v[55] != '-' {
+		return trace.SpanContext{}, 0, false
 	}
 	var cfg trace.SpanContextConfig
 	if !unhex(cfg.TraceID[:], v[3:35]) || !unhex(cfg.SpanID[:], v[36:52]) {
-		return trace.SpanContext{}, false
-	}
-	var fl [1]byte
-	if !unhex(fl[:], v[53:55]) || fl[0] > 3 {
-		return trace.SpanContext{}, false
+		return trace.SpanContext{}, 0, false
 	}
 	cfg.TraceFlags, cfg.Remote = trace.TraceFlags(fl[0]), true
-	sc := trace.NewSpanContext(cfg)
-	return sc, sc.IsValid()
+	sc = trace.NewSpanContext(cfg)
+	return sc, ver[0], sc.IsValid()
 }
 
 func unhex(dst, src []byte) bool {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"go.opentelemetry.io/otel/attribute"
@@ -300,7 +301,8 @@ func TestParseTraceparent(t *testing.T) {
 		"00-" + testTraceID[:31] + "g-" + testParentSpan + "-01",
 		"",
 	} {
-		ours, ok := parseTraceparent([]byte(v))
+		ours, ver, ok := parseTraceparent([]byte(v))
+		ok = ok && ver == 0 // the fast path samples version 00 only
 		sdk := trace.SpanContextFromContext(tracing.Propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": v}))
 		if ok {
 			g.Expect(ours.Equal(sdk)).To(BeTrue(), v)
@@ -396,6 +398,41 @@ func BenchmarkTracingOffHooks(b *testing.B) {
 		fc.out = append(fc.out[:0], fc.traceLine...)
 		if fc.handlerContext() != nil {
 			b.Fatal("a context without a connection")
+		}
+	}
+}
+
+// With tracing and the access log both on, a request without a traceparent
+// is logged under the trace id of the span made for it, and a refusal's
+// reason reaches both the span and the line.
+func TestAccessLogCarriesTheSpansTraceID(t *testing.T) {
+	g := NewWithT(t)
+	rec, tp := newRecorder(t, "")
+	up := plainUpstream(t)
+	out := &syncBuffer{}
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\naccess_log: {enabled: true}\n"+
+			"routes: [{name: tok, upstream: '%s', auth: {type: bearer, binding: b}}]\n", up.URL)), "trace and log")
+		return c, Deps{Tokens: splitTokens{"b": &ctxTokens{token: "tok-1"}}}, err
+	}, WithTracerProvider(tp), WithAccessLogOutput(out))
+	res := rawRoundTrip(t, rs.s.Addr(), "GET /tok/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(res.Status).To(Equal(200))
+	res = rawRoundTrip(t, rs.s.Addr(), "GET /nope/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(res.Status).To(Equal(403))
+	g.Eventually(func() int { return len(out.lines()) }, 10*time.Second, 10*time.Millisecond).Should(Equal(2))
+	spans := spansNamed(rec, tracing.SpanProxy)
+	g.Expect(spans).To(HaveLen(2))
+	byTrace := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		byTrace[s.SpanContext().TraceID().String()] = s
+	}
+	for _, l := range out.lines() {
+		id, _ := l["trace_id"].(string)
+		sp, ok := byTrace[id]
+		g.Expect(ok).To(BeTrue(), "the line's trace id %q is a span's", id)
+		if l["path"] == "/nope/x" {
+			g.Expect(l).To(HaveKeyWithValue("reason", "not-a-route"))
+			g.Expect(attrs(sp)[tracing.AttrReason].AsString()).To(Equal("not-a-route"))
 		}
 	}
 }

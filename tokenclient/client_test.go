@@ -313,7 +313,15 @@ func TestNegativeCache(t *testing.T) {
 	as.setPlan(func(int, seen) reply {
 		return reply{Status: 401, Body: `{"error":"invalid_client","error_description":"Bad credentials","error_uri":"https://docs/x"}`}
 	})
-	c := newClient(t, as.secretConfig(), WithClock(clk), WithNegativeCacheTTL(10*time.Second))
+	var replays [2]atomic.Int32 // refused, unavailable
+	c := newClient(t, as.secretConfig(), WithClock(clk), WithNegativeCacheTTL(10*time.Second),
+		WithObserver(Observer{Replay: func(refused bool) {
+			if refused {
+				replays[0].Add(1)
+			} else {
+				replays[1].Add(1)
+			}
+		}}))
 	_, err := c.Token(bg, Request{})
 	var te *TokenError
 	g.Expect(errors.As(err, &te)).To(BeTrue())
@@ -327,12 +335,42 @@ func TestNegativeCache(t *testing.T) {
 		g.Expect(te.Cached).To(BeTrue())
 	}
 	g.Expect(as.count()).To(Equal(1), "a refusal is replayed, not re-asked")
+	g.Expect(replays[0].Load()).To(BeEquivalentTo(20), "every replay is observed")
+	g.Expect(replays[1].Load()).To(BeZero())
 
 	clk.Advance(11 * time.Second)
 	_, err = c.Token(bg, Request{})
 	g.Expect(errors.As(err, &te)).To(BeTrue())
 	g.Expect(te.Cached).To(BeFalse())
 	g.Expect(as.count()).To(Equal(2))
+}
+
+// During an outage with no token left, callers get the failure until the
+// retry pause ends: each such answer is observed as a replay.
+func TestOutageFailureReplayIsObserved(t *testing.T) {
+	g := NewWithT(t)
+	as := newFakeAS(t, nil)
+	clk := newFakeClock()
+	as.setPlan(func(int, seen) reply { return reply{Status: 503, Body: `{"error":"temporarily_unavailable"}`} })
+	var refused, unavailable atomic.Int32
+	c := newClient(t, as.secretConfig(), WithClock(clk), WithRetry(RetryPolicy{MaxAttempts: 1}),
+		WithObserver(Observer{Replay: func(r bool) {
+			if r {
+				refused.Add(1)
+			} else {
+				unavailable.Add(1)
+			}
+		}}))
+	_, err := c.Token(bg, Request{})
+	g.Expect(errors.Is(err, ErrUnavailable)).To(BeTrue())
+	g.Expect(unavailable.Load()).To(BeZero(), "the fetch itself is no replay")
+	for range 3 {
+		_, err = c.Token(bg, Request{})
+		g.Expect(errors.Is(err, ErrUnavailable)).To(BeTrue())
+	}
+	g.Expect(as.count()).To(Equal(1))
+	g.Expect(unavailable.Load()).To(BeEquivalentTo(3))
+	g.Expect(refused.Load()).To(BeZero())
 }
 
 func TestNothingSecretInErrorsOrLogs(t *testing.T) {

@@ -78,6 +78,11 @@ type Observer struct {
 	// Invalidate: Invalidate dropped a token an upstream rejected, or was
 	// refused by the rate limit (InvalidateEvent.Limited).
 	Invalidate func(InvalidateEvent)
+	// Replay: a caller got a cached failure instead of a new fetch —
+	// refused is true for a refusal of the auth server held for
+	// WithNegativeCacheTTL, false for an outage's failure held until the
+	// retry pause ends. Miss is called too.
+	Replay func(refused bool)
 }
 
 // Option configures a Client.

@@ -28,16 +28,12 @@ func (c *Client) wait(ctx context.Context, e *entry) (*Token, error) {
 		}
 		if s.neg != nil && now < s.negUntil {
 			e.mu.Unlock()
-			if c.o.obs.Miss != nil {
-				c.o.obs.Miss()
-			}
+			c.replayed(true)
 			return nil, s.neg
 		}
 		if s.fail != nil && now < s.failUntil {
 			e.mu.Unlock()
-			if c.o.obs.Miss != nil {
-				c.o.obs.Miss()
-			}
+			c.replayed(false)
 			return nil, s.fail
 		}
 	}
@@ -66,6 +62,16 @@ func (c *Client) wait(ctx context.Context, e *entry) (*Token, error) {
 		return cl.tok, cl.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("tokenclient: waiting for a token: %w", context.Cause(ctx))
+	}
+}
+
+// replayed reports a cached failure handed to a caller.
+func (c *Client) replayed(refused bool) {
+	if c.o.obs.Miss != nil {
+		c.o.obs.Miss()
+	}
+	if c.o.obs.Replay != nil {
+		c.o.obs.Replay(refused)
 	}
 }
 

@@ -30,6 +30,10 @@ func blameOverrides(err error, e *cmdEnv, o *RunOptions) {
 			src = overrideSource(e, "listen", "CREDBROKER_LISTEN")
 		case ce.Field == "admin_listen" && o.AdminListen != "":
 			src = overrideSource(e, "admin-listen", "CREDBROKER_ADMIN_LISTEN")
+		case ce.Field == "access_log.format" && o.AccessLogFormat != "":
+			src = overrideSource(e, "access-log-format", "CREDBROKER_ACCESS_LOG_FORMAT")
+		case ce.Field == "access_log.path" && o.AccessLog != "":
+			src = overrideSource(e, "access-log", "CREDBROKER_ACCESS_LOG")
 		default:
 			continue
 		}

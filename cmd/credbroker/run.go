@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,9 @@ type RunOptions struct {
 	DrainTimeout     time.Duration `flag:"drain-timeout" env:"CREDBROKER_DRAIN_TIMEOUT" usage:"how long SIGTERM waits for in-flight requests; overrides drain_timeout: (default 20s)"`
 	PollInterval     time.Duration `flag:"poll-interval" env:"CREDBROKER_POLL_INTERVAL" usage:"how often the config, bindings and certificates are re-read in case a file event was missed" default:"30s"`
 	TokenCacheDir    string        `flag:"token-cache-dir" env:"CREDBROKER_TOKEN_CACHE_DIR" usage:"keep valid tokens in files under DIR/credbroker-tokens (0700) and load them at start; overrides token_cache_dir: (a memory-backed volume, e.g. an emptyDir with medium Memory)"`
+	AccessLog        string        `flag:"access-log" env:"CREDBROKER_ACCESS_LOG" usage:"turn the per-request access log on and append it to FILE (- for standard output); overrides access_log.enabled and access_log.path"`
+	AccessLogFormat  string        `flag:"access-log-format" env:"CREDBROKER_ACCESS_LOG_FORMAT" usage:"access log format, json or text; overrides access_log.format (default json)"`
+	AccessLogSample  string        `flag:"access-log-sample" env:"CREDBROKER_ACCESS_LOG_SAMPLE" usage:"share of successful requests the access log records, 0 to 1 (refusals and errors are always recorded); overrides access_log.sample (default 1)"`
 	PersistSecret    string        `flag:"persist-kubernetes-secret" env:"CREDBROKER_PERSIST_KUBERNETES_SECRET" usage:"keep the pair of the certificate that pairs at start (pairing_url_file) in the Kubernetes Secret [NAMESPACE/]NAME, shared by replicas; sets its persist.kubernetes_secret: (the API server from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT)"`
 	ServiceAccount   string        `flag:"service-account-dir" env:"CREDBROKER_SERVICE_ACCOUNT_DIR" usage:"the service account's token, ca.crt and namespace for persist.kubernetes_secret: (the token is read again before every request)" default:"/var/run/secrets/kubernetes.io/serviceaccount"`
 }
@@ -40,6 +44,7 @@ func init() {
 		summary: "the sidecar: a loopback proxy that adds credentials to the app's outbound calls, a token API, health and metrics",
 		usage: "[--config FILE] [--listen ADDR] [--admin-listen ADDR] [--allow-non-loopback] [--resolve PATTERN=ADDR]... [--ca-file F] " +
 			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--persist-kubernetes-secret [NS/]NAME] [--service-account-dir DIR] " +
+			"[--access-log FILE] [--access-log-format json|text] [--access-log-sample F] " +
 			"[--vcap-file F | --bindings-dir D] [--key-file K]",
 		newOptions: func() any { return &RunOptions{} },
 		run: func(ctx context.Context, e *cmdEnv, opts any) error {
@@ -113,6 +118,9 @@ func (o *RunOptions) check(e *cmdEnv) error {
 	if o.DrainTimeout < 0 {
 		return badInputf("--drain-timeout %v: must not be negative", o.DrainTimeout)
 	}
+	if _, err := o.accessLogSample(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -129,6 +137,7 @@ func (o *RunOptions) ignoredSources() string {
 
 // brokerOptions are the settings the flags lay over the config file.
 func (o *RunOptions) brokerOptions() broker.Options {
+	sample, _ := o.accessLogSample() // check refused a bad value
 	return broker.Options{
 		ConfigFile:       o.Config,
 		Listen:           o.Listen,
@@ -141,6 +150,9 @@ func (o *RunOptions) brokerOptions() broker.Options {
 		Bindings:         o.sources(),
 		KeyFile:          o.KeyFile,
 		TokenCacheDir:    o.TokenCacheDir,
+		AccessLog:        o.AccessLog,
+		AccessLogFormat:  o.AccessLogFormat,
+		AccessLogSample:  sample,
 		PersistSecret:    o.PersistSecret,
 		Kubernetes: broker.KubernetesAPI{
 			Host:              os.Getenv("KUBERNETES_SERVICE_HOST"),
@@ -148,6 +160,18 @@ func (o *RunOptions) brokerOptions() broker.Options {
 			ServiceAccountDir: o.ServiceAccount,
 		},
 	}
+}
+
+// accessLogSample parses --access-log-sample (nil when not set).
+func (o *RunOptions) accessLogSample() (*float64, error) {
+	if o.AccessLogSample == "" {
+		return nil, nil
+	}
+	f, err := strconv.ParseFloat(o.AccessLogSample, 64)
+	if err != nil || !(f >= 0 && f <= 1) {
+		return nil, badInputf("--access-log-sample %q: want a number from 0 to 1", o.AccessLogSample)
+	}
+	return &f, nil
 }
 
 // isConfigError reports whether err is bad configuration or bad bindings

@@ -13,7 +13,8 @@ func init() {
 		name:    "validate",
 		summary: "check the config, the bindings, certificate files and CA bundles as run would, without serving; every problem at once (exit 0 or 2)",
 		usage: "[--config FILE] [--listen ADDR] [--admin-listen ADDR] [--allow-non-loopback] [--resolve PATTERN=ADDR]... [--ca-file F] " +
-			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--persist-kubernetes-secret [NS/]NAME] [--service-account-dir DIR] [--vcap-file F | --bindings-dir D] [--key-file K]",
+			"[--drain-timeout D] [--poll-interval D] [--token-cache-dir DIR] [--persist-kubernetes-secret [NS/]NAME] [--service-account-dir DIR] " +
+			"[--access-log FILE] [--access-log-format json|text] [--access-log-sample F] [--vcap-file F | --bindings-dir D] [--key-file K]",
 		// The same flags and variables as run: validate judges exactly what
 		// run would start with.
 		newOptions: func() any { return &RunOptions{} },

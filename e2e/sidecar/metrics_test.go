@@ -204,6 +204,13 @@ inbound:
 		Expect(reason).To(Equal("connection-limit"))
 		Expect(hold.Close()).To(Succeed())
 
+		// Credential events: the pairing at start, heartbeats, the
+		// certificate loaded from its directory, the failed token replayed
+		// to the route (the token API's fetch failed a moment before).
+		Eventually(func() bool {
+			_, ok := value(scrape(sc.admin), "credbroker_connector_heartbeat_results_total", map[string]string{"certificate": "connector", "outcome": "ok"})
+			return ok
+		}).WithTimeout(30*time.Second).Should(BeTrue(), "a heartbeat is counted")
 		fams := scrape(sc.admin)
 		expect := []struct {
 			name   string
@@ -224,6 +231,10 @@ inbound:
 			{"credbroker_inbound_jwks_fetches_total", map[string]string{"outcome": "ok"}},
 			{"credbroker_connections_refused_total", map[string]string{"listener": "inbound"}},
 			{"credbroker_certificate_loaded", map[string]string{"certificate": "connector"}},
+			{"credbroker_connector_pairings_total", map[string]string{"certificate": "connector", "outcome": "ok"}},
+			{"credbroker_connector_heartbeat_results_total", map[string]string{"certificate": "connector", "outcome": "ok"}},
+			{"credbroker_certificate_reloads_total", map[string]string{"certificate": "connector", "outcome": "ok"}},
+			{"credbroker_token_negative_cache_replays_total", map[string]string{"binding": "xsuaa-x509", "cause": "unavailable"}},
 			{"credbroker_config_reloads_total", map[string]string{"outcome": "ok"}},
 			{"credbroker_ready", nil},
 		}
@@ -248,7 +259,7 @@ inbound:
 		for _, x := range expect {
 			v, ok := value(fams, x.name, x.labels)
 			Expect(ok).To(BeTrue(), "no series %s%v in /metrics", x.name, x.labels)
-			if !strings.HasPrefix(x.name, "credbroker_certificate_") && x.name != "credbroker_ready" {
+			if !strings.HasPrefix(x.name, "credbroker_certificate_") && x.name != "credbroker_ready" || x.name == "credbroker_certificate_reloads_total" {
 				Expect(v).To(BeNumerically(">=", 1), "%s%v", x.name, x.labels)
 			}
 		}
@@ -276,6 +287,7 @@ inbound:
 			"via":    func(v string) bool { return slices.Contains([]string{"route", "token_api"}, v) },
 			"code":   regexp.MustCompile(`^[1-5][0-9][0-9]$`).MatchString,
 			"reason": func(v string) bool { return reasons.MatchString(v) && !strings.Contains(v, "evil") },
+			"cause":  func(v string) bool { return slices.Contains([]string{"refused", "unavailable"}, v) },
 			"le":     func(string) bool { return true }, // histogram buckets
 			// credbroker_build_info: constants of the build.
 			"version":   func(v string) bool { return v != "" && !strings.Contains(v, "evil") },

@@ -282,6 +282,11 @@ inbound:
 		_, sums := scrapeNow()
 		return sums["credbroker_token_refreshes_total"]
 	}, 90*time.Second, 500*time.Millisecond).Should(BeNumerically(">=", 1))
+	// A heartbeat of the paired certificate.
+	g.Eventually(func() float64 {
+		_, sums := scrapeNow()
+		return sums["credbroker_connector_heartbeat_results_total"]
+	}, 90*time.Second, 500*time.Millisecond).Should(BeNumerically(">=", 1))
 
 	s, _ := scrapeNow()
 	return s
