@@ -131,14 +131,16 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	if err != nil {
 		return badInputf("--application: %v", err)
 	}
-	if o.Dir != "" {
-		if err := writeMockDir(o.Dir, srv, pairingURL); err != nil {
-			return err
-		}
-	}
+	// The hosts file before the directory: mock.json, written last, tells
+	// a reader that every file is complete (the hosts file included).
 	if o.HostsFile != "" {
 		if err := writeHostsFile(o.HostsFile, srv.HostAddrs()); err != nil {
 			return badInputf("--hosts-file %s: %v", o.HostsFile, err)
+		}
+	}
+	if o.Dir != "" {
+		if err := writeMockDir(o.Dir, srv, pairingURL); err != nil {
+			return err
 		}
 	}
 	printMockSummary(e.stdout, srv.Info(), o.Dir)
