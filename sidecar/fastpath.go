@@ -818,7 +818,7 @@ func (fc *fastConn) readRespHead(pc *h1Conn, rh *respHead) error {
 			}
 			fc.connv = append(append(fc.connv, v...), ',')
 			continue
-		case rfHop:
+		case rfHop, rfOwn:
 			continue
 		}
 		fc.hdrs = append(fc.hdrs, name...)
@@ -905,6 +905,7 @@ const (
 	rfTransferEncoding
 	rfConnection
 	rfHop // removed: Keep-Alive, Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, Te, Trailer, Upgrade
+	rfOwn // removed: X-Credbroker-* is credbroker's alone (ownheaders.go)
 )
 
 func respFieldKind(name []byte) int {
@@ -944,6 +945,9 @@ func respFieldKind(name []byte) int {
 		if equalFold(name, "proxy-authorization") {
 			return rfHop
 		}
+	}
+	if len(name) > len(ownHeaderPrefix) && equalFold(name[:len(ownHeaderPrefix)], "x-credbroker-") {
+		return rfOwn
 	}
 	return rfOther
 }
