@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -411,16 +412,39 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// accessPath bounds a path for the log.
+// accessPath bounds a path for the log and redacts its path parameters:
+// what follows a ';' in a segment (";jsessionid=…", a matrix parameter)
+// is often a session id or a key, so each segment's parameters are
+// written as ";redacted", as a query string is left out.
 func accessPath(p string) string {
-	if len(p) <= accessPathMax {
-		return p
+	cut := ""
+	if len(p) > accessPathMax {
+		n := accessPathMax
+		for n > 0 && !utf8.RuneStart(p[n]) {
+			n--
+		}
+		p, cut = p[:n], "…"
 	}
-	cut := accessPathMax
-	for cut > 0 && !utf8.RuneStart(p[cut]) {
-		cut--
+	if strings.IndexByte(p, ';') < 0 {
+		return p + cut
 	}
-	return p[:cut] + "…"
+	b := make([]byte, 0, len(p)+len(cut))
+	for p != "" {
+		i := strings.IndexByte(p, ';')
+		if i < 0 {
+			b = append(b, p...)
+			break
+		}
+		b = append(b, p[:i]...)
+		b = append(b, ";redacted"...)
+		p = p[i:]
+		if j := strings.IndexByte(p, '/'); j >= 0 {
+			p = p[j:]
+		} else {
+			p = ""
+		}
+	}
+	return string(append(b, cut...))
 }
 
 // traceparentID is the trace id of a valid traceparent value, in
