@@ -499,6 +499,12 @@ func (a *accessRW) WriteHeader(code int) {
 	if !a.wrote && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		a.wrote = true
 		a.e.status = code
+		if a.e.reason == "" {
+			// A reason set on an upstream's answer (reauth.go): the
+			// upstream's own X-Credbroker-* fields are gone by now
+			// (ownheaders.go).
+			a.e.reason = a.Header().Get(HeaderError)
+		}
 		if !a.upStart.IsZero() {
 			a.e.upstream = time.Since(a.upStart)
 		}

@@ -642,6 +642,7 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 	noBody := isHead || rh.code == http.StatusNoContent || rh.code == http.StatusNotModified
 	out := fc.appendKept(appendStatusLine(fc.out[:0], rh.code), &rh)
 	if fc.why != "" {
+		fc.acc.reason = fc.why
 		out = append(out, HeaderError+": "...)
 		out = append(out, fc.why...)
 		out = append(out, "\r\n"...)

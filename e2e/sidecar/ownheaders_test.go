@@ -1,11 +1,15 @@
 package sidecar_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -41,11 +45,13 @@ var _ = Describe("X-Credbroker-* fields an upstream sends", func() {
 			h.Set(http.TrailerPrefix+"X-Credbroker-Late", "forged-unannounced")
 		}))
 		DeferCleanup(up.Close)
+		logFile := filepath.Join(e.dir, "access.log")
 		sc := e.startSidecar(fmt.Sprintf(`
+access_log: {enabled: true, path: %[2]s}
 routes:
   - {name: open, upstream: %[1]s, auth: {type: none}}
   - {name: api, upstream: %[1]s, auth: {type: bearer, binding: xsuaa-secret}}
-`, up.URL))
+`, up.URL, logFile))
 
 		own := func(h http.Header) []string {
 			var out []string
@@ -98,5 +104,29 @@ routes:
 		resp, _ := call("GET", sc.proxy+"/open/rejects", nil, nil)
 		Expect(resp.StatusCode).To(Equal(401))
 		Expect(own(resp.Header)).To(BeEmpty(), "a route without a token passes the 401 on without any credbroker field")
+
+		// The access log names the proxy's reason on both paths, and only
+		// the proxy's.
+		var lines []map[string]any
+		Eventually(func() int {
+			lines = nil
+			b, _ := os.ReadFile(logFile)
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				var m map[string]any
+				if json.Unmarshal([]byte(l), &m) == nil {
+					lines = append(lines, m)
+				}
+			}
+			return len(lines)
+		}).WithTimeout(20 * time.Second).Should(Equal(7))
+		var reasons []string
+		for _, m := range lines {
+			reasons = append(reasons, fmt.Sprintf("%s %s %v", m["method"], m["path"], m["reason"]))
+		}
+		Expect(reasons).To(ConsistOf(
+			"GET /open/plain ", "GET /api/plain ", "POST /open/plain ", "POST /api/plain ",
+			"GET /api/rejects token-rejected-again", "POST /api/rejects token-rejected-rate-limited",
+			"GET /open/rejects ",
+		))
 	})
 })
