@@ -176,6 +176,35 @@ func TestAnExpiredClaimIsTakenOver(t *testing.T) {
 	g.Expect(sp.pair.SHA256()).To(Equal(next.pair.SHA256()))
 }
 
+// TestAClaimReachingFarAheadIsVoid: a claim whose until lies further ahead
+// than any replica writes (a hand-edited Secret, a broken clock, a hostile
+// writer) must not stop renewal until the certificate expires.
+func TestAClaimReachingFarAheadIsVoid(t *testing.T) {
+	g := NewWithT(t)
+	f := newPersistFixture(t)
+	cur := f.pair(time.Hour)
+	s := f.store("a", sidecar.NewMetrics(), cur)
+	g.Expect(s.publish(context.Background())).To(Succeed())
+	sec, err := s.api.Get(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	sec.Annotations[lockAnnotation] = `{"holder":"stuck","until":"2999-01-01T00:00:00Z"}`
+	_, err = s.api.Update(context.Background(), sec)
+	g.Expect(err).NotTo(HaveOccurred())
+	next := f.pair(2 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sp, err := s.renew(ctx, cur.pair.TLSCertificate(), certwatch.RenewerFunc(func(context.Context, tls.Certificate) ([]byte, []byte, []byte, error) {
+		return next.cert, next.key, nil, nil
+	}))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(sp.pair.SHA256()).To(Equal(next.pair.SHA256()))
+
+	// A claim within two lock_durations holds.
+	g.Expect(s.lockLive(renewalLock{Holder: "b", Until: time.Now().Add(s.cfg.LockDuration)})).To(BeTrue())
+	g.Expect(s.lockLive(renewalLock{Holder: "b", Until: time.Now().Add(3 * s.cfg.LockDuration)})).To(BeFalse())
+	g.Expect(s.lockLive(renewalLock{Holder: "b", Until: time.Now().Add(-time.Second)})).To(BeFalse())
+}
+
 func TestApplyPersistSecretFlag(t *testing.T) {
 	g := NewWithT(t)
 	cfg, err := sidecar.ParseConfig([]byte("certificates:\n  - {name: c, dir: /tmp/c, pairing_url_file: /tmp/p}\n  - {name: d, dir: /tmp/d}\n"), "test")
