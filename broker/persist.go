@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
@@ -354,10 +355,14 @@ func leafOf(c tls.Certificate) (*x509.Certificate, error) {
 	return x509.ParseCertificate(c.Certificate[0])
 }
 
-// newer reports whether sp is another certificate than cur that lives
-// longer: a pair worth switching to.
+// newer reports whether sp is another certificate than cur, for the same
+// subject, that lives longer: a pair worth switching to. A pair for
+// another subject (another application's identity written into the
+// Secret) is never switched to: the connector renews a certificate with
+// its subject unchanged, and a new subject takes pairing anew.
 func newer(sp *storedPair, cur *x509.Certificate) bool {
-	return sp != nil && sp.pair.SHA256() != connector.Fingerprint(cur) && sp.pair.Leaf().NotAfter.After(cur.NotAfter)
+	return sp != nil && sp.pair.SHA256() != connector.Fingerprint(cur) && sp.pair.Leaf().NotAfter.After(cur.NotAfter) &&
+		bytes.Equal(sp.pair.Leaf().RawSubject, cur.RawSubject)
 }
 
 // adoptOnlyKey marks the context of a renewal the poll starts to adopt a
