@@ -59,6 +59,10 @@ const (
 	// accessPathMax bounds the path written to one line; a longer path is
 	// cut and ends with "…".
 	accessPathMax = 2048
+	// accessMethodMax bounds the method written to one line: net/http
+	// takes any token up to the head's 1 MiB, and a line must stay small
+	// (the queue holds up to access_log.buffer of them).
+	accessMethodMax = 32
 )
 
 // checkAccessLog validates access_log.
@@ -412,6 +416,15 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// accessMethod bounds a method for the log (a method is a token: ASCII,
+// cut anywhere), ending a cut one with "…".
+func accessMethod(m string) string {
+	if len(m) <= accessMethodMax {
+		return m
+	}
+	return m[:accessMethodMax] + "…"
+}
+
 // accessPath bounds a path for the log and redacts its path parameters:
 // what follows a ';' in a segment (";jsessionid=…", a matrix parameter)
 // is often a session id or a key, so each segment's parameters are
@@ -588,7 +601,7 @@ func (p *Proxy) serveLogged(w http.ResponseWriter, req *http.Request) {
 	a := &accessRW{ResponseWriter: w}
 	a.e.start = time.Now()
 	a.e.listener = "proxy"
-	a.e.method = req.Method
+	a.e.method = accessMethod(req.Method)
 	a.e.path = accessPath(req.URL.EscapedPath())
 	a.e.trace = requestTraceID(req.Context(), req.Header)
 	if req.Body != nil && req.Body != http.NoBody {

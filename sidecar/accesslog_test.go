@@ -125,6 +125,13 @@ func TestAccessPathRedactsPathParameters(t *testing.T) {
 	}
 }
 
+func TestAccessMethodIsBounded(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(accessMethod("PROPFIND")).To(Equal("PROPFIND"))
+	g.Expect(accessMethod(strings.Repeat("M", accessMethodMax))).To(Equal(strings.Repeat("M", accessMethodMax)))
+	g.Expect(accessMethod(strings.Repeat("M", 1<<20))).To(Equal(strings.Repeat("M", accessMethodMax) + "…"))
+}
+
 func TestAccessLogSampling(t *testing.T) {
 	g := NewWithT(t)
 	zero, half := 0.0, 0.5
