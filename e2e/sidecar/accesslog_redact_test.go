@@ -52,6 +52,6 @@ routes:
 		for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
 			Expect(len(l)).To(BeNumerically("<", 4096), "one line stays small: %.200s", l)
 		}
-		Expect(log).To(ContainSubstring(`"method":"`+strings.Repeat("M", 32)+`…"`))
+		Expect(log).To(ContainSubstring(`"method":"` + strings.Repeat("M", 32) + `…"`))
 	})
 })
