@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
@@ -354,10 +355,14 @@ func leafOf(c tls.Certificate) (*x509.Certificate, error) {
 	return x509.ParseCertificate(c.Certificate[0])
 }
 
-// newer reports whether sp is another certificate than cur that lives
-// longer: a pair worth switching to.
+// newer reports whether sp is another certificate than cur, for the same
+// subject, that lives longer: a pair worth switching to. A pair for
+// another subject (another application's identity written into the
+// Secret) is never switched to: the connector renews a certificate with
+// its subject unchanged, and a new subject takes pairing anew.
 func newer(sp *storedPair, cur *x509.Certificate) bool {
-	return sp != nil && sp.pair.SHA256() != connector.Fingerprint(cur) && sp.pair.Leaf().NotAfter.After(cur.NotAfter)
+	return sp != nil && sp.pair.SHA256() != connector.Fingerprint(cur) && sp.pair.Leaf().NotAfter.After(cur.NotAfter) &&
+		bytes.Equal(sp.pair.Leaf().RawSubject, cur.RawSubject)
 }
 
 // adoptOnlyKey marks the context of a renewal the poll starts to adopt a
@@ -450,7 +455,7 @@ func (s *identityStore) renew(ctx context.Context, cur tls.Certificate, inner ce
 			s.mu.Unlock()
 			return pending, nil
 		}
-		if l, ok := lockOf(sec); ok && l.Holder != s.holder && s.now().Before(l.Until) {
+		if l, ok := lockOf(sec); ok && l.Holder != s.holder && s.lockLive(l) {
 			if !waited {
 				waited = true
 				s.count(sidecar.PersistLockWait)
@@ -513,6 +518,17 @@ func lockOf(sec *kubesecret.Secret) (renewalLock, bool) {
 		return renewalLock{}, false // malformed: not a claim anyone holds
 	}
 	return l, true
+}
+
+// lockLive reports whether a claim still holds: it has not run out, and
+// it does not reach further ahead than two lock_durations from now (more
+// than a replica's claim ever does, clock skew included). A claim that
+// reaches further — a Secret edited by hand, a replica with a broken
+// clock, a hostile writer — would otherwise stop every replica from
+// renewing until the certificate expired; it is void.
+func (s *identityStore) lockLive(l renewalLock) bool {
+	now := s.now()
+	return now.Before(l.Until) && !l.Until.After(now.Add(2*s.cfg.LockDuration))
 }
 
 // claim marks this replica as the one renewing, with a compare-and-swap
@@ -628,7 +644,7 @@ func (s *identityStore) pollOnce(ctx context.Context, w *certwatch.Watcher, canR
 		s.mu.Unlock()
 		offer = pending
 	case inSecret == nil:
-		if _, lockHeld := lockOf(sec); lockHeld {
+		if l, lockHeld := lockOf(sec); lockHeld && s.lockLive(l) {
 			return // a renewal (of a lost Secret) is under way
 		}
 		local, err := s.readLocal()

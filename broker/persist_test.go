@@ -176,6 +176,78 @@ func TestAnExpiredClaimIsTakenOver(t *testing.T) {
 	g.Expect(sp.pair.SHA256()).To(Equal(next.pair.SHA256()))
 }
 
+// TestAClaimReachingFarAheadIsVoid: a claim whose until lies further ahead
+// than any replica writes (a hand-edited Secret, a broken clock, a hostile
+// writer) must not stop renewal until the certificate expires.
+func TestAClaimReachingFarAheadIsVoid(t *testing.T) {
+	g := NewWithT(t)
+	f := newPersistFixture(t)
+	cur := f.pair(time.Hour)
+	s := f.store("a", sidecar.NewMetrics(), cur)
+	g.Expect(s.publish(context.Background())).To(Succeed())
+	sec, err := s.api.Get(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	sec.Annotations[lockAnnotation] = `{"holder":"stuck","until":"2999-01-01T00:00:00Z"}`
+	_, err = s.api.Update(context.Background(), sec)
+	g.Expect(err).NotTo(HaveOccurred())
+	next := f.pair(2 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sp, err := s.renew(ctx, cur.pair.TLSCertificate(), certwatch.RenewerFunc(func(context.Context, tls.Certificate) ([]byte, []byte, []byte, error) {
+		return next.cert, next.key, nil, nil
+	}))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(sp.pair.SHA256()).To(Equal(next.pair.SHA256()))
+
+	// A claim within two lock_durations holds.
+	g.Expect(s.lockLive(renewalLock{Holder: "b", Until: time.Now().Add(s.cfg.LockDuration)})).To(BeTrue())
+	g.Expect(s.lockLive(renewalLock{Holder: "b", Until: time.Now().Add(3 * s.cfg.LockDuration)})).To(BeFalse())
+	g.Expect(s.lockLive(renewalLock{Holder: "b", Until: time.Now().Add(-time.Second)})).To(BeFalse())
+}
+
+// TestAPairForAnotherSubjectIsNeverAdopted: whoever can write the Secret
+// must not make the replicas switch to another identity, however long it
+// lives; nor to a pair whose key does not match, that expired or that is
+// not yet valid.
+func TestAPairForAnotherSubjectIsNeverAdopted(t *testing.T) {
+	g := NewWithT(t)
+	f := newPersistFixture(t)
+	cur := f.pair(time.Hour)
+	s := f.store("a", sidecar.NewMetrics(), cur)
+	g.Expect(s.publish(context.Background())).To(Succeed())
+	other := f.ca.Issue(testpki.WithCommonName("another-app"), testpki.WithValidity(10*time.Hour), testpki.ClientAuth())
+	f.api.Put("apps", "identity", map[string][]byte{certwatch.CertFile: other.CertPEM(), certwatch.KeyFile: other.KeyPEM(testpki.PKCS8), certwatch.CAFile: f.ca.CertPEM()})
+	sp, err := parseStored(map[string][]byte{certwatch.CertFile: other.CertPEM(), certwatch.KeyFile: other.KeyPEM(testpki.PKCS8), certwatch.CAFile: f.ca.CertPEM()}, time.Now())
+	g.Expect(err).NotTo(HaveOccurred(), "a valid pair in itself")
+	g.Expect(newer(sp, cur.pair.Leaf())).To(BeFalse())
+
+	next := f.pair(2 * time.Hour)
+	var calls atomic.Int32
+	got, err := s.renew(context.Background(), cur.pair.TLSCertificate(), certwatch.RenewerFunc(func(context.Context, tls.Certificate) ([]byte, []byte, []byte, error) {
+		calls.Add(1)
+		return next.cert, next.key, nil, nil
+	}))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(calls.Load()).To(BeEquivalentTo(1), "renewed at the connector instead")
+	g.Expect(got.pair.SHA256()).To(Equal(next.pair.SHA256()))
+	g.Expect(got.pair.Leaf().Subject.CommonName).To(Equal("app"))
+
+	// Pairs parseStored refuses, so that neither start nor poll adopts them.
+	mismatch := f.ca.Issue(testpki.WithCommonName("app"), testpki.WithValidity(10*time.Hour), testpki.ClientAuth())
+	expired := f.ca.Issue(testpki.WithCommonName("app"), testpki.WithValidity(time.Hour), testpki.ClientAuth())
+	for name, d := range map[string]map[string][]byte{
+		"key of another certificate": {certwatch.CertFile: mismatch.CertPEM(), certwatch.KeyFile: next.key, certwatch.CAFile: f.ca.CertPEM()},
+		"untrusted by its CA":        {certwatch.CertFile: mismatch.CertPEM(), certwatch.KeyFile: mismatch.KeyPEM(testpki.PKCS8), certwatch.CAFile: testpki.NewCA().CertPEM()},
+	} {
+		_, err := parseStored(d, time.Now())
+		g.Expect(err).To(HaveOccurred(), name)
+	}
+	_, err = parseStored(map[string][]byte{certwatch.CertFile: expired.CertPEM(), certwatch.KeyFile: expired.KeyPEM(testpki.PKCS8), certwatch.CAFile: f.ca.CertPEM()}, time.Now().Add(2*time.Hour))
+	g.Expect(err).To(HaveOccurred(), "expired")
+	_, err = parseStored(map[string][]byte{certwatch.CertFile: expired.CertPEM(), certwatch.KeyFile: expired.KeyPEM(testpki.PKCS8), certwatch.CAFile: f.ca.CertPEM()}, time.Now().Add(-time.Hour))
+	g.Expect(err).To(HaveOccurred(), "not yet valid")
+}
+
 func TestApplyPersistSecretFlag(t *testing.T) {
 	g := NewWithT(t)
 	cfg, err := sidecar.ParseConfig([]byte("certificates:\n  - {name: c, dir: /tmp/c, pairing_url_file: /tmp/p}\n  - {name: d, dir: /tmp/d}\n"), "test")

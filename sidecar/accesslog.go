@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,10 @@ const (
 	// accessPathMax bounds the path written to one line; a longer path is
 	// cut and ends with "…".
 	accessPathMax = 2048
+	// accessMethodMax bounds the method written to one line: net/http
+	// takes any token up to the head's 1 MiB, and a line must stay small
+	// (the queue holds up to access_log.buffer of them).
+	accessMethodMax = 32
 )
 
 // checkAccessLog validates access_log.
@@ -411,16 +416,48 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// accessPath bounds a path for the log.
+// accessMethod bounds a method for the log (a method is a token: ASCII,
+// cut anywhere), ending a cut one with "…".
+func accessMethod(m string) string {
+	if len(m) <= accessMethodMax {
+		return m
+	}
+	return m[:accessMethodMax] + "…"
+}
+
+// accessPath bounds a path for the log and redacts its path parameters:
+// what follows a ';' in a segment (";jsessionid=…", a matrix parameter)
+// is often a session id or a key, so each segment's parameters are
+// written as ";redacted", as a query string is left out.
 func accessPath(p string) string {
-	if len(p) <= accessPathMax {
-		return p
+	cut := ""
+	if len(p) > accessPathMax {
+		n := accessPathMax
+		for n > 0 && !utf8.RuneStart(p[n]) {
+			n--
+		}
+		p, cut = p[:n], "…"
 	}
-	cut := accessPathMax
-	for cut > 0 && !utf8.RuneStart(p[cut]) {
-		cut--
+	if strings.IndexByte(p, ';') < 0 {
+		return p + cut
 	}
-	return p[:cut] + "…"
+	b := make([]byte, 0, len(p)+len(cut))
+	for p != "" {
+		i := strings.IndexByte(p, ';')
+		if i < 0 {
+			b = append(b, p...)
+			break
+		}
+		b = append(b, p[:i]...)
+		b = append(b, ";redacted"...)
+		p = p[i:]
+		if j := strings.IndexByte(p, '/'); j >= 0 {
+			p = p[j:]
+		} else {
+			p = ""
+		}
+	}
+	return string(append(b, cut...))
 }
 
 // traceparentID is the trace id of a valid traceparent value, in
@@ -475,6 +512,12 @@ func (a *accessRW) WriteHeader(code int) {
 	if !a.wrote && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		a.wrote = true
 		a.e.status = code
+		if a.e.reason == "" {
+			// A reason set on an upstream's answer (reauth.go): the
+			// upstream's own X-Credbroker-* fields are gone by now
+			// (ownheaders.go).
+			a.e.reason = a.Header().Get(HeaderError)
+		}
 		if !a.upStart.IsZero() {
 			a.e.upstream = time.Since(a.upStart)
 		}
@@ -558,7 +601,7 @@ func (p *Proxy) serveLogged(w http.ResponseWriter, req *http.Request) {
 	a := &accessRW{ResponseWriter: w}
 	a.e.start = time.Now()
 	a.e.listener = "proxy"
-	a.e.method = req.Method
+	a.e.method = accessMethod(req.Method)
 	a.e.path = accessPath(req.URL.EscapedPath())
 	a.e.trace = requestTraceID(req.Context(), req.Header)
 	if req.Body != nil && req.Body != http.NoBody {

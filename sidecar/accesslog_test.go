@@ -109,6 +109,29 @@ func TestAccessPathIsBounded(t *testing.T) {
 	g.Expect(strings.ToValidUTF8(p, "?")).To(Equal(p), "cut at a rune boundary")
 }
 
+func TestAccessPathRedactsPathParameters(t *testing.T) {
+	for in, want := range map[string]string{
+		"/orders/items":                 "/orders/items",
+		"/orders/x;jsessionid=S3CR3T":   "/orders/x;redacted",
+		"/orders/x;jsessionid=S3CR3T/y": "/orders/x;redacted/y",
+		"/a;k=1;v=2/b;c/d":              "/a;redacted/b;redacted/d",
+		"/;":                            "/;redacted",
+		"/a%3Bb":                        "/a%3Bb", // an escaped ';' is data, not a parameter
+		"/x;" + strings.Repeat("s", 2*accessPathMax): "/x;redacted…",
+	} {
+		if got := accessPath(in); got != want {
+			t.Errorf("accessPath(%.40q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAccessMethodIsBounded(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(accessMethod("PROPFIND")).To(Equal("PROPFIND"))
+	g.Expect(accessMethod(strings.Repeat("M", accessMethodMax))).To(Equal(strings.Repeat("M", accessMethodMax)))
+	g.Expect(accessMethod(strings.Repeat("M", 1<<20))).To(Equal(strings.Repeat("M", accessMethodMax) + "…"))
+}
+
 func TestAccessLogSampling(t *testing.T) {
 	g := NewWithT(t)
 	zero, half := 0.0, 0.5

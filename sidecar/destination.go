@@ -245,7 +245,7 @@ func newDestRoute(r *route, resolver DestinationResolver, newTr func(*tls.Certif
 	d.onprem = newTr(nil, true)
 	d.rp = &httputil.ReverseProxy{
 		Rewrite:        d.rewrite,
-		Transport:      d,
+		Transport:      stripOwnHeaders{d}, // ownheaders.go
 		BufferPool:     bufs,
 		ModifyResponse: r.modifyResponse,
 		ErrorHandler:   r.errorHandler,

@@ -642,6 +642,7 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 	noBody := isHead || rh.code == http.StatusNoContent || rh.code == http.StatusNotModified
 	out := fc.appendKept(appendStatusLine(fc.out[:0], rh.code), &rh)
 	if fc.why != "" {
+		fc.acc.reason = fc.why
 		out = append(out, HeaderError+": "...)
 		out = append(out, fc.why...)
 		out = append(out, "\r\n"...)
@@ -818,7 +819,7 @@ func (fc *fastConn) readRespHead(pc *h1Conn, rh *respHead) error {
 			}
 			fc.connv = append(append(fc.connv, v...), ',')
 			continue
-		case rfHop:
+		case rfHop, rfOwn:
 			continue
 		}
 		fc.hdrs = append(fc.hdrs, name...)
@@ -905,6 +906,7 @@ const (
 	rfTransferEncoding
 	rfConnection
 	rfHop // removed: Keep-Alive, Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, Te, Trailer, Upgrade
+	rfOwn // removed: X-Credbroker-* is credbroker's alone (ownheaders.go)
 )
 
 func respFieldKind(name []byte) int {
@@ -944,6 +946,9 @@ func respFieldKind(name []byte) int {
 		if equalFold(name, "proxy-authorization") {
 			return rfHop
 		}
+	}
+	if len(name) > len(ownHeaderPrefix) && equalFold(name[:len(ownHeaderPrefix)], "x-credbroker-") {
+		return rfOwn
 	}
 	return rfOther
 }

@@ -279,10 +279,10 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 		r.transport = transportFor(certName, cert)
 		r.fast = r.tenantHdr == "" && !r.jwtBearer && r.signer == nil && r.basePath == r.baseRawPath &&
 			(target.Scheme == "http" || target.Scheme == "https") && target.User == nil && fastQuery(target.RawQuery)
-		var rt http.RoundTripper = r.transport
+		var rt http.RoundTripper = stripOwnHeaders{r.transport} // ownheaders.go
 		if r.tokens != nil {
 			if r.reauth = newReauth(r, o.metrics); r.reauth != nil {
-				r.reauth.next = r.transport
+				r.reauth.next = rt
 				rt = r.reauth
 			}
 		}

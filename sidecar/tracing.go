@@ -95,6 +95,9 @@ type tracedWriter struct {
 func (w *tracedWriter) WriteHeader(code int) {
 	if code >= 200 && w.status == 0 {
 		w.status = code
+		if w.reason == "" {
+			w.reason = w.Header().Get(HeaderError) // set on an upstream's answer (reauth.go)
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

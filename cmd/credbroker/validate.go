@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/tracing"
 )
 
 func init() {
@@ -32,7 +34,15 @@ func runValidate(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	if err := o.check(e); err != nil {
 		return err
 	}
-	b, err := broker.New(o.brokerOptions(), broker.WithLogger(e.log))
+	bo := o.brokerOptions()
+	// The OTEL_* variables, as run reads them: a value run refuses is
+	// refused here too.
+	ts, err := tracing.FromEnv(os.LookupEnv)
+	if err != nil {
+		return badInputf("%v", err)
+	}
+	bo.Tracing = ts
+	b, err := broker.New(bo, broker.WithLogger(e.log))
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func FromEnv(lookup func(string) (string, bool)) (Settings, error) {
 	if v := get(envSDKDisabled); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return s, fmt.Errorf("%s=%q: want true or false", envSDKDisabled, v)
+			return s, fmt.Errorf("%s: want true or false%s", envSDKDisabled, notRepeated)
 		}
 		s.Disabled = b
 	}
@@ -221,12 +221,17 @@ func Resolve(file, env Settings) Settings {
 	return out
 }
 
+// notRepeated ends a message about a bad value: an OTEL_* variable or a
+// tracing: key may hold a misplaced secret (a header, a token), and
+// messages reach logs and CI output.
+const notRepeated = " (the value is not repeated here: a misplaced secret must not reach a log)"
+
 func checkExporter(v string) error {
 	switch v {
 	case "", ExporterOTLP, ExporterNone:
 		return nil
 	}
-	return fmt.Errorf("%q: want otlp or none (credbroker exports traces over OTLP only)", v)
+	return fmt.Errorf("want otlp or none (credbroker exports traces over OTLP only)%s", notRepeated)
 }
 
 func checkProtocol(v string) error {
@@ -234,7 +239,7 @@ func checkProtocol(v string) error {
 	case "", ProtocolHTTP, ProtocolGRPC:
 		return nil
 	}
-	return fmt.Errorf("%q: want http/protobuf or grpc", v)
+	return fmt.Errorf("want http/protobuf or grpc%s", notRepeated)
 }
 
 func checkEndpoint(v string) error {
@@ -258,11 +263,11 @@ func checkSampler(name, arg string) error {
 		}
 		f, err := strconv.ParseFloat(arg, 64)
 		if err != nil || f < 0 || f > 1 {
-			return fmt.Errorf("ratio %q: want a number from 0 to 1", arg)
+			return fmt.Errorf("ratio: want a number from 0 to 1%s", notRepeated)
 		}
 		return nil
 	}
-	return fmt.Errorf("%q: want one of %s", name, strings.Join(Samplers, ", "))
+	return fmt.Errorf("want one of %s%s", strings.Join(Samplers, ", "), notRepeated)
 }
 
 // sampler builds the resolved sampler (default parentbased_always_on).
@@ -300,7 +305,7 @@ func parseResourceAttributes(v string) (map[string]string, error) {
 		k, val, ok := strings.Cut(kv, "=")
 		k = strings.TrimSpace(k)
 		if !ok || k == "" {
-			return nil, fmt.Errorf("%q: want key=value pairs separated by commas", kv)
+			return nil, fmt.Errorf("want key=value pairs separated by commas%s", notRepeated)
 		}
 		dec, err := url.PathUnescape(strings.TrimSpace(val))
 		if err != nil {
