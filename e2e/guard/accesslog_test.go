@@ -222,7 +222,7 @@ inbound:
 		}
 		// One writer writes lines in the order the requests ended: the
 		// success came first and would be there before the refusals.
-		Eventually(inbound).WithTimeout(20 * time.Second).Should(HaveLen(2), "sample 0 writes the refusals and no success")
+		Eventually(inbound).WithTimeout(20*time.Second).Should(HaveLen(2), "sample 0 writes the refusals and no success")
 		fields := map[string]map[string]string{}
 		for _, l := range inbound() {
 			f := map[string]string{}
