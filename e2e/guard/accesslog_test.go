@@ -1,10 +1,12 @@
 package guard_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
 
 	"github.com/credbroker/credbroker/e2e/harness"
 	"github.com/credbroker/credbroker/internal/testpki"
@@ -242,5 +245,46 @@ inbound:
 		Expect(fresh).To(MatchRegexp(`^[0-9a-f]{32}$`), "a new trace of the guard's span")
 		Expect(fresh).NotTo(Equal(strings.Repeat("0", 32)))
 		Expect(regexp.MustCompile(`listener=inbound .*path=/ok `).MatchString(string(sc.Session.Out.Contents()))).To(BeFalse())
+	})
+
+	It("counts an accepted request whose body broke (400 bad_request_body) and logs the guard's reason", func() {
+		rig := newGuardRig()
+		inboundHP := fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+		opts := rig.sidecarOptions()
+		opts.Args = []string{"--access-log", "-"}
+		sc := harness.StartSidecar(bin, opts, fmt.Sprintf(`
+inbound:
+  listen: %s
+  app: %s
+  rules:
+    - {path: /, accept: [jwt], binding: %s}
+`, inboundHP, rig.appURL, mockauth.SecretBindingName))
+		waitListening(inboundHP)
+		conn, err := net.DialTimeout("tcp", inboundHP, 5*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close()
+		Expect(conn.SetDeadline(time.Now().Add(30 * time.Second))).To(Succeed())
+		_, err = io.WriteString(conn, "POST /api/x HTTP/1.1\r\nHost: app.example\r\nAuthorization: Bearer "+mintFor(rig.srv)+
+			"\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\nabc\r\n0\r\n\r\n")
+		Expect(err).NotTo(HaveOccurred())
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Expect(resp.StatusCode).To(Equal(400))
+		Expect(resp.Header.Get("X-Credbroker-Error")).To(Equal("bad_request_body"))
+
+		metrics := func() string {
+			r, err := http.Get(sc.Admin + "/metrics")
+			if err != nil {
+				return ""
+			}
+			defer r.Body.Close()
+			b, _ := io.ReadAll(r.Body)
+			return string(b)
+		}
+		Expect(metrics()).To(ContainSubstring("\ncredbroker_inbound_bad_request_body_total 1\n"))
+		Expect(metrics()).To(ContainSubstring(`credbroker_inbound_requests_total{method="jwt",outcome="accepted",reason=""} 1`))
+		Eventually(sc.Session.Out).WithTimeout(20 * time.Second).Should(gbytes.Say(
+			`"listener":"inbound","route":"/","method":"POST","path":"/api/x","status":400,.*"auth":"jwt","reason":"bad_request_body"`))
 	})
 })

@@ -199,6 +199,9 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 				if d := decisionOf(r.Context()); d != nil {
 					d.Reason = ReasonBadRequestBody
 				}
+				if bo, ok := g.obs.(BodyObserver); ok {
+					bo.BadRequestBody()
+				}
 				w.Header().Set(HeaderError, ReasonBadRequestBody)
 				w.Header().Set("Connection", "close")
 				http.Error(w, "credbroker: bad request ("+ReasonBadRequestBody+")", http.StatusBadRequest)
