@@ -17,11 +17,13 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/credbroker/credbroker/sidecar/guard"
 )
 
 // The access log (access_log:) writes one line per request of the egress
-// proxy — fast path and net/http path alike — separate from the diagnostic
-// log. A line holds the fields of accessEntry and nothing else: no header
+// proxy — fast path and net/http path alike — and of the inbound guard
+// (serveInboundLogged), separate from the diagnostic log. A line holds the fields of accessEntry and nothing else: no header
 // value ever (the trace id is parsed out of traceparent and checked to be
 // hex), no query string, no body. Lines are formatted on the request's
 // goroutine into pooled buffers and handed to one writer goroutine over a
@@ -506,6 +508,7 @@ type accessRW struct {
 	in      atomic.Int64
 	upStart time.Time
 	wrote   bool
+	dec     *guard.Decision // the inbound guard's decision (serveInboundLogged)
 }
 
 func (a *accessRW) WriteHeader(code int) {
@@ -520,6 +523,8 @@ func (a *accessRW) WriteHeader(code int) {
 		}
 		if !a.upStart.IsZero() {
 			a.e.upstream = time.Since(a.upStart)
+		} else if a.dec != nil && !a.dec.AppStart.IsZero() {
+			a.e.upstream = time.Since(a.dec.AppStart)
 		}
 	}
 	a.ResponseWriter.WriteHeader(code)
@@ -623,6 +628,44 @@ func (p *Proxy) serveLogged(w http.ResponseWriter, req *http.Request) {
 	p.ServeHTTP(a, req)
 }
 
+// serveInboundLogged serves one request of the inbound listener with in
+// (the guard of the same generation) and writes its access log line:
+// listener "inbound", route the matching rule's path, auth the method that
+// decided, reason the guard's own refusal reason — all taken from the
+// guard's Decision, never from the response (the app behind the guard can
+// set any header) — and no identity of the caller. upstream_ms is the
+// app's time to its response head.
+func (a *accessLog) serveInboundLogged(in InboundHandler, w http.ResponseWriter, req *http.Request) {
+	rw := &accessRW{ResponseWriter: w, dec: &guard.Decision{}}
+	rw.e.start = time.Now()
+	rw.e.listener = "inbound"
+	rw.e.method = accessMethod(req.Method)
+	rw.e.path = accessPath(req.URL.EscapedPath())
+	rw.e.trace = requestTraceID(req.Context(), req.Header)
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = countBody{req.Body, &rw.in}
+	}
+	defer func() {
+		d := rw.dec
+		rw.e.dur = time.Since(rw.e.start)
+		rw.e.in = rw.in.Load()
+		rw.e.route, rw.e.auth, rw.e.reason = d.Rule, string(d.Method), d.Reason
+		if d.TraceID.IsValid() {
+			hex.Encode(rw.e.trace[:], d.TraceID[:])
+		}
+		if rw.e.status == 0 {
+			rw.e.status = http.StatusOK
+			if req.Context().Err() != nil {
+				rw.e.status = 499 // the caller went away
+			}
+		}
+		if a.wants(rw.e.status, rw.e.reason) {
+			a.record(&rw.e)
+		}
+	}()
+	in.ServeHTTP(rw, req.WithContext(guard.RecordDecision(req.Context(), rw.dec)))
+}
+
 // logFast writes the access log line of a request the fast path served.
 func (a *accessLog) logFast(fc *fastConn, r *route, status int, start time.Time, d time.Duration) {
 	acc := &fc.acc
@@ -632,7 +675,7 @@ func (a *accessLog) logFast(fc *fastConn, r *route, status int, start time.Time,
 	q := &fc.req
 	e := accessEntry{
 		start: start, listener: "proxy", route: r.name, auth: r.cfg.Auth.Type,
-		method: b2s(q.method), path: accessPath(b2s(q.path)), status: status, dur: d,
+		method: accessMethod(b2s(q.method)), path: accessPath(b2s(q.path)), status: status, dur: d,
 		upstream: acc.upDur, out: acc.nOut, reason: acc.reason,
 	}
 	if t := fc.traceLine; len(t) > 0 {

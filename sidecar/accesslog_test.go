@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -326,4 +327,25 @@ func TestSetAccessTraceID(t *testing.T) {
 	setAccessTraceID(a, tid)
 	g.Expect(a.e.traceID()).To(Equal("4bf92f3577b34da6a3ce929d0e0e4736"))
 	setAccessTraceID(&discardWriter{h: http.Header{}}, tid) // not logged: nothing happens
+}
+
+type plainInbound struct{ http.Handler }
+
+func (plainInbound) TLSConfig() *tls.Config { return nil }
+
+// The inbound listener's line bounds the method like the proxy's: net/http
+// hands the guard any method token up to the head's limit.
+func TestInboundAccessMethodIsBounded(t *testing.T) {
+	g := NewWithT(t)
+	out := &syncBuffer{}
+	a, err := openAccessLog(AccessLog{Enabled: true}, out, NewMetrics(), nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	in := plainInbound{http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(403) })}
+	req, err := http.NewRequest(strings.Repeat("M", 1<<16), "http://127.0.0.1/x", nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	a.serveInboundLogged(in, &discardWriter{h: http.Header{}}, req)
+	a.close()
+	g.Eventually(func() int { return len(out.lines()) }, 10*time.Second, 10*time.Millisecond).Should(Equal(1))
+	g.Expect(out.lines()[0]).To(HaveKeyWithValue("method", strings.Repeat("M", accessMethodMax)+"…"))
+	g.Expect(out.lines()[0]).To(HaveKeyWithValue("listener", "inbound"))
 }

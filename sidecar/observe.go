@@ -14,6 +14,7 @@ type events struct {
 	headRefused *prometheus.CounterVec
 	apiRefused  *prometheus.CounterVec
 	appErrors   prometheus.Counter
+	inBadBody   prometheus.Counter
 	jwks        *prometheus.CounterVec
 
 	// The access log's lines that were not written (accesslog.go).
@@ -40,6 +41,10 @@ func newEvents(reg *prometheus.Registry) events {
 			Name: "credbroker_inbound_app_unreachable_total",
 			Help: "Requests the inbound guard accepted but could not pass to the app (502 app-unreachable).",
 		}),
+		inBadBody: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "credbroker_inbound_bad_request_body_total",
+			Help: "Requests the inbound guard accepted but whose body could not be read on the way to the app (400 bad_request_body: a malformed chunk, a body cut short).",
+		}),
 		jwks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_inbound_jwks_fetches_total",
 			Help: "Fetches of JWKS verification keys by the inbound guard, by outcome (ok, error).",
@@ -65,7 +70,7 @@ func newEvents(reg *prometheus.Registry) events {
 			Help: "Token requests answered with a cached failure instead of a new fetch, by binding and cause (refused: a 4xx of the auth server; unavailable: an outage, until the retry pause ends).",
 		}, []string{"binding", "cause"}),
 	}
-	reg.MustRegister(e.headRefused, e.apiRefused, e.appErrors, e.jwks, e.accessDropped, e.pairings, e.heartbeats, e.certReloads, e.tokenReplays)
+	reg.MustRegister(e.headRefused, e.apiRefused, e.appErrors, e.inBadBody, e.jwks, e.accessDropped, e.pairings, e.heartbeats, e.certReloads, e.tokenReplays)
 	return e
 }
 
@@ -98,6 +103,9 @@ func (m *Metrics) TokenReplays(binding string) (refused, unavailable prometheus.
 
 // AppUnreachable implements guard.EventObserver.
 func (o inboundObserver) AppUnreachable() { o.m.appErrors.Inc() }
+
+// BadRequestBody implements guard.BodyObserver.
+func (o inboundObserver) BadRequestBody() { o.m.inBadBody.Inc() }
 
 // JWKSFetched implements guard.EventObserver.
 func (o inboundObserver) JWKSFetched(err error) { o.m.jwks.WithLabelValues(outcome(err)).Inc() }

@@ -394,7 +394,12 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
 	closeAfterChunked(w, r)
-	s.gen.Load().deps.Inbound.ServeHTTP(w, r)
+	g := s.gen.Load()
+	if a := g.proxy.access; a != nil {
+		a.serveInboundLogged(g.deps.Inbound, w, r)
+		return
+	}
+	g.deps.Inbound.ServeHTTP(w, r)
 }
 
 // closeAfterChunked closes the connection after answering a request with a

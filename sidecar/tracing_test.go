@@ -402,6 +402,29 @@ func BenchmarkTracingOffHooks(b *testing.B) {
 	}
 }
 
+// TestTracingOffHooksDoNotAllocate holds the hooks of
+// BenchmarkTracingOffHooks to no allocation (issue 22: with tracing off, no
+// allocation on the hot path).
+func TestTracingOffHooksDoNotAllocate(t *testing.T) {
+	p := &Proxy{}
+	r := &route{}
+	w := &discardWriter{h: http.Header{}}
+	fc := &fastConn{fastScratch: &fastScratch{out: make([]byte, 0, 64)}}
+	n := testing.AllocsPerRun(1000, func() {
+		if p.o.tracer != nil {
+			t.Fatal("tracing is on")
+		}
+		noteRoute(w, r)
+		fc.out = append(fc.out[:0], fc.traceLine...)
+		if fc.handlerContext() != nil {
+			t.Fatal("a context without a connection")
+		}
+	})
+	if n != 0 {
+		t.Fatalf("the tracing-off hooks allocate %v times per request", n)
+	}
+}
+
 // With tracing and the access log both on, a request without a traceparent
 // is logged under the trace id of the span made for it, and a refusal's
 // reason reaches both the span and the line.

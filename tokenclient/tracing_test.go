@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"go.opentelemetry.io/otel/codes"
@@ -136,4 +137,48 @@ func TestNoSpansWithoutProvider(t *testing.T) {
 	_, err := c.Token(context.Background(), Request{})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(got.Load()).To(Equal(""))
+}
+
+// TestBackgroundRefreshIsARootSpan: a refresh ahead runs for no caller, so
+// its fetch span is a root span (fetch_reason refresh), even when the
+// request that last used the token was traced.
+func TestBackgroundRefreshIsARootSpan(t *testing.T) {
+	g := NewWithT(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(bg) })
+	as := newFakeAS(t, nil)
+	clk := newFakeClock()
+	c := newClient(t, as.secretConfig(), WithClock(clk), WithRefreshAhead(0.5, 0), WithTracerProvider(tp))
+
+	ctx, caller := tp.Tracer("test").Start(bg, "caller")
+	_, err := c.Token(ctx, Request{})
+	g.Expect(err).NotTo(HaveOccurred())
+	// A traced request uses the cached token (only tokens in use are
+	// refreshed ahead).
+	ctx2, user := tp.Tracer("test").Start(bg, "user")
+	_, err = c.Token(ctx2, Request{})
+	g.Expect(err).NotTo(HaveOccurred())
+	caller.End()
+	user.End()
+	clk.Advance(31 * time.Minute) // past the refresh point of a one-hour token
+	fetches := func() map[string]sdktrace.ReadOnlySpan {
+		out := map[string]sdktrace.ReadOnlySpan{}
+		for _, s := range rec.Ended() {
+			if s.Name() != tracing.SpanTokenFetch {
+				continue
+			}
+			for _, kv := range s.Attributes() {
+				if kv.Key == tracing.AttrFetchReason {
+					out[kv.Value.AsString()] = s
+				}
+			}
+		}
+		return out
+	}
+	g.Eventually(fetches).Should(HaveKey(string(ReasonRefresh)))
+	miss, refresh := fetches()[string(ReasonMiss)], fetches()[string(ReasonRefresh)]
+	g.Expect(miss.Parent().SpanID()).To(Equal(caller.SpanContext().SpanID()), "the miss is the caller's child")
+	g.Expect(refresh.Parent().IsValid()).To(BeFalse(), "the refresh is a root span")
+	g.Expect(refresh.SpanContext().TraceID()).NotTo(BeElementOf(caller.SpanContext().TraceID(), user.SpanContext().TraceID()))
 }

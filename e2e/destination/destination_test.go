@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -554,6 +555,45 @@ var _ = Describe("destination routes", func() {
 		m, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		Expect(string(m)).To(ContainSubstring(fmt.Sprintf(`credbroker_proxy_refused_total{reason="tenant-invalid"} %d`, 2*len(hostile))))
+	})
+
+	It("refuses an OnPremise destination on a route without connectivity with 502 destination-no-connectivity: counted, logged, nothing sent", func() {
+		e := newEnv()
+		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "erp", "URL": onpremURL, "Authentication": "BasicAuthentication", "ProxyType": "OnPremise", "User": "erpuser", "Password": e.basicPW}}, "provider")
+		logFile := filepath.Join(e.dir, "access.log")
+		sc := e.start(fmt.Sprintf("access_log: {enabled: true, path: %s}\nroutes:\n  - name: erp\n    auth: {type: destination, destination: erp, binding: destination}\n", logFile))
+		for range 2 {
+			a := call(sc, "/erp/x?top=1", "", "")
+			Expect(a.status).To(Equal(502), a.body)
+			Expect(a.reason).To(Equal("destination-no-connectivity"))
+			Expect(a.body).To(ContainSubstring("connectivity binding"))
+			Expect(a.body).NotTo(ContainSubstring(e.basicPW))
+		}
+		st := e.mock.DestinationStats()
+		Expect(st.LookupsByTenantName).To(HaveKeyWithValue("provider/erp", 1), "looked up once, then from the cache")
+		Expect(st.ProxyRequests).To(BeZero(), "nothing went to the Connectivity proxy")
+		Expect(st.OnPremise).To(BeZero())
+		Expect(st.Backend).To(BeZero(), "nothing went anywhere else either")
+		resp, err := http.Get(sc.Admin + "/metrics")
+		Expect(err).NotTo(HaveOccurred())
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		Expect(string(m)).To(ContainSubstring(`credbroker_proxy_refused_total{reason="destination-no-connectivity"} 2`))
+		Expect(string(m)).To(ContainSubstring(`credbroker_proxy_requests_total{code="502",route="erp"} 2`))
+		Eventually(func() []string {
+			data, _ := os.ReadFile(logFile)
+			var got []string
+			for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				var line map[string]any
+				if json.Unmarshal([]byte(l), &line) == nil {
+					got = append(got, fmt.Sprint(line["route"], " ", line["auth"], " ", line["path"], " ", line["status"], " ", line["reason"], " ", line["upstream_ms"]))
+				}
+			}
+			return got
+		}).WithTimeout(20 * time.Second).Should(Equal([]string{
+			"erp destination /erp/x 502 destination-no-connectivity 0",
+			"erp destination /erp/x 502 destination-no-connectivity 0",
+		}))
 	})
 
 	It("keeps cached destinations across a configuration reload", func() {

@@ -196,12 +196,21 @@ func New(cfg *Config, opts ...Option) (*Guard, error) {
 			if br, ok := r.Context().Value(bodyErrKey{}).(*bodyErrReader); ok && br.readErr() != nil {
 				// The caller's body broke (a malformed chunk), not the app.
 				g.log.Info("inbound: bad request body", "path", r.URL.Path, "peer", r.RemoteAddr, "error", br.readErr())
+				if d := decisionOf(r.Context()); d != nil {
+					d.Reason = ReasonBadRequestBody
+				}
+				if bo, ok := g.obs.(BodyObserver); ok {
+					bo.BadRequestBody()
+				}
 				w.Header().Set(HeaderError, ReasonBadRequestBody)
 				w.Header().Set("Connection", "close")
 				http.Error(w, "credbroker: bad request ("+ReasonBadRequestBody+")", http.StatusBadRequest)
 				return
 			}
 			g.log.Warn("inbound: app unreachable", "path", r.URL.Path, "error", err)
+			if d := decisionOf(r.Context()); d != nil {
+				d.Reason = ReasonAppUnreachable
+			}
 			if eo, ok := g.obs.(EventObserver); ok {
 				eo.AppUnreachable()
 			}
@@ -289,6 +298,10 @@ func (g *Guard) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	g.obs.Accepted(id.method)
 	if g.tracer != nil {
 		noteDecision(r.Context(), ru, id.method, "")
+	}
+	if d := decisionOf(r.Context()); d != nil {
+		d.Rule, d.Method, d.Reason = ru.path, id.method, ""
+		d.AppStart = time.Now()
 	}
 	g.log.Debug("inbound: accepted", "path", r.URL.Path, "rule", ru.path, "method", string(id.method), "subject", id.subject)
 	ctx := context.WithValue(r.Context(), identityKey{}, id)
@@ -468,6 +481,7 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ru *rule, ref *re
 	if g.tracer != nil {
 		noteDecision(r.Context(), ru, ref.method, ref.reason)
 	}
+	decide(r.Context(), ru, ref.method, ref.reason)
 	g.log.Info("inbound: refused", "path", r.URL.Path, "method", string(ref.method), "reason", ref.reason,
 		"status", ref.status, "peer", r.RemoteAddr, "detail", ref.detail)
 	if ref.status == http.StatusUnauthorized || ref.bearerError == "insufficient_scope" {

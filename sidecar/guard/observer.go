@@ -24,6 +24,14 @@ type EventObserver interface {
 	JWKSFetched(err error) // err is nil on success
 }
 
+// BodyObserver is optionally implemented by an Observer to count accepted
+// requests whose body broke on the way to the app (a malformed chunk, a
+// body cut short): answered 400 bad_request_body and already counted as
+// accepted. Same rules as Observer.
+type BodyObserver interface {
+	BadRequestBody()
+}
+
 // MethodNone labels decisions made before any method was tried.
 const MethodNone Method = "none"
 

@@ -55,6 +55,9 @@ func (g *Guard) serveTraced(w http.ResponseWriter, r *http.Request) {
 	ctx, span := g.tracer.Start(ctx, tracing.SpanGuard, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(tracing.AttrMethod.String(tracing.Method(r.Method))))
 	defer span.End()
+	if d := decisionOf(ctx); d != nil {
+		d.TraceID = span.SpanContext().TraceID()
+	}
 	tracing.Propagator.Inject(ctx, carrier)
 	sw := &statusWriter{ResponseWriter: w}
 	g.serveHTTP(sw, r.WithContext(ctx))

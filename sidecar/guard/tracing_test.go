@@ -110,3 +110,47 @@ func TestGuardSpans(t *testing.T) {
 		g.Expect(dump.String()).NotTo(ContainSubstring(secret))
 	}
 }
+
+// TestJWKSBackgroundRefreshIsARootSpan: the key set fetch a request waits
+// for is its child; the refresh of a cached set that a later request only
+// starts (and does not wait for) is a root span.
+func TestJWKSBackgroundRefreshIsARootSpan(t *testing.T) {
+	g := NewWithT(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	clock := newFakeClock(time.Now())
+	srv := startMock(t, mockauth.Options{Now: clock.Now})
+	cfg := &Config{Rules: []Rule{{Path: "/api/", Accept: []Method{MethodJWT}, Binding: mockauth.SecretBindingName}}}
+	e := startGuard(t, cfg, nil, WithBindings(mockBindings(srv)), WithJWKSClient(srv.Client()), WithClock(clock.Now),
+		WithKeyRefresh(time.Minute, 0), WithTracerProvider(tp))
+	tok := fetchToken(t, srv, false)
+	call := func() {
+		req, _ := http.NewRequest("GET", e.url+"/api/x", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, _ := do(t, nil, req)
+		g.Expect(resp.StatusCode).To(Equal(200))
+	}
+	spans := func(name string) []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, s := range rec.Ended() {
+			if s.Name() == name {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	call()
+	g.Expect(spans(tracing.SpanJWKSFetch)).To(HaveLen(1))
+	first := spans(tracing.SpanJWKSFetch)[0]
+	g.Expect(first.Parent().SpanID()).To(Equal(spans(tracing.SpanGuard)[0].SpanContext().SpanID()))
+
+	clock.Advance(2 * time.Minute) // the cached set is due for a refresh
+	call()
+	g.Eventually(func() []sdktrace.ReadOnlySpan { return spans(tracing.SpanJWKSFetch) }).Should(HaveLen(2))
+	refresh := spans(tracing.SpanJWKSFetch)[1]
+	g.Expect(refresh.Parent().IsValid()).To(BeFalse(), "a background refresh is a root span")
+	for _, s := range spans(tracing.SpanGuard) {
+		g.Expect(refresh.SpanContext().TraceID()).NotTo(Equal(s.SpanContext().TraceID()))
+	}
+}

@@ -180,6 +180,24 @@ destinations (plus the destination routes it appends to routes); the rest comes 
 {{- end -}}
 {{- $_ := set $cfg "inbound" $in -}}
 {{- end -}}
+{{- $al := $s.accessLog | default dict -}}
+{{- if get $al "enabled" -}}
+{{- $a := dict "enabled" true "format" (get $al "format" | default "json") -}}
+{{- if hasKey $al "sample" -}}
+{{- $_ := set $a "sample" (get $al "sample") -}}
+{{- end -}}
+{{- $_ := set $cfg "access_log" $a -}}
+{{- end -}}
+{{- $tr := $s.tracing | default dict -}}
+{{- if get $tr "endpoint" -}}
+{{- $t := dict "endpoint" (get $tr "endpoint") -}}
+{{- range $k, $key := dict "protocol" "protocol" "sampler" "sampler" "samplerArg" "sampler_arg" "serviceName" "service_name" "resourceAttributes" "resource_attributes" -}}
+{{- with get $tr $k -}}
+{{- $_ := set $t $key . -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $cfg "tracing" $t -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 

@@ -280,6 +280,28 @@ func TestRenderedConfigRunsWithCredbroker(t *testing.T) {
 		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
 	})
 
+	t.Run("the access log on standard output and traces to the OTLP endpoint, as the values say", func(t *testing.T) {
+		g := NewWithT(t)
+		spans := make(chan string, 16)
+		otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			select {
+			case spans <- r.Method + " " + r.URL.Path:
+			default:
+			}
+		}))
+		t.Cleanup(otlp.Close)
+		sc, cfg, listen, admin := render(t, fmt.Sprintf("  accessLog: {enabled: true, format: json, sample: 0}\n  tracing: {endpoint: %q, serviceName: chart-test}\n", otlp.URL))
+		s := startSidecar(t, bin, sc, cfg, "")
+		g.Eventually(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)), 20*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
+		g.Expect(httpStatus(fmt.Sprintf("http://127.0.0.1:%d/nowhere/x?secret=1", listen))()).To(Equal(http.StatusForbidden))
+		g.Eventually(s.Out, 20*time.Second).Should(gbytes.Say(`"listener":"proxy","route":"","method":"GET","path":"/nowhere/x","status":403,.*"reason":"not-a-route"`))
+		g.Eventually(spans, 30*time.Second).Should(Receive(Equal("POST /v1/traces")))
+		g.Expect(string(s.Out.Contents())).NotTo(ContainSubstring("secret=1"))
+		s.Signal(syscall.SIGTERM)
+		g.Eventually(s, 30*time.Second).Should(gexec.Exit(0))
+	})
+
 	t.Run("without allow_non_loopback the admin address is refused", func(t *testing.T) {
 		g := NewWithT(t)
 		sc, cfg, _, _ := render(t, "")
