@@ -100,14 +100,25 @@ func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) (*
 }
 
 // cached returns e's token while its expiry timer has not fired and the
-// wall clock as last read by tick is before its validUntil (timers run on
-// the monotonic clock, which stops during a host suspend), starting a
-// background refresh when its refresh timer has fired. It reads no clock
-// and allocates nothing.
+// wall clock, read now, is before its validUntil, starting a background
+// refresh when its refresh timer has fired or the wall clock passed
+// refreshAt. The timers alone are not enough: they run on the monotonic
+// clock, which stops while the host is suspended, so after a resume they
+// fire late by the length of the suspend. The wall clock counts the
+// suspend: reading it on every hit means no token is handed out after its
+// time, however long the suspend and however soon the call comes after the
+// resume. It allocates nothing.
 func (c *Client) cached(e *entry) *Token {
 	s := e.st.Load()
-	if s == nil || s.tok == nil || s.expired.Load() || c.wall.Load() >= s.validUntil {
+	if s == nil || s.tok == nil || s.expired.Load() {
 		return nil
+	}
+	now := c.nowNano()
+	if now >= s.validUntil {
+		return nil
+	}
+	if !s.due.Load() && now >= s.refreshAt {
+		s.due.Store(true) // the refresh timer is late (a suspend)
 	}
 	if s.due.Load() && !e.busy.Load() {
 		c.refresh(e)
