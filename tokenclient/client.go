@@ -118,8 +118,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return ErrRedirect },
 	}
 	for i := range c.shards {
-		m := map[uint64][]*entry{}
-		c.shards[i].m.Store(&m)
+		c.shards[i].setLocked(map[uint64][]*entry{}) // no reader yet
 	}
 	c.lastRead, c.monoOK = clock.Read(o.clock)
 	c.system = o.clock == clock.System
