@@ -77,6 +77,38 @@ type identity struct {
 	appTID   string
 	fp       string
 	digest   [32]byte
+	shape    uint16 // which parts are set (shapeOf): most differ in none
+}
+
+// shapeOf tells which parts of a key are set, from lengths alone, so that
+// matches compares only those (each string comparison is a call).
+func shapeOf(r *Request, scopes []string, fp string) uint16 {
+	var m uint16
+	if r.Grant != "" && r.Grant != GrantClientCredentials {
+		m |= 1
+	}
+	if r.Tenant != "" {
+		m |= 2
+	}
+	if r.ZoneID != "" {
+		m |= 4
+	}
+	if r.Username != "" {
+		m |= 8
+	}
+	if r.Resource != "" {
+		m |= 16
+	}
+	if r.AppTID != "" {
+		m |= 32
+	}
+	if fp != "" {
+		m |= 64
+	}
+	if len(scopes) != 0 {
+		m |= 128
+	}
+	return m
 }
 
 type entry struct {
@@ -196,12 +228,25 @@ func (c *Client) hash(r *Request, scopes []string, fp string, dg *[32]byte) uint
 	if r.Grant != "" && r.Grant != GrantClientCredentials {
 		h = fold(h, string(r.Grant))
 	}
-	h = fold(h, r.Tenant)
-	h = fold(h, r.ZoneID)
-	h = fold(h, r.Username)
-	h = fold(h, r.Resource)
-	h = fold(h, r.AppTID)
-	h = fold(h, fp)
+	// Most parts are empty: test them here, not in a call.
+	if r.Tenant != "" {
+		h = fold(h, r.Tenant)
+	}
+	if r.ZoneID != "" {
+		h = fold(h, r.ZoneID)
+	}
+	if r.Username != "" {
+		h = fold(h, r.Username)
+	}
+	if r.Resource != "" {
+		h = fold(h, r.Resource)
+	}
+	if r.AppTID != "" {
+		h = fold(h, r.AppTID)
+	}
+	if fp != "" {
+		h = fold(h, fp)
+	}
 	for _, s := range scopes {
 		h = fold(h, s)
 	}
@@ -236,12 +281,18 @@ func fold(h uint64, s string) uint64 {
 }
 
 func (id *identity) matches(r *Request, scopes []string, fp string, dg *[32]byte) bool {
-	return id.grant == r.grant() && id.tenant == r.Tenant && id.zone == r.ZoneID &&
-		id.user == r.Username && id.resource == r.Resource && id.appTID == r.AppTID &&
-		id.fp == fp && equalStrings(id.scopes, scopes) &&
-		// The digest is zero for client credentials (requestKey): the
-		// grant, compared first, decides then.
-		(id.grant == GrantClientCredentials || id.digest == *dg)
+	m := shapeOf(r, scopes, fp)
+	if id.shape != m {
+		return false
+	}
+	if m == 0 { // client credentials, no tenant, no scopes: nothing else to compare
+		return true
+	}
+	return (m&1 == 0 || (id.grant == r.Grant && id.digest == *dg)) &&
+		(m&2 == 0 || id.tenant == r.Tenant) && (m&4 == 0 || id.zone == r.ZoneID) &&
+		(m&8 == 0 || id.user == r.Username) && (m&16 == 0 || id.resource == r.Resource) &&
+		(m&32 == 0 || id.appTID == r.AppTID) && (m&64 == 0 || id.fp == fp) &&
+		(m&128 == 0 || equalStrings(id.scopes, scopes))
 }
 
 func equalStrings(a, b []string) bool {
@@ -281,6 +332,7 @@ func (c *Client) insert(sh *shard, h uint64, r *Request, scopes []string, fp str
 	e := &entry{hash: h, req: *r, class: kc, id: identity{
 		grant: r.grant(), scopes: append([]string(nil), scopes...), tenant: r.Tenant, zone: r.ZoneID,
 		user: r.Username, resource: r.Resource, appTID: r.AppTID, fp: fp, digest: *dg,
+		shape: shapeOf(r, scopes, fp),
 	}}
 	e.req.Scopes = e.id.scopes
 	old := *sh.m.Load()

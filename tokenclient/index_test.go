@@ -42,3 +42,54 @@ func TestShardIsOneCacheLine(t *testing.T) {
 		t.Fatalf("shard is %d bytes, want 64", s)
 	}
 }
+
+// matches compares only the parts its shape says are set: a request that
+// differs from the entry's in any one part, set or unset, never matches.
+func TestIdentityMatchesEveryPart(t *testing.T) {
+	base := Request{}
+	variants := map[string]func(*Request, *string){
+		"grant":    func(r *Request, _ *string) { r.Grant, r.Assertion = GrantJWTBearer, "a" },
+		"tenant":   func(r *Request, _ *string) { r.Tenant = "t" },
+		"zone":     func(r *Request, _ *string) { r.ZoneID = "z" },
+		"user":     func(r *Request, _ *string) { r.Grant, r.Username, r.Password = GrantPassword, "u", "p" },
+		"resource": func(r *Request, _ *string) { r.Resource = "res" },
+		"app_tid":  func(r *Request, _ *string) { r.AppTID = "tid" },
+		"fp":       func(_ *Request, fp *string) { *fp = "f" },
+		"scopes":   func(r *Request, _ *string) { r.Scopes = []string{"s"} },
+	}
+	key := func(r Request, fp string) (identity, Request, []string, string, [32]byte) {
+		var dg [32]byte
+		if r.grant() != GrantClientCredentials {
+			dg = r.digest()
+		}
+		sc := canonicalScopes(r.Scopes)
+		return identity{grant: r.grant(), scopes: sc, tenant: r.Tenant, zone: r.ZoneID, user: r.Username,
+			resource: r.Resource, appTID: r.AppTID, fp: fp, digest: dg, shape: shapeOf(&r, sc, fp)}, r, sc, fp, dg
+	}
+	reqs := map[string]Request{"none": base}
+	fps := map[string]string{"none": ""}
+	for name, set := range variants {
+		r, fp := base, ""
+		set(&r, &fp)
+		reqs[name], fps[name] = r, fp
+	}
+	// The same part set to another value.
+	other := base
+	other.Tenant = "u"
+	reqs["tenant2"], fps["tenant2"] = other, ""
+	pw := Request{Grant: GrantPassword, Username: "u", Password: "other"}
+	reqs["password2"], fps["password2"] = pw, ""
+	cc := Request{Grant: GrantClientCredentials}
+	reqs["cc-explicit"], fps["cc-explicit"] = cc, ""
+
+	for a, ra := range reqs {
+		id, _, _, _, _ := key(ra, fps[a])
+		for b, rb := range reqs {
+			_, r, sc, fp, dg := key(rb, fps[b])
+			want := a == b || (a == "none" && b == "cc-explicit") || (a == "cc-explicit" && b == "none")
+			if got := id.matches(&r, sc, fp, &dg); got != want {
+				t.Errorf("entry %s, request %s: matches %v, want %v", a, b, got, want)
+			}
+		}
+	}
+}
