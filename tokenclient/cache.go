@@ -258,26 +258,40 @@ func (c *Client) hash(r *Request, scopes []string, fp string, dg *[32]byte) uint
 	return h ^ h>>33
 }
 
-// fold folds s into h, eight bytes at a time.
+// fold folds s into h, eight bytes at a time; the last (partial) word is
+// read as the string's last eight bytes, overlapping the word before, so
+// no byte loop runs (the length, folded first, tells the overlap apart).
 func fold(h uint64, s string) uint64 {
-	if len(s) == 0 {
+	const p = 0x9E3779B97F4A7C15
+	n := len(s)
+	if n == 0 {
 		return h
 	}
-	const p = 0x9E3779B97F4A7C15
-	h = (h ^ uint64(len(s))) * p
-	for len(s) >= 8 {
-		h = (h ^ (uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56)) * p
-		s = s[8:]
-	}
-	if len(s) > 0 {
-		var v uint64
-		for i := 0; i < len(s); i++ {
-			v |= uint64(s[i]) << (8 * i)
+	h = (h ^ uint64(n)) * p
+	if n >= 8 {
+		for i := 0; i+8 < n; i += 8 {
+			h = (h ^ le64(s[i:])) * p
 		}
-		h = (h ^ v) * p
+		return (h ^ le64(s[n-8:])) * p
 	}
-	return h
+	var v uint64
+	if n >= 4 {
+		v = uint64(le32(s)) | uint64(le32(s[n-4:]))<<32
+	} else {
+		v = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
+	}
+	return (h ^ v) * p
+}
+
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func le32(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
 func (id *identity) matches(r *Request, scopes []string, fp string, dg *[32]byte) bool {

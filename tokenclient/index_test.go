@@ -93,3 +93,25 @@ func TestIdentityMatchesEveryPart(t *testing.T) {
 		}
 	}
 }
+
+// fold reads every byte of every length: strings that differ in one byte
+// (at any position, for lengths around the word sizes) fold differently.
+func TestFoldReadsEveryByte(t *testing.T) {
+	for n := 1; n <= 33; n++ {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('a' + i)
+		}
+		base := fold(1, string(b))
+		for i := range b {
+			c := append([]byte(nil), b...)
+			c[i] ^= 0x20
+			if fold(1, string(c)) == base {
+				t.Errorf("len %d: a change at byte %d does not change the hash", n, i)
+			}
+		}
+		if fold(1, string(b[:n-1])) == base {
+			t.Errorf("len %d: equal to its prefix", n)
+		}
+	}
+}
