@@ -166,7 +166,7 @@ func (c *Client) requestKey(r *Request) (scopes []string, fp string, dg [32]byte
 	if c.fpFunc != nil {
 		fp = c.fpFunc()
 	}
-	if r.grant() != GrantClientCredentials {
+	if r.Grant != "" && r.Grant != GrantClientCredentials {
 		dg = r.digest()
 	}
 	return canonicalScopes(r.Scopes), fp, dg, nil
