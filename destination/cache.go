@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	clk "github.com/credbroker/credbroker/internal/clock"
 )
 
 // Tenant selection modes: which Destination service instance a request for
@@ -57,7 +59,9 @@ type CacheConfig struct {
 	// FetchTimeout bounds one lookup that no caller waits on (background
 	// refresh) or that several callers share.
 	FetchTimeout time.Duration
-	// Now is the clock (default time.Now).
+	// Now is the clock (default: the system wall clock). Its monotonic
+	// reading, if any, is dropped: expiries are wall-clock times, so a host
+	// suspend counts.
 	Now func() time.Time
 	// Observer is told about hits and lookups (for metrics); optional.
 	Observer Observer
@@ -192,8 +196,17 @@ func NewCache(f Finder, cfg CacheConfig) (*Cache, error) {
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = DefaultFetchTimeout
 	}
+	// Every time the cache keeps or compares is a wall-clock reading
+	// without a monotonic one: Go compares two times that both carry one
+	// on the monotonic clock, which stops while the host is suspended, so
+	// an expiry computed as Now().Add(TTL) would outlive a suspend by its
+	// length. The default reads the wall clock alone (clock.WallNano: one
+	// clock read, not time.Now's two).
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = func() time.Time { return time.Unix(0, clk.WallNano()) }
+	} else {
+		now := cfg.Now
+		cfg.Now = func() time.Time { return now().Round(0) }
 	}
 	switch cfg.Selection {
 	case "":

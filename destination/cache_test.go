@@ -366,3 +366,31 @@ func TestCacheHitChecksTheEntryExpiry(t *testing.T) {
 	_, _ = c.Get(ctx, Request{Name: "d", UserToken: tok})
 	g.Expect(f.calls.Load()).To(BeEquivalentTo(2))
 }
+
+// Issue 21 item 3: an entry's expiry is a wall-clock time. Go compares two
+// times that both carry a monotonic reading on the monotonic clock, which
+// stops while the host is suspended: an expiry of time.Now().Add(TTL)
+// would be served for the whole TTL of monotonic time after a resume,
+// however long the suspend. Neither the expiry nor the time a hit compares
+// it with may carry one.
+func TestCacheExpiryIsAWallClockTime(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		now  func() time.Time
+	}{
+		{"default clock", nil},
+		{"injected time.Now", time.Now},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			f := &fakeFinder{answer: echoFinder(time.Time{})} // no auth token expiry: the TTL decides
+			c, err := NewCache(f, CacheConfig{TTL: time.Minute, Now: tc.now})
+			g.Expect(err).NotTo(HaveOccurred())
+			e, err := c.Get(context.Background(), Request{Name: "d"})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(e.Expiry.String()).NotTo(ContainSubstring("m="), "the expiry carries a monotonic reading")
+			g.Expect(c.cfg.Now().String()).NotTo(ContainSubstring("m="), "the hit path's clock carries a monotonic reading")
+			g.Expect(e.Expiry).To(BeTemporally("~", time.Now().Add(time.Minute-DefaultSkew), 5*time.Second))
+		})
+	}
+}

@@ -42,9 +42,9 @@ type Client struct {
 	sessions  *sessionCache
 	presented atomic.Pointer[string] // fingerprint of the last certificate the hook returned
 
-	// wall is the wall clock (unix ns) as last read by tick: the hit path
-	// compares it with a token's validUntil instead of reading the clock.
-	wall     atomic.Int64
+	// system: the clock is clock.System, so the hit path reads the wall
+	// clock directly (clock.WallNano) instead of through the interface.
+	system   bool
 	ticker   Timer        // the next tick, under lifeMu
 	lastRead clock.Sample // the previous tick's reading, only tick uses it
 	monoOK   bool         // the clock implements clock.Monotonic
@@ -118,11 +118,10 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return ErrRedirect },
 	}
 	for i := range c.shards {
-		m := map[uint64][]*entry{}
-		c.shards[i].m.Store(&m)
+		c.shards[i].setLocked(map[uint64][]*entry{}) // no reader yet
 	}
 	c.lastRead, c.monoOK = clock.Read(o.clock)
-	c.wall.Store(c.lastRead.Wall.UnixNano())
+	c.system = o.clock == clock.System
 	// Under lifeMu: tick re-arms c.ticker under it, and the first tick may
 	// run before this assignment is seen without the lock (a race the
 	// detector reported with a short clockCheck).
@@ -132,11 +131,21 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// tick reads the wall clock for the hit path and, when it moved more than
-// the threshold beside the monotonic clock, evaluates every schedule again.
+// nowNano reads the client's wall clock in Unix nanoseconds for the hit
+// path (see cached).
+func (c *Client) nowNano() int64 {
+	if c.system {
+		return clock.WallNano()
+	}
+	return c.o.clock.Now().UnixNano()
+}
+
+// tick compares the wall clock with the monotonic one and, when they moved
+// apart by more than the threshold, evaluates every schedule again: the
+// refresh and expiry timers (the hit path needs no tick: it reads the wall
+// clock itself).
 func (c *Client) tick() {
 	now, _ := clock.Read(c.o.clock)
-	c.wall.Store(now.Wall.UnixNano())
 	if d := clock.Jump(c.lastRead, now); c.monoOK && clock.Jumped(d, c.o.jumpThreshold) {
 		c.o.log.Warn("the wall clock jumped (suspend, pause or clock step); re-evaluating token refresh and expiry", "jump", d)
 		c.reschedule()

@@ -57,11 +57,12 @@
 // are the entries (WithMaxEntries: expired entries go first, then the least
 // recently used by the CLOCK algorithm).
 //
-// The cache hit path reads no clock: timers armed when a token arrives set
-// its refresh and expiry flags. It does not allocate. The timers run on the
-// monotonic clock, which stands still while a host is suspended: after a
-// resume a token may be served past its expiry until they catch up (the
-// skew covers short pauses such as VM live migration).
+// The cache hit path reads the wall clock once and does not allocate:
+// timers armed when a token arrives set its refresh and expiry flags, but
+// they run on the monotonic clock, which stands still while a host is
+// suspended, so the hit also compares the token's served time and refresh
+// point with the wall clock. After a resume no token past its time is
+// handed out, however long the suspend.
 //
 // # Failures
 //

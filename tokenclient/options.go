@@ -212,16 +212,16 @@ func WithExpirySkew(d time.Duration) Option {
 	}
 }
 
-// WithClockCheck sets how often the client reads the wall clock for the
-// cache hit path (default 1s) and how far the wall clock may move beside
-// the monotonic clock between two reads before every token's refresh and
-// expiry is evaluated again (default 2s). A hit never serves a token whose
-// served time (validUntil) has passed on the wall clock as last read, so
-// after a host suspend a token may be served for at most one check
-// interval past it, which is still before its expiry by the skew or the
-// outage margin. The monotonic reading comes from the Clock when it
-// implements Monotonic() time.Duration (the system clock does); without it,
-// no jump is detected.
+// WithClockCheck sets how often the client compares the wall clock with
+// the monotonic clock (default 1s) and how far they may move apart between
+// two checks before every token's refresh and expiry timer is evaluated
+// again (default 2s): after a host suspend the timers, which run on the
+// monotonic clock, would otherwise fire late, and a token in use that
+// expired meanwhile is fetched again at once. The hit path does not depend
+// on the check: it reads the wall clock itself and never hands out a token
+// whose served time (validUntil) has passed. The monotonic reading comes
+// from the Clock when it implements Monotonic() time.Duration (the system
+// clock does); without it, no jump is detected.
 func WithClockCheck(every, threshold time.Duration) Option {
 	return func(o *options) {
 		if every <= 0 || threshold <= 0 {

@@ -56,7 +56,13 @@ func (r *Request) grant() Grant {
 
 // check validates a request without allocating when it is fine.
 func (r *Request) check() error {
-	switch r.grant() {
+	if r.Grant == "" { // the common case, without comparing the grant's name
+		if r.Tenant != "" && r.ZoneID != "" {
+			return requestErr("Tenant and ZoneID are mutually exclusive")
+		}
+		return nil
+	}
+	switch r.Grant {
 	case GrantClientCredentials:
 	case GrantPassword:
 		if r.Username == "" || r.Password == "" {

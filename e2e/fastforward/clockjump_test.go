@@ -2,7 +2,10 @@ package fastforward_test
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -65,6 +68,58 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 			}
 		}
 		Expect(r.mock.Stats().TokenRequests-fetches0).To(BeNumerically("<=", 2), "one refetch, not a storm")
+	})
+
+	// The load keeps running through the jump, as requests that arrive the
+	// moment the host resumes do. Each request carries the epoch it was
+	// sent in: every request sent after the jump (epoch 1) must reach the
+	// upstream with a token that has not expired, although the clock-jump
+	// check has not run yet (before the fix the hit path compared a copy of
+	// the wall clock taken once a second and served the expired token until
+	// then; the upstream answered 401 and the proxy re-authenticated).
+	// Requests in flight at the jump (epoch 0) may carry the old token:
+	// those the proxy replays after the upstream's 401, and the app sees no
+	// failure either way.
+	It("hands out no expired token to a request that arrives right after a jump, with the load running through it", func() {
+		r := newRig(mockauth.Options{TokenTTL: time.Hour})
+		p := r.run(fmt.Sprintf(`routes:
+  - {name: orders, upstream: %s/orders, auth: {type: bearer, binding: %s}}
+`, r.up.url, mockauth.SecretBindingName), nil)
+		var epoch atomic.Int64
+		do := func(u string) (*http.Response, error) {
+			req, err := http.NewRequest(http.MethodGet, u, nil)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("X-Test-Epoch", strconv.FormatInt(epoch.Load(), 10))
+			return client.Do(req)
+		}
+		l := startLoad([]string{p.proxy + "/orders/a", p.proxy + "/orders/b"}, 4, do)
+		defer l.halt()
+		l.expectSteady(20)
+		first := r.up.distinct("/orders/", func(s seen) string { return s.Token })
+		Expect(first).To(HaveLen(1))
+
+		r.clk.Jump(2 * time.Hour) // the token (1 h) expired during the "suspend"
+		epoch.Store(1)
+		l.expectSteady(200)
+		Eventually(func() float64 { return counter(p, `credbroker_clock_jumps_total{component="token_client"}`) }).
+			WithTimeout(30*time.Second).Should(BeNumerically(">=", 1), "the token client noticed the jump")
+		l.halt()
+
+		after, expiredAfter := 0, 0
+		for _, s := range r.up.all() {
+			if s.Epoch == "1" {
+				after++
+				if s.Expired {
+					expiredAfter++
+				}
+			}
+		}
+		Expect(after).To(BeNumerically(">=", 200), "requests sent after the jump")
+		Expect(expiredAfter).To(BeZero(), "of %d requests sent after the jump, %d reached the upstream with an expired token", after, expiredAfter)
+		Expect(l.failed.Load()).To(BeZero(), "failed app requests: %s", l.failures())
+		Expect(r.up.distinct("/orders/", func(s seen) string { return s.Token })).To(HaveLen(2), "exactly one fresh token after the jump")
 	})
 
 	It("renews the certificate when a jump passes its renewal point, with zero failed requests", func() {

@@ -91,6 +91,7 @@ type seen struct {
 	Exp     time.Time // the token's exp claim
 	Cert    string    // SHA-256 of the client certificate
 	Expired bool      // the token had expired by the test clock: refused with 401
+	Epoch   string    // the request's X-Test-Epoch header (set by the spec's load)
 }
 
 // upstream is an HTTPS server for upstream.localhost on the test clock. It
@@ -107,7 +108,7 @@ func newUpstream(r *rig) *upstream {
 	GinkgoHelper()
 	u := &upstream{}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s := seen{At: r.clk.Now(), Path: req.URL.Path}
+		s := seen{At: r.clk.Now(), Path: req.URL.Path, Epoch: req.Header.Get("X-Test-Epoch")}
 		if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
 			s.Token, s.Exp = tok, tokenExp(tok)
 			s.Expired = !s.At.Before(s.Exp)
