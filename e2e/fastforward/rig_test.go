@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -232,7 +231,7 @@ func (r *rig) run(config string, env harness.Env) *proc {
 	return p
 }
 
-var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
+var client = harness.Client
 
 func (p *proc) get(path string) (int, []byte) {
 	resp, err := client.Get(p.admin + path)
@@ -280,85 +279,22 @@ func rssKiB(pid int) int {
 	return -1
 }
 
-// load sends requests to urls from workers goroutines, one after another,
-// until halted. do makes one request (nil: GET through client).
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	why        map[string]int
-	stop       chan struct{}
-	wg         sync.WaitGroup
-}
+// load is harness.Load: requests to urls from workers goroutines, one
+// after another, until halted; do makes one request (nil: GET through
+// client).
+type load struct{ *harness.Load }
 
 func startLoad(urls []string, workers int, do func(url string) (*http.Response, error)) *load {
 	if do == nil {
 		do = client.Get
 	}
-	l := &load{why: map[string]int{}, stop: make(chan struct{})}
-	for w := range workers {
-		l.wg.Add(1)
-		go func() {
-			defer GinkgoRecover()
-			defer l.wg.Done()
-			tick := time.NewTicker(5 * time.Millisecond) // pacing, not waiting for an outcome
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				l.one(do, urls[(w+i)%len(urls)])
-				select {
-				case <-l.stop:
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) one(do func(string) (*http.Response, error), u string) {
-	resp, err := do(u)
-	if err != nil {
-		l.fail(err.Error())
-		return
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		l.fail(fmt.Sprintf("%s: %d %s", u, resp.StatusCode, resp.Header.Get("X-Credbroker-Error")))
-		return
-	}
-	l.ok.Add(1)
-}
-
-func (l *load) fail(why string) {
-	l.failed.Add(1)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.why) < 50 {
-		l.why[why]++
-	}
-}
-
-// halt stops the load and waits for the workers.
-func (l *load) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func (l *load) failures() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("%v", l.why)
+	return &load{harness.StartLoad(urls, harness.LoadOptions{Workers: workers, Do: do})}
 }
 
 // expectSteady waits until the load made n more successful requests: the
 // sidecar keeps serving at the current point of the simulated time.
 func (l *load) expectSteady(n int64) {
 	GinkgoHelper()
-	from := l.ok.Load()
-	Eventually(l.ok.Load).WithTimeout(60*time.Second).Should(BeNumerically(">=", from+n), func() string { return l.failures() })
+	from := l.OK.Load()
+	Eventually(l.OK.Load).WithTimeout(60*time.Second).Should(BeNumerically(">=", from+n), func() string { return l.Failures() })
 }

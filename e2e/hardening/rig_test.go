@@ -3,15 +3,12 @@ package hardening_test
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -138,7 +135,7 @@ func (p *proc) scan(live bool) {
 	p.r.secrets.ExpectNotIn(outs...)
 }
 
-var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
+var client = harness.Client
 
 func (p *proc) get(path string) (int, []byte) {
 	resp, err := client.Get(p.admin + path)
@@ -191,79 +188,10 @@ func (p *proc) metric(prefix string) float64 {
 
 func (p *proc) ready() int { c, _ := p.get("/readyz"); return c }
 
-// load sends requests to urls from workers goroutines, each at most one per
-// every, until stopped or until limit has passed (bounded in count and time).
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	why        map[string]int
-	first      time.Time // first failure
-	stop       chan struct{}
-	wg         sync.WaitGroup
-	done       chan struct{} // see doneChan
-}
+// load is harness.Load: requests to urls from workers goroutines, each at
+// most one per every, until halted or until limit has passed.
+type load = harness.Load
 
 func startLoad(urls []string, workers int, every, limit time.Duration) *load {
-	l := &load{why: map[string]int{}, stop: make(chan struct{})}
-	deadline := time.Now().Add(limit)
-	for w := range workers {
-		l.wg.Add(1)
-		go func() {
-			defer GinkgoRecover()
-			defer l.wg.Done()
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for i := 0; time.Now().Before(deadline); i++ {
-				u := urls[(w+i)%len(urls)]
-				l.one(u)
-				select {
-				case <-l.stop:
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) one(u string) {
-	resp, err := client.Get(u)
-	if err != nil {
-		l.fail(err.Error())
-		return
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		l.fail(fmt.Sprintf("%s: %d %s", u, resp.StatusCode, resp.Header.Get("X-Credbroker-Error")))
-		return
-	}
-	l.ok.Add(1)
-}
-
-func (l *load) fail(why string) {
-	l.failed.Add(1)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.first.IsZero() {
-		l.first = time.Now()
-	}
-	l.why[why]++
-}
-
-// halt stops the load and waits for the workers.
-func (l *load) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func (l *load) failures() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("%v", l.why)
+	return harness.StartLoad(urls, harness.LoadOptions{Workers: workers, Every: every, For: limit})
 }
