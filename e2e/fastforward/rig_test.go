@@ -1,7 +1,6 @@
 package fastforward_test
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -233,36 +232,13 @@ func (r *rig) run(config string, env harness.Env) *proc {
 
 var client = harness.Client
 
-func (p *proc) get(path string) (int, []byte) {
-	resp, err := client.Get(p.admin + path)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
+func (p *proc) get(path string) (int, []byte) { return harness.Get(p.admin + path) }
 
 func (p *proc) ready() int { c, _ := p.get("/readyz"); return c }
 
-// metric returns the value of the first sample whose name and labels start
-// with prefix, or -1.
-func (p *proc) metric(prefix string) float64 {
-	_, b := p.get("/metrics")
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, prefix)
-		if ok && (strings.Contains(prefix, "{") || strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				return v
-			}
-		}
-	}
-	return -1
-}
+// metric returns the value of the first sample whose name and labels
+// start with prefix, or -1 (harness.Metric).
+func (p *proc) metric(prefix string) float64 { return harness.Metric(p.admin, prefix) }
 
 // rssKiB reads the process's resident memory from /proc.
 func rssKiB(pid int) int {

@@ -1,14 +1,11 @@
 package hardening_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -137,15 +134,7 @@ func (p *proc) scan(live bool) {
 
 var client = harness.Client
 
-func (p *proc) get(path string) (int, []byte) {
-	resp, err := client.Get(p.admin + path)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
+func (p *proc) get(path string) (int, []byte) { return harness.Get(p.admin + path) }
 
 func (p *proc) status() map[string]any {
 	GinkgoHelper()
@@ -167,24 +156,9 @@ func (p *proc) cert(name string) map[string]any {
 	return nil
 }
 
-// metric returns the value of the sample whose name and labels start with
-// prefix (for example `credbroker_ready` or `go_goroutines`), or -1.
-func (p *proc) metric(prefix string) float64 {
-	_, b := p.get("/metrics")
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, prefix)
-		if ok && (strings.Contains(prefix, "{") || strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				return v
-			}
-		}
-	}
-	return -1
-}
+// metric returns the value of the first sample whose name and labels
+// start with prefix, or -1 (harness.Metric).
+func (p *proc) metric(prefix string) float64 { return harness.Metric(p.admin, prefix) }
 
 func (p *proc) ready() int { c, _ := p.get("/readyz"); return c }
 

@@ -153,13 +153,8 @@ func (sc *sidecar) status() map[string]any {
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 
 func httpGet(u string) (int, string) {
-	resp, err := client.Get(u)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	c, b := harness.Get(u)
+	return c, string(b)
 }
 
 // call sends a request through the proxy and returns the response with its
