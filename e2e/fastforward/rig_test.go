@@ -61,16 +61,13 @@ func newRig(opts mockauth.Options) *rig {
 	Expect(os.MkdirAll(r.in, 0o755)).To(Succeed())
 	Expect(os.MkdirAll(r.work, 0o755)).To(Succeed())
 	r.up = newUpstream(r)
-	r.vcapFile = r.input("vcap.json", m.VCAPServices())
-	r.caFile = r.input("ca.crt", append(append([]byte{}, m.CACertPEM()...), r.ca.CertPEM()...))
+	r.vcapFile, r.caFile = harness.WriteInputs(r.in, m, r.ca)
 	return r
 }
 
 func (r *rig) input(name string, data []byte) string {
 	GinkgoHelper()
-	p := filepath.Join(r.in, name)
-	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-	return p
+	return harness.WriteFile(r.in, name, data)
 }
 
 // pairingURLFile mints a one-time token for app and writes its URL to a file.

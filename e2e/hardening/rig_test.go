@@ -49,8 +49,7 @@ func newRig(opts mockauth.Options) *rig {
 			_, _ = io.WriteString(w, "ok "+rc.Path)
 		}})
 	r.up = &upstream{Upstream: up, url: up.URL, host: up.Host}
-	r.vcapFile = r.input("vcap.json", r.mock.VCAPServices())
-	r.caFile = r.input("ca.crt", append(append([]byte{}, r.mock.CACertPEM()...), ca.CertPEM()...))
+	r.vcapFile, r.caFile = harness.WriteInputs(r.in, r.mock, ca)
 	r.keyFile = r.input("oauth1-key", []byte(oauthConsumerKey+"\n"))
 	r.secFile = r.input("oauth1-secret", []byte(r.secrets.Plant("oauth1 consumer secret")+"\n"))
 	return r

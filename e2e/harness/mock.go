@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/credbroker/credbroker/internal/testpki"
 	"github.com/credbroker/credbroker/mockauth"
 )
 
@@ -73,4 +74,14 @@ func UserToken(m *mockauth.Server, secrets *Secrets) string {
 	}
 	secrets.Add("alice's user token", tr.AccessToken)
 	return tr.AccessToken
+}
+
+// WriteInputs writes the files `credbroker run` reads from the mock into
+// dir: vcap.json (its bindings) and ca.crt (its CA and upstreamCA, which
+// issued the upstream's certificate). It returns their paths.
+func WriteInputs(dir string, m *mockauth.Server, upstreamCA *testpki.CA) (vcapFile, caFile string) {
+	GinkgoHelper()
+	vcapFile = WriteFile(dir, "vcap.json", m.VCAPServices())
+	caFile = WriteFile(dir, "ca.crt", append(append([]byte{}, m.CACertPEM()...), upstreamCA.CertPEM()...))
+	return vcapFile, caFile
 }

@@ -96,8 +96,7 @@ func newEnv(certTTL time.Duration) *env {
 	DeferCleanup(up.Close)
 	e.upURL = up.URL
 
-	e.vcapFile = e.write("vcap.json", m.VCAPServices())
-	e.caFile = e.write("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
+	e.vcapFile, e.caFile = harness.WriteInputs(e.dir, m, ca)
 	return e
 }
 

@@ -50,8 +50,7 @@ func newEnv(opts mockauth.Options) *env {
 	clientCAs := append(append([]byte{}, m.ConnectorCAPEM()...), m.RuntimeConnectorCAPEM()...)
 	e.up = newUpstream(ca, clientCAs, oauthSecret, e.secrets)
 	e.upCA, e.clientCAs, e.oauthSec = ca, clientCAs, oauthSecret
-	e.vcapFile = e.write("vcap.json", m.VCAPServices())
-	e.caFile = e.write("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
+	e.vcapFile, e.caFile = harness.WriteInputs(e.dir, m, ca)
 	e.keyFile = e.write("oauth1-key", []byte(consumerKey+"\n"))
 	e.secFile = e.write("oauth1-secret", []byte(oauthSecret+"\n"))
 	return e
