@@ -263,16 +263,7 @@ func TestStrictHeadsUpgrade(t *testing.T) {
 			_, _ = io.WriteString(w, "plain")
 			return
 		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		_ = brw.Flush()
-		line, _ := brw.ReadString('\n')
-		_, _ = brw.WriteString("echo:" + line)
-		_ = brw.Flush()
+		echoUpgrade(w)
 	})
 	rs := serverWith(t, testpki.NewCA(), fmt.Sprintf("routes: [{name: r, upstream: %s, auth: {type: none}}]\n", up.URL))
 
@@ -367,4 +358,19 @@ func TestStrictConnFragmented(t *testing.T) {
 			g.Expect(raw.out.String()).To(ContainSubstring(HeaderError + ": " + tc.bad))
 		})
 	}
+}
+
+// echoUpgrade answers an upgrade to the "echo" protocol: 101, then it
+// echoes one line back as "echo:LINE".
+func echoUpgrade(w http.ResponseWriter) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	_ = brw.Flush()
+	line, _ := brw.ReadString('\n')
+	_, _ = brw.WriteString("echo:" + line)
+	_ = brw.Flush()
 }
