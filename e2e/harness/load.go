@@ -35,7 +35,7 @@ type Load struct {
 	stop       chan struct{}
 	wg         sync.WaitGroup
 	done       chan struct{}
-	stopOnce   func()
+	end        func() // closes stop once
 }
 
 // StartLoad starts o.Workers goroutines, worker w sending to urls in turn
@@ -66,9 +66,7 @@ func StartLoad(urls []string, o LoadOptions) *Load {
 			}
 		}()
 	}
-	l.mu.Lock()
-	l.stopOnce = end
-	l.mu.Unlock()
+	l.end = end
 	for w := range o.Workers {
 		l.wg.Add(1)
 		go func() {
@@ -127,10 +125,7 @@ func (l *Load) fail(why string) {
 
 // Halt stops the load and waits for the workers. Idempotent.
 func (l *Load) Halt() {
-	l.mu.Lock()
-	end := l.stopOnce
-	l.mu.Unlock()
-	end()
+	l.end()
 	l.wg.Wait()
 }
 
