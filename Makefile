@@ -100,8 +100,8 @@ pgo: ## refresh cmd/credbroker/default.pgo (profile-guided optimisation) from th
 	$(GO) test -run '^$$' -bench 'ServerLoopback|ProxyNoneHTTP1/http$$|ProxyOverhead' -benchtime 3s \
 	  -o $${TMPDIR:-/tmp}/credbroker-pgo.test -cpuprofile $(CURDIR)/cmd/credbroker/default.pgo ./sidecar
 
-soak: e2e-bin ## long fault and rotation runs of the hardening suite, and 30 simulated days on the test clock (e2e/fastforward)
-	$(E2E_ENV) CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/... ./e2e/fastforward/...
+soak: e2e-bin ## full-scale floods (guard, destination), long fault and rotation runs of the hardening suite, and 30 simulated days on the test clock (e2e/fastforward)
+	$(E2E_ENV) CREDBROKER_SOAK=1 $(GO) test -count=1 -timeout 60m ./e2e/hardening/... ./e2e/fastforward/... ./e2e/guard/... ./e2e/destination/...
 
 docs: ## regenerate docs/cli.md from --help
 	UPDATE_CLI_DOC=1 $(GO) test -count=1 -run '^TestCLIDocIsCurrent$$' ./cmd/credbroker

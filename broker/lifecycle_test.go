@@ -32,11 +32,7 @@ type rig struct {
 
 func newRig(t *testing.T, o mockauth.Options) *rig {
 	t.Helper()
-	srv, err := mockauth.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := mockauth.StartTest(t, o)
 	r := &rig{srv: srv, dir: t.TempDir()}
 	r.caFile = filepath.Join(r.dir, "ca.crt")
 	r.write(t, "ca.crt", string(srv.CACertPEM()))

@@ -28,12 +28,7 @@ func startMock(t *testing.T, twoPhase bool) (*mockauth.Server, *fakeclock.Clock)
 // start runs mockauth for one test.
 func start(t *testing.T, opts mockauth.Options) *mockauth.Server {
 	t.Helper()
-	srv, err := mockauth.Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return mockauth.StartTest(t, opts)
 }
 
 func mockClient(t *testing.T, srv *mockauth.Server, clock *fakeclock.Clock, opts ...connector.Option) *connector.Client {

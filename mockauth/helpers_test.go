@@ -29,12 +29,7 @@ func newFakeClock() *fakeclock.Clock {
 
 func startMock(t *testing.T, opts Options) *Server {
 	t.Helper()
-	srv, err := Start(opts)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return StartTest(t, opts)
 }
 
 type result struct {

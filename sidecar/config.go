@@ -319,15 +319,19 @@ func ParseConfigAll(data []byte, source string) (*Config, ConfigErrors) {
 	if len(bytes.TrimSpace(data)) > 0 {
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {
-			return nil, yamlError(source, err, nil)
+			return nil, syntaxError(source, err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
-				return nil, yamlError(source, err, &root)
+				return nil, syntaxError(source, err)
 			}
-			for _, e := range yamlError(source, err, &root) {
+			found := valueErrors(&root, reflect.TypeOf(*cfg), "", source)
+			if len(found) == 0 { // the library saw a problem the walk did not
+				found = ConfigErrors{{Source: source, Err: fmt.Errorf("%w: a value of the wrong type", ErrInvalidValue)}}
+			}
+			for _, e := range found {
 				if e.Field != "" {
 					bad[e.Field] = true
 				}
@@ -378,153 +382,6 @@ func sortByLine(errs ConfigErrors) {
 		}
 		return a < b
 	})
-}
-
-var (
-	reUnknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
-	reYAMLLine     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	reTypeValue    = regexp.MustCompile("^cannot unmarshal !!\\w+ `([^`]*)` into ")
-)
-
-// yamlError turns yaml.v3 errors into ConfigErrors with lines and key names.
-// The YAML text itself is never quoted (a secret pasted into the wrong key
-// must not reach the log).
-func yamlError(source string, err error, root *yaml.Node) ConfigErrors {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var out ConfigErrors
-		for _, msg := range te.Errors {
-			if m := reUnknownField.FindStringSubmatch(msg); m != nil {
-				line, _ := strconv.Atoi(m[1])
-				out = append(out, &ConfigError{Source: source, Line: line, Field: m[2], Err: ErrUnknownKey})
-				continue
-			}
-			line := 0
-			if m := reYAMLLine.FindStringSubmatch(strings.TrimSpace(msg)); m != nil {
-				line, _ = strconv.Atoi(m[1])
-				msg = m[2]
-			}
-			if m := reDuration.FindStringSubmatch(msg); m != nil {
-				out = append(out, durationError(source, line, m[1], root))
-				continue
-			}
-			field := ""
-			if m := reTypeValue.FindStringSubmatch(msg); m != nil {
-				field = scalarKeyAt(root, "", line, m[1])
-			} else if line > 0 {
-				field = collectionKeyAt(root, "", line)
-			}
-			out = append(out, &ConfigError{Source: source, Line: line, Field: field, Err: fmt.Errorf("%w: %s", ErrInvalidValue, redactYAMLValue(msg))})
-		}
-		return out
-	}
-	msg := err.Error()
-	line := 0
-	if m := reYAMLLine.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	}
-	return ConfigErrors{{Source: source, Line: line, Err: fmt.Errorf("%w: %s", ErrConfigSyntax, msg)}}
-}
-
-// collectionKeyAt returns the dotted path of the first mapping value on
-// line that is a mapping or a sequence ("" when none is): where a value of
-// the wrong kind ("auth: [bearer]") stands.
-func collectionKeyAt(n *yaml.Node, path string, line int) string {
-	if n == nil {
-		return ""
-	}
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			if p := collectionKeyAt(c, path, line); p != "" {
-				return p
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
-			v := n.Content[i+1]
-			if (v.Kind == yaml.MappingNode || v.Kind == yaml.SequenceNode) && v.Line == line {
-				return p
-			}
-			if q := collectionKeyAt(v, p, line); q != "" {
-				return q
-			}
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			if p := collectionKeyAt(c, fmt.Sprintf("%s[%d]", path, i), line); p != "" {
-				return p
-			}
-		}
-	}
-	return ""
-}
-
-var reDuration = regexp.MustCompile("^cannot unmarshal !!\\w+ `([^`]*)` into time.Duration$")
-
-// durationError names the key of a duration written without a unit
-// ("drain_timeout: 20") and shows the fix ("20s"). Durations are not
-// secrets, but only a number is echoed back.
-func durationError(source string, line int, value string, root *yaml.Node) *ConfigError {
-	field := scalarKeyAt(root, "", line, value)
-	want := "want a duration with a unit, such as 20s or 1m30s"
-	if _, err := strconv.ParseFloat(value, 64); err == nil {
-		want = fmt.Sprintf("want a duration with a unit: %ss, not %s", value, value)
-	}
-	return &ConfigError{Source: source, Line: line, Field: field, Err: fmt.Errorf("%w: %s", ErrInvalidValue, want)}
-}
-
-// scalarKeyAt returns the dotted path of the first mapping value on line
-// whose text is value ("" when none is).
-func scalarKeyAt(n *yaml.Node, path string, line int, value string) string {
-	if n == nil {
-		return ""
-	}
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			if p := scalarKeyAt(c, path, line, value); p != "" {
-				return p
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
-			v := n.Content[i+1]
-			if v.Kind == yaml.ScalarNode && v.Line == line && v.Value == value {
-				return p
-			}
-			if q := scalarKeyAt(v, p, line, value); q != "" {
-				return q
-			}
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			if p := scalarKeyAt(c, fmt.Sprintf("%s[%d]", path, i), line, value); p != "" {
-				return p
-			}
-		}
-	}
-	return ""
-}
-
-// redactYAMLValue drops the quoted value from yaml.v3 messages such as
-// "cannot unmarshal !!str `abc` into int".
-func redactYAMLValue(msg string) string {
-	if i := strings.IndexByte(msg, '`'); i >= 0 {
-		if j := strings.IndexByte(msg[i+1:], '`'); j >= 0 {
-			return msg[:i] + "value" + msg[i+1+j+1:]
-		}
-	}
-	return msg
 }
 
 // indexLines records the line of every mapping key and sequence item under

@@ -639,16 +639,7 @@ func TestFastPathFallbacks(t *testing.T) {
 	g := NewWithT(t)
 	up := newCountedServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "echo" {
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-			_ = brw.Flush()
-			line, _ := brw.ReadString('\n')
-			_, _ = brw.WriteString("echo:" + line)
-			_ = brw.Flush()
+			echoUpgrade(w)
 			return
 		}
 		b, _ := io.ReadAll(r.Body)

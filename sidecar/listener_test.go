@@ -20,7 +20,7 @@ import (
 )
 
 // serverWith runs a Server on config (routes to up) and returns it.
-func serverWith(t *testing.T, ca *testpki.CA, config string) *runningServer {
+func serverWith(t *testing.T, ca *testpki.CA, config string, opts ...Option) *runningServer {
 	t.Helper()
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(caFile, ca.CertPEM(), 0o600); err != nil {
@@ -28,7 +28,7 @@ func serverWith(t *testing.T, ca *testpki.CA, config string) *runningServer {
 	}
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	writeConfig(t, path, "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nca_file: "+caFile+"\n"+config)
-	return startServer(t, fileLoader(path, Deps{}))
+	return startServer(t, fileLoader(path, Deps{}), opts...)
 }
 
 // exchange writes raw on c and reads one response.
@@ -127,11 +127,7 @@ func TestMalformedChunkedBody(t *testing.T) {
 	ca := testpki.NewCA()
 	up := newUpstream(t, ca)
 	m := NewMetrics()
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	g.Expect(os.WriteFile(caFile, ca.CertPEM(), 0o600)).To(Succeed())
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	writeConfig(t, path, fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nca_file: %s\nroutes: [{name: r, upstream: %s, auth: {type: none}}]\n", caFile, up.url))
-	rs := startServer(t, fileLoader(path, Deps{}), WithMetrics(m))
+	rs := serverWith(t, ca, fmt.Sprintf("routes: [{name: r, upstream: %s, auth: {type: none}}]\n", up.url), WithMetrics(m))
 	for _, body := range []string{"zz\r\nabc\r\n0\r\n\r\n", "3\r\nabcdef\r\n0\r\n\r\n", "3\nabc\n0\n\n"} {
 		c, br := dialT(t, rs.s.Addr())
 		resp, _ := exchange(t, c, br, "POST /r/up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"+body)
@@ -158,11 +154,7 @@ func TestConnectionLimit(t *testing.T) {
 	ca := testpki.NewCA()
 	up := newUpstream(t, ca)
 	m := NewMetrics()
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	g.Expect(os.WriteFile(caFile, ca.CertPEM(), 0o600)).To(Succeed())
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	writeConfig(t, path, fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nca_file: %s\nmax_connections: {proxy: 5, admin: 2}\nroutes: [{name: r, upstream: %s, auth: {type: none}}]\n", caFile, up.url))
-	rs := startServer(t, fileLoader(path, Deps{}), WithMetrics(m))
+	rs := serverWith(t, ca, fmt.Sprintf("max_connections: {proxy: 5, admin: 2}\nroutes: [{name: r, upstream: %s, auth: {type: none}}]\n", up.url), WithMetrics(m))
 	get := "GET /r/x HTTP/1.1\r\nHost: localhost\r\n\r\n"
 	var held []net.Conn
 	var keep net.Conn
@@ -263,16 +255,7 @@ func TestStrictHeadsUpgrade(t *testing.T) {
 			_, _ = io.WriteString(w, "plain")
 			return
 		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		_ = brw.Flush()
-		line, _ := brw.ReadString('\n')
-		_, _ = brw.WriteString("echo:" + line)
-		_ = brw.Flush()
+		echoUpgrade(w)
 	})
 	rs := serverWith(t, testpki.NewCA(), fmt.Sprintf("routes: [{name: r, upstream: %s, auth: {type: none}}]\n", up.URL))
 
@@ -367,4 +350,19 @@ func TestStrictConnFragmented(t *testing.T) {
 			g.Expect(raw.out.String()).To(ContainSubstring(HeaderError + ": " + tc.bad))
 		})
 	}
+}
+
+// echoUpgrade answers an upgrade to the "echo" protocol: 101, then it
+// echoes one line back as "echo:LINE".
+func echoUpgrade(w http.ResponseWriter) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	_ = brw.Flush()
+	line, _ := brw.ReadString('\n')
+	_, _ = brw.WriteString("echo:" + line)
+	_ = brw.Flush()
 }

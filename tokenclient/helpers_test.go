@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/clock/fakeclock"
 )
 
 type (
@@ -23,113 +25,30 @@ type (
 
 var sprintf = fmt.Sprintf
 
-// fakeClock is a manual clock. Advance and Sleep move time and run the
-// timers that fall due synchronously; Sleep also records the wait, so
-// retries run instantly and their waits can be checked.
+// fakeClock is the manual clock of internal/clock/fakeclock (Advance and
+// Jump move it; timers fire when it does) whose Sleep moves it by the wait
+// and records the wait, so retries run instantly and their waits can be
+// checked.
 type fakeClock struct {
+	*fakeclock.Clock
 	mu     sync.Mutex
-	now    time.Time
-	mono   time.Duration // moves with Advance and Sleep, not with Jump
 	sleeps []time.Duration
-	timers []*fakeTimer
 }
 
-type fakeTimer struct {
-	at      time.Time
-	f       func()
-	stopped atomic.Bool
+func newFakeClock() *fakeClock {
+	return &fakeClock{Clock: fakeclock.NewSynchronous(time.Now().Truncate(time.Second))}
 }
 
-func (t *fakeTimer) Stop() bool { return !t.stopped.Swap(true) }
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Now().Truncate(time.Second)} }
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) AfterFunc(d time.Duration, fn func()) Timer {
-	t := &fakeTimer{f: fn}
-	if d <= 0 {
-		t.stopped.Store(true)
-		go fn()
-		return t
-	}
-	f.mu.Lock()
-	t.at = f.now.Add(d)
-	f.timers = append(f.timers, t)
-	f.mu.Unlock()
-	return t
-}
-
-// At is AfterFunc with a channel (clock.Clock).
-func (f *fakeClock) At(t time.Time) <-chan time.Time {
-	ch := make(chan time.Time, 1)
-	f.AfterFunc(t.Sub(f.Now()), func() { ch <- f.Now() })
-	return ch
-}
-
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mono += d
-	f.mu.Unlock()
-	f.fire()
-}
-
-func (f *fakeClock) Monotonic() time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.mono
-}
-
-// Jump moves the wall clock by d without moving the monotonic clock, as a
-// host suspend or a clock step does: timers (which run on the monotonic
-// clock) move with it, so none fires early or late because of the jump.
-func (f *fakeClock) Jump(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-	for _, t := range f.timers {
-		t.at = t.at.Add(d)
-	}
-}
-
-// fire runs due timers, earliest first, outside the lock.
-func (f *fakeClock) fire() {
-	for {
-		f.mu.Lock()
-		var next *fakeTimer
-		idx := -1
-		for i, t := range f.timers {
-			if !t.at.After(f.now) && (next == nil || t.at.Before(next.at)) {
-				next, idx = t, i
-			}
-		}
-		if next == nil {
-			f.mu.Unlock()
-			return
-		}
-		f.timers = append(f.timers[:idx], f.timers[idx+1:]...)
-		f.mu.Unlock()
-		if !next.stopped.Swap(true) {
-			next.f()
-		}
-	}
-}
-
+// Sleep is clock.Sleeper: it records d and moves the clock by it.
 func (f *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	f.mu.Lock()
 	f.sleeps = append(f.sleeps, d)
-	f.now = f.now.Add(d)
-	f.mono += d
 	f.mu.Unlock()
-	f.fire()
+	f.Advance(d)
 	return ctx.Err()
 }
 
+// Sleeps returns the waits so far, in order.
 func (f *fakeClock) Sleeps() []time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()

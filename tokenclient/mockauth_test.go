@@ -20,12 +20,7 @@ import (
 // startMock starts mockauth for one test.
 func startMock(t *testing.T, opts mockauth.Options) *mockauth.Server {
 	t.Helper()
-	srv, err := mockauth.Start(opts)
-	if err != nil {
-		t.Fatalf("mockauth: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return mockauth.StartTest(t, opts)
 }
 
 func mockSecretConfig(srv *mockauth.Server) Config {

@@ -137,6 +137,24 @@ routes:
 		w.secrets.ExpectNotIn(v.Out.Contents(), v.Err.Contents(), r.Out.Contents(), r.Err.Contents())
 	})
 
+	It("names the exact key of a value of the wrong type, also inside a route, and never echoes the value", func() {
+		pasted := w.secrets.Plant("value pasted into the wrong key")
+		cfg := write("types.yaml", fmt.Sprintf(`max_token_keys: %s
+routes:
+  - name: orders
+    upstream: https://orders.example.com
+    auth: {type: none, scopes: {read: yes}}
+`, pasted))
+		v := run(nil, append([]string{"validate", "--config", cfg, "--vcap-file", w.vcapF}, loopback...)...)
+		Expect(v).To(gexec.Exit(2), string(v.Err.Contents()))
+		src := "sidecar: config " + cfg
+		Expect(problemLines(v.Err.Contents())).To(HaveExactElements(
+			Equal(src+" line 1: max_token_keys: invalid value: cannot unmarshal !!str value into int"),
+			Equal(src+" line 5: routes[0].auth.scopes: invalid value: cannot unmarshal !!map into []string"),
+		), "%s", v.Err.Contents())
+		w.secrets.ExpectNotIn(v.Out.Contents(), v.Err.Contents())
+	})
+
 	It("refuses a binding the config uses that is unusable, in validate and run alike (exit 2), naming the key and the binding's field", func() {
 		var doc map[string][]map[string]any
 		Expect(json.Unmarshal(w.vcap, &doc)).To(Succeed())

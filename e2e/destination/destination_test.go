@@ -373,10 +373,7 @@ var _ = Describe("destination routes", func() {
 	})
 
 	It("makes one lookup for a cold burst per (tenant, user, destination)", func() {
-		n := 200
-		if os.Getenv("CREDBROKER_SOAK") == "1" {
-			n = 1000
-		}
+		n := harness.Scale(200, 1000)
 		e := newEnv()
 		e.seed(mockauth.Destination{Properties: map[string]string{"Name": "ux", "URL": e.mock.BackendURL(), "Authentication": "OAuth2UserTokenExchange"}}, "subscriber1")
 		sc := e.start(routeYAML("ux"))

@@ -55,7 +55,7 @@ certificates:
   - {name: connector, dir: %s, pairing_url_file: %s, renew: true}
 `, r.up.url, dir, r.pairingURLFile("rotate-ca")), nil)
 		l := startLoad([]string{p.proxy + "/events/a", p.proxy + "/events/b"}, 4, nil)
-		DeferCleanup(l.halt)
+		DeferCleanup(l.Halt)
 		l.expectSteady(20)
 		oldIssuer := issuerCN(filepath.Join(dir, "tls.crt"))
 		oldPair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
@@ -92,8 +92,8 @@ certificates:
 		Eventually(func() []string { return r.up.distinct("/events/", func(s seen) string { return s.Cert }) }).
 			WithTimeout(60 * time.Second).Should(HaveLen(3))
 		l.expectSteady(20)
-		l.halt()
-		Expect(l.failed.Load()).To(BeZero(), "failed app requests: %s", l.failures())
+		l.Halt()
+		Expect(l.Failed.Load()).To(BeZero(), "failed app requests: %s", l.Failures())
 		Expect(p.ready()).To(Equal(200))
 	})
 
@@ -146,7 +146,7 @@ inbound:
 			return bytes.Count(p.s.Err.Contents(), []byte(`inbound: reloaded`)) + bytes.Count(p.s.Out.Contents(), []byte(`inbound: reloaded`))
 		}
 		l := startLoad([]string{guardURL + "/callbacks/a", guardURL + "/callbacks/b"}, 4, callerClient.Get)
-		DeferCleanup(l.halt)
+		DeferCleanup(l.Halt)
 		l.expectSteady(20)
 
 		By("three days later, a new CA and new caller certificates, valid from now on the test clock")
@@ -172,8 +172,8 @@ inbound:
 		swapFile(bundle, newCA.CertPEM())
 		Eventually(reloads).WithTimeout(30 * time.Second).Should(BeNumerically(">", n))
 		l.expectSteady(20)
-		l.halt()
-		Expect(l.failed.Load()).To(BeZero(), "failed caller requests: %s", l.failures())
+		l.Halt()
+		Expect(l.Failed.Load()).To(BeZero(), "failed caller requests: %s", l.Failures())
 
 		// The removal took effect: a caller with the old CA's certificate is refused.
 		caller.Store(&oldCert)

@@ -49,7 +49,7 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 		Expect(first).To(HaveLen(1))
 		jumps0 := counter(p, `credbroker_clock_jumps_total{component="token_client"}`)
 		fetches0 := r.mock.Stats().TokenRequests
-		l.halt()
+		l.Halt()
 
 		r.clk.Jump(2 * time.Hour) // the token (1 h) expired during the "suspend"
 		Eventually(func() float64 { return counter(p, `credbroker_clock_jumps_total{component="token_client"}`) }).
@@ -57,8 +57,8 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 
 		l2 := startLoad(urls, 4, nil)
 		l2.expectSteady(40)
-		l2.halt()
-		Expect(l.failed.Load()+l2.failed.Load()).To(BeZero(), "failed app requests: %s %s", l.failures(), l2.failures())
+		l2.Halt()
+		Expect(l.Failed.Load()+l2.Failed.Load()).To(BeZero(), "failed app requests: %s %s", l.Failures(), l2.Failures())
 		Expect(r.up.expired()).To(BeZero(), "an expired token reached the upstream")
 		toks := r.up.distinct("/orders/", func(s seen) string { return s.Token })
 		Expect(toks).To(HaveLen(2), "exactly one fresh token after the jump")
@@ -132,7 +132,7 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 		Expect(certs0).To(HaveLen(1))
 		jumps0 := counter(p, `credbroker_clock_jumps_total{component="certificates"}`)
 		renewals0 := r.mock.Stats().Renewals
-		l.halt()
+		l.Halt()
 
 		// Six of seven days: past the renewal point (a third of the
 		// validity left), the old certificate still valid.
@@ -144,8 +144,8 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 		Eventually(func() []string { return r.up.distinct("/events/", func(s seen) string { return s.Cert }) }).
 			WithTimeout(60*time.Second).Should(HaveLen(2), "the renewed certificate in use")
 		l2.expectSteady(20)
-		l2.halt()
-		Expect(l.failed.Load()+l2.failed.Load()).To(BeZero(), "failed app requests: %s %s", l.failures(), l2.failures())
+		l2.Halt()
+		Expect(l.Failed.Load()+l2.Failed.Load()).To(BeZero(), "failed app requests: %s %s", l.Failures(), l2.Failures())
 		Expect(r.mock.Stats().Renewals-renewals0).To(Equal(1), "one renewal, not a storm")
 		Expect(counter(p, `credbroker_certificate_renewals_total{certificate="connector"}`)).To(BeNumerically(">=", 1))
 	})

@@ -12,8 +12,6 @@
 package fastforward_test
 
 import (
-	"bytes"
-	"os"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -38,16 +36,9 @@ var _ = AfterSuite(func() {
 	gexec.CleanupBuildArtifacts()
 })
 
-// soak reports whether the long variants run (CREDBROKER_SOAK=1, make soak).
-func soak() bool { return os.Getenv("CREDBROKER_SOAK") == "1" }
+// soak reports whether the long variants run (harness.Soak).
+var soak = harness.Soak
 
 // expectNoCrash fails when any output holds a Go panic, goroutine dump or
 // data race.
-func expectNoCrash(outputs ...[]byte) {
-	GinkgoHelper()
-	for _, out := range outputs {
-		Expect(bytes.Contains(out, []byte("panic:"))).To(BeFalse(), "panic in output:\n%s", out)
-		Expect(bytes.Contains(out, []byte("goroutine "))).To(BeFalse(), "goroutine dump in output:\n%s", out)
-		Expect(bytes.Contains(out, []byte("DATA RACE"))).To(BeFalse(), "data race:\n%s", out)
-	}
-}
+var expectNoCrash = harness.ExpectNoCrash

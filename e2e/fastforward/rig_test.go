@@ -1,7 +1,6 @@
 package fastforward_test
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -63,16 +61,13 @@ func newRig(opts mockauth.Options) *rig {
 	Expect(os.MkdirAll(r.in, 0o755)).To(Succeed())
 	Expect(os.MkdirAll(r.work, 0o755)).To(Succeed())
 	r.up = newUpstream(r)
-	r.vcapFile = r.input("vcap.json", m.VCAPServices())
-	r.caFile = r.input("ca.crt", append(append([]byte{}, m.CACertPEM()...), r.ca.CertPEM()...))
+	r.vcapFile, r.caFile = harness.WriteInputs(r.in, m, r.ca)
 	return r
 }
 
 func (r *rig) input(name string, data []byte) string {
 	GinkgoHelper()
-	p := filepath.Join(r.in, name)
-	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-	return p
+	return harness.WriteFile(r.in, name, data)
 }
 
 // pairingURLFile mints a one-time token for app and writes its URL to a file.
@@ -233,38 +228,15 @@ func (r *rig) run(config string, env harness.Env) *proc {
 	return p
 }
 
-var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
+var client = harness.Client
 
-func (p *proc) get(path string) (int, []byte) {
-	resp, err := client.Get(p.admin + path)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
+func (p *proc) get(path string) (int, []byte) { return harness.Get(p.admin + path) }
 
 func (p *proc) ready() int { c, _ := p.get("/readyz"); return c }
 
-// metric returns the value of the first sample whose name and labels start
-// with prefix, or -1.
-func (p *proc) metric(prefix string) float64 {
-	_, b := p.get("/metrics")
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, prefix)
-		if ok && (strings.Contains(prefix, "{") || strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				return v
-			}
-		}
-	}
-	return -1
-}
+// metric returns the value of the first sample whose name and labels
+// start with prefix, or -1 (harness.Metric).
+func (p *proc) metric(prefix string) float64 { return harness.Metric(p.admin, prefix) }
 
 // rssKiB reads the process's resident memory from /proc.
 func rssKiB(pid int) int {
@@ -281,85 +253,22 @@ func rssKiB(pid int) int {
 	return -1
 }
 
-// load sends requests to urls from workers goroutines, one after another,
-// until halted. do makes one request (nil: GET through client).
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	why        map[string]int
-	stop       chan struct{}
-	wg         sync.WaitGroup
-}
+// load is harness.Load: requests to urls from workers goroutines, one
+// after another, until halted; do makes one request (nil: GET through
+// client).
+type load struct{ *harness.Load }
 
 func startLoad(urls []string, workers int, do func(url string) (*http.Response, error)) *load {
 	if do == nil {
 		do = client.Get
 	}
-	l := &load{why: map[string]int{}, stop: make(chan struct{})}
-	for w := range workers {
-		l.wg.Add(1)
-		go func() {
-			defer GinkgoRecover()
-			defer l.wg.Done()
-			tick := time.NewTicker(5 * time.Millisecond) // pacing, not waiting for an outcome
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				l.one(do, urls[(w+i)%len(urls)])
-				select {
-				case <-l.stop:
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) one(do func(string) (*http.Response, error), u string) {
-	resp, err := do(u)
-	if err != nil {
-		l.fail(err.Error())
-		return
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		l.fail(fmt.Sprintf("%s: %d %s", u, resp.StatusCode, resp.Header.Get("X-Credbroker-Error")))
-		return
-	}
-	l.ok.Add(1)
-}
-
-func (l *load) fail(why string) {
-	l.failed.Add(1)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.why) < 50 {
-		l.why[why]++
-	}
-}
-
-// halt stops the load and waits for the workers.
-func (l *load) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func (l *load) failures() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("%v", l.why)
+	return &load{harness.StartLoad(urls, harness.LoadOptions{Workers: workers, Do: do})}
 }
 
 // expectSteady waits until the load made n more successful requests: the
 // sidecar keeps serving at the current point of the simulated time.
 func (l *load) expectSteady(n int64) {
 	GinkgoHelper()
-	from := l.ok.Load()
-	Eventually(l.ok.Load).WithTimeout(60*time.Second).Should(BeNumerically(">=", from+n), func() string { return l.failures() })
+	from := l.OK.Load()
+	Eventually(l.OK.Load).WithTimeout(60*time.Second).Should(BeNumerically(">=", from+n), func() string { return l.Failures() })
 }

@@ -39,7 +39,7 @@ certificates:
 `, r.up.url, mockauth.SecretBindingName, dir, r.pairingURLFile("soak")), nil)
 		pid := p.s.Command.Process.Pid
 		l := startLoad([]string{p.proxy + "/orders/a", p.proxy + "/events/a", p.proxy + "/orders/b", p.proxy + "/events/b"}, 4, nil)
-		DeferCleanup(l.halt)
+		DeferCleanup(l.Halt)
 		l.expectSteady(40)
 		stats0 := r.mock.Stats()
 
@@ -94,22 +94,22 @@ certificates:
 				}
 				rssPeak, goPeak = max(rssPeak, rss), max(goPeak, gor)
 			}
-			if l.failed.Load() > 0 {
+			if l.Failed.Load() > 0 {
 				break // reported below
 			}
 		}
-		l.halt()
+		l.Halt()
 		st := r.mock.Stats()
 		fetches, renewals, beats := st.TokenRequests-stats0.TokenRequests, st.Renewals-stats0.Renewals, st.InfoRequests-stats0.InfoRequests
 		GinkgoWriter.Printf("%d simulated days in %d steps: %d ok requests, %d token fetches, %d renewals, %d heartbeats, RSS %d KiB at day 1, peak %d KiB, goroutines %d → peak %d\n",
-			days, steps, l.ok.Load(), fetches, renewals, beats, rssBase, rssPeak, goBase, goPeak)
+			days, steps, l.OK.Load(), fetches, renewals, beats, rssBase, rssPeak, goBase, goPeak)
 
 		for _, s := range r.up.all() {
 			if s.Expired {
 				GinkgoWriter.Printf("expired token at the upstream: at %s, exp %s\n", s.At.Format(time.RFC3339Nano), s.Exp.Format(time.RFC3339))
 			}
 		}
-		Expect(l.failed.Load()).To(BeZero(), "failed app requests: %s", l.failures())
+		Expect(l.Failed.Load()).To(BeZero(), "failed app requests: %s", l.Failures())
 		Expect(r.up.expired()).To(BeZero(), "an expired token reached the upstream")
 		for i, ro := range rots {
 			Expect(ro.removed).To(BeTrue(), "rotation %d did not complete (renewed under the new CA at %v)", i+1, ro.renewedAt)

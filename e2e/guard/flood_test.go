@@ -25,16 +25,12 @@ import (
 	"github.com/credbroker/credbroker/oauth1"
 )
 
-// floodSoak reports whether the full-scale floods run (CREDBROKER_SOAK=1,
-// make soak); the default run is sized for make test.
-func floodSoak() bool { return os.Getenv("CREDBROKER_SOAK") == "1" }
-
-func floodScale(ci, soak int) int {
-	if floodSoak() {
-		return soak
-	}
-	return ci
-}
+// floodSoak and floodScale: the full-scale floods of make soak
+// (harness.Soak, harness.Scale); the default run is sized for make test.
+var (
+	floodSoak  = harness.Soak
+	floodScale = harness.Scale
+)
 
 // vmRSS reads the resident set size of a process from /proc (bytes).
 func vmRSS(pid int) int64 {

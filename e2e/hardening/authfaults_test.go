@@ -135,14 +135,14 @@ var _ = Describe("auth server faults under steady proxy load", func() {
 			res.faultEnds = time.Now().Add(res.fault.Duration)
 		}
 		for _, res := range results {
-			res.l.wg.Wait() // each load ends by its own deadline
+			<-res.l.Done() // each load ends by its own deadline
 		}
 
 		for _, res := range results {
 			By(res.sc.name)
 			st := res.r.mock.Stats()
-			Expect(res.l.failed.Load()).To(BeZero(), "%s: the app saw failures while the cached token was valid: %s", res.sc.name, res.l.failures())
-			Expect(res.l.ok.Load()).To(BeNumerically(">", 100), res.sc.name)
+			Expect(res.l.Failed.Load()).To(BeZero(), "%s: the app saw failures while the cached token was valid: %s", res.sc.name, res.l.Failures())
+			Expect(res.l.OK.Load()).To(BeNumerically(">", 100), res.sc.name)
 			Expect(st.FaultsApplied).To(BeNumerically(">", 0), "%s: the refresh met the fault", res.sc.name)
 			// Bound: every fetch makes at most maxAttempts requests; while the
 			// fault lasts a failed refresh is retried at most every retryGap,
@@ -160,7 +160,7 @@ var _ = Describe("auth server faults under steady proxy load", func() {
 				res.sc.verify(res.r)
 			}
 			GinkgoWriter.Printf("%s: %d requests ok, %d token requests (bound %d), %d faults applied, %d tokens used\n",
-				res.sc.name, res.l.ok.Load(), st.TokenRequests, bound, st.FaultsApplied, len(toks))
+				res.sc.name, res.l.OK.Load(), st.TokenRequests, bound, st.FaultsApplied, len(toks))
 			res.p.scan(true)
 		}
 	})
@@ -177,12 +177,12 @@ var _ = Describe("an auth outage longer than the token's life", func() {
 		before := r.mock.Stats().TokenRequests
 		Expect(r.mock.AddFault(mockauth.Fault{Target: mockauth.TargetToken, Status: 503, Duration: outage})).To(Succeed())
 		start := time.Now()
-		Eventually(func() int64 { return l.failed.Load() }).WithTimeout(outage).Should(BeNumerically(">", 0), "the token ran out during the outage")
+		Eventually(func() int64 { return l.Failed.Load() }).WithTimeout(outage).Should(BeNumerically(">", 0), "the token ran out during the outage")
 		Eventually(func() bool { return time.Since(start) > outage }).WithTimeout(outage + 5*time.Second).Should(BeTrue())
 		during := r.mock.Stats().TokenRequests - before
-		l.wg.Wait()
-		GinkgoWriter.Printf("outage %v: %d token requests during it, %d ok, %d failed: %s\n", outage, during, l.ok.Load(), l.failed.Load(), l.failures())
-		for why := range l.why {
+		<-l.Done()
+		GinkgoWriter.Printf("outage %v: %d token requests during it, %d ok, %d failed: %s\n", outage, during, l.OK.Load(), l.Failed.Load(), l.Failures())
+		for why := range l.Why() {
 			Expect(why).To(ContainSubstring("503 token-unavailable"), "the only failure is the missing token")
 		}
 		// Without a valid token a failed fetch is replayed to callers for

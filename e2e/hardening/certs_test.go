@@ -253,32 +253,32 @@ routes:
 		// The binding certificate rotates while the load runs.
 		rotations := time.NewTicker(6 * time.Second)
 		defer rotations.Stop()
-		for rotation.l.ok.Load()+rotation.l.failed.Load() == 0 || !loadDone(rotation.l) {
+		for rotation.l.OK.Load()+rotation.l.Failed.Load() == 0 || !loadDone(rotation.l) {
 			select {
 			case <-rotations.C:
 				if !loadDone(rotation.l) {
 					rotateBinding(rotation)
 				}
-			case <-doneChan(rotation.l):
+			case <-rotation.l.Done():
 			}
 		}
 		for _, c := range cases {
-			c.l.wg.Wait()
+			<-c.l.Done()
 		}
 		for _, c := range cases {
 			By(c.name)
 			if c.name == "certificate revoked" {
 				// Only requests before the expiry must succeed.
-				for why := range c.l.why {
+				for why := range c.l.Why() {
 					Expect(why).To(ContainSubstring("503 certificate-expired"), "only refusals after the expiry")
 				}
-				Expect(c.l.first).To(BeTemporally(">=", c.notAfter0.Add(-2*time.Second)), "no failure while the certificate was valid")
+				Expect(c.l.First()).To(BeTemporally(">=", c.notAfter0.Add(-2*time.Second)), "no failure while the certificate was valid")
 			} else {
-				Expect(c.l.failed.Load()).To(BeZero(), "%s: failed requests: %s", c.name, c.l.failures())
+				Expect(c.l.Failed.Load()).To(BeZero(), "%s: failed requests: %s", c.name, c.l.Failures())
 			}
-			Expect(c.l.ok.Load()).To(BeNumerically(">", 100), c.name)
+			Expect(c.l.OK.Load()).To(BeNumerically(">", 100), c.name)
 			c.check(c)
-			GinkgoWriter.Printf("%s: %d ok, %d failed, %d serials, %d renewals\n", c.name, c.l.ok.Load(), c.l.failed.Load(), len(c.r.up.certs("/events/")), c.r.mock.Stats().Renewals)
+			GinkgoWriter.Printf("%s: %d ok, %d failed, %d serials, %d renewals\n", c.name, c.l.OK.Load(), c.l.Failed.Load(), len(c.r.up.certs("/events/")), c.r.mock.Stats().Renewals)
 			c.p.scan(true)
 		}
 	})
@@ -301,23 +301,9 @@ func fill(dir string) {
 // loadDone reports whether every worker of l has returned.
 func loadDone(l *load) bool {
 	select {
-	case <-doneChan(l):
+	case <-l.Done():
 		return true
 	default:
 		return false
 	}
-}
-
-// doneChan closes when every worker of l has returned.
-func doneChan(l *load) <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.done == nil {
-		l.done = make(chan struct{})
-		go func() {
-			l.wg.Wait()
-			close(l.done)
-		}()
-	}
-	return l.done
 }

@@ -9,8 +9,6 @@
 package hardening_test
 
 import (
-	"bytes"
-	"os"
 	"testing"
 	"time"
 
@@ -36,16 +34,11 @@ var _ = AfterSuite(func() {
 	gexec.CleanupBuildArtifacts()
 })
 
-// soak reports whether the long variants run (CREDBROKER_SOAK=1, make soak).
-func soak() bool { return os.Getenv("CREDBROKER_SOAK") == "1" }
-
-// scale picks the CI or the soak size of a loop.
-func scale(ci, long int) int {
-	if soak() {
-		return long
-	}
-	return ci
-}
+// soak and scale: the make soak variants (harness.Soak, harness.Scale).
+var (
+	soak  = harness.Soak
+	scale = harness.Scale
+)
 
 // maxOutput bounds what a command may print for one bad input: a hostile
 // binding must not turn into megabytes of error text.
@@ -66,12 +59,6 @@ func runBounded(secrets *harness.Secrets, limit time.Duration, env harness.Env, 
 	return s
 }
 
-// expectNoCrash fails when any output holds a Go panic or goroutine dump.
-func expectNoCrash(outputs ...[]byte) {
-	GinkgoHelper()
-	for _, out := range outputs {
-		Expect(bytes.Contains(out, []byte("panic:"))).To(BeFalse(), "panic in output:\n%s", out)
-		Expect(bytes.Contains(out, []byte("goroutine "))).To(BeFalse(), "goroutine dump in output:\n%s", out)
-		Expect(bytes.Contains(out, []byte("DATA RACE"))).To(BeFalse(), "data race:\n%s", out)
-	}
-}
+// expectNoCrash fails when any output holds a Go panic, goroutine dump or
+// data race.
+var expectNoCrash = harness.ExpectNoCrash

@@ -1,25 +1,11 @@
 package hardening_test
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -51,34 +37,19 @@ const oauthConsumerKey = "hardening-consumer"
 
 func newRig(opts mockauth.Options) *rig {
 	GinkgoHelper()
-	m, err := mockauth.Start(opts)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(m.Close)
-	r := &rig{mock: m, dir: GinkgoT().TempDir(), secrets: &harness.Secrets{}}
+	r := &rig{dir: GinkgoT().TempDir(), secrets: &harness.Secrets{}}
+	r.mock = harness.StartMock(opts, r.secrets)
 	r.in, r.work = filepath.Join(r.dir, "in"), filepath.Join(r.dir, "work")
 	Expect(os.MkdirAll(r.in, 0o755)).To(Succeed())
 	Expect(os.MkdirAll(r.work, 0o755)).To(Succeed())
-	info := m.Info()
-	r.secrets.Add("client secret", m.ClientSecret(info.SecretClientID))
-	if s := m.ClientSecret(info.IASClientID); len(s) >= 8 {
-		r.secrets.Add("IAS client secret", s)
-	}
-	var vcap map[string][]struct {
-		Name        string         `json:"name"`
-		Credentials map[string]any `json:"credentials"`
-	}
-	Expect(json.Unmarshal(m.VCAPServices(), &vcap)).To(Succeed())
-	for _, list := range vcap {
-		for _, b := range list {
-			if k, ok := b.Credentials["key"].(string); ok && k != "" {
-				r.secrets.Add("private key of binding "+b.Name, k)
-			}
-		}
-	}
 	ca := testpki.NewCA()
-	r.up = newUpstream(ca, m.ConnectorCAPEM(), r.secrets)
-	r.vcapFile = r.input("vcap.json", m.VCAPServices())
-	r.caFile = r.input("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
+	up := harness.StartUpstream(harness.UpstreamOptions{CA: ca, ClientCAPEM: r.mock.ConnectorCAPEM(), Secrets: r.secrets,
+		Answer: func(w http.ResponseWriter, rc rec) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, "ok "+rc.Path)
+		}})
+	r.up = &upstream{Upstream: up, url: up.URL, host: up.Host}
+	r.vcapFile, r.caFile = harness.WriteInputs(r.in, r.mock, ca)
 	r.keyFile = r.input("oauth1-key", []byte(oauthConsumerKey+"\n"))
 	r.secFile = r.input("oauth1-secret", []byte(r.secrets.Plant("oauth1 consumer secret")+"\n"))
 	return r
@@ -92,116 +63,23 @@ func (r *rig) input(name string, data []byte) string {
 // pairingURLFile mints a one-time token for app and writes its URL to a file.
 func (r *rig) pairingURLFile(app string) string {
 	GinkgoHelper()
-	u, tok, err := r.mock.NewPairingToken(app)
-	Expect(err).NotTo(HaveOccurred())
-	r.secrets.Add("one-time token of "+app, tok)
-	return r.input("pairing-url-"+app, []byte(u+"\n"))
+	return harness.PairingURLFile(r.mock, r.secrets, r.in, app)
 }
 
 // rec is what the upstream saw of one request.
-type rec struct {
-	Time   time.Time // when the upstream received it
-	Method string
-	URI    string // the request target as sent
-	Path   string
-	Host   string
-	Header http.Header
-	Cert   string // SHA-256 fingerprint of the client certificate, when one was presented (serials repeat: the connector issues serial 2)
-	Body   string
-}
+type rec = harness.Request
 
-// upstream is an HTTPS server for upstream.localhost that records every
-// request; each Bearer token it sees is remembered as a secret (the
-// binary must never print an access token the mock issued).
+// upstream is the recording upstream (harness.Upstream) under the names
+// the specs use.
 type upstream struct {
-	srv  *httptest.Server
-	url  string
-	host string
-	mu   sync.Mutex
-	got  []rec
-	hold func(r *http.Request) // called before answering, when set
+	*harness.Upstream
+	url, host string
 }
 
-func newUpstream(ca *testpki.CA, clientCAPEM []byte, secrets *harness.Secrets) *upstream {
-	GinkgoHelper()
-	u := &upstream{}
-	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		rc := rec{Time: time.Now(), Method: req.Method, URI: req.RequestURI, Path: req.URL.Path, Host: req.Host, Header: req.Header.Clone()}
-		if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok && len(tok) >= 8 {
-			secrets.Add("access token issued by the mock", tok)
-		}
-		if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
-			sum := sha256.Sum256(req.TLS.PeerCertificates[0].Raw)
-			rc.Cert = hex.EncodeToString(sum[:])
-		}
-		b, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		rc.Body = string(b)
-		u.mu.Lock()
-		u.got = append(u.got, rc)
-		hold := u.hold
-		u.mu.Unlock()
-		if hold != nil {
-			hold(req)
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, "ok "+rc.Path)
-	}))
-	leaf := ca.Issue(testpki.WithDNSNames("upstream.localhost"), testpki.WithIPs("127.0.0.1"), testpki.ServerAuth())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(clientCAPEM)
-	u.srv.TLS = testpki.ServerTLSConfig(leaf, nil)
-	u.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven
-	u.srv.TLS.ClientCAs = pool
-	u.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	u.srv.StartTLS()
-	DeferCleanup(u.srv.Close)
-	u.host = "upstream.localhost:" + strconv.Itoa(u.srv.Listener.Addr().(*net.TCPAddr).Port)
-	u.url = "https://" + u.host
-	return u
-}
-
-func (u *upstream) setHold(f func(*http.Request)) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.hold = f
-}
-
-func (u *upstream) all() []rec {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]rec(nil), u.got...)
-}
-
-// certs returns the distinct client certificates (SHA-256 fingerprints)
-// seen under prefix.
-func (u *upstream) certs(prefix string) []string {
-	seen := map[string]bool{}
-	for _, g := range u.all() {
-		if g.Cert != "" && strings.HasPrefix(g.Path, prefix) {
-			seen[g.Cert] = true
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for s := range seen {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// tokens returns the distinct Bearer tokens seen under prefix, in order.
-func (u *upstream) tokens(prefix string) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, g := range u.all() {
-		tok, ok := strings.CutPrefix(g.Header.Get("Authorization"), "Bearer ")
-		if ok && strings.HasPrefix(g.Path, prefix) && !seen[tok] {
-			seen[tok] = true
-			out = append(out, tok)
-		}
-	}
-	return out
-}
+func (u *upstream) setHold(f func(*http.Request)) { u.SetHold(f) }
+func (u *upstream) all() []rec                    { return u.All() }
+func (u *upstream) certs(prefix string) []string  { return u.Certs(prefix) }
+func (u *upstream) tokens(prefix string) []string { return u.Tokens(prefix) }
 
 // proc is a running `credbroker run`.
 type proc struct {
@@ -253,17 +131,9 @@ func (p *proc) scan(live bool) {
 	p.r.secrets.ExpectNotIn(outs...)
 }
 
-var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
+var client = harness.Client
 
-func (p *proc) get(path string) (int, []byte) {
-	resp, err := client.Get(p.admin + path)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
+func (p *proc) get(path string) (int, []byte) { return harness.Get(p.admin + path) }
 
 func (p *proc) status() map[string]any {
 	GinkgoHelper()
@@ -285,100 +155,16 @@ func (p *proc) cert(name string) map[string]any {
 	return nil
 }
 
-// metric returns the value of the sample whose name and labels start with
-// prefix (for example `credbroker_ready` or `go_goroutines`), or -1.
-func (p *proc) metric(prefix string) float64 {
-	_, b := p.get("/metrics")
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, prefix)
-		if ok && (strings.Contains(prefix, "{") || strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				return v
-			}
-		}
-	}
-	return -1
-}
+// metric returns the value of the first sample whose name and labels
+// start with prefix, or -1 (harness.Metric).
+func (p *proc) metric(prefix string) float64 { return harness.Metric(p.admin, prefix) }
 
 func (p *proc) ready() int { c, _ := p.get("/readyz"); return c }
 
-// load sends requests to urls from workers goroutines, each at most one per
-// every, until stopped or until limit has passed (bounded in count and time).
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	why        map[string]int
-	first      time.Time // first failure
-	stop       chan struct{}
-	wg         sync.WaitGroup
-	done       chan struct{} // see doneChan
-}
+// load is harness.Load: requests to urls from workers goroutines, each at
+// most one per every, until halted or until limit has passed.
+type load = harness.Load
 
 func startLoad(urls []string, workers int, every, limit time.Duration) *load {
-	l := &load{why: map[string]int{}, stop: make(chan struct{})}
-	deadline := time.Now().Add(limit)
-	for w := range workers {
-		l.wg.Add(1)
-		go func() {
-			defer GinkgoRecover()
-			defer l.wg.Done()
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for i := 0; time.Now().Before(deadline); i++ {
-				u := urls[(w+i)%len(urls)]
-				l.one(u)
-				select {
-				case <-l.stop:
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) one(u string) {
-	resp, err := client.Get(u)
-	if err != nil {
-		l.fail(err.Error())
-		return
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		l.fail(fmt.Sprintf("%s: %d %s", u, resp.StatusCode, resp.Header.Get("X-Credbroker-Error")))
-		return
-	}
-	l.ok.Add(1)
-}
-
-func (l *load) fail(why string) {
-	l.failed.Add(1)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.first.IsZero() {
-		l.first = time.Now()
-	}
-	l.why[why]++
-}
-
-// halt stops the load and waits for the workers.
-func (l *load) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func (l *load) failures() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("%v", l.why)
+	return harness.StartLoad(urls, harness.LoadOptions{Workers: workers, Every: every, For: limit})
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,24 +22,7 @@ import (
 // assertion the app would hold and a jwt-bearer route exchanges.
 func userToken(r *rig) string {
 	GinkgoHelper()
-	info := r.mock.Info()
-	form := url.Values{"grant_type": {"password"}, "client_id": {info.SecretClientID},
-		"client_secret": {r.mock.ClientSecret(info.SecretClientID)}, "username": {"alice"}, "password": {"alice-password"}}
-	resp, err := r.mock.Client().PostForm(info.URL+"/oauth/token", form)
-	Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	var tr struct {
-		AccessToken  string `json:"access_token"`
-		RefreshToken string `json:"refresh_token"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	Expect(resp.StatusCode).To(Equal(200), string(b))
-	Expect(json.Unmarshal(b, &tr)).To(Succeed())
-	r.secrets.Add("user password", "alice-password")
-	if tr.RefreshToken != "" {
-		r.secrets.Add("refresh token", tr.RefreshToken)
-	}
-	return tr.AccessToken
+	return harness.UserToken(r.mock, r.secrets)
 }
 
 var _ = Describe("secrets", func() {

@@ -36,9 +36,9 @@ var _ = Describe("an auth outage longer than the refresh skew", func() {
 		Expect(r.mock.AddFault(mockauth.Fault{Target: mockauth.TargetToken, Status: 503, Duration: time.Until(faultEnds)})).To(Succeed())
 
 		l := startLoad([]string{p.proxy + "/orders/a", p.proxy + "/orders/b"}, 2, 100*time.Millisecond, time.Until(iat.Add(27*time.Second)))
-		l.wg.Wait()
+		<-l.Done()
 
-		Expect(l.failed.Load()).To(BeZero(), "the outage turned into failures while a usable token remained: %s", l.failures())
+		Expect(l.Failed.Load()).To(BeZero(), "the outage turned into failures while a usable token remained: %s", l.Failures())
 		Expect(r.mock.Stats().FaultsApplied).To(BeNumerically(">", 0), "the refresh met the outage")
 		// Requests after the old cut-off (and before the fault ended) still
 		// carried the first token.
@@ -51,7 +51,7 @@ var _ = Describe("an auth outage longer than the refresh skew", func() {
 		Expect(past).To(BeNumerically(">", 0), "no request used the cached token past the skew cut-off")
 		toks := r.up.tokens("/orders/")
 		Expect(len(toks)).To(BeNumerically(">=", 2), "a fresh token after the outage")
-		GinkgoWriter.Printf("%d ok, %d requests with the first token past the old cut-off, %d tokens\n", l.ok.Load(), past, len(toks))
+		GinkgoWriter.Printf("%d ok, %d requests with the first token past the old cut-off, %d tokens\n", l.OK.Load(), past, len(toks))
 		p.scan(true)
 	})
 })
@@ -95,9 +95,9 @@ var _ = Describe("a restart during an auth outage with token_cache_dir", func() 
 
 		p = r.run(cfg, "--token-cache-dir", root)
 		l := startLoad([]string{p.proxy + "/orders/a", p.proxy + "/orders/b"}, 2, 50*time.Millisecond, 3*time.Second)
-		l.wg.Wait()
-		Expect(l.failed.Load()).To(BeZero(), "requests failed after the restart: %s", l.failures())
-		Expect(l.ok.Load()).To(BeNumerically(">", 10))
+		<-l.Done()
+		Expect(l.Failed.Load()).To(BeZero(), "requests failed after the restart: %s", l.Failures())
+		Expect(l.OK.Load()).To(BeNumerically(">", 10))
 		for _, tok := range r.up.tokens("/orders/") {
 			Expect(tok).To(Equal(first), "only the saved token can have been used")
 		}

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,25 +96,19 @@ func newEnv(certTTL time.Duration) *env {
 	DeferCleanup(up.Close)
 	e.upURL = up.URL
 
-	e.vcapFile = e.write("vcap.json", m.VCAPServices())
-	e.caFile = e.write("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
+	e.vcapFile, e.caFile = harness.WriteInputs(e.dir, m, ca)
 	return e
 }
 
 func (e *env) write(name string, data []byte) string {
 	GinkgoHelper()
-	p := filepath.Join(e.dir, name)
-	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
-	return p
+	return harness.WriteFile(e.dir, name, data)
 }
 
 // pairingURLFile mints a one-time token and writes its URL to a file.
 func (e *env) pairingURLFile(app string) string {
 	GinkgoHelper()
-	u, tok, err := e.mock.NewPairingToken(app)
-	Expect(err).NotTo(HaveOccurred())
-	e.secrets.Add("one-time token", tok)
-	return e.write("pairing-url-"+app, []byte(u+"\n"))
+	return harness.PairingURLFile(e.mock, e.secrets, e.dir, app)
 }
 
 // seen returns the fingerprints the upstream saw under /events/<who>/.
@@ -192,32 +185,21 @@ func (r *replica) ready() {
 		func() string { return string(r.sc.Session.Err.Contents()) })
 }
 
-// metric returns the value of the metric line that starts with prefix.
+// metric returns the value of the metric line that starts with prefix (0
+// when there is none).
 func (r *replica) metric(prefix string) float64 {
-	_, body := get(r.sc.Admin + "/metrics")
-	for _, l := range strings.Split(body, "\n") {
-		if strings.HasPrefix(l, prefix+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(l, prefix)), 64)
-			return v
-		}
-	}
-	return 0
+	return max(0, harness.Metric(r.sc.Admin, prefix))
 }
 
 func persistEvent(event string) string {
 	return fmt.Sprintf(`credbroker_identity_persist_events_total{certificate="connector",event="%s"}`, event)
 }
 
-var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+var client = harness.Client
 
 func get(u string) (int, string) {
-	resp, err := client.Get(u)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	c, b := harness.Get(u)
+	return c, string(b)
 }
 
 // load sends requests through each replica until stop is closed and counts

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/credbroker/credbroker/e2e/harness"
 	"github.com/credbroker/credbroker/mockauth"
 )
 
@@ -24,29 +24,11 @@ import (
 var accessFields = []string{"time", "listener", "route", "method", "path", "status", "duration_ms", "upstream_ms",
 	"bytes_in", "bytes_out", "auth", "reason", "trace_id"}
 
-// aliceToken gets a password-grant token for alice from the mock: the user
-// token an app holds and a jwt-bearer route exchanges.
+// aliceToken gets a password-grant token for alice from the mock: the
+// user token an app holds and a jwt-bearer route exchanges.
 func aliceToken(e *env) string {
 	GinkgoHelper()
-	info := e.mock.Info()
-	form := url.Values{"grant_type": {"password"}, "client_id": {info.SecretClientID},
-		"client_secret": {e.mock.ClientSecret(info.SecretClientID)}, "username": {"alice"}, "password": {"alice-password"}}
-	resp, err := e.mock.Client().PostForm(info.URL+"/oauth/token", form)
-	Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	var tr struct {
-		AccessToken  string `json:"access_token"`
-		RefreshToken string `json:"refresh_token"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	Expect(resp.StatusCode).To(Equal(200), string(b))
-	Expect(json.Unmarshal(b, &tr)).To(Succeed())
-	e.secrets.Add("user password", "alice-password")
-	if tr.RefreshToken != "" {
-		e.secrets.Add("refresh token", tr.RefreshToken)
-	}
-	e.secrets.Add("alice's user token", tr.AccessToken)
-	return tr.AccessToken
+	return harness.UserToken(e.mock, e.secrets)
 }
 
 // plainUpstream is an http:// upstream that answers 200, except under

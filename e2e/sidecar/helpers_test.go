@@ -2,21 +2,13 @@ package sidecar_test
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -26,7 +18,6 @@ import (
 	"github.com/credbroker/credbroker/e2e/harness"
 	"github.com/credbroker/credbroker/internal/testpki"
 	"github.com/credbroker/credbroker/mockauth"
-	"github.com/credbroker/credbroker/oauth1"
 )
 
 // env is one mock auth server, a sample upstream, the files credbroker
@@ -51,35 +42,15 @@ const consumerKey = "e2e-consumer"
 
 func newEnv(opts mockauth.Options) *env {
 	GinkgoHelper()
-	m, err := mockauth.Start(opts)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(m.Close)
-	e := &env{mock: m, dir: GinkgoT().TempDir(), secrets: &harness.Secrets{}}
-	info := m.Info()
-	e.secrets.Add("client secret", m.ClientSecret(info.SecretClientID))
-	if s := m.ClientSecret(info.IASClientID); s != "" {
-		e.secrets.Add("IAS client secret", s)
-	}
-	// The x509 binding's private key.
-	var vcap map[string][]struct {
-		Name        string         `json:"name"`
-		Credentials map[string]any `json:"credentials"`
-	}
-	Expect(json.Unmarshal(m.VCAPServices(), &vcap)).To(Succeed())
-	for _, list := range vcap {
-		for _, b := range list {
-			if k, ok := b.Credentials["key"].(string); ok && k != "" {
-				e.secrets.Add("private key of "+b.Name, k)
-			}
-		}
-	}
+	e := &env{dir: GinkgoT().TempDir(), secrets: &harness.Secrets{}}
+	e.mock = harness.StartMock(opts, e.secrets)
+	m := e.mock
 	oauthSecret := e.secrets.Plant("oauth1 consumer secret")
 	ca := testpki.NewCA()
 	clientCAs := append(append([]byte{}, m.ConnectorCAPEM()...), m.RuntimeConnectorCAPEM()...)
 	e.up = newUpstream(ca, clientCAs, oauthSecret, e.secrets)
 	e.upCA, e.clientCAs, e.oauthSec = ca, clientCAs, oauthSecret
-	e.vcapFile = e.write("vcap.json", m.VCAPServices())
-	e.caFile = e.write("ca.crt", append(append([]byte{}, m.CACertPEM()...), ca.CertPEM()...))
+	e.vcapFile, e.caFile = harness.WriteInputs(e.dir, m, ca)
 	e.keyFile = e.write("oauth1-key", []byte(consumerKey+"\n"))
 	e.secFile = e.write("oauth1-secret", []byte(oauthSecret+"\n"))
 	return e
@@ -93,37 +64,19 @@ func (e *env) write(name string, data []byte) string {
 // pairingURLFile mints a one-time token and writes its URL to a file.
 func (e *env) pairingURLFile(app string) string {
 	GinkgoHelper()
-	u, tok, err := e.mock.NewPairingToken(app)
-	Expect(err).NotTo(HaveOccurred())
-	e.secrets.Add("one-time token", tok)
-	return e.write("pairing-url-"+app, []byte(u+"\n"))
+	return harness.PairingURLFile(e.mock, e.secrets, e.dir, app)
 }
 
 // received is what the upstream saw of one request.
-type received struct {
-	Method   string
-	Path     string
-	Query    string
-	Header   http.Header
-	Body     string
-	ClientCN string
-	Issuer   string
-	SHA256   string // fingerprint of the client certificate (serials repeat: the connector issues serial 2)
-	OAuth1   string // "ok" or the verifier's error
-}
+type received = harness.Request
 
-// upstream is an HTTPS server for upstream.localhost that records every
-// request (remembering each Bearer token as a secret) and answers with what
-// it saw. It verifies client certificates of
-// the connector CA and OAuth 1.0a signatures of consumerKey.
+// upstream is the recording upstream (harness.Upstream, answering with
+// what it saw, verifying client certificates of the connector CAs and
+// OAuth 1.0a signatures of consumerKey) under the names the specs use.
 type upstream struct {
-	srv  *httptest.Server
+	*harness.Upstream
 	url  string // https://upstream.localhost:PORT
 	host string // upstream.localhost:PORT
-	mu   sync.Mutex
-	got  []received
-	// hold, when set, is called before answering (drain specs block in it).
-	hold func(r *http.Request)
 }
 
 func newUpstream(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets *harness.Secrets) *upstream {
@@ -135,92 +88,15 @@ func newUpstream(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets
 // HTTP/1.1 only.
 func newUpstreamProto(ca *testpki.CA, clientCAPEM []byte, oauthSecret string, secrets *harness.Secrets, h2 bool) *upstream {
 	GinkgoHelper()
-	u := &upstream{}
-	verifier, err := oauth1.NewVerifier(oauth1.StaticSecret(consumerKey, oauthSecret))
-	Expect(err).NotTo(HaveOccurred())
-	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer GinkgoRecover()
-		rec := received{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone()}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && len(tok) >= 8 {
-			secrets.Add("access token issued by the mock", tok) // every issued token is checked for too
-		}
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			rec.ClientCN = r.TLS.PeerCertificates[0].Subject.CommonName
-			sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
-			rec.SHA256 = hex.EncodeToString(sum[:])
-			rec.Issuer = r.TLS.PeerCertificates[0].Issuer.String()
-		}
-		if strings.HasPrefix(r.Header.Get("Authorization"), "OAuth ") {
-			if _, err := verifier.VerifyRequest(r, oauth1.RequestURL(r, "https", r.Host)); err != nil {
-				rec.OAuth1 = err.Error()
-			} else {
-				rec.OAuth1 = "ok"
-			}
-		}
-		b, _ := io.ReadAll(r.Body)
-		rec.Body = string(b)
-		u.mu.Lock()
-		u.got = append(u.got, rec)
-		hold := u.hold
-		u.mu.Unlock()
-		if hold != nil {
-			hold(r)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"path": rec.Path, "client_cn": rec.ClientCN})
-	}))
-	leaf := ca.Issue(testpki.WithDNSNames("upstream.localhost"), testpki.WithIPs("127.0.0.1"), testpki.ServerAuth())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(clientCAPEM)
-	u.srv.TLS = testpki.ServerTLSConfig(leaf, nil)
-	u.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven
-	u.srv.TLS.ClientCAs = pool
-	u.srv.EnableHTTP2 = h2
-	u.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	u.srv.StartTLS()
-	DeferCleanup(u.srv.Close)
-	port := strconv.Itoa(u.srv.Listener.Addr().(*net.TCPAddr).Port)
-	u.host = "upstream.localhost:" + port
-	u.url = "https://" + u.host
-	return u
+	u := harness.StartUpstream(harness.UpstreamOptions{CA: ca, ClientCAPEM: clientCAPEM, Secrets: secrets, HTTP1Only: !h2,
+		OAuth1Key: consumerKey, OAuth1Secret: oauthSecret})
+	return &upstream{Upstream: u, url: u.URL, host: u.Host}
 }
 
-func (u *upstream) setHold(f func(*http.Request)) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.hold = f
-}
-
-func (u *upstream) all() []received {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]received(nil), u.got...)
-}
-
-// last returns the last request the upstream saw under path.
-func (u *upstream) last(path string) received {
-	GinkgoHelper()
-	var r received
-	Eventually(func() bool {
-		for _, g := range u.all() {
-			if g.Path == path {
-				r = g
-			}
-		}
-		return r.Path != ""
-	}).Should(BeTrue(), "the upstream never saw %s", path)
-	return r
-}
-
-func (u *upstream) count(path string) int {
-	n := 0
-	for _, g := range u.all() {
-		if g.Path == path {
-			n++
-		}
-	}
-	return n
-}
+func (u *upstream) setHold(f func(*http.Request)) { u.SetHold(f) }
+func (u *upstream) all() []received               { return u.All() }
+func (u *upstream) last(path string) received     { GinkgoHelper(); return u.Last(path) }
+func (u *upstream) count(path string) int         { return u.Count(path) }
 
 // sidecar is a running `credbroker run` process.
 type sidecar struct {
@@ -276,13 +152,8 @@ func (sc *sidecar) status() map[string]any {
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 
 func httpGet(u string) (int, string) {
-	resp, err := client.Get(u)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	c, b := harness.Get(u)
+	return c, string(b)
 }
 
 // call sends a request through the proxy and returns the response with its

@@ -387,8 +387,8 @@ routes:
 		certs := func() int {
 			seen := map[string]bool{}
 			for _, r := range e.up.all() {
-				if r.SHA256 != "" {
-					seen[r.SHA256] = true
+				if r.Cert != "" {
+					seen[r.Cert] = true
 				}
 			}
 			return len(seen)

@@ -170,12 +170,7 @@ func runGuard(t *testing.T, g *Guard) {
 // mock starts a mockauth server for the test.
 func startMock(t *testing.T, opts mockauth.Options) *mockauth.Server {
 	t.Helper()
-	srv, err := mockauth.Start(opts)
-	if err != nil {
-		t.Fatalf("mockauth: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return mockauth.StartTest(t, opts)
 }
 
 // mockBindings are the guard's view of the mock's xsuaa and IAS bindings.

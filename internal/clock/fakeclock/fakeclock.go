@@ -16,6 +16,7 @@ type Clock struct {
 	now     time.Time
 	mono    time.Duration // advances with Advance and Set, not with Jump
 	waiters []waiter
+	sync    bool // AfterFunc callbacks run in the goroutine that moves the clock
 }
 
 type waiter struct {
@@ -35,6 +36,13 @@ var _ clock.Clock = (*Clock)(nil)
 
 // New returns a clock that reads t until moved.
 func New(t time.Time) *Clock { return &Clock{now: t} }
+
+// NewSynchronous is New whose AfterFunc callbacks, when the clock is
+// moved (Advance, Set), run in the goroutine that moves it, earliest
+// first, before the call returns, so that a test sees their effect at
+// once; a callback due when it is scheduled (d <= 0) still runs in its
+// own goroutine.
+func NewSynchronous(t time.Time) *Clock { return &Clock{now: t, sync: true} }
 
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
@@ -90,12 +98,47 @@ func (c *Clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 // Set moves the clock to t (never backwards) and fires every waiter due.
 func (c *Clock) Set(t time.Time) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if t.After(c.now) {
 		c.mono += t.Sub(c.now)
 		c.now = t
 	}
-	c.fireLocked()
+	if !c.sync {
+		c.fireLocked()
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.runDue()
+}
+
+// runDue fires the due waiters one at a time, earliest first, running
+// AfterFunc callbacks outside the lock (a callback may read or move the
+// clock, or schedule another that is due at once).
+func (c *Clock) runDue() {
+	for {
+		c.mu.Lock()
+		idx := -1
+		for i, w := range c.waiters {
+			if !w.at.After(c.now) && (idx < 0 || w.at.Before(c.waiters[idx].at)) {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			c.mu.Unlock()
+			return
+		}
+		w := c.waiters[idx]
+		c.waiters = append(c.waiters[:idx], c.waiters[idx+1:]...)
+		if w.f == nil {
+			w.c <- c.now
+			c.mu.Unlock()
+			continue
+		}
+		c.mu.Unlock()
+		if !w.f.done.Swap(true) {
+			w.f.f()
+		}
+	}
 }
 
 // Monotonic reads the clock's monotonic time (clock.Monotonic): it moves
