@@ -95,7 +95,7 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 			return client.Do(req)
 		}
 		l := startLoad([]string{p.proxy + "/orders/a", p.proxy + "/orders/b"}, 4, do)
-		defer l.halt()
+		defer l.Halt()
 		l.expectSteady(20)
 		first := r.up.distinct("/orders/", func(s seen) string { return s.Token })
 		Expect(first).To(HaveLen(1))
@@ -105,7 +105,7 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 		l.expectSteady(200)
 		Eventually(func() float64 { return counter(p, `credbroker_clock_jumps_total{component="token_client"}`) }).
 			WithTimeout(30*time.Second).Should(BeNumerically(">=", 1), "the token client noticed the jump")
-		l.halt()
+		l.Halt()
 
 		after, expiredAfter := 0, 0
 		for _, s := range r.up.all() {
@@ -118,7 +118,7 @@ var _ = Describe("a wall-clock jump (host suspend, clock step)", func() {
 		}
 		Expect(after).To(BeNumerically(">=", 200), "requests sent after the jump")
 		Expect(expiredAfter).To(BeZero(), "of %d requests sent after the jump, %d reached the upstream with an expired token", after, expiredAfter)
-		Expect(l.failed.Load()).To(BeZero(), "failed app requests: %s", l.failures())
+		Expect(l.Failed.Load()).To(BeZero(), "failed app requests: %s", l.Failures())
 		Expect(r.up.distinct("/orders/", func(s seen) string { return s.Token })).To(HaveLen(2), "exactly one fresh token after the jump")
 	})
 
