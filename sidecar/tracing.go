@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -54,8 +55,11 @@ func (t TracingConfig) Settings() tracing.Settings {
 
 func (c *Config) checkTracing(errs ConfigErrors) ConfigErrors {
 	if err := c.Tracing.Settings().Check(); err != nil {
-		key, msg, _ := strings.Cut(err.Error(), ": ")
-		errs = append(errs, c.errorf("tracing."+key, "", ErrInvalidValue, "%s", msg))
+		var ke *tracing.KeyError
+		if !errors.As(err, &ke) {
+			ke = &tracing.KeyError{Err: err}
+		}
+		errs = append(errs, c.errorf("tracing."+ke.Key, "", ErrInvalidValue, "%s", ke.Err))
 	}
 	return errs
 }

@@ -159,24 +159,34 @@ func FromEnv(lookup func(string) (string, bool)) (Settings, error) {
 	return s, nil
 }
 
-// Check validates settings from the config file; the error names the key.
+// KeyError is a problem of one key of the config file's tracing: block.
+type KeyError struct {
+	Key string // the key under tracing:, e.g. "sampler"
+	Err error
+}
+
+func (e *KeyError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// Check validates settings from the config file; a problem is a *KeyError
+// that names the key.
 func (s Settings) Check() error {
 	if err := checkExporter(s.Exporter); err != nil {
-		return fmt.Errorf("exporter: %w", err)
+		return &KeyError{"exporter", err}
 	}
 	if s.Endpoint != "" {
 		if err := checkEndpoint(s.Endpoint); err != nil {
-			return fmt.Errorf("endpoint: %w", err)
+			return &KeyError{"endpoint", err}
 		}
 	}
 	if err := checkProtocol(s.Protocol); err != nil {
-		return fmt.Errorf("protocol: %w", err)
+		return &KeyError{"protocol", err}
 	}
 	if err := checkSampler(s.Sampler, s.SamplerArg); err != nil {
-		return fmt.Errorf("sampler: %w", err)
+		return &KeyError{"sampler", err}
 	}
 	if len(s.ResourceAttributes) > maxResourceAttributes {
-		return fmt.Errorf("resource_attributes: at most %d", maxResourceAttributes)
+		return &KeyError{"resource_attributes", fmt.Errorf("at most %d", maxResourceAttributes)}
 	}
 	return nil
 }

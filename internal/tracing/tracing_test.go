@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -112,4 +113,20 @@ func TestResourceAndSampler(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.Enabled()).To(BeTrue())
 	g.Expect(p.Shutdown(context.Background())).To(Succeed())
+}
+
+// A problem of the tracing: block names its key as a value, not as text a
+// caller has to cut apart.
+func TestCheckNamesTheKey(t *testing.T) {
+	g := NewWithT(t)
+	for key, s := range map[string]Settings{
+		"sampler":  {Sampler: "sometimes"},
+		"protocol": {Protocol: "udp"},
+		"endpoint": {Endpoint: "http://x/?k=v"},
+		"exporter": {Exporter: "zipkin"},
+	} {
+		var ke *KeyError
+		g.Expect(errors.As(s.Check(), &ke)).To(BeTrue(), key)
+		g.Expect(ke.Key).To(Equal(key))
+	}
 }
