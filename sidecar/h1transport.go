@@ -39,7 +39,9 @@ import (
 //
 // Safe for concurrent use.
 type h1Transport struct {
-	std              *http.Transport
+	// std serves what the in-line path does not (HTTP/2, bodies,
+	// upgrades); retire swaps in a fresh copy.
+	std              atomic.Pointer[http.Transport]
 	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
 	tlsConfig        *tls.Config // the std transport's; cloned per host with NextProtos http/1.1
 	handshakeTimeout time.Duration
@@ -97,7 +99,6 @@ type h1Conn struct {
 
 func newH1Transport(std *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error), tc *tls.Config, cfg *Config) *h1Transport {
 	t := &h1Transport{
-		std:              std,
 		dial:             dial,
 		tlsConfig:        tc,
 		handshakeTimeout: cfg.Timeouts.TLSHandshake,
@@ -108,6 +109,7 @@ func newH1Transport(std *http.Transport, dial func(ctx context.Context, network,
 	if t.maxIdle <= 0 {
 		t.maxIdle = http.DefaultMaxIdleConnsPerHost
 	}
+	t.std.Store(std)
 	t.hosts.Store(&map[hostKey]*h1Host{})
 	return t
 }
@@ -123,7 +125,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The upstream refused an HTTP/1.1-only handshake (it may have
 		// become HTTP/2-only): the std transport tries, and learns again.
 	}
-	resp, err := t.std.RoundTrip(req)
+	resp, err := t.std.Load().RoundTrip(req)
 	if err == nil && resp.ProtoMajor == 1 && req.URL.Scheme == "https" {
 		if h := t.host(req.URL.Scheme, req.URL.Host); h != nil {
 			h.h1.Store(true)
@@ -148,7 +150,22 @@ func (t *h1Transport) CloseIdleConnections() {
 			pc.close()
 		}
 	}
-	t.std.CloseIdleConnections()
+	t.std.Load().CloseIdleConnections()
+}
+
+// retire makes every later request use a new connection, for a rotated
+// client certificate: the in-line pools close connections of an older
+// generation when they come back (CloseIdleConnections), and the std
+// transport, whose HTTP/2 connections are shared by concurrent requests
+// and so may never be idle while traffic flows, is replaced by a fresh
+// copy. Requests in flight finish on the old one; its connections close
+// once idle (the old transport's idle ones at once, the rest after the
+// idle timeout).
+func (t *h1Transport) retire() {
+	old := t.std.Load()
+	t.std.Store(old.Clone())
+	t.CloseIdleConnections()
+	old.CloseIdleConnections()
 }
 
 // fastHost returns the pool for req when req may take the fast path.

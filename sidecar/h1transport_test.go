@@ -805,3 +805,57 @@ func TestFastPathUnsolicitedResponseWhileIdle(t *testing.T) {
 	}
 	g.Expect(up.accepted.Load()).To(BeNumerically("==", 2), "the tainted connection was discarded")
 }
+
+// A rotated client certificate is presented on the next request to an
+// HTTP/2 upstream even while the connection the old one opened is busy:
+// HTTP/2 shares that connection between requests, so it is never idle
+// while traffic flows, and closing idle connections alone kept it in use.
+func TestRotatedCertificateRetiresBusyHTTP2Connections(t *testing.T) {
+	g := NewWithT(t)
+	ca := testpki.NewCA()
+	up := newUpstreamProto(t, ca, true)
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	up.extra = func(w http.ResponseWriter, r *http.Request) {
+		s := seen{Path: r.URL.Path, Proto: r.Proto}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			s.ClientCN = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		if r.URL.Path == "/slow" {
+			w.WriteHeader(200)
+			http.NewResponseController(w).Flush()
+			held <- struct{}{}
+			<-release
+			return
+		}
+		up.seen <- s
+	}
+	t.Cleanup(func() { close(release) })
+	first := ca.Issue(testpki.WithCommonName("app-1"), testpki.ClientAuth()).TLSCertificate()
+	cert := newFakeCert(&first)
+	tp := newTestProxy(t, ca, fmt.Sprintf(`
+certificates: [{name: connector, dir: /unused}]
+routes:
+  - {name: events, upstream: %s, auth: {type: mtls, certificate: connector}}
+`, up.url), Deps{Certificates: map[string]ClientCertificate{"connector": cert}})
+	cl := &http.Client{Transport: &http.Transport{}}
+	resp, _ := call(t, cl, "GET", tp.srv.URL+"/events/x", nil)
+	g.Expect(resp.StatusCode).To(Equal(200))
+	s := up.last(t)
+	g.Expect(s.Proto).To(Equal("HTTP/2.0"))
+	g.Expect(s.ClientCN).To(Equal("app-1"))
+
+	// A long response keeps the HTTP/2 connection busy.
+	slow, err := cl.Get(tp.srv.URL + "/events/slow")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer slow.Body.Close()
+	g.Eventually(held, 10*time.Second).Should(Receive())
+
+	second := ca.Issue(testpki.WithCommonName("app-2"), testpki.ClientAuth()).TLSCertificate()
+	cert.cur.Store(&second)
+	for range 3 {
+		resp, _ := call(t, cl, "GET", tp.srv.URL+"/events/x", nil)
+		g.Expect(resp.StatusCode).To(Equal(200))
+		g.Expect(up.last(t).ClientCN).To(Equal("app-2"), "the rotated certificate, although the old connection is busy")
+	}
+}

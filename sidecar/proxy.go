@@ -577,12 +577,13 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 	r.rp.ServeHTTP(w, req)
 }
 
-// noteLeaf closes the idle upstream connections when the client
-// certificate has rotated, so that new connections present the new one.
+// noteLeaf retires the route's upstream connections when the client
+// certificate has rotated, so that the next request presents the new one
+// (an HTTP/2 connection busy with other requests included).
 func (r *route) noteLeaf(c *tls.Certificate) {
 	if old := r.lastLeaf.Load(); old != c.Leaf {
 		if r.lastLeaf.CompareAndSwap(old, c.Leaf) && old != nil {
-			r.transport.CloseIdleConnections()
+			r.transport.retire()
 		}
 	}
 }
