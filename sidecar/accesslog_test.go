@@ -16,6 +16,8 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/credbroker/credbroker/internal/syncbuf"
 )
 
 func TestTraceparentID(t *testing.T) {
@@ -230,21 +232,13 @@ func TestAccessLogConfig(t *testing.T) {
 	g.Expect(cfg.OverrideAccessLog("", "yaml", nil)).To(MatchError(ContainSubstring("access_log.format")))
 }
 
-// syncBuffer is a bytes.Buffer for one writer and a reading test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// syncBuffer collects access log lines written by one goroutine for a
+// reading test.
+type syncBuffer struct{ buf syncbuf.Buffer }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+func (b *syncBuffer) Write(p []byte) (int, error) { return b.buf.Write(p) }
 
 func (b *syncBuffer) lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
 		if l == "" {

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"github.com/credbroker/credbroker/internal/netx"
 	"net/http"
 	"strings"
 )
@@ -9,9 +10,6 @@ import (
 // than one subscriber subdomain (several values, or characters a DNS label
 // does not have). Refused with 400 on every kind of route alike.
 const ReasonTenantInvalid = "tenant-invalid"
-
-// maxTenantLen is the longest subdomain (one DNS label).
-const maxTenantLen = 63
 
 // requestTenant is the one place where a route reads the tenant of a
 // request, for bearer and destination routes alike. It removes the route's
@@ -38,7 +36,7 @@ func (r *route) requestTenant(w http.ResponseWriter, req *http.Request) (tenant 
 		return "", false
 	case v[0] == "":
 		return tenant, true
-	case !isSubdomain(v[0]):
+	case !netx.IsDNSLabel(v[0]):
 		r.refuseTenant(w, r.tenantHdr+" is not a subscriber subdomain (letters, digits and '-', at most 63)")
 		return "", false
 	}
@@ -49,19 +47,4 @@ func (r *route) refuseTenant(w http.ResponseWriter, msg string) {
 	r.metrics.m.refused.WithLabelValues(ReasonTenantInvalid).Inc()
 	r.metrics.count(http.StatusBadRequest)
 	writeError(w, http.StatusBadRequest, ReasonTenantInvalid, "route "+r.name+": "+msg)
-}
-
-// isSubdomain reports whether s is one DNS label: what replaces the first
-// label of a token URL and names a tenant to the Destination service.
-func isSubdomain(s string) bool {
-	if len(s) == 0 || len(s) > maxTenantLen || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

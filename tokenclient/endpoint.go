@@ -1,6 +1,7 @@
 package tokenclient
 
 import (
+	"github.com/credbroker/credbroker/internal/netx"
 	"net"
 	"net/url"
 	"strings"
@@ -29,7 +30,7 @@ func buildEndpoint(base *url.URL, uaaDomain string, flavor Flavor, x509 bool, te
 	case tenant != "" && zone != "":
 		return endpoint{}, requestErr("Tenant and ZoneID are mutually exclusive")
 	case tenant != "":
-		if !isDNSLabel(tenant) {
+		if !netx.IsDNSLabel(tenant) {
 			return endpoint{}, requestErr("Tenant %q is not a subdomain (letters, digits and '-', at most 63)", sanitize(tenant, 70))
 		}
 		host := base.Hostname()
@@ -87,19 +88,6 @@ func joinHostPort(host, port string) string {
 		return host
 	}
 	return net.JoinHostPort(host, port)
-}
-
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func isZoneID(s string) bool {

@@ -66,13 +66,10 @@ func runRun(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	if err != nil {
 		return err
 	}
-	bo := o.brokerOptions()
-	// Tracing follows the standard OTEL_* variables (docs/observability.md).
-	ts, err := tracing.FromEnv(os.LookupEnv)
+	bo, err := o.brokerOptionsEnv()
 	if err != nil {
-		return badInputf("%v", err)
+		return err
 	}
-	bo.Tracing = ts
 	b, err := broker.New(bo, broker.WithLogger(e.log), broker.WithClock(clk))
 	if err != nil {
 		return err
@@ -136,6 +133,19 @@ func (o *RunOptions) ignoredSources() string {
 }
 
 // brokerOptions are the settings the flags lay over the config file.
+// brokerOptionsEnv is brokerOptions with the OTEL_* variables
+// (docs/observability.md), read alike by run and validate: a value run
+// refuses, validate refuses too.
+func (o *RunOptions) brokerOptionsEnv() (broker.Options, error) {
+	bo := o.brokerOptions()
+	ts, err := tracing.FromEnv(os.LookupEnv)
+	if err != nil {
+		return bo, badInputf("%v", err)
+	}
+	bo.Tracing = ts
+	return bo, nil
+}
+
 func (o *RunOptions) brokerOptions() broker.Options {
 	sample, _ := o.accessLogSample() // check refused a bad value
 	return broker.Options{

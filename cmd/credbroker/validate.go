@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/internal/tracing"
 )
 
 func init() {
@@ -34,14 +32,10 @@ func runValidate(ctx context.Context, e *cmdEnv, o *RunOptions) error {
 	if err := o.check(e); err != nil {
 		return err
 	}
-	bo := o.brokerOptions()
-	// The OTEL_* variables, as run reads them: a value run refuses is
-	// refused here too.
-	ts, err := tracing.FromEnv(os.LookupEnv)
+	bo, err := o.brokerOptionsEnv()
 	if err != nil {
-		return badInputf("%v", err)
+		return err
 	}
-	bo.Tracing = ts
 	b, err := broker.New(bo, broker.WithLogger(e.log))
 	if err != nil {
 		return err

@@ -196,3 +196,23 @@ func CheckCredentialURL(u *url.URL) error {
 	}
 	return fmt.Errorf("scheme %q: want https://", u.Scheme)
 }
+
+// IsDNSLabel reports whether s is one DNS label (RFC 1123): 1 to 63
+// letters, digits and hyphens, not starting or ending with a hyphen. A
+// tenant's subdomain is one: it replaces the first label of a token URL
+// and names the tenant to the Destination service.
+func IsDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > MaxDNSLabel || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxDNSLabel is the longest DNS label.
+const MaxDNSLabel = 63

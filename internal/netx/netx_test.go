@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -103,4 +104,16 @@ func TestDialerKeepsTLSName(t *testing.T) {
 	req, _ = http.NewRequestWithContext(context.Background(), "GET", "https://other.localhost:"+port+"/", nil)
 	_, err = client.Do(req)
 	g.Expect(err).To(MatchError(ContainSubstring("certificate")))
+}
+
+func TestIsDNSLabel(t *testing.T) {
+	for s, want := range map[string]bool{
+		"subscriber1": true, "a": true, "A-b-9": true, strings.Repeat("a", 63): true,
+		"": false, "-a": false, "a-": false, "a.b": false, "a_b": false, "ä": false,
+		strings.Repeat("a", 64): false, "a b": false, "a\n": false,
+	} {
+		if got := IsDNSLabel(s); got != want {
+			t.Errorf("IsDNSLabel(%q) = %v, want %v", s, got, want)
+		}
+	}
 }
