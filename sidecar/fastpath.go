@@ -175,6 +175,10 @@ type fastConn struct {
 	rbuf  []byte       // request heads
 	r, w  int          // unread bytes are rbuf[r:w]
 	ip    []byte       // the client's IP address (X-Forwarded-For)
+	// readBy is the read deadline set on lc (zero: none); readByExact: it
+	// is a head's headerTimeout, not the coarse idle one.
+	readBy      time.Time
+	readByExact bool
 	ctx   context.Context
 	stop  context.CancelFunc
 	// The buffers of one request, held only while there is one: an idle
@@ -253,6 +257,7 @@ func (fc *fastConn) serve() {
 	}
 	fc.releaseScratch()
 	fc.lc, fc.fs, fc.ctx, fc.stop, fc.r, fc.w = nil, nil, nil, nil, 0, 0
+	fc.readBy, fc.readByExact = time.Time{}, false
 	fastConnPool.Put(fc)
 }
 
@@ -280,13 +285,7 @@ func (fc *fastConn) loop() bool {
 				fc.w = copy(fc.rbuf, fc.rbuf[fc.r:fc.w])
 				fc.r = 0
 			}
-			d := fs.idleTimeout
-			if fc.w > fc.r || d <= 0 {
-				d = fs.headerTimeout
-			}
-			if d > 0 {
-				_ = fc.lc.SetReadDeadline(time.Now().Add(d))
-			}
+			fc.armReadDeadline()
 			m, err := fc.lc.Read(fc.rbuf[fc.w:])
 			fc.w += m
 			if err != nil && m == 0 {
@@ -332,9 +331,42 @@ func (fc *fastConn) loop() bool {
 	}
 }
 
+// armReadDeadline bounds the wait for the next bytes of a request head:
+// idleTimeout between requests, headerTimeout (exactly) within a head. An
+// idle deadline left from the previous request that is still at least
+// idleTimeout away is kept (it is set one sixteenth beyond, so a
+// keep-alive connection idles between idleTimeout and 17/16 of it): back
+// to back requests re-arm the runtime's timer only now and then.
+func (fc *fastConn) armReadDeadline() {
+	fs := fc.fs
+	d, exact := fs.idleTimeout, false
+	if fc.w > fc.r || d <= 0 {
+		d, exact = fs.headerTimeout, true
+	}
+	if d <= 0 {
+		if !fc.readBy.IsZero() {
+			fc.readBy = time.Time{}
+			_ = fc.lc.SetReadDeadline(time.Time{})
+		}
+		return
+	}
+	now := time.Now()
+	if exact {
+		fc.readBy = now.Add(d)
+		fc.readByExact = true
+	} else {
+		if !fc.readByExact && !fc.readBy.IsZero() && fc.readBy.Sub(now) >= d {
+			return
+		}
+		fc.readBy, fc.readByExact = now.Add(d+d/16), false
+	}
+	_ = fc.lc.SetReadDeadline(fc.readBy)
+}
+
 // handOff gives the connection, with the bytes read from the start of the
 // current head, to the net/http server behind strictConn.
 func (fc *fastConn) handOff() bool {
+	fc.readBy = time.Time{}
 	_ = fc.lc.SetReadDeadline(time.Time{})
 	sc := &strictConn{limitConn: fc.lc}
 	if fc.w > fc.r {
@@ -582,16 +614,13 @@ func (r *route) fastError(fc *fastConn, err error) (int, bool) {
 // connection usable (the caller may retry or answer 502); errResponseCut
 // means the client got part of a response.
 func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, err error) {
-	t := pc.host.t
 	pc.nread = 0
 	pc.limit = maxResponseHeaderBytes
 	if _, err := pc.conn.Write(fc.out); err != nil {
 		pc.close()
 		return 0, false, err
 	}
-	if t.headerTimeout > 0 {
-		_ = pc.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
-	}
+	pc.armHeaderDeadline()
 	var rh respHead
 	for n1xx := 0; ; n1xx++ {
 		if err := fc.readRespHead(pc, &rh); err != nil {
@@ -630,9 +659,6 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 			pc.close()
 			return rh.code, false, errResponseCut
 		}
-	}
-	if t.headerTimeout > 0 {
-		_ = pc.conn.SetReadDeadline(time.Time{})
 	}
 	if fc.acc.on {
 		fc.acc.upDur = time.Since(fc.acc.upStart)

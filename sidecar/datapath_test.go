@@ -1,0 +1,116 @@
+package sidecar
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// The response_header timeout bounds the wait for the head only: a body
+// that arrives after it has passed is relayed whole, on the fast loop and
+// on the net/http path (the deadline armed for the head is left in place
+// after it and cleared by the first read of the body, h1Conn.readBy).
+func TestBodyOutlivesResponseHeaderTimeout(t *testing.T) {
+	g := NewWithT(t)
+	var mu sync.Mutex
+	release := map[string]chan struct{}{}
+	wrote := make(chan string, 10)
+	gate := func(key string) chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		if release[key] == nil {
+			release[key] = make(chan struct{})
+		}
+		return release[key]
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/silent") {
+			<-r.Context().Done()
+			return
+		}
+		w.Header().Set("Content-Length", "10")
+		w.WriteHeader(200)
+		_, _ = io.WriteString(w, "first")
+		w.(http.Flusher).Flush()
+		wrote <- r.URL.RawQuery
+		select {
+		case <-gate(r.URL.RawQuery):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "-last")
+	}))
+	t.Cleanup(up.Close)
+	routes := fmt.Sprintf("timeouts: {response_header: 100ms}\nroutes: [{name: r, upstream: '%s', auth: {type: none}}, {name: silent, upstream: '%s/silent', auth: {type: none}}]\n", up.URL, up.URL)
+	cfg, err := ParseConfig([]byte(routes), "net/http path")
+	g.Expect(err).NotTo(HaveOccurred())
+	p, err := NewProxy(cfg, Deps{})
+	g.Expect(err).NotTo(HaveOccurred())
+	old := httptest.NewServer(p)
+	t.Cleanup(func() { old.Close(); p.Close() })
+	m := NewMetrics()
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"+routes), "fast path")
+		return c, Deps{}, err
+	}, WithMetrics(m))
+	t.Cleanup(func() { // runs first: no handler waits on
+		mu.Lock()
+		defer mu.Unlock()
+		for k, ch := range release {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+			delete(release, k)
+		}
+	})
+
+	for _, tc := range []struct{ name, addr string }{{"fast", rs.s.Addr()}, {"net/http", old.Listener.Addr().String()}} {
+		for i := range 3 { // the second and third on a pooled connection
+			key := fmt.Sprintf("%s-%d", strings.ReplaceAll(tc.name, "/", ""), i)
+			c, err := net.Dial("tcp", tc.addr)
+			g.Expect(err).NotTo(HaveOccurred())
+			t.Cleanup(func() { c.Close() })
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			_, err = io.WriteString(c, "GET /r/x?"+key+" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Eventually(wrote, 10*time.Second).Should(Receive(Equal(key)))
+			br := bufio.NewReader(c)
+			var resp *http.Response
+			if tc.name == "fast" {
+				// The fast loop relays the head at once (net/http's
+				// server holds it until the handler flushes).
+				resp, err = http.ReadResponse(br, nil)
+				g.Expect(err).NotTo(HaveOccurred(), tc.name)
+			}
+			// A request to the silent upstream, sent after the head came,
+			// times out: the head's deadline has passed too.
+			st, reason := raw(t, tc.addr, "GET /silent/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+			g.Expect(st).To(Equal(http.StatusGatewayTimeout), tc.name)
+			g.Expect(reason).To(Equal(ReasonUpstreamTimeout), tc.name)
+			close(gate(key))
+			if resp == nil {
+				resp, err = http.ReadResponse(br, nil)
+				g.Expect(err).NotTo(HaveOccurred(), tc.name)
+			}
+			g.Expect(resp.StatusCode).To(Equal(200), tc.name)
+			b, err := io.ReadAll(resp.Body)
+			g.Expect(err).NotTo(HaveOccurred(), tc.name)
+			g.Expect(string(b)).To(Equal("first-last"), tc.name)
+			c.Close()
+		}
+	}
+	g.Eventually(func() float64 { return testutil.ToFloat64(m.fastPath.WithLabelValues("r")) }).Should(BeNumerically(">=", 3), "the fast loop served the fast requests")
+}
