@@ -179,8 +179,8 @@ type fastConn struct {
 	// is a head's headerTimeout, not the coarse idle one.
 	readBy      time.Time
 	readByExact bool
-	ctx   context.Context
-	stop  context.CancelFunc
+	ctx         context.Context
+	stop        context.CancelFunc
 	// The buffers of one request, held only while there is one: an idle
 	// keep-alive connection keeps just rbuf.
 	*fastScratch

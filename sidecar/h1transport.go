@@ -95,8 +95,8 @@ type h1Conn struct {
 	bw       *bufio.Writer
 	gen      uint64
 	reused   bool
-	nread    int64 // bytes read since the request was written
-	limit    int64 // bytes that may still be read (response headers)
+	nread    int64      // bytes read since the request was written
+	limit    int64      // bytes that may still be read (response headers)
 	idleAt   time.Time  // when it was pooled
 	probe    *connProbe // nil: no cheap liveness check on this platform
 	// readBy is the read deadline set on conn for the response head (zero:
