@@ -114,3 +114,42 @@ func TestBodyOutlivesResponseHeaderTimeout(t *testing.T) {
 	}
 	g.Eventually(func() float64 { return testutil.ToFloat64(m.fastPath.WithLabelValues("r")) }).Should(BeNumerically(">=", 3), "the fast loop served the fast requests")
 }
+
+// A client that disconnects while the fast loop waits for the upstream's
+// answer is noticed (within clientCheckInterval): the upstream connection
+// is closed, so the upstream sees the request abandoned, as on net/http's
+// path, instead of being waited for until response_header passes.
+func TestFastPathNoticesClientGone(t *testing.T) {
+	g := NewWithT(t)
+	got := make(chan struct{}, 4)
+	abandoned := make(chan struct{}, 4)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			got <- struct{}{}
+			<-r.Context().Done()
+			abandoned <- struct{}{}
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	m := NewMetrics()
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroutes: [{name: r, upstream: '%s', auth: {type: none}}]\n", up.URL)), "fast path")
+		return c, Deps{}, err
+	}, WithMetrics(m))
+
+	for i := range 2 { // the second on a fresh connection: the pool holds no broken one
+		c, err := net.Dial("tcp", rs.s.Addr())
+		g.Expect(err).NotTo(HaveOccurred())
+		_, err = io.WriteString(c, "GET /r/hang HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(got, 10*time.Second).Should(Receive(), "request %d reached the upstream", i)
+		g.Expect(c.Close()).To(Succeed())
+		g.Eventually(abandoned, 10*time.Second).Should(Receive(), "request %d: the upstream connection is closed", i)
+	}
+	g.Eventually(func() float64 { return testutil.ToFloat64(m.fastPath.WithLabelValues("r")) }).Should(BeNumerically("==", 2), "served on the fast loop")
+	res := rawRoundTrip(t, rs.s.Addr(), "GET /r/ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(res.Status).To(Equal(200))
+	g.Expect(res.Body).To(Equal("ok"))
+}

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -175,6 +176,9 @@ type fastConn struct {
 	rbuf  []byte       // request heads
 	r, w  int          // unread bytes are rbuf[r:w]
 	ip    []byte       // the client's IP address (X-Forwarded-For)
+	// probe looks whether the client went away while the loop waits for
+	// the upstream (made on the first wait that needs it).
+	probe *connProbe
 	// readBy is the read deadline set on lc (zero: none); readByExact: it
 	// is a head's headerTimeout, not the coarse idle one.
 	readBy      time.Time
@@ -257,7 +261,7 @@ func (fc *fastConn) serve() {
 	}
 	fc.releaseScratch()
 	fc.lc, fc.fs, fc.ctx, fc.stop, fc.r, fc.w = nil, nil, nil, nil, 0, 0
-	fc.readBy, fc.readByExact = time.Time{}, false
+	fc.readBy, fc.readByExact, fc.probe = time.Time{}, false, nil
 	fastConnPool.Put(fc)
 }
 
@@ -568,6 +572,12 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 		if err == errResponseCut {
 			return status, false
 		}
+		if err == errClientLeft {
+			if fc.acc.on {
+				fc.acc.reason = "client-gone"
+			}
+			return 499, false // nobody reads an answer (as errorHandler counts it)
+		}
 		if !fresh && pc.reused && pc.nread == 0 && fc.ctx.Err() == nil && !isTimeout(err) {
 			continue // the upstream closed the idle connection meanwhile
 		}
@@ -620,7 +630,11 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 		pc.close()
 		return 0, false, err
 	}
-	pc.armHeaderDeadline()
+	sentAt, err := fc.awaitResponse(pc)
+	if err != nil {
+		pc.close()
+		return 0, false, err
+	}
 	var rh respHead
 	for n1xx := 0; ; n1xx++ {
 		if err := fc.readRespHead(pc, &rh); err != nil {
@@ -658,6 +672,9 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 		if _, err := fc.lc.Write(fc.out); err != nil {
 			pc.close()
 			return rh.code, false, errResponseCut
+		}
+		if h := pc.host.t.headerTimeout; h > 0 && !sentAt.IsZero() {
+			pc.setDeadline(sentAt.Add(h)) // the final head: within the same bound
 		}
 	}
 	if fc.acc.on {
@@ -710,6 +727,66 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 		return rh.code, false, errResponseCut
 	}
 	return rh.code, clientOK, nil
+}
+
+// errClientLeft: the client closed its connection while the fast loop
+// waited for the upstream's answer; the upstream connection is closed.
+var errClientLeft = errors.New("sidecar: client went away")
+
+// awaitResponse waits for the first byte of the response, and arms the
+// deadline for the rest of the head. It waits in steps of clientCheck
+// (or headerTimeout when shorter): each time one passes, it looks whether
+// the client is still connected (a non-blocking peek at its socket,
+// connProbe.peerGone) and returns errClientLeft when not, so that an
+// abandoned request does not hold an upstream connection (and the
+// upstream's work) until the upstream answers. A response that comes
+// within the first step costs nothing extra.
+func (fc *fastConn) awaitResponse(pc *h1Conn) (sent time.Time, err error) {
+	t := pc.host.t
+	h, step := t.headerTimeout, t.clientCheck
+	if step <= 0 || h > 0 && h < step {
+		step = h
+	}
+	sent = pc.armDeadline(step)
+	waited := false
+	for {
+		_, err := pc.br.Peek(1)
+		if err == nil {
+			break
+		}
+		if !isTimeout(err) || step <= 0 {
+			return sent, err
+		}
+		if fc.probe == nil {
+			fc.probe = newConnProbe(fc.lc.Conn)
+		}
+		if fc.probe.peerGone() {
+			return sent, errClientLeft
+		}
+		if h > 0 && time.Since(sent) >= h {
+			return sent, err // the response_header timeout
+		}
+		next := time.Now().Add(step)
+		if h > 0 && next.After(sent.Add(h)) {
+			next = sent.Add(h)
+		}
+		pc.setDeadline(next)
+		waited = true
+	}
+	// The rest of the head: within headerTimeout of sending, exactly, when
+	// it is not here yet or the deadline in place is a check's.
+	if h > 0 && (waited || step < h) && !headBuffered(pc.br) {
+		pc.setDeadline(sent.Add(h))
+	} else if h <= 0 && !pc.readBy.IsZero() {
+		pc.setDeadline(time.Time{})
+	}
+	return sent, nil
+}
+
+// headBuffered reports whether br holds a complete response head.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // appendStatusLine appends the status line net/http's server writes.

@@ -14,7 +14,8 @@ import (
 type connProbe struct {
 	rc    syscall.RawConn
 	buf   [1]byte
-	alive bool
+	alive bool // nothing to read, and the connection not closed
+	gone  bool // the peer closed or reset the connection
 	peek  func(fd uintptr)
 }
 
@@ -29,8 +30,9 @@ func newConnProbe(c net.Conn) *connProbe {
 	}
 	p := &connProbe{rc: rc}
 	p.peek = func(fd uintptr) {
-		_, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		p.alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR
+		p.gone = n == 0 && err == nil || err != nil && !p.alive
 	}
 	return p
 }
@@ -48,4 +50,16 @@ func (p *connProbe) idleOK() bool {
 		return false
 	}
 	return p.alive
+}
+
+// peerGone reports whether the peer has closed or reset the connection
+// (bytes waiting to be read, a pipelined request, are not that).
+func (p *connProbe) peerGone() bool {
+	if p == nil {
+		return false
+	}
+	if err := p.rc.Control(p.peek); err != nil {
+		return true
+	}
+	return p.gone
 }

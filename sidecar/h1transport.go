@@ -46,6 +46,9 @@ type h1Transport struct {
 	headerTimeout    time.Duration
 	idleTimeout      time.Duration
 	maxIdle          int
+	// clientCheck is how often the fast loop, waiting for a response,
+	// looks whether its client has gone (clientCheckInterval).
+	clientCheck time.Duration
 
 	// gen counts CloseIdleConnections calls: a connection dialled before
 	// the last call is closed instead of pooled (a rotated client
@@ -60,6 +63,9 @@ type h1Transport struct {
 const (
 	maxResponseHeaderBytes = 10 << 20
 	max1xxResponses        = 5
+	// clientCheckInterval: while the fast loop waits for the first byte
+	// of a response, it looks this often whether the client went away.
+	clientCheckInterval = time.Second
 )
 
 type hostKey struct{ scheme, host string }
@@ -117,6 +123,7 @@ func newH1Transport(std *http.Transport, dial func(ctx context.Context, network,
 		headerTimeout:    cfg.Timeouts.ResponseHeader,
 		idleTimeout:      cfg.Timeouts.IdleConn,
 		maxIdle:          cfg.MaxIdleConnsPerHost,
+		clientCheck:      clientCheckInterval,
 	}
 	if t.maxIdle <= 0 {
 		t.maxIdle = http.DefaultMaxIdleConnsPerHost
@@ -509,18 +516,30 @@ func (pc *h1Conn) tlsQuiet() bool {
 // beyond it, so the bound is between headerTimeout and 17/16 of it): back
 // to back responses then re-arm the runtime's timer only now and then.
 func (pc *h1Conn) armHeaderDeadline() {
-	d := pc.host.t.headerTimeout
+	pc.armDeadline(pc.host.t.headerTimeout)
+}
+
+// armDeadline is armHeaderDeadline for a wait of d; it returns the time
+// (zero when d is not positive).
+func (pc *h1Conn) armDeadline(d time.Duration) time.Time {
 	if d <= 0 {
-		return
+		return time.Time{}
 	}
 	now := time.Now()
 	if !pc.readBy.IsZero() && pc.readBy.Sub(now) >= d {
-		return
+		return now
 	}
 	pc.readBy = now.Add(d + d/16)
 	if pc.conn.SetReadDeadline(pc.readBy) != nil {
 		pc.readBy = time.Time{}
 	}
+	return now
+}
+
+// setDeadline sets an exact read deadline for the head (zero: none).
+func (pc *h1Conn) setDeadline(at time.Time) {
+	pc.readBy = at
+	_ = pc.conn.SetReadDeadline(at)
 }
 
 // countingReader reads pc's connection, counting the bytes and enforcing
