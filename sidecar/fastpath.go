@@ -574,7 +574,7 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 		}
 		if err == errClientLeft {
 			if fc.acc.on {
-				fc.acc.reason = "client-gone"
+				fc.acc.upDur = time.Since(fc.acc.upStart)
 			}
 			return 499, false // nobody reads an answer (as errorHandler counts it)
 		}
