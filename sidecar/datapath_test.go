@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/oauth1"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -152,4 +154,78 @@ func TestFastPathNoticesClientGone(t *testing.T) {
 	res := rawRoundTrip(t, rs.s.Addr(), "GET /r/ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	g.Expect(res.Status).To(Equal(200))
 	g.Expect(res.Body).To(Equal("ok"))
+}
+
+// realSigner is the oauth1 package's signer behind sidecar.HeaderSigner,
+// as broker adapts it, with a fixed clock and nonce.
+type realSigner struct{ s *oauth1.Signer }
+
+func (r realSigner) Sign(req *http.Request, body []byte) error {
+	v, err := r.s.Authorization(req.Method, req.URL, req.Header.Get("Content-Type"), body)
+	if err == nil {
+		req.Header.Set("Authorization", v)
+	}
+	return err
+}
+
+func (r realSigner) Authorization(method string, u *url.URL, contentType string, body []byte) (string, error) {
+	return r.s.Authorization(method, u, contentType, body)
+}
+
+// TestFastPathOAuth1SignsAsNetHTTP sends the same bodyless requests to an
+// oauth1 route through the fast loop and through the net/http path (an
+// *http.Request signed by Signer.Sign): the upstream gets the same
+// Authorization header, byte for byte, given the same nonce and time.
+func TestFastPathOAuth1SignsAsNetHTTP(t *testing.T) {
+	g := NewWithT(t)
+	s, err := oauth1.NewSigner("consumer-key", "consumer-secret",
+		oauth1.WithClock(func() time.Time { return time.Unix(1700000000, 0) }),
+		oauth1.WithNonce(func() string { return "fixed-nonce" }))
+	g.Expect(err).NotTo(HaveOccurred())
+	up := plainUpstream(t)
+	routes := fmt.Sprintf("routes: [{name: o, upstream: '%s', auth: {type: oauth1, key_file: /k, secret_file: /s}},"+
+		" {name: ob, upstream: '%s/base/v2?fixed=1&sp=a%%20b', auth: {type: oauth1, key_file: /k, secret_file: /s}},"+
+		" {name: keep, upstream: '%s', auth: {type: oauth1, key_file: /k, secret_file: /s, replace_app_credentials: false}}]\n", up.URL, up.URL, up.URL)
+	deps := Deps{Signers: map[string]Signer{"o": realSigner{s}, "ob": realSigner{s}, "keep": realSigner{s}}}
+	cfg, err := ParseConfig([]byte(routes), "net/http path")
+	g.Expect(err).NotTo(HaveOccurred())
+	p, err := NewProxy(cfg, deps)
+	g.Expect(err).NotTo(HaveOccurred())
+	old := httptest.NewServer(p)
+	t.Cleanup(func() { old.Close(); p.Close() })
+	m := NewMetrics()
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"+routes), "fast path")
+		return c, deps, err
+	}, WithMetrics(m))
+	served := func() float64 {
+		n := 0.0
+		for _, r := range []string{"o", "ob", "keep"} {
+			n += testutil.ToFloat64(m.fastPath.WithLabelValues(r))
+		}
+		return n
+	}
+
+	for _, req := range []string{
+		"GET /o/v1/items?x=1&y=%41&z=a+b&z=c HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n",
+		"GET /o HTTP/1.1\r\nHost: localhost\r\n\r\n",
+		"GET /o/h?q=%E2%82%AC HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /o/f?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: Bearer app-own\r\n\r\n",
+		"OPTIONS /ob/x/y?app=2&fixed=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /ob HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		"GET /keep/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic app\r\n\r\n",
+		"GET /keep/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+	} {
+		before := served()
+		fast := rawRoundTrip(t, rs.s.Addr(), req)
+		g.Eventually(served).Should(Equal(before+1), "served on the fast path: %q", req)
+		slow := rawRoundTrip(t, old.Listener.Addr().String(), req)
+		g.Expect(fast.Upstream).NotTo(BeNil(), "%q", req)
+		g.Expect(slow.Upstream).NotTo(BeNil(), "%q", req)
+		if !strings.Contains(req, "Basic app") { // replace_app_credentials: false keeps the app's
+			g.Expect(fast.Upstream.Header.Get("Authorization")).To(HavePrefix("OAuth "), "%q", req)
+		}
+		g.Expect(fast.Upstream.Header["Authorization"]).To(Equal(slow.Upstream.Header["Authorization"]), "%q", req)
+		g.Expect(fast.Upstream.Path + "?" + fast.Upstream.Query).To(Equal(slow.Upstream.Path + "?" + slow.Upstream.Query))
+	}
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -454,6 +456,11 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 			fc.ra, fc.sent = r.reauth, bh.token
 		}
 	}
+	if r.fastSigner != nil && inject {
+		if authLine = r.signFast(fc, rest); authLine == nil {
+			return fastSlow // net/http's path answers 503 signing-failed
+		}
+	}
 	start := time.Now()
 	al := p.access
 	if al != nil {
@@ -510,23 +517,7 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 	q := &fc.req
 	out := append(fc.out[:0], q.method...)
 	out = append(out, ' ')
-	out = append(out, r.baseRawPath...)
-	if len(rest) == 0 && r.baseRawPath == "" {
-		out = append(out, '/')
-	}
-	out = append(out, rest...)
-	switch {
-	case r.target.RawQuery != "":
-		out = append(out, '?')
-		out = append(out, r.target.RawQuery...)
-		if len(q.query) > 0 {
-			out = append(out, '&')
-			out = append(out, q.query...)
-		}
-	case len(q.query) > 0:
-		out = append(out, '?')
-		out = append(out, q.query...)
-	}
+	out = r.appendTarget(out, q, rest)
 	out = append(out, " HTTP/1.1\r\nHost: "...)
 	out = append(out, r.target.Host...)
 	out = append(out, "\r\n"...)
@@ -583,6 +574,56 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 		}
 		return r.fastError(fc, err)
 	}
+}
+
+// appendTarget appends the request target sent upstream: the route's
+// base path, the rest of the app's path, and the route's query before the
+// app's (as the net/http path's rewrite builds them).
+func (r *route) appendTarget(out []byte, q *fastReq, rest []byte) []byte {
+	out = append(out, r.baseRawPath...)
+	if len(rest) == 0 && r.baseRawPath == "" {
+		out = append(out, '/')
+	}
+	out = append(out, rest...)
+	switch {
+	case r.target.RawQuery != "":
+		out = append(out, '?')
+		out = append(out, r.target.RawQuery...)
+		if len(q.query) > 0 {
+			out = append(out, '&')
+			out = append(out, q.query...)
+		}
+	case len(q.query) > 0:
+		out = append(out, '?')
+		out = append(out, q.query...)
+	}
+	return out
+}
+
+// signFast returns the Authorization line of an oauth1 route for the
+// fast path's bodyless request, signed over the URL the upstream gets
+// (parsed from the very target sent, so the base string is the one the
+// net/http path signs), or nil when it cannot be signed here.
+func (r *route) signFast(fc *fastConn, rest []byte) []byte {
+	q := &fc.req
+	u, err := url.ParseRequestURI(string(r.appendTarget(fc.out[:0], q, rest)))
+	if err != nil {
+		return nil
+	}
+	u.Scheme, u.Host = r.target.Scheme, r.target.Host
+	var ct string
+	for i := range q.n {
+		if f := &q.hdr[i]; !f.drop && strings.EqualFold(b2s(f.name), "Content-Type") {
+			ct = string(f.val)
+			break
+		}
+	}
+	v, err := r.fastSigner.Authorization(b2s(q.method), u, ct, nil)
+	if err != nil || !validFieldValue(v) {
+		r.log.Debug("signing failed", "err", err)
+		return nil
+	}
+	return []byte("Authorization: " + v + "\r\n")
 }
 
 // fastError answers an upstream failure before any byte of the response

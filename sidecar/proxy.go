@@ -126,6 +126,7 @@ type route struct {
 	tokens      TokenSource
 	cert        ClientCertificate
 	signer      Signer
+	fastSigner  HeaderSigner // r.signer, when it signs without an *http.Request (the fast path)
 	maxBody     int64
 	crossSite   bool // allow_cross_site
 	noOrigin    bool // refuse_origin
@@ -277,7 +278,10 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 			cert = r.cert
 		}
 		r.transport = transportFor(certName, cert)
-		r.fast = r.tenantHdr == "" && !r.jwtBearer && r.signer == nil && r.basePath == r.baseRawPath &&
+		if hs, ok := r.signer.(HeaderSigner); ok {
+			r.fastSigner = hs
+		}
+		r.fast = r.tenantHdr == "" && !r.jwtBearer && (r.signer == nil || r.fastSigner != nil) && r.basePath == r.baseRawPath &&
 			(target.Scheme == "http" || target.Scheme == "https") && target.User == nil && fastQuery(target.RawQuery)
 		var rt http.RoundTripper = r.transport
 		if r.tokens != nil {
