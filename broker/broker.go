@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -492,6 +493,12 @@ func (o oauth1Signer) Sign(req *http.Request, body []byte) error {
 	}
 	req.Header.Set("Authorization", auth)
 	return nil
+}
+
+// Authorization makes oauth1Signer a sidecar.HeaderSigner: oauth1 routes
+// sign bodyless requests on the proxy's fast path.
+func (o oauth1Signer) Authorization(method string, u *url.URL, contentType string, body []byte) (string, error) {
+	return o.s.Authorization(method, u, contentType, body)
 }
 
 func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signer, error) {

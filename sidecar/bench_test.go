@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/credbroker/credbroker/oauth1"
 	"io"
 	"net"
 	"net/http"
@@ -331,6 +332,10 @@ func BenchmarkServerLoopback(b *testing.B) {
 		// The access log on, every line formatted and written (to
 		// io.Discard): its cost per request when on.
 		{"bearer+accesslog", "{type: bearer, binding: b}", Deps{Tokens: staticTokens{}}, "access_log: {enabled: true}\n"},
+		// oauth1: signed on the fast path (a HeaderSigner), and — a signer
+		// that only signs an *http.Request — on the net/http path.
+		{"oauth1", "{type: oauth1, key_file: /k, secret_file: /s}", Deps{Signers: map[string]Signer{"r": benchSigner(b)}}, ""},
+		{"oauth1-nethttp", "{type: oauth1, key_file: /k, secret_file: /s}", Deps{Signers: map[string]Signer{"r": signOnly{benchSigner(b)}}}, ""},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			up := fixedUpstream(b)
@@ -348,3 +353,18 @@ func BenchmarkServerLoopback(b *testing.B) {
 		})
 	}
 }
+
+// benchSigner is the oauth1 package's signer, as broker adapts it.
+func benchSigner(b *testing.B) realSigner {
+	s, err := oauth1.NewSigner("consumer-key", "consumer-secret")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return realSigner{s}
+}
+
+// signOnly hides the HeaderSigner method: the route signs on the net/http
+// path.
+type signOnly struct{ s Signer }
+
+func (o signOnly) Sign(req *http.Request, body []byte) error { return o.s.Sign(req, body) }

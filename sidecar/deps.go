@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -84,6 +85,18 @@ type Signer interface {
 	// body is the complete request body (nil for none); req.Body is not
 	// read. Safe for concurrent use.
 	Sign(req *http.Request, body []byte) error
+}
+
+// HeaderSigner is a Signer that can also return the Authorization value
+// for a request given by its parts, without an *http.Request: an oauth1
+// route whose signer is one serves bodyless requests on the fast path.
+// The value must be what Sign would set for the same request. Safe for
+// concurrent use.
+type HeaderSigner interface {
+	Signer
+	// Authorization returns the Authorization header value for a request
+	// with this method, absolute URL, Content-Type and complete body.
+	Authorization(method string, u *url.URL, contentType string, body []byte) (string, error)
 }
 
 // Deps are the credential providers one configuration is served with.

@@ -407,11 +407,8 @@ func (d *destRoute) serve(w http.ResponseWriter, req *http.Request, decRest, res
 	}
 	c := &destCall{res: res, decRest: decRest, rest: rest, userToken: user}
 	req = req.WithContext(context.WithValue(req.Context(), destCallKey{}, c))
-	if req.ContentLength != 0 && req.ProtoMajor == 1 {
-		_ = http.NewResponseController(w).EnableFullDuplex()
-	}
 	noteUpstream(w)
-	d.rp.ServeHTTP(w, req)
+	serveFullDuplex(d.rp, w, req)
 }
 
 // rewrite sets the destination's URL, query and headers on the outgoing

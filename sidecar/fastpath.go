@@ -2,12 +2,15 @@ package sidecar
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -175,8 +178,15 @@ type fastConn struct {
 	rbuf  []byte       // request heads
 	r, w  int          // unread bytes are rbuf[r:w]
 	ip    []byte       // the client's IP address (X-Forwarded-For)
-	ctx   context.Context
-	stop  context.CancelFunc
+	// probe looks whether the client went away while the loop waits for
+	// the upstream (made on the first wait that needs it).
+	probe *connProbe
+	// readBy is the read deadline set on lc (zero: none); readByExact: it
+	// is a head's headerTimeout, not the coarse idle one.
+	readBy      time.Time
+	readByExact bool
+	ctx         context.Context
+	stop        context.CancelFunc
 	// The buffers of one request, held only while there is one: an idle
 	// keep-alive connection keeps just rbuf.
 	*fastScratch
@@ -253,6 +263,7 @@ func (fc *fastConn) serve() {
 	}
 	fc.releaseScratch()
 	fc.lc, fc.fs, fc.ctx, fc.stop, fc.r, fc.w = nil, nil, nil, nil, 0, 0
+	fc.readBy, fc.readByExact, fc.probe = time.Time{}, false, nil
 	fastConnPool.Put(fc)
 }
 
@@ -280,13 +291,7 @@ func (fc *fastConn) loop() bool {
 				fc.w = copy(fc.rbuf, fc.rbuf[fc.r:fc.w])
 				fc.r = 0
 			}
-			d := fs.idleTimeout
-			if fc.w > fc.r || d <= 0 {
-				d = fs.headerTimeout
-			}
-			if d > 0 {
-				_ = fc.lc.SetReadDeadline(time.Now().Add(d))
-			}
+			fc.armReadDeadline()
 			m, err := fc.lc.Read(fc.rbuf[fc.w:])
 			fc.w += m
 			if err != nil && m == 0 {
@@ -332,9 +337,42 @@ func (fc *fastConn) loop() bool {
 	}
 }
 
+// armReadDeadline bounds the wait for the next bytes of a request head:
+// idleTimeout between requests, headerTimeout (exactly) within a head. An
+// idle deadline left from the previous request that is still at least
+// idleTimeout away is kept (it is set one sixteenth beyond, so a
+// keep-alive connection idles between idleTimeout and 17/16 of it): back
+// to back requests re-arm the runtime's timer only now and then.
+func (fc *fastConn) armReadDeadline() {
+	fs := fc.fs
+	d, exact := fs.idleTimeout, false
+	if fc.w > fc.r || d <= 0 {
+		d, exact = fs.headerTimeout, true
+	}
+	if d <= 0 {
+		if !fc.readBy.IsZero() {
+			fc.readBy = time.Time{}
+			_ = fc.lc.SetReadDeadline(time.Time{})
+		}
+		return
+	}
+	now := time.Now()
+	if exact {
+		fc.readBy = now.Add(d)
+		fc.readByExact = true
+	} else {
+		if !fc.readByExact && !fc.readBy.IsZero() && fc.readBy.Sub(now) >= d {
+			return
+		}
+		fc.readBy, fc.readByExact = now.Add(d+d/16), false
+	}
+	_ = fc.lc.SetReadDeadline(fc.readBy)
+}
+
 // handOff gives the connection, with the bytes read from the start of the
 // current head, to the net/http server behind strictConn.
 func (fc *fastConn) handOff() bool {
+	fc.readBy = time.Time{}
 	_ = fc.lc.SetReadDeadline(time.Time{})
 	sc := &strictConn{limitConn: fc.lc}
 	if fc.w > fc.r {
@@ -418,6 +456,11 @@ func (p *Proxy) serveFast(fc *fastConn, head []byte) int {
 			fc.ra, fc.sent = r.reauth, bh.token
 		}
 	}
+	if r.fastSigner != nil && inject {
+		if authLine = r.signFast(fc, rest); authLine == nil {
+			return fastSlow // net/http's path answers 503 signing-failed
+		}
+	}
 	start := time.Now()
 	al := p.access
 	if al != nil {
@@ -474,23 +517,7 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 	q := &fc.req
 	out := append(fc.out[:0], q.method...)
 	out = append(out, ' ')
-	out = append(out, r.baseRawPath...)
-	if len(rest) == 0 && r.baseRawPath == "" {
-		out = append(out, '/')
-	}
-	out = append(out, rest...)
-	switch {
-	case r.target.RawQuery != "":
-		out = append(out, '?')
-		out = append(out, r.target.RawQuery...)
-		if len(q.query) > 0 {
-			out = append(out, '&')
-			out = append(out, q.query...)
-		}
-	case len(q.query) > 0:
-		out = append(out, '?')
-		out = append(out, q.query...)
-	}
+	out = r.appendTarget(out, q, rest)
 	out = append(out, " HTTP/1.1\r\nHost: "...)
 	out = append(out, r.target.Host...)
 	out = append(out, "\r\n"...)
@@ -536,11 +563,67 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 		if err == errResponseCut {
 			return status, false
 		}
+		if err == errClientLeft {
+			if fc.acc.on {
+				fc.acc.upDur = time.Since(fc.acc.upStart)
+			}
+			return 499, false // nobody reads an answer (as errorHandler counts it)
+		}
 		if !fresh && pc.reused && pc.nread == 0 && fc.ctx.Err() == nil && !isTimeout(err) {
 			continue // the upstream closed the idle connection meanwhile
 		}
 		return r.fastError(fc, err)
 	}
+}
+
+// appendTarget appends the request target sent upstream: the route's
+// base path, the rest of the app's path, and the route's query before the
+// app's (as the net/http path's rewrite builds them).
+func (r *route) appendTarget(out []byte, q *fastReq, rest []byte) []byte {
+	out = append(out, r.baseRawPath...)
+	if len(rest) == 0 && r.baseRawPath == "" {
+		out = append(out, '/')
+	}
+	out = append(out, rest...)
+	switch {
+	case r.target.RawQuery != "":
+		out = append(out, '?')
+		out = append(out, r.target.RawQuery...)
+		if len(q.query) > 0 {
+			out = append(out, '&')
+			out = append(out, q.query...)
+		}
+	case len(q.query) > 0:
+		out = append(out, '?')
+		out = append(out, q.query...)
+	}
+	return out
+}
+
+// signFast returns the Authorization line of an oauth1 route for the
+// fast path's bodyless request, signed over the URL the upstream gets
+// (parsed from the very target sent, so the base string is the one the
+// net/http path signs), or nil when it cannot be signed here.
+func (r *route) signFast(fc *fastConn, rest []byte) []byte {
+	q := &fc.req
+	u, err := url.ParseRequestURI(string(r.appendTarget(fc.out[:0], q, rest)))
+	if err != nil {
+		return nil
+	}
+	u.Scheme, u.Host = r.target.Scheme, r.target.Host
+	var ct string
+	for i := range q.n {
+		if f := &q.hdr[i]; !f.drop && strings.EqualFold(b2s(f.name), "Content-Type") {
+			ct = string(f.val)
+			break
+		}
+	}
+	v, err := r.fastSigner.Authorization(b2s(q.method), u, ct, nil)
+	if err != nil || !validFieldValue(v) {
+		r.log.Debug("signing failed", "err", err)
+		return nil
+	}
+	return []byte("Authorization: " + v + "\r\n")
 }
 
 // fastError answers an upstream failure before any byte of the response
@@ -582,15 +665,16 @@ func (r *route) fastError(fc *fastConn, err error) (int, bool) {
 // connection usable (the caller may retry or answer 502); errResponseCut
 // means the client got part of a response.
 func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, err error) {
-	t := pc.host.t
 	pc.nread = 0
 	pc.limit = maxResponseHeaderBytes
 	if _, err := pc.conn.Write(fc.out); err != nil {
 		pc.close()
 		return 0, false, err
 	}
-	if t.headerTimeout > 0 {
-		_ = pc.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	sentAt, err := fc.awaitResponse(pc)
+	if err != nil {
+		pc.close()
+		return 0, false, err
 	}
 	var rh respHead
 	for n1xx := 0; ; n1xx++ {
@@ -630,9 +714,9 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 			pc.close()
 			return rh.code, false, errResponseCut
 		}
-	}
-	if t.headerTimeout > 0 {
-		_ = pc.conn.SetReadDeadline(time.Time{})
+		if h := pc.host.t.headerTimeout; h > 0 && !sentAt.IsZero() {
+			pc.setDeadline(sentAt.Add(h)) // the final head: within the same bound
+		}
 	}
 	if fc.acc.on {
 		fc.acc.upDur = time.Since(fc.acc.upStart)
@@ -685,6 +769,66 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 		return rh.code, false, errResponseCut
 	}
 	return rh.code, clientOK, nil
+}
+
+// errClientLeft: the client closed its connection while the fast loop
+// waited for the upstream's answer; the upstream connection is closed.
+var errClientLeft = errors.New("sidecar: client went away")
+
+// awaitResponse waits for the first byte of the response, and arms the
+// deadline for the rest of the head. It waits in steps of clientCheck
+// (or headerTimeout when shorter): each time one passes, it looks whether
+// the client is still connected (a non-blocking peek at its socket,
+// connProbe.peerGone) and returns errClientLeft when not, so that an
+// abandoned request does not hold an upstream connection (and the
+// upstream's work) until the upstream answers. A response that comes
+// within the first step costs nothing extra.
+func (fc *fastConn) awaitResponse(pc *h1Conn) (sent time.Time, err error) {
+	t := pc.host.t
+	h, step := t.headerTimeout, t.clientCheck
+	if step <= 0 || h > 0 && h < step {
+		step = h
+	}
+	sent = pc.armDeadline(step)
+	waited := false
+	for {
+		_, err := pc.br.Peek(1)
+		if err == nil {
+			break
+		}
+		if !isTimeout(err) || step <= 0 {
+			return sent, err
+		}
+		if fc.probe == nil {
+			fc.probe = newConnProbe(fc.lc.Conn)
+		}
+		if fc.probe.peerGone() {
+			return sent, errClientLeft
+		}
+		if h > 0 && time.Since(sent) >= h {
+			return sent, err // the response_header timeout
+		}
+		next := time.Now().Add(step)
+		if h > 0 && next.After(sent.Add(h)) {
+			next = sent.Add(h)
+		}
+		pc.setDeadline(next)
+		waited = true
+	}
+	// The rest of the head: within headerTimeout of sending, exactly, when
+	// it is not here yet or the deadline in place is a check's.
+	if h > 0 && (waited || step < h) && !headBuffered(pc.br) {
+		pc.setDeadline(sent.Add(h))
+	} else if h <= 0 && !pc.readBy.IsZero() {
+		pc.setDeadline(time.Time{})
+	}
+	return sent, nil
+}
+
+// headBuffered reports whether br holds a complete response head.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // appendStatusLine appends the status line net/http's server writes.

@@ -12,3 +12,5 @@ type connProbe struct{}
 func newConnProbe(net.Conn) *connProbe { return nil }
 
 func (p *connProbe) idleOK() bool { return true }
+
+func (p *connProbe) peerGone() bool { return false }

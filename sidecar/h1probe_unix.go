@@ -14,8 +14,9 @@ import (
 type connProbe struct {
 	rc    syscall.RawConn
 	buf   [1]byte
-	alive bool
-	peek  func(fd uintptr) bool
+	alive bool // nothing to read, and the connection not closed
+	gone  bool // the peer closed or reset the connection
+	peek  func(fd uintptr)
 }
 
 func newConnProbe(c net.Conn) *connProbe {
@@ -28,10 +29,10 @@ func newConnProbe(c net.Conn) *connProbe {
 		return nil
 	}
 	p := &connProbe{rc: rc}
-	p.peek = func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	p.peek = func(fd uintptr) {
+		n, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		p.alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR
-		return true // never wait for readability
+		p.gone = n == 0 && err == nil || err != nil && !p.alive
 	}
 	return p
 }
@@ -42,8 +43,23 @@ func (p *connProbe) idleOK() bool {
 	if p == nil {
 		return true
 	}
-	if err := p.rc.Read(p.peek); err != nil {
+	// Control, not Read: the receive never waits, so it needs neither the
+	// poller nor the read lock, and a read deadline left on the
+	// connection (armHeaderDeadline) does not fail it.
+	if err := p.rc.Control(p.peek); err != nil {
 		return false
 	}
 	return p.alive
+}
+
+// peerGone reports whether the peer has closed or reset the connection
+// (bytes waiting to be read, a pipelined request, are not that).
+func (p *connProbe) peerGone() bool {
+	if p == nil {
+		return false
+	}
+	if err := p.rc.Control(p.peek); err != nil {
+		return true
+	}
+	return p.gone
 }

@@ -48,6 +48,9 @@ type h1Transport struct {
 	headerTimeout    time.Duration
 	idleTimeout      time.Duration
 	maxIdle          int
+	// clientCheck is how often the fast loop, waiting for a response,
+	// looks whether its client has gone (clientCheckInterval).
+	clientCheck time.Duration
 
 	// gen counts CloseIdleConnections calls: a connection dialled before
 	// the last call is closed instead of pooled (a rotated client
@@ -62,6 +65,9 @@ type h1Transport struct {
 const (
 	maxResponseHeaderBytes = 10 << 20
 	max1xxResponses        = 5
+	// clientCheckInterval: while the fast loop waits for the first byte
+	// of a response, it looks this often whether the client went away.
+	clientCheckInterval = time.Second
 )
 
 type hostKey struct{ scheme, host string }
@@ -76,7 +82,13 @@ type h1Host struct {
 	h1 atomic.Bool
 
 	mu   sync.Mutex
-	idle []*h1Conn // most recently used last
+	idle []*h1Conn // most recently used last (so in order of idleAt)
+	// sweep closes the connections idle for longer than the transport's
+	// idleTimeout: one timer per host, armed while the pool is not empty,
+	// so that pooling a connection arms no timer of its own (get checks
+	// the age too, so a connection past it is never reused).
+	sweep    *time.Timer
+	sweeping bool
 }
 
 // h1Conn is one upstream connection. Only the goroutine that took it from
@@ -91,10 +103,17 @@ type h1Conn struct {
 	bw       *bufio.Writer
 	gen      uint64
 	reused   bool
-	nread    int64 // bytes read since the request was written
-	limit    int64 // bytes that may still be read (response headers)
-	idle     *time.Timer
+	nread    int64      // bytes read since the request was written
+	limit    int64      // bytes that may still be read (response headers)
+	idleAt   time.Time  // when it was pooled
 	probe    *connProbe // nil: no cheap liveness check on this platform
+	// readBy is the read deadline set on conn for the response head (zero:
+	// none). It is left in place after the head and cleared by the first
+	// read of the body from the socket (countingReader), so a response that
+	// arrives in one read costs one deadline, not two; holdDeadline keeps
+	// it for a read that is meant to time out (tlsQuiet).
+	readBy       time.Time
+	holdDeadline bool
 }
 
 func newH1Transport(std *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error), tc *tls.Config, cfg *Config) *h1Transport {
@@ -105,6 +124,7 @@ func newH1Transport(std *http.Transport, dial func(ctx context.Context, network,
 		headerTimeout:    cfg.Timeouts.ResponseHeader,
 		idleTimeout:      cfg.Timeouts.IdleConn,
 		maxIdle:          cfg.MaxIdleConnsPerHost,
+		clientCheck:      clientCheckInterval,
 	}
 	if t.maxIdle <= 0 {
 		t.maxIdle = http.DefaultMaxIdleConnsPerHost
@@ -144,9 +164,6 @@ func (t *h1Transport) CloseIdleConnections() {
 		h.idle = nil
 		h.mu.Unlock()
 		for _, pc := range idle {
-			if pc.idle != nil {
-				pc.idle.Stop()
-			}
 			pc.close()
 		}
 	}
@@ -315,9 +332,7 @@ func (h *h1Host) get(ctx context.Context, fresh bool) (*h1Conn, error) {
 			h.idle[n-1] = nil
 			h.idle = h.idle[:n-1]
 			h.mu.Unlock()
-			// Stop fails when the idle timer fired: its callback closes
-			// nothing it cannot find in the pool, so close it here.
-			if (pc.idle == nil || pc.idle.Stop()) && pc.probe.idleOK() {
+			if !h.t.idleTooLong(pc) && pc.probe.idleOK() {
 				pc.reused = true
 				return pc, nil
 			}
@@ -374,27 +389,44 @@ func (h *h1Host) put(pc *h1Conn) {
 		pc.close()
 		return
 	}
-	h.idle = append(h.idle, pc)
 	if t.idleTimeout > 0 {
-		if pc.idle == nil {
-			pc.idle = time.AfterFunc(t.idleTimeout, pc.idleExpired)
-		} else {
-			pc.idle.Reset(t.idleTimeout)
+		pc.idleAt = time.Now()
+		if !h.sweeping {
+			h.sweeping = true
+			if h.sweep == nil {
+				h.sweep = time.AfterFunc(t.idleTimeout, h.sweepIdle)
+			} else {
+				h.sweep.Reset(t.idleTimeout)
+			}
 		}
 	}
+	h.idle = append(h.idle, pc)
 	h.mu.Unlock()
 }
 
-// idleExpired closes pc if it is still in the pool.
-func (pc *h1Conn) idleExpired() {
-	h := pc.host
+// idleTooLong reports whether pc has been idle for idleTimeout or longer.
+func (t *h1Transport) idleTooLong(pc *h1Conn) bool {
+	return t.idleTimeout > 0 && time.Since(pc.idleAt) >= t.idleTimeout
+}
+
+// sweepIdle closes the pooled connections idle for idleTimeout or longer
+// and re-arms the sweep for the oldest one left.
+func (h *h1Host) sweepIdle() {
+	t := h.t
 	h.mu.Lock()
-	i := slices.Index(h.idle, pc)
-	if i >= 0 {
-		h.idle = slices.Delete(h.idle, i, i+1)
+	n := 0
+	for n < len(h.idle) && t.idleTooLong(h.idle[n]) {
+		n++
+	}
+	expired := slices.Clone(h.idle[:n])
+	h.idle = slices.Delete(h.idle, 0, n)
+	if len(h.idle) > 0 {
+		h.sweep.Reset(t.idleTimeout - time.Since(h.idle[0].idleAt))
+	} else {
+		h.sweeping = false
 	}
 	h.mu.Unlock()
-	if i >= 0 {
+	for _, pc := range expired {
 		pc.close()
 	}
 }
@@ -425,10 +457,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	if err := pc.bw.Flush(); err != nil {
 		return fail(err)
 	}
-	t := pc.host.t
-	if t.headerTimeout > 0 {
-		_ = pc.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
-	}
+	pc.armHeaderDeadline()
 	var resp *http.Response
 	for n1xx := 0; ; n1xx++ {
 		var err error
@@ -452,9 +481,6 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 				return fail(err)
 			}
 		}
-	}
-	if t.headerTimeout > 0 {
-		_ = pc.conn.SetReadDeadline(time.Time{})
 	}
 	pc.limit = math.MaxInt64
 	resp.TLS = pc.tlsState
@@ -488,13 +514,49 @@ var aLongTimeAgo = time.Unix(1, 0)
 // buffer). A read with a passed deadline returns them without a syscall,
 // and a read timeout leaves a TLS connection usable.
 func (pc *h1Conn) tlsQuiet() bool {
+	pc.readBy = time.Time{}
 	if pc.conn.SetReadDeadline(aLongTimeAgo) != nil {
 		return false
 	}
-	if _, err := pc.br.Peek(1); err == nil || !isTimeout(err) {
+	pc.holdDeadline = true
+	_, err := pc.br.Peek(1)
+	pc.holdDeadline = false
+	if err == nil || !isTimeout(err) {
 		return false
 	}
 	return pc.conn.SetReadDeadline(time.Time{}) == nil
+}
+
+// armHeaderDeadline bounds the wait for the response head by the
+// transport's headerTimeout. A deadline left from the previous response
+// that is still at least headerTimeout away is kept (set one sixteenth
+// beyond it, so the bound is between headerTimeout and 17/16 of it): back
+// to back responses then re-arm the runtime's timer only now and then.
+func (pc *h1Conn) armHeaderDeadline() {
+	pc.armDeadline(pc.host.t.headerTimeout)
+}
+
+// armDeadline is armHeaderDeadline for a wait of d; it returns the time
+// (zero when d is not positive).
+func (pc *h1Conn) armDeadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	now := time.Now()
+	if !pc.readBy.IsZero() && pc.readBy.Sub(now) >= d {
+		return now
+	}
+	pc.readBy = now.Add(d + d/16)
+	if pc.conn.SetReadDeadline(pc.readBy) != nil {
+		pc.readBy = time.Time{}
+	}
+	return now
+}
+
+// setDeadline sets an exact read deadline for the head (zero: none).
+func (pc *h1Conn) setDeadline(at time.Time) {
+	pc.readBy = at
+	_ = pc.conn.SetReadDeadline(at)
 }
 
 // countingReader reads pc's connection, counting the bytes and enforcing
@@ -508,6 +570,11 @@ func (r countingReader) Read(p []byte) (int, error) {
 	}
 	if int64(len(p)) > pc.limit {
 		p = p[:pc.limit]
+	}
+	if !pc.readBy.IsZero() && pc.limit > maxResponseHeaderBytes && !pc.holdDeadline {
+		// The body: no deadline (armHeaderDeadline left the head's).
+		pc.readBy = time.Time{}
+		_ = pc.conn.SetReadDeadline(time.Time{})
 	}
 	n, err := pc.conn.Read(p)
 	pc.nread += int64(n)

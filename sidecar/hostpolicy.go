@@ -53,8 +53,8 @@ func (p *hostPolicy) allowed(host string) bool {
 	if !ok {
 		return false
 	}
-	if name == "" {
-		return true
+	if name == "" || name == "127.0.0.1" || name == "localhost" {
+		return true // the common cases, without parsing (once per request)
 	}
 	if name[0] == '[' {
 		_, err := netip.ParseAddr(name[1 : len(name)-1])

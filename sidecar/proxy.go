@@ -126,6 +126,7 @@ type route struct {
 	tokens      TokenSource
 	cert        ClientCertificate
 	signer      Signer
+	fastSigner  HeaderSigner // r.signer, when it signs without an *http.Request (the fast path)
 	maxBody     int64
 	crossSite   bool // allow_cross_site
 	noOrigin    bool // refuse_origin
@@ -277,7 +278,10 @@ func NewProxy(cfg *Config, deps Deps, opts ...Option) (*Proxy, error) {
 			cert = r.cert
 		}
 		r.transport = transportFor(certName, cert)
-		r.fast = r.tenantHdr == "" && !r.jwtBearer && r.signer == nil && r.basePath == r.baseRawPath &&
+		if hs, ok := r.signer.(HeaderSigner); ok {
+			r.fastSigner = hs
+		}
+		r.fast = r.tenantHdr == "" && !r.jwtBearer && (r.signer == nil || r.fastSigner != nil) && r.basePath == r.baseRawPath &&
 			(target.Scheme == "http" || target.Scheme == "https") && target.User == nil && fastQuery(target.RawQuery)
 		var rt http.RoundTripper = stripOwnHeaders{r.transport} // ownheaders.go
 		if r.tokens != nil {
@@ -567,14 +571,33 @@ func (r *route) serve(w http.ResponseWriter, req *http.Request, now func() time.
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body = clientBody{req.Body}
 	}
-	if req.ContentLength != 0 && req.ProtoMajor == 1 {
-		// Stream the request body while the response streams back (an
-		// HTTP/1 server otherwise stops reading the body once the handler
-		// writes the response).
-		_ = http.NewResponseController(w).EnableFullDuplex()
-	}
 	noteUpstream(w)
-	r.rp.ServeHTTP(w, req)
+	serveFullDuplex(r.rp, w, req)
+}
+
+// serveFullDuplex proxies req with rp, streaming a request body while the
+// response streams back (an HTTP/1 server otherwise stops reading the body
+// once the handler writes the response).
+//
+// In full-duplex mode net/http no longer drains the body before the
+// response; it closes the body only after it has stopped its
+// background read of the connection, and that close, reading to the end
+// of the body, starts the background read again: the next request on the
+// connection then panics "invalid concurrent Body.Read call"
+// (golang/go#68560). ReverseProxy never closes the inbound body (it hands
+// the transport a copy whose Close does nothing), so a request whose body
+// was never read — the upstream could not be reached, or answered without
+// reading it — hit exactly that. Closing the body here, before the handler
+// returns, finishes it while net/http still expects reads.
+func serveFullDuplex(rp http.Handler, w http.ResponseWriter, req *http.Request) {
+	if req.ContentLength == 0 || req.ProtoMajor != 1 || req.Body == nil || req.Body == http.NoBody {
+		rp.ServeHTTP(w, req)
+		return
+	}
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	body := req.Body
+	rp.ServeHTTP(w, req)
+	_ = body.Close()
 }
 
 // noteLeaf retires the route's upstream connections when the client
