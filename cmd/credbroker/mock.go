@@ -131,8 +131,14 @@ func runMock(ctx context.Context, e *cmdEnv, o *MockOptions) error {
 	if err != nil {
 		return badInputf("--application: %v", err)
 	}
-	// The hosts file before the directory: mock.json, written last, tells
-	// a reader that every file is complete (the hosts file included).
+	// The hosts file before the directory's files: mock.json, written last,
+	// tells a reader that every file is complete (the hosts file included,
+	// which may live in the directory).
+	if o.Dir != "" {
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return badInputf("--dir %s: %v", o.Dir, err)
+		}
+	}
 	if o.HostsFile != "" {
 		if err := writeHostsFile(o.HostsFile, srv.HostAddrs()); err != nil {
 			return badInputf("--hosts-file %s: %v", o.HostsFile, err)
