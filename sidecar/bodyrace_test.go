@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"fmt"
 	"log"
 	"net"
@@ -9,30 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/credbroker/credbroker/internal/testpki"
 	. "github.com/onsi/gomega"
+
+	"github.com/credbroker/credbroker/internal/syncbuf"
+	"github.com/credbroker/credbroker/internal/testpki"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the server's concurrent logging.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A request with a body to an upstream that cannot be reached is answered
 // 502 and leaves the server intact: no goroutine still reads the app's
@@ -56,7 +38,7 @@ routes:
 	g.Expect(err).NotTo(HaveOccurred())
 	p, err := NewProxy(cfg, Deps{Tokens: &fakeTokens{}}, WithMetrics(NewMetrics()))
 	g.Expect(err).NotTo(HaveOccurred())
-	var errLog lockedBuffer
+	var errLog syncbuf.Buffer
 	srv := httptest.NewUnstartedServer(p)
 	srv.Config.ErrorLog = log.New(&errLog, "", 0)
 	srv.Start()
