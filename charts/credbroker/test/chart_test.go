@@ -491,9 +491,7 @@ sidecar:
 // TestSchemaRejectsBadValues: unknown keys and wrong types fail before any
 // template renders.
 func TestSchemaRejectsBadValues(t *testing.T) {
-	cases := []struct {
-		name, values, want string
-	}{
+	cases := []schemaCase{
 		{"unknown top-level key", "replicaCount: 2\n", "replicaCount"},
 		{"unknown sidecar key", "sidecar: {adminPortt: 9411}\n", "adminPortt"},
 		{"unknown binding key", "sidecar: {bindings: [{name: a, secretName: b, secret: c}]}\n", "secret"},
@@ -524,15 +522,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"probe handler is the chart's", "sidecar: {probes: {liveness: {httpGet: {path: /}}}}\n", "httpGet"},
 	}
 	c := loadChart(t)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			g := NewWithT(t)
-			_, err := renderChart(t, c, tc.values)
-			g.Expect(err).To(HaveOccurred())
-			g.Expect(err.Error()).To(ContainSubstring("values don't meet the specifications of the schema"))
-			g.Expect(err.Error()).To(ContainSubstring(tc.want))
-		})
-	}
+	expectSchemaRefuses(t, c, cases)
 }
 
 // TestTemplateRejectsDuplicateNames: what the schema cannot express (unique

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/onsi/gomega"
 	"helm.sh/helm/v4/pkg/chart/common"
 	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
@@ -249,4 +250,23 @@ func joinDocs(files map[string]string) string {
 		fmt.Fprintf(&b, "# %s\n%s\n", name, content)
 	}
 	return b.String()
+}
+
+// schemaCase is values the chart's schema refuses, with a word the
+// refusal must name.
+type schemaCase struct{ name, values, want string }
+
+// expectSchemaRefuses renders each case and expects the schema's refusal
+// naming its word.
+func expectSchemaRefuses(t *testing.T, c *chart.Chart, cases []schemaCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			_, err := renderChart(t, c, tc.values)
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(err.Error()).To(ContainSubstring("values don't meet the specifications of the schema"))
+			g.Expect(err.Error()).To(ContainSubstring(tc.want))
+		})
+	}
 }
