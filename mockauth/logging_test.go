@@ -1,23 +1,40 @@
 package mockauth
 
 import (
+	"bytes"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	. "github.com/onsi/gomega"
-
-	"github.com/credbroker/credbroker/internal/syncbuf"
 )
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // TestNoSecretsInLogs drives every secret-bearing call with a debug logger
 // and checks that no secret, password, assertion, refresh, access or
 // one-time token shows up in the log.
 func TestNoSecretsInLogs(t *testing.T) {
 	g := NewWithT(t)
-	var logs syncbuf.Buffer
+	var logs lockedBuffer
 	srv := startMock(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	c := srv.Client()
 	info := srv.Info()
