@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -107,6 +108,13 @@ type h1Conn struct {
 	limit    int64      // bytes that may still be read (response headers)
 	idleAt   time.Time  // when it was pooled
 	probe    *connProbe // nil: no cheap liveness check on this platform
+	// rc is the socket of a plain (not TLS) connection, for the fast
+	// loop's send (fastConn.send); probeDue: get left the idle probe to
+	// it. pre[preR:preN] are bytes of the answer send read.
+	rc         syscall.RawConn
+	probeDue   bool
+	pre        []byte
+	preR, preN int
 	// readBy is the read deadline set on conn for the response head (zero:
 	// none). It is left in place after the head and cleared by the first
 	// read of the body from the socket (countingReader), so a response that
@@ -294,7 +302,7 @@ func (h *h1Host) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	fresh := false
 	for {
-		pc, err := h.get(ctx, fresh)
+		pc, err := h.get(ctx, fresh, false)
 		if err != nil {
 			return nil, err
 		}
@@ -323,8 +331,9 @@ func isTimeout(err error) bool {
 }
 
 // get takes the most recently used idle connection that is still usable,
-// or dials a new one.
-func (h *h1Host) get(ctx context.Context, fresh bool) (*h1Conn, error) {
+// or dials a new one. With deferProbe, a plain connection is not probed
+// here: the caller's send does it in the same wait as the answer.
+func (h *h1Host) get(ctx context.Context, fresh, deferProbe bool) (*h1Conn, error) {
 	if !fresh {
 		h.mu.Lock()
 		for n := len(h.idle); n > 0; n = len(h.idle) {
@@ -332,7 +341,16 @@ func (h *h1Host) get(ctx context.Context, fresh bool) (*h1Conn, error) {
 			h.idle[n-1] = nil
 			h.idle = h.idle[:n-1]
 			h.mu.Unlock()
-			if !h.t.idleTooLong(pc) && pc.probe.idleOK() {
+			if h.t.idleTooLong(pc) {
+				pc.close()
+				h.mu.Lock()
+				continue
+			}
+			if deferProbe && pc.rc != nil {
+				pc.reused, pc.probeDue = true, true
+				return pc, nil
+			}
+			if pc.probe.idleOK() {
 				pc.reused = true
 				return pc, nil
 			}
@@ -374,6 +392,9 @@ func (h *h1Host) dial(ctx context.Context) (*h1Conn, error) {
 		pc.tlsState, pc.conn = &st, tc
 	}
 	pc.probe = newConnProbe(raw)
+	if h.tls == nil {
+		pc.rc = rawConnOf(raw)
+	}
 	pc.br = bufio.NewReaderSize(countingReader{pc}, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc.conn, 4<<10)
 	return pc, nil
@@ -570,6 +591,13 @@ func (r countingReader) Read(p []byte) (int, error) {
 	}
 	if int64(len(p)) > pc.limit {
 		p = p[:pc.limit]
+	}
+	if pc.preR < pc.preN { // read by send
+		n := copy(p, pc.pre[pc.preR:pc.preN])
+		pc.preR += n
+		pc.nread += int64(n)
+		pc.limit -= int64(n)
+		return n, nil
 	}
 	if !pc.readBy.IsZero() && pc.limit > maxResponseHeaderBytes && !pc.holdDeadline {
 		// The body: no deadline (armHeaderDeadline left the head's).
