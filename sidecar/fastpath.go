@@ -847,7 +847,7 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 			clientOK = false
 		}
 	}
-	if ok && !rh.close && pc.br.Buffered() == 0 && pc.preR == pc.preN && (pc.tlsState == nil || pc.tlsQuiet()) {
+	if ok && !rh.close && pc.br.Buffered() == 0 && (pc.tlsState == nil || pc.tlsQuiet()) {
 		pc.host.put(pc)
 	} else {
 		pc.close()
@@ -862,18 +862,18 @@ func (fc *fastConn) exchange(pc *h1Conn, isHead bool) (status int, keep bool, er
 // before the request was sent on it (send's probe); nothing was sent.
 var errIdleStale = errors.New("sidecar: pooled upstream connection not idle")
 
-// send writes the request upstream. On a plain TCP connection it does so
-// inside one RawConn.Read that then waits for the first bytes of the
-// answer and reads them (into pc.pre, where the response reader finds
-// them): the readiness of the socket is reset before the write, so the
-// answer is waited for without a read that fails first (see loop). The
-// probe of a pooled connection (get leaves it to send: probeDue) is the
-// same wait's first read: bytes there before the request was written are
-// not its answer (an unsolicited response, or the upstream closing the
-// idle connection), and the connection is not used (errIdleStale; the
-// request goes on a fresh one). So a request on a pooled connection costs
-// the probe's read, the write and the answer's read, where it used to cost
-// a probe, the write, a failed read and the read.
+// send writes the request upstream. When the connection's socket is at
+// hand (pc.rc) it does so inside one RawConn.Read that then waits for the
+// socket to become readable: the poller's readiness is reset before the
+// write, so the answer is waited for without a read that fails first (see
+// loop), and the reader that follows finds the answer there. On a plain
+// connection the probe of a pooled connection (get leaves it to send:
+// probeDue) is that wait's first read: bytes there before the request was
+// written are not its answer (an unsolicited response, or the upstream
+// closing the idle connection), and the connection is not used
+// (errIdleStale; the request goes on a fresh one). So a request on a
+// pooled connection costs the probe, the write and the answer's read, where
+// it used to cost those and a failed read besides.
 //
 // It returns when the request was sent (zero: awaitResponse arms the wait)
 // and the error that ended send's wait for the answer (its first step's
@@ -887,32 +887,25 @@ func (fc *fastConn) send(pc *h1Conn) (sentAt time.Time, waitErr, err error) {
 	sentAt = pc.armDeadline(step)
 	probe := pc.probeDue
 	pc.probeDue = false
-	if pc.pre == nil {
-		pc.pre = make([]byte, 4<<10)
-	}
-	pc.preR, pc.preN = 0, 0
 	sent := false
 	var werr error
 	err = pc.rc.Read(func(fd uintptr) bool {
-		if !sent {
-			if probe {
-				if _, err := rawRead(int(fd), pc.pre); err != errWait {
-					werr = errIdleStale
-					return true
-				}
-			}
-			if _, werr = pc.conn.Write(fc.out); werr != nil {
+		if sent {
+			return true // readable: the response reader takes it from here
+		}
+		if probe {
+			if _, err := rawRead(int(fd), pc.probeBuf[:]); err != errWait {
+				werr = errIdleStale
 				return true
 			}
-			sent = true
-			return false // wait for the answer
 		}
-		n, err := rawRead(int(fd), pc.pre)
-		if err == errWait {
-			return false
+		// On TLS, Write encrypts and writes to the socket: the write side,
+		// which this read does not hold (the handshake is done at dial).
+		if _, werr = pc.conn.Write(fc.out); werr != nil {
+			return true
 		}
-		pc.preN = n // an error or the end: the reader meets it again
-		return true
+		sent = true
+		return false // wait for the answer
 	})
 	if werr != nil {
 		return sentAt, nil, werr

@@ -108,13 +108,11 @@ type h1Conn struct {
 	limit    int64      // bytes that may still be read (response headers)
 	idleAt   time.Time  // when it was pooled
 	probe    *connProbe // nil: no cheap liveness check on this platform
-	// rc is the socket of a plain (not TLS) connection, for the fast
-	// loop's send (fastConn.send); probeDue: get left the idle probe to
-	// it. pre[preR:preN] are bytes of the answer send read.
-	rc         syscall.RawConn
-	probeDue   bool
-	pre        []byte
-	preR, preN int
+	// rc is the TCP socket, for the fast loop's send (fastConn.send);
+	// probeDue: get left the idle probe of a plain connection to it.
+	rc       syscall.RawConn
+	probeDue bool
+	probeBuf [1]byte
 	// readBy is the read deadline set on conn for the response head (zero:
 	// none). It is left in place after the head and cleared by the first
 	// read of the body from the socket (countingReader), so a response that
@@ -346,7 +344,7 @@ func (h *h1Host) get(ctx context.Context, fresh, deferProbe bool) (*h1Conn, erro
 				h.mu.Lock()
 				continue
 			}
-			if deferProbe && pc.rc != nil {
+			if deferProbe && pc.rc != nil && pc.tlsState == nil {
 				pc.reused, pc.probeDue = true, true
 				return pc, nil
 			}
@@ -392,9 +390,7 @@ func (h *h1Host) dial(ctx context.Context) (*h1Conn, error) {
 		pc.tlsState, pc.conn = &st, tc
 	}
 	pc.probe = newConnProbe(raw)
-	if h.tls == nil {
-		pc.rc = rawConnOf(raw)
-	}
+	pc.rc = rawConnOf(raw)
 	pc.br = bufio.NewReaderSize(countingReader{pc}, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc.conn, 4<<10)
 	return pc, nil
@@ -591,13 +587,6 @@ func (r countingReader) Read(p []byte) (int, error) {
 	}
 	if int64(len(p)) > pc.limit {
 		p = p[:pc.limit]
-	}
-	if pc.preR < pc.preN { // read by send
-		n := copy(p, pc.pre[pc.preR:pc.preN])
-		pc.preR += n
-		pc.nread += int64(n)
-		pc.limit -= int64(n)
-		return n, nil
 	}
 	if !pc.readBy.IsZero() && pc.limit > maxResponseHeaderBytes && !pc.holdDeadline {
 		// The body: no deadline (armHeaderDeadline left the head's).
