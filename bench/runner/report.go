@@ -246,7 +246,7 @@ func (r *report) write(path string) error {
 
 	if fp := r.footprint; fp != nil {
 		w("\n## Footprint\n\n")
-		w("- Resident memory (VmRSS) of `credbroker run`: %.1f MiB idle after start; peak %.1f MiB while serving %d requests/s through the bearer route for %s (%d requests, %d failed).\n",
+		w("- Resident memory (VmRSS) of `credbroker run` (built without cgo, as the release binaries are): %.1f MiB idle after start; peak %.1f MiB while serving %d requests/s through the bearer route for %s (%d requests, %d failed).\n",
 			float64(fp.idleRSSKiB)/1024, float64(fp.loadRSSKiB)/1024, fp.loadRate, fp.pacedDuration, fp.loadSent, fp.loadFailed)
 		var ds []string
 		for _, d := range fp.readyTimes {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +28,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -94,9 +94,10 @@ type Settings struct {
 	Sampler            string
 	SamplerArg         string
 	ResourceAttributes map[string]string
-	// endpointFromEnv: the endpoint came from a variable, which the
-	// exporter reads itself (with its per-signal spelling).
-	endpointFromEnv bool
+	// endpointFromEnv: the endpoint came from a variable;
+	// endpointTraces: from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, the full
+	// traces URL used as it is.
+	endpointFromEnv, endpointTraces bool
 }
 
 // Enabled reports whether these (resolved) settings export spans.
@@ -127,7 +128,7 @@ func FromEnv(lookup func(string) (string, bool)) (Settings, error) {
 		return s, fmt.Errorf("%s: %w", envTracesExporter, err)
 	}
 	if v := get(envTracesEndpoint); v != "" {
-		s.Endpoint, s.endpointFromEnv = v, true
+		s.Endpoint, s.endpointFromEnv, s.endpointTraces = v, true, true
 	} else if v := get(envEndpoint); v != "" {
 		s.Endpoint, s.endpointFromEnv = v, true
 	}
@@ -196,7 +197,7 @@ func (s Settings) Check() error {
 // source always win.
 func Resolve(file, env Settings) Settings {
 	out := file
-	out.endpointFromEnv = false
+	out.endpointFromEnv, out.endpointTraces = false, false
 	out.Disabled = file.Disabled || env.Disabled
 	if file.Exporter == ExporterNone || env.Exporter == ExporterNone {
 		out.Exporter = ExporterNone
@@ -204,7 +205,7 @@ func Resolve(file, env Settings) Settings {
 		out.Exporter = env.Exporter
 	}
 	if env.Endpoint != "" {
-		out.Endpoint, out.endpointFromEnv = env.Endpoint, true
+		out.Endpoint, out.endpointFromEnv, out.endpointTraces = env.Endpoint, true, env.endpointTraces
 	}
 	pick := func(dst *string, v string) {
 		if v != "" {
@@ -364,7 +365,7 @@ var errorHandlerOnce sync.Once
 
 // New builds the tracer provider of s (resolved settings): a no-op one
 // when s does not enable tracing. version is the service.version. The
-// exporter reads the rest of its variables itself (OTEL_EXPORTER_OTLP_HEADERS,
+// exporter reads the rest of its variables (OTEL_EXPORTER_OTLP_HEADERS,
 // _TIMEOUT, _COMPRESSION, _CERTIFICATE, …, and OTEL_BSP_* for batching).
 func New(ctx context.Context, s Settings, version string, log *slog.Logger, opts ...sdktrace.TracerProviderOption) (*Provider, error) {
 	if !s.Enabled() {
@@ -378,7 +379,7 @@ func New(ctx context.Context, s Settings, version string, log *slog.Logger, opts
 			log.Warn("tracing: exporting spans failed", "err", err)
 		}))
 	})
-	exp, err := newExporter(ctx, s)
+	exp, err := newExporter(ctx, s, log)
 	if err != nil {
 		return nil, err
 	}
@@ -413,33 +414,16 @@ func NewWithProcessor(s Settings, version string, sp sdktrace.SpanProcessor, sam
 	return &Provider{TracerProvider: sdk, sdk: sdk, sampler: sampler}, nil
 }
 
-func newExporter(ctx context.Context, s Settings) (sdktrace.SpanExporter, error) {
+func newExporter(ctx context.Context, s Settings, log *slog.Logger) (sdktrace.SpanExporter, error) {
 	proto := s.Protocol
 	if proto == "" {
 		proto = ProtocolHTTP
 	}
-	var endpoint string
-	if s.Endpoint != "" && !s.endpointFromEnv {
-		u, _ := url.Parse(s.Endpoint) // checked
-		if proto == ProtocolHTTP {
-			u.Path = strings.TrimSuffix(u.Path, "/") + otlpHTTPTracesPath
-		}
-		endpoint = u.String()
+	c, err := newOTLPClient(s, proto, os.LookupEnv, log)
+	if err != nil {
+		return nil, err
 	}
-	switch proto {
-	case ProtocolGRPC:
-		var o []otlptracegrpc.Option
-		if endpoint != "" {
-			o = append(o, otlptracegrpc.WithEndpointURL(endpoint))
-		}
-		return otlptracegrpc.New(ctx, o...)
-	default:
-		var o []otlptracehttp.Option
-		if endpoint != "" {
-			o = append(o, otlptracehttp.WithEndpointURL(endpoint))
-		}
-		return otlptracehttp.New(ctx, o...)
-	}
+	return otlptrace.New(ctx, c)
 }
 
 func (s Settings) resource(version string) (*resource.Resource, error) {
