@@ -405,7 +405,7 @@ func (r *report) writeCPUProfile(w func(string, ...any)) {
 	w("What each proxy's CPU time per request is made of, at %d connections. ", c)
 	w("**User and system µs/request** come from the interleaved run above (the same wrk runs, medians over the rounds): the fields utime and stime of /proc/PID/stat of every process of the target (credbroker's one process with all its threads; nginx's master and workers), read before and after each wrk run, converted from clock ticks (1/%d s, `getconf CLK_TCK`) to µs and divided by the requests wrk completed. ", clockTicks())
 	w("User time is the proxy's own code (for credbroker: its code and the Go runtime's); system time is the kernel working on its behalf — system calls, the loopback TCP stack, scheduling. ")
-	w("Ticks are coarse, so the last column gives the fewest ticks any one run of the target counted: the split is as exact as one tick in that many. ")
+	w("Ticks are coarse: each run's user and system times are whole ticks per process, so the last column gives the fewest ticks any one run of the target counted, and the split is exact to about one tick in that many per process. ")
 	w("CPU µs/request is the headline figure of the table above (schedstat, nanoseconds), repeated for comparison; user + system should be close to it.\n\n")
 	w("| target | CPU µs/request | user µs/request | system µs/request | system share | clock ticks (fewest in one run) |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, n := range names {
@@ -497,10 +497,18 @@ func (r *report) writeCPUGap(w func(string, ...any), c int) {
 			first = false
 		}
 		u, s := r.medianOf(n, c, userOf), r.medianOf(n, c, sysOf)
-		w("- %s: user %+.1f µs, system %+.1f µs", n, u-nu, s-ns)
+		w("- %s: user %+.1f µs, system %+.1f µs", n, noNegZero(u-nu, 0.05), noNegZero(s-ns, 0.05))
 		if v, ok := calls[n]; ok && nginxCalls >= 0 && v >= 0 {
-			w("; %.2f system calls against nginx's %.2f (%+.2f)", v, nginxCalls, v-nginxCalls)
+			w("; %.2f system calls against nginx's %.2f (%+.2f)", v, nginxCalls, noNegZero(v-nginxCalls, 0.005))
 		}
 		w(".\n")
 	}
+}
+
+// noNegZero is x, or 0 when x would print as -0.0 at that precision.
+func noNegZero(x, half float64) float64 {
+	if x < 0 && x > -half {
+		return 0
+	}
+	return x
 }

@@ -44,6 +44,9 @@ func TestCPUTicksPerRequest(t *testing.T) {
 	if math.Abs(user-101*us/1000) > 1e-9 || math.Abs(sys-302*us/1000) > 1e-9 {
 		t.Errorf("user, sys = %v, %v µs/request; want %v, %v", user, sys, 101*us/1000, 302*us/1000)
 	}
+	if noNegZero(-0.04, 0.05) != 0 || noNegZero(-0.06, 0.05) != -0.06 || noNegZero(0.04, 0.05) != 0.04 {
+		t.Error("noNegZero")
+	}
 	if u, s, _ := t0.perRequest(t1, 0); u != 0 || s != 0 {
 		t.Errorf("no requests: %v, %v, want 0, 0", u, s)
 	}
