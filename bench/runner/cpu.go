@@ -66,6 +66,8 @@ func (e *env) proxyPIDs(target string) []int {
 	switch {
 	case target == tracedTarget:
 		return []int{e.traced.pid()}
+	case target == fasthttpTarget && e.fasthttpPID != nil:
+		return []int{e.fasthttpPID()}
 	case strings.HasPrefix(target, "nginx"):
 		return e.nginxPIDs()
 	case strings.HasPrefix(target, "credbroker"):

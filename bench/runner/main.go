@@ -41,6 +41,7 @@ type options struct {
 	rounds     int
 	conns      []int
 	goBench    bool
+	fasthttp   string // the fasthttp reference proxy (bench/fasthttpref); empty: not measured
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds; the report gives medians")
 	flag.StringVar(&conns, "conns", "1,16,64", "wrk connection counts")
 	flag.BoolVar(&o.goBench, "go-bench", true, "also run the Go benchmarks")
+	flag.StringVar(&o.fasthttp, "fasthttp-ref", "", "the fasthttp reference proxy binary (bench/fasthttpref) to measure beside credbroker and nginx; empty: leave it out")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -97,6 +99,11 @@ type sample struct {
 	// go_memstats_mallocs_total); filled in by the runner.
 	CPUus  float64 `json:"-"`
 	Allocs float64 `json:"-"`
+	// UserUS and SysUS split the proxy's CPU time per request into user
+	// and system time (utime and stime of /proc/PID/stat, cpuprofile.go);
+	// Ticks is how many clock ticks the split rests on.
+	UserUS, SysUS float64 `json:"-"`
+	Ticks         int64   `json:"-"`
 }
 
 func (s sample) rps() float64 { return float64(s.Requests) / (float64(s.DurationUS) / 1e6) }
@@ -134,6 +141,7 @@ func run(o options) error {
 				t := env.targets[(i+round)%n]
 				pids := env.proxyPIDs(t.name)
 				cpu0 := cpuNanos(pids)
+				t0 := readCPUTicks(pids)
 				m0 := env.mallocs(t.name)
 				s, err := wrk(ctx, t.url, c, o.duration)
 				if err != nil {
@@ -141,6 +149,7 @@ func run(o options) error {
 				}
 				if len(pids) > 0 && s.Requests > 0 {
 					s.CPUus = float64(cpuNanos(pids)-cpu0) / 1e3 / float64(s.Requests)
+					s.UserUS, s.SysUS, s.Ticks = t0.perRequest(readCPUTicks(pids), s.Requests)
 				}
 				if m1 := env.mallocs(t.name); m0 >= 0 && m1 >= m0 && s.Requests > 0 {
 					s.Allocs = float64(m1-m0) / float64(s.Requests)
@@ -157,6 +166,7 @@ func run(o options) error {
 		}
 	}
 	rep.targets = env.targets
+	rep.syscalls = measureSyscalls(ctx, o, env) // cpuprofile.go
 
 	if err := measureFootprint(ctx, o, env, rep); err != nil {
 		return err
@@ -183,6 +193,7 @@ type env struct {
 	stopSidecar func() error
 	restart     func(ctx context.Context) (time.Duration, error)
 	traced      *tracedSidecar // tracing.go
+	fasthttpPID func() int     // cpuprofile.go; nil when fasthttp-ref is not measured
 }
 
 // procList stops the processes it started, in reverse order.
@@ -249,26 +260,40 @@ func httpOK(url string) bool {
 }
 
 func wrk(ctx context.Context, url string, conns int, d time.Duration) (sample, error) {
+	argv, err := wrkArgs(url, conns, d)
+	if err != nil {
+		return sample{}, err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return sample{}, fmt.Errorf("wrk: %v: %s", err, errb.String())
+	}
+	return parseWrk(out.Bytes())
+}
+
+// wrkArgs is the wrk command line (argv[0] = "wrk") for one run.
+func wrkArgs(url string, conns int, d time.Duration) ([]string, error) {
 	threads := 2
 	if conns < threads {
 		threads = conns
 	}
 	script, err := filepath.Abs("bench/report.lua")
 	if err != nil {
-		return sample{}, err
+		return nil, err
 	}
 	secs := int(d.Round(time.Second) / time.Second)
 	if secs < 1 {
 		secs = 1
 	}
-	cmd := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", strconv.Itoa(secs)+"s", "--latency", "-s", script, url)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return sample{}, fmt.Errorf("wrk: %v: %s", err, errb.String())
-	}
-	sc := bufio.NewScanner(&out)
+	return []string{"wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", strconv.Itoa(secs) + "s", "--latency", "-s", script, url}, nil
+}
+
+// parseWrk reads the JSON line bench/report.lua prints.
+func parseWrk(out []byte) (sample, error) {
+	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "{") {
@@ -279,7 +304,7 @@ func wrk(ctx context.Context, url string, conns int, d time.Duration) (sample, e
 			return s, nil
 		}
 	}
-	return sample{}, errors.New("wrk printed no report line:\n" + out.String())
+	return sample{}, errors.New("wrk printed no report line:\n" + string(out))
 }
 
 func median(xs []float64) float64 {

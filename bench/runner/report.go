@@ -21,6 +21,7 @@ type report struct {
 	goBench   []goBenchResult
 	instr     []instrResult
 	instrErr  string
+	syscalls  *syscallProfile // cpuprofile.go
 }
 
 func (r *report) medianOf(t string, c int, pick func(sample) float64) float64 {
@@ -197,6 +198,7 @@ func (r *report) write(path string) error {
 		r.opts.duration, len(r.targets), r.opts.rounds)
 	w("The upstream is a Go server returning a %d-byte body with keep-alive; nginx is a reverse proxy that adds a fixed `Authorization` header with an upstream keep-alive pool (the baseline a user would otherwise pick; `nginx-mtls` presents the paired client certificate to the TLS upstream with `proxy_ssl_certificate`, the mtls route's job); credbroker runs with `GOMAXPROCS=2` and one route per kind, the bearer token cached (the oauth1 route is compared with nginx adding a fixed header: its signing cost is the difference, and `BenchmarkSign` below). The load generator, the proxies and the upstream share the same %d cores, so absolute numbers are lower than on separate machines; the ratios are what to read. CPU per request is the proxy's own (every thread of credbroker, or nginx's master and workers, from /proc/PID/task/*/schedstat) divided by the requests wrk completed: it is the headline figure, stable on a shared machine where requests/s are not. Allocations per request are credbroker's `go_memstats_mallocs_total` over the run.\n\n", len(body), r.cpus)
 
+	w("%s", r.fasthttpIntro())
 	w("## Targets\n\n| target (DESIGN.md) | measured | met |\n|---|---|---|\n")
 	for _, v := range r.verdicts() {
 		mark := "no"
@@ -228,6 +230,7 @@ func (r *report) write(path string) error {
 		}
 	}
 	r.writeTracing(w)
+	r.writeCPUProfile(w)
 	w("\n## Instructions per request\n\n")
 	if r.instrErr != "" {
 		w("Not measured: %s.\n", r.instrErr)
@@ -316,7 +319,7 @@ func (r *report) svg() string {
 			}
 		}
 	}
-	colors := []string{"#2ca02c", "#98df8a", "#7f7f7f", "#1f77b4", "#9467bd", "#ff7f0e", "#d62728"}
+	colors := []string{"#2ca02c", "#98df8a", "#7f7f7f", "#1f77b4", "#9467bd", "#ff7f0e", "#d62728", "#8c564b", "#e377c2"}
 	var b strings.Builder
 	y := 40.0
 	groupH := float64(len(targets))*(barH+gap) + 28

@@ -209,6 +209,14 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 		{"credbroker-oauth1", cb + "/oauth1/"},
 		{tracedTarget, traced.url + "/bearer/"},
 	}
+	// 7. The fasthttp reference proxy, when given (cpuprofile.go).
+	refURL, refPID, err := startFasthttpRef(ctx, o, plainAddr, procs)
+	if err != nil {
+		return nil, err
+	}
+	if refURL != "" {
+		e.targets, e.fasthttpPID = append(e.targets, target{fasthttpTarget, refURL}), refPID
+	}
 	for _, t := range e.targets {
 		if !httpOK(t.url) {
 			return nil, fmt.Errorf("%s (%s) does not answer 200 before the run", t.name, t.url)
