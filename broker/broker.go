@@ -495,10 +495,10 @@ func (o oauth1Signer) Sign(req *http.Request, body []byte) error {
 	return nil
 }
 
-// Authorization makes oauth1Signer a sidecar.HeaderSigner: oauth1 routes
-// sign bodyless requests on the proxy's fast path.
-func (o oauth1Signer) Authorization(method string, u *url.URL, contentType string, body []byte) (string, error) {
-	return o.s.Authorization(method, u, contentType, body)
+// AppendAuthorization makes oauth1Signer a sidecar.HeaderSigner: oauth1
+// routes sign bodyless requests on the proxy's fast path.
+func (o oauth1Signer) AppendAuthorization(dst []byte, method string, u *url.URL, contentType string, body []byte) ([]byte, error) {
+	return o.s.AppendAuthorization(dst, method, u, contentType, body)
 }
 
 func newOAuth1Signer(cfg *sidecar.Config, i int, r sidecar.Route) (sidecar.Signer, error) {

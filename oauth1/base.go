@@ -2,16 +2,13 @@ package oauth1
 
 import (
 	"cmp"
-	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec // HMAC-SHA1 is what RFC 5849 specifies.
 	"encoding/base64"
 	"fmt"
-	"hash"
 	"mime"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 )
 
 // param is one decoded name/value pair of the signature base.
@@ -29,6 +26,12 @@ func isForm(contentType string) bool {
 	if strings.EqualFold(contentType, formType) {
 		return true
 	}
+	// ParseMediaType's media type is the part before ";", trimmed and
+	// lower-cased: unless that is the form type, it cannot be (and the
+	// common application/json is decided without allocating).
+	if mt, _, _ := strings.Cut(contentType, ";"); !strings.EqualFold(strings.TrimSpace(mt), formType) {
+		return false
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == formType
 }
@@ -37,6 +40,16 @@ func isForm(contentType string) bool {
 // lower-case scheme and host, the port only when it is not the scheme's
 // default, the path as sent ("/" when empty), no query and no fragment.
 func appendBaseURI(dst []byte, u *url.URL) ([]byte, error) {
+	dst, err := appendBaseAuthority(dst, u)
+	if err != nil {
+		return dst, err
+	}
+	return appendBasePath(dst, u), nil
+}
+
+// appendBaseAuthority appends the base string URI up to its path:
+// "scheme://host[:port]".
+func appendBaseAuthority(dst []byte, u *url.URL) ([]byte, error) {
 	if u == nil || u.Scheme == "" || u.Host == "" {
 		return dst, fmt.Errorf("%w: request URL must be absolute (scheme and host)", ErrMalformed)
 	}
@@ -62,11 +75,17 @@ func appendBaseURI(dst []byte, u *url.URL) ([]byte, error) {
 		dst = append(dst, ':')
 		dst = append(dst, port...)
 	}
+	return dst, nil
+}
+
+// appendBasePath appends the base string URI's path: as sent, "/" when
+// empty.
+func appendBasePath(dst []byte, u *url.URL) []byte {
 	path := u.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	return append(dst, path...), nil
+	return append(dst, path...)
 }
 
 // appendBaseString appends the signature base string of RFC 5849 section
@@ -105,27 +124,6 @@ func appendBaseString(dst []byte, method string, u *url.URL, params []param) ([]
 // signingKey is enc(consumer secret) & enc(token secret) (section 3.4.2).
 func signingKey(consumerSecret, tokenSecret string) []byte {
 	return []byte(PercentEncode(consumerSecret) + "&" + PercentEncode(tokenSecret))
-}
-
-// macPool hands out HMAC-SHA1 states keyed with one signing key, so the hot
-// path does not rebuild the inner and outer pads on every request.
-type macPool struct{ p sync.Pool }
-
-func newMACPool(key []byte) *macPool {
-	k := slices.Clone(key)
-	mp := &macPool{}
-	mp.p.New = func() any { return hmac.New(sha1.New, k) }
-	return mp
-}
-
-// sum returns HMAC-SHA1(key, base).
-func (mp *macPool) sum(dst, base []byte) []byte {
-	h := mp.p.Get().(hash.Hash)
-	h.Reset()
-	h.Write(base)
-	dst = h.Sum(dst)
-	mp.p.Put(h)
-	return dst
 }
 
 // bodyHash is base64(SHA1(body)), the oauth_body_hash value.

@@ -35,16 +35,20 @@ func PercentEncode(s string) string {
 	return string(appendEncoded(make([]byte, 0, len(s)+2*n), s))
 }
 
-func appendEncoded(dst []byte, s string) []byte {
+// appendEncoded appends PercentEncode(s): runs of unreserved bytes are
+// copied whole.
+func appendEncoded[S ~string | ~[]byte](dst []byte, s S) []byte {
+	run := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if unreserved(c) {
-			dst = append(dst, c)
 			continue
 		}
+		dst = append(dst, s[run:i]...)
 		dst = append(dst, '%', upperhex[c>>4], upperhex[c&15])
+		run = i + 1
 	}
-	return dst
+	return append(dst, s[run:]...)
 }
 
 var errBadEscape = errors.New("bad percent-encoding")

@@ -11,12 +11,15 @@ import (
 type Option func(*options)
 
 type options struct {
-	now       func() time.Time
-	nonce     func() string
-	realm     string
-	maxBody   int64
-	window    time.Duration
-	cacheSize int
+	now   func() time.Time
+	nonce func() string
+	// customNonce: nonce was set by WithNonce (else a Signer draws 128
+	// random bits itself, without allocating).
+	customNonce bool
+	realm       string
+	maxBody     int64
+	window      time.Duration
+	cacheSize   int
 }
 
 // Defaults.
@@ -52,7 +55,7 @@ func WithClock(now func() time.Time) Option {
 func WithNonce(nonce func() string) Option {
 	return func(o *options) {
 		if nonce != nil {
-			o.nonce = nonce
+			o.nonce, o.customNonce = nonce, true
 		}
 	}
 }

@@ -2,24 +2,26 @@ package oauth1
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 )
 
 // Signer signs outgoing requests with 0-legged OAuth 1.0a (HMAC-SHA1,
-// consumer key and secret, no token). It is safe for concurrent use; the
-// signing key is derived once, HMAC states and buffers are pooled.
+// consumer key and secret, no token). It is safe for concurrent use. What
+// is fixed per signer is prepared once: the HMAC key schedule (keyed
+// HMAC-SHA1 states are pooled with their buffers), the encoded consumer
+// key and the header's constant part.
 type Signer struct {
-	key   string
-	mac   *macPool
-	opts  options
-	bufs  sync.Pool
-	realm string
+	opts    options
+	signKey []byte // enc(consumer secret) & (section 3.4.2)
+	encKey  []byte // PercentEncode(consumer key)
+	baseKey []byte // encoded again, as the base string carries it
+	// hdrPrefix is `OAuth [realm="…", ]oauth_consumer_key="…", oauth_nonce="`.
+	hdrPrefix []byte
+	states    sync.Pool // *signState
 }
 
 // NewSigner returns a Signer for a consumer key and secret. Options:
@@ -35,8 +37,18 @@ func NewSigner(consumerKey, consumerSecret string, opts ...Option) (*Signer, err
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Signer{key: consumerKey, mac: newMACPool(signingKey(consumerSecret, "")), opts: o, realm: o.realm}
-	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	s := &Signer{opts: o, signKey: signingKey(consumerSecret, ""), encKey: []byte(PercentEncode(consumerKey))}
+	s.baseKey = appendEncoded(nil, s.encKey)
+	h := []byte("OAuth ")
+	if o.realm != "" {
+		h = append(h, `realm="`...)
+		h = appendEncoded(h, o.realm)
+		h = append(h, `", `...)
+	}
+	h = append(h, `oauth_consumer_key="`...)
+	h = append(h, s.encKey...)
+	s.hdrPrefix = append(h, `", oauth_nonce="`...)
+	s.states.New = s.newState
 	return s, nil
 }
 
@@ -72,46 +84,12 @@ func (s *Signer) SignWithBody(req *http.Request, body []byte) error {
 // Authorization returns the Authorization header value for a request with
 // the given method, absolute URL, Content-Type and body.
 func (s *Signer) Authorization(method string, u *url.URL, contentType string, body []byte) (string, error) {
-	if u == nil {
-		return "", fmt.Errorf("%w: no request URL", ErrMalformed)
-	}
-	params := make([]param, 0, 16)
-	params, err := parseForm(params, u.RawQuery)
-	if err != nil {
-		return "", fmt.Errorf("%w: query: %v", ErrMalformed, err)
-	}
-	form := isForm(contentType)
-	if form {
-		if params, err = parseForm(params, string(body)); err != nil {
-			return "", fmt.Errorf("%w: form body: %v", ErrMalformed, err)
-		}
-	}
-	n := len(params)
-	params = append(params,
-		param{"oauth_consumer_key", s.key},
-		param{"oauth_nonce", s.opts.nonce()},
-		param{"oauth_signature_method", "HMAC-SHA1"},
-		param{"oauth_timestamp", strconv.FormatInt(s.opts.now().Unix(), 10)},
-		param{"oauth_version", "1.0"},
-	)
-	if !form {
-		params = append(params, param{"oauth_body_hash", bodyHash(body)})
-	}
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
-	base, err := appendBaseString((*bp)[:0], method, u, params)
-	*bp = base[:0]
+	var buf [512]byte
+	b, err := s.AppendAuthorization(buf[:0], method, u, contentType, body)
 	if err != nil {
 		return "", err
 	}
-	var sum [20]byte
-	sig := encodeSig(s.mac.sum(sum[:0], base))
-	header := params[n:]
-	if s.realm != "" {
-		header = append([]param{{"realm", s.realm}}, header...)
-	}
-	header = append(header, param{"oauth_signature", sig})
-	return string(appendAuthorization(make([]byte, 0, 256), header)), nil
+	return string(b), nil
 }
 
 // bufferBody reads req.Body (bounded) and replaces it with a replayable copy.
@@ -140,5 +118,3 @@ func readBounded(r io.Reader, max int64) ([]byte, error) {
 	}
 	return body, nil
 }
-
-func encodeSig(sum []byte) string { return base64.StdEncoding.EncodeToString(sum) }

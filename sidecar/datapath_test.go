@@ -168,8 +168,8 @@ func (r realSigner) Sign(req *http.Request, body []byte) error {
 	return err
 }
 
-func (r realSigner) Authorization(method string, u *url.URL, contentType string, body []byte) (string, error) {
-	return r.s.Authorization(method, u, contentType, body)
+func (r realSigner) AppendAuthorization(dst []byte, method string, u *url.URL, contentType string, body []byte) ([]byte, error) {
+	return r.s.AppendAuthorization(dst, method, u, contentType, body)
 }
 
 // TestFastPathOAuth1SignsAsNetHTTP sends the same bodyless requests to an

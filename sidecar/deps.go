@@ -87,16 +87,18 @@ type Signer interface {
 	Sign(req *http.Request, body []byte) error
 }
 
-// HeaderSigner is a Signer that can also return the Authorization value
+// HeaderSigner is a Signer that can also produce the Authorization value
 // for a request given by its parts, without an *http.Request: an oauth1
 // route whose signer is one serves bodyless requests on the fast path.
 // The value must be what Sign would set for the same request. Safe for
 // concurrent use.
 type HeaderSigner interface {
 	Signer
-	// Authorization returns the Authorization header value for a request
-	// with this method, absolute URL, Content-Type and complete body.
-	Authorization(method string, u *url.URL, contentType string, body []byte) (string, error)
+	// AppendAuthorization appends the Authorization header value for a
+	// request with this method, absolute URL, Content-Type and complete
+	// body to dst. It must not retain u, contentType, body or dst's
+	// contents: the fast path passes views of buffers it reuses.
+	AppendAuthorization(dst []byte, method string, u *url.URL, contentType string, body []byte) ([]byte, error)
 }
 
 // Deps are the credential providers one configuration is served with.

@@ -213,6 +213,11 @@ type fastScratch struct {
 	again   []byte
 	why     string
 	acc     fastAccess
+
+	// An oauth1 route's Authorization line (signFast) and the URL it was
+	// signed over.
+	sig    []byte
+	sigURL url.URL
 }
 
 var fastScratchPool = sync.Pool{New: func() any {
@@ -227,12 +232,12 @@ func (fc *fastConn) releaseScratch() {
 		return
 	}
 	fc.fastScratch = nil
-	if cap(sc.out) > 64<<10 || cap(sc.line) > 64<<10 || cap(sc.hdrs) > 64<<10 {
+	if cap(sc.out) > 64<<10 || cap(sc.line) > 64<<10 || cap(sc.hdrs) > 64<<10 || cap(sc.sig) > 64<<10 {
 		return
 	}
 	sc.req, sc.acc = fastReq{}, fastAccess{}
 	sc.ra, sc.sent, sc.retried, sc.again, sc.why = nil, "", false, nil, ""
-	sc.out, sc.line, sc.hdrs, sc.connv = sc.out[:0], sc.line[:0], sc.hdrs[:0], sc.connv[:0]
+	sc.out, sc.line, sc.hdrs, sc.connv, sc.sig = sc.out[:0], sc.line[:0], sc.hdrs[:0], sc.connv[:0], sc.sig[:0]
 	sc.fastTraceState = fastTraceState{traceLine: sc.traceLine[:0]}
 	fastScratchPool.Put(sc)
 }
@@ -688,28 +693,70 @@ func (r *route) appendTarget(out []byte, q *fastReq, rest []byte) []byte {
 
 // signFast returns the Authorization line of an oauth1 route for the
 // fast path's bodyless request, signed over the URL the upstream gets
-// (parsed from the very target sent, so the base string is the one the
-// net/http path signs), or nil when it cannot be signed here.
+// (taken from the very target sent, so the base string is the one the
+// net/http path signs), or nil when it cannot be signed here. The line is
+// built in fc.sig; the URL, the method and the Content-Type the signer
+// sees are views of the request's buffers (HeaderSigner retains none).
 func (r *route) signFast(fc *fastConn, rest []byte) []byte {
 	q := &fc.req
-	u, err := url.ParseRequestURI(string(r.appendTarget(fc.out[:0], q, rest)))
-	if err != nil {
-		return nil
+	t := r.appendTarget(fc.out[:0], q, rest)
+	fc.out = t[:0]
+	u := &fc.sigURL
+	if !signURL(u, t) {
+		pu, err := url.ParseRequestURI(string(t))
+		if err != nil {
+			return nil
+		}
+		u = pu
 	}
 	u.Scheme, u.Host = r.target.Scheme, r.target.Host
 	var ct string
 	for i := range q.n {
 		if f := &q.hdr[i]; !f.drop && strings.EqualFold(b2s(f.name), "Content-Type") {
-			ct = string(f.val)
+			ct = b2s(f.val)
 			break
 		}
 	}
-	v, err := r.fastSigner.Authorization(b2s(q.method), u, ct, nil)
-	if err != nil || !validFieldValue(v) {
+	const name = "Authorization: "
+	line, err := r.fastSigner.AppendAuthorization(append(fc.sig[:0], name...), b2s(q.method), u, ct, nil)
+	fc.sigURL = url.URL{} // no views of the buffers past the request
+	if err != nil || len(line) < len(name) || !validFieldValue(b2s(line[len(name):])) {
 		r.log.Debug("signing failed", "err", err)
 		return nil
 	}
-	return []byte("Authorization: " + v + "\r\n")
+	fc.sig = append(line, "\r\n"...)
+	return fc.sig
+}
+
+// signURL sets u to the origin-form target t as url.ParseRequestURI
+// parses it, without allocating, when that is simple: t starts with "/",
+// holds no control byte and its path no percent-escape. Then the decoded
+// path is the path as sent, and with RawPath set to it too, EscapedPath is
+// ParseRequestURI's. Otherwise it reports false and u is unchanged.
+func signURL(u *url.URL, t []byte) bool {
+	if len(t) == 0 || t[0] != '/' {
+		return false
+	}
+	qm := -1
+	for i, c := range t {
+		switch {
+		case c < 0x20 || c == 0x7f:
+			return false
+		case c == '%' && qm < 0:
+			return false
+		case c == '?' && qm < 0:
+			qm = i
+		}
+	}
+	*u = url.URL{}
+	path := t
+	if qm >= 0 {
+		path = t[:qm]
+		u.RawQuery = b2s(t[qm+1:])
+		u.ForceQuery = u.RawQuery == ""
+	}
+	u.Path, u.RawPath = b2s(path), b2s(path)
+	return true
 }
 
 // fastError answers an upstream failure before any byte of the response

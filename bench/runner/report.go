@@ -88,6 +88,11 @@ func (r *report) verdicts() []verdict {
 				measured: fmt.Sprintf("%.1f vs %.1f µs (%.2f×)", cpu, ncpu, cpu/ncpu),
 				met:      cpu <= ncpu, known: true,
 			})
+			if t.name == oauth1Target {
+				if v, ok := r.oauth1UnsignedVerdict(c); ok {
+					vs = append(vs, v) // oauth1sign.go
+				}
+			}
 			ratio := r.medianRPS(t.name, c) / r.medianRPS(base, c)
 			vs = append(vs, verdict{
 				target:   fmt.Sprintf("%s: requests/s at least %s's (%d connections)", t.name, base, c),
@@ -229,6 +234,7 @@ func (r *report) write(path string) error {
 				(r.medianLatency(t.name, c, p99)-r.medianLatency("direct", c, p99))/1000, allocs)
 		}
 	}
+	r.writeOAuth1Signing(w) // oauth1sign.go
 	r.writeTracing(w)
 	r.writeCPUProfile(w)
 	w("\n## Instructions per request\n\n")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"time"
 
@@ -87,17 +88,34 @@ routes:
 			Expect(h1.last("/controller/q").OAuth1).To(Equal("ok"))
 			return fastRequests(sc, "controller")
 		}).WithTimeout(30 * time.Second).Should(BeNumerically(">=", 2))
-		for _, target := range []string{"/controller", "/controller/deep/path?z=%E2%82%AC", "/controller/o?x=1"} {
+		// Targets the signer's own query handling and the fast path's URL
+		// shortcut must get exactly right: "+", escapes of either case,
+		// oauth_* names that sort among the protocol parameters, empty
+		// segments and values, paths with unreserved and sub-delimiter
+		// characters.
+		for _, target := range []string{"/controller", "/controller/deep/path?z=%E2%82%AC", "/controller/o?x=1",
+			"/controller/s?oauth_nonce=x&oauth_a=1&b=c+d&b=%7e&&k&=v&z=", "/controller/a~b/c-d.e_f?q=%2B&r=%e2%82%ac", "/controller/sub$&+,:=@"} {
 			before := fastRequests(sc, "controller")
 			code, reason := raw(sc.proxyHP, "GET "+target+" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n")
 			Expect(code).To(Equal(200), reason)
-			Expect(fastRequests(sc, "controller")).To(Equal(before+1), target)
+			Expect(fastRequests(sc, "controller")).To(Equal(before+1), "target %s", target)
 			path := target
 			if i := strings.IndexByte(path, '?'); i >= 0 {
 				path = path[:i]
 			}
-			Expect(h1.last(path).OAuth1).To(Equal("ok"), target)
+			path, err := url.PathUnescape(path)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(h1.last(path).OAuth1).To(Equal("ok"), "target %s", target)
 		}
+		// Signature after signature with pooled state: each one verifies,
+		// each nonce is new (the upstream's verifier refuses a replay).
+		before := fastRequests(sc, "controller")
+		for i := range 50 {
+			code, reason := raw(sc.proxyHP, fmt.Sprintf("GET /controller/n?i=%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", i))
+			Expect(code).To(Equal(200), reason)
+			Expect(h1.last("/controller/n").OAuth1).To(Equal("ok"), "request %d", i)
+		}
+		Expect(fastRequests(sc, "controller")).To(Equal(before + 50))
 	})
 
 	It("closes the upstream request of an app that hung up while the upstream thinks", func() {
