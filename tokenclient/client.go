@@ -211,13 +211,14 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 	// The front table first (see frontSlot): for a caller that passes
 	// the strings it passed before, a hit reads no byte of them.
 	slot := &c.front[frontSlot(&req)]
-	e := slot.Load()
+	f := slot.Load()
+	e := f
 	if e == nil || !e.sameStrings(&req, fp) || e.gone.Load() {
 		var err error
 		if e, err = c.lookup(&req, fp); err != nil {
 			return nil, err
 		}
-		if e.sameStrings(&req, fp) {
+		if e != f && e.sameStrings(&req, fp) {
 			slot.Store(e)
 		}
 	}

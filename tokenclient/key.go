@@ -6,16 +6,15 @@ import (
 )
 
 // The cache key of a request and how Token finds its entry. A hit reads
-// the wall clock (see cached), which costs about 30 ns on a virtual
-// machine, and must stay under 50 ns in all (docs/performance.md): the
-// key's share is a few nanoseconds. A request whose strings are those of
-// the request that found its entry last is found through the front table
-// (frontSlot) without reading them; any other is gathered and hashed
-// (fill) and looked up in its shard's index (find), with no call to the
-// runtime's string comparisons or hash on the way, and no allocation. The
-// profile that led here: a chain of calls and of dependent loads (the
-// shard's index, the slot, the entry, its strings) cost more than the
-// arithmetic.
+// the wall clock (see cached), which in a VM is most of its time, and must
+// stay under 50 ns in all (docs/performance.md), so finding the entry has
+// to cost little. A request whose strings are those of the request that
+// found its entry last is found through the front table (frontSlot)
+// without reading them; any other is gathered and hashed (fill) and looked
+// up in its shard's index (find), with no call to the runtime's string
+// comparison or hash on the way, and no allocation. The profile that led
+// here: a chain of calls and of dependent loads (the shard's index, the
+// slot, the entry, its strings) cost more than the arithmetic.
 
 // identity is what a cache key stands for. It holds no secret: the grant's
 // secret material is only present as a SHA-256 digest.
@@ -29,15 +28,15 @@ type identity struct {
 	appTID   string
 	fp       string
 	digest   [32]byte
-	shape    uint16   // which parts are set (key.shape): most differ in none
-	parts    []string // the parts set, as in key.parts
+	shape    uint16    // which parts are set (key.shape): most differ in none
+	parts    [7]string // the parts set, as in key.parts (in the entry: find loads no slice)
 }
 
 func newIdentity(r *Request, k *key) identity {
 	return identity{
 		grant: r.grant(), scopes: append([]string(nil), k.scopes...), tenant: r.Tenant, zone: r.ZoneID,
 		user: r.Username, resource: r.Resource, appTID: r.AppTID, fp: k.fp, digest: k.dg,
-		shape: k.shape, parts: append([]string(nil), k.parts[:k.n]...),
+		shape: k.shape, parts: k.parts,
 	}
 }
 
@@ -67,8 +66,8 @@ type key struct {
 //
 // The hash spreads keys over the shards and their indexes cheaply: one
 // 64×64→128-bit multiply per part set and per scope (up to 16 bytes;
-// longer ones take one per 16 bytes), chained, keyed by the client's
-// random prefix and seeds. It reads every byte. It need not resist
+// longer ones take one per 16 bytes), keyed by the client's random prefix
+// and seeds and by the string's position. It reads every byte. It need not resist
 // collisions (find compares the whole identity), but with secret seeds a
 // caller who picks tenants cannot aim at one slot. A string of 8 to 16
 // bytes (most: tenants, scopes) is read inline as two words, its first and
@@ -133,24 +132,27 @@ func (c *Client) fill(r *Request, k *key) {
 		k.h = h
 		return
 	}
-	s1, s2 := c.seed[0], c.seed[1]
+	// Each string is mixed on its own, keyed by its position (p), and the
+	// results are added up: the multiplies do not wait for each other.
 	// One loop for both lists: the body is too large to inline as a
 	// function, and a call per string costs what the body does. (An
 	// array of the two lists would be read back in wider loads than it
 	// was written with, which stalls.)
+	p, s2 := c.seed[0], c.seed[1]
 	list := k.parts[:k.n]
 	for j := 0; j < 2; j, list = j+1, scopes {
 		for _, s := range list {
+			p += 0x9E3779B97F4A7C15
 			if n := len(s); n >= 8 && n <= 16 {
-				h = mum(h^le64(s)^s1, le64(s[n-8:])^s2^uint64(n))
+				h += mum(le64(s)^p, le64(s[n-8:])^s2^uint64(n))
 			} else {
-				h = mixOther(h, s, s1, s2)
+				h += mixOther(0, s, p, s2)
 			}
 		}
 	}
 	if m&1 != 0 {
-		h = mum(h^le64b(k.dg[0:8])^s1, le64b(k.dg[8:16])^s2)
-		h = mum(h^le64b(k.dg[16:24])^s1, le64b(k.dg[24:32])^s2)
+		p += 0x9E3779B97F4A7C15
+		h += mum(le64b(k.dg[0:8])^p, le64b(k.dg[8:16])^s2) ^ mum(le64b(k.dg[16:24])^p, le64b(k.dg[24:32])^s2^1)
 	}
 	k.h = h
 }
@@ -235,7 +237,7 @@ next:
 		if m&1 != 0 && e.id.digest != k.dg {
 			continue
 		}
-		list, ids := k.parts[:k.n], e.id.parts // then the scopes (see fill)
+		list, ids := k.parts[:k.n], e.id.parts[:k.n] // then the scopes (see fill); equal shapes set as many parts
 		for j := 0; j < 2; j, list, ids = j+1, k.scopes, e.id.scopes {
 			if len(list) != len(ids) {
 				continue next
