@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,6 +114,20 @@ func TestFrontTableTellsKeysApart(t *testing.T) {
 		g.Expect(s.Host).To(HavePrefix(reqs[i].Tenant+".authentication.localhost:"), "request %d", i)
 		g.Expect(s.Form.Get("scope")).To(Equal(strings.Join(reqs[i].Scopes, " ")), "request %d", i)
 	}
+	// Whatever entry a request's slot holds (as if any two keys shared a
+	// slot), the request gets its own token.
+	entries := make([]*entry, n)
+	for i := range reqs {
+		e, err := c.lookup(&reqs[i], "")
+		g.Expect(err).NotTo(HaveOccurred())
+		entries[i] = e
+	}
+	for i, e := range entries {
+		for j := range reqs {
+			c.front[frontSlot(&reqs[j])].Store(e)
+			g.Expect(c.Token(bg, reqs[j])).To(BeIdenticalTo(toks[j]), "request %d with the entry of %d in its slot", j, i)
+		}
+	}
 	// Copies of the strings, and scopes out of order, find the same entries.
 	for i, r := range reqs {
 		cp := Request{Tenant: strings.Clone(r.Tenant), Scopes: cloneStrings(r.Scopes)}
@@ -171,6 +186,41 @@ func TestFrontTableHitChecksTheWallClock(t *testing.T) {
 	g.Expect(tok).NotTo(BeIdenticalTo(first), "served a token whose time had passed on the wall clock")
 	g.Expect(tok.Expiry).To(BeTemporally(">", clk.Now()))
 	g.Expect(as.count()).To(Equal(2))
+}
+
+// Under concurrent use with evictions (more keys than entries), through
+// the front table and the index, every call gets a token fetched for its
+// own key.
+func TestFrontTableUnderEvictionServesOwnKeys(t *testing.T) {
+	as := newFakeAS(t, nil)
+	c := newClient(t, as.secretConfig(), WithMaxEntries(3))
+	reqs := make([]Request, 10)
+	for i := range reqs {
+		reqs[i] = Request{Scopes: []string{"orders.read", "orders.write-" + strconv.Itoa(i)}}
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				r := reqs[(w*7+i)%len(reqs)]
+				if i%3 == 0 { // fresh strings: the index
+					r = Request{Scopes: cloneStrings(r.Scopes)}
+				}
+				tok, err := c.Token(bg, r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if want := strings.Join(r.Scopes, " "); tok.Scope != want {
+					t.Errorf("asked for %q, got a token for %q", want, tok.Scope)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // newTenantClient is a client of a fake authorization server on TLS whose

@@ -275,16 +275,17 @@ next:
 // turns in one slot), not once per call.
 const frontSize = 64
 
-// frontSlot picks r's slot in the front table from the addresses and
-// lengths of the strings that most keys differ in.
+// frontSlot picks r's slot in the front table from the addresses of the
+// strings that keys differ in: tenant, zone and every scope.
 func frontSlot(r *Request) uint64 {
-	x := uint64(uintptr(unsafe.Pointer(unsafe.StringData(r.Tenant)))) ^
-		uint64(uintptr(unsafe.Pointer(unsafe.StringData(r.ZoneID))))<<1 ^ uint64(len(r.Scopes))
-	if len(r.Scopes) != 0 {
-		x ^= uint64(uintptr(unsafe.Pointer(unsafe.StringData(r.Scopes[0])))) << 2
+	x := addr(r.Tenant) ^ addr(r.ZoneID)<<1
+	for _, s := range r.Scopes {
+		x = bits.RotateLeft64(x, 7) ^ addr(s)
 	}
 	return x * 0x9E3779B97F4A7C15 >> (64 - 6) // frontSize = 1 << 6
 }
+
+func addr(s string) uint64 { return uint64(uintptr(unsafe.Pointer(unsafe.StringData(s)))) }
 
 // sameStrings tells whether r, with fingerprint fp, is e's key by the
 // addresses of its strings: a client_credentials request (Grant empty:
