@@ -22,18 +22,20 @@ func (sh *shard) setLocked(m map[uint64][]*entry) {
 	sh.idx.Store(newIndex(m))
 }
 
-// index is a read-only open-addressed hash table of a shard's map: the hit
-// path finds a key's entries with one or two probes of a flat array, not
-// a Go map lookup (a profile of Client.Token put the map at a fifth of a
-// hit). It is rebuilt on every write, as the map is copied anyway.
+// index is a read-only open-addressed hash table of a shard's entries: the
+// hit path finds a key's entry with one or two probes of a flat array that
+// holds the entries themselves, not a Go map lookup and not a list per
+// hash (a profile of Client.Token put the map at a fifth of a hit, and the
+// list at another load per hit). It is rebuilt on every write, as the map
+// is copied anyway. Entries whose hashes collide take a slot each.
 type index struct {
 	mask  uint64
 	slots []slot // at most half full: a probe always ends at an empty slot
 }
 
 type slot struct {
-	h    uint64
-	list []*entry // nil: empty
+	h uint64
+	e *entry // nil: empty
 }
 
 // slotOf picks the first slot for h from bits above those numShards uses
@@ -41,74 +43,25 @@ type slot struct {
 func (ix *index) slotOf(h uint64) uint64 { return (h >> 16) & ix.mask }
 
 func newIndex(m map[uint64][]*entry) *index {
+	total := 0
+	for _, list := range m {
+		total += len(list)
+	}
 	n := 8
-	for n < 2*len(m) {
+	for n < 2*total {
 		n <<= 1
 	}
 	ix := &index{mask: uint64(n - 1), slots: make([]slot, n)}
 	for h, list := range m {
-		i := ix.slotOf(h)
-		for ix.slots[i].list != nil {
-			i = (i + 1) & ix.mask
+		for _, e := range list {
+			i := ix.slotOf(h)
+			for ix.slots[i].e != nil {
+				i = (i + 1) & ix.mask
+			}
+			ix.slots[i] = slot{h: h, e: e}
 		}
-		ix.slots[i] = slot{h: h, list: list}
 	}
 	return ix
-}
-
-func (ix *index) get(h uint64) []*entry {
-	for i := ix.slotOf(h); ; i = (i + 1) & ix.mask {
-		s := &ix.slots[i]
-		if s.list == nil || s.h == h {
-			return s.list
-		}
-	}
-}
-
-// identity is what a cache key stands for. It holds no secret: the grant's
-// secret material is only present as a SHA-256 digest.
-type identity struct {
-	grant    Grant
-	scopes   []string // sorted, unique
-	tenant   string
-	zone     string
-	user     string
-	resource string
-	appTID   string
-	fp       string
-	digest   [32]byte
-	shape    uint16 // which parts are set (shapeOf): most differ in none
-}
-
-// shapeOf tells which parts of a key are set, from lengths alone, so that
-// matches compares only those (each string comparison is a call).
-func shapeOf(r *Request, scopes []string, fp string) uint16 {
-	var m uint16
-	if r.Grant != "" && r.Grant != GrantClientCredentials {
-		m |= 1
-	}
-	if r.Tenant != "" {
-		m |= 2
-	}
-	if r.ZoneID != "" {
-		m |= 4
-	}
-	if r.Username != "" {
-		m |= 8
-	}
-	if r.Resource != "" {
-		m |= 16
-	}
-	if r.AppTID != "" {
-		m |= 32
-	}
-	if fp != "" {
-		m |= 64
-	}
-	if len(scopes) != 0 {
-		m |= 128
-	}
-	return m
 }
 
 type entry struct {
@@ -152,35 +105,22 @@ func (s *entryState) validAt(now int64) bool {
 	return s != nil && s.tok != nil && !s.expired.Load() && now < s.validUntil
 }
 
-// requestKey checks r and returns what its cache key is made of: the
-// canonical scopes, the fingerprint of the client's credential and the
-// digest of the grant's secrets (zero for client credentials). Token and
-// Invalidate both take it from here: they must find the same entry.
-func (c *Client) requestKey(r *Request) (scopes []string, fp string, dg [32]byte, err error) {
-	if c.isDone.Load() {
-		return nil, "", dg, ErrClosed
-	}
-	if err := r.check(); err != nil {
-		return nil, "", dg, err
-	}
-	if c.fpFunc != nil {
-		fp = c.fpFunc()
-	}
-	if r.Grant != "" && r.Grant != GrantClientCredentials {
-		dg = r.digest()
-	}
-	return canonicalScopes(r.Scopes), fp, dg, nil
-}
-
-// lookup finds or creates the cache entry for a checked request. Creating
-// one may fail with ErrTooManyKeys.
-func (c *Client) lookup(r *Request, scopes []string, fp string, dg *[32]byte) (*entry, error) {
-	h := c.hash(r, scopes, fp, dg)
-	sh := &c.shards[h%numShards]
-	if e := sh.find(h, r, scopes, fp, dg); e != nil {
+// lookup finds or creates the cache entry for r, with fingerprint fp.
+// It checks r only when it makes an entry: a request that finds one equals
+// the request that made it, which was checked, so a hit skips the check
+// (see insert). Creating one may fail with ErrInvalidRequest or
+// ErrTooManyKeys.
+func (c *Client) lookup(r *Request, fp string) (*entry, error) {
+	var k key
+	k.fp = fp
+	c.fill(r, &k)
+	if e := c.find(&k); e != nil {
 		return e, nil
 	}
-	return c.insert(sh, h, r, scopes, fp, dg)
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return c.insert(r, &k)
 }
 
 // cached returns e's token while its expiry timer has not fired and the
@@ -221,140 +161,34 @@ func (c *Client) cached(e *entry) *Token {
 	return s.tok
 }
 
-// hash spreads the request's identity over the map cheaply. It need not
-// resist collisions: find compares the whole identity.
-func (c *Client) hash(r *Request, scopes []string, fp string, dg *[32]byte) uint64 {
-	h := c.prefix
-	if r.Grant != "" && r.Grant != GrantClientCredentials {
-		h = fold(h, string(r.Grant))
-	}
-	// Most parts are empty: test them here, not in a call.
-	if r.Tenant != "" {
-		h = fold(h, r.Tenant)
-	}
-	if r.ZoneID != "" {
-		h = fold(h, r.ZoneID)
-	}
-	if r.Username != "" {
-		h = fold(h, r.Username)
-	}
-	if r.Resource != "" {
-		h = fold(h, r.Resource)
-	}
-	if r.AppTID != "" {
-		h = fold(h, r.AppTID)
-	}
-	if fp != "" {
-		h = fold(h, fp)
-	}
-	for _, s := range scopes {
-		h = fold(h, s)
-	}
-	if *dg != ([32]byte{}) {
-		h = fold(h, string(dg[:]))
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	return h ^ h>>33
-}
-
-// fold folds s into h, eight bytes at a time; the last (partial) word is
-// read as the string's last eight bytes, overlapping the word before, so
-// no byte loop runs (the length, folded first, tells the overlap apart).
-func fold(h uint64, s string) uint64 {
-	const p = 0x9E3779B97F4A7C15
-	n := len(s)
-	if n == 0 {
-		return h
-	}
-	h = (h ^ uint64(n)) * p
-	if n >= 8 {
-		for i := 0; i+8 < n; i += 8 {
-			h = (h ^ le64(s[i:])) * p
-		}
-		return (h ^ le64(s[n-8:])) * p
-	}
-	var v uint64
-	if n >= 4 {
-		v = uint64(le32(s)) | uint64(le32(s[n-4:]))<<32
-	} else {
-		v = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
-	}
-	return (h ^ v) * p
-}
-
-func le64(s string) uint64 {
-	_ = s[7]
-	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-}
-
-func le32(s string) uint32 {
-	_ = s[3]
-	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
-}
-
-func (id *identity) matches(r *Request, scopes []string, fp string, dg *[32]byte) bool {
-	m := shapeOf(r, scopes, fp)
-	if id.shape != m {
-		return false
-	}
-	if m == 0 { // client credentials, no tenant, no scopes: nothing else to compare
-		return true
-	}
-	return (m&1 == 0 || (id.grant == r.Grant && id.digest == *dg)) &&
-		(m&2 == 0 || id.tenant == r.Tenant) && (m&4 == 0 || id.zone == r.ZoneID) &&
-		(m&8 == 0 || id.user == r.Username) && (m&16 == 0 || id.resource == r.Resource) &&
-		(m&32 == 0 || id.appTID == r.AppTID) && (m&64 == 0 || id.fp == fp) &&
-		(m&128 == 0 || equalStrings(id.scopes, scopes))
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func (sh *shard) find(h uint64, r *Request, scopes []string, fp string, dg *[32]byte) *entry {
-	for _, e := range sh.idx.Load().get(h) {
-		if e.id.matches(r, scopes, fp, dg) {
-			return e
-		}
-	}
-	return nil
-}
-
-// insert adds an entry for the request unless another caller did first.
-// A new entry needs a slot of its key (WithMaxKeys).
-func (c *Client) insert(sh *shard, h uint64, r *Request, scopes []string, fp string, dg *[32]byte) (*entry, error) {
-	kc, err := c.admit(keyName(r, scopes))
+// insert adds an entry for r (key k) unless another caller did first. A
+// new entry needs a slot of its key (WithMaxKeys).
+//
+// r was checked (Request.check): lookup, the only caller, checks before.
+// A hit relies on it to skip the check: a request whose key finds an
+// entry has the same grant, tenant, zone and user as the request that
+// made it, and the same secret for its grant (equal SHA-256 digests),
+// which is everything check reads, so it passes as that one did.
+func (c *Client) insert(r *Request, k *key) (*entry, error) {
+	kc, err := c.admit(keyName(r, k.scopes))
 	if err != nil {
 		return nil, err
 	}
+	sh := &c.shards[k.h%numShards]
 	sh.mu.Lock()
-	if e := sh.find(h, r, scopes, fp, dg); e != nil {
+	if e := sh.idx.Load().find(k); e != nil {
 		sh.mu.Unlock()
 		c.release(kc)
 		return e, nil
 	}
-	e := &entry{hash: h, req: *r, class: kc, id: identity{
-		grant: r.grant(), scopes: append([]string(nil), scopes...), tenant: r.Tenant, zone: r.ZoneID,
-		user: r.Username, resource: r.Resource, appTID: r.AppTID, fp: fp, digest: *dg,
-		shape: shapeOf(r, scopes, fp),
-	}}
+	e := &entry{hash: k.h, req: *r, class: kc, id: newIdentity(r, k)}
 	e.req.Scopes = e.id.scopes
 	old := *sh.m.Load()
 	m := make(map[uint64][]*entry, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+	for h, v := range old {
+		m[h] = v
 	}
-	m[h] = append(append([]*entry(nil), old[h]...), e)
+	m[k.h] = append(append([]*entry(nil), old[k.h]...), e)
 	sh.setLocked(m)
 	sh.mu.Unlock()
 	if c.count.Add(1) > int64(c.o.maxEntries) {
@@ -443,6 +277,9 @@ func (c *Client) remove(victim *entry) {
 	c.count.Add(-1)
 	if !victim.gone.Swap(true) {
 		c.release(victim.class)
+	}
+	for i := range c.front { // a Token call would pass over it; it need not keep it alive
+		c.front[i].CompareAndSwap(victim, nil)
 	}
 	victim.mu.Lock()
 	victim.stopTimers()

@@ -27,9 +27,11 @@ type Client struct {
 	own    *http.Transport // nil with WithRoundTripper
 	fpFunc func() string
 
-	prefix uint64 // hash of (token URL, client id): part of every key
+	prefix uint64    // hash of (token URL, client id): part of every key
+	seed   [2]uint64 // random keys of the cache key hash (fill)
 
 	shards  [numShards]shard
+	front   [frontSize]atomic.Pointer[entry] // entries by their strings' addresses (frontSlot)
 	count   atomic.Int64
 	evictMu sync.Mutex
 
@@ -82,7 +84,9 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		sem:    make(chan struct{}, o.maxFetches),
 		closed: make(chan struct{}),
 	}
-	c.prefix = maphash.String(maphash.MakeSeed(), base.u.String()+"\x00"+cfg.ClientID)
+	seed := maphash.MakeSeed()
+	c.prefix = maphash.String(seed, base.u.String()+"\x00"+cfg.ClientID)
+	c.seed = [2]uint64{maphash.String(seed, "seed 1"), maphash.String(seed, "seed 2")}
 	rt := o.roundTripper
 	if rt == nil {
 		c.sessions = &sessionCache{inner: tls.NewLRUClientSessionCache(64)}
@@ -197,13 +201,26 @@ func (c *Client) reschedule() {
 // within the retry budget; ErrBadResponse, ErrRedirect, ErrCertificate,
 // ErrClosed, or ctx's error.
 func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
-	scopes, fp, dg, err := c.requestKey(&req)
-	if err != nil {
-		return nil, err
+	if c.isDone.Load() {
+		return nil, ErrClosed
 	}
-	e, err := c.lookup(&req, scopes, fp, &dg)
-	if err != nil {
-		return nil, err
+	var fp string
+	if c.fpFunc != nil {
+		fp = c.fpFunc()
+	}
+	// The front table first (see frontSlot): for a caller that passes
+	// the strings it passed before, a hit reads no byte of them.
+	slot := &c.front[frontSlot(&req)]
+	f := slot.Load()
+	e := f
+	if e == nil || !e.sameStrings(&req, fp) || e.gone.Load() {
+		var err error
+		if e, err = c.lookup(&req, fp); err != nil {
+			return nil, err
+		}
+		if e != f && e.sameStrings(&req, fp) {
+			slot.Store(e)
+		}
 	}
 	if tok := c.cached(e); tok != nil {
 		return tok, nil
@@ -219,7 +236,6 @@ type Handle struct {
 	c      *Client
 	req    Request
 	scopes []string
-	dg     [32]byte
 	e      atomic.Pointer[entry]
 }
 
@@ -231,9 +247,6 @@ func (c *Client) Handle(req Request) (*Handle, error) {
 	h := &Handle{c: c, req: req}
 	h.scopes = append([]string(nil), canonicalScopes(req.Scopes)...)
 	h.req.Scopes = h.scopes
-	if req.grant() != GrantClientCredentials {
-		h.dg = req.digest()
-	}
 	c.pin(keyName(&h.req, h.scopes))
 	return h, nil
 }
@@ -251,7 +264,7 @@ func (h *Handle) Token(ctx context.Context) (*Token, error) {
 	e := h.e.Load()
 	if e == nil || e.gone.Load() || e.id.fp != fp {
 		var err error
-		if e, err = c.lookup(&h.req, h.scopes, fp, &h.dg); err != nil {
+		if e, err = c.lookup(&h.req, fp); err != nil {
 			return nil, err
 		}
 		h.e.Store(e)

@@ -127,7 +127,8 @@ func TestHitAfterAJumpPastTheRefreshPointRefreshes(t *testing.T) {
 	g.Expect(tok).NotTo(BeIdenticalTo(first))
 }
 
-// The hit path reads the wall clock and still allocates nothing.
+// The hit path reads the wall clock and still allocates nothing, through
+// the front table, the index or a Handle.
 func TestCacheHitAllocatesNothing(t *testing.T) {
 	as := newFakeAS(t, nil)
 	c := newClient(t, as.secretConfig())
@@ -141,6 +142,10 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, func() { _, _ = c.Token(bg, req) }); n != 0 {
 		t.Errorf("Client.Token hit: %v allocs", n)
+	}
+	fresh := Request{Scopes: cloneStrings(req.Scopes)} // misses the front table: the index
+	if n := testing.AllocsPerRun(200, func() { _, _ = c.Token(bg, fresh) }); n != 0 {
+		t.Errorf("Client.Token hit with fresh strings: %v allocs", n)
 	}
 	if n := testing.AllocsPerRun(200, func() { _, _ = h.Token(bg) }); n != 0 {
 		t.Errorf("Handle.Token hit: %v allocs", n)

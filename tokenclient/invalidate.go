@@ -58,12 +58,20 @@ type InvalidateEvent struct {
 // A 403 (forbidden: the token is valid, the permission is missing) must
 // not lead here. Invalidate never logs or returns a token.
 func (c *Client) Invalidate(req Request, sent string) (dropped bool, err error) {
-	scopes, fp, dg, err := c.requestKey(&req)
-	if err != nil {
+	if c.isDone.Load() {
+		return false, ErrClosed
+	}
+	if err := req.check(); err != nil {
 		return false, err
 	}
-	h := c.hash(&req, scopes, fp, &dg)
-	e := c.shards[h%numShards].find(h, &req, scopes, fp, &dg)
+	var fp string
+	if c.fpFunc != nil {
+		fp = c.fpFunc()
+	}
+	var k key
+	k.fp = fp
+	c.fill(&req, &k)
+	e := c.find(&k)
 	if e == nil {
 		return false, nil
 	}

@@ -86,9 +86,7 @@ func (c *Client) Restore(saved []Saved) int {
 		if !now.Before(validUntil) {
 			continue
 		}
-		scopes := canonicalScopes(req.Scopes)
-		var dg [32]byte
-		e, err := c.lookup(&req, scopes, sv.CertSHA256, &dg)
+		e, err := c.lookup(&req, sv.CertSHA256)
 		if err != nil {
 			continue
 		}

@@ -112,13 +112,11 @@ func (r *report) verdicts() []verdict {
 			vs = append(vs, v)
 			continue
 		}
+		if v, ok := cacheHitVerdict(b); ok {
+			vs = append(vs, v)
+			continue
+		}
 		switch {
-		case strings.Contains(lname, "cachehit"):
-			vs = append(vs, verdict{
-				target:   "token cache hit under 100 ns, 0 allocs (" + b.name + ")",
-				measured: fmt.Sprintf("%.1f ns/op, %.0f allocs/op", b.nsPerOp, b.allocsPerOp),
-				met:      b.nsPerOp < 100 && b.allocsPerOp == 0, known: true,
-			})
 		case strings.Contains(lname, "burst"):
 			for u, v := range b.extra {
 				if strings.Contains(u, "fetch") || strings.Contains(u, "request") {
@@ -162,6 +160,23 @@ func (r *report) verdicts() []verdict {
 		})
 	}
 	return vs
+}
+
+// cacheHitVerdict judges the token cache hit target of issue 21 (under
+// 50 ns in all, with the wall clock read that a hit makes, and no
+// allocation) from the token client's BenchmarkCacheHit: Client.Token for
+// the provider and for a tenant with scopes, and a Handle's Token, each
+// serial (one caller: what the target is about) and parallel (per call
+// across all cores, held to the same target).
+func cacheHitVerdict(b goBenchResult) (verdict, bool) {
+	if b.pkg != "tokenclient" || !strings.HasPrefix(b.name, "BenchmarkCacheHit/") {
+		return verdict{}, false
+	}
+	return verdict{
+		target:   "token cache hit under 50 ns, 0 allocs (" + b.name + ")",
+		measured: fmt.Sprintf("%.1f ns/op, %.0f allocs/op", b.nsPerOp, b.allocsPerOp),
+		met:      b.nsPerOp < 50 && b.allocsPerOp == 0, known: true,
+	}, true
 }
 
 // destinationVerdict judges the destination targets of issue 20 from the
