@@ -318,7 +318,10 @@ func validHostBytes(h []byte) bool {
 	return true
 }
 
-// b2s views b as a string for a lookup that does not keep it.
+// b2s views b as a string for a lookup that does not keep it. Never pass
+// such a string to the token client (tokenclient.Request): its cache finds
+// entries by the addresses of a request's strings, and b's buffer is
+// reused for the next request, another tenant's maybe.
 func b2s(b []byte) string {
 	if len(b) == 0 {
 		return ""

@@ -23,6 +23,13 @@ const (
 // client_credentials token for the provider tenant with the client's
 // default scopes. Token does not keep the Request or its slices beyond the
 // call, except a copy kept with a cache entry to refresh it.
+//
+// The strings of a Request must never change, as Go requires of every
+// string: a string made with unsafe.String (or similar) over a buffer that
+// is reused later is not one. The cache keeps the strings of the request
+// that made an entry, and finds the entry of a later request with the very
+// same strings by their addresses (Client.Token): a buffer reused for
+// another tenant under an old string would be taken for the old tenant.
 type Request struct {
 	// Grant defaults to GrantClientCredentials.
 	Grant Grant
