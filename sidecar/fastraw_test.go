@@ -30,6 +30,38 @@ func fastServedOn(m *Metrics, route string) float64 {
 	return testutil.ToFloat64(m.fastPath.WithLabelValues(route))
 }
 
+// dialRaw opens a client connection to addr, closed with the test.
+func dialRaw(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// unsolicitedUpstream answers its first connection's first request with
+// "firs" and, once pooled is closed, writes an unsolicited second answer
+// "evil" on it (wrote is closed then); every other request gets "good".
+func unsolicitedUpstream(t *testing.T) (up *rawUpstream, pooled, wrote chan struct{}) {
+	pooled, wrote = make(chan struct{}), make(chan struct{})
+	up = newRawUpstream(t, func(n int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
+		for u.read(br) {
+			if n == 1 {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfirs")
+				<-pooled
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+				close(wrote)
+				continue
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+		}
+	})
+	return up, pooled, wrote
+}
+
 // readResponses reads n responses from br and returns their bodies.
 func readResponses(t *testing.T, br *bufio.Reader, n int) []string {
 	t.Helper()
@@ -66,13 +98,9 @@ func TestFastLoopSeesBytesThatArriveWhileServing(t *testing.T) {
 		}
 	})
 	addr, m := fastLoopProxy(t, up.url())
-	c, err := net.Dial("tcp", addr)
-	g.Expect(err).NotTo(HaveOccurred())
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, addr)
 
-	_, err = io.WriteString(c, "GET /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	_, err := io.WriteString(c, "GET /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(got1, 10*time.Second).Should(BeClosed())
 	for _, piece := range []string{"GET /r/2 HTTP/1.1\r\nHo", "st: 127.0.0.1\r\n\r\n"} {
@@ -100,26 +128,10 @@ func TestFastLoopSeesBytesThatArriveWhileServing(t *testing.T) {
 func TestFastLoopProbesPooledConnectionsInSend(t *testing.T) {
 	t.Run("unsolicited response", func(t *testing.T) {
 		g := NewWithT(t)
-		pooled, wrote := make(chan struct{}), make(chan struct{})
-		up := newRawUpstream(t, func(n int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
-			for u.read(br) {
-				if n == 1 {
-					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfirs")
-					<-pooled
-					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
-					close(wrote)
-					continue
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
-			}
-		})
+		up, pooled, wrote := unsolicitedUpstream(t)
 		addr, m := fastLoopProxy(t, up.url())
-		c, err := net.Dial("tcp", addr)
-		g.Expect(err).NotTo(HaveOccurred())
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-		br := bufio.NewReader(c)
-		_, err = io.WriteString(c, "GET /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		c, br := dialRaw(t, addr)
+		_, err := io.WriteString(c, "GET /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(readResponses(t, br, 1)).To(Equal([]string{"200 firs"}))
 		close(pooled)
@@ -146,11 +158,7 @@ func TestFastLoopProbesPooledConnectionsInSend(t *testing.T) {
 			closed <- struct{}{}
 		})
 		addr, m := fastLoopProxy(t, up.url())
-		c, err := net.Dial("tcp", addr)
-		g.Expect(err).NotTo(HaveOccurred())
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-		br := bufio.NewReader(c)
+		c, br := dialRaw(t, addr)
 		for i := range 3 {
 			fmt.Fprintf(c, "GET /r/%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", i)
 			g.Expect(readResponses(t, br, 1)).To(Equal([]string{"200 ok"}))

@@ -763,19 +763,7 @@ func TestFastPathHandshakeRefusedFallsBack(t *testing.T) {
 // request sent on a fresh one.
 func TestFastPathUnsolicitedResponseWhileIdle(t *testing.T) {
 	g := NewWithT(t)
-	pooled, wrote := make(chan struct{}), make(chan struct{})
-	up := newRawUpstream(t, func(n int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
-		for u.read(br) {
-			if n == 1 {
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfirs")
-				<-pooled
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
-				close(wrote)
-				continue
-			}
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
-		}
-	})
+	up, pooled, wrote := unsolicitedUpstream(t)
 	tp, cl := plainProxy(t, up.url(), "")
 	resp, body := call(t, cl, "GET", tp.srv.URL+"/r/1", nil)
 	g.Expect(resp.StatusCode).To(Equal(200))
