@@ -149,14 +149,7 @@ func TestFastLoopProbesPooledConnectionsInSend(t *testing.T) {
 	})
 	t.Run("closed while idle", func(t *testing.T) {
 		g := NewWithT(t)
-		closed := make(chan struct{}, 10)
-		up := newRawUpstream(t, func(_ int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
-			if u.read(br) {
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}
-			c.Close()
-			closed <- struct{}{}
-		})
+		up, closed := closingUpstream(t)
 		addr, m := fastLoopProxy(t, up.url())
 		c, br := dialRaw(t, addr)
 		for i := range 3 {

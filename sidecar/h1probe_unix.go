@@ -20,12 +20,8 @@ type connProbe struct {
 }
 
 func newConnProbe(c net.Conn) *connProbe {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConnOf(c)
+	if rc == nil {
 		return nil
 	}
 	p := &connProbe{rc: rc}

@@ -313,10 +313,9 @@ func TestFastPathStaleConnection(t *testing.T) {
 	g.Expect(posts).To(Equal(1), "a POST is never replayed")
 }
 
-// An upstream that closes idle connections: the pooled one is seen to be
-// closed before reuse and a new one is dialled.
-func TestFastPathUpstreamClosesIdle(t *testing.T) {
-	g := NewWithT(t)
+// closingUpstream answers one request per connection with "ok" and closes
+// it (without saying so); closed gets a value each time.
+func closingUpstream(t *testing.T) (*rawUpstream, chan struct{}) {
 	closed := make(chan struct{}, 10)
 	up := newRawUpstream(t, func(_ int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
 		if u.read(br) {
@@ -325,6 +324,14 @@ func TestFastPathUpstreamClosesIdle(t *testing.T) {
 		c.Close()
 		closed <- struct{}{}
 	})
+	return up, closed
+}
+
+// An upstream that closes idle connections: the pooled one is seen to be
+// closed before reuse and a new one is dialled.
+func TestFastPathUpstreamClosesIdle(t *testing.T) {
+	g := NewWithT(t)
+	up, closed := closingUpstream(t)
 	tp, cl := plainProxy(t, up.url(), "")
 	for range 3 {
 		resp, body := call(t, cl, "GET", tp.srv.URL+"/r/x", nil)
