@@ -104,7 +104,7 @@ func (fs *fastServer) Shutdown(ctx context.Context) error {
 		n := len(fs.conns)
 		for fc := range fs.conns {
 			if fc.state.CompareAndSwap(fcIdle, fcClosed) {
-				_ = fc.lc.Close()
+				closeConn(fc.lc)
 			}
 		}
 		fs.mu.Unlock()
@@ -127,9 +127,20 @@ func (fs *fastServer) Close() {
 	fs.mu.Lock()
 	for fc := range fs.conns {
 		fc.state.Store(fcClosed)
-		_ = fc.lc.Close()
+		closeConn(fc.lc)
 	}
 	fs.mu.Unlock()
+}
+
+// closeConn closes a connection of the fast loop without waiting for its
+// loop: the loop runs inside the connection's RawConn.Read (loop), and a
+// Close waits until it leaves it, which it does only once it notices (a
+// write to the client fails, the client check while the upstream has not
+// answered, the upstream's next bytes of a streamed body). The close marks
+// the connection closed at once, as before; the socket is closed when the
+// loop leaves.
+func closeConn(lc *limitConn) {
+	go func() { _ = lc.Close() }()
 }
 
 // handoffListener passes connections from the fast loop to the net/http
@@ -303,12 +314,13 @@ var errWait = errors.New("sidecar: wait for the client")
 // on a readiness already consumed costs one failed read, never a hang).
 // Writes to the client go through the connection as before (the write
 // side has its own lock); closing the connection from another goroutine
-// (Shutdown) wakes the wait, and returns once this loop leaves the
-// RawConn.Read.
+// (Shutdown) wakes the wait, but its Close returns only once this loop
+// leaves the RawConn.Read, so nothing closes the connection from inside
+// (handOffRun) and Shutdown does not wait for it (closeConn).
 func (fc *fastConn) loop() bool {
 	rc := rawConnOf(fc.lc.Conn)
 	if rc == nil {
-		return fc.run(-1) == runHanded
+		return fc.run(-1) == runHanded && fc.handOff()
 	}
 	res, woken := runEnd, false
 	fc.drained = false // the start of RawConn.Read reset the readiness: read first
@@ -327,7 +339,7 @@ func (fc *fastConn) loop() bool {
 		}
 		return false
 	}
-	return res == runHanded
+	return res == runHanded && fc.handOff()
 }
 
 // read reads the client's next bytes: with Read when fd < 0, else from the
@@ -453,10 +465,11 @@ func (fc *fastConn) armReadDeadline() {
 	_ = fc.lc.SetReadDeadline(fc.readBy)
 }
 
-// handOffRun is handOff as an outcome of run. Inside the RawConn.Read,
-// net/http's first read of the connection waits until loop leaves it.
+// handOffRun is handOff as an outcome of run: loop hands the connection
+// over once out of the RawConn.Read. Not inside it: a Close of the
+// connection there (push's, when net/http no longer accepts) would wait for
+// the read reference this goroutine holds, for ever.
 func (fc *fastConn) handOffRun() int {
-	fc.handOff()
 	return runHanded
 }
 
