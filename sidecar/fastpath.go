@@ -196,9 +196,12 @@ type fastConn struct {
 	// is a head's headerTimeout, not the coarse idle one.
 	readBy      time.Time
 	readByExact bool
-	// drained: the last raw read returned less than the buffer and the
-	// loop has not waited since (loop, read).
+	// drained: the last raw read left nothing to read and the loop has
+	// not waited since (loop, read); inq: the kernel says how much a read
+	// left (reportLeft), into oob.
 	drained bool
+	inq     bool
+	oob     [32]byte
 	ctx     context.Context
 	stop    context.CancelFunc
 	// The buffers of one request, held only while there is one: an idle
@@ -308,10 +311,16 @@ var errWait = errors.New("sidecar: wait for the client")
 // (strace and perf counted 1.9 of them per proxied request, client and
 // upstream side together, beside 2 reads and 2 writes that do the work).
 // Inside one RawConn.Read the readiness is reset once, at the start: after
-// a read that returned less than the buffer (the socket is drained), any
-// byte that arrives later, while the request is served, marks the socket
-// readable, so the loop may wait at once instead of reading first (waiting
-// on a readiness already consumed costs one failed read, never a hang).
+// a read that left nothing to read (the socket is drained), any byte that
+// arrives later, while the request is served, marks the socket readable,
+// so the loop may wait at once instead of reading first (waiting on a
+// readiness already consumed costs one failed read, never a hang). On
+// Linux the kernel says with each read how much it left (TCP_INQ,
+// rawReadLeft), the end of the stream included; elsewhere a read that
+// returned less than the buffer is taken for drained, which misses an end
+// that came with the last bytes (a client that half-closes after its last
+// request is closed only at client_idle_timeout there) and bytes behind
+// TCP urgent data.
 // Writes to the client go through the connection as before (the write
 // side has its own lock); closing the connection from another goroutine
 // (Shutdown) wakes the wait, but its Close returns only once this loop
@@ -327,6 +336,8 @@ func (fc *fastConn) loop() bool {
 	err := rc.Read(func(fd uintptr) bool {
 		if woken {
 			fc.drained = false // readable, or an error (deadline, close) to see
+		} else {
+			fc.inq = reportLeft(int(fd))
 		}
 		woken = true
 		res = fc.run(int(fd))
@@ -353,9 +364,17 @@ func (fc *fastConn) read(fd int, b []byte) (int, error) {
 	if fc.drained {
 		return 0, errWait
 	}
-	n, err := rawRead(fd, b)
+	var n int
+	var err error
+	left := false
+	if fc.inq {
+		n, left, err = rawReadLeft(fd, b, fc.oob[:])
+	} else {
+		n, err = rawRead(fd, b)
+		left = n == len(b)
+	}
 	if err == nil {
-		fc.drained = n < len(b)
+		fc.drained = !left
 	}
 	return n, err
 }
