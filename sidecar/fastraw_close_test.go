@@ -112,12 +112,9 @@ func TestFastLoopClosesAfterTheClientHalfCloses(t *testing.T) {
 		}
 	})
 	addr, _ := fastLoopProxy(t, up.url())
-	c, err := net.Dial("tcp", addr)
-	g.Expect(err).NotTo(HaveOccurred())
-	defer c.Close()
+	c, br := dialRaw(t, addr)
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
-	_, err = io.WriteString(c, "GET /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	_, err := io.WriteString(c, "GET /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(got1, 10*time.Second).Should(BeClosed())
 	// The second request and the end of the client's stream arrive while
@@ -164,4 +161,30 @@ func tcpState(t *testing.T, addr string) string {
 		}
 	}
 	return ""
+}
+
+// Heads that arrive a byte at a time, two of them pipelined in one stream
+// of single bytes, and a third after the answers: every byte is a read
+// that leaves the socket drained and a wait the next byte ends.
+func TestFastLoopHeadsSplitAtEveryByte(t *testing.T) {
+	g := NewWithT(t)
+	up := newRawUpstream(t, func(_ int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
+		for i := 1; u.read(br); i++ {
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr%d", i)
+		}
+	})
+	addr, m := fastLoopProxy(t, up.url())
+	c, br := dialRaw(t, addr)
+	write := func(s string) {
+		for i := range len(s) {
+			_, err := c.Write([]byte{s[i]})
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+	}
+	write("GET /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /r/2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(readResponses(t, br, 2)).To(Equal([]string{"200 r1", "200 r2"}))
+	write("GET /r/3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(readResponses(t, br, 1)).To(Equal([]string{"200 r3"}))
+	g.Expect(up.seen()).To(Equal([]string{"GET /1", "GET /2", "GET /3"}))
+	g.Eventually(func() float64 { return fastServedOn(m, "r") }, 10*time.Second).Should(BeNumerically("==", 3), "all on the fast loop")
 }
