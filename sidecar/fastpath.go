@@ -677,6 +677,15 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 			return r.fastError(fc, err)
 		}
 		status, keep, err := fc.exchange(pc, isHead)
+		for err == errIdleStale {
+			// Nothing was sent: the next pooled connection, or a new one,
+			// as get's own probe goes on (a pool's other connections are
+			// not given up for a dial the upstream may refuse).
+			if pc, err = h.get(fc.ctx, fresh, true); err != nil {
+				return r.fastError(fc, err)
+			}
+			status, keep, err = fc.exchange(pc, isHead)
+		}
 		if err == nil {
 			return status, keep
 		}

@@ -188,3 +188,92 @@ func TestFastLoopHeadsSplitAtEveryByte(t *testing.T) {
 	g.Expect(up.seen()).To(Equal([]string{"GET /1", "GET /2", "GET /3"}))
 	g.Eventually(func() float64 { return fastServedOn(m, "r") }, 10*time.Second).Should(BeNumerically("==", 3), "all on the fast loop")
 }
+
+// A pooled connection that send's probe finds closed sends the request on
+// the next pooled one, as get's probe did, not at once on a new
+// connection: here the upstream closed the most recently pooled of two
+// connections and takes no new ones, and the request is answered on the
+// other.
+func TestFastLoopStaleProbeTakesTheNextPooledConnection(t *testing.T) {
+	g := NewWithT(t)
+	answer := [3]chan struct{}{nil, make(chan struct{}), make(chan struct{})}
+	closeB, closedB := make(chan struct{}), make(chan [2]string, 1)
+	up := newRawUpstream(t, func(n int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
+		for u.read(br) {
+			if n <= 2 {
+				<-answer[n]
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if n == 2 {
+				<-closeB
+				_ = c.Close()
+				closedB <- [2]string{c.LocalAddr().String(), c.RemoteAddr().String()}
+				return
+			}
+		}
+	})
+	rs := startServer(t, func(context.Context) (*Config, Deps, error) {
+		c, err := ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nroutes: [{name: r, upstream: %q, auth: {type: none}}]\n", up.url())), "stale probe test")
+		return c, Deps{}, err
+	})
+	idle := func() int {
+		h := rs.s.gen.Load().proxy.router.byName["r"].fastUp.Load()
+		if h == nil {
+			return 0
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.idle)
+	}
+	ca, bra := dialRaw(t, rs.s.Addr())
+	cb, brb := dialRaw(t, rs.s.Addr())
+	_, err := io.WriteString(ca, "GET /r/a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(up.accepted.Load, 10*time.Second).Should(BeNumerically("==", 1))
+	_, err = io.WriteString(cb, "GET /r/b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(up.accepted.Load, 10*time.Second).Should(BeNumerically("==", 2), "two upstream connections")
+	close(answer[1])
+	g.Expect(readResponses(t, bra, 1)).To(Equal([]string{"200 ok"}))
+	g.Eventually(idle, 10*time.Second).Should(Equal(1))
+	close(answer[2])
+	g.Expect(readResponses(t, brb, 1)).To(Equal([]string{"200 ok"}))
+	g.Eventually(idle, 10*time.Second).Should(Equal(2), "b's connection pooled last")
+	close(closeB)
+	var b [2]string
+	g.Eventually(closedB, 10*time.Second).Should(Receive(&b))
+	if _, err := os.Stat("/proc/net/tcp"); err == nil {
+		// FIN_WAIT2: the proxy's kernel has acknowledged the upstream's end.
+		g.Eventually(func() string { return tcpState2(t, b[0], b[1]) }, 10*time.Second).Should(Equal("05"))
+	}
+	_ = up.ln.Close() // no new connections
+	_, err = io.WriteString(ca, "GET /r/c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(readResponses(t, bra, 1)).To(Equal([]string{"200 ok"}), "answered on the other pooled connection")
+	g.Expect(up.seen()).To(Equal([]string{"GET /a", "GET /b", "GET /c"}))
+}
+
+// tcpState2 is tcpState of the socket from local to remote.
+func tcpState2(t *testing.T, local, remote string) string {
+	t.Helper()
+	hex := func(addr string) string {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("0100007F:%04X", ta.Port)
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl, wr := hex(local), hex(remote)
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var sl, l, r, st string
+		if n, _ := fmt.Sscan(sc.Text(), &sl, &l, &r, &st); n == 4 && l == wl && r == wr {
+			return st
+		}
+	}
+	return ""
+}
