@@ -104,7 +104,7 @@ func (fs *fastServer) Shutdown(ctx context.Context) error {
 		n := len(fs.conns)
 		for fc := range fs.conns {
 			if fc.state.CompareAndSwap(fcIdle, fcClosed) {
-				_ = fc.lc.Close()
+				closeConn(fc.lc)
 			}
 		}
 		fs.mu.Unlock()
@@ -127,9 +127,20 @@ func (fs *fastServer) Close() {
 	fs.mu.Lock()
 	for fc := range fs.conns {
 		fc.state.Store(fcClosed)
-		_ = fc.lc.Close()
+		closeConn(fc.lc)
 	}
 	fs.mu.Unlock()
+}
+
+// closeConn closes a connection of the fast loop without waiting for its
+// loop: the loop runs inside the connection's RawConn.Read (loop), and a
+// Close waits until it leaves it, which it does only once it notices (a
+// write to the client fails, the client check while the upstream has not
+// answered, the upstream's next bytes of a streamed body). The close marks
+// the connection closed at once, as before; the socket is closed when the
+// loop leaves.
+func closeConn(lc *limitConn) {
+	go func() { _ = lc.Close() }()
 }
 
 // handoffListener passes connections from the fast loop to the net/http
@@ -185,9 +196,12 @@ type fastConn struct {
 	// is a head's headerTimeout, not the coarse idle one.
 	readBy      time.Time
 	readByExact bool
-	// drained: the last raw read returned less than the buffer and the
-	// loop has not waited since (loop, read).
+	// drained: the last raw read left nothing to read and the loop has
+	// not waited since (loop, read); inq: the kernel says how much a read
+	// left (reportLeft), into oob.
 	drained bool
+	inq     bool
+	oob     [32]byte
 	ctx     context.Context
 	stop    context.CancelFunc
 	// The buffers of one request, held only while there is one: an idle
@@ -297,24 +311,33 @@ var errWait = errors.New("sidecar: wait for the client")
 // (strace and perf counted 1.9 of them per proxied request, client and
 // upstream side together, beside 2 reads and 2 writes that do the work).
 // Inside one RawConn.Read the readiness is reset once, at the start: after
-// a read that returned less than the buffer (the socket is drained), any
-// byte that arrives later, while the request is served, marks the socket
-// readable, so the loop may wait at once instead of reading first (waiting
-// on a readiness already consumed costs one failed read, never a hang).
+// a read that left nothing to read (the socket is drained), any byte that
+// arrives later, while the request is served, marks the socket readable,
+// so the loop may wait at once instead of reading first (waiting on a
+// readiness already consumed costs one failed read, never a hang). On
+// Linux the kernel says with each read how much it left (TCP_INQ,
+// rawReadLeft), the end of the stream included; elsewhere a read that
+// returned less than the buffer is taken for drained, which misses an end
+// that came with the last bytes (a client that half-closes after its last
+// request is closed only at client_idle_timeout there) and bytes behind
+// TCP urgent data.
 // Writes to the client go through the connection as before (the write
 // side has its own lock); closing the connection from another goroutine
-// (Shutdown) wakes the wait, and returns once this loop leaves the
-// RawConn.Read.
+// (Shutdown) wakes the wait, but its Close returns only once this loop
+// leaves the RawConn.Read, so nothing closes the connection from inside
+// (handOffRun) and Shutdown does not wait for it (closeConn).
 func (fc *fastConn) loop() bool {
 	rc := rawConnOf(fc.lc.Conn)
 	if rc == nil {
-		return fc.run(-1) == runHanded
+		return fc.run(-1) == runHanded && fc.handOff()
 	}
 	res, woken := runEnd, false
 	fc.drained = false // the start of RawConn.Read reset the readiness: read first
 	err := rc.Read(func(fd uintptr) bool {
 		if woken {
 			fc.drained = false // readable, or an error (deadline, close) to see
+		} else {
+			fc.inq = reportLeft(int(fd))
 		}
 		woken = true
 		res = fc.run(int(fd))
@@ -327,7 +350,7 @@ func (fc *fastConn) loop() bool {
 		}
 		return false
 	}
-	return res == runHanded
+	return res == runHanded && fc.handOff()
 }
 
 // read reads the client's next bytes: with Read when fd < 0, else from the
@@ -341,9 +364,17 @@ func (fc *fastConn) read(fd int, b []byte) (int, error) {
 	if fc.drained {
 		return 0, errWait
 	}
-	n, err := rawRead(fd, b)
+	var n int
+	var err error
+	left := false
+	if fc.inq {
+		n, left, err = rawReadLeft(fd, b, fc.oob[:])
+	} else {
+		n, err = rawRead(fd, b)
+		left = n == len(b)
+	}
 	if err == nil {
-		fc.drained = n < len(b)
+		fc.drained = !left
 	}
 	return n, err
 }
@@ -453,10 +484,11 @@ func (fc *fastConn) armReadDeadline() {
 	_ = fc.lc.SetReadDeadline(fc.readBy)
 }
 
-// handOffRun is handOff as an outcome of run. Inside the RawConn.Read,
-// net/http's first read of the connection waits until loop leaves it.
+// handOffRun is handOff as an outcome of run: loop hands the connection
+// over once out of the RawConn.Read. Not inside it: a Close of the
+// connection there (push's, when net/http no longer accepts) would wait for
+// the read reference this goroutine holds, for ever.
 func (fc *fastConn) handOffRun() int {
-	fc.handOff()
 	return runHanded
 }
 
@@ -645,6 +677,15 @@ func (r *route) forwardFast(fc *fastConn, h *h1Host, rest, authLine []byte) (int
 			return r.fastError(fc, err)
 		}
 		status, keep, err := fc.exchange(pc, isHead)
+		for err == errIdleStale {
+			// Nothing was sent: the next pooled connection, or a new one,
+			// as get's own probe goes on (a pool's other connections are
+			// not given up for a dial the upstream may refuse).
+			if pc, err = h.get(fc.ctx, fresh, true); err != nil {
+				return r.fastError(fc, err)
+			}
+			status, keep, err = fc.exchange(pc, isHead)
+		}
 		if err == nil {
 			return status, keep
 		}
