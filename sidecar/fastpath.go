@@ -973,28 +973,15 @@ func (fc *fastConn) send(pc *h1Conn) (sentAt time.Time, waitErr, err error) {
 	}
 	_, step := fc.firstWait(pc)
 	sentAt = pc.armDeadline(step)
-	probe := pc.probeDue
+	st := &pc.send
+	st.out, st.probe, st.sent, st.err = fc.out, pc.probeDue, false, nil
 	pc.probeDue = false
-	sent := false
-	var werr error
-	err = pc.rc.Read(func(fd uintptr) bool {
-		if sent {
-			return true // readable: the response reader takes it from here
-		}
-		if probe {
-			if _, err := rawRead(int(fd), pc.probeBuf[:]); err != errWait {
-				werr = errIdleStale
-				return true
-			}
-		}
-		// On TLS, Write encrypts and writes to the socket: the write side,
-		// which this read does not hold (the handshake is done at dial).
-		if _, werr = pc.conn.Write(fc.out); werr != nil {
-			return true
-		}
-		sent = true
-		return false // wait for the answer
-	})
+	if st.step == nil {
+		st.step = pc.sendStep // one method value per connection, not a closure per request
+	}
+	err = pc.rc.Read(st.step)
+	werr, sent := st.err, st.sent
+	st.out, st.err = nil, nil
 	if werr != nil {
 		return sentAt, nil, werr
 	}
@@ -1002,6 +989,27 @@ func (fc *fastConn) send(pc *h1Conn) (sentAt time.Time, waitErr, err error) {
 		return sentAt, nil, err // closed before anything was written
 	}
 	return sentAt, err, nil
+}
+
+// sendStep is send's RawConn.Read callback (its state in pc.send).
+func (pc *h1Conn) sendStep(fd uintptr) bool {
+	st := &pc.send
+	if st.sent {
+		return true // readable: the response reader takes it from here
+	}
+	if st.probe {
+		if _, err := rawRead(int(fd), pc.probeBuf[:]); err != errWait {
+			st.err = errIdleStale
+			return true
+		}
+	}
+	// On TLS, Write encrypts and writes to the socket: the write side,
+	// which this read does not hold (the handshake is done at dial).
+	if _, st.err = pc.conn.Write(st.out); st.err != nil {
+		return true
+	}
+	st.sent = true
+	return false // wait for the answer
 }
 
 // errClientLeft: the client closed its connection while the fast loop

@@ -92,6 +92,16 @@ type h1Host struct {
 	sweeping bool
 }
 
+// sendState is the state of fastConn.send's wait, kept with the
+// connection so that the wait's callback is made once per connection.
+type sendState struct {
+	step  func(fd uintptr) bool // pc.sendStep
+	out   []byte                // the request
+	probe bool                  // probe first (probeDue)
+	sent  bool
+	err   error
+}
+
 // h1Conn is one upstream connection. Only the goroutine that took it from
 // the pool uses it, except for abort (context cancellation) and the idle
 // timer, which only close it.
@@ -113,6 +123,7 @@ type h1Conn struct {
 	rc       syscall.RawConn
 	probeDue bool
 	probeBuf [1]byte
+	send     sendState
 	// readBy is the read deadline set on conn for the response head (zero:
 	// none). It is left in place after the head and cleared by the first
 	// read of the body from the socket (countingReader), so a response that
