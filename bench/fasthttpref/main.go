@@ -19,8 +19,11 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	upstream := flag.String("upstream", "", "host:port of the plain-HTTP upstream")
-	token := flag.String("token", "a-fixed-token-the-baseline-adds", "the bearer token every request gets")
+	token := flag.String("token", os.Getenv("FASTHTTPREF_TOKEN"), "the bearer token every request gets (default $FASTHTTPREF_TOKEN)")
 	flag.Parse()
+	if *token == "" {
+		*token = "a-fixed-token-the-baseline-adds"
+	}
 	if *upstream == "" {
 		fmt.Fprintln(os.Stderr, "fasthttpref: --upstream is required")
 		os.Exit(2)

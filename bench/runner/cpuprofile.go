@@ -29,7 +29,7 @@ var profiledTargets = []string{"credbroker-none", "credbroker-bearer", "nginx", 
 // startFasthttpRef starts the reference proxy in front of the plain
 // upstream with GOMAXPROCS=2, as credbroker runs, and returns its URL and
 // process; an empty URL when no binary was given.
-func startFasthttpRef(ctx context.Context, o options, upstream string, procs *procList) (url string, pid func() int, err error) {
+func startFasthttpRef(ctx context.Context, o options, upstream, token string, procs *procList) (url string, pid func() int, err error) {
 	if o.fasthttp == "" {
 		return "", nil, nil
 	}
@@ -42,7 +42,7 @@ func startFasthttpRef(ctx context.Context, o options, upstream string, procs *pr
 		return "", nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--upstream", upstream)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=2", "FASTHTTPREF_TOKEN="+token)
 	cmd.Stderr, cmd.Stdout = logWriter(fasthttpTarget), logWriter(fasthttpTarget)
 	if err := procs.start(cmd); err != nil {
 		return "", nil, fmt.Errorf("start %s: %w", fasthttpTarget, err)

@@ -194,6 +194,10 @@ type env struct {
 	restart     func(ctx context.Context) (time.Duration, error)
 	traced      *tracedSidecar // tracing.go
 	fasthttpPID func() int     // cpuprofile.go; nil when fasthttp-ref is not measured
+	// baselineToken is the token nginx and fasthttp-ref add as their
+	// fixed Authorization header: one of the bearer route's binding, so
+	// they send what the bearer route sends.
+	baselineToken string
 }
 
 // procList stops the processes it started, in reverse order.

@@ -182,7 +182,17 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 	if err != nil {
 		return nil, err
 	}
-	ngConf := nginxConfig(ngDir, ngPort, plainAddr, ngTLSPort, tlsAddr, certDir, caBundle)
+	// The header nginx adds is a token of the bearer route's binding,
+	// fetched from the mock like the route's own: the same job means the
+	// same bytes on the wire (a JWT of several hundred bytes, not a short
+	// placeholder).
+	tok, err := exec.CommandContext(ctx, bin, "token", "--vcap-file", filepath.Join(mockDir, "vcap.json"),
+		"--binding", "xsuaa-secret", "--ca-file", filepath.Join(mockDir, "ca.crt"), "--log-level", "error").Output()
+	if err != nil {
+		return nil, fmt.Errorf("credbroker token for nginx's header: %v", err)
+	}
+	e.baselineToken = strings.TrimSpace(string(tok))
+	ngConf := nginxConfig(ngDir, ngPort, plainAddr, ngTLSPort, tlsAddr, certDir, caBundle, e.baselineToken)
 	if err := os.WriteFile(filepath.Join(ngDir, "nginx.conf"), []byte(ngConf), 0o644); err != nil {
 		return nil, err
 	}
@@ -210,7 +220,7 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 		{tracedTarget, traced.url + "/bearer/"},
 	}
 	// 7. The fasthttp reference proxy, when given (cpuprofile.go).
-	refURL, refPID, err := startFasthttpRef(ctx, o, plainAddr, procs)
+	refURL, refPID, err := startFasthttpRef(ctx, o, plainAddr, e.baselineToken, procs)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +265,7 @@ certificates:
 // and oauth1 routes); on tlsPort, the same to the TLS upstream presenting
 // the paired client certificate (the job of the mtls route). Both keep
 // upstream connections alive.
-func nginxConfig(dir string, port int, upstream string, tlsPort int, tlsUpstream, certDir, caBundle string) string {
+func nginxConfig(dir string, port int, upstream string, tlsPort int, tlsUpstream, certDir, caBundle, token string) string {
 	return fmt.Sprintf(`worker_processes auto;
 daemon off;
 master_process on;
@@ -280,7 +290,7 @@ http {
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header Authorization "Bearer a-fixed-token-the-baseline-adds";
+      proxy_set_header Authorization "Bearer %[8]s";
     }
   }
   upstream uptls {
@@ -302,7 +312,7 @@ http {
     }
   }
 }
-`, dir, port, upstream, tlsUpstream, tlsPort, certDir, caBundle)
+`, dir, port, upstream, tlsUpstream, tlsPort, certDir, caBundle, token)
 }
 
 // logWriter prefixes a child's lines and sends them to stderr only when
