@@ -291,9 +291,19 @@ func wrkArgs(url string, conns int, d time.Duration) ([]string, error) {
 	if secs < 1 {
 		secs = 1
 	}
-	return []string{"wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", strconv.Itoa(secs) + "s", "--latency", "-s", script, url}, nil
+	argv := []string{"wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", strconv.Itoa(secs) + "s", "--latency", "-s", script}
+	if h := wrkHeaders[url]; h != "" {
+		argv = append(argv, "-H", h)
+	}
+	return append(argv, url), nil
 }
+
+// wrkHeaders are header lines wrk sends to a target's URL (setUp): the
+// direct call carries the bearer token the proxies add, as an app calling
+// the upstream itself would, so that "added latency" compares the same
+// request at the upstream.
+var wrkHeaders = map[string]string{}
 
 // parseWrk reads the JSON line bench/report.lua prints.
 func parseWrk(out []byte) (sample, error) {

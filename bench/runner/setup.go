@@ -192,6 +192,7 @@ func setUp(ctx context.Context, o options, tmp string, procs *procList) (*env, e
 		return nil, fmt.Errorf("credbroker token for nginx's header: %v", err)
 	}
 	e.baselineToken = strings.TrimSpace(string(tok))
+	wrkHeaders["http://"+plainAddr+"/"] = "Authorization: Bearer " + e.baselineToken
 	ngConf := nginxConfig(ngDir, ngPort, plainAddr, ngTLSPort, tlsAddr, certDir, caBundle, e.baselineToken)
 	if err := os.WriteFile(filepath.Join(ngDir, "nginx.conf"), []byte(ngConf), 0o644); err != nil {
 		return nil, err
