@@ -156,9 +156,9 @@ func rawPath(r *http.Request) string {
 }
 
 // pathProblem checks a raw path (as sent, still percent-encoded) and
-// returns what makes it not canonical, or "". It refuses a "#", an empty
-// segment ("//"; a trailing "/" is fine), and in any segment, before and
-// after up to maxDecodes rounds of percent-decoding: a backslash, an
+// returns what makes it not canonical, or "". It refuses a "#" (also
+// encoded), an empty segment ("//"; a trailing "/" is fine), and in any
+// segment, before and after up to maxDecodes rounds of percent-decoding: a backslash, an
 // encoded slash, backslash or semicolon, a control character (%00: C
 // code truncates there) and a dot segment ("." or "..", also with a ";"
 // parameter: "..;" or "..;x"). A raw ";" is not judged here: whether it is
@@ -199,6 +199,12 @@ func segmentProblem(seg string) string {
 			return "the path has an encoded backslash"
 		case strings.Contains(lv, "%3b"):
 			return "the path has an encoded ;"
+		}
+		if round > 0 && strings.Contains(v, "#") {
+			// Decoded once or more: an app or proxy that decodes again, or
+			// a router that takes the decoded path for a URL, ends the path
+			// there, where the guard's rules saw more.
+			return "the path has an encoded #"
 		}
 		name, _, _ := strings.Cut(v, ";")
 		if name == "." || name == ".." {

@@ -101,6 +101,7 @@ func TestPathProblem(t *testing.T) {
 		`/x\..\y`, "/x%5c..%5cy", "/x%5Cy", "/x/%255c",
 		"/jwt%2fsecret", "/jwt%2Fsecret", "/x/%252f",
 		"/jwt/secret#/", "/jwt#/secret", "/jwt/secret%00/x", "/x/%0a", "/x/%7F", "/x/%2500",
+		"/0%23", "/jwt%23/secret", "/x/%2523",
 	}
 	for _, p := range ok {
 		if got := pathProblem(p); got != "" {
