@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,6 +41,38 @@ type SidecarOptions struct {
 // o.AfterExit runs.
 func StartSidecar(bin string, o SidecarOptions, config string) *Sidecar {
 	GinkgoHelper()
+	for attempt := 1; ; attempt++ {
+		sc := startSidecarOnce(bin, o, config)
+		// FreePort's ports are free when it picks them, not for sure when
+		// credbroker binds them (another package's test may take one in
+		// between): a start that failed for that alone is made again on
+		// new ports. Anything else is the spec's to see: a process that
+		// neither exits nor answers within the wait is the spec's too.
+		_ = InterceptGomegaFailures(func() {
+			Eventually(func() bool {
+				if sc.Session.ExitCode() != -1 {
+					return true
+				}
+				code, _ := Get(sc.Admin + "/healthz")
+				return code != 0
+			}).WithTimeout(30 * time.Second).Should(BeTrue())
+		})
+		if attempt < 5 && sc.Session.ExitCode() != -1 && bytes.Contains(sc.Session.Err.Contents(), []byte("address already in use")) {
+			continue
+		}
+		DeferCleanup(func() {
+			sc.Session.Terminate()
+			Eventually(sc.Session).WithTimeout(40 * time.Second).Should(gexec.Exit())
+			if o.AfterExit != nil {
+				o.AfterExit(sc)
+			}
+		})
+		return sc
+	}
+}
+
+func startSidecarOnce(bin string, o SidecarOptions, config string) *Sidecar {
+	GinkgoHelper()
 	lp, ap := FreePort(), FreePort()
 	sc := &Sidecar{ProxyHP: fmt.Sprintf("127.0.0.1:%d", lp), Admin: fmt.Sprintf("http://127.0.0.1:%d", ap)}
 	sc.Proxy = "http://" + sc.ProxyHP
@@ -52,12 +85,5 @@ func StartSidecar(bin string, o SidecarOptions, config string) *Sidecar {
 		env[k] = v
 	}
 	sc.Session = Start(bin, env, append(args, o.Args...)...)
-	DeferCleanup(func() {
-		sc.Session.Terminate()
-		Eventually(sc.Session).WithTimeout(40 * time.Second).Should(gexec.Exit())
-		if o.AfterExit != nil {
-			o.AfterExit(sc)
-		}
-	})
 	return sc
 }
