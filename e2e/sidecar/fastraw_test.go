@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,7 +57,10 @@ var _ = Describe("the fast loop's own reads of the client's socket", func() {
 			}
 			_, _ = io.WriteString(w, "r"+r.URL.Path[1:])
 		}))
+		var once sync.Once
+		unblock := func() { once.Do(func() { close(release) }) }
 		DeferCleanup(up.Close)
+		DeferCleanup(unblock) // runs first: a failed spec must not leave the handler (and up.Close) waiting
 		sc := e.startSidecar(fmt.Sprintf("client_idle_timeout: 120s\nroutes:\n  - {name: r, upstream: %s, auth: {type: none}}\n", up.URL))
 		c, err := net.DialTimeout("tcp", sc.proxyHP, 10*time.Second)
 		Expect(err).NotTo(HaveOccurred())
@@ -71,7 +75,7 @@ var _ = Describe("the fast loop's own reads of the client's socket", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(c.(*net.TCPConn).CloseWrite()).To(Succeed())
 		Eventually(func() bool { return fin2(c.LocalAddr().String()) }).WithTimeout(10*time.Second).Should(BeTrue(), "the proxy's kernel acknowledged the end")
-		close(release)
+		unblock()
 		br := bufio.NewReader(c)
 		for _, want := range []string{"r1", "r2"} {
 			resp, err := http.ReadResponse(br, nil)
