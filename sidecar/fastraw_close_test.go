@@ -101,16 +101,7 @@ func TestFastServerStopsAtDrainTimeoutWhileAResponseStreams(t *testing.T) {
 // then wait for the poller, which has nothing more to report.
 func TestFastLoopClosesAfterTheClientHalfCloses(t *testing.T) {
 	g := NewWithT(t)
-	got1, release := make(chan struct{}), make(chan struct{})
-	up := newRawUpstream(t, func(_ int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
-		for i := 1; u.read(br); i++ {
-			if i == 1 {
-				close(got1)
-				<-release
-			}
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr%d", i)
-		}
-	})
+	up, got1, release := holdingUpstream(t)
 	addr, _ := fastLoopProxy(t, up.url())
 	c, br := dialRaw(t, addr)
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))

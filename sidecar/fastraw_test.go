@@ -30,6 +30,22 @@ func fastServedOn(m *Metrics, route string) float64 {
 	return testutil.ToFloat64(m.fastPath.WithLabelValues(route))
 }
 
+// holdingUpstream answers request i on a connection with "r<i>"; it holds
+// the first until release is closed (got1 is closed when it has it).
+func holdingUpstream(t *testing.T) (up *rawUpstream, got1, release chan struct{}) {
+	got1, release = make(chan struct{}), make(chan struct{})
+	up = newRawUpstream(t, func(_ int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
+		for i := 1; u.read(br); i++ {
+			if i == 1 {
+				close(got1)
+				<-release
+			}
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr%d", i)
+		}
+	})
+	return up, got1, release
+}
+
 // dialRaw opens a client connection to addr, closed with the test.
 func dialRaw(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
@@ -87,16 +103,7 @@ func readResponses(t *testing.T, br *bufio.Reader, n int) []string {
 // a third comes in three pieces after both answers.
 func TestFastLoopSeesBytesThatArriveWhileServing(t *testing.T) {
 	g := NewWithT(t)
-	got1, release := make(chan struct{}), make(chan struct{})
-	up := newRawUpstream(t, func(_ int32, c net.Conn, br *bufio.Reader, u *rawUpstream) {
-		for i := 1; u.read(br); i++ {
-			if i == 1 {
-				close(got1)
-				<-release
-			}
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr%d", i)
-		}
-	})
+	up, got1, release := holdingUpstream(t)
 	addr, m := fastLoopProxy(t, up.url())
 	c, br := dialRaw(t, addr)
 
