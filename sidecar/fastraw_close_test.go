@@ -115,7 +115,7 @@ func TestFastLoopClosesAfterTheClientHalfCloses(t *testing.T) {
 	g.Expect(c.(*net.TCPConn).CloseWrite()).To(Succeed())
 	if _, err := os.Stat("/proc/net/tcp"); err == nil {
 		// FIN_WAIT2: the proxy's kernel has acknowledged the end.
-		g.Eventually(func() string { return tcpState(t, c.LocalAddr().String()) }, 10*time.Second).Should(Equal("05"))
+		g.Eventually(func() string { return tcpState(t, c.LocalAddr().String(), c.RemoteAddr().String()) }, 10*time.Second).Should(Equal("05"))
 	}
 	close(release)
 	g.Expect(readResponses(t, br, 2)).To(Equal([]string{"200 r1", "200 r2"}))
@@ -125,33 +125,6 @@ func TestFastLoopClosesAfterTheClientHalfCloses(t *testing.T) {
 		t.Fatal("the proxy kept the half-closed connection open (it closes it only at client_idle_timeout)")
 	}
 	g.Expect(err).To(MatchError(io.EOF))
-}
-
-// tcpState is the state (hex, as /proc/net/tcp lists it) of the IPv4 TCP
-// socket bound to addr (127.0.0.1:port), or "" when there is none.
-func tcpState(t *testing.T, addr string) string {
-	t.Helper()
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p int
-	if _, err := fmt.Sscan(port, &p); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("0100007F:%04X", p)
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		var sl, local, remote, st string
-		if n, _ := fmt.Sscan(sc.Text(), &sl, &local, &remote, &st); n == 4 && local == want {
-			return st
-		}
-	}
-	return ""
 }
 
 // Heads that arrive a byte at a time, two of them pipelined in one stream
@@ -235,7 +208,7 @@ func TestFastLoopStaleProbeTakesTheNextPooledConnection(t *testing.T) {
 	g.Eventually(closedB, 10*time.Second).Should(Receive(&b))
 	if _, err := os.Stat("/proc/net/tcp"); err == nil {
 		// FIN_WAIT2: the proxy's kernel has acknowledged the upstream's end.
-		g.Eventually(func() string { return tcpState2(t, b[0], b[1]) }, 10*time.Second).Should(Equal("05"))
+		g.Eventually(func() string { return tcpState(t, b[0], b[1]) }, 10*time.Second).Should(Equal("05"))
 	}
 	_ = up.ln.Close() // no new connections
 	_, err = io.WriteString(ca, "GET /r/c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -244,8 +217,12 @@ func TestFastLoopStaleProbeTakesTheNextPooledConnection(t *testing.T) {
 	g.Expect(up.seen()).To(Equal([]string{"GET /a", "GET /b", "GET /c"}))
 }
 
-// tcpState2 is tcpState of the socket from local to remote.
-func tcpState2(t *testing.T, local, remote string) string {
+// tcpState is the state (hex, as /proc/net/tcp lists it) of the IPv4 TCP
+// socket from local to remote (both 127.0.0.1:port), or "" when there is
+// none. Both ends are matched: a local port alone also names sockets to
+// other addresses (connect reuses a port towards another address, and a
+// closed connection's TIME_WAIT entry stays listed for a minute).
+func tcpState(t *testing.T, local, remote string) string {
 	t.Helper()
 	hex := func(addr string) string {
 		ta, err := net.ResolveTCPAddr("tcp", addr)

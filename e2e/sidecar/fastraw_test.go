@@ -21,19 +21,26 @@ import (
 	"github.com/credbroker/credbroker/mockauth"
 )
 
-// fin2 reports whether the IPv4 TCP socket bound to addr is in FIN_WAIT2
-// (its end of the stream acknowledged by the peer), from /proc/net/tcp.
-func fin2(addr string) bool {
+// fin2 reports whether the IPv4 TCP socket from local to remote is in
+// FIN_WAIT2 (its end of the stream acknowledged by the peer), from
+// /proc/net/tcp. Both ends are matched: a local port alone names other
+// sockets too (connect reuses a port towards another address, and a closed
+// connection's TIME_WAIT entry stays listed for a minute), and the first of
+// those listed decided a CI run.
+func fin2(local, remote string) bool {
 	GinkgoHelper()
-	ta, err := net.ResolveTCPAddr("tcp", addr)
-	Expect(err).NotTo(HaveOccurred())
+	hex := func(addr string) string {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		Expect(err).NotTo(HaveOccurred())
+		return fmt.Sprintf("0100007F:%04X", ta.Port)
+	}
+	wl, wr := hex(local), hex(remote)
 	b, err := os.ReadFile("/proc/net/tcp")
 	Expect(err).NotTo(HaveOccurred())
-	want := fmt.Sprintf("0100007F:%04X", ta.Port)
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		var sl, local, remote, st string
-		if n, _ := fmt.Sscan(sc.Text(), &sl, &local, &remote, &st); n == 4 && local == want {
+		var sl, l, r, st string
+		if n, _ := fmt.Sscan(sc.Text(), &sl, &l, &r, &st); n == 4 && l == wl && r == wr {
 			return st == "05"
 		}
 	}
@@ -74,7 +81,7 @@ var _ = Describe("the fast loop's own reads of the client's socket", func() {
 		_, err = io.WriteString(c, "GET /r/2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(c.(*net.TCPConn).CloseWrite()).To(Succeed())
-		Eventually(func() bool { return fin2(c.LocalAddr().String()) }).WithTimeout(10*time.Second).Should(BeTrue(), "the proxy's kernel acknowledged the end")
+		Eventually(func() bool { return fin2(c.LocalAddr().String(), c.RemoteAddr().String()) }).WithTimeout(10*time.Second).Should(BeTrue(), "the proxy's kernel acknowledged the end")
 		unblock()
 		br := bufio.NewReader(c)
 		for _, want := range []string{"r1", "r2"} {
