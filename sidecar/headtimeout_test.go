@@ -301,3 +301,16 @@ func TestFastLoopServesNoPipelinedHeadAfterShutdownMarkedTheConnectionClosed(t *
 	g.Expect(served.Load()).To(Equal(int32(1)), "the upstream got the first request only")
 	g.Eventually(shut, 20*time.Second).Should(Receive(BeNil()))
 }
+
+func TestClientHeaderTimeoutConfig(t *testing.T) {
+	g := NewWithT(t)
+	const routes = "routes: [{name: a, upstream: 'https://a.example', auth: {type: none}}]\n"
+	cfg, err := ParseConfig([]byte(routes), "config test")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(cfg.ClientHeaderTimeout).To(Equal(DefaultClientHeaderTimeout))
+	cfg, err = ParseConfig([]byte("client_header_timeout: 3s\n"+routes), "config test")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(cfg.ClientHeaderTimeout).To(Equal(3 * time.Second))
+	_, err = ParseConfig([]byte("client_header_timeout: -1s\n"+routes), "config test")
+	g.Expect(err).To(MatchError(ContainSubstring("client_header_timeout: invalid value: must not be negative")))
+}
