@@ -314,3 +314,31 @@ func TestClientHeaderTimeoutConfig(t *testing.T) {
 	_, err = ParseConfig([]byte("client_header_timeout: -1s\n"+routes), "config test")
 	g.Expect(err).To(MatchError(ContainSubstring("client_header_timeout: invalid value: must not be negative")))
 }
+
+// A pipelined head that arrived whole while net/http served the request
+// before it, for longer than client_header_timeout, is served: its first
+// byte starts its clock (net/http's background read takes it), but the
+// client sent the rest in time and net/http was busy, not waiting for it.
+// Past the bound, strictConn reads what is there without waiting.
+func TestPipelinedHeadBehindASlowRequestOnNetHTTPIsServed(t *testing.T) {
+	g := NewWithT(t)
+	const T = time.Second
+	var n atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			<-time.After(2 * T) // the first request takes twice the header timeout
+		}
+		_, _ = io.WriteString(w, "r"+r.URL.Path[1:])
+	}))
+	t.Cleanup(up.Close)
+	addr, m := headTimeoutProxy(t, up.URL, T)
+	c, br := dialRaw(t, addr)
+	// A POST: handed to net/http, which keeps the connection.
+	_, err := io.WriteString(c, "POST /r/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(n.Load, 10*time.Second).Should(Equal(int32(1)), "the upstream has the first request")
+	_, err = io.WriteString(c, "GET /r/2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(readResponses(t, br, 2)).To(Equal([]string{"200 r1", "200 r2"}))
+	g.Expect(headRefusedOn(m, "proxy", ReasonHeaderTimeout)).To(BeZero())
+}

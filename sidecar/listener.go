@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -209,7 +210,11 @@ func (c *strictConn) Read(p []byte) (int, error) {
 		n = copy(p, c.pre)
 		c.pre = c.pre[n:]
 	} else {
-		n, err = c.limitConn.Read(p)
+		if c.headerTimeout > 0 && c.headLate() {
+			n, err = c.readNow(p)
+		} else {
+			n, err = c.limitConn.Read(p)
+		}
 		if err != nil && c.headTimedOut(err) {
 			return c.refuseTimeout(p, err)
 		}
@@ -316,6 +321,43 @@ func (c *strictConn) headTimedOut(err error) bool {
 	c.dl.Lock()
 	defer c.dl.Unlock()
 	return c.clamped && !c.headBy.IsZero() && !time.Now().Before(c.headBy)
+}
+
+// headLate reports whether the open head's bound passed before this read:
+// net/http was busy elsewhere (a pipelined head whose first byte came while
+// the request before it was served, or a head the fast loop handed over at
+// its bound), not waiting for the client.
+func (c *strictConn) headLate() bool {
+	if c.headBy.IsZero() {
+		return false
+	}
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	return c.clamped && !time.Now().Before(c.headBy)
+}
+
+// readNow reads what has already arrived, without waiting: past its bound,
+// a head gets the bytes the client sent in time (a client is not refused
+// for the time net/http took to come back to its head), and no wait for
+// more; nothing there is the head's timeout. The socket's deadline has
+// passed, which fails every Read before it reads: the read goes through
+// Control, as the fast loop's liveness peek does (net/http reads a
+// connection from one goroutine at a time).
+func (c *strictConn) readNow(p []byte) (int, error) {
+	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	rc := rawConnOf(c.limitConn.Conn)
+	if rc == nil {
+		return 0, timeout
+	}
+	var n int
+	var rerr error
+	if err := rc.Control(func(fd uintptr) { n, rerr = rawRead(int(fd), p) }); err != nil {
+		return 0, err
+	}
+	if rerr == errWait {
+		return 0, timeout
+	}
+	return n, rerr
 }
 
 // refuseTimeout answers a head that timed out: 408 with reason
