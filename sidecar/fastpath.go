@@ -85,8 +85,17 @@ func (fs *fastServer) serve() error {
 		}
 		fc := fastConnPool.Get().(*fastConn)
 		fc.lc, fc.fs = lc, fs
-		fc.state.Store(fcIdle)
+		fc.state.Store(fcIdle) // not yet in conns: nothing else sees it
 		fs.mu.Lock()
+		if fs.closing.Load() {
+			// Close (or Shutdown) went through conns before this one was
+			// in it: close it here, or it would be served after the close.
+			fs.mu.Unlock()
+			fc.lc, fc.fs = nil, nil
+			fastConnPool.Put(fc)
+			_ = lc.Close()
+			continue
+		}
 		fs.conns[fc] = struct{}{}
 		fs.mu.Unlock()
 		go fc.serve()

@@ -342,3 +342,47 @@ func TestPipelinedHeadBehindASlowRequestOnNetHTTPIsServed(t *testing.T) {
 	g.Expect(readResponses(t, br, 2)).To(Equal([]string{"200 r1", "200 r2"}))
 	g.Expect(headRefusedOn(m, "proxy", ReasonHeaderTimeout)).To(BeZero())
 }
+
+// gatedListener hands over each accepted connection only once gate is
+// closed (accepted tells that one is waiting).
+type gatedListener struct {
+	net.Listener
+	accepted, gate chan struct{}
+}
+
+func (l *gatedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	close(l.accepted)
+	<-l.gate
+	return c, nil
+}
+
+// A connection accepted just as Close goes through the open connections
+// (so it is not among them yet) is closed, not served: it used to be
+// added after Close's pass and served until client_idle_timeout.
+func TestFastServerClosesAConnectionAcceptedDuringClose(t *testing.T) {
+	g := NewWithT(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	gl := &gatedListener{Listener: ln, accepted: make(chan struct{}), gate: make(chan struct{})}
+	ll := newLimitListener(gl, 10, NewMetrics(), "proxy", true)
+	ll.strict = false
+	fs := newFastServer(&Server{}, ll, time.Minute, time.Minute)
+	done := make(chan error, 1)
+	go func() { done <- fs.serve() }()
+
+	c, br := dialRaw(t, ln.Addr().String())
+	g.Eventually(gl.accepted, 10*time.Second).Should(BeClosed())
+	fs.Close() // finds no connection
+	close(gl.gate)
+	g.Eventually(done, 10*time.Second).Should(Receive())
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = br.ReadByte()
+	g.Expect(err).To(MatchError(io.EOF), "the connection is closed, not left open")
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	g.Expect(fs.conns).To(BeEmpty())
+}
