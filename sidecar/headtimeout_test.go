@@ -122,7 +122,7 @@ func TestRequestHeadTimeoutRunsFromItsFirstByte(t *testing.T) {
 		// The connection is on net/http after a POST; the next head comes
 		// a byte at a time, each 0.9 T apart. Old code: net/http's timeout
 		// started after 4 bytes (2.7 T), closed at 3.7 T.
-		name: "net/http keep-alive", T: time.Second, every: 900 * time.Millisecond, max: 10, within: 3,
+		name: "net/http keep-alive", T: time.Second, every: 900 * time.Millisecond, max: 10, within: 4,
 		setup: func(t *testing.T, c net.Conn, br *bufio.Reader) {
 			_, err := io.WriteString(c, "POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
 			if err != nil {
