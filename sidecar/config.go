@@ -56,6 +56,9 @@ const (
 	DefaultMaxAdminConnections   = 64
 	DefaultMaxInboundConnections = 1024
 	DefaultClientIdleTimeout     = 120 * time.Second
+	// DefaultClientHeaderTimeout bounds a client's request head, from its
+	// first byte to its end (client_header_timeout).
+	DefaultClientHeaderTimeout = 10 * time.Second
 	// DefaultMaxTokenKeys bounds the distinct token cache keys (scope sets
 	// × tenants) per binding.
 	DefaultMaxTokenKeys = 1000
@@ -93,6 +96,9 @@ type Config struct {
 	MaxConnections MaxConnections `yaml:"max_connections"`
 	// ClientIdleTimeout closes client keep-alive connections idle this long.
 	ClientIdleTimeout time.Duration `yaml:"client_idle_timeout"`
+	// ClientHeaderTimeout is the time a client has to send a request head,
+	// from its first byte to its end; exceeded: 408 header-timeout.
+	ClientHeaderTimeout time.Duration `yaml:"client_header_timeout"`
 	// MaxTokenKeys bounds the distinct token cache keys (scope set, tenant,
 	// grant) each binding holds; a request for a new key beyond it gets 429
 	// token-key-limit (token API and bearer routes), keys already cached
@@ -477,6 +483,9 @@ func (c *Config) applyDefaults() {
 	if c.ClientIdleTimeout == 0 {
 		c.ClientIdleTimeout = DefaultClientIdleTimeout
 	}
+	if c.ClientHeaderTimeout == 0 {
+		c.ClientHeaderTimeout = DefaultClientHeaderTimeout
+	}
 	if c.MaxTokenKeys == 0 {
 		c.MaxTokenKeys = DefaultMaxTokenKeys
 	}
@@ -556,6 +565,9 @@ func (c *Config) check() ConfigErrors {
 	}
 	if c.ClientIdleTimeout < 0 {
 		errs = append(errs, c.errorf("client_idle_timeout", "", ErrInvalidValue, "must not be negative"))
+	}
+	if c.ClientHeaderTimeout < 0 {
+		errs = append(errs, c.errorf("client_header_timeout", "", ErrInvalidValue, "must not be negative"))
 	}
 	if c.MaxTokenKeys < 0 {
 		errs = append(errs, c.errorf("max_token_keys", "", ErrInvalidValue, "must not be negative"))

@@ -41,6 +41,10 @@ type fastServer struct {
 	slow          *handoffListener
 	idleTimeout   time.Duration
 	headerTimeout time.Duration
+	// pipelined, when set (tests), runs after a request is served and the
+	// connection marked idle, before the loop takes up a next head already
+	// read: where a concurrent Shutdown may mark the connection closed.
+	pipelined func(*fastConn)
 
 	mu       sync.Mutex
 	conns    map[*fastConn]struct{}
@@ -81,8 +85,17 @@ func (fs *fastServer) serve() error {
 		}
 		fc := fastConnPool.Get().(*fastConn)
 		fc.lc, fc.fs = lc, fs
-		fc.state.Store(fcIdle)
+		fc.state.Store(fcIdle) // not yet in conns: nothing else sees it
 		fs.mu.Lock()
+		if fs.closing.Load() {
+			// Close (or Shutdown) went through conns before this one was
+			// in it: close it here, or it would be served after the close.
+			fs.mu.Unlock()
+			fc.lc, fc.fs = nil, nil
+			fastConnPool.Put(fc)
+			_ = lc.Close()
+			continue
+		}
 		fs.conns[fc] = struct{}{}
 		fs.mu.Unlock()
 		go fc.serve()
@@ -196,6 +209,10 @@ type fastConn struct {
 	// is a head's headerTimeout, not the coarse idle one.
 	readBy      time.Time
 	readByExact bool
+	// headStart is when the loop first waited for more of the current
+	// head (zero: it has not): the head must be complete headerTimeout
+	// after it, in total, on net/http's side of a hand-off too.
+	headStart time.Time
 	// drained: the last raw read left nothing to read and the loop has
 	// not waited since (loop, read); inq: the kernel says how much a read
 	// left (reportLeft), into oob.
@@ -285,7 +302,7 @@ func (fc *fastConn) serve() {
 	}
 	fc.releaseScratch()
 	fc.lc, fc.fs, fc.ctx, fc.stop, fc.r, fc.w = nil, nil, nil, nil, 0, 0
-	fc.readBy, fc.readByExact, fc.probe = time.Time{}, false, nil
+	fc.readBy, fc.readByExact, fc.headStart, fc.probe = time.Time{}, false, time.Time{}, nil
 	fastConnPool.Put(fc)
 }
 
@@ -425,7 +442,9 @@ func (fc *fastConn) run(fd int) int {
 		case headSlow:
 			return fc.handOffRun()
 		}
-		fc.state.CompareAndSwap(fcIdle, fcActive)
+		if fc.state.Load() != fcActive && !fc.state.CompareAndSwap(fcIdle, fcActive) {
+			return runEnd // closed by Shutdown or Close: serve nothing more
+		}
 		g := fs.s.gen.Load()
 		if g == nil {
 			return fc.handOffRun()
@@ -442,26 +461,41 @@ func (fc *fastConn) run(fd int) int {
 			return runEnd
 		}
 		fc.r += n
+		fc.headStart = time.Time{}
 		if fs.closing.Load() || !fc.state.CompareAndSwap(fcActive, fcIdle) {
 			return runEnd
 		}
 		if fc.r < fc.w {
-			// Pipelined: the next head is (partly) here already.
-			fc.state.Store(fcActive)
+			// Pipelined: the next head is (partly) here already. Shutdown
+			// or Close may have marked the connection closed since it was
+			// marked idle: a Store would undo that and serve on.
+			if fs.pipelined != nil {
+				fs.pipelined(fc)
+			}
+			if !fc.state.CompareAndSwap(fcIdle, fcActive) {
+				return runEnd
+			}
 		}
 	}
 }
 
 // armReadDeadline bounds the wait for the next bytes of a request head:
-// idleTimeout between requests, headerTimeout (exactly) within a head. An
-// idle deadline left from the previous request that is still at least
-// idleTimeout away is kept (it is set one sixteenth beyond, so a
+// idleTimeout between requests; within a head, headerTimeout (exactly)
+// from the first wait for more of it, once: a head must be complete within
+// headerTimeout in total, however its bytes are spread (a deadline renewed
+// on every read let a client that sends a byte now and then hold the
+// connection for as long as its head had bytes to send). The first wait
+// comes right after the read that brought the head's first bytes, so the
+// bound runs from about then; a head read whole in one read costs no clock
+// reading. An idle deadline left from the previous request that is still
+// at least idleTimeout away is kept (it is set one sixteenth beyond, so a
 // keep-alive connection idles between idleTimeout and 17/16 of it): back
 // to back requests re-arm the runtime's timer only now and then.
 func (fc *fastConn) armReadDeadline() {
 	fs := fc.fs
 	d, exact := fs.idleTimeout, false
-	if fc.w > fc.r || d <= 0 {
+	inHead := fc.w > fc.r
+	if inHead || d <= 0 {
 		d, exact = fs.headerTimeout, true
 	}
 	if d <= 0 {
@@ -469,6 +503,18 @@ func (fc *fastConn) armReadDeadline() {
 			fc.readBy = time.Time{}
 			_ = fc.lc.SetReadDeadline(time.Time{})
 		}
+		return
+	}
+	if exact && inHead {
+		if fc.headStart.IsZero() {
+			fc.headStart = time.Now()
+		}
+		by := fc.headStart.Add(d)
+		if fc.readByExact && fc.readBy.Equal(by) {
+			return // armed at the head's first wait
+		}
+		fc.readBy, fc.readByExact = by, true
+		_ = fc.lc.SetReadDeadline(by)
 		return
 	}
 	now := time.Now()
@@ -497,9 +543,17 @@ func (fc *fastConn) handOffRun() int {
 func (fc *fastConn) handOff() bool {
 	fc.readBy = time.Time{}
 	_ = fc.lc.SetReadDeadline(time.Time{})
-	sc := &strictConn{limitConn: fc.lc}
+	sc := &strictConn{limitConn: fc.lc, headerTimeout: fc.fs.headerTimeout}
 	if fc.w > fc.r {
 		sc.pre = append([]byte(nil), fc.rbuf[fc.r:fc.w]...)
+		if sc.headerTimeout > 0 {
+			// The head's bound runs on from its start here, not afresh.
+			start := fc.headStart
+			if start.IsZero() {
+				start = time.Now()
+			}
+			sc.seedHead(start.Add(sc.headerTimeout))
+		}
 	}
 	fc.fs.slow.push(sc)
 	return true

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,9 @@ const (
 	ReasonBareCR          = "bare-cr"
 	ReasonBadContentLen   = "bad-content-length"
 	ReasonBadRequestBody  = "bad-request-body"
+	// ReasonHeaderTimeout: a request head was not complete within
+	// client_header_timeout of its first byte (408).
+	ReasonHeaderTimeout = "header-timeout"
 )
 
 // limitListener caps the open connections of a listener. At the cap a new
@@ -43,6 +47,9 @@ type limitListener struct {
 	// strict checks request heads (obs-fold, bare LF) on plain-HTTP
 	// listeners.
 	strict bool
+	// headerTimeout bounds each request head strictConn reads, from its
+	// first byte to its end (client_header_timeout; zero: no bound).
+	headerTimeout time.Duration
 }
 
 func newLimitListener(ln net.Listener, limit int, m *Metrics, name string, plainHTTP bool) *limitListener {
@@ -86,7 +93,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		l.gauge.Inc()
 		lc := &limitConn{Conn: c, l: l}
 		if l.strict {
-			return &strictConn{limitConn: lc}, nil
+			return &strictConn{limitConn: lc, headerTimeout: l.headerTimeout}, nil
 		}
 		return lc, nil
 	}
@@ -127,11 +134,32 @@ func headResponse(status int, text, reason, msg string) []byte {
 // response (closeAfterChunked), and an upgraded connection is a tunnel:
 // after either it passes bytes through. The check is per byte of the head,
 // with no allocation.
+//
+// It also bounds each head in time: a head must be complete within
+// headerTimeout of its first byte, in total. net/http's ReadHeaderTimeout
+// alone does not: it starts when net/http begins to read a request, which
+// is after the hand-off for a head the fast loop began (so a head trickled
+// into the fast loop got the whole timeout again), and after the first four
+// bytes of a keep-alive connection's next head (which may come an idle
+// timeout apart). Every read deadline net/http sets is held to the head's
+// bound while a head is open, and a read that times out at that bound is
+// answered 408 with reason header-timeout and counted.
 type strictConn struct {
 	*limitConn
 	// pre holds bytes the fast loop read before handing the connection
 	// over; they are read (and checked) first.
 	pre []byte
+
+	// headerTimeout: see limitListener.headerTimeout.
+	headerTimeout time.Duration
+	headOpen      bool // scan is inside a head (it has seen a byte of it)
+	heads         int  // heads begun so far
+	dl            sync.Mutex
+	want          time.Time // the read deadline net/http asked for (dl)
+	headBy        time.Time // the open head's bound; zero: none (dl; written by Read only)
+	headOf        int       // the head (heads count) headBy belongs to
+	clamped       bool      // the socket's read deadline is headBy (dl)
+	timedOut      bool      // a head timed out (counted once)
 
 	st        int   // stHead, stBody, stUpgrade, stPass
 	remaining int64 // body bytes left (stBody)
@@ -182,9 +210,19 @@ func (c *strictConn) Read(p []byte) (int, error) {
 		n = copy(p, c.pre)
 		c.pre = c.pre[n:]
 	} else {
-		n, err = c.limitConn.Read(p)
+		if c.headerTimeout > 0 && c.headLate() {
+			n, err = c.readNow(p)
+		} else {
+			n, err = c.limitConn.Read(p)
+		}
+		if err != nil && c.headTimedOut(err) {
+			return c.refuseTimeout(p, err)
+		}
 	}
 	ok := c.scan(p[:n])
+	if c.headerTimeout > 0 && (c.heads != c.headOf || !c.headOpen && !c.headBy.IsZero()) {
+		c.updateHeadBy()
+	}
 	if ok < n {
 		// Return the bytes before the fault; the next Read answers 400.
 		n, err = ok, nil
@@ -220,6 +258,131 @@ func (c *strictConn) refuse(p []byte) (int, error) {
 	return 0, &net.OpError{Op: "read", Net: "tcp", Err: errBadHead}
 }
 
+// seedHead bounds the first head read (the one the fast loop began): by is
+// headerTimeout from its first byte.
+func (c *strictConn) seedHead(by time.Time) {
+	c.headBy, c.headOf = by, 1
+}
+
+// updateHeadBy follows scan: a head began (bound from now), or none is
+// open (no bound).
+func (c *strictConn) updateHeadBy() {
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	if c.headOpen {
+		if c.heads != c.headOf {
+			c.headBy, c.headOf = time.Now().Add(c.headerTimeout), c.heads
+		}
+	} else {
+		c.headBy, c.headOf = time.Time{}, c.heads
+	}
+	c.applyDeadline()
+}
+
+// applyDeadline sets the socket's read deadline: the one net/http asked
+// for, held to the open head's bound (dl held).
+func (c *strictConn) applyDeadline() {
+	t := c.want
+	c.clamped = !c.headBy.IsZero() && (t.IsZero() || t.After(c.headBy))
+	if c.clamped {
+		t = c.headBy
+	}
+	_ = c.limitConn.SetReadDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline, held to the open head's bound.
+func (c *strictConn) SetReadDeadline(t time.Time) error {
+	if c.headerTimeout <= 0 {
+		return c.limitConn.SetReadDeadline(t)
+	}
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	c.want = t
+	c.applyDeadline()
+	return nil
+}
+
+// SetDeadline sets both deadlines, the read one held to the open head's
+// bound.
+func (c *strictConn) SetDeadline(t time.Time) error {
+	if err := c.limitConn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// headTimedOut reports whether err is the open head's bound passing (not a
+// deadline of net/http's own, such as the one that stops its background
+// read).
+func (c *strictConn) headTimedOut(err error) bool {
+	if c.headerTimeout <= 0 || !isTimeout(err) {
+		return false
+	}
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	return c.clamped && !c.headBy.IsZero() && !time.Now().Before(c.headBy)
+}
+
+// headLate reports whether the open head's bound passed before this read:
+// net/http was busy elsewhere (a pipelined head whose first byte came while
+// the request before it was served, or a head the fast loop handed over at
+// its bound), not waiting for the client.
+func (c *strictConn) headLate() bool {
+	if c.headBy.IsZero() {
+		return false
+	}
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	return c.clamped && !time.Now().Before(c.headBy)
+}
+
+// readNow reads what has already arrived, without waiting: past its bound,
+// a head gets the bytes the client sent in time (a client is not refused
+// for the time net/http took to come back to its head), and no wait for
+// more; nothing there is the head's timeout. The socket's deadline has
+// passed, which fails every Read before it reads: the read goes through
+// Control, as the fast loop's liveness peek does (net/http reads a
+// connection from one goroutine at a time).
+func (c *strictConn) readNow(p []byte) (int, error) {
+	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	rc := rawConnOf(c.limitConn.Conn)
+	if rc == nil {
+		return 0, timeout
+	}
+	var n int
+	var rerr error
+	if err := rc.Control(func(fd uintptr) { n, rerr = rawRead(int(fd), p) }); err != nil {
+		return 0, err
+	}
+	if rerr == errWait {
+		return 0, timeout
+	}
+	return n, rerr
+}
+
+// refuseTimeout answers a head that timed out: 408 with reason
+// header-timeout (not from net/http's one-byte background read, which runs
+// while a previous response may be being written: that read's error alone
+// makes net/http close the connection once the response is out), counted
+// once; the read error is returned, on which net/http closes the
+// connection without a reply of its own.
+func (c *strictConn) refuseTimeout(p []byte, err error) (int, error) {
+	if !c.timedOut {
+		c.timedOut = true
+		if c.l != nil && c.l.headRefused != nil {
+			c.l.headRefused.WithLabelValues(c.l.name, ReasonHeaderTimeout).Inc()
+		}
+	}
+	if !c.answered && len(p) > 1 {
+		c.answered = true
+		_ = c.limitConn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.limitConn.Write(headResponse(408, "Request Timeout", ReasonHeaderTimeout,
+			"the request head was not complete within client_header_timeout of its first byte"))
+		_ = c.limitConn.CloseWrite()
+	}
+	return 0, err
+}
+
 // scan advances the state over b and returns how many bytes of b are
 // acceptable (len(b) unless a fault was found).
 func (c *strictConn) scan(b []byte) int {
@@ -248,6 +411,10 @@ func (c *strictConn) scan(b []byte) int {
 		}
 		// stHead
 		ch := b[i]
+		if !c.headOpen {
+			c.headOpen = true
+			c.heads++
+		}
 		if c.prevCR && ch != '\n' {
 			c.bad = ReasonBareCR
 			return i
@@ -296,7 +463,7 @@ func (c *strictConn) afterMessage() {
 }
 
 func (c *strictConn) startHead() {
-	c.st = stHead
+	c.st, c.headOpen = stHead, false
 	c.reqLine, c.lineStart, c.prevCR = false, true, false
 	c.lineLen, c.lineLong = 0, false
 	c.cl, c.hasCL, c.chunked, c.upgrade = 0, false, false, false
@@ -312,6 +479,7 @@ func (c *strictConn) endLine() bool {
 			return true // empty lines before a request line are ignored
 		}
 		// The end of the head.
+		c.headOpen = false
 		switch {
 		case c.chunked:
 			c.st = stPass // the connection closes after the response
@@ -335,7 +503,8 @@ func (c *strictConn) endLine() bool {
 		}
 		n, ok := parseDigits(v)
 		if !ok || (c.hasCL && n != c.cl) {
-			// net/http refuses these itself; let it.
+			// net/http refuses these itself; let it (the head's bound
+			// stays: nothing more is scanned).
 			c.st = stPass
 			return true
 		}

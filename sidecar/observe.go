@@ -31,7 +31,7 @@ func newEvents(reg *prometheus.Registry) events {
 	e := events{
 		headRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_request_head_refused_total",
-			Help: "Connections closed with 400 because of a malformed request head, by listener (proxy, admin, inbound) and reason (obs-fold, bare-lf, bare-cr, bad-content-length).",
+			Help: "Connections closed because of a request head, by listener (proxy, admin, inbound) and reason: 400 for a malformed one (obs-fold, bare-lf, bare-cr, bad-content-length), 408 for one not complete within client_header_timeout of its first byte (header-timeout).",
 		}, []string{"listener", "reason"}),
 		apiRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_token_api_refused_total",

@@ -51,6 +51,8 @@ type Server struct {
 	limits [3]*limitListener
 	// poll is the watcher's backstop interval.
 	poll time.Duration
+	// fastPipelined is the fast loop's test hook (fastServer.pipelined).
+	fastPipelined func(*fastConn)
 }
 
 type generation struct {
@@ -151,19 +153,28 @@ func (s *Server) Run(ctx context.Context) error {
 	// The proxy listener's heads are checked by the fast loop, which hands
 	// every request it does not serve itself to proxySrv behind strictConn.
 	s.limits[0].strict = false
-	fast := newFastServer(s, s.limits[0], g.cfg.ClientIdleTimeout, 10*time.Second)
+	// Every request head, on every listener, has client_header_timeout
+	// from its first byte to its end (strictConn, the fast loop).
+	hdrTimeout := g.cfg.ClientHeaderTimeout
+	for _, l := range s.limits {
+		if l != nil {
+			l.headerTimeout = hdrTimeout
+		}
+	}
+	fast := newFastServer(s, s.limits[0], g.cfg.ClientIdleTimeout, hdrTimeout)
+	fast.pipelined = s.fastPipelined
 	aln = s.limits[1]
 	errLog := slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug)
 	proxySrv := &http.Server{
 		Handler:           http.HandlerFunc(s.serveProxy),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: hdrTimeout,
 		IdleTimeout:       g.cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          errLog,
 	}
 	adminSrv := &http.Server{
 		Handler:           s.adminHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: hdrTimeout,
 		IdleTimeout:       g.cfg.ClientIdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
@@ -198,7 +209,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if inLn != nil {
 		inSrv = &http.Server{
 			Handler:           http.HandlerFunc(s.serveInbound),
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: hdrTimeout,
 			IdleTimeout:       g.cfg.ClientIdleTimeout,
 			MaxHeaderBytes:    1 << 20,
 			ErrorLog:          errLog,
