@@ -32,6 +32,7 @@ type Client struct {
 
 	shards  [numShards]shard
 	front   [frontSize]atomic.Pointer[entry] // entries by their strings' addresses (frontSlot)
+	near    [nearSize]atomic.Pointer[entry]  // entries by their key's hash (quickFind)
 	count   atomic.Int64
 	evictMu sync.Mutex
 
@@ -214,9 +215,11 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 	f := slot.Load()
 	e := f
 	if e == nil || !e.sameStrings(&req, fp) || e.gone.Load() {
-		var err error
-		if e, err = c.lookup(&req, fp); err != nil {
-			return nil, err
+		if e = c.quickFind(&req, fp); e == nil {
+			var err error
+			if e, err = c.lookup(&req, fp); err != nil {
+				return nil, err
+			}
 		}
 		if e != f && e.sameStrings(&req, fp) {
 			slot.Store(e)

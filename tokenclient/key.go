@@ -10,9 +10,11 @@ import (
 // stay under 50 ns in all (docs/performance.md), so finding the entry has
 // to cost little. A request whose strings are those of the request that
 // found its entry last is found through the front table (frontSlot)
-// without reading them; any other is gathered and hashed (fill) and looked
-// up in its shard's index (find), with no call to the runtime's string
-// comparison or hash on the way, and no allocation. The profile that led
+// without reading them; one of the common shape with fresh strings is
+// hashed from its fields and found through the near table (quickFind);
+// any other is gathered and hashed (fill) and looked up in its shard's
+// index (find), with no call to the runtime's string comparison or hash
+// on the way, and no allocation. The profile that led
 // here: a chain of calls and of dependent loads (the shard's index, the
 // slot, the entry, its strings) cost more than the arithmetic.
 
@@ -30,14 +32,41 @@ type identity struct {
 	digest   [32]byte
 	shape    uint16    // which parts are set (key.shape): most differ in none
 	parts    [7]string // the parts set, as in key.parts (in the entry: find loads no slice)
+	// The key's strings inline, for quickFind: when the key has no secret
+	// and at most four strings, each of 8 to 16 bytes (a tenant and a few
+	// scopes), qn is their number, qlen their lengths (16 bits each, in
+	// fill's order) and qw their first and last eight bytes, which with the
+	// length are the whole string. Else qn is 0.
+	qn   int
+	qlen uint64
+	qw   [2 * quickMax]uint64
 }
 
+// quickMax is how many strings a key may have to be held inline.
+const quickMax = 4
+
 func newIdentity(r *Request, k *key) identity {
-	return identity{
+	id := identity{
 		grant: r.grant(), scopes: append([]string(nil), k.scopes...), tenant: r.Tenant, zone: r.ZoneID,
 		user: r.Username, resource: r.Resource, appTID: r.AppTID, fp: k.fp, digest: k.dg,
 		shape: k.shape, parts: k.parts,
 	}
+	if k.shape&1 == 0 && k.n+len(k.scopes) <= quickMax {
+		q := 0
+		for _, list := range [2][]string{k.parts[:k.n], k.scopes} {
+			for _, s := range list {
+				n := len(s)
+				if n < 8 || n > 16 {
+					return id
+				}
+				id.qw[2*q], id.qw[2*q+1] = le64(s), le64(s[n-8:])
+				id.qlen |= uint64(n) << (16 * q)
+				q++
+			}
+		}
+		id.qn = q
+	}
+	return id
 }
 
 // key is what a request's cache key is made of, gathered once per call
@@ -315,3 +344,146 @@ func (e *entry) sameStrings(r *Request, fp string) bool {
 func same(a, b string) bool {
 	return len(a) == len(b) && (len(a) == 0 || unsafe.StringData(a) == unsafe.StringData(b))
 }
+
+// quickFind is fill and find for the requests most callers make: client
+// credentials with a tenant or a zone, scopes already sorted and unique,
+// and at most the certificate's fingerprint besides (nil: another shape,
+// scopes not in canonical order, or no entry; lookup decides). A caller that passes fresh
+// copies of its strings each time (a tenant from a header) misses the
+// front table and comes here on every call.
+//
+// It computes the hash fill would, from the request's fields in fill's
+// order, keeping each string's two words on the way, and looks first in
+// the near table: the entry last found with that hash, compared with the
+// key's strings held inline in it (identity.qw), so a hit loads the slot,
+// the entry and nothing the entry points to. Otherwise it probes the
+// shard's index and compares the entry's strings, and remembers the entry
+// in the near table. No key is gathered (fill's key is 208 bytes to clear
+// and fill, then to read back), and a string of 8 to 16 bytes costs no
+// call (the compiler does not inline a helper of that size, and a call per
+// string cost more than the string's work).
+func (c *Client) quickFind(r *Request, fp string) *entry {
+	if r.Grant != "" || r.Username != "" || r.Resource != "" || r.AppTID != "" {
+		return nil
+	}
+	const golden = 0x9E3779B97F4A7C15
+	p, s2 := c.seed[0], c.seed[1]
+	var h uint64
+	var m uint16
+	var w [2*quickMax + 2]uint64 // the strings' words (two spare: no bounds check)
+	var lens uint64
+	q, inline := 0, true
+	t := r.Tenant
+	if t != "" {
+		m = 2
+		if r.ZoneID != "" {
+			return nil // refused by check
+		}
+	} else if t = r.ZoneID; t != "" {
+		m = 4
+	}
+	if t != "" {
+		p += golden
+		if n := len(t); n >= 8 && n <= 16 {
+			a, b := le64(t), le64(t[n-8:])
+			h += mum(a^p, b^s2^uint64(n))
+			w[0], w[1], lens, q = a, b, uint64(n), 1
+		} else {
+			h += mixOther(0, t, p, s2)
+			inline = false
+		}
+	}
+	if fp != "" {
+		m |= 64
+		p += golden
+		h += mixOther(0, fp, p, s2)
+		inline = false // a fingerprint is longer than 16 bytes
+	}
+	scopes := r.Scopes
+	// Scopes out of order, or repeated, are not sorted here: their hash is
+	// not their canonical key's, and in order they cannot equal an entry's
+	// (which are canonical), so such a request finds nothing and lookup
+	// sorts them.
+	for _, s := range scopes {
+		p += golden
+		if n := len(s); n >= 8 && n <= 16 {
+			a, b := le64(s), le64(s[n-8:])
+			h += mum(a^p, b^s2^uint64(n))
+			if q < quickMax {
+				w[2*q], w[2*q+1] = a, b
+				lens |= uint64(n) << (16 * q)
+				q++
+			} else {
+				inline = false // more strings than the entry holds inline
+			}
+		} else {
+			h += mixOther(0, s, p, s2)
+			inline = false
+		}
+	}
+	if len(scopes) != 0 {
+		m |= 128
+	}
+	h += c.prefix ^ uint64(m)
+	near := &c.near[h>>24%nearSize]
+	if e := near.Load(); e != nil && inline {
+		id := &e.id
+		if e.hash == h && id.shape == m && id.qn == q && id.qlen == lens &&
+			id.qw[0] == w[0] && id.qw[1] == w[1] && id.qw[2] == w[2] && id.qw[3] == w[3] &&
+			id.qw[4] == w[4] && id.qw[5] == w[5] && id.qw[6] == w[6] && id.qw[7] == w[7] &&
+			!e.gone.Load() { // unused words are zero on both sides
+			return e
+		}
+	}
+	ix := c.shards[h%numShards].idx.Load()
+next:
+	for i := ix.slotOf(h); ; i = (i + 1) & ix.mask {
+		sl := &ix.slots[i]
+		e := sl.e
+		if e == nil {
+			return nil
+		}
+		id := &e.id
+		if sl.h != h || id.shape != m || len(scopes) != len(id.scopes) || fp != id.fp {
+			continue
+		}
+		if m&6 != 0 {
+			u := id.tenant
+			if m&4 != 0 {
+				u = id.zone
+			}
+			n := len(t)
+			if n != len(u) {
+				continue
+			}
+			if n >= 8 && n <= 16 {
+				if le64(t) != le64(u) || le64(t[n-8:]) != le64(u[n-8:]) {
+					continue
+				}
+			} else if t != u {
+				continue
+			}
+		}
+		for x, a := range scopes {
+			b := id.scopes[x]
+			n := len(a)
+			if n != len(b) {
+				continue next
+			}
+			if n >= 8 && n <= 16 {
+				if le64(a) != le64(b) || le64(a[n-8:]) != le64(b[n-8:]) {
+					continue next
+				}
+			} else if a != b {
+				continue next
+			}
+		}
+		if inline {
+			near.Store(e)
+		}
+		return e
+	}
+}
+
+// nearSize is the number of slots of the near table (quickFind).
+const nearSize = 256

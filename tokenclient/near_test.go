@@ -1,0 +1,169 @@
+package tokenclient
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+// quickRequests are requests of the shapes quickFind serves, and some it
+// leaves to lookup, with strings around the inline words' bounds (7, 8,
+// 9, 12, 16, 17 bytes) and keys that differ in one byte anywhere.
+func quickRequests() map[string]struct {
+	r  Request
+	fp string
+} {
+	out := map[string]struct {
+		r  Request
+		fp string
+	}{}
+	add := func(name string, r Request, fp string) {
+		out[name] = struct {
+			r  Request
+			fp string
+		}{r, fp}
+	}
+	add("none", Request{}, "")
+	add("fp", Request{}, strings.Repeat("f", 64))
+	add("scopes", Request{Scopes: []string{"orders.read", "orders.write"}}, "")
+	add("scopes-4", Request{Scopes: []string{"aaaaaaaa", "bbbbbbbb", "cccccccc", "dddddddd"}}, "")
+	add("scopes-5", Request{Scopes: []string{"aaaaaaaa", "bbbbbbbb", "cccccccc", "dddddddd", "eeeeeeee"}}, "")
+	add("tenant-scopes", Request{Tenant: "subscriber-1", Scopes: []string{"orders.read", "orders.write"}}, "")
+	add("zone-scopes", Request{ZoneID: "subscriber-1", Scopes: []string{"orders.read", "orders.write"}}, "")
+	add("tenant-scopes-fp", Request{Tenant: "subscriber-1", Scopes: []string{"orders.read"}}, strings.Repeat("f", 64))
+	add("tenant-resource", Request{Tenant: "subscriber-1", Resource: "urn:sap:identity:application:provider:name:x"}, "")
+	add("password", Request{Grant: GrantPassword, Username: "alice", Password: "pw"}, "")
+	for _, n := range []int{7, 8, 9, 12, 16, 17} {
+		a := strings.Repeat("x", n)
+		add(fmt.Sprintf("tenant-%d", n), Request{Tenant: a}, "")
+		add(fmt.Sprintf("zone-%d", n), Request{ZoneID: a}, "")
+		add(fmt.Sprintf("scope-%d", n), Request{Scopes: []string{"aaaaaaaa", a}}, "")
+		add(fmt.Sprintf("tenant-scope-%d", n), Request{Tenant: "subscriber-1", Scopes: []string{a}}, "")
+		for _, at := range []int{0, n / 2, n - 1} {
+			b := []byte(a)
+			b[at] = 'y'
+			add(fmt.Sprintf("tenant-%d/%d", n, at), Request{Tenant: string(b)}, "")
+			add(fmt.Sprintf("scope-%d/%d", n, at), Request{Scopes: []string{"aaaaaaaa", string(b)}}, "")
+			add(fmt.Sprintf("tenant-scope-%d/%d", n, at), Request{Tenant: "subscriber-1", Scopes: []string{string(b)}}, "")
+		}
+	}
+	return out
+}
+
+func cloneRequest(r Request) Request {
+	r.Tenant, r.ZoneID, r.Username = strings.Clone(r.Tenant), strings.Clone(r.ZoneID), strings.Clone(r.Username)
+	r.Resource, r.AppTID = strings.Clone(r.Resource), strings.Clone(r.AppTID)
+	r.Scopes = cloneStrings(r.Scopes)
+	return r
+}
+
+// quickFind tells keys apart like find, through the near table (the key's
+// strings inline in the entry) and through the shard's index: with the
+// entry of request a in the place request b looks (its near slot and its
+// index slot, as if their hashes were one), b finds it only when a and b
+// are the same key. Requests are fresh copies, as quickFind's callers pass.
+func TestQuickFindMatchesEveryPart(t *testing.T) {
+	reqs := quickRequests()
+	c := Client{prefix: 7, seed: [2]uint64{0x243f6a8885a308d3, 0x13198a2e03707344}}
+	for i := range c.shards {
+		c.shards[i].idx.Store(newIndex(nil))
+	}
+	for a, ra := range reqs {
+		ka := key{fp: ra.fp}
+		c.fill(&ra.r, &ka)
+		id := newIdentity(&ra.r, &ka)
+		for b, rb := range reqs {
+			kb := key{fp: rb.fp}
+			c.fill(&rb.r, &kb)
+			h := kb.h
+			e := &entry{hash: h, id: id}
+			req := cloneRequest(rb.r)
+			fp := strings.Clone(rb.fp)
+			for _, viaNear := range []bool{true, false} {
+				sh := &c.shards[h%numShards]
+				sh.idx.Store(newIndex(map[uint64][]*entry{h: {e}}))
+				c.near[h>>24%nearSize].Store(nil)
+				if viaNear {
+					c.near[h>>24%nearSize].Store(e)
+				}
+				got := c.quickFind(&req, fp)
+				if got != nil && got != e {
+					t.Fatalf("entry %s, request %s: found another entry", a, b)
+				}
+				if (got != nil) != (a == b) && (got != nil || quickShape(rb.r) && a == b) {
+					t.Errorf("entry %s, request %s (near %v): found %v", a, b, viaNear, got != nil)
+				}
+				sh.idx.Store(newIndex(nil))
+				c.near[h>>24%nearSize].Store(nil)
+			}
+		}
+	}
+}
+
+// quickShape is whether quickFind serves r at all (else it returns nil
+// and lookup does).
+func quickShape(r Request) bool {
+	return r.Grant == "" && r.Username == "" && r.Resource == "" && r.AppTID == "" &&
+		!(r.Tenant != "" && r.ZoneID != "")
+}
+
+// quickFind computes fill's hash: for every request of its shape, a fresh
+// copy finds the entry Token made, through the index and then the near
+// table (the first find put it there), with no fetch; scopes out of order
+// are left to lookup, which finds the same entry.
+func TestQuickFindFindsTokensEntry(t *testing.T) {
+	g := NewWithT(t)
+	as, c := newTenantClient(t)
+	n := 0
+	for name, q := range quickRequests() {
+		if q.fp != "" || q.r.ZoneID != "" || !quickShape(q.r) {
+			continue // the fake server's client has no certificate; zones are checked elsewhere
+		}
+		_, err := c.Token(bg, q.r)
+		g.Expect(err).NotTo(HaveOccurred(), name)
+		n++
+		e, err := c.lookup(&q.r, "")
+		g.Expect(err).NotTo(HaveOccurred(), name)
+		cp := cloneRequest(q.r)
+		c.near[e.hash>>24%nearSize].Store(nil)
+		g.Expect(c.quickFind(&cp, "")).To(BeIdenticalTo(e), "%s through the index", name)
+		if e.id.qn > 0 || len(q.r.Scopes) == 0 && q.r.Tenant == "" {
+			g.Expect(c.near[e.hash>>24%nearSize].Load()).To(BeIdenticalTo(e), "%s kept in the near table", name)
+		}
+		g.Expect(c.quickFind(&cp, "")).To(BeIdenticalTo(e), "%s through the near table", name)
+		if len(cp.Scopes) == 2 {
+			cp.Scopes[0], cp.Scopes[1] = cp.Scopes[1], cp.Scopes[0]
+			g.Expect(c.quickFind(&cp, "")).To(BeNil(), "%s with its scopes out of order", name)
+			g.Expect(c.lookup(&cp, "")).To(BeIdenticalTo(e), "%s with its scopes out of order, by lookup", name)
+		}
+	}
+	g.Expect(as.count()).To(Equal(n), "one fetch per key")
+}
+
+// An entry that was removed is not served from the near table: a copy of
+// its request's strings makes a new entry and fetches, also when the near
+// slot still held the removed entry (a remove racing with a quickFind that
+// stored it again).
+func TestNearTableDropsRemovedEntries(t *testing.T) {
+	g := NewWithT(t)
+	as, c := newTenantClient(t)
+	r := Request{Tenant: "subscriber-1", Scopes: []string{"orders.read", "orders.write"}}
+	first, err := c.Token(bg, r)
+	g.Expect(err).NotTo(HaveOccurred())
+	cp := cloneRequest(r)
+	g.Expect(c.Token(bg, cp)).To(BeIdenticalTo(first))
+	e, err := c.lookup(&r, "")
+	g.Expect(err).NotTo(HaveOccurred())
+	slot := &c.near[e.hash>>24%nearSize]
+	g.Expect(slot.Load()).To(BeIdenticalTo(e), "the copy's find put the entry in the near table")
+
+	c.remove(e)
+	g.Expect(slot.Load()).To(BeNil())
+	slot.Store(e)
+	tok, err := c.Token(bg, cloneRequest(r))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tok).NotTo(BeIdenticalTo(first), "served the removed entry's token")
+	g.Expect(as.count()).To(Equal(2))
+}
