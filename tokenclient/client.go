@@ -221,7 +221,7 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 				return nil, err
 			}
 		}
-		if e != f && e.sameStrings(&req, fp) {
+		if e != f && e.mayBeSameStrings(&req) && e.sameStrings(&req, fp) {
 			slot.Store(e)
 		}
 	}

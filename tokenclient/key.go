@@ -37,7 +37,7 @@ type identity struct {
 	// scopes), qn is their number, qlen their lengths (16 bits each, in
 	// fill's order) and qw their first and last eight bytes, which with the
 	// length are the whole string. Else qn is 0.
-	qn   int
+	qn   uint
 	qlen uint64
 	qw   [2 * quickMax]uint64
 }
@@ -52,7 +52,7 @@ func newIdentity(r *Request, k *key) identity {
 		shape: k.shape, parts: k.parts,
 	}
 	if k.shape&1 == 0 && k.n+len(k.scopes) <= quickMax {
-		q := 0
+		q := uint(0)
 		for _, list := range [2][]string{k.parts[:k.n], k.scopes} {
 			for _, s := range list {
 				n := len(s)
@@ -339,6 +339,17 @@ func (e *entry) sameStrings(r *Request, fp string) bool {
 	return true
 }
 
+// mayBeSameStrings is false when r is not e's key by the addresses of its
+// strings, as sameStrings tells, looking at the tenant and the first scope
+// only and without a call: a request with fresh strings is told so at
+// once. True means that sameStrings has to decide.
+func (e *entry) mayBeSameStrings(r *Request) bool {
+	id := &e.id
+	return len(r.Scopes) == len(id.scopes) &&
+		(r.Tenant == "" || unsafe.StringData(r.Tenant) == unsafe.StringData(id.tenant)) &&
+		(len(r.Scopes) == 0 || r.Scopes[0] == "" || unsafe.StringData(r.Scopes[0]) == unsafe.StringData(id.scopes[0]))
+}
+
 // same tells whether a and b are the same string: the same length and,
 // unless empty, the same address.
 func same(a, b string) bool {
@@ -370,9 +381,9 @@ func (c *Client) quickFind(r *Request, fp string) *entry {
 	p, s2 := c.seed[0], c.seed[1]
 	var h uint64
 	var m uint16
-	var w [2*quickMax + 2]uint64 // the strings' words (two spare: no bounds check)
+	var w [2 * quickMax]uint64 // the strings' words
 	var lens uint64
-	q, inline := 0, true
+	q, inline := uint(0), true
 	t := r.Tenant
 	if t != "" {
 		m = 2
@@ -410,8 +421,8 @@ func (c *Client) quickFind(r *Request, fp string) *entry {
 			a, b := le64(s), le64(s[n-8:])
 			h += mum(a^p, b^s2^uint64(n))
 			if q < quickMax {
-				w[2*q], w[2*q+1] = a, b
-				lens |= uint64(n) << (16 * q)
+				w[2*q&7], w[(2*q+1)&7] = a, b // q < 4: the masks only spare a bounds check
+				lens |= uint64(n) << (16 * (q & 3))
 				q++
 			} else {
 				inline = false // more strings than the entry holds inline
