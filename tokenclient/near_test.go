@@ -167,3 +167,39 @@ func TestNearTableDropsRemovedEntries(t *testing.T) {
 	g.Expect(tok).NotTo(BeIdenticalTo(first), "served the removed entry's token")
 	g.Expect(as.count()).To(Equal(2))
 }
+
+// mayBeSameStrings is never false where sameStrings is true (else a caller
+// with the same strings would never be put in the front table): for every
+// request, against the entry made from its very strings, and against
+// entries of other keys.
+func TestMayBeSameStringsCoversSameStrings(t *testing.T) {
+	var c Client
+	reqs := quickRequests()
+	empty := Request{Scopes: []string{""}, Tenant: ""}
+	reqs["empty-scope"] = struct {
+		r  Request
+		fp string
+	}{empty, ""}
+	same := 0
+	for a, ra := range reqs {
+		k := key{fp: ra.fp}
+		c.fill(&ra.r, &k)
+		e := &entry{id: newIdentity(&ra.r, &k)}
+		// newIdentity copies the scopes: the entry's own strings are its identity's.
+		own := ra.r
+		own.Scopes = e.id.scopes
+		for b, rb := range reqs {
+			for _, r := range []Request{rb.r, own} {
+				if e.sameStrings(&r, rb.fp) {
+					same++
+					if !e.mayBeSameStrings(&r) {
+						t.Errorf("entry %s, request %s: sameStrings but not mayBeSameStrings", a, b)
+					}
+				}
+			}
+		}
+	}
+	if same < len(reqs) {
+		t.Fatalf("only %d pairs were the same strings, want at least %d", same, len(reqs))
+	}
+}
