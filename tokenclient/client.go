@@ -220,6 +220,7 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 			if e, err = c.lookup(&req, fp); err != nil {
 				return nil, err
 			}
+			c.remember(e)
 		}
 		if e != f && e.mayBeSameStrings(&req) && e.sameStrings(&req, fp) {
 			slot.Store(e)

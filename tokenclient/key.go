@@ -356,34 +356,32 @@ func same(a, b string) bool {
 	return len(a) == len(b) && (len(a) == 0 || unsafe.StringData(a) == unsafe.StringData(b))
 }
 
-// quickFind is fill and find for the requests most callers make: client
-// credentials with a tenant or a zone, scopes already sorted and unique,
-// and at most the certificate's fingerprint besides (nil: another shape,
-// scopes not in canonical order, or no entry; lookup decides). A caller that passes fresh
-// copies of its strings each time (a tenant from a header) misses the
-// front table and comes here on every call.
+// quickFind finds the entry of a request of the shape most callers use
+// without gathering its key: client credentials with a tenant or a zone
+// and up to four scopes in canonical order, each string of 8 to 16 bytes
+// (nil: another request, or not in the near table; lookup decides). A
+// caller that passes fresh copies of its strings each time (a tenant from
+// a header) misses the front table and comes here on every call.
 //
 // It computes the hash fill would, from the request's fields in fill's
-// order, keeping each string's two words on the way, and looks first in
-// the near table: the entry last found with that hash, compared with the
-// key's strings held inline in it (identity.qw), so a hit loads the slot,
-// the entry and nothing the entry points to. Otherwise it probes the
-// shard's index and compares the entry's strings, and remembers the entry
-// in the near table. No key is gathered (fill's key is 208 bytes to clear
-// and fill, then to read back), and a string of 8 to 16 bytes costs no
-// call (the compiler does not inline a helper of that size, and a call per
-// string cost more than the string's work).
+// order, keeping each string's first and last eight bytes on the way, and
+// looks in the near table: the entry lookup last found with that hash
+// (remember), compared with the key's strings held inline in the entry
+// (identity.qw: with the length, the whole string). So a hit loads the
+// slot, the entry and nothing the entry points to; no key is gathered
+// (fill's key is 208 bytes to clear and fill, then to read back), and no
+// string costs a call (the compiler does not inline a helper of that
+// size, and a call per string cost more than the string's work).
 func (c *Client) quickFind(r *Request, fp string) *entry {
-	if r.Grant != "" || r.Username != "" || r.Resource != "" || r.AppTID != "" {
-		return nil
+	if r.Grant != "" || r.Username != "" || r.Resource != "" || r.AppTID != "" || fp != "" {
+		return nil // a fingerprint is longer than 16 bytes
 	}
 	const golden = 0x9E3779B97F4A7C15
 	p, s2 := c.seed[0], c.seed[1]
-	var h uint64
+	var h, lens uint64
 	var m uint16
-	var w [2 * quickMax]uint64 // the strings' words
-	var lens uint64
-	q, inline := uint(0), true
+	var w [2 * quickMax]uint64 // the strings' words; those not used stay zero, as in the entry
+	q := uint(0)
 	t := r.Tenant
 	if t != "" {
 		m = 2
@@ -394,105 +392,63 @@ func (c *Client) quickFind(r *Request, fp string) *entry {
 		m = 4
 	}
 	if t != "" {
-		p += golden
-		if n := len(t); n >= 8 && n <= 16 {
-			a, b := le64(t), le64(t[n-8:])
-			h += mum(a^p, b^s2^uint64(n))
-			w[0], w[1], lens, q = a, b, uint64(n), 1
-		} else {
-			h += mixOther(0, t, p, s2)
-			inline = false
+		n := len(t)
+		if n < 8 || n > 16 {
+			return nil
 		}
-	}
-	if fp != "" {
-		m |= 64
 		p += golden
-		h += mixOther(0, fp, p, s2)
-		inline = false // a fingerprint is longer than 16 bytes
+		a, b := le64(t), le64(t[n-8:])
+		h += mum(a^p, b^s2^uint64(n))
+		w[0], w[1], lens, q = a, b, uint64(n), 1
 	}
+	// Scopes out of order, or repeated, are taken as they come: their hash
+	// is not their canonical key's, and in that order their words cannot
+	// equal an entry's (whose scopes are canonical), so such a request
+	// finds nothing and lookup sorts them.
 	scopes := r.Scopes
-	// Scopes out of order, or repeated, are not sorted here: their hash is
-	// not their canonical key's, and in order they cannot equal an entry's
-	// (which are canonical), so such a request finds nothing and lookup
-	// sorts them.
+	if len(scopes) > quickMax-int(q) {
+		return nil
+	}
 	for _, s := range scopes {
-		p += golden
-		if n := len(s); n >= 8 && n <= 16 {
-			a, b := le64(s), le64(s[n-8:])
-			h += mum(a^p, b^s2^uint64(n))
-			if q < quickMax {
-				w[2*q&7], w[(2*q+1)&7] = a, b // q < 4: the masks only spare a bounds check
-				lens |= uint64(n) << (16 * (q & 3))
-				q++
-			} else {
-				inline = false // more strings than the entry holds inline
-			}
-		} else {
-			h += mixOther(0, s, p, s2)
-			inline = false
+		n := len(s)
+		if n < 8 || n > 16 {
+			return nil
 		}
+		p += golden
+		a, b := le64(s), le64(s[n-8:])
+		h += mum(a^p, b^s2^uint64(n))
+		w[2*q&7], w[(2*q+1)&7] = a, b // q < quickMax: the masks only spare a bounds check
+		lens |= uint64(n) << (16 * (q & 3))
+		q++
 	}
 	if len(scopes) != 0 {
 		m |= 128
+	} else if q == 0 {
+		return nil // no strings: the front table has it
 	}
 	h += c.prefix ^ uint64(m)
-	near := &c.near[h>>24%nearSize]
-	if e := near.Load(); e != nil && inline {
-		id := &e.id
-		if e.hash == h && id.shape == m && id.qn == q && id.qlen == lens &&
-			id.qw[0] == w[0] && id.qw[1] == w[1] && id.qw[2] == w[2] && id.qw[3] == w[3] &&
-			id.qw[4] == w[4] && id.qw[5] == w[5] && id.qw[6] == w[6] && id.qw[7] == w[7] &&
-			!e.gone.Load() { // unused words are zero on both sides
-			return e
-		}
+	e := c.near[h>>24%nearSize].Load()
+	if e == nil {
+		return nil
 	}
-	ix := c.shards[h%numShards].idx.Load()
-next:
-	for i := ix.slotOf(h); ; i = (i + 1) & ix.mask {
-		sl := &ix.slots[i]
-		e := sl.e
-		if e == nil {
-			return nil
-		}
-		id := &e.id
-		if sl.h != h || id.shape != m || len(scopes) != len(id.scopes) || fp != id.fp {
-			continue
-		}
-		if m&6 != 0 {
-			u := id.tenant
-			if m&4 != 0 {
-				u = id.zone
-			}
-			n := len(t)
-			if n != len(u) {
-				continue
-			}
-			if n >= 8 && n <= 16 {
-				if le64(t) != le64(u) || le64(t[n-8:]) != le64(u[n-8:]) {
-					continue
-				}
-			} else if t != u {
-				continue
-			}
-		}
-		for x, a := range scopes {
-			b := id.scopes[x]
-			n := len(a)
-			if n != len(b) {
-				continue next
-			}
-			if n >= 8 && n <= 16 {
-				if le64(a) != le64(b) || le64(a[n-8:]) != le64(b[n-8:]) {
-					continue next
-				}
-			} else if a != b {
-				continue next
-			}
-		}
-		if inline {
-			near.Store(e)
-		}
+	id := &e.id
+	if e.hash == h && id.shape == m && id.qn == q && id.qlen == lens &&
+		id.qw[0] == w[0] && id.qw[1] == w[1] && id.qw[2] == w[2] && id.qw[3] == w[3] &&
+		id.qw[4] == w[4] && id.qw[5] == w[5] && id.qw[6] == w[6] && id.qw[7] == w[7] &&
+		!e.gone.Load() {
 		return e
+	}
+	return nil
+}
+
+// remember puts e, found by lookup, in the near table when quickFind can
+// find it there (its key's strings are held inline).
+func (c *Client) remember(e *entry) {
+	if e.id.qn == 0 {
+		return
+	}
+	if near := &c.near[e.hash>>24%nearSize]; near.Load() != e {
+		near.Store(e)
 	}
 }
 
