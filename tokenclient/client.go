@@ -214,7 +214,7 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 	slot := &c.front[frontSlot(&req)]
 	f := slot.Load()
 	e := f
-	if e == nil || !e.sameStrings(&req, fp) || e.gone.Load() {
+	if e == nil || !e.mayBeSameStrings(&req) || !e.sameStrings(&req, fp) || e.gone.Load() {
 		if e = c.quickFind(&req, fp); e == nil {
 			var err error
 			if e, err = c.lookup(&req, fp); err != nil {
