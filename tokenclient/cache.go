@@ -281,6 +281,7 @@ func (c *Client) remove(victim *entry) {
 	for i := range c.front { // a Token call would pass over it; it need not keep it alive
 		c.front[i].CompareAndSwap(victim, nil)
 	}
+	c.near[victim.hash>>24%nearSize].CompareAndSwap(victim, nil)
 	victim.mu.Lock()
 	victim.stopTimers()
 	victim.mu.Unlock()

@@ -32,6 +32,7 @@ type Client struct {
 
 	shards  [numShards]shard
 	front   [frontSize]atomic.Pointer[entry] // entries by their strings' addresses (frontSlot)
+	near    [nearSize]atomic.Pointer[entry]  // entries by their key's hash (quickFind)
 	count   atomic.Int64
 	evictMu sync.Mutex
 
@@ -213,12 +214,15 @@ func (c *Client) Token(ctx context.Context, req Request) (*Token, error) {
 	slot := &c.front[frontSlot(&req)]
 	f := slot.Load()
 	e := f
-	if e == nil || !e.sameStrings(&req, fp) || e.gone.Load() {
-		var err error
-		if e, err = c.lookup(&req, fp); err != nil {
-			return nil, err
+	if e == nil || !e.mayBeSameStrings(&req) || !e.sameStrings(&req, fp) || e.gone.Load() {
+		if e = c.quickFind(&req, fp); e == nil {
+			var err error
+			if e, err = c.lookup(&req, fp); err != nil {
+				return nil, err
+			}
+			c.remember(e)
 		}
-		if e != f && e.sameStrings(&req, fp) {
+		if e != f && e.mayBeSameStrings(&req) && e.sameStrings(&req, fp) {
 			slot.Store(e)
 		}
 	}

@@ -10,9 +10,11 @@ import (
 // stay under 50 ns in all (docs/performance.md), so finding the entry has
 // to cost little. A request whose strings are those of the request that
 // found its entry last is found through the front table (frontSlot)
-// without reading them; any other is gathered and hashed (fill) and looked
-// up in its shard's index (find), with no call to the runtime's string
-// comparison or hash on the way, and no allocation. The profile that led
+// without reading them; one of the common shape with fresh strings is
+// hashed from its fields and found through the near table (quickFind);
+// any other is gathered and hashed (fill) and looked up in its shard's
+// index (find), with no call to the runtime's string comparison or hash
+// on the way, and no allocation. The profile that led
 // here: a chain of calls and of dependent loads (the shard's index, the
 // slot, the entry, its strings) cost more than the arithmetic.
 
@@ -30,14 +32,41 @@ type identity struct {
 	digest   [32]byte
 	shape    uint16    // which parts are set (key.shape): most differ in none
 	parts    [7]string // the parts set, as in key.parts (in the entry: find loads no slice)
+	// The key's strings inline, for quickFind: when the key has no secret
+	// and at most four strings, each of 8 to 16 bytes (a tenant and a few
+	// scopes), qn is their number, qlen their lengths (16 bits each, in
+	// fill's order) and qw their first and last eight bytes, which with the
+	// length are the whole string. Else qn is 0.
+	qn   uint
+	qlen uint64
+	qw   [2 * quickMax]uint64
 }
 
+// quickMax is how many strings a key may have to be held inline.
+const quickMax = 4
+
 func newIdentity(r *Request, k *key) identity {
-	return identity{
+	id := identity{
 		grant: r.grant(), scopes: append([]string(nil), k.scopes...), tenant: r.Tenant, zone: r.ZoneID,
 		user: r.Username, resource: r.Resource, appTID: r.AppTID, fp: k.fp, digest: k.dg,
 		shape: k.shape, parts: k.parts,
 	}
+	if k.shape&1 == 0 && k.n+len(k.scopes) <= quickMax {
+		q := uint(0)
+		for _, list := range [2][]string{k.parts[:k.n], k.scopes} {
+			for _, s := range list {
+				n := len(s)
+				if n < 8 || n > 16 {
+					return id
+				}
+				id.qw[2*q], id.qw[2*q+1] = le64(s), le64(s[n-8:])
+				id.qlen |= uint64(n) << (16 * q)
+				q++
+			}
+		}
+		id.qn = q
+	}
+	return id
 }
 
 // key is what a request's cache key is made of, gathered once per call
@@ -310,8 +339,118 @@ func (e *entry) sameStrings(r *Request, fp string) bool {
 	return true
 }
 
+// mayBeSameStrings is false when r is not e's key by the addresses of its
+// strings, as sameStrings tells, looking at the tenant and the first scope
+// only and without a call: a request with fresh strings is told so at
+// once. True means that sameStrings has to decide.
+func (e *entry) mayBeSameStrings(r *Request) bool {
+	id := &e.id
+	return len(r.Scopes) == len(id.scopes) &&
+		(r.Tenant == "" || unsafe.StringData(r.Tenant) == unsafe.StringData(id.tenant)) &&
+		(len(r.Scopes) == 0 || r.Scopes[0] == "" || unsafe.StringData(r.Scopes[0]) == unsafe.StringData(id.scopes[0]))
+}
+
 // same tells whether a and b are the same string: the same length and,
 // unless empty, the same address.
 func same(a, b string) bool {
 	return len(a) == len(b) && (len(a) == 0 || unsafe.StringData(a) == unsafe.StringData(b))
 }
+
+// quickFind finds the entry of a request of the shape most callers use
+// without gathering its key: client credentials with a tenant or a zone
+// and up to four scopes in canonical order, each string of 8 to 16 bytes
+// (nil: another request, or not in the near table; lookup decides). A
+// caller that passes fresh copies of its strings each time (a tenant from
+// a header) misses the front table and comes here on every call.
+//
+// It computes the hash fill would, from the request's fields in fill's
+// order, keeping each string's first and last eight bytes on the way, and
+// looks in the near table: the entry lookup last found with that hash
+// (remember), compared with the key's strings held inline in the entry
+// (identity.qw: with the length, the whole string). So a hit loads the
+// slot, the entry and nothing the entry points to; no key is gathered
+// (fill's key is 208 bytes to clear and fill, then to read back), and no
+// string costs a call (the compiler does not inline a helper of that
+// size, and a call per string cost more than the string's work).
+func (c *Client) quickFind(r *Request, fp string) *entry {
+	if r.Grant != "" || r.Username != "" || r.Resource != "" || r.AppTID != "" || fp != "" {
+		return nil // a fingerprint is longer than 16 bytes
+	}
+	const golden = 0x9E3779B97F4A7C15
+	p, s2 := c.seed[0], c.seed[1]
+	var h, lens uint64
+	var m uint16
+	var w [2 * quickMax]uint64 // the strings' words; those not used stay zero, as in the entry
+	q := uint(0)
+	t := r.Tenant
+	if t != "" {
+		m = 2
+		if r.ZoneID != "" {
+			return nil // refused by check
+		}
+	} else if t = r.ZoneID; t != "" {
+		m = 4
+	}
+	if t != "" {
+		n := len(t)
+		if n < 8 || n > 16 {
+			return nil
+		}
+		p += golden
+		a, b := le64(t), le64(t[n-8:])
+		h += mum(a^p, b^s2^uint64(n))
+		w[0], w[1], lens, q = a, b, uint64(n), 1
+	}
+	// Scopes out of order, or repeated, are taken as they come: their hash
+	// is not their canonical key's, and in that order their words cannot
+	// equal an entry's (whose scopes are canonical), so such a request
+	// finds nothing and lookup sorts them.
+	scopes := r.Scopes
+	if len(scopes) > quickMax-int(q) {
+		return nil
+	}
+	for _, s := range scopes {
+		n := len(s)
+		if n < 8 || n > 16 {
+			return nil
+		}
+		p += golden
+		a, b := le64(s), le64(s[n-8:])
+		h += mum(a^p, b^s2^uint64(n))
+		w[2*q&7], w[(2*q+1)&7] = a, b // q < quickMax: the masks only spare a bounds check
+		lens |= uint64(n) << (16 * (q & 3))
+		q++
+	}
+	if len(scopes) != 0 {
+		m |= 128
+	} else if q == 0 {
+		return nil // no strings: the front table has it
+	}
+	h += c.prefix ^ uint64(m)
+	e := c.near[h>>24%nearSize].Load()
+	if e == nil {
+		return nil
+	}
+	id := &e.id
+	if e.hash == h && id.shape == m && id.qn == q && id.qlen == lens &&
+		id.qw[0] == w[0] && id.qw[1] == w[1] && id.qw[2] == w[2] && id.qw[3] == w[3] &&
+		id.qw[4] == w[4] && id.qw[5] == w[5] && id.qw[6] == w[6] && id.qw[7] == w[7] &&
+		!e.gone.Load() {
+		return e
+	}
+	return nil
+}
+
+// remember puts e, found by lookup, in the near table when quickFind can
+// find it there (its key's strings are held inline).
+func (c *Client) remember(e *entry) {
+	if e.id.qn == 0 {
+		return
+	}
+	if near := &c.near[e.hash>>24%nearSize]; near.Load() != e {
+		near.Store(e)
+	}
+}
+
+// nearSize is the number of slots of the near table (quickFind).
+const nearSize = 256
