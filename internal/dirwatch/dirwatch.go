@@ -116,18 +116,33 @@ func cleanAll(paths []string) []string {
 	return out
 }
 
-// Run watches until ctx is done. onChange runs on Run's goroutine, one call
-// at a time, each time the fingerprint of the paths has changed. With no
-// paths Run just waits for ctx.
+// Run watches until ctx is done: it is Start, then a wait until the
+// watching has stopped. onChange runs one call at a time, each time the
+// fingerprint of the paths has changed. With no paths Run just waits for
+// ctx.
 func (w *Watcher) Run(ctx context.Context, onChange func()) {
+	<-w.Start(ctx, onChange)
+}
+
+// Start puts the watches in place and reports a change made since New:
+// that onChange call, when there is one, runs on the caller's goroutine
+// before Start returns. It then watches in a goroutine of its own until
+// ctx is done, calling onChange there, one call at a time; the returned
+// channel is closed when that goroutine has returned. From Start's return
+// on, a change is reported only after a file event (and the debounce) or
+// at the backstop, so a caller (or its test) that writes the paths after
+// Start returned knows which of them will report it. Call Start (or Run)
+// once.
+func (w *Watcher) Start(ctx context.Context, onChange func()) <-chan struct{} {
+	stopped := make(chan struct{})
 	if len(w.paths) == 0 {
-		<-ctx.Done()
-		return
+		go func() {
+			defer close(stopped)
+			<-ctx.Done()
+		}()
+		return stopped
 	}
 	fw := w.newNotify()
-	if fw != nil {
-		defer fw.Close()
-	}
 	watched := map[string]bool{}
 	sync := func() {
 		if fw == nil {
@@ -164,6 +179,18 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) {
 	sync()
 	check() // what changed between New and the watches being in place
 
+	go func() {
+		defer close(stopped)
+		if fw != nil {
+			defer fw.Close()
+		}
+		w.loop(ctx, fw, sync, check, watched)
+	}()
+	return stopped
+}
+
+// loop is Start's goroutine: file events, the debounce and the backstop.
+func (w *Watcher) loop(ctx context.Context, fw *fsnotify.Watcher, sync, check func(), watched map[string]bool) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if fw != nil {
