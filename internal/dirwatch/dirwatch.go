@@ -116,12 +116,11 @@ func cleanAll(paths []string) []string {
 	return out
 }
 
-// Run watches until ctx is done: it is Start, then a wait until the
-// watching has stopped. onChange runs one call at a time, each time the
-// fingerprint of the paths has changed. With no paths Run just waits for
-// ctx.
+// Run watches until ctx is done: Start without the goroutine, on the
+// caller's. onChange runs one call at a time, each time the fingerprint of
+// the paths has changed. With no paths Run just waits for ctx.
 func (w *Watcher) Run(ctx context.Context, onChange func()) {
-	<-w.Start(ctx, onChange)
+	w.begin(onChange)(ctx)
 }
 
 // Start puts the watches in place and reports a change made since New:
@@ -134,13 +133,20 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) {
 // Start returned knows which of them will report it. Call Start (or Run)
 // once.
 func (w *Watcher) Start(ctx context.Context, onChange func()) <-chan struct{} {
+	watch := w.begin(onChange)
 	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		watch(ctx)
+	}()
+	return stopped
+}
+
+// begin puts the watches in place and reports a change made since New; it
+// returns the watching, which runs until ctx is done.
+func (w *Watcher) begin(onChange func()) func(ctx context.Context) {
 	if len(w.paths) == 0 {
-		go func() {
-			defer close(stopped)
-			<-ctx.Done()
-		}()
-		return stopped
+		return func(ctx context.Context) { <-ctx.Done() }
 	}
 	fw := w.newNotify()
 	watched := map[string]bool{}
@@ -179,17 +185,15 @@ func (w *Watcher) Start(ctx context.Context, onChange func()) <-chan struct{} {
 	sync()
 	check() // what changed between New and the watches being in place
 
-	go func() {
-		defer close(stopped)
+	return func(ctx context.Context) {
 		if fw != nil {
 			defer fw.Close()
 		}
 		w.loop(ctx, fw, sync, check, watched)
-	}()
-	return stopped
+	}
 }
 
-// loop is Start's goroutine: file events, the debounce and the backstop.
+// loop is the watching: file events, the debounce and the backstop.
 func (w *Watcher) loop(ctx context.Context, fw *fsnotify.Watcher, sync, check func(), watched map[string]bool) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
