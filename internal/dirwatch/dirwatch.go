@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -154,25 +155,35 @@ func (w *Watcher) begin(onChange func()) func(ctx context.Context) {
 		if fw == nil {
 			return
 		}
-		want := Dirs(w.paths)
-		for _, d := range want {
-			if watched[d] {
-				continue
+		// A directory created between Dirs and the Add of its parent's
+		// watch has no event to announce it: look again until the set
+		// holds still (a missing path's directories being created one by
+		// one, say), so that the check after sync never sees a change
+		// whose directory is left unwatched.
+		for range 8 {
+			want := Dirs(w.paths)
+			for _, d := range want {
+				if watched[d] {
+					continue
+				}
+				if err := fw.Add(d); err != nil {
+					w.log.Debug("dirwatch: cannot watch directory yet", "dir", d, "error", err.Error())
+					continue
+				}
+				watched[d] = true
 			}
-			if err := fw.Add(d); err != nil {
-				w.log.Debug("dirwatch: cannot watch directory yet", "dir", d, "error", err.Error())
-				continue
+			keep := map[string]bool{}
+			for _, d := range want {
+				keep[d] = true
 			}
-			watched[d] = true
-		}
-		keep := map[string]bool{}
-		for _, d := range want {
-			keep[d] = true
-		}
-		for d := range watched {
-			if !keep[d] {
-				_ = fw.Remove(d)
-				delete(watched, d)
+			for d := range watched {
+				if !keep[d] {
+					_ = fw.Remove(d)
+					delete(watched, d)
+				}
+			}
+			if slices.Equal(Dirs(w.paths), want) {
+				return
 			}
 		}
 	}
