@@ -29,13 +29,20 @@ var _ = Describe("a wall-clock jump", func() {
 		done := make(chan struct{})
 		go func() { defer close(done); _ = jw.Run(ctx) }()
 		DeferCleanup(func() { cancel(); <-done })
+		// The jump watcher has taken its first sample and armed its tick,
+		// its one wait until the clock moves. (A jump before that sample
+		// would be its baseline, never seen as a jump.)
+		Eventually(fc.Waiters).Should(Equal(1))
 		w, err := certwatch.New(context.Background(), certwatch.WithDir(dir), certwatch.WithRenewer(renewer),
 			certwatch.WithClock(fc), certwatch.WithPolicy(certwatch.Policy{Jitter: -1}),
 			certwatch.WithoutFSNotify(), certwatch.WithPollInterval(0), certwatch.WithClockJumps(jw))
 		Expect(err).NotTo(HaveOccurred())
 		run(w)
 		Expect(w.Status().NextRenewal).To(BeTemporally("==", t0.Add(20*time.Minute)))
-		// Both waits armed: the renewal and the watcher's tick.
+		// Run's loop has armed the renewal too: the only other wait (no
+		// backstop, no file events). Without it the jump could come first,
+		// and a renewal timer armed after the jump fires at once: the spec
+		// would pass without the jump being noticed.
 		Eventually(fc.Waiters).Should(BeNumerically(">=", 2))
 
 		fc.Jump(21 * time.Minute) // suspended past the renewal: no wait fires

@@ -3,7 +3,6 @@ package certwatch
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/credbroker/credbroker/internal/dirwatch"
@@ -41,24 +40,29 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	// A directory source is watched by internal/dirwatch (events on the
 	// directory, debounced, and the backstop re-read); a loader source is
-	// re-read every poll interval.
-	var watchers sync.WaitGroup
-	defer watchers.Wait()
-	defer cancel()
+	// re-read every poll interval. Run starts in order: the watcher takes
+	// the directory's fingerprint, Run reads the source (what changed
+	// between New and Run), and Start puts the watches in place and reads
+	// again if anything changed since the fingerprint. After that nothing
+	// reads the source but a file event or the backstop (or Reload), and
+	// Run logs "certwatch: watching" (debug): a test that writes a pair
+	// after that line knows which of them took it.
+	var dw *dirwatch.Watcher
 	if w.dir != "" {
 		dopts := []dirwatch.Option{dirwatch.WithDebounce(w.debounce), dirwatch.WithPollInterval(w.poll), dirwatch.WithClock(w.clock), dirwatch.WithLogger(w.log)}
 		if w.noNotify {
 			dopts = append(dopts, dirwatch.WithoutFSNotify())
 		}
-		dw := dirwatch.New([]string{w.dir}, dopts...)
-		watchers.Add(1)
-		go func() {
-			defer watchers.Done()
-			dw.Run(ctx, func() { _ = w.Reload(ctx) })
-		}()
+		dw = dirwatch.New([]string{w.dir}, dopts...)
 	}
 
 	_ = w.reload(ctx) // catch what changed between New and Run
+
+	if dw != nil {
+		stopped := dw.Start(ctx, func() { _ = w.Reload(ctx) })
+		defer func() { cancel(); <-stopped }()
+	}
+	w.log.Debug("certwatch: watching", "source", w.source(), "backstop", w.poll.String(), "file_events", w.dir != "" && !w.noNotify)
 
 	var pollC <-chan time.Time
 	for {

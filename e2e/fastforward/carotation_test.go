@@ -114,10 +114,12 @@ certificates:
 		bundle := filepath.Join(bundleDir, "ca.crt")
 		Expect(os.WriteFile(bundle, oldCA.CertPEM(), 0o644)).To(Succeed())
 
-		inbound := harness.FreePort()
+		var inbound int
 		// A poll interval of an hour: only file events can pick the
 		// bundle up within the spec.
-		p := r.run(fmt.Sprintf(`certificates:
+		p := r.runWith(func() string {
+			inbound = harness.FreePort()
+			return fmt.Sprintf(`certificates:
   - {name: server, dir: %s}
 inbound:
   listen: 127.0.0.1:%d
@@ -125,7 +127,8 @@ inbound:
   app: %s
   rules:
     - {path: /callbacks/, accept: [mtls], ca_file: %s, subjects: ["CN=controller"]}
-`, serverDir, inbound, app.URL, bundle), harness.Env{"CREDBROKER_POLL_INTERVAL": "1h"})
+`, serverDir, inbound, app.URL, bundle)
+		}, harness.Env{"CREDBROKER_POLL_INTERVAL": "1h"})
 
 		var caller atomic.Pointer[tls.Certificate]
 		oldCert := callerOld.TLSCertificate()

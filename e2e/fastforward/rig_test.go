@@ -216,12 +216,19 @@ type proc struct {
 // until it is ready.
 func (r *rig) run(config string, env harness.Env) *proc {
 	GinkgoHelper()
+	return r.runWith(func() string { return config }, env)
+}
+
+// runWith is run for a config with ports of its own
+// (harness.StartSidecarWith): config picks them, again on a retry.
+func (r *rig) runWith(config func() string, env harness.Env) *proc {
+	GinkgoHelper()
 	all := harness.Env{testclock.Env: r.clk.Path()}
 	for k, v := range env {
 		all[k] = v
 	}
 	var p *proc
-	sc := harness.StartSidecar(bin, harness.SidecarOptions{Dir: r.in, CAFile: r.caFile, VCAPFile: r.vcapFile, Env: all,
+	sc := harness.StartSidecarWith(bin, harness.SidecarOptions{Dir: r.in, CAFile: r.caFile, VCAPFile: r.vcapFile, Env: all,
 		AfterExit: func(sc *harness.Sidecar) { expectNoCrash(sc.Session.Out.Contents(), sc.Session.Err.Contents()) }}, config)
 	p = &proc{s: sc.Session, proxy: sc.Proxy, admin: sc.Admin}
 	Eventually(p.ready).WithTimeout(90*time.Second).Should(Equal(200), func() string { return string(p.s.Err.Contents()) })

@@ -63,12 +63,14 @@ var _ = Describe("the access log of the inbound guard", func() {
 		rig.write("server/ca.crt", serverCA.CertPEM())
 		caFile := rig.write("callers/ca.crt", clientCA.CertPEM())
 		logFile := filepath.Join(rig.dir, "access.log")
-		inboundHP := fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+		var inboundHP string
 		opts := rig.sidecarOptions()
 		opts.AfterExit = func(sc *harness.Sidecar) {
 			secrets.ExpectNotIn(sc.Session.Out.Contents(), sc.Session.Err.Contents())
 		}
-		harness.StartSidecar(bin, opts, fmt.Sprintf(`
+		harness.StartSidecarWith(bin, opts, func() string {
+			inboundHP = fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+			return fmt.Sprintf(`
 access_log: {enabled: true, path: %s}
 certificates:
   - name: server
@@ -80,7 +82,8 @@ inbound:
   rules:
     - {path: /api/, accept: [jwt], binding: %s}
     - {path: /callbacks/, accept: [mtls], ca_file: %s}
-`, logFile, filepath.Join(rig.dir, "server"), inboundHP, app.URL, mockauth.SecretBindingName, caFile))
+`, logFile, filepath.Join(rig.dir, "server"), inboundHP, app.URL, mockauth.SecretBindingName, caFile)
+		})
 		waitListening(inboundHP)
 
 		// The caller's identities: its JWT (and the client id and zone in
@@ -181,17 +184,20 @@ inbound:
 			_, _ = io.Copy(io.Discard, r.Body)
 		}))
 		DeferCleanup(otlp.Close)
-		inboundHP := fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+		var inboundHP string
 		opts := rig.sidecarOptions()
 		opts.Args = []string{"--access-log", "-", "--access-log-format", "text", "--access-log-sample", "0"}
 		opts.Env = harness.Env{"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.URL}
-		sc := harness.StartSidecar(bin, opts, fmt.Sprintf(`
+		sc := harness.StartSidecarWith(bin, opts, func() string {
+			inboundHP = fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+			return fmt.Sprintf(`
 inbound:
   listen: %s
   app: %s
   rules:
     - {path: /, accept: [jwt], binding: %s}
-`, inboundHP, rig.appURL, mockauth.SecretBindingName))
+`, inboundHP, rig.appURL, mockauth.SecretBindingName)
+		})
 		waitListening(inboundHP)
 		jwt := clientToken(rig.srv.Client(), rig.srv.Info().URL+"/oauth/token", secretGrant(rig.srv), nil)
 		get := func(path, token, traceparent string) int {
@@ -249,16 +255,19 @@ inbound:
 
 	It("counts an accepted request whose body broke (400 bad_request_body) and logs the guard's reason", func() {
 		rig := newGuardRig()
-		inboundHP := fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+		var inboundHP string
 		opts := rig.sidecarOptions()
 		opts.Args = []string{"--access-log", "-"}
-		sc := harness.StartSidecar(bin, opts, fmt.Sprintf(`
+		sc := harness.StartSidecarWith(bin, opts, func() string {
+			inboundHP = fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+			return fmt.Sprintf(`
 inbound:
   listen: %s
   app: %s
   rules:
     - {path: /, accept: [jwt], binding: %s}
-`, inboundHP, rig.appURL, mockauth.SecretBindingName))
+`, inboundHP, rig.appURL, mockauth.SecretBindingName)
+		})
 		waitListening(inboundHP)
 		conn, err := net.DialTimeout("tcp", inboundHP, 5*time.Second)
 		Expect(err).NotTo(HaveOccurred())

@@ -109,13 +109,14 @@ var _ = Describe("the inbound guard's request contract", Ordered, func() {
 		// tokens lack; everything else needs read. A path the app would read
 		// as /jwt/secret while the guard matched the catch-all is the
 		// escalation the path checks prevent.
-		inboundHP = fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
 		b := mockauth.SecretBindingName
 		opts := rig.sidecarOptions()
 		opts.AfterExit = func(sc *harness.Sidecar) {
 			secrets.ExpectNotIn(sc.Session.Out.Contents(), sc.Session.Err.Contents())
 		}
-		sc = harness.StartSidecar(bin, opts, fmt.Sprintf(`
+		sc = harness.StartSidecarWith(bin, opts, func() string {
+			inboundHP = fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+			return fmt.Sprintf(`
 inbound:
   listen: %s
   app: %s
@@ -124,7 +125,8 @@ inbound:
     - {path: /params/a/b, accept: [jwt], binding: %s, scopes: [admin]}
     - {path: /params/, accept: [jwt], binding: %s, scopes: [read], allow_path_params: true}
     - {path: /, accept: [jwt], binding: %s, scopes: [read]}
-`, inboundHP, rig.appURL, b, b, b, b))
+`, inboundHP, rig.appURL, b, b, b, b)
+		})
 		waitListening(inboundHP)
 	})
 

@@ -128,9 +128,11 @@ var _ = Describe("the inbound guard under a flood (issue 15 items 2 and 3)", fun
 		secrets = &harness.Secrets{}
 		apsSec = secrets.Plant("oauth1 consumer secret")
 		keyFile, secretFile := rig.write("key", []byte(apsKey)), rig.write("secret", []byte(apsSec))
-		inbound := harness.FreePort()
-		guardURL = fmt.Sprintf("http://127.0.0.1:%d", inbound)
-		cfg := fmt.Sprintf(`
+		var inbound int
+		cfg := func() string {
+			inbound = harness.FreePort()
+			guardURL = fmt.Sprintf("http://127.0.0.1:%d", inbound)
+			return fmt.Sprintf(`
 inbound:
   listen: 127.0.0.1:%d
   app: %s
@@ -139,11 +141,12 @@ inbound:
     - {path: /api/, accept: [jwt], binding: %s}
     - {path: /aps/, accept: [oauth1], oauth1: {key_file: %s, secret_file: %s}}
 `, inbound, rig.appURL, limits, mockauth.SecretBindingName, keyFile, secretFile)
+		}
 		opts := rig.sidecarOptions()
 		opts.AfterExit = func(s *harness.Sidecar) {
 			secrets.ExpectNotIn(s.Session.Out.Contents(), s.Session.Err.Contents())
 		}
-		sc = harness.StartSidecar(bin, opts, cfg)
+		sc = harness.StartSidecarWith(bin, opts, cfg)
 		// Wait for this process's own listener (another process on the
 		// machine could answer on a port that was free a moment ago).
 		Eventually(func() string { return string(sc.Session.Out.Contents()) + string(sc.Session.Err.Contents()) }, 60*time.Second, 100*time.Millisecond).

@@ -186,11 +186,13 @@ var _ = Describe("credbroker run with an inbound: section", Ordered, func() {
 		secretFile := write("aps/secret", []byte(apsSecret+"\n"))
 		vcap, mockCA := rig.vcap, rig.mockCA
 
-		inbound := harness.FreePort()
-		admin := harness.FreePort()
-		guardURL = fmt.Sprintf("https://127.0.0.1:%d", inbound)
-		adminURL = fmt.Sprintf("http://127.0.0.1:%d", admin)
-		cfg := fmt.Sprintf(`
+		// Ports picked again when one was taken before credbroker bound it.
+		session = harness.RetryTakenPort(func() *gexec.Session {
+			inbound := harness.FreePort()
+			admin := harness.FreePort()
+			guardURL = fmt.Sprintf("https://127.0.0.1:%d", inbound)
+			adminURL = fmt.Sprintf("http://127.0.0.1:%d", admin)
+			cfg := fmt.Sprintf(`
 listen: 127.0.0.1:%d
 admin_listen: 127.0.0.1:%d
 ca_file: %s
@@ -208,10 +210,10 @@ inbound:
     - {path: /aps/, accept: [oauth1], oauth1: {key_file: %s, secret_file: %s}}
     - {path: /callbacks/, accept: [mtls], ca_file: %s, crl_file: %s, subjects: ["CN=controller,O=Acme"]}
 `, harness.FreePort(), admin, mockCA, filepath.Join(dir, "server"), inbound, rig.appURL,
-			mockauth.SecretBindingName, mockauth.SecretBindingName, keyFile, secretFile, caFile, crlFile)
-		cfgFile := write("credbroker.yaml", []byte(cfg))
-
-		session = harness.Start(bin, nil, "run", "--config", cfgFile, "--vcap-file", vcap, "--log-format", "json", "--log-level", "debug")
+				mockauth.SecretBindingName, mockauth.SecretBindingName, keyFile, secretFile, caFile, crlFile)
+			cfgFile := write("credbroker.yaml", []byte(cfg))
+			return harness.Start(bin, nil, "run", "--config", cfgFile, "--vcap-file", vcap, "--log-format", "json", "--log-level", "debug")
+		})
 		DeferCleanup(func() {
 			if session.ExitCode() == -1 {
 				session.Signal(syscall.SIGTERM)

@@ -22,18 +22,21 @@ import (
 func startGuardRig(extra string, rules ...string) (*mockauth.Server, string) {
 	GinkgoHelper()
 	rig := newGuardRig()
-	inboundHP := fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+	var inboundHP string
 	var more strings.Builder
 	for _, r := range rules {
 		fmt.Fprintf(&more, "    - %s\n", strings.ReplaceAll(r, "BINDING", mockauth.SecretBindingName))
 	}
-	harness.StartSidecar(bin, rig.sidecarOptions(), fmt.Sprintf(`%s
+	harness.StartSidecarWith(bin, rig.sidecarOptions(), func() string {
+		inboundHP = fmt.Sprintf("127.0.0.1:%d", harness.FreePort())
+		return fmt.Sprintf(`%s
 inbound:
   listen: %s
   app: %s
   rules:
 %s    - {path: /, accept: [jwt], binding: %s}
-`, extra, inboundHP, rig.appURL, more.String(), mockauth.SecretBindingName))
+`, extra, inboundHP, rig.appURL, more.String(), mockauth.SecretBindingName)
+	})
 	waitListening(inboundHP)
 	return rig.srv, inboundHP
 }

@@ -137,9 +137,10 @@ var _ = Describe("credbroker run: inbound mtls from a front proxy's X-Forwarded-
 
 		// Cloud Foundry: the router terminates TLS and speaks plain HTTP to
 		// the container; the guard believes XFCC from the router only.
-		pp := harness.FreePort()
-		plainURL = fmt.Sprintf("http://127.0.0.1:%d", pp)
-		plain = harness.StartSidecar(bin, opts, fmt.Sprintf(`
+		plain = harness.StartSidecarWith(bin, opts, func() string {
+			pp := harness.FreePort()
+			plainURL = fmt.Sprintf("http://127.0.0.1:%d", pp)
+			return fmt.Sprintf(`
 inbound:
   listen: 127.0.0.1:%d
   app: %s
@@ -147,14 +148,16 @@ inbound:
   rules:
     - {path: /api/, accept: [jwt], binding: %s}
     - {path: /callbacks/, accept: [mtls], ca_file: %s, subjects: ["CN=controller,O=Acme"]}
-`, pp, rig.appURL, mockauth.SecretBindingName, caFile))
+`, pp, rig.appURL, mockauth.SecretBindingName, caFile)
+		})
 
 		// Kyma/Istio: the ingress gateway (SANITIZE_SET) and the pod's
 		// sidecar (APPEND_FORWARD) each add an element; the sidecar talks
 		// mTLS to the guard with its own certificate.
-		tp := harness.FreePort()
-		tlsURL = fmt.Sprintf("https://127.0.0.1:%d", tp)
-		tlsSC := harness.StartSidecar(bin, opts, fmt.Sprintf(`
+		tlsSC := harness.StartSidecarWith(bin, opts, func() string {
+			tp := harness.FreePort()
+			tlsURL = fmt.Sprintf("https://127.0.0.1:%d", tp)
+			return fmt.Sprintf(`
 certificates:
   - name: server
     dir: %s
@@ -171,7 +174,8 @@ inbound:
     proxy_uris: [%s]
   rules:
     - {path: /callbacks/, accept: [mtls], ca_file: %s, subjects: ["CN=controller,O=Acme"]}
-`, filepath.Join(dir, "server"), tp, rig.appURL, proxyCAFile, gatewayURI, caFile))
+`, filepath.Join(dir, "server"), tp, rig.appURL, proxyCAFile, gatewayURI, caFile)
+		})
 
 		waitUp(plain, dial("127.0.0.1"), plainURL)
 		waitUp(tlsSC, dial("127.0.0.1"), tlsURL)

@@ -65,12 +65,40 @@ func Start(bin string, env Env, args ...string) *gexec.Session {
 	return s
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago, and
+// never one it returned before in this process: a port picked and
+// released can come back from the next pick (the proxy's and the admin's
+// ports of one sidecar were the same, say). Another process may still take
+// it before it is bound: start `credbroker run` through StartSidecar,
+// StartSidecarWith or RetryTakenPort, which start again on new ports then.
 func FreePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	if freePorts.issued == nil {
+		freePorts.issued = map[int]bool{}
+	}
+	var held []net.Listener // ports issued before: held so the next pick differs
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		port := l.Addr().(*net.TCPAddr).Port
+		if !freePorts.issued[port] || len(held) >= 100 {
+			l.Close()
+			freePorts.issued[port] = true
+			return port
+		}
+		held = append(held, l)
+	}
+}
+
+var freePorts struct {
+	sync.Mutex
+	issued map[int]bool
 }
 
 // Secrets remembers every secret a spec planted so that all output can be

@@ -41,34 +41,54 @@ type SidecarOptions struct {
 // o.AfterExit runs.
 func StartSidecar(bin string, o SidecarOptions, config string) *Sidecar {
 	GinkgoHelper()
-	for attempt := 1; ; attempt++ {
-		sc := startSidecarOnce(bin, o, config)
-		// FreePort's ports are free when it picks them, not for sure when
-		// credbroker binds them (another package's test may take one in
-		// between): a start that failed for that alone is made again on
-		// new ports. Anything else is the spec's to see. The look is
-		// short and never fails the spec: a process that binds later (after
-		// pairing, or waiting for an API server) is left to the spec as it
-		// is.
-		_ = InterceptGomegaFailures(func() {
-			Eventually(func() bool {
-				return sc.Session.ExitCode() != -1 || bytes.Contains(sc.Session.Err.Contents(), []byte("credbroker sidecar listening"))
-			}).WithTimeout(3 * time.Second).Should(BeTrue())
-		})
-		if attempt < 5 && sc.Session.ExitCode() != -1 && bytes.Contains(sc.Session.Err.Contents(), []byte("address already in use")) {
-			continue
-		}
-		DeferCleanup(func() {
-			sc.Session.Terminate()
-			Eventually(sc.Session).WithTimeout(40 * time.Second).Should(gexec.Exit())
-			if o.AfterExit != nil {
-				o.AfterExit(sc)
-			}
-		})
-		return sc
-	}
+	return StartSidecarWith(bin, o, func() string { return config })
 }
 
+// StartSidecarWith is StartSidecar for a config that has ports of its own
+// (an inbound listener, say): config picks them with FreePort, and is
+// called again for new ones whenever the start is made again on new ports.
+func StartSidecarWith(bin string, o SidecarOptions, config func() string) *Sidecar {
+	GinkgoHelper()
+	var sc *Sidecar
+	RetryTakenPort(func() *gexec.Session {
+		sc = startSidecarOnce(bin, o, config())
+		return sc.Session
+	})
+	DeferCleanup(func() {
+		sc.Session.Terminate()
+		Eventually(sc.Session).WithTimeout(40 * time.Second).Should(gexec.Exit())
+		if o.AfterExit != nil {
+			o.AfterExit(sc)
+		}
+	})
+	return sc
+}
+
+// RetryTakenPort calls start, which picks its ports with FreePort and
+// starts `credbroker run` on them, and calls it again (five times at most)
+// when the process exited saying "address already in use": FreePort's
+// ports are free when it picks them, not for sure when the process binds
+// them (another package's test may take one in between). It returns the
+// last session. Anything else is the spec's to see: the look is short (3 s,
+// until the process listens or exits) and never fails the spec, so a
+// process that binds later (after pairing, or waiting for an API server) is
+// left to the spec as it is.
+func RetryTakenPort(start func() *gexec.Session) *gexec.Session {
+	GinkgoHelper()
+	for attempt := 1; ; attempt++ {
+		s := start()
+		_ = InterceptGomegaFailures(func() {
+			Eventually(func() bool {
+				return s.ExitCode() != -1 || bytes.Contains(s.Err.Contents(), []byte("credbroker sidecar listening"))
+			}).WithTimeout(3 * time.Second).Should(BeTrue())
+		})
+		if attempt < 5 && s.ExitCode() != -1 && bytes.Contains(s.Err.Contents(), []byte("address already in use")) {
+			fmt.Fprintf(GinkgoWriter, "harness: a port was taken before credbroker bound it (attempt %d); starting again on new ports\n", attempt)
+			continue
+		}
+		return s
+	}
+}
 func startSidecarOnce(bin string, o SidecarOptions, config string) *Sidecar {
 	GinkgoHelper()
 	lp, ap := FreePort(), FreePort()

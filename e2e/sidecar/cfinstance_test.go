@@ -58,28 +58,33 @@ var _ = Describe("the Cloud Foundry instance identity recipe", func() {
 
 		app := GinkgoT().TempDir()
 		idDir := filepath.Join(app, "cf-id") // the recipe's /tmp/cf-id, private to this spec
-		lp, ap := harness.FreePort(), harness.FreePort()
-		proxy, admin := fmt.Sprintf("127.0.0.1:%d", lp), fmt.Sprintf("127.0.0.1:%d", ap)
-		cfg := fmt.Sprintf("listen: %s\nadmin_listen: %s\nca_file: %s\n", proxy, admin, e.caFile) +
-			strings.NewReplacer("/tmp/cf-id", idDir, "https://platform.example.com", up.url).Replace(config[1])
 		Expect(os.MkdirAll(filepath.Join(app, "credbroker"), 0o755)).To(Succeed())
 		Expect(os.Symlink(bin, filepath.Join(app, "credbroker", "credbroker"))).To(Succeed())
-		Expect(os.WriteFile(filepath.Join(app, "credbroker", "credbroker.yaml"), []byte(cfg), 0o644)).To(Succeed())
+		// Ports picked again when one was taken before credbroker bound it.
+		var proxy, admin string
+		sc := harness.RetryTakenPort(func() *gexec.Session {
+			lp, ap := harness.FreePort(), harness.FreePort()
+			proxy, admin = fmt.Sprintf("127.0.0.1:%d", lp), fmt.Sprintf("127.0.0.1:%d", ap)
+			cfg := fmt.Sprintf("listen: %s\nadmin_listen: %s\nca_file: %s\n", proxy, admin, e.caFile) +
+				strings.NewReplacer("/tmp/cf-id", idDir, "https://platform.example.com", up.url).Replace(config[1])
+			Expect(os.WriteFile(filepath.Join(app, "credbroker", "credbroker.yaml"), []byte(cfg), 0o644)).To(Succeed())
 
-		cmd := harness.Command("bash", harness.Env{
-			"CF_INSTANCE_CERT": crt,
-			"CF_INSTANCE_KEY":  key,
-			// The poll that catches a rotation behind the links, quicker
-			// than the default 30 s so that the spec is short.
-			"CREDBROKER_POLL_INTERVAL": "1s",
-		}, "-c", strings.ReplaceAll(command[1], "/tmp/cf-id", idDir))
-		cmd.Dir = app
-		sc, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			sc.Terminate()
-			Eventually(sc).WithTimeout(40 * time.Second).Should(gexec.Exit())
-			e.secrets.ExpectNotIn(sc.Out.Contents(), sc.Err.Contents())
+			cmd := harness.Command("bash", harness.Env{
+				"CF_INSTANCE_CERT": crt,
+				"CF_INSTANCE_KEY":  key,
+				// The poll that catches a rotation behind the links, quicker
+				// than the default 30 s so that the spec is short.
+				"CREDBROKER_POLL_INTERVAL": "1s",
+			}, "-c", strings.ReplaceAll(command[1], "/tmp/cf-id", idDir))
+			cmd.Dir = app
+			s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(func() {
+				s.Terminate()
+				Eventually(s).WithTimeout(40 * time.Second).Should(gexec.Exit())
+				e.secrets.ExpectNotIn(s.Out.Contents(), s.Err.Contents())
+			})
+			return s
 		})
 		Eventually(func() int {
 			code, _ := httpGet("http://" + admin + "/readyz")

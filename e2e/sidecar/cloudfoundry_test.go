@@ -40,31 +40,36 @@ var _ = Describe("the Cloud Foundry recipe", func() {
 		Expect(yaml.Unmarshal(raw, &m)).To(Succeed())
 		command := m.Applications[0].Sidecars[0].Command
 
-		lp, ap := harness.FreePort(), harness.FreePort()
-		proxy, admin := fmt.Sprintf("127.0.0.1:%d", lp), fmt.Sprintf("127.0.0.1:%d", ap)
-		subst := strings.NewReplacer("127.0.0.1:8411", proxy, "127.0.0.1:9411", admin,
-			"https://orders.example.com", e.up.url, "binding: my-xsuaa", "binding: xsuaa-secret")
-		app := GinkgoT().TempDir()
-		Expect(os.MkdirAll(filepath.Join(app, "credbroker"), 0o755)).To(Succeed())
-		Expect(os.Symlink(bin, filepath.Join(app, "credbroker", "credbroker"))).To(Succeed())
-		for _, f := range []string{"credbroker/credbroker.yaml", ".profile"} {
-			b, err := os.ReadFile(filepath.Join(example, f))
-			Expect(err).NotTo(HaveOccurred())
-			Expect(os.WriteFile(filepath.Join(app, f), []byte(subst.Replace(string(b))), 0o644)).To(Succeed())
-		}
+		// Ports picked again when one was taken before credbroker bound it.
+		var proxy, admin, app string
+		harness.RetryTakenPort(func() *gexec.Session {
+			lp, ap := harness.FreePort(), harness.FreePort()
+			proxy, admin = fmt.Sprintf("127.0.0.1:%d", lp), fmt.Sprintf("127.0.0.1:%d", ap)
+			subst := strings.NewReplacer("127.0.0.1:8411", proxy, "127.0.0.1:9411", admin,
+				"https://orders.example.com", e.up.url, "binding: my-xsuaa", "binding: xsuaa-secret")
+			app = GinkgoT().TempDir()
+			Expect(os.MkdirAll(filepath.Join(app, "credbroker"), 0o755)).To(Succeed())
+			Expect(os.Symlink(bin, filepath.Join(app, "credbroker", "credbroker"))).To(Succeed())
+			for _, f := range []string{"credbroker/credbroker.yaml", ".profile"} {
+				b, err := os.ReadFile(filepath.Join(example, f))
+				Expect(err).NotTo(HaveOccurred())
+				Expect(os.WriteFile(filepath.Join(app, f), []byte(subst.Replace(string(b))), 0o644)).To(Succeed())
+			}
 
-		// bash runs a simple command by exec, so SIGTERM reaches credbroker.
-		sidecarCmd := harness.Command("bash", harness.Env{
-			"VCAP_SERVICES":      string(e.mock.VCAPServices()),
-			"CREDBROKER_CA_FILE": e.caFile, // Cloud Foundry: the system roots
-		}, "-c", command)
-		sidecarCmd.Dir = app
-		sc, err := gexec.Start(sidecarCmd, GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			sc.Terminate()
-			Eventually(sc).WithTimeout(40 * time.Second).Should(gexec.Exit())
-			e.secrets.ExpectNotIn(sc.Out.Contents(), sc.Err.Contents())
+			// bash runs a simple command by exec, so SIGTERM reaches credbroker.
+			sidecarCmd := harness.Command("bash", harness.Env{
+				"VCAP_SERVICES":      string(e.mock.VCAPServices()),
+				"CREDBROKER_CA_FILE": e.caFile, // Cloud Foundry: the system roots
+			}, "-c", command)
+			sidecarCmd.Dir = app
+			s, err := gexec.Start(sidecarCmd, GinkgoWriter, GinkgoWriter)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(func() {
+				s.Terminate()
+				Eventually(s).WithTimeout(40 * time.Second).Should(gexec.Exit())
+				e.secrets.ExpectNotIn(s.Out.Contents(), s.Err.Contents())
+			})
+			return s
 		})
 
 		// Listening but not ready: the route answers 503 with the reason.

@@ -14,17 +14,15 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/credbroker/credbroker/e2e/harness"
 	"github.com/credbroker/credbroker/mockauth"
 )
 
-// closedPort returns a loopback port nothing listens on.
+// closedPort returns a loopback port that refuses connections, held for
+// the spec so that nothing else can take it (harness.ClosedPort).
 func closedPort() int {
 	GinkgoHelper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	port := l.Addr().(*net.TCPAddr).Port
-	Expect(l.Close()).To(Succeed())
-	return port
+	return harness.ClosedPort()
 }
 
 // Issue 16: the net/http path streams a request body in full-duplex mode;

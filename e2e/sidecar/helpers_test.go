@@ -114,7 +114,14 @@ type sidecar struct {
 // admin endpoints for planted secrets, then stops the process.
 func (e *env) startSidecar(config string, args ...string) *sidecar {
 	GinkgoHelper()
-	r := harness.StartSidecar(bin, harness.SidecarOptions{
+	return e.startSidecarWith(func() string { return config }, args...)
+}
+
+// startSidecarWith is startSidecar for a config with ports of its own
+// (harness.StartSidecarWith): config picks them, again on a retry.
+func (e *env) startSidecarWith(config func() string, args ...string) *sidecar {
+	GinkgoHelper()
+	r := harness.StartSidecarWith(bin, harness.SidecarOptions{
 		Dir: e.dir, CAFile: e.caFile, VCAPFile: e.vcapFile, Args: args,
 		AfterExit: func(r *harness.Sidecar) { e.secrets.ExpectNotIn(r.Session.Out.Contents(), r.Session.Err.Contents()) },
 	}, config)

@@ -68,15 +68,15 @@ var _ = Describe("metrics of every refusal and credential event", func() {
 	It("counts each refusal kind by its reason, with only bounded label values", func() {
 		e := newEnv(mockauth.Options{})
 		info := e.mock.Info()
-		inbound := harness.FreePort()
-		// The app behind the guard: a port nobody listens on, so an accepted
-		// request ends in 502 app_unreachable.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		deadApp := "http://" + l.Addr().String()
-		Expect(l.Close()).To(Succeed())
+		var inbound int
+		// The app behind the guard: a port that refuses connections, so an
+		// accepted request ends in 502 app_unreachable.
+		deadApp := fmt.Sprintf("http://127.0.0.1:%d", harness.ClosedPort())
 
-		sc := e.startSidecar(fmt.Sprintf(`
+		pairing := e.pairingURLFile("app-metrics")
+		sc := e.startSidecarWith(func() string {
+			inbound = harness.FreePort()
+			return fmt.Sprintf(`
 token_api: {bindings: [xsuaa-secret, xsuaa-x509]}
 max_token_keys: 2
 max_connections: {inbound: 1}
@@ -91,7 +91,8 @@ inbound:
   app: %[5]s
   rules:
     - {path: /api/, accept: [jwt], binding: xsuaa-secret}
-`, e.up.url, filepath.Join(e.dir, "connector"), e.pairingURLFile("app-metrics"), inbound, deadApp))
+`, e.up.url, filepath.Join(e.dir, "connector"), pairing, inbound, deadApp)
+		})
 		Eventually(func() int { c, _ := httpGet(sc.admin + "/readyz"); return c }).WithTimeout(30 * time.Second).Should(Equal(200))
 		guardAddr := fmt.Sprintf("127.0.0.1:%d", inbound)
 		// guard sends one request on a fresh connection once the last one

@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -116,42 +117,73 @@ func cleanAll(paths []string) []string {
 	return out
 }
 
-// Run watches until ctx is done. onChange runs on Run's goroutine, one call
-// at a time, each time the fingerprint of the paths has changed. With no
-// paths Run just waits for ctx.
+// Run watches until ctx is done: Start without the goroutine, on the
+// caller's. onChange runs one call at a time, each time the fingerprint of
+// the paths has changed. With no paths Run just waits for ctx.
 func (w *Watcher) Run(ctx context.Context, onChange func()) {
+	w.begin(onChange)(ctx)
+}
+
+// Start puts the watches in place and reports a change made since New:
+// that onChange call, when there is one, runs on the caller's goroutine
+// before Start returns. It then watches in a goroutine of its own until
+// ctx is done, calling onChange there, one call at a time; the returned
+// channel is closed when that goroutine has returned. From Start's return
+// on, a change is reported only after a file event (and the debounce) or
+// at the backstop, so a caller (or its test) that writes the paths after
+// Start returned knows which of them will report it. Call Start (or Run)
+// once.
+func (w *Watcher) Start(ctx context.Context, onChange func()) <-chan struct{} {
+	watch := w.begin(onChange)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		watch(ctx)
+	}()
+	return stopped
+}
+
+// begin puts the watches in place and reports a change made since New; it
+// returns the watching, which runs until ctx is done.
+func (w *Watcher) begin(onChange func()) func(ctx context.Context) {
 	if len(w.paths) == 0 {
-		<-ctx.Done()
-		return
+		return func(ctx context.Context) { <-ctx.Done() }
 	}
 	fw := w.newNotify()
-	if fw != nil {
-		defer fw.Close()
-	}
 	watched := map[string]bool{}
 	sync := func() {
 		if fw == nil {
 			return
 		}
-		want := Dirs(w.paths)
-		for _, d := range want {
-			if watched[d] {
-				continue
+		// A directory created between Dirs and the Add of its parent's
+		// watch has no event to announce it: look again until the set
+		// holds still (a missing path's directories being created one by
+		// one, say), so that the check after sync never sees a change
+		// whose directory is left unwatched.
+		for range 8 {
+			want := Dirs(w.paths)
+			for _, d := range want {
+				if watched[d] {
+					continue
+				}
+				if err := fw.Add(d); err != nil {
+					w.log.Debug("dirwatch: cannot watch directory yet", "dir", d, "error", err.Error())
+					continue
+				}
+				watched[d] = true
 			}
-			if err := fw.Add(d); err != nil {
-				w.log.Debug("dirwatch: cannot watch directory yet", "dir", d, "error", err.Error())
-				continue
+			keep := map[string]bool{}
+			for _, d := range want {
+				keep[d] = true
 			}
-			watched[d] = true
-		}
-		keep := map[string]bool{}
-		for _, d := range want {
-			keep[d] = true
-		}
-		for d := range watched {
-			if !keep[d] {
-				_ = fw.Remove(d)
-				delete(watched, d)
+			for d := range watched {
+				if !keep[d] {
+					_ = fw.Remove(d)
+					delete(watched, d)
+				}
+			}
+			if slices.Equal(Dirs(w.paths), want) {
+				return
 			}
 		}
 	}
@@ -164,6 +196,16 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) {
 	sync()
 	check() // what changed between New and the watches being in place
 
+	return func(ctx context.Context) {
+		if fw != nil {
+			defer fw.Close()
+		}
+		w.loop(ctx, fw, sync, check, watched)
+	}
+}
+
+// loop is the watching: file events, the debounce and the backstop.
+func (w *Watcher) loop(ctx context.Context, fw *fsnotify.Watcher, sync, check func(), watched map[string]bool) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if fw != nil {

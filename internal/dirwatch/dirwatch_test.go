@@ -228,6 +228,35 @@ func TestTheBackstopReportsWithoutEvents(t *testing.T) {
 	g.Eventually(n.Load).Should(Equal(int32(2)))
 }
 
+// Start reports a change made since New before it returns, and after that
+// nothing is read without an event or the backstop: the order certwatch's
+// Run relies on (its catch-up read, then Start) to have one moment after
+// which a write is the backstop's alone.
+func TestStartReportsWhatChangedSinceNewBeforeItReturns(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "ca.crt")
+	write(t, f, "a")
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	w := dirwatch.New([]string{dir}, dirwatch.WithoutFSNotify(), dirwatch.WithClock(clock), dirwatch.WithPollInterval(time.Minute))
+	write(t, f, "b")
+	var n atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := w.Start(ctx, func() { n.Add(1) })
+	defer func() { cancel(); <-stopped }()
+	g.Expect(n.Load()).To(Equal(int32(1)), "the change since New, reported before Start returned")
+
+	write(t, f, "c")
+	g.Consistently(n.Load, 200*time.Millisecond).Should(Equal(int32(1)), "no event, no backstop yet")
+	g.Eventually(func() int32 {
+		clock.Advance(time.Minute) // again and again: the backstop may be armed after the first move
+		return n.Load()
+	}).Should(Equal(int32(2)))
+
+	cancel()
+	g.Eventually(stopped).Should(BeClosed())
+}
+
 func TestFingerprint(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,14 +76,52 @@ func binary(t *testing.T) string {
 	return out
 }
 
+// freePort returns a loopback port that was free a moment ago, never one
+// it returned before (a port released can come back from the next pick).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if !issuedPorts[port] || len(held) >= 100 {
+			l.Close()
+			issuedPorts[port] = true
+			return port
+		}
+		held = append(held, l)
+	}
+}
+
+var issuedPorts = map[int]bool{} // freePort's; the tests that use it are not parallel
+
+// closedPort returns a loopback port that refuses connections until the
+// test ends: a socket is bound to it (without SO_REUSEADDR) and does not
+// listen, so no other socket can take it either.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	syscall.CloseOnExec(fd)
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 func start(t *testing.T, name string, args ...string) *gexec.Session {
@@ -158,12 +197,18 @@ func scrapeRunningSidecar(t *testing.T) scrape {
 	g.Expect(err).NotTo(HaveOccurred())
 	resp.Body.Close()
 	g.Expect(resp.StatusCode).To(BeNumerically("<", 300))
-	deadApp := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	deadApp := fmt.Sprintf("http://127.0.0.1:%d", closedPort(t))
 
-	proxy := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	inbound := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf(`listen: %s
+	// freePort's ports are free when it picks them, not for sure when
+	// credbroker binds them (another package's test may take one in
+	// between): a start that failed for that alone is made again on new
+	// ports.
+	var proxy, admin, inbound string
+	for attempt := 1; ; attempt++ {
+		proxy = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		inbound = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		cfg := fmt.Sprintf(`listen: %s
 admin_listen: %s
 ca_file: %s
 max_token_keys: 1
@@ -181,10 +226,23 @@ inbound:
   rules:
     - {path: /api/, accept: [jwt], binding: xsuaa-secret}
 `, proxy, admin, caFile, filepath.Join(dir, "connector"), filepath.Join(mockDir, "pairing-url"),
-		up.URL, up.URL, up.URL, inbound, deadApp)
-	cfgFile := filepath.Join(dir, "credbroker.yaml")
-	g.Expect(os.WriteFile(cfgFile, []byte(cfg), 0o600)).To(Succeed())
-	start(t, "run", bin, "run", "--config", cfgFile, "--vcap-file", filepath.Join(mockDir, "vcap.json"))
+			up.URL, up.URL, up.URL, inbound, deadApp)
+		cfgFile := filepath.Join(dir, "credbroker.yaml")
+		g.Expect(os.WriteFile(cfgFile, []byte(cfg), 0o600)).To(Succeed())
+		s := start(t, "run", bin, "run", "--config", cfgFile, "--vcap-file", filepath.Join(mockDir, "vcap.json"))
+		deadline := time.Now().Add(3 * time.Second) // until it listens or exits: a short look
+		for time.Now().Before(deadline) && s.ExitCode() == -1 && !strings.Contains(string(s.Err.Contents()), "credbroker sidecar listening") {
+			select {
+			case <-s.Exited:
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if attempt < 5 && s.ExitCode() != -1 && strings.Contains(string(s.Err.Contents()), "address already in use") {
+			t.Logf("a port was taken before credbroker bound it (attempt %d); starting again on new ports", attempt)
+			continue
+		}
+		break
+	}
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	get := func(u string) (int, string) {
