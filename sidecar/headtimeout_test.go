@@ -386,3 +386,80 @@ func TestFastServerClosesAConnectionAcceptedDuringClose(t *testing.T) {
 	defer fs.mu.Unlock()
 	g.Expect(fs.conns).To(BeEmpty())
 }
+
+// The head's bound ends with the head: a request body that takes longer
+// than client_header_timeout to arrive, after a head the fast loop waited
+// for and handed over or one net/http read at once, and an upgraded
+// connection idle for longer than it, are not cut (a read deadline left
+// from the head would).
+func TestHeadBoundEndsWithTheHead(t *testing.T) {
+	const T = time.Second
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "echo" {
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			b := make([]byte, 4)
+			if _, err := io.ReadFull(brw, b); err == nil {
+				_, _ = c.Write(b)
+			}
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		_, _ = io.WriteString(w, string(b))
+	}))
+	t.Cleanup(up.Close)
+	addr, m := headTimeoutProxy(t, up.URL, T)
+	body := strings.Repeat("0123456789", 2)
+	for _, tc := range []struct{ name, head, rest string }{
+		{"net/http read the head at once", "POST /r/up HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20\r\n\r\n", ""},
+		// The fast loop waits for the rest of the head, then hands it over.
+		{"handed over after a wait", "GET /r/up HTTP/1.1\r\nHost: 127.0.0.1\r\n", "Content-Length: 20\r\n\r\n"},
+	} {
+		t.Run("an upload slower than the bound: "+tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c, br := dialRaw(t, addr)
+			_, err := io.WriteString(c, tc.head)
+			g.Expect(err).NotTo(HaveOccurred())
+			tick := time.NewTicker(T / 4)
+			defer tick.Stop()
+			if tc.rest != "" {
+				<-tick.C
+				_, err = io.WriteString(c, tc.rest)
+				g.Expect(err).NotTo(HaveOccurred())
+			}
+			for i := 0; i < len(body); i += 2 { // 10 pieces, T/4 apart: 2.5 T
+				<-tick.C
+				_, err = io.WriteString(c, body[i:i+2])
+				g.Expect(err).NotTo(HaveOccurred())
+			}
+			g.Expect(readResponses(t, br, 1)).To(Equal([]string{"200 " + body}))
+		})
+	}
+	t.Run("an upgraded connection idle longer than the bound", func(t *testing.T) {
+		g := NewWithT(t)
+		c, br := dialRaw(t, addr)
+		_, err := io.WriteString(c, "GET /r/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		g.Expect(err).NotTo(HaveOccurred())
+		resp, err := http.ReadResponse(br, nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(resp.StatusCode).To(Equal(http.StatusSwitchingProtocols))
+		<-time.After(2 * T)
+		_, err = io.WriteString(c, "ping")
+		g.Expect(err).NotTo(HaveOccurred())
+		b := make([]byte, 4)
+		_, err = io.ReadFull(br, b)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(string(b)).To(Equal("ping"))
+	})
+	if got := headRefusedOn(m, "proxy", ReasonHeaderTimeout); got != 0 {
+		t.Fatalf("%v heads refused header-timeout", got)
+	}
+}
