@@ -463,3 +463,28 @@ func TestHeadBoundEndsWithTheHead(t *testing.T) {
 		t.Fatalf("%v heads refused header-timeout", got)
 	}
 }
+
+// A head that strictConn stopped scanning (a Content-Length it leaves to
+// net/http to refuse) is still answered 408 header-timeout and counted
+// when it is not complete within client_header_timeout: it used to be
+// closed at the bound without an answer or a count.
+func TestHeadTimeoutAfterAContentLengthLeftToNetHTTP(t *testing.T) {
+	g := NewWithT(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	const T = time.Second
+	addr, m := headTimeoutProxy(t, up.URL, T)
+	c, br := dialRaw(t, addr)
+	got, n := trickle(t, c, br, 250*time.Millisecond, 40, func(i int) string {
+		if i == 0 {
+			return "POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1x\r\n"
+		}
+		return fmt.Sprintf("X-Pad-%d: v\r\n", i)
+	})
+	g.Expect(n).To(BeNumerically("<", 12), "the connection was still open after %d pieces", n)
+	g.Expect(got).To(HavePrefix("HTTP/1.1 408 Request Timeout\r\n"))
+	g.Expect(got).To(ContainSubstring("\r\n" + HeaderError + ": " + ReasonHeaderTimeout + "\r\n"))
+	g.Expect(headRefusedOn(m, "proxy", ReasonHeaderTimeout)).To(Equal(1.0))
+}

@@ -202,7 +202,13 @@ func (c *strictConn) Read(p []byte) (int, error) {
 		return c.refuse(p)
 	}
 	if c.st == stPass && len(c.pre) == 0 {
-		return c.limitConn.Read(p)
+		n, err := c.limitConn.Read(p)
+		if err != nil && c.headTimedOut(err) {
+			// A head left to net/http mid-way (a Content-Length it
+			// refuses itself) still has its bound, and its answer.
+			return c.refuseTimeout(p, err)
+		}
+		return n, err
 	}
 	var n int
 	var err error
