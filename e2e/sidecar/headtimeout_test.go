@@ -135,4 +135,18 @@ var _ = Describe("a request head trickled into the proxy", func() {
 		code, reason := raw(sc.proxyHP, head+"\r\n")
 		Expect(code).To(Equal(200), reason)
 	})
+
+	It("is refused 408 header-timeout also after a Content-Length the proxy leaves to net/http to refuse", func() {
+		start("client_header_timeout: 2s\n")
+		// The old code closed the connection at the bound without an
+		// answer and without counting it.
+		got, n := trickleHead(sc.proxyHP, 500*time.Millisecond, 40, func(i int) string {
+			if i == 0 {
+				return "POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1x\r\n"
+			}
+			return pad(i)
+		})
+		Expect(n).To(BeNumerically("<", 12), "the connection was still open after %d pieces 500 ms apart (client_header_timeout 2s)", n)
+		expectHeaderTimeout(sc, got, 1)
+	})
 })
