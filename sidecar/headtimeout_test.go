@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -487,4 +488,51 @@ func TestHeadTimeoutAfterAContentLengthLeftToNetHTTP(t *testing.T) {
 	g.Expect(got).To(HavePrefix("HTTP/1.1 408 Request Timeout\r\n"))
 	g.Expect(got).To(ContainSubstring("\r\n" + HeaderError + ": " + ReasonHeaderTimeout + "\r\n"))
 	g.Expect(headRefusedOn(m, "proxy", ReasonHeaderTimeout)).To(Equal(1.0))
+}
+
+// A Content-Length net/http accepts (zero-padded to 19 digits) is one
+// strictConn reads too: the head ends there, so its bound does not stay on
+// the connection (the next request, after client_header_timeout, was cut
+// with no answer or answered 408), and the heads after it are still
+// checked (a bare LF passed unchecked).
+func TestStrictConnReadsEveryContentLengthNetHTTPAccepts(t *testing.T) {
+	g := NewWithT(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, string(b))
+	}))
+	t.Cleanup(up.Close)
+	const T = time.Second
+	addr, m := headTimeoutProxy(t, up.URL, T)
+	c, br := dialRaw(t, addr)
+	_, err := io.WriteString(c, "POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0000000000000000002\r\n\r\nab")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(readResponses(t, br, 1)).To(Equal([]string{"200 ab"}))
+	<-time.After(T + T/2)
+	_, err = io.WriteString(c, "POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\ncd")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(readResponses(t, br, 1)).To(Equal([]string{"200 cd"}), "the next request, past the first head's bound")
+	_, err = io.WriteString(c, "GET /r/x HTTP/1.1\nHost: 127.0.0.1\n\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	resp, err := http.ReadResponse(br, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(resp.StatusCode).To(Equal(http.StatusBadRequest))
+	g.Expect(resp.Header.Get(HeaderError)).To(Equal(ReasonBareLF))
+	g.Expect(headRefusedOn(m, "proxy", ReasonHeaderTimeout)).To(BeZero())
+}
+
+// parseDigits accepts the Content-Length values net/http accepts
+// (strconv.ParseUint(v, 10, 63)), with the same value, and no other.
+func TestParseDigitsMatchesNetHTTP(t *testing.T) {
+	for _, v := range []string{
+		"0", "5", "05", "0000000000000000002", "000000000000000000000000000007", "123456789012345678",
+		"1234567890123456789", "9223372036854775807", "9223372036854775808", "18446744073709551615",
+		"99999999999999999999", "", "+5", "-5", "5a", "0x5", "5 5", "٣",
+	} {
+		want, err := strconv.ParseUint(v, 10, 63)
+		got, ok := parseDigits([]byte(v))
+		if ok != (err == nil) || ok && uint64(got) != want {
+			t.Errorf("parseDigits(%q) = %d, %v; net/http reads %d, %v", v, got, ok, want, err)
+		}
+	}
 }

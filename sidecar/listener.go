@@ -3,6 +3,7 @@ package sidecar
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -554,9 +555,13 @@ func fieldValue(line []byte, nameLen int) ([]byte, bool) {
 	return v, len(v) > 0
 }
 
-// parseDigits parses a Content-Length value: decimal digits only.
+// parseDigits parses a Content-Length value: decimal digits only, at most
+// 1<<63-1, leading zeros allowed — what net/http accepts
+// (strconv.ParseUint(v, 10, 63)). A value net/http accepts and this did
+// not would end the scan with the head (stPass): no check of the heads
+// after it, and the head's bound left on the connection.
 func parseDigits(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
+	if len(v) == 0 {
 		return 0, false
 	}
 	var n int64
@@ -564,7 +569,11 @@ func parseDigits(v []byte) (int64, bool) {
 		if d < '0' || d > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(d-'0')
+		x := int64(d - '0')
+		if n > (math.MaxInt64-x)/10 {
+			return 0, false
+		}
+		n = n*10 + x
 	}
 	return n, true
 }
