@@ -483,7 +483,11 @@ func (c *strictConn) endLine() bool {
 	c.lineLen, c.lineLong, c.lineStart = 0, false, true
 	if len(line) == 0 && !long {
 		if !c.reqLine {
-			return true // empty lines before a request line are ignored
+			// Empty lines before a request line are ignored (net/http
+			// skips those after a POST's body, which old clients send):
+			// they begin no head, nor its bound.
+			c.headOpen = false
+			return true
 		}
 		// The end of the head.
 		c.headOpen = false
