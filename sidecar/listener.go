@@ -3,6 +3,7 @@ package sidecar
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -202,7 +203,13 @@ func (c *strictConn) Read(p []byte) (int, error) {
 		return c.refuse(p)
 	}
 	if c.st == stPass && len(c.pre) == 0 {
-		return c.limitConn.Read(p)
+		n, err := c.limitConn.Read(p)
+		if err != nil && c.headTimedOut(err) {
+			// A head left to net/http mid-way (a Content-Length it
+			// refuses itself) still has its bound, and its answer.
+			return c.refuseTimeout(p, err)
+		}
+		return n, err
 	}
 	var n int
 	var err error
@@ -476,7 +483,11 @@ func (c *strictConn) endLine() bool {
 	c.lineLen, c.lineLong, c.lineStart = 0, false, true
 	if len(line) == 0 && !long {
 		if !c.reqLine {
-			return true // empty lines before a request line are ignored
+			// Empty lines before a request line are ignored (net/http
+			// skips those after a POST's body, which old clients send):
+			// they begin no head, nor its bound.
+			c.headOpen = false
+			return true
 		}
 		// The end of the head.
 		c.headOpen = false
@@ -548,9 +559,13 @@ func fieldValue(line []byte, nameLen int) ([]byte, bool) {
 	return v, len(v) > 0
 }
 
-// parseDigits parses a Content-Length value: decimal digits only.
+// parseDigits parses a Content-Length value: decimal digits only, at most
+// 1<<63-1, leading zeros allowed — what net/http accepts
+// (strconv.ParseUint(v, 10, 63)). A value net/http accepts and this did
+// not would end the scan with the head (stPass): no check of the heads
+// after it, and the head's bound left on the connection.
 func parseDigits(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
+	if len(v) == 0 {
 		return 0, false
 	}
 	var n int64
@@ -558,7 +573,11 @@ func parseDigits(v []byte) (int64, bool) {
 		if d < '0' || d > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(d-'0')
+		x := int64(d - '0')
+		if n > (math.MaxInt64-x)/10 {
+			return 0, false
+		}
+		n = n*10 + x
 	}
 	return n, true
 }

@@ -135,4 +135,72 @@ var _ = Describe("a request head trickled into the proxy", func() {
 		code, reason := raw(sc.proxyHP, head+"\r\n")
 		Expect(code).To(Equal(200), reason)
 	})
+
+	It("is refused 408 header-timeout also after a Content-Length the proxy leaves to net/http to refuse", func() {
+		start("client_header_timeout: 2s\n")
+		// The old code closed the connection at the bound without an
+		// answer and without counting it.
+		got, n := trickleHead(sc.proxyHP, 500*time.Millisecond, 40, func(i int) string {
+			if i == 0 {
+				return "POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1x\r\n"
+			}
+			return pad(i)
+		})
+		Expect(n).To(BeNumerically("<", 12), "the connection was still open after %d pieces 500 ms apart (client_header_timeout 2s)", n)
+		expectHeaderTimeout(sc, got, 1)
+	})
+
+	It("ends with a head whose Content-Length is zero-padded (net/http accepts it): the next request past the bound is served, a bare LF after it refused", func() {
+		start("client_header_timeout: 1s\n")
+		c, err := net.DialTimeout("tcp", sc.proxyHP, 10*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
+		exchange := func(req string) *http.Response {
+			GinkgoHelper()
+			_, err := io.WriteString(c, req)
+			Expect(err).NotTo(HaveOccurred())
+			resp, err := http.ReadResponse(br, nil)
+			Expect(err).NotTo(HaveOccurred(), "an answer to %q", req)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp
+		}
+		Expect(exchange("POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0000000000000000002\r\n\r\nab").StatusCode).To(Equal(200))
+		// The binary before the fix kept the first head's bound on the
+		// connection: this request was cut without an answer.
+		<-time.After(1500 * time.Millisecond)
+		Expect(exchange("GET /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").StatusCode).To(Equal(200))
+		// And it no longer checked the heads after it: a bare LF passed.
+		resp := exchange("GET /r/x HTTP/1.1\nHost: 127.0.0.1\n\n")
+		Expect(resp.StatusCode).To(Equal(http.StatusBadRequest))
+		Expect(resp.Header.Get("X-Credbroker-Error")).To(Equal("bare-lf"))
+	})
+
+	It("does not begin with the empty line an old client sends after a POST's body: the next request past the bound is served", func() {
+		start("client_header_timeout: 1s\n")
+		c, err := net.DialTimeout("tcp", sc.proxyHP, 10*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
+		for i, req := range []string{
+			"POST /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nab\r\n",
+			"GET /r/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+		} {
+			if i > 0 {
+				// An idle keep-alive wait past the bound: the binary
+				// before the fix timed the CRLF as a head and answered 408.
+				<-time.After(1500 * time.Millisecond)
+			}
+			_, err := io.WriteString(c, req)
+			Expect(err).NotTo(HaveOccurred())
+			resp, err := http.ReadResponse(br, nil)
+			Expect(err).NotTo(HaveOccurred())
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			Expect(resp.StatusCode).To(Equal(200), "request %d: %s", i, resp.Header.Get("X-Credbroker-Error"))
+		}
+	})
 })
