@@ -444,7 +444,7 @@ func (c *Client) quickFind(r *Request, fp string) *entry {
 // remember puts e, found by lookup, in the near table when quickFind can
 // find it there (its key's strings are held inline).
 func (c *Client) remember(e *entry) {
-	if e.id.qn == 0 {
+	if e.id.qn == 0 || e.id.shape&^(2|4|128) != 0 { // a grant, user, resource, app_tid or fingerprint: not quickFind's
 		return
 	}
 	if near := &c.near[e.hash>>24%nearSize]; near.Load() != e {

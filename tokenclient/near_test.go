@@ -218,3 +218,23 @@ func TestMayBeSameStringsCoversSameStrings(t *testing.T) {
 		t.Fatalf("only %d pairs were the same strings, want at least %d", same, len(reqs))
 	}
 }
+
+// Only entries quickFind can serve are remembered in the near table: not
+// those whose key has a user, resource, app_tid or another grant, even
+// when their strings fit inline.
+func TestRememberKeepsOnlyWhatQuickFindServes(t *testing.T) {
+	c := Client{prefix: 7, seed: [2]uint64{0x243f6a8885a308d3, 0x13198a2e03707344}}
+	for name, q := range quickRequests() {
+		for _, r := range []Request{q.r, {Tenant: "subscriber-1", Resource: "resource-abc"}, {Tenant: "subscriber-1", AppTID: "app-tid-0001"}} {
+			k := key{fp: q.fp}
+			c.fill(&r, &k)
+			e := &entry{hash: k.h, id: newIdentity(&r, &k)}
+			slot := &c.near[e.hash>>24%nearSize]
+			slot.Store(nil)
+			c.remember(e)
+			if got, want := slot.Load() != nil, quickServes(r, q.fp); got != want {
+				t.Errorf("%s (%+v): remembered %v, want %v", name, r.Scopes, got, want)
+			}
+		}
+	}
+}
