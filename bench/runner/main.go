@@ -172,6 +172,10 @@ func run(o options) error {
 		return err
 	}
 	rep.instr, rep.instrErr = measureInstructions(ctx, o, env)
+	// The Go benchmarks measure nanoseconds: nothing of the rig (the
+	// sidecars with their timers and span exporter, the mock, nginx, the
+	// upstream) may run beside them.
+	procs.stopAll()
 	if o.goBench {
 		rep.goBench, err = runGoBenchmarks(ctx, o)
 		if err != nil {
